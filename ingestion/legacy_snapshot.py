@@ -1,0 +1,220 @@
+"""Snapshot ingestion of one legacy database into the account event log.
+
+Each run reads every table of the store in one consistent snapshot (REPEATABLE READ) and compares
+each row with the digest recorded when it was last ingested:
+
+    new or changed row     -> LegacyRowObserved(row=...)    (or parked, with its reason)
+    unchanged row          -> nothing
+    row no longer there    -> LegacyRowObserved(row=None)
+
+Events, the digests that now describe them, parked rows and the store's checkpoint commit in one
+transaction per batch, so a crash loses nothing and a rerun appends nothing twice: the digest table
+is exactly what the log already holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg import sql
+
+from domain.events import LegacyRowObserved
+from ingestion.legacy_tables import TABLES_BY_STORE, TableSpec, check_row, key_of, key_text, source_time, stream_of
+from ingestion.report import IngestReport, TableReport
+from recompute.eventlog import append_events
+
+
+@dataclass(frozen=True)
+class _Known:
+    """What the log already holds of one row."""
+
+    digest: bytes
+    parked: bool
+    stream: str | None
+    key_json: str
+
+
+@dataclass
+class _Batch:
+    events: list[LegacyRowObserved] = field(default_factory=list)
+    digests: list[tuple[str, bytes, bool, str | None, str]] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)
+    parked: list[tuple[str, str, bytes]] = field(default_factory=list)  # key, reason, record json
+
+    def __len__(self) -> int:
+        return len(self.digests) + len(self.gone)
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+class LegacySnapshotIngester:
+    def __init__(
+        self,
+        *,
+        store: str,
+        source_dsn: str,
+        eventstore_dsn: str,
+        batch_size: int = 20_000,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._store = store
+        self._source_dsn = source_dsn
+        self._eventstore_dsn = eventstore_dsn
+        self._batch_size = batch_size
+        self._clock = clock
+
+    @property
+    def source(self) -> str:
+        return self._store
+
+    def run(self) -> IngestReport:
+        report = IngestReport(source=self._store)
+        with (
+            psycopg.connect(self._source_dsn, options="-c TimeZone=UTC") as source,
+            psycopg.connect(self._eventstore_dsn) as log,
+        ):
+            source.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            snapshot, read_at = source.execute("SELECT pg_current_snapshot()::text, transaction_timestamp()").fetchone()
+            position = f"{self._store}@{snapshot}"
+            for spec in TABLES_BY_STORE[self._store]:
+                report.tables[spec.table] = self._ingest_table(spec, source, log, position, read_at)
+            source.rollback()
+        return report
+
+    def _ingest_table(
+        self, spec: TableSpec, source: psycopg.Connection, log: psycopg.Connection, position: str, read_at: datetime
+    ) -> TableReport:
+        report = TableReport()
+        known = self._known_digests(log, spec)
+        seen: set[str] = set()
+        recorded_at = self._clock()
+        batch = _Batch()
+        for raw in _rows_as_json(source, spec):
+            report.rows_read += 1
+            row = orjson.loads(raw)
+            key = key_text(spec, row)
+            seen.add(key)
+            digest = _digest(raw)
+            before = known.get(key)
+            if before is not None and before.digest == digest:
+                continue
+            reason = check_row(spec, row)
+            key_json = orjson.dumps(key_of(spec, row)).decode()
+            if reason is not None:
+                batch.parked.append((key, reason, raw))
+                batch.digests.append((key, digest, True, None, key_json))
+                report.parked += 1
+            else:
+                event = self._observed(spec, row, before is not None and not before.parked, position, read_at,
+                                       recorded_at)
+                if before is not None and before.stream not in (None, event.originator_id):
+                    # the row moved to another account: its old stream sees it go
+                    batch.events.append(self._vanished(spec, before, position, read_at, recorded_at))
+                batch.events.append(event)
+                batch.digests.append((key, digest, False, event.originator_id, key_json))
+            if len(batch) >= self._batch_size:
+                report.appended += self._commit(log, spec, batch, position)
+                batch = _Batch()
+        for key, before in known.items():
+            if key in seen:
+                continue
+            batch.gone.append(key)
+            if not before.parked:
+                batch.events.append(self._vanished(spec, before, position, read_at, recorded_at))
+                report.deleted += 1
+            if len(batch) >= self._batch_size:
+                report.appended += self._commit(log, spec, batch, position)
+                batch = _Batch()
+        report.appended += self._commit(log, spec, batch, position)
+        return report
+
+    @staticmethod
+    def _observed(spec, row, known, position, read_at, recorded_at) -> LegacyRowObserved:
+        return LegacyRowObserved.model_construct(
+            originator_id=stream_of(spec, row), originator_version=0, store=spec.store, table=spec.table,
+            key=key_of(spec, row), row=row, position=position,
+            source_time=datetime.fromisoformat(source_time(spec, row, known=known, read_at=read_at)),
+            recorded_at=recorded_at,
+        )
+
+    @staticmethod
+    def _vanished(spec, known: _Known, position, read_at, recorded_at) -> LegacyRowObserved:
+        return LegacyRowObserved.model_construct(
+            originator_id=known.stream, originator_version=0, store=spec.store, table=spec.table,
+            key=orjson.loads(known.key_json), row=None, position=position, source_time=read_at,
+            recorded_at=recorded_at,
+        )
+
+    @staticmethod
+    def _known_digests(log: psycopg.Connection, spec: TableSpec) -> dict[str, _Known]:
+        cur = log.execute(
+            "SELECT key, digest, parked, stream, key_json FROM ingest_row_digest WHERE store = %s AND tbl = %s",
+            (spec.store, spec.table),
+        )
+        known = {key: _Known(bytes(digest), parked, stream, key_json) for key, digest, parked, stream, key_json in cur}
+        log.commit()
+        return known
+
+    def _commit(self, log: psycopg.Connection, spec: TableSpec, batch: _Batch, position: str) -> int:
+        if not len(batch) and not batch.events:
+            return 0
+        with log.transaction():
+            appended = append_events(log, batch.events)
+            _write_digests(log, spec, batch)
+            if batch.parked:
+                with log.cursor() as cur:
+                    cur.executemany(
+                        "INSERT INTO parked_record (source, tbl, key, reason, record, position) "
+                        "VALUES (%s, %s, %s, %s, %s::jsonb, %s)",
+                        [(spec.store, spec.table, key, reason, raw.decode(), position)
+                         for key, reason, raw in batch.parked],
+                    )
+            log.execute(
+                "INSERT INTO ingest_checkpoint (source, position) VALUES (%s, %s) "
+                "ON CONFLICT (source) DO UPDATE SET position = EXCLUDED.position, updated_at = now()",
+                (f"legacy:{spec.store}", orjson.dumps({"position": position, "table": spec.table}).decode()),
+            )
+        return appended
+
+
+def _rows_as_json(source: psycopg.Connection, spec: TableSpec) -> Iterator[bytes]:
+    """Every row as PostgreSQL's own JSON text: canonical, so equal rows have equal digests."""
+    query = sql.SQL("COPY (SELECT row_to_json(t)::text FROM {} t) TO STDOUT (FORMAT BINARY)").format(
+        sql.Identifier(spec.table)
+    )
+    with source.cursor() as cur, cur.copy(query) as copy:
+        copy.set_types(["bytea"])
+        for (raw,) in copy.rows():
+            yield bytes(raw)
+
+
+def _write_digests(log: psycopg.Connection, spec: TableSpec, batch: _Batch) -> None:
+    with log.cursor() as cur:
+        if batch.digests:
+            cur.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS digest_batch "
+                "(key text, digest bytea, parked boolean, stream text, key_json text) ON COMMIT DELETE ROWS"
+            )
+            with cur.copy("COPY digest_batch (key, digest, parked, stream, key_json) FROM STDIN") as copy:
+                for item in batch.digests:
+                    copy.write_row(item)
+            cur.execute(
+                "INSERT INTO ingest_row_digest (store, tbl, key, digest, parked, stream, key_json) "
+                "SELECT %s, %s, key, digest, parked, stream, key_json FROM digest_batch "
+                "ON CONFLICT (store, tbl, key) DO UPDATE SET digest = EXCLUDED.digest, parked = EXCLUDED.parked, "
+                "stream = EXCLUDED.stream, key_json = EXCLUDED.key_json",
+                (spec.store, spec.table),
+            )
+        if batch.gone:
+            cur.execute(
+                "DELETE FROM ingest_row_digest WHERE store = %s AND tbl = %s AND key = ANY(%s)",
+                (spec.store, spec.table, batch.gone),
+            )

@@ -1,0 +1,31 @@
+"""What one ingest run of one source did, for the command line and the benchmarks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TableReport:
+    rows_read: int = 0
+    appended: int = 0
+    deleted: int = 0
+    parked: int = 0
+
+
+@dataclass
+class IngestReport:
+    source: str
+    tables: dict[str, TableReport] = field(default_factory=dict)
+
+    @property
+    def rows_read(self) -> int:
+        return sum(t.rows_read for t in self.tables.values())
+
+    @property
+    def appended(self) -> int:
+        return sum(t.appended for t in self.tables.values())
+
+    @property
+    def parked(self) -> int:
+        return sum(t.parked for t in self.tables.values())

@@ -1,0 +1,59 @@
+"""The composition root: settings in, connected components out. The only place that wires I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+
+from ingestion.legacy_snapshot import LegacySnapshotIngester
+from ingestion.stripe_ingest import StripeIngester
+from ingestion.stripe_reader import StripeApiReader
+from recompute.embedded import embedded_dsns
+from recompute.ownschema import ensure_own_schema
+from recompute.settings import DSN_VARIABLES, LEGACY_STORES, Settings, SettingsError
+
+SOURCES = ("cf_prod", "billing_prod", "subs", "stripe")
+
+
+@dataclass(frozen=True)
+class Wiring:
+    settings: Settings
+    dsns: dict[str, str]  # every store and "eventstore", resolved
+
+    def ingesters(self, source: str) -> list:
+        chosen = SOURCES if source == "all" else (source,)
+        found = []
+        for name in chosen:
+            if name in LEGACY_STORES:
+                found.append(LegacySnapshotIngester(store=name, source_dsn=self.dsns[name],
+                                                    eventstore_dsn=self.dsns["eventstore"]))
+            elif self.settings.stripe_api_key:
+                found.append(StripeIngester(reader=self.stripe_reader(), eventstore_dsn=self.dsns["eventstore"]))
+            elif source == "stripe":
+                raise SettingsError("STRIPE_API_KEY", "not set, so Stripe cannot be polled")
+        return found
+
+    def stripe_reader(self) -> StripeApiReader:
+        assert self.settings.stripe_api_key
+        return StripeApiReader(api_key=self.settings.stripe_api_key, api_base=self.settings.stripe_api_base)
+
+
+def wire(settings: Settings) -> Wiring:
+    """Resolves the embedded default where a DSN is unset, checks every database answers, prepares our tables."""
+    dsns = dict(settings.dsns)
+    if settings.needs_embedded:
+        embedded = embedded_dsns(settings.data_dir)
+        dsns = {store: dsn or embedded[store] for store, dsn in dsns.items()}
+    for store, dsn in dsns.items():
+        _check_reachable(DSN_VARIABLES[store], dsn)
+    ensure_own_schema(dsns["eventstore"])
+    return Wiring(settings=settings, dsns=dsns)  # type: ignore[arg-type]
+
+
+def _check_reachable(variable: str, dsn: str) -> None:
+    try:
+        psycopg.connect(dsn, connect_timeout=5).close()
+    except psycopg.OperationalError as error:
+        reason = " ".join(str(error).split())
+        raise SettingsError(variable, f"cannot connect: {reason}") from None

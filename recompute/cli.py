@@ -1,0 +1,77 @@
+"""The `recompute` command (shared/spec/cli.md). Exit codes: 0 done, 1 the run failed, 2 bad usage or configuration."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+import psycopg
+import stripe
+
+from recompute.bootstrap import SOURCES, Wiring, wire
+from recompute.embedded import EmbeddedPostgresError, stop_embedded
+from recompute.settings import SettingsError, read_settings
+
+
+class RunFailed(click.ClickException):
+    exit_code = 1
+
+
+def _wiring() -> Wiring:
+    try:
+        return wire(read_settings())
+    except SettingsError as error:
+        click.echo(f"recompute: {error}", err=True)
+        sys.exit(2)
+    except EmbeddedPostgresError as error:
+        click.echo(f"recompute: {error}", err=True)
+        sys.exit(2)
+
+
+@click.group()
+def main() -> None:
+    """Event-sourced projector of billing and dunning state."""
+
+
+@main.command()
+@click.option("--source", type=click.Choice([*SOURCES, "all"]), default="all", show_default=True)
+@click.option("--follow", is_flag=True, help="Keep ingesting, every --interval seconds.")
+@click.option("--interval", type=float, default=5.0, show_default=True)
+def ingest(source: str, follow: bool, interval: float) -> None:
+    """Append every change since the last checkpoint to the account event log."""
+    wiring = _wiring()
+    try:
+        ingesters = wiring.ingesters(source)
+    except SettingsError as error:
+        click.echo(f"recompute: {error}", err=True)
+        sys.exit(2)
+    while True:
+        for ingester in ingesters:
+            started = time.perf_counter()
+            try:
+                report = ingester.run()
+            except (psycopg.Error, stripe.StripeError, OSError) as error:
+                raise RunFailed(f"ingest {ingester.source} failed: {error}; what was committed stands, rerun to continue")
+            click.echo(
+                f"{report.source}: read {report.rows_read}, appended {report.appended}, "
+                f"parked {report.parked} ({time.perf_counter() - started:.1f}s)"
+            )
+        if not follow:
+            return
+        time.sleep(interval)
+
+
+@main.group()
+def embedded() -> None:
+    """The embedded PostgreSQL used when no DSN is set."""
+
+
+@embedded.command("stop")
+def embedded_stop() -> None:
+    settings = read_settings()
+    try:
+        stopped = stop_embedded(settings.data_dir)
+    except EmbeddedPostgresError as error:
+        raise RunFailed(str(error))
+    click.echo("stopped" if stopped else "not running")

@@ -1,0 +1,132 @@
+"""The account event log: per-account streams in the `eventsourcing` library's PostgreSQL table.
+
+Reads go through the library (`AccountLog.stream`, `select_notifications`). Bulk appends go through
+`append_events`, which writes the library's own table format with `COPY` inside the caller's
+transaction, so an ingester commits its events together with its checkpoint. It keeps the
+library's ordering guarantee: it takes the same `LOCK TABLE ... IN EXCLUSIVE MODE` before numbering,
+so notification ids are issued in commit order and a follower never skips a gap.
+(The library's own `save()` of tens of thousands of events hangs in psycopg pipeline mode and runs
+a few thousand events/s: see shared/notes/eventsourcing-9.5.6.md.)
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+import psycopg
+from eventsourcing.application import Application
+from eventsourcing.persistence import Mapper, StoredEvent, Transcoder
+from eventsourcing.utils import get_topic, resolve_topic
+from psycopg import sql
+
+from domain.events import AccountEvent
+
+APPLICATION_NAME = "recompute"
+EVENTS_TABLE = "recompute_events"
+_NOT_IN_STATE = {"originator_id", "originator_version"}
+
+
+class _NoTranscoder(Transcoder):
+    def encode(self, obj: Any) -> bytes:  # pragma: no cover - never called
+        raise NotImplementedError
+
+    def decode(self, data: bytes) -> Any:  # pragma: no cover - never called
+        raise NotImplementedError
+
+
+class PydanticMapper(Mapper[str]):
+    """Stores a frozen pydantic event as its JSON, without the stream id and version (they are columns)."""
+
+    def __init__(self, transcoder: Transcoder | None = None, compressor=None, cipher=None) -> None:
+        super().__init__(transcoder=transcoder or _NoTranscoder())
+
+    def to_stored_event(self, domain_event: AccountEvent) -> StoredEvent:  # type: ignore[override]
+        return StoredEvent(
+            originator_id=domain_event.originator_id,
+            originator_version=domain_event.originator_version,
+            topic=get_topic(type(domain_event)),
+            state=domain_event.model_dump_json(exclude=_NOT_IN_STATE).encode(),
+        )
+
+    def to_domain_event(self, stored_event: StoredEvent) -> AccountEvent:  # type: ignore[override]
+        return decode_event(
+            stored_event.topic, stored_event.state, str(stored_event.originator_id), stored_event.originator_version
+        )
+
+
+def decode_event(topic: str, state: bytes, originator_id: str, originator_version: int) -> AccountEvent:
+    data = orjson.loads(state)
+    data["originator_id"] = originator_id
+    data["originator_version"] = originator_version
+    return resolve_topic(topic).model_validate(data)
+
+
+def eventsourcing_env(dsn: str, *, create_table: bool) -> dict[str, str]:
+    """The library's settings for a libpq connection string."""
+    info = psycopg.conninfo.conninfo_to_dict(dsn)
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "ORIGINATOR_ID_TYPE": "text",
+        "MAPPER_TOPIC": get_topic(PydanticMapper),
+        "POSTGRES_DBNAME": str(info.get("dbname", "postgres")),
+        "POSTGRES_HOST": str(info.get("host", "127.0.0.1")),
+        "POSTGRES_PORT": str(info.get("port", "5432")),
+        "POSTGRES_USER": str(info.get("user", "postgres")),
+        "POSTGRES_PASSWORD": str(info.get("password", "")),
+        "POSTGRES_POOL_SIZE": "2",
+        "CREATE_TABLE": "y" if create_table else "n",
+    }
+
+
+class AccountLog(Application[str]):
+    """The library's view of the log: one stream per account (and one for the product catalog)."""
+
+    name = APPLICATION_NAME
+
+    def stream(self, originator_id: str, *, lte: int | None = None) -> list[AccountEvent]:
+        return list(self.events.get(originator_id, lte=lte))  # type: ignore[arg-type]
+
+
+def open_log(dsn: str, *, create_table: bool = False) -> AccountLog:
+    return AccountLog(env=eventsourcing_env(dsn, create_table=create_table))
+
+
+def append_events(conn: psycopg.Connection, events: Sequence[AccountEvent]) -> int:
+    """Appends events (their `originator_version` is ignored and assigned here) in the caller's transaction.
+
+    Returns how many were appended. Each stream continues from its current head.
+    """
+    if not events:
+        return 0
+    table = sql.Identifier(EVENTS_TABLE)
+    conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(table))
+    heads = _stream_heads(conn, {event.originator_id for event in events})
+    rows: list[tuple[str, int, str, bytes]] = []
+    for event in events:
+        version = heads[event.originator_id] + 1
+        heads[event.originator_id] = version
+        state = event.model_dump_json(exclude=_NOT_IN_STATE).encode()
+        rows.append((event.originator_id, version, get_topic(type(event)), state))
+    with conn.cursor() as cur:
+        copy_sql = sql.SQL("COPY {} (originator_id, originator_version, topic, state) FROM STDIN").format(table)
+        with cur.copy(copy_sql) as copy:
+            for row in rows:
+                copy.write_row(row)
+    conn.execute(sql.SQL("NOTIFY {}").format(table))
+    return len(rows)
+
+
+def _stream_heads(conn: psycopg.Connection, originator_ids: Iterable[str]) -> defaultdict[str, int]:
+    heads: defaultdict[str, int] = defaultdict(int)
+    found = conn.execute(
+        sql.SQL(
+            "SELECT originator_id, max(originator_version) FROM {} WHERE originator_id = ANY(%s) GROUP BY 1"
+        ).format(sql.Identifier(EVENTS_TABLE)),
+        (list(originator_ids),),
+    )
+    for originator_id, version in found:
+        heads[originator_id] = version
+    return heads

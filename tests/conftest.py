@@ -1,0 +1,12 @@
+from __future__ import annotations
+
+import pytest
+
+from tests.support.databases import STORES, scratch_databases
+
+
+@pytest.fixture
+def stores():
+    """Empty cf_prod, billing_prod, subs and event store databases on the real PostgreSQL."""
+    with scratch_databases(*STORES) as dsns:
+        yield dsns

@@ -1,0 +1,34 @@
+"""Scratch databases on the real PostgreSQL (127.0.0.1:5432, or RECOMPUTE_TEST_PG): made per test, dropped after."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+from psycopg import sql
+
+SERVER = os.environ.get("RECOMPUTE_TEST_PG", "host=127.0.0.1 port=5432 user=postgres")
+STORES = ("cf_prod", "billing_prod", "subs", "eventstore")
+
+
+def dsn_for(database: str) -> str:
+    return f"{SERVER} dbname={database}"
+
+
+@contextmanager
+def scratch_databases(*names: str) -> Iterator[dict[str, str]]:
+    """Creates one empty database per name (uniquely prefixed) and yields name -> DSN."""
+    prefix = f"rt_{uuid.uuid4().hex[:10]}"
+    created = {name: f"{prefix}_{name}" for name in names}
+    with psycopg.connect(dsn_for("postgres"), autocommit=True) as admin:
+        for database in created.values():
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+    try:
+        yield {name: dsn_for(database) for name, database in created.items()}
+    finally:
+        with psycopg.connect(dsn_for("postgres"), autocommit=True) as admin:
+            for database in created.values():
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
