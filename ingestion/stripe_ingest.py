@@ -122,6 +122,7 @@ class StripeIngester:
             "SELECT event_id, digest FROM stripe_event_seen WHERE event_id = ANY(%s)", (ids,))}
         log.commit()
         batch = _Batch()
+        page.sort(key=lambda e: (e.get("created") if isinstance(e.get("created"), int) else 0, str(e.get("id"))))
         for envelope in page:
             event_id, digest = envelope.get("id"), digests[id(envelope)]
             if isinstance(event_id, str) and event_id in known:

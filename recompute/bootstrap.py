@@ -21,15 +21,16 @@ class Wiring:
     settings: Settings
     dsns: dict[str, str]  # every store and "eventstore", resolved
 
-    def ingesters(self, source: str) -> list:
+    def ingesters(self, source: str, *, batch_size: int = 20_000) -> list:
         chosen = SOURCES if source == "all" else (source,)
         found = []
         for name in chosen:
             if name in LEGACY_STORES:
                 found.append(LegacySnapshotIngester(store=name, source_dsn=self.dsns[name],
-                                                    eventstore_dsn=self.dsns["eventstore"]))
+                                                    eventstore_dsn=self.dsns["eventstore"], batch_size=batch_size))
             elif self.settings.stripe_api_key:
-                found.append(StripeIngester(reader=self.stripe_reader(), eventstore_dsn=self.dsns["eventstore"]))
+                found.append(StripeIngester(reader=self.stripe_reader(), eventstore_dsn=self.dsns["eventstore"],
+                                            batch_size=batch_size))
             elif source == "stripe":
                 raise SettingsError("STRIPE_API_KEY", "not set, so Stripe cannot be polled")
         return found

@@ -38,11 +38,13 @@ def main() -> None:
 @click.option("--source", type=click.Choice([*SOURCES, "all"]), default="all", show_default=True)
 @click.option("--follow", is_flag=True, help="Keep ingesting, every --interval seconds.")
 @click.option("--interval", type=float, default=5.0, show_default=True)
-def ingest(source: str, follow: bool, interval: float) -> None:
+@click.option("--batch-size", type=click.IntRange(1), default=20_000, show_default=True,
+              help="Events committed per transaction, with their checkpoint.")
+def ingest(source: str, follow: bool, interval: float, batch_size: int) -> None:
     """Append every change since the last checkpoint to the account event log."""
     wiring = _wiring()
     try:
-        ingesters = wiring.ingesters(source)
+        ingesters = wiring.ingesters(source, batch_size=batch_size)
     except SettingsError as error:
         click.echo(f"recompute: {error}", err=True)
         sys.exit(2)

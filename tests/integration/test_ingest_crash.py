@@ -1,0 +1,95 @@
+"""A `recompute ingest` killed with SIGKILL at random points and restarted ends with the log of an
+uninterrupted run: nothing lost, nothing twice."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from simulation.stripe_standin import StripeStandIn
+from tests.support.databases import scratch_databases
+from tests.support.legacy import create_stores, execute
+from tests.support.stripe_world import API_KEY, a_world
+
+pytestmark = pytest.mark.integration
+RECOMPUTE = [sys.executable, "-c", "from recompute.cli import main; main()"]
+
+
+def a_busy_fleet(dsns) -> None:
+    """4,000 accounts with 5 invoices and 5 charges each: enough rows for a kill to land mid-run."""
+    create_stores(dsns)
+    execute(dsns["cf_prod"], "INSERT INTO accounts SELECT 'acc_' || lpad(i::text, 6, '0'), 'n', 'pro', 'active', "
+            "'2026-01-01Z', '2026-01-01Z' FROM generate_series(1, 4000) i")
+    execute(dsns["billing_prod"], "INSERT INTO invoices SELECT 'inv_' || i || '_' || j, "
+            "'acc_' || lpad(i::text, 6, '0'), NULL, 'paid', 'usd', 2900, 2900, '2026-01-05Z', '2026-01-01Z', "
+            "'2026-01-06Z' FROM generate_series(1, 4000) i, generate_series(1, 5) j")
+    execute(dsns["billing_prod"], "INSERT INTO charges SELECT 'ch_' || i || '_' || j, "
+            "'acc_' || lpad(i::text, 6, '0'), 'inv_' || i || '_' || j, NULL, 2900, 'succeeded', NULL, "
+            "'2026-01-05Z' FROM generate_series(1, 4000) i, generate_series(1, 5) j")
+
+
+def events_in(eventstore: str) -> int:
+    with psycopg.connect(eventstore) as conn:
+        found = conn.execute("SELECT to_regclass('recompute_events') IS NOT NULL").fetchone()[0]
+        return conn.execute("SELECT count(*) FROM recompute_events").fetchone()[0] if found else 0
+
+
+def run_ingest(env, *, kill_at_events: int | None = None) -> bool:
+    """Runs `recompute ingest`; with kill_at_events, SIGKILLs it once the log holds that many events.
+
+    Returns True when the run was killed, False when it finished first."""
+    process = subprocess.Popen([*RECOMPUTE, "ingest", "--batch-size", "700"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if kill_at_events is not None:
+        while process.poll() is None:
+            if events_in(env["RECOMPUTE_EVENTSTORE_DSN"]) >= kill_at_events:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait()
+                return True
+            time.sleep(0.01)
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err.decode()
+    return False
+
+
+def the_log(eventstore: str) -> list[tuple]:
+    """Everything that matters in the log: per stream, in order, each event's content without run-specific stamps."""
+    with psycopg.connect(eventstore) as conn:
+        rows = conn.execute(
+            "SELECT originator_id, originator_version, topic, "
+            "  (convert_from(state, 'UTF8')::jsonb - 'position' - 'recorded_at')::text "
+            "FROM recompute_events ORDER BY originator_id, originator_version").fetchall()
+    return rows
+
+
+def environment(dsns, stripe_url) -> dict[str, str]:
+    return {**os.environ, "RECOMPUTE_CF_PROD_DSN": dsns["cf_prod"], "RECOMPUTE_BILLING_PROD_DSN": dsns["billing_prod"],
+            "RECOMPUTE_SUBS_DSN": dsns["subs"], "RECOMPUTE_EVENTSTORE_DSN": dsns["eventstore"],
+            "STRIPE_API_KEY": API_KEY, "RECOMPUTE_STRIPE_API_BASE": stripe_url,
+            "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+
+
+def test_ingest_killed_at_random_points_ends_with_the_log_of_an_uninterrupted_run(stores):
+    a_busy_fleet(stores)
+    rng = random.Random(20261124)
+    with StripeStandIn(a_world(), api_key=API_KEY) as stripe, scratch_databases("eventstore") as reference:
+        env = environment(stores, stripe.base_url)
+        kill_points = sorted(rng.sample(range(1, 44_000), 4))
+        kills = sum(run_ingest(env, kill_at_events=point) for point in kill_points)
+        run_ingest(env)  # finishes the job
+        finished = events_in(stores["eventstore"])
+        run_ingest(env)  # and a rerun adds nothing
+        assert events_in(stores["eventstore"]) == finished
+        run_ingest({**env, "RECOMPUTE_EVENTSTORE_DSN": reference["eventstore"]})
+        interrupted, uninterrupted = the_log(stores["eventstore"]), the_log(reference["eventstore"])
+    assert kills >= 3, "the kills must land mid-run for this test to mean anything"
+    assert len(uninterrupted) == 4000 + 20000 + 20000 + 6
+    assert interrupted == uninterrupted
