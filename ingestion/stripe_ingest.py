@@ -44,7 +44,7 @@ class StripeIngester:
     def __init__(
         self,
         *,
-        reader: StripeReader,
+        reader: StripeReader | None,
         eventstore_dsn: str,
         batch_size: int = 5_000,
         lookback: timedelta = timedelta(hours=1),
@@ -61,6 +61,7 @@ class StripeIngester:
         return SOURCE
 
     def run(self) -> IngestReport:
+        assert self._reader is not None, "polling Stripe needs a reader"
         report = IngestReport(source=SOURCE)
         with psycopg.connect(self._dsn) as log:
             checkpoint = _load_checkpoint(log)
@@ -107,13 +108,25 @@ class StripeIngester:
                 newest = created if newest is None else max(newest, created)
             page.append(envelope)
             if len(page) >= self._batch_size:
-                table.appended += self._ingest_page(log, page, table, pending)
+                table.appended += self._ingest_page(log, page, table, pending, via="events_api")
                 page = []
-        table.appended += self._ingest_page(log, page, table, pending)
+        table.appended += self._ingest_page(log, page, table, pending, via="events_api")
         table.appended += self._resolve_pending(log, pending, table)
         return newest
 
-    def _ingest_page(self, log, page: list[dict], table: TableReport, pending: list) -> int:
+    def record_deliveries(self, envelopes: list[dict], *, via: str = "webhook") -> IngestReport:
+        """Records events pushed to us (webhook deliveries): the same dedup, routing and parking as the Events API."""
+        report = IngestReport(source=SOURCE)
+        table = report.tables.setdefault(via, TableReport(rows_read=len(envelopes)))
+        pending: list = []
+        with psycopg.connect(self._dsn) as log:
+            self._accounts = dict(log.execute("SELECT customer_id, account_id FROM stripe_customer_account"))
+            log.commit()
+            table.appended += self._ingest_page(log, envelopes, table, pending, via=via)
+            table.appended += self._resolve_pending(log, pending, table)
+        return report
+
+    def _ingest_page(self, log, page: list[dict], table: TableReport, pending: list, *, via: str) -> int:
         if not page:
             return 0
         digests = {id(envelope): _digest(envelope) for envelope in page}
@@ -138,22 +151,22 @@ class StripeIngester:
                 batch.seen.append((event_id, digest, datetime.fromtimestamp(envelope["created"], UTC)))
             position = f"{event_id}"
             if isinstance(observation, Observation) and self._account_of(observation) is None:
-                pending.append((observation, envelope, position))
+                pending.append((observation, envelope, position, via))
                 continue
-            self._record(batch, observation, envelope, position, table, via="events_api")
+            self._record(batch, observation, envelope, position, table, via=via)
         return self._commit(log, batch)
 
     def _resolve_pending(self, log, pending: list, table: TableReport) -> int:
         """Events whose customer was unknown while paging: ask Stripe for the customer, else park."""
         batch = _Batch()
-        for observation, envelope, position in pending:
-            if self._account_of(observation) is None:
+        for observation, envelope, position, via in pending:
+            if self._account_of(observation) is None and self._reader is not None:
                 customer = self._reader.customer(observation.customer_id)
                 account = ((customer or {}).get("metadata") or {}).get("account_id")
                 if isinstance(account, str) and account:
                     batch.customers[observation.customer_id] = account
                     self._accounts[observation.customer_id] = account
-            self._record(batch, observation, envelope, position, table, via="events_api")
+            self._record(batch, observation, envelope, position, table, via=via)
         return self._commit(log, batch)
 
     # -- shared ---------------------------------------------------------------------------------

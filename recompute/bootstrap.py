@@ -29,15 +29,17 @@ class Wiring:
                 found.append(LegacySnapshotIngester(store=name, source_dsn=self.dsns[name],
                                                     eventstore_dsn=self.dsns["eventstore"], batch_size=batch_size))
             elif self.settings.stripe_api_key:
-                found.append(StripeIngester(reader=self.stripe_reader(), eventstore_dsn=self.dsns["eventstore"],
-                                            batch_size=batch_size))
+                found.append(self.stripe_ingester(batch_size=batch_size))
             elif source == "stripe":
                 raise SettingsError("STRIPE_API_KEY", "not set, so Stripe cannot be polled")
         return found
 
-    def stripe_reader(self) -> StripeApiReader:
-        assert self.settings.stripe_api_key
-        return StripeApiReader(api_key=self.settings.stripe_api_key, api_base=self.settings.stripe_api_base)
+    def stripe_ingester(self, *, batch_size: int = 5_000) -> StripeIngester:
+        """With STRIPE_API_KEY it can poll and look up customers; without, it can only take deliveries."""
+        reader = None
+        if self.settings.stripe_api_key:
+            reader = StripeApiReader(api_key=self.settings.stripe_api_key, api_base=self.settings.stripe_api_base)
+        return StripeIngester(reader=reader, eventstore_dsn=self.dsns["eventstore"], batch_size=batch_size)
 
 
 def wire(settings: Settings) -> Wiring:

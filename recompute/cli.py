@@ -77,3 +77,22 @@ def embedded_stop() -> None:
     except EmbeddedPostgresError as error:
         raise RunFailed(str(error))
     click.echo("stopped" if stopped else "not running")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+def serve(host: str, port: int) -> None:
+    """HTTP: POST /webhooks/stripe, GET /healthz, GET /metrics."""
+    from ingestion.webhook_server import WebhookApp, make_server
+
+    wiring = _wiring()
+    app = WebhookApp(ingester=wiring.stripe_ingester(), eventstore_dsn=wiring.dsns["eventstore"],
+                     secret=wiring.settings.stripe_webhook_secret)
+    server = make_server(app, host, port)
+    click.echo(f"serving on http://{host}:{server.server_address[1]}"
+               + ("" if wiring.settings.stripe_webhook_secret else " (webhooks refused: STRIPE_WEBHOOK_SECRET unset)"))
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
