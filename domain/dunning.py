@@ -1,0 +1,150 @@
+"""The dunning rules of rules-v1 §2 over a set of invoices, at an instant. Pure and cheap.
+
+    standing(invoices, rules, t)        stage, bad_debt, days_overdue, failed_attempts at t
+    next_action(invoices, rules, at)    the earliest t > at at which (stage, bad_debt) changes
+    stage_since(history, rules, at)     when the current stage began
+
+With no further event, the standing only moves at *crossings*: an open invoice falling due, or an
+open invoice reaching `due_at + d days` for a days threshold d of the rules. Between crossings it
+is constant. Conditions on days only apply while something is past due (U non-empty): a
+threshold of 0 means "as soon as anything is past due", never "always".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import NamedTuple
+
+from domain.facts import DunningChange
+from domain.rules import Rules, Stage
+
+DAY = timedelta(days=1)
+TICK = timedelta(microseconds=1)  # the resolution of datetime: "just before" an instant
+
+
+class DunningInvoice(NamedTuple):
+    invoice_id: str
+    status: str
+    due_at: datetime | None
+    attempt_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    stage: str
+    bad_debt: bool
+    days_overdue: int
+    failed_attempts: int
+    past_due: tuple[DunningInvoice, ...]  # U, oldest due_at first
+    rule: Stage | None  # the stage rule that applied (None: stage none)
+    held: tuple[str, ...]  # its conditions that held, e.g. "failed_attempts 4 >= 4"
+    uncollectible: tuple[str, ...]  # invoices whose true status is uncollectible
+
+
+def standing(invoices: Iterable[DunningInvoice], rules: Rules, at: datetime) -> Standing:
+    invoices = list(invoices)
+    past_due = tuple(sorted(
+        (i for i in invoices if i.status == "open" and i.due_at is not None and i.due_at <= at),
+        key=lambda i: (i.due_at, i.invoice_id),
+    ))
+    uncollectible = tuple(sorted(i.invoice_id for i in invoices if i.status == "uncollectible"))
+    if not past_due:
+        return Standing("none", bool(uncollectible), 0, 0, (), None, (), uncollectible)
+    days = (at - past_due[0].due_at) // DAY  # type: ignore[operator]
+    attempts = sum(i.attempt_count for i in past_due)
+    bad_debt = bool(uncollectible) or days >= rules.bad_debt_days_overdue
+    for rule in rules.stages:
+        held = []
+        if rule.days_overdue_at_least is not None and days >= rule.days_overdue_at_least:
+            held.append(f"days_overdue {days} >= {rule.days_overdue_at_least}")
+        if rule.failed_attempts_at_least is not None and attempts >= rule.failed_attempts_at_least:
+            held.append(f"failed_attempts {attempts} >= {rule.failed_attempts_at_least}")
+        if held or rule.unconditional:
+            return Standing(rule.name, bad_debt, days, attempts, past_due, rule, tuple(held), uncollectible)
+    raise AssertionError("validated rules end with an unconditional stage")
+
+
+def crossings(invoices: Iterable[DunningInvoice], thresholds: tuple[int, ...]) -> list[tuple[datetime, str]]:
+    """Every instant at which the standing may change with no further event, with why.
+
+    `thresholds` are the rules' days thresholds (`Rules.day_thresholds`)."""
+    points = []
+    for invoice in invoices:
+        if invoice.status != "open" or invoice.due_at is None:
+            continue
+        points.append((invoice.due_at, f"invoice {invoice.invoice_id} falls due"))
+        for days in thresholds:
+            points.append((invoice.due_at + days * DAY, f"invoice {invoice.invoice_id} reaches {days} days overdue"))
+    points.sort()
+    return points
+
+
+def next_action(invoices: Sequence[DunningInvoice], rules: Rules, at: datetime) -> tuple[datetime | None, str]:
+    now = standing(invoices, rules, at)
+    for t, why in crossings(invoices, rules.day_thresholds):
+        if t > at:
+            then = standing(invoices, rules, t)
+            if (then.stage, then.bad_debt) != (now.stage, now.bad_debt):
+                return t, f"{why}: {_change(now, then)}"
+    return None, "no open invoice can change the stage or bad_debt without a new event"
+
+
+def _change(now: Standing, then: Standing) -> str:
+    parts = []
+    if then.stage != now.stage:
+        parts.append(f"stage {now.stage} -> {then.stage}")
+    if then.bad_debt != now.bad_debt:
+        parts.append(f"bad_debt {str(now.bad_debt).lower()} -> {str(then.bad_debt).lower()}")
+    return ", ".join(parts)
+
+
+def stage_since(history: Sequence[DunningChange], rules: Rules,
+                at: datetime) -> tuple[datetime | None, str, list[str]]:
+    """When the stage at `at` began, why, and the refs of the events that made it begin.
+
+    It began either at a crossing ("invoice X reaches 3 days overdue", no refs) or at the instant
+    of the events that changed the invoices (their refs).
+
+    The history is cut into segments between changes; within a segment the invoices are fixed and
+    the stage moves only at crossings, and only one way: U, days_overdue and failed_attempts only
+    grow, so the set of stages whose conditions hold only grows and the first of them only moves
+    up the list. A segment whose start and end have the target stage has it throughout. Walk back
+    from `at` segment by segment to the last instant the stage differed.
+    `none` that never was anything else began at no instant: (None, "never in another stage", []).
+    """
+    segments: list[tuple[datetime, list[DunningInvoice], list[str]]] = []
+    current: dict[str, DunningInvoice] = {}
+    for change in history:
+        if change.at > at:
+            break
+        if change.status is None:
+            current.pop(change.invoice_id, None)
+        else:
+            current[change.invoice_id] = DunningInvoice(change.invoice_id, change.status, change.due_at,
+                                                        change.attempt_count)
+        if segments and segments[-1][0] == change.at:
+            segments[-1] = (change.at, list(current.values()), segments[-1][2] + [change.ref])
+        else:
+            segments.append((change.at, list(current.values()), [change.ref]))
+    target = standing(current.values(), rules, at).stage
+    thresholds = rules.day_thresholds
+    since: datetime | None = None
+    why: tuple[str, list[str]] = ("", [])
+    later = at  # where the segment after this one starts (or `at`)
+    for index in range(len(segments) - 1, -1, -1):
+        start, invoices, refs = segments[index]
+        last = index == len(segments) - 1
+        if not last and standing(invoices, rules, later - TICK).stage != target:
+            return since, *why  # the events at `later` changed the stage
+        if standing(invoices, rules, start).stage == target:
+            since, why, later = start, ("the events at that instant", refs), start
+            continue  # monotone: the target stage all through this segment
+        for t, crossing in crossings(invoices, thresholds):
+            if start < t and (t <= at if last else t < later) and standing(invoices, rules, t).stage == target:
+                return t, crossing, []
+        return since, *why
+    if target == "none":
+        return None, "never in another stage", []
+    return since, *why

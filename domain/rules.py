@@ -1,0 +1,179 @@
+"""Rules as data (rules-v1 §4): the dunning stages and the bad-debt threshold.
+
+    RULES_V1                      the built-in default, exactly rules-v1 §4
+    parse_rules(text, source=)    TOML text -> Rules, or RulesError saying what and where
+    load_rules(path)              the same, read from a file (the only I/O in domain/)
+
+A stage applies when any of its conditions holds; one without conditions always applies, so it
+must be the last (stages after it could never apply) and there must be one (a past-due account
+always has a stage: `none` is only for "nothing past due").
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, NonNegativeInt, model_validator
+
+StageName = Literal["suspended", "final_notice", "retrying", "grace"]
+STAGE_NAMES: tuple[str, ...] = ("suspended", "final_notice", "retrying", "grace")
+_TOP_KEYS = ("version", "bad_debt_days_overdue", "dunning")
+_STAGE_KEYS = ("name", "days_overdue_at_least", "failed_attempts_at_least")
+
+
+class RulesError(ValueError):
+    """A rules file that cannot be used; the message says what and where."""
+
+
+class Stage(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: StageName
+    days_overdue_at_least: NonNegativeInt | None = None
+    failed_attempts_at_least: NonNegativeInt | None = None
+
+    @property
+    def unconditional(self) -> bool:
+        return self.days_overdue_at_least is None and self.failed_attempts_at_least is None
+
+
+class Rules(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: str
+    bad_debt_days_overdue: NonNegativeInt
+    stages: tuple[Stage, ...]
+
+    @model_validator(mode="after")
+    def _well_formed(self) -> Rules:
+        """The same structure parse_rules checks, for rules built in code."""
+        names = [s.name for s in self.stages]
+        if not self.stages or not self.stages[-1].unconditional:
+            raise ValueError("the last stage must have no condition")
+        if any(s.unconditional for s in self.stages[:-1]) or len(set(names)) != len(names):
+            raise ValueError("stages must be distinct, and only the last may have no condition")
+        return self
+
+    @property
+    def day_thresholds(self) -> tuple[int, ...]:
+        """Every days_overdue threshold in the rules (stages and bad debt), ascending."""
+        days = {s.days_overdue_at_least for s in self.stages if s.days_overdue_at_least is not None}
+        return tuple(sorted(days | {self.bad_debt_days_overdue}))
+
+
+RULES_V1 = Rules(
+    version="v1",
+    bad_debt_days_overdue=60,
+    stages=(
+        Stage(name="suspended", days_overdue_at_least=21),
+        Stage(name="final_notice", days_overdue_at_least=14, failed_attempts_at_least=4),
+        Stage(name="retrying", days_overdue_at_least=3, failed_attempts_at_least=1),
+        Stage(name="grace"),
+    ),
+)
+
+
+def load_rules(path: str | Path) -> Rules:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RulesError(f"rules file {path}: cannot read it: {exc}") from exc
+    return parse_rules(text, source=str(path))
+
+
+def parse_rules(text: str, *, source: str = "<rules>") -> Rules:
+    def fail(where: str, what: str) -> RulesError:
+        return RulesError(f"rules file {source}: {where}{': ' if where else ''}{what}")
+
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise fail("", f"not valid TOML: {exc}") from exc
+    _no_unknown_keys(data, _TOP_KEYS, "", fail)
+    if "version" not in data:
+        raise fail("", "missing key 'version' (e.g. version = \"v1\")")
+    version = data["version"]
+    if not isinstance(version, str) or not version.strip():
+        raise fail("version", f"must be a non-empty string such as \"v1\", got {_show(version)}")
+    if "bad_debt_days_overdue" not in data:
+        raise fail("", "missing key 'bad_debt_days_overdue' (e.g. bad_debt_days_overdue = 60)")
+    bad_debt = _count(data["bad_debt_days_overdue"], "bad_debt_days_overdue", fail)
+    dunning = data.get("dunning", {})
+    if not isinstance(dunning, dict):
+        raise fail("dunning", f"must be a table holding [[dunning.stage]] entries, got {_show(dunning)}")
+    _no_unknown_keys(dunning, ("stage",), "[dunning]", fail)
+    raw_stages = dunning.get("stage", [])
+    if not isinstance(raw_stages, list) or not all(isinstance(s, dict) for s in raw_stages):
+        raise fail("dunning.stage", "must be an array of tables written [[dunning.stage]]")
+    if not raw_stages:
+        raise fail("[[dunning.stage]]", "no stages: at least one is needed, the last without conditions")
+    return Rules(version=version, bad_debt_days_overdue=bad_debt, stages=_stages(raw_stages, fail))
+
+
+def _stages(raw_stages: list[dict[str, Any]], fail) -> tuple[Stage, ...]:
+    stages: list[Stage] = []
+    seen: dict[str, int] = {}
+    for number, raw in enumerate(raw_stages, start=1):
+        name = raw.get("name")
+        where = f"[[dunning.stage]] #{number}" + (f" '{name}'" if isinstance(name, str) else "")
+        _no_unknown_keys(raw, _STAGE_KEYS, where, fail)
+        if name is None:
+            raise fail(where, f"missing key 'name' (one of {', '.join(STAGE_NAMES)})")
+        if name not in STAGE_NAMES:
+            hint = " ('none' is implied when nothing is past due)" if name == "none" else _did_you_mean(
+                str(name), STAGE_NAMES, fallback=f" (one of {', '.join(STAGE_NAMES)})")
+            raise fail(where, f"unknown stage name {_show(name)}{hint}")
+        if name in seen:
+            raise fail(where, f"duplicate stage: '{name}' is already stage #{seen[name]}")
+        seen[name] = number
+        days = raw.get("days_overdue_at_least")
+        attempts = raw.get("failed_attempts_at_least")
+        stage = Stage(
+            name=name,
+            days_overdue_at_least=None if days is None else _count(days, f"{where}: days_overdue_at_least", fail),
+            failed_attempts_at_least=None if attempts is None else _count(
+                attempts, f"{where}: failed_attempts_at_least", fail),
+        )
+        if stages and stages[-1].unconditional:
+            last = stages[-1]
+            raise fail(where, f"unreachable: stage #{number - 1} '{last.name}' has no condition and "
+                              "always applies, so no stage after it can apply")
+        stages.append(stage)
+    if not stages[-1].unconditional:
+        raise fail(f"[[dunning.stage]] #{len(stages)} '{stages[-1].name}'",
+                   "the last stage must have no condition, so that a past-due account always has a stage")
+    return tuple(stages)
+
+
+def _count(value: Any, where: str, fail) -> int:
+    if isinstance(value, bool):
+        raise fail(where, f"must be a whole number, not the boolean {_show(value)}")
+    if not isinstance(value, int):
+        raise fail(where, f"must be a whole number, got {_show(value)}")
+    if value < 0:
+        raise fail(where, f"must be 0 or more, got {value}")
+    return value
+
+
+def _no_unknown_keys(table: dict[str, Any], allowed: tuple[str, ...], where: str, fail) -> None:
+    for key in table:
+        if key not in allowed:
+            what = "unknown key" if where else "unknown top-level key"
+            raise fail(where, f"{what} '{key}'{_did_you_mean(key, allowed)}")
+
+
+def _did_you_mean(word: str, choices: tuple[str, ...], fallback: str = "") -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else fallback
+
+
+def _show(value: Any) -> str:
+    """A value as the TOML author wrote it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f"'{value}'"
+    return repr(value)

@@ -1,0 +1,40 @@
+"""Every field of the true state says which rule and which events decided it."""
+
+from __future__ import annotations
+
+from freezegun import freeze_time
+
+from domain.truth import TrueState
+from tests.unit.test_domain_builders import T0, an_account, due_in, past_due, state_now
+
+TOP_LEVEL = {"plan", "status", "stage", "stage_since", "days_overdue", "failed_attempts", "bad_debt", "delinquent",
+             "next_action_at", "stripe_customer_id", "subscription"}
+
+
+@freeze_time(T0)
+def test_the_stage_names_its_rule_the_condition_that_held_and_the_deciding_events():
+    late = past_due(days=2, attempts=4, stripe_status="open")
+    because = state_now(an_account(invoice=late)).because["stage"]
+    assert because.rule == "stage = final_notice: rule 'final_notice' (failed_attempts 4 >= 4)"
+    assert f"evt_in_{late.invoice_id}" in because.refs
+    assert because.text.startswith("stage = final_notice: rule 'final_notice' (failed_attempts 4 >= 4), from ")
+
+
+@freeze_time(T0)
+def test_every_field_and_every_invoice_field_has_a_because():
+    late, upcoming = past_due(days=2, attempts=1), due_in(days=3, stripe_status="open")
+    state = state_now(an_account(invoices=(late, upcoming), manual=("sso",)))
+    assert TOP_LEVEL <= set(state.because)
+    for invoice_id in state.invoices:
+        for field in ("status", "amount_paid", "attempt_count", "amount_due"):
+            assert f"invoices.{invoice_id}.{field}" in state.because
+    assert {f"entitlements.{f}" for f in state.entitlements} <= set(state.because)
+    assert f"stripe_invoices.in_{upcoming.invoice_id}" in state.because
+
+
+@freeze_time(T0)
+def test_the_true_state_round_trips_through_json():
+    state = state_now(an_account(invoice=past_due(days=15, attempts=2)))
+    again = TrueState.model_validate_json(state.model_dump_json())
+    assert again.model_dump() == state.model_dump()
+    assert '"rule":"stage = final_notice' in state.model_dump_json()
