@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import psycopg
+import stripe
 
 from ingestion.legacy_snapshot import LegacySnapshotIngester
 from ingestion.stripe_ingest import StripeIngester
@@ -34,6 +35,21 @@ class Wiring:
                 raise SettingsError("STRIPE_API_KEY", "not set, so Stripe cannot be polled")
         return found
 
+    def check_stripe(self) -> None:
+        """Raises SettingsError naming the variable when Stripe cannot be used as configured."""
+        if not self.settings.stripe_api_key:
+            return
+        reader = StripeApiReader(api_key=self.settings.stripe_api_key, api_base=self.settings.stripe_api_base,
+                                 max_network_retries=1)
+        try:
+            reader.check()
+        except stripe.AuthenticationError as error:
+            raise SettingsError("STRIPE_API_KEY", f"Stripe refused it: {error.user_message}") from None
+        except stripe.APIConnectionError:
+            variable = "RECOMPUTE_STRIPE_API_BASE" if self.settings.stripe_api_base else "STRIPE_API_KEY"
+            where = self.settings.stripe_api_base or "api.stripe.com"
+            raise SettingsError(variable, f"cannot reach Stripe at {where}") from None
+
     def stripe_ingester(self, *, batch_size: int = 5_000) -> StripeIngester:
         """With STRIPE_API_KEY it can poll and look up customers; without, it can only take deliveries."""
         reader = None
@@ -42,16 +58,20 @@ class Wiring:
         return StripeIngester(reader=reader, eventstore_dsn=self.dsns["eventstore"], batch_size=batch_size)
 
 
-def wire(settings: Settings) -> Wiring:
-    """Resolves the embedded default where a DSN is unset, checks every database answers, prepares our tables."""
+def wire(settings: Settings, *, uses_stripe: bool = False) -> Wiring:
+    """Resolves the embedded default where a DSN is unset, checks every database (and Stripe, when the
+    command uses it) answers, and only then prepares our tables: a bad setting writes nothing."""
     dsns = dict(settings.dsns)
     if settings.needs_embedded:
         embedded = embedded_dsns(settings.data_dir)
         dsns = {store: dsn or embedded[store] for store, dsn in dsns.items()}
     for store, dsn in dsns.items():
         _check_reachable(DSN_VARIABLES[store], dsn)
+    wiring = Wiring(settings=settings, dsns=dsns)  # type: ignore[arg-type]
+    if uses_stripe:
+        wiring.check_stripe()
     ensure_own_schema(dsns["eventstore"])
-    return Wiring(settings=settings, dsns=dsns)  # type: ignore[arg-type]
+    return wiring
 
 
 def _check_reachable(variable: str, dsn: str) -> None:

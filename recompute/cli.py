@@ -18,9 +18,9 @@ class RunFailed(click.ClickException):
     exit_code = 1
 
 
-def _wiring() -> Wiring:
+def _wiring(*, uses_stripe: bool = False) -> Wiring:
     try:
-        return wire(read_settings())
+        return wire(read_settings(), uses_stripe=uses_stripe)
     except SettingsError as error:
         click.echo(f"recompute: {error}", err=True)
         sys.exit(2)
@@ -42,7 +42,7 @@ def main() -> None:
               help="Events committed per transaction, with their checkpoint.")
 def ingest(source: str, follow: bool, interval: float, batch_size: int) -> None:
     """Append every change since the last checkpoint to the account event log."""
-    wiring = _wiring()
+    wiring = _wiring(uses_stripe=source in ("stripe", "all"))
     try:
         ingesters = wiring.ingesters(source, batch_size=batch_size)
     except SettingsError as error:
