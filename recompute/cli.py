@@ -4,18 +4,55 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import Counter
+from datetime import UTC, datetime
 
 import click
+import orjson
 import psycopg
 import stripe
 
 from recompute.bootstrap import SOURCES, Wiring, wire
 from recompute.embedded import EmbeddedPostgresError, stop_embedded
-from recompute.settings import SettingsError, read_settings
+from domain.rules import RULES_V1, Rules, RulesError, load_rules
+from projections.planner import PlanResult, plan as plan_corrections
+from recompute.settings import Settings, SettingsError, read_settings
 
 
 class RunFailed(click.ClickException):
     exit_code = 1
+
+
+class Instant(click.ParamType):
+    """An ISO 8601 instant with offset, e.g. 2026-03-01T00:00:00Z."""
+
+    name = "instant"
+
+    def convert(self, value, param, ctx) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO 8601 instant (e.g. 2026-03-01T00:00:00Z)", param, ctx)
+        if parsed.tzinfo is None:
+            self.fail(f"{value!r} has no offset; write e.g. {value}Z or {value}+00:00", param, ctx)
+        return parsed.astimezone(UTC)
+
+
+def _rules(path: str | None, settings: Settings) -> Rules:
+    chosen = path or settings.rules_path
+    if chosen is None:
+        return RULES_V1
+    try:
+        return load_rules(chosen)
+    except RulesError as error:
+        click.echo(f"recompute: {error}", err=True)
+        sys.exit(2)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _wiring(*, uses_stripe: bool = False) -> Wiring:
@@ -62,6 +99,40 @@ def ingest(source: str, follow: bool, interval: float, batch_size: int) -> None:
         if not follow:
             return
         time.sleep(interval)
+
+
+def _json_out(document: dict) -> None:
+    click.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
+
+
+def _summary(result: PlanResult) -> str:
+    lines = [f"as of {result.as_of.isoformat()}, rules {result.rules_version}: "
+             f"{result.accounts_checked} accounts checked, {result.accounts_disagreeing} disagreeing, "
+             f"{len(result.corrections)} corrections"]
+    by_column = Counter((c.table, c.op, c.column) for c in result.corrections)
+    accounts = {key: len({c.account_id for c in result.corrections if (c.table, c.op, c.column) == key})
+                for key in by_column}
+    for (table, op, column), count in sorted(by_column.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or "")):
+        what = f"{table}.{column}" if column else f"{table} ({op})"
+        lines.append(f"  {what:<48} {count:>6} {op:<6} in {accounts[(table, op, column)]} accounts")
+    return "\n".join(lines)
+
+
+@main.command()
+@click.option("--as-of", "as_of", type=Instant(), default=None, help="The instant T (default: now).")
+@click.option("--rules", "rules_path", type=click.Path(dir_okay=False), default=None)
+@click.option("--account", default=None, help="Only this account.")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--workers", type=click.IntRange(1, 16), default=2, show_default=True)
+def plan(as_of: datetime | None, rules_path: str | None, account: str | None, as_json: bool, workers: int) -> None:
+    """The corrections that would make the legacy stores agree with the true state; writes nothing."""
+    wiring = _wiring()
+    rules = _rules(rules_path, wiring.settings)
+    try:
+        result = plan_corrections(wiring.dsns, rules, as_of or _now(), account=account, workers=workers)
+    except psycopg.Error as error:
+        raise RunFailed(f"plan failed: {error}")
+    _json_out(result.as_json()) if as_json else click.echo(_summary(result))
 
 
 @main.group()

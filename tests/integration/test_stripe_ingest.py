@@ -103,3 +103,12 @@ def test_an_object_whose_customer_names_no_account_is_parked(stripe, eventstore)
     assert ingest(stripe, eventstore).appended == 0
     [(table, key, reason)] = parked(eventstore)
     assert (table, key) == ("invoice", "in_anon") and "belongs to no account" in reason
+
+
+def test_a_wrong_api_key_fails_with_the_clients_own_error_and_records_nothing(stripe, eventstore):
+    import stripe as stripe_lib
+
+    reader = StripeApiReader(api_key="sk_test_wrong", api_base=stripe.base_url, max_network_retries=0)
+    with pytest.raises(stripe_lib.AuthenticationError):
+        StripeIngester(reader=reader, eventstore_dsn=eventstore).run()
+    assert stream(eventstore) == []

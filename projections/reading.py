@@ -1,0 +1,115 @@
+"""Bulk, streaming reads for planning: the log and the legacy stores, one account at a time.
+
+Each source is one `COPY ... TO STDOUT (FORMAT BINARY)` sorted by account (`COLLATE "C"`, the
+order Python compares strings in), and `by_account` merges them, so memory holds one account's
+events and rows at a time however large the fleet. The legacy tables have no index on
+`account_id` (we don't change their schema), so one sorted scan per database beats a query per
+account or per chunk.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import orjson
+import psycopg
+from psycopg import sql
+
+from domain.events import CATALOG_STREAM, AccountEvent
+from recompute.eventlog import EVENTS_TABLE, decode_event
+
+# The legacy tables whose rows rules-v1 §3 compares, per store, as "store.table".
+COMPARED_TABLES: dict[str, tuple[str, ...]] = {
+    "cf_prod": ("accounts", "entitlements"),
+    "billing_prod": ("invoices", "dunning"),
+    "subs": ("subs_account", "subs_customer", "subs_dunning", "subs_subscription", "subs_invoice"),
+}
+
+
+@dataclass(frozen=True)
+class AccountRange:
+    """Accounts with lo <= id < hi (None: unbounded), or exactly `only`."""
+
+    lo: str | None = None
+    hi: str | None = None
+    only: str | None = None
+
+    def where(self, column: str) -> sql.Composable:
+        col = sql.SQL("{} COLLATE \"C\"").format(sql.Identifier(column))
+        if self.only is not None:
+            return sql.SQL("{} = {}").format(col, sql.Literal(self.only))
+        parts = [sql.SQL("{} <> {}").format(col, sql.Literal(CATALOG_STREAM))]
+        if self.lo is not None:
+            parts.append(sql.SQL("{} >= {}").format(col, sql.Literal(self.lo)))
+        if self.hi is not None:
+            parts.append(sql.SQL("{} < {}").format(col, sql.Literal(self.hi)))
+        return sql.SQL(" AND ").join(parts)
+
+
+def account_ranges(eventstore_dsn: str, parts: int) -> list[AccountRange]:
+    """Splits the accounts in the log into `parts` ranges of about equal size."""
+    with psycopg.connect(eventstore_dsn) as conn:
+        ids = [row[0] for row in conn.execute(sql.SQL(
+            "SELECT DISTINCT originator_id COLLATE \"C\" AS id FROM {} WHERE originator_id <> %s ORDER BY 1"
+        ).format(sql.Identifier(EVENTS_TABLE)), (CATALOG_STREAM,))]
+    if parts <= 1 or len(ids) < parts:
+        return [AccountRange()]
+    bounds = [ids[len(ids) * i // parts] for i in range(1, parts)]
+    return [AccountRange(lo, hi) for lo, hi in zip([None, *bounds], [*bounds, None])]
+
+
+def catalog_events(eventstore_dsn: str) -> list[AccountEvent]:
+    return [event for _, events in account_events(eventstore_dsn, AccountRange(only=CATALOG_STREAM))
+            for event in events]
+
+
+def account_events(eventstore_dsn: str, accounts: AccountRange) -> Iterator[tuple[str, list[AccountEvent]]]:
+    query = sql.SQL(
+        "COPY (SELECT originator_id, originator_version, topic, state FROM {} WHERE {} "
+        "ORDER BY originator_id COLLATE \"C\", originator_version) TO STDOUT (FORMAT BINARY)"
+    ).format(sql.Identifier(EVENTS_TABLE), accounts.where("originator_id"))
+    current: str | None = None
+    batch: list[AccountEvent] = []
+    with psycopg.connect(eventstore_dsn) as conn, conn.cursor() as cur, cur.copy(query) as copy:
+        copy.set_types(["text", "int8", "text", "bytea"])
+        for originator_id, version, topic, state in copy.rows():
+            if originator_id != current:
+                if current is not None:
+                    yield current, batch
+                current, batch = originator_id, []
+            batch.append(decode_event(topic, state, originator_id, version))
+    if current is not None:
+        yield current, batch
+
+
+def legacy_rows(dsn: str, store: str, accounts: AccountRange) -> Iterator[tuple[str, str, dict]]:
+    """(account_id, "store.table", row) for every compared table of one store, sorted by account."""
+    selects = [
+        sql.SQL("SELECT account_id, {} AS tbl, row_to_json(t)::text AS row FROM {} t WHERE {}").format(
+            sql.Literal(f"{store}.{table}"), sql.Identifier(table), accounts.where("account_id"))
+        for table in COMPARED_TABLES[store]
+    ]
+    query = sql.SQL("COPY (SELECT * FROM ({}) u ORDER BY account_id COLLATE \"C\") TO STDOUT (FORMAT BINARY)").format(
+        sql.SQL(" UNION ALL ").join(selects))
+    with psycopg.connect(dsn, options="-c TimeZone=UTC") as conn, conn.cursor() as cur, cur.copy(query) as copy:
+        copy.set_types(["text", "text", "bytea"])
+        for account_id, table, row in copy.rows():
+            yield account_id, table, orjson.loads(row)
+
+
+def by_account(
+    events: Iterator[tuple[str, list[AccountEvent]]], legacy: Iterable[Iterator[tuple[str, str, dict]]]
+) -> Iterator[tuple[str, list[AccountEvent], dict[str, list[dict]]]]:
+    """Each account of the log with its events and its current legacy rows by "store.table"."""
+    merged = heapq.merge(*legacy, key=lambda item: item[0])
+    pending = next(merged, None)
+    for account_id, account_events_ in events:
+        rows: dict[str, list[dict]] = {}
+        while pending is not None and pending[0] < account_id:
+            pending = next(merged, None)  # rows of an account the log does not know (parked): not ours
+        while pending is not None and pending[0] == account_id:
+            rows.setdefault(pending[1], []).append(pending[2])
+            pending = next(merged, None)
+        yield account_id, account_events_, rows
