@@ -135,6 +135,27 @@ def plan(as_of: datetime | None, rules_path: str | None, account: str | None, as
     _json_out(result.as_json()) if as_json else click.echo(_summary(result))
 
 
+@main.command()
+@click.argument("account_id")
+@click.option("--as-of", "as_of", type=Instant(), default=None, help="The instant T (default: now).")
+@click.option("--rules", "rules_path", type=click.Path(dir_okay=False), default=None)
+@click.option("--json", "as_json", is_flag=True)
+def explain(account_id: str, as_of: datetime | None, rules_path: str | None, as_json: bool) -> None:
+    """Replay one account: its timeline, true state, why each value is what it is, and its drift."""
+    from projections.explainer import explain as explain_account, render_text
+
+    wiring = _wiring()
+    rules = _rules(rules_path, wiring.settings)
+    try:
+        explanation = explain_account(wiring.dsns, account_id, rules, as_of or _now())
+    except psycopg.Error as error:
+        raise RunFailed(f"explain failed: {error}")
+    if not explanation.timeline and not explanation.later_events:
+        click.echo(f"recompute: no events for account {account_id!r} in the log (has it been ingested?)", err=True)
+        sys.exit(1)
+    _json_out(explanation.as_json()) if as_json else click.echo(render_text(explanation))
+
+
 @main.group()
 def embedded() -> None:
     """The embedded PostgreSQL used when no DSN is set."""

@@ -1,0 +1,131 @@
+"""`explain`: replay one account to say what its state is and why.
+
+The shell (`explain`) reads the account's stream through the eventsourcing library, the catalog
+stream, and the account's live legacy rows; everything else is pure: the timeline lines, the
+fold, the true state with its `because`, and the corrections.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from domain.catalog import fold_catalog
+from domain.corrections import Correction, corrections_for
+from domain.events import CATALOG_STREAM, AccountEvent, LegacyRowObserved, StripeObjectObserved
+from domain.fold import fold
+from domain.rules import Rules
+from domain.state import TrueState
+from domain.truth import true_state
+from projections.reading import COMPARED_TABLES, AccountRange, legacy_rows
+from recompute.eventlog import open_log
+
+# The columns worth a glance in a one-line summary of a legacy row, per table.
+_SUMMARY_COLUMNS = {
+    "accounts": ("plan", "status"), "entitlements": ("feature", "enabled", "source"),
+    "invoices": ("status", "amount_due", "amount_paid", "due_at"), "charges": ("invoice_id", "status", "failure_code"),
+    "dunning": ("stage",), "schedules": ("attempt", "status", "scheduled_at"),
+    "subs_account": ("bad_debt", "delinquent"), "subs_customer": ("stripe_customer_id", "source"),
+    "subs_dunning": ("stage", "attempt_count", "next_action_at"),
+    "subs_subscription": ("stripe_subscription_id", "status", "current_period_end"),
+    "subs_invoice": ("status", "amount_remaining", "attempt_count"),
+}
+_STRIPE_COLUMNS = ("status", "amount_due", "amount_paid", "attempt_count", "customer")
+
+
+@dataclass(frozen=True)
+class Explanation:
+    account_id: str
+    as_of: datetime
+    state: TrueState
+    timeline: list[dict[str, Any]]
+    later_events: int
+    corrections: list[Correction]
+
+    def as_json(self) -> dict[str, Any]:
+        state = self.state.model_dump(mode="json", exclude={"because"})
+        return {
+            "account_id": self.account_id,
+            "as_of": self.as_of.isoformat(),
+            "rules_version": self.state.rules_version,
+            "state": state,
+            "timeline": self.timeline,
+            "because": {name: {"rule": why.rule, "events": list(why.refs)} for name, why in self.state.because.items()},
+            "corrections": [c.as_json() for c in self.corrections],
+        }
+
+
+def explain(dsns: Mapping[str, str], account_id: str, rules: Rules, as_of: datetime) -> Explanation:
+    log = open_log(dsns["eventstore"])
+    try:
+        events, catalog_events = log.stream(account_id), log.stream(CATALOG_STREAM)
+    finally:
+        log.close()
+    rows: dict[str, list[dict]] = {}
+    for store in COMPARED_TABLES:
+        for _, table, row in legacy_rows(dsns[store], store, AccountRange(only=account_id)):
+            rows.setdefault(table, []).append(row)
+    return explanation(account_id, events, catalog_events, rows, rules, as_of)
+
+
+def explanation(account_id: str, events: list[AccountEvent], catalog_events: list[AccountEvent],
+                rows: Mapping[str, list[dict]], rules: Rules, as_of: datetime) -> Explanation:
+    """Pure: the whole explanation from the events, the catalog and the current legacy rows."""
+    state = true_state(fold(events, as_of=as_of), fold_catalog(catalog_events, as_of=as_of), rules, as_of)
+    folded = sorted((e for e in events if e.source_time <= as_of),
+                    key=lambda e: (e.source_time, e.originator_version))
+    return Explanation(
+        account_id=account_id, as_of=as_of, state=state, timeline=[timeline_entry(e) for e in folded],
+        later_events=len(events) - len(folded), corrections=corrections_for(state, rows),
+    )
+
+
+def timeline_entry(event: AccountEvent) -> dict[str, Any]:
+    if isinstance(event, StripeObjectObserved):
+        kind = event.event_type or f"listed {event.table}"
+        fields = {c: event.object.get(c) for c in _STRIPE_COLUMNS if event.object.get(c) is not None}
+        ref = event.event_id or f"list:{event.object_id}"
+        data = event.object
+        summary = f"{event.table} {event.object_id}" + ("" if not fields else " " + _pairs(fields))
+    else:
+        assert isinstance(event, LegacyRowObserved)
+        kind = "row deleted" if event.row is None else "row observed"
+        key = "/".join(str(v) for v in event.key.values())
+        fields = {c: event.row.get(c) for c in _SUMMARY_COLUMNS.get(event.table, ())} if event.row else {}
+        ref = f"{event.store}.{event.table}[{key}]@{event.position}"
+        data = event.row
+        summary = f"{event.table} {key}" + (" gone" if event.row is None else " " + _pairs(fields))
+    return {"time": event.source_time.isoformat(), "source": f"{event.store}", "type": kind, "ref": ref,
+            "summary": summary, "data": data, "version": event.originator_version}
+
+
+def _pairs(fields: Mapping[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in fields.items())
+
+
+def render_text(ex: Explanation) -> str:
+    state = ex.state
+    lines = [f"account {ex.account_id} as of {ex.as_of.isoformat()} (rules {state.rules_version})", "",
+             f"timeline ({len(ex.timeline)} events" + (f"; {ex.later_events} later ones not folded" if ex.later_events
+                                                        else "") + ")"]
+    for entry in ex.timeline:
+        lines.append(f"  {entry['time'][:19]}  {entry['source']:<12} {entry['type']:<32} {entry['summary']}")
+    lines += ["", "true state"]
+    for name in ("status", "stage", "stage_since", "days_overdue", "failed_attempts", "bad_debt", "delinquent",
+                 "next_action_at", "plan", "stripe_customer_id"):
+        value = getattr(state, name)
+        lines.append(f"  {name:<18} {value.isoformat() if isinstance(value, datetime) else value}")
+    if state.subscription:
+        lines.append(f"  {'subscription':<18} {state.subscription.subscription_id} {state.subscription.status}")
+    lines.append(f"  {'entitlements':<18} " + ", ".join(f"{f}={'on' if on else 'off'}"
+                                                      for f, on in sorted(state.entitlements.items())))
+    lines += ["", "because"]
+    for name, why in state.because.items():
+        lines.append(f"  {name}: {why.text}")
+    lines += ["", f"corrections ({len(ex.corrections)})"]
+    for c in ex.corrections:
+        where = c.table + (f".{c.column}" if c.column else "")
+        lines.append(f"  {c.op:<6} {where:<40} {c.key}  {c.from_!r} -> {c.to!r}")
+    return "\n".join(lines)
