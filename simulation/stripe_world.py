@@ -19,6 +19,8 @@ from typing import Any
 
 import orjson
 
+from simulation.bulk import collector_paused
+
 OBJECT_FILES = ("customers", "subscriptions", "invoices")
 
 
@@ -43,9 +45,10 @@ class StripeWorld:
     def load(cls, directory: Path) -> StripeWorld:
         meta = orjson.loads((directory / "meta.json").read_bytes())
         world = cls(now=int(meta["now"]))
-        for name in ("events", *OBJECT_FILES):
-            path = directory / f"{name}.jsonl"
-            if path.exists():
-                with path.open("rb") as lines:
-                    setattr(world, name, [orjson.loads(line) for line in lines if line.strip()])
+        with collector_paused():
+            for name in ("events", *OBJECT_FILES):
+                path = directory / f"{name}.jsonl"
+                if path.exists():
+                    with path.open("rb") as lines:
+                        setattr(world, name, [orjson.loads(line) for line in lines if line.strip()])
         return world
