@@ -14,33 +14,18 @@ References ("refs") name an event: a Stripe event by its `evt_` id, anything els
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from domain.events import AccountEvent, StripeObjectObserved
+from domain.trusted import trusted  # noqa: F401  (re-exported: domain/ builds facts with it)
 
 
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-M = TypeVar("M", bound=BaseModel)
-_set = object.__setattr__
-
-
-def trusted(cls: type[M], **values: Any) -> M:
-    """`cls.model_construct(**values)` for data made in domain/, without its per-field alias lookups.
-
-    Every field must be given (the JSON round-trip tests catch a missing one). This is what keeps
-    building facts and states cheap when there are hundreds of thousands of them.
-    """
-    model = cls.__new__(cls)
-    _set(model, "__dict__", values)
-    _set(model, "__pydantic_fields_set__", set(values))
-    _set(model, "__pydantic_extra__", None)
-    _set(model, "__pydantic_private__", None)
-    return model
 
 
 def row_key(key: dict[str, Any]) -> str:

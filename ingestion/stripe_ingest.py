@@ -23,6 +23,7 @@ import orjson
 import psycopg
 
 from domain.events import StripeObjectObserved
+from domain.trusted import trusted
 from ingestion.report import IngestReport, TableReport
 from ingestion.stripe_reader import StripeReader
 from ingestion.stripe_translate import Observation, Rejection, translate_event, translate_listed
@@ -194,7 +195,8 @@ class StripeIngester:
                                  f"belongs to no account: customer {observation.customer_id} has no "
                                  "metadata.account_id", orjson.dumps(raw)))
             return
-        batch.events.append(StripeObjectObserved.model_construct(
+        batch.events.append(trusted(
+            StripeObjectObserved,
             originator_id=account, originator_version=0, store="stripe", table=observation.object_type,
             key={"id": observation.object["id"]}, position=position, source_time=observation.source_time,
             recorded_at=self._clock(), object=observation.object, deleted=observation.deleted,

@@ -48,13 +48,18 @@ class PydanticMapper(Mapper[str]):
             originator_id=domain_event.originator_id,
             originator_version=domain_event.originator_version,
             topic=get_topic(type(domain_event)),
-            state=domain_event.model_dump_json(exclude=_NOT_IN_STATE).encode(),
+            state=encode_state(domain_event),
         )
 
     def to_domain_event(self, stored_event: StoredEvent) -> AccountEvent:  # type: ignore[override]
         return decode_event(
             stored_event.topic, stored_event.state, str(stored_event.originator_id), stored_event.originator_version
         )
+
+
+def encode_state(event: AccountEvent) -> bytes:
+    """The stored state: the event's fields but the stream id and version, as JSON (orjson: ~5x model_dump_json)."""
+    return orjson.dumps({name: value for name, value in vars(event).items() if name not in _NOT_IN_STATE})
 
 
 def decode_event(topic: str, state: bytes, originator_id: str, originator_version: int) -> AccountEvent:
@@ -105,11 +110,12 @@ def append_events(conn: psycopg.Connection, events: Sequence[AccountEvent]) -> i
     conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(table))
     heads = _stream_heads(conn, {event.originator_id for event in events})
     rows: list[tuple[str, int, str, bytes]] = []
+    topics: dict[type, str] = {}
     for event in events:
         version = heads[event.originator_id] + 1
         heads[event.originator_id] = version
-        state = event.model_dump_json(exclude=_NOT_IN_STATE).encode()
-        rows.append((event.originator_id, version, get_topic(type(event)), state))
+        topic = topics.get(type(event)) or topics.setdefault(type(event), get_topic(type(event)))
+        rows.append((event.originator_id, version, topic, encode_state(event)))
     with conn.cursor() as cur:
         copy_sql = sql.SQL("COPY {} (originator_id, originator_version, topic, state) FROM STDIN").format(table)
         with cur.copy(copy_sql) as copy:
