@@ -188,3 +188,18 @@ def serve(host: str, port: int) -> None:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
+
+
+def _register_more_commands() -> None:
+    """Commands that live in modules of their own attach themselves to `main` here."""
+    import importlib
+
+    for module in ("recompute.cli_apply", "recompute.cli_demo"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            if error.name != module:
+                raise
+
+
+_register_more_commands()
