@@ -15,7 +15,8 @@ is exactly what the log already holds.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -28,7 +29,7 @@ from domain.events import LegacyRowObserved
 from domain.trusted import trusted
 from ingestion.legacy_tables import TABLES_BY_STORE, TableSpec, check_row, key_of, key_text, source_time, stream_of
 from ingestion.report import IngestReport, TableReport
-from recompute.eventlog import append_events
+from recompute.eventlog import append_events, encode_state_with_row
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class _Known:
 @dataclass
 class _Batch:
     events: list[LegacyRowObserved] = field(default_factory=list)
+    states: list[bytes | None] = field(default_factory=list)  # each event's stored state, when already encoded
     digests: list[tuple[str, bytes, bool, str | None, str]] = field(default_factory=list)  # rows seen before
     first_seen: list[tuple[str, bytes, bool, str | None, str]] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)
@@ -51,6 +53,10 @@ class _Batch:
 
     def __len__(self) -> int:
         return len(self.digests) + len(self.first_seen) + len(self.gone)
+
+    def add(self, event: LegacyRowObserved, state: bytes | None = None) -> None:
+        self.events.append(event)
+        self.states.append(state)
 
     def record(self, item: tuple[str, bytes, bool, str | None, str], *, seen_before: bool) -> None:
         (self.digests if seen_before else self.first_seen).append(item)
@@ -61,46 +67,80 @@ def _digest(data: bytes) -> bytes:
 
 
 class LegacySnapshotIngester:
-    def __init__(
-        self,
-        *,
-        store: str,
-        source_dsn: str,
-        eventstore_dsn: str,
-        batch_size: int = 20_000,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
+    """Every table of one store in one snapshot, one after the other, in this process."""
+
+    def __init__(self, *, store: str, source_dsn: str, eventstore_dsn: str, batch_size: int = 20_000) -> None:
         self._store = store
         self._source_dsn = source_dsn
         self._eventstore_dsn = eventstore_dsn
         self._batch_size = batch_size
-        self._clock = clock
 
     @property
     def source(self) -> str:
         return self._store
 
+    def table_runs(self, snapshot: Snapshot) -> list[TableIngest]:
+        return [TableIngest(spec=spec, snapshot=snapshot, source_dsn=self._source_dsn,
+                            eventstore_dsn=self._eventstore_dsn, batch_size=self._batch_size)
+                for spec in TABLES_BY_STORE[self._store]]
+
     def run(self) -> IngestReport:
         report = IngestReport(source=self._store)
+        with exported_snapshot(self._store, self._source_dsn) as snapshot:
+            for run in self.table_runs(snapshot):
+                report.tables[run.spec.table] = run.run()
+        return report
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One consistent read of a store, exported so that other connections (and processes) share it."""
+
+    store: str
+    exported_id: str  # pg_export_snapshot(): valid while the exporting transaction is open
+    position: str  # what events record as their position: the store and its snapshot's xid range
+    read_at: datetime  # the transaction's timestamp: when a change the rows don't date happened, at the latest
+
+
+@contextmanager
+def exported_snapshot(store: str, source_dsn: str) -> Iterator[Snapshot]:
+    """Holds a REPEATABLE READ transaction open on the store and yields its exported snapshot."""
+    with psycopg.connect(source_dsn) as conn:
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        exported, xids, read_at = conn.execute(
+            "SELECT pg_export_snapshot(), pg_current_snapshot()::text, transaction_timestamp()").fetchone()
+        yield Snapshot(store=store, exported_id=exported, position=f"{store}@{xids}", read_at=read_at)
+        conn.rollback()
+
+
+@dataclass(frozen=True)
+class TableIngest:
+    """One table of a store, read in the store's exported snapshot: the unit a worker process runs."""
+
+    spec: TableSpec
+    snapshot: Snapshot
+    source_dsn: str
+    eventstore_dsn: str
+    batch_size: int = 20_000
+
+    def run(self) -> TableReport:
+        spec, position, read_at = self.spec, self.snapshot.position, self.snapshot.read_at
         with (
-            psycopg.connect(self._source_dsn, options="-c TimeZone=UTC") as source,
-            psycopg.connect(self._eventstore_dsn) as log,
+            psycopg.connect(self.source_dsn, options="-c TimeZone=UTC") as source,
+            psycopg.connect(self.eventstore_dsn) as log,
         ):
             source.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            snapshot, read_at = source.execute("SELECT pg_current_snapshot()::text, transaction_timestamp()").fetchone()
-            position = f"{self._store}@{snapshot}"
-            for spec in TABLES_BY_STORE[self._store]:
-                report.tables[spec.table] = self._ingest_table(spec, source, log, position, read_at)
+            source.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(self.snapshot.exported_id)))
+            report = self._ingest(spec, source, log, position, read_at)
             source.rollback()
         return report
 
-    def _ingest_table(
-        self, spec: TableSpec, source: psycopg.Connection, log: psycopg.Connection, position: str, read_at: datetime
-    ) -> TableReport:
+    def _ingest(self, spec: TableSpec, source: psycopg.Connection, log: psycopg.Connection, position: str,
+                read_at: datetime) -> TableReport:
         report = TableReport()
         known = self._known_digests(log, spec)
         seen: set[str] = set()
-        recorded_at = self._clock()
+        recorded_at = datetime.now(UTC)
         batch = _Batch()
         for raw in _rows_as_json(source, spec):
             report.rows_read += 1
@@ -112,20 +152,21 @@ class LegacySnapshotIngester:
             if before is not None and before.digest == digest:
                 continue
             reason = check_row(spec, row)
-            key_json = orjson.dumps(key_of(spec, row)).decode()
+            row_key = key_of(spec, row)
+            key_json = orjson.dumps(row_key).decode()
             if reason is not None:
                 batch.parked.append((key, reason, raw))
                 batch.record((key, digest, True, None, key_json), seen_before=before is not None)
                 report.parked += 1
             else:
-                event = self._observed(spec, row, before is not None and not before.parked, position, read_at,
-                                       recorded_at)
+                event, state = self._observed(spec, row, raw, row_key, before is not None and not before.parked,
+                                              position, read_at, recorded_at)
                 if before is not None and before.stream not in (None, event.originator_id):
                     # the row moved to another account: its old stream sees it go
-                    batch.events.append(self._vanished(spec, before, position, read_at, recorded_at))
-                batch.events.append(event)
+                    batch.add(self._vanished(spec, before, position, read_at, recorded_at))
+                batch.add(event, state)
                 batch.record((key, digest, False, event.originator_id, key_json), seen_before=before is not None)
-            if len(batch) >= self._batch_size:
+            if len(batch) >= self.batch_size:
                 report.appended += self._commit(log, spec, batch, position)
                 batch = _Batch()
         for key, before in known.items():
@@ -133,23 +174,23 @@ class LegacySnapshotIngester:
                 continue
             batch.gone.append(key)
             if not before.parked:
-                batch.events.append(self._vanished(spec, before, position, read_at, recorded_at))
+                batch.add(self._vanished(spec, before, position, read_at, recorded_at))
                 report.deleted += 1
-            if len(batch) >= self._batch_size:
+            if len(batch) >= self.batch_size:
                 report.appended += self._commit(log, spec, batch, position)
                 batch = _Batch()
         report.appended += self._commit(log, spec, batch, position)
         return report
 
     @staticmethod
-    def _observed(spec, row, known, position, read_at, recorded_at) -> LegacyRowObserved:
-        return trusted(  # the row was checked by check_row; every field is given
-            LegacyRowObserved,
-            originator_id=stream_of(spec, row), originator_version=0, store=spec.store, table=spec.table,
-            key=key_of(spec, row), position=position,
-            source_time=datetime.fromisoformat(source_time(spec, row, known=known, read_at=read_at)),
-            recorded_at=recorded_at, row=row,
-        )
+    def _observed(spec, row, raw, row_key, known, position, read_at, recorded_at) -> tuple[LegacyRowObserved, bytes]:
+        """The event, and its stored state with the row's JSON text spliced in as PostgreSQL gave it."""
+        fields = {"store": spec.store, "table": spec.table, "key": row_key, "position": position,
+                  "source_time": datetime.fromisoformat(source_time(spec, row, known=known, read_at=read_at)),
+                  "recorded_at": recorded_at}
+        event = trusted(LegacyRowObserved, originator_id=stream_of(spec, row), originator_version=0, row=row,
+                        **fields)  # the row was checked by check_row; every field is given
+        return event, encode_state_with_row(fields, raw)
 
     @staticmethod
     def _vanished(spec, known: _Known, position, read_at, recorded_at) -> LegacyRowObserved:
@@ -174,7 +215,7 @@ class LegacySnapshotIngester:
         if not len(batch) and not batch.events:
             return 0
         with log.transaction():
-            appended = append_events(log, batch.events)
+            appended = append_events(log, batch.events, batch.states)
             _write_digests(log, spec, batch)
             if batch.parked:
                 with log.cursor() as cur:
@@ -187,7 +228,7 @@ class LegacySnapshotIngester:
             log.execute(
                 "INSERT INTO ingest_checkpoint (source, position) VALUES (%s, %s) "
                 "ON CONFLICT (source) DO UPDATE SET position = EXCLUDED.position, updated_at = now()",
-                (f"legacy:{spec.store}", orjson.dumps({"position": position, "table": spec.table}).decode()),
+                (f"legacy:{spec.name}", orjson.dumps({"position": position}).decode()),
             )
         return appended
 

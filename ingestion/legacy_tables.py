@@ -95,6 +95,8 @@ def key_of(spec: TableSpec, row: dict[str, Any]) -> dict[str, Any]:
 
 
 def key_text(spec: TableSpec, row: dict[str, Any]) -> str:
+    if len(spec.key) == 1:
+        return str(row.get(spec.key[0]))
     return "\x1f".join(str(row.get(column)) for column in spec.key)
 
 
@@ -109,10 +111,12 @@ def check_row(spec: TableSpec, row: dict[str, Any]) -> str | None:
     """Why this row cannot be recorded, or None when it can."""
     for column in spec.key:
         value = row.get(column)
-        if value is None or (isinstance(value, str) and not value.strip()):
+        if value is None or (value.__class__ is str and not value.strip()):
             return f"missing key: {column} is empty"
-    if stream_of(spec, row) is None:
-        return f"belongs to no account: {spec.account} is empty"
+    if spec.account is not None:
+        account = row.get(spec.account)
+        if account.__class__ is not str or not account.strip():
+            return f"belongs to no account: {spec.account} is empty"
     for column, allowed in spec.statuses.items():
         if row.get(column) not in allowed:
             return f"unknown {column} {row.get(column)!r} (expected one of {', '.join(sorted(allowed))})"

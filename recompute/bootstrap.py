@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import psycopg
 import stripe
 
-from ingestion.legacy_snapshot import LegacySnapshotIngester
+from ingestion.jobs import IngestJob
 from ingestion.stripe_ingest import StripeIngester
 from ingestion.stripe_reader import StripeApiReader
 from recompute.embedded import embedded_dsns
@@ -22,18 +22,20 @@ class Wiring:
     settings: Settings
     dsns: dict[str, str]  # every store and "eventstore", resolved
 
-    def ingesters(self, source: str, *, batch_size: int = 20_000) -> list:
+    def ingest_jobs(self, source: str, *, batch_size: int = 20_000) -> list[IngestJob]:
         chosen = SOURCES if source == "all" else (source,)
-        found = []
+        jobs = []
         for name in chosen:
             if name in LEGACY_STORES:
-                found.append(LegacySnapshotIngester(store=name, source_dsn=self.dsns[name],
-                                                    eventstore_dsn=self.dsns["eventstore"], batch_size=batch_size))
+                jobs.append(IngestJob(source=name, eventstore_dsn=self.dsns["eventstore"],
+                                      source_dsn=self.dsns[name], batch_size=batch_size))
             elif self.settings.stripe_api_key:
-                found.append(self.stripe_ingester(batch_size=batch_size))
+                jobs.append(IngestJob(source="stripe", eventstore_dsn=self.dsns["eventstore"],
+                                      stripe_api_key=self.settings.stripe_api_key,
+                                      stripe_api_base=self.settings.stripe_api_base, batch_size=batch_size))
             elif source == "stripe":
                 raise SettingsError("STRIPE_API_KEY", "not set, so Stripe cannot be polled")
-        return found
+        return jobs
 
     def check_stripe(self) -> None:
         """Raises SettingsError naming the variable when Stripe cannot be used as configured."""

@@ -12,6 +12,7 @@ import orjson
 import psycopg
 import stripe
 
+from ingestion.jobs import run_ingest
 from recompute.bootstrap import SOURCES, Wiring, wire
 from recompute.embedded import EmbeddedPostgresError, stop_embedded
 from domain.rules import RULES_V1, Rules, RulesError, load_rules
@@ -77,25 +78,25 @@ def main() -> None:
 @click.option("--interval", type=float, default=5.0, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=20_000, show_default=True,
               help="Events committed per transaction, with their checkpoint.")
-def ingest(source: str, follow: bool, interval: float, batch_size: int) -> None:
+@click.option("--workers", type=click.IntRange(1, 16), default=3, show_default=True,
+              help="Processes: each legacy table and the Stripe catch-up is a unit of work.")
+def ingest(source: str, follow: bool, interval: float, batch_size: int, workers: int) -> None:
     """Append every change since the last checkpoint to the account event log."""
     wiring = _wiring(uses_stripe=source in ("stripe", "all"))
     try:
-        ingesters = wiring.ingesters(source, batch_size=batch_size)
+        jobs = wiring.ingest_jobs(source, batch_size=batch_size)
     except SettingsError as error:
         click.echo(f"recompute: {error}", err=True)
         sys.exit(2)
     while True:
-        for ingester in ingesters:
-            started = time.perf_counter()
-            try:
-                report = ingester.run()
-            except (psycopg.Error, stripe.StripeError, OSError) as error:
-                raise RunFailed(f"ingest {ingester.source} failed: {error}; what was committed stands, rerun to continue")
-            click.echo(
-                f"{report.source}: read {report.rows_read}, appended {report.appended}, "
-                f"parked {report.parked} ({time.perf_counter() - started:.1f}s)"
-            )
+        started = time.perf_counter()
+        try:
+            for report in run_ingest(jobs, workers=workers):
+                click.echo(f"{report.source}: read {report.rows_read}, appended {report.appended}, "
+                           f"parked {report.parked}")
+        except (psycopg.Error, stripe.StripeError, OSError) as error:
+            raise RunFailed(f"ingest failed: {error}; what was committed stands, rerun to continue")
+        click.echo(f"ingested in {time.perf_counter() - started:.1f}s")
         if not follow:
             return
         time.sleep(interval)

@@ -6,6 +6,9 @@
     stripe_event_seen        every evt_ id recorded once, with a digest of its body
     stripe_customer_account  which account a Stripe customer belongs to (from metadata.account_id)
     parked_record            rows and Stripe objects that could not be recorded, with the reason
+    apply_run                each `apply`: when, as of, rules, what it found and did
+    correction_audit         every correction `apply` meant to make (an intent) and what became of it
+    outbox_event             outgoing domain events, published by the relay (projections/applier.py)
 """
 
 from __future__ import annotations
@@ -51,6 +54,52 @@ CREATE TABLE IF NOT EXISTS parked_record (
     parked_at   timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS parked_record_source ON parked_record (source, tbl, key);
+CREATE TABLE IF NOT EXISTS apply_run (
+    run_id        uuid PRIMARY KEY,
+    started_at    timestamptz NOT NULL DEFAULT now(),
+    finished_at   timestamptz,
+    as_of         timestamptz NOT NULL,
+    rules_version text NOT NULL,
+    summary       jsonb
+);
+CREATE TABLE IF NOT EXISTS correction_audit (
+    id            bigserial PRIMARY KEY,
+    run_id        uuid NOT NULL,
+    account_id    text NOT NULL,
+    store         text NOT NULL,
+    tbl           text NOT NULL,           -- "store.table", as in cli.md
+    op            text NOT NULL,           -- update | insert | delete
+    key           jsonb NOT NULL,          -- JSON null for an insert into subs_customer
+    col           text,
+    from_value    jsonb NOT NULL,
+    to_value      jsonb NOT NULL,
+    sets          jsonb NOT NULL,          -- bookkeeping columns written with it (stage_since, source)
+    rules_version text NOT NULL,
+    as_of         timestamptz NOT NULL,
+    causes        jsonb NOT NULL,          -- refs of the events that justified it
+    event_id      uuid NOT NULL,           -- the outbox event that announces it
+    status        text NOT NULL,           -- pending | applied | stale | abandoned
+    recorded_at   timestamptz NOT NULL DEFAULT now(),
+    settled_at    timestamptz              -- when it was applied (or found stale / abandoned)
+);
+CREATE INDEX IF NOT EXISTS correction_audit_account ON correction_audit (account_id, id);
+CREATE INDEX IF NOT EXISTS correction_audit_event ON correction_audit (event_id);
+CREATE INDEX IF NOT EXISTS correction_audit_pending ON correction_audit (id) WHERE status = 'pending';
+CREATE TABLE IF NOT EXISTS outbox_event (
+    event_id      uuid PRIMARY KEY,
+    seq           bigserial UNIQUE,        -- publication order
+    run_id        uuid NOT NULL,
+    account_id    text NOT NULL,
+    type          text NOT NULL,
+    subject       text NOT NULL,
+    status        text NOT NULL,           -- held | ready | sent | void
+    body          jsonb,                   -- the published JSON, fixed when it becomes ready
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    ready_at      timestamptz,
+    sent_at       timestamptz,
+    attempts      integer NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS outbox_event_ready ON outbox_event (seq) WHERE status = 'ready';
 """
 
 _LOCK_ID = 7_310_001  # an advisory lock so concurrent first runs don't race on CREATE

@@ -25,7 +25,7 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ingestion.legacy_snapshot import LegacySnapshotIngester  # noqa: E402
+from ingestion.jobs import IngestJob, run_ingest  # noqa: E402
 from ingestion.legacy_tables import TABLES_BY_STORE  # noqa: E402
 from ingestion.stripe_ingest import StripeIngester  # noqa: E402
 from ingestion.stripe_reader import StripeApiReader  # noqa: E402
@@ -88,8 +88,8 @@ def main() -> None:
     floor_rows, floor_seconds = copy_floor(dsns)
     legacy_rows = appended = 0
     started = time.perf_counter()
-    for store in TABLES_BY_STORE:
-        report = LegacySnapshotIngester(store=store, source_dsn=dsns[store], eventstore_dsn=eventstore).run()
+    jobs = [IngestJob(source=store, eventstore_dsn=eventstore, source_dsn=dsns[store]) for store in TABLES_BY_STORE]
+    for report in run_ingest(jobs):  # tables side by side in one snapshot per store, as `recompute ingest` does
         legacy_rows += report.rows_read
         appended += report.appended
     legacy_seconds = time.perf_counter() - started

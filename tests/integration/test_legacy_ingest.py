@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import orjson
 import psycopg
 import pytest
 
@@ -122,3 +123,14 @@ def test_a_bad_row_is_parked_with_its_reason_and_ingest_goes_on(world, statement
     again = LegacySnapshotIngester(store="billing_prod", source_dsn=world["billing_prod"],
                                    eventstore_dsn=world["eventstore"]).run()
     assert (again.parked, again.appended) == (0, 0)  # parked once, not at every run
+
+
+def test_the_spliced_state_reads_back_as_the_event_the_generic_encoder_would_store(world):
+    from recompute.eventlog import encode_state
+
+    ingest_all(world)
+    with psycopg.connect(world["eventstore"]) as conn:
+        stored = conn.execute("SELECT originator_id, originator_version, state FROM recompute_events "
+                              "WHERE originator_id = 'acc_000042' ORDER BY originator_version").fetchall()
+    for event, (_, _, state) in zip(log_of(world), stored):
+        assert orjson.loads(bytes(state)) == orjson.loads(encode_state(event))

@@ -1,0 +1,70 @@
+"""Ingest runs as plain values that worker processes take, and the pool that runs them.
+
+`run_ingest` splits each legacy store into its tables, all read in one snapshot the parent
+exports per store (`pg_export_snapshot`, so the read stays consistent per database), and runs the
+tables and the Stripe catch-up side by side in one pool. One Python process per unit of work is
+what puts both cores to work; the units only meet at the log's table lock
+(measured in scripts/bench_ingest.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass
+from multiprocessing import get_context
+
+from ingestion.legacy_snapshot import LegacySnapshotIngester, TableIngest, exported_snapshot
+from ingestion.report import IngestReport, TableReport
+from ingestion.stripe_ingest import StripeIngester
+from ingestion.stripe_reader import StripeApiReader
+
+
+@dataclass(frozen=True)
+class IngestJob:
+    source: str  # cf_prod | billing_prod | subs | stripe
+    eventstore_dsn: str
+    source_dsn: str | None = None  # a legacy store's
+    stripe_api_key: str | None = None
+    stripe_api_base: str | None = None
+    batch_size: int = 20_000
+
+    def stripe_ingester(self) -> StripeIngester:
+        assert self.stripe_api_key, "polling Stripe needs STRIPE_API_KEY"
+        reader = StripeApiReader(api_key=self.stripe_api_key, api_base=self.stripe_api_base)
+        return StripeIngester(reader=reader, eventstore_dsn=self.eventstore_dsn, batch_size=min(self.batch_size, 5_000))
+
+    def legacy_ingester(self) -> LegacySnapshotIngester:
+        assert self.source_dsn is not None
+        return LegacySnapshotIngester(store=self.source, source_dsn=self.source_dsn,
+                                      eventstore_dsn=self.eventstore_dsn, batch_size=self.batch_size)
+
+
+def _run(unit: IngestJob | TableIngest) -> IngestReport | TableReport:
+    return unit.stripe_ingester().run() if isinstance(unit, IngestJob) else unit.run()
+
+
+def run_ingest(jobs: Sequence[IngestJob], *, workers: int = 3) -> list[IngestReport]:
+    """Runs the jobs (legacy stores table by table) in `workers` processes; one report per job, in order.
+
+    A unit's error is re-raised here; what other units committed stands (each commits its own
+    events with their digests or evt_ ids), so a rerun continues."""
+    reports = {job.source: IngestReport(source=job.source) for job in jobs}
+    with ExitStack() as snapshots:
+        units: list[IngestJob | TableIngest] = [job for job in jobs if job.source == "stripe"]
+        for job in jobs:
+            if job.source != "stripe":
+                snapshot = snapshots.enter_context(exported_snapshot(job.source, job.source_dsn))
+                units += job.legacy_ingester().table_runs(snapshot)
+        if workers <= 1 or len(units) == 1:
+            results = [_run(unit) for unit in units]
+        else:
+            with ProcessPoolExecutor(min(workers, len(units)), mp_context=get_context("fork")) as pool:
+                results = list(pool.map(_run, units))
+    for unit, result in zip(units, results):
+        if isinstance(result, IngestReport):
+            reports[result.source] = result
+        else:
+            reports[unit.spec.store].tables[unit.spec.table] = result
+    return [reports[job.source] for job in jobs]
