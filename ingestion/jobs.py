@@ -10,15 +10,14 @@ what puts both cores to work; the units only meet at the log's table lock
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
-from multiprocessing import get_context
 
 from ingestion.legacy_snapshot import LegacySnapshotIngester, TableIngest, exported_snapshot
 from ingestion.report import IngestReport, TableReport
 from ingestion.stripe_ingest import StripeIngester
 from ingestion.stripe_reader import StripeApiReader
+from recompute.processes import worker_pool
 
 
 @dataclass(frozen=True)
@@ -60,7 +59,7 @@ def run_ingest(jobs: Sequence[IngestJob], *, workers: int = 3) -> list[IngestRep
         if workers <= 1 or len(units) == 1:
             results = [_run(unit) for unit in units]
         else:
-            with ProcessPoolExecutor(min(workers, len(units)), mp_context=get_context("fork")) as pool:
+            with worker_pool(min(workers, len(units))) as pool:
                 results = list(pool.map(_run, units))
     for unit, result in zip(units, results):
         if isinstance(result, IngestReport):

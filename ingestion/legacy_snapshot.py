@@ -30,6 +30,7 @@ from domain.trusted import trusted
 from ingestion.legacy_tables import TABLES_BY_STORE, TableSpec, check_row, key_of, key_text, source_time, stream_of
 from ingestion.report import IngestReport, TableReport
 from recompute.eventlog import append_events, encode_state_with_row
+from recompute.ownschema import exclusive_ingest
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,8 @@ class TableIngest:
         ):
             source.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             source.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(self.snapshot.exported_id)))
-            report = self._ingest(spec, source, log, position, read_at)
+            with exclusive_ingest(log, spec.name):
+                report = self._ingest(spec, source, log, position, read_at)
             source.rollback()
         return report
 

@@ -28,6 +28,7 @@ from ingestion.report import IngestReport, TableReport
 from ingestion.stripe_reader import StripeReader
 from ingestion.stripe_translate import Observation, Rejection, translate_event, translate_listed
 from recompute.eventlog import append_events
+from recompute.ownschema import exclusive_ingest
 
 SOURCE = "stripe"
 LIST_ORDER = ("customer", "subscription", "invoice")  # customers first: they name the accounts
@@ -64,7 +65,7 @@ class StripeIngester:
     def run(self) -> IngestReport:
         assert self._reader is not None, "polling Stripe needs a reader"
         report = IngestReport(source=SOURCE)
-        with psycopg.connect(self._dsn) as log:
+        with psycopg.connect(self._dsn) as log, exclusive_ingest(log, SOURCE):
             checkpoint = _load_checkpoint(log)
             self._accounts = dict(log.execute("SELECT customer_id, account_id FROM stripe_customer_account"))
             log.commit()
@@ -81,18 +82,34 @@ class StripeIngester:
     # -- list endpoints ------------------------------------------------------------------------
 
     def _ingest_lists(self, log: psycopg.Connection, report: IngestReport) -> None:
+        """Every current object, once: each is recorded as `list:<id>` with its digest in the same
+        transaction as its event, so a run killed mid-list relists and skips what it recorded."""
         read_at = self._clock()
         position = f"list@{read_at.isoformat()}"
         for object_type in LIST_ORDER:
             table = report.tables.setdefault(f"list:{object_type}", TableReport())
-            batch = _Batch()
+            page: list[dict] = []
             for obj in self._reader.listed(object_type):
                 table.rows_read += 1
-                self._record(batch, translate_listed(obj, read_at=read_at), obj, position, table, via="list")
-                if len(batch.events) + len(batch.parked) >= self._batch_size:
-                    table.appended += self._commit(log, batch)
-                    batch = _Batch()
-            table.appended += self._commit(log, batch)
+                page.append(obj)
+                if len(page) >= self._batch_size:
+                    table.appended += self._ingest_listed(log, page, table, position, read_at)
+                    page = []
+            table.appended += self._ingest_listed(log, page, table, position, read_at)
+
+    def _ingest_listed(self, log, page: list[dict], table: TableReport, position: str, read_at: datetime) -> int:
+        ids = {f"list:{obj.get('id')}": _digest(obj) for obj in page}
+        known = {lid: bytes(d) for lid, d in log.execute(
+            "SELECT event_id, digest FROM stripe_event_seen WHERE event_id = ANY(%s)", (list(ids),))}
+        log.commit()
+        batch = _Batch()
+        for obj in page:
+            list_id = f"list:{obj.get('id')}"
+            if known.get(list_id) == ids[list_id]:
+                continue
+            batch.seen.append((list_id, ids[list_id], read_at))
+            self._record(batch, translate_listed(obj, read_at=read_at), obj, position, table, via="list")
+        return self._commit(log, batch)
 
     # -- events ---------------------------------------------------------------------------------
 

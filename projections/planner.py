@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Mapping
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from multiprocessing import get_context
 from typing import Any
 
+from recompute.processes import worker_pool
 from domain.catalog import Catalog, fold_catalog
 from domain.corrections import Correction, corrections_for
 from domain.fold import fold
@@ -59,7 +58,7 @@ def plan(dsns: Mapping[str, str], rules: Rules, as_of: datetime, *, account: str
     if len(ranges) == 1:
         result.merge(plan_range(dict(dsns), rules, as_of, catalog, ranges[0]))
         return result
-    with ProcessPoolExecutor(len(ranges), mp_context=get_context("fork")) as pool:
+    with worker_pool(len(ranges)) as pool:
         for part in pool.map(plan_range, *zip(*[(dict(dsns), rules, as_of, catalog, r) for r in ranges])):
             result.merge(part)
     return result

@@ -3,7 +3,8 @@
     ingest_row_digest        what ingestion last recorded of each legacy row (a digest), so an
                              unchanged row adds nothing and a vanished one adds its deletion
     ingest_checkpoint        each source's position, committed with the events it produced
-    stripe_event_seen        every evt_ id recorded once, with a digest of its body
+    stripe_event_seen        every evt_ id recorded once, with a digest of its body (and every
+                             object read from a list endpoint, as list:<id>)
     stripe_customer_account  which account a Stripe customer belongs to (from metadata.account_id)
     parked_record            rows and Stripe objects that could not be recorded, with the reason
     apply_run                each `apply`: when, as of, rules, what it found and did
@@ -12,6 +13,9 @@
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 
@@ -114,3 +118,18 @@ def ensure_own_schema(eventstore_dsn: str) -> None:
             conn.execute(DDL)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_ID,))
+
+
+@contextmanager
+def exclusive_ingest(conn: psycopg.Connection, source: str) -> Iterator[None]:
+    """One ingester at a time per source (a legacy table, or Stripe): a second run waits for the first.
+
+    A session-level advisory lock on `conn`, so it holds across the run's many transactions."""
+    conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"recompute.ingest:{source}",))
+    conn.commit()
+    try:
+        yield
+    finally:
+        if not conn.closed:
+            conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"recompute.ingest:{source}",))
+            conn.commit()

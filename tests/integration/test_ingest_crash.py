@@ -42,11 +42,11 @@ def events_in(eventstore: str) -> int:
         return conn.execute("SELECT count(*) FROM recompute_events").fetchone()[0] if found else 0
 
 
-def run_ingest(env, *, kill_at_events: int | None = None) -> bool:
+def run_ingest(env, *, kill_at_events: int | None = None, source: str = "all") -> bool:
     """Runs `recompute ingest`; with kill_at_events, SIGKILLs it once the log holds that many events.
 
     Returns True when the run was killed, False when it finished first."""
-    process = subprocess.Popen([*RECOMPUTE, "ingest", "--batch-size", "700"], env=env,
+    process = subprocess.Popen([*RECOMPUTE, "ingest", "--source", source, "--batch-size", "700"], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     if kill_at_events is not None:
         while process.poll() is None:
@@ -61,12 +61,20 @@ def run_ingest(env, *, kill_at_events: int | None = None) -> bool:
 
 
 def the_log(eventstore: str) -> list[tuple]:
-    """Everything that matters in the log: per stream, in order, each event's content without run-specific stamps."""
+    """Everything that matters in the log: per stream and per source table, in order, each event's
+    content without run-specific stamps. (Tables and Stripe are ingested side by side, so how two
+    of them interleave within one stream differs between any two runs; that never decides state:
+    source time does.)"""
     with psycopg.connect(eventstore) as conn:
+        gaps = conn.execute(
+            "SELECT originator_id FROM recompute_events GROUP BY 1 "
+            "HAVING max(originator_version) <> count(*) OR min(originator_version) <> 1").fetchall()
+        assert gaps == [], f"streams with gaps or duplicate versions: {gaps}"
         rows = conn.execute(
-            "SELECT originator_id, originator_version, topic, "
+            "SELECT originator_id, convert_from(state, 'UTF8')::jsonb ->> 'store' AS store, "
+            "  convert_from(state, 'UTF8')::jsonb ->> 'table' AS tbl, topic, "
             "  (convert_from(state, 'UTF8')::jsonb - 'position' - 'recorded_at')::text "
-            "FROM recompute_events ORDER BY originator_id, originator_version").fetchall()
+            "FROM recompute_events ORDER BY originator_id, store, tbl, originator_version").fetchall()
     return rows
 
 
@@ -92,4 +100,35 @@ def test_ingest_killed_at_random_points_ends_with_the_log_of_an_uninterrupted_ru
         interrupted, uninterrupted = the_log(stores["eventstore"]), the_log(reference["eventstore"])
     assert kills >= 3, "the kills must land mid-run for this test to mean anything"
     assert len(uninterrupted) == 4000 + 20000 + 20000 + 6
+    assert interrupted == uninterrupted
+
+
+def a_large_stripe_world():
+    """3,000 customers with an invoice each: the list phase alone appends 6,000 events."""
+    from simulation.stripe_world import StripeWorld
+    from tests.support.stripe_world import NOW, a_customer, an_event, an_invoice
+
+    world = StripeWorld(now=NOW)
+    for i in range(1, 3001):
+        customer = a_customer(f"cus_{i}", f"acc_{i:06d}")
+        invoice = an_invoice(f"in_{i}", f"cus_{i}")
+        world.customers.append(customer)
+        world.invoices.append(invoice)
+        world.events.append(an_event(f"evt_{i}", "invoice.finalized", invoice, NOW - 3600 + i))
+    return world
+
+
+def test_a_stripe_catch_up_killed_while_listing_ends_with_the_log_of_an_uninterrupted_run(stores):
+    rng = random.Random(7)
+    create_stores(stores)
+    with StripeStandIn(a_large_stripe_world(), api_key=API_KEY) as stripe, \
+            scratch_databases("eventstore") as reference:
+        env = environment(stores, stripe.base_url)
+        kills = sum(run_ingest(env, kill_at_events=point, source="stripe")
+                    for point in sorted(rng.sample(range(1, 6_000), 3)))
+        run_ingest(env, source="stripe")
+        run_ingest({**env, "RECOMPUTE_EVENTSTORE_DSN": reference["eventstore"]}, source="stripe")
+        interrupted, uninterrupted = the_log(stores["eventstore"]), the_log(reference["eventstore"])
+    assert kills >= 2, "the kills must land mid-run for this test to mean anything"
+    assert len(uninterrupted) == 9_000
     assert interrupted == uninterrupted
