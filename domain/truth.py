@@ -31,34 +31,57 @@ def _because(rule: str, *refs: str) -> Because:
     return trusted(Because, rule=rule, refs=tuple(dict.fromkeys(r for r in refs if r)))
 
 
+_NO_REASON = Because(rule="")
+
+
+class Reasons(dict):
+    """`because`, being written. With `explain` off it records nothing (plan does not show reasons,
+    and building them is most of true_state's cost), and reads give an empty reason."""
+
+    def __init__(self, *, explain: bool) -> None:
+        super().__init__()
+        self.explain = explain
+
+    def note(self, name: str, rule: str, *refs: str) -> None:
+        if self.explain:
+            self[name] = _because(rule, *refs)
+
+    def __missing__(self, name: str) -> Because:
+        if self.explain:
+            raise KeyError(name)
+        return _NO_REASON
+
+
 def _decider_refs(invoice: InvoiceFact) -> tuple[str, ...]:
     if invoice.stripe_ref is not None:
         return invoice.row_ref, invoice.stripe_ref
     return (invoice.row_ref, *invoice.charge_refs)
 
 
-def true_state(facts: AccountFacts, catalog: Catalog, rules: Rules, at: datetime) -> TrueState:
+def true_state(facts: AccountFacts, catalog: Catalog, rules: Rules, at: datetime, *,
+               explain: bool = True) -> TrueState:
+    """The true state at `at`; with explain=False its `because` is left empty (the rest is identical)."""
     if at.tzinfo is None:
         raise ValueError("at must be an aware datetime (with an offset)")
     if at < facts.as_of:
         raise ValueError(f"at ({at.isoformat()}) is before the facts' as_of ({facts.as_of.isoformat()})")
-    because: dict[str, Because] = {}
+    because = Reasons(explain=explain)
     views = [DunningInvoice(i.invoice_id, i.status, i.due_at, i.attempt_count) for i in facts.invoices.values()]
     now = standing(views, rules, at)
     _explain_dunning(now, facts, rules, because)
     since, since_why, since_refs = stage_since(facts.dunning_history, rules, at)
-    because["stage_since"] = _because(
+    because.note("stage_since", 
         f"stage {now.stage} since {'ever' if since is None else since.isoformat()}: {since_why}", *since_refs)
     next_at, next_why = next_action(views, rules, at)
-    because["next_action_at"] = _because(next_why)
+    because.note("next_action_at", next_why)
 
     account = facts.account
     closed = account is not None and account.closed
     status = "closed" if closed else "suspended" if now.stage == "suspended" else "active"
     account_refs = (account.ref,) if account is not None else ()
-    because["plan"] = _because(
+    because.note("plan", 
         "cf_prod.accounts decides the plan" if account else "the account is not in cf_prod.accounts", *account_refs)
-    because["status"] = _because(
+    because.note("status", 
         "the account is closed (cf_prod.accounts status 'closed')" if closed
         else "stage is suspended" if status == "suspended"
         else "not closed and stage is not suspended", *account_refs, *because["stage"].refs)
@@ -73,46 +96,46 @@ def true_state(facts: AccountFacts, catalog: Catalog, rules: Rules, at: datetime
         entitlements=entitlements, manual_features=tuple(sorted(facts.manual_entitlements)),
         invoices=_invoices(facts, because), stripe_invoices=_stripe_invoices(facts, because),
         stripe_customer_id=_customer(facts, because), subscription=_subscription(facts, because),
-        because=because,
+        because=dict(because),
     )
 
 
-def _explain_dunning(now: Standing, facts: AccountFacts, rules: Rules, because: dict[str, Because]) -> None:
+def _explain_dunning(now: Standing, facts: AccountFacts, rules: Rules, because: Reasons) -> None:
     u_refs = [r for i in now.past_due for r in _decider_refs(facts.invoices[i.invoice_id])]
     if now.rule is None:
-        because["stage"] = _because("stage = none: no invoice is open and past due",
+        because.note("stage", "stage = none: no invoice is open and past due",
                                     *(i.row_ref for i in facts.invoices.values()))
     else:
         held = ", ".join(now.held) or "no condition: always applies"
-        because["stage"] = _because(f"stage = {now.stage}: rule '{now.rule.name}' ({held})", *u_refs)
+        because.note("stage", f"stage = {now.stage}: rule '{now.rule.name}' ({held})", *u_refs)
     if now.past_due:
         oldest = facts.invoices[now.past_due[0].invoice_id]
-        because["days_overdue"] = _because(
+        because.note("days_overdue", 
             f"days_overdue = {now.days_overdue}: whole days since {oldest.invoice_id} fell due "
             f"at {oldest.due_at.isoformat()}", oldest.row_ref)  # type: ignore[union-attr]
         terms = " + ".join(f"{i.invoice_id} {i.attempt_count}" for i in now.past_due)
-        because["failed_attempts"] = _because(f"failed_attempts = {now.failed_attempts}: {terms}", *u_refs)
+        because.note("failed_attempts", f"failed_attempts = {now.failed_attempts}: {terms}", *u_refs)
     else:
-        because["days_overdue"] = _because("days_overdue = 0: nothing is past due")
-        because["failed_attempts"] = _because("failed_attempts = 0: nothing is past due")
+        because.note("days_overdue", "days_overdue = 0: nothing is past due")
+        because.note("failed_attempts", "failed_attempts = 0: nothing is past due")
     if now.uncollectible:
-        because["bad_debt"] = _because(
+        because.note("bad_debt", 
             f"bad_debt: invoice {', '.join(now.uncollectible)} is uncollectible",
             *(r for i in now.uncollectible for r in _decider_refs(facts.invoices[i])))
     elif now.bad_debt:
-        because["bad_debt"] = _because(
+        because.note("bad_debt", 
             f"bad_debt: days_overdue {now.days_overdue} >= {rules.bad_debt_days_overdue}",
             *because["days_overdue"].refs)
     else:
-        because["bad_debt"] = _because(
+        because.note("bad_debt", 
             f"not bad_debt: no invoice uncollectible, days_overdue {now.days_overdue} < {rules.bad_debt_days_overdue}")
     delinquent = now.stage in DELINQUENT_STAGES
-    because["delinquent"] = _because(
+    because.note("delinquent", 
         f"stage {now.stage} is {'' if delinquent else 'not '}one of {', '.join(DELINQUENT_STAGES)}",
         *because["stage"].refs)
 
 
-def _entitlements(facts: AccountFacts, catalog: Catalog, status: str, because: dict[str, Because]) -> dict[str, bool]:
+def _entitlements(facts: AccountFacts, catalog: Catalog, status: str, because: Reasons) -> dict[str, bool]:
     account = facts.account
     plan = "free" if status == "suspended" else account.plan if account else None
     result = {}
@@ -128,11 +151,11 @@ def _entitlements(facts: AccountFacts, catalog: Catalog, status: str, because: d
             why = (f"{status}: plan '{plan}' {'includes' if enabled else 'does not include'} {feature} "
                    "(cf_prod.product_config)")
         result[feature] = enabled
-        because[f"entitlements.{feature}"] = _because(why, *(account.ref,) if account else ())
+        because.note(f"entitlements.{feature}", why, *(account.ref,) if account else ())
     return result
 
 
-def _invoices(facts: AccountFacts, because: dict[str, Because]) -> dict[str, TrueInvoice]:
+def _invoices(facts: AccountFacts, because: Reasons) -> dict[str, TrueInvoice]:
     result = {}
     for invoice_id, i in facts.invoices.items():
         result[invoice_id] = trusted(
@@ -143,21 +166,21 @@ def _invoices(facts: AccountFacts, because: dict[str, Because]) -> dict[str, Tru
         key = f"invoices.{invoice_id}"
         if i.authority == "stripe":
             why = f"Stripe invoice {i.stripe_invoice_id} decides it (the invoice has a stripe_invoice_id Stripe knows)"
-            because[f"{key}.status"] = _because(f"status = {i.status}: {why}", i.stripe_ref or "")
-            because[f"{key}.amount_paid"] = _because(f"amount_paid = {i.amount_paid}: {why}", i.stripe_ref or "")
-            because[f"{key}.attempt_count"] = _because(f"attempt_count = {i.attempt_count}: {why}", i.stripe_ref or "")
+            because.note(f"{key}.status", f"status = {i.status}: {why}", i.stripe_ref or "")
+            because.note(f"{key}.amount_paid", f"amount_paid = {i.amount_paid}: {why}", i.stripe_ref or "")
+            because.note(f"{key}.attempt_count", f"attempt_count = {i.attempt_count}: {why}", i.stripe_ref or "")
         else:
             why = ("billing_prod.invoices decides it (no stripe_invoice_id)" if not i.stripe_invoice_id
                    else f"billing_prod.invoices decides it (Stripe does not know {i.stripe_invoice_id})")
-            because[f"{key}.status"] = _because(f"status = {i.status}: {why}", i.row_ref)
-            because[f"{key}.amount_paid"] = _because(f"amount_paid = {i.amount_paid}: {why}", i.row_ref)
-            because[f"{key}.attempt_count"] = _because(
+            because.note(f"{key}.status", f"status = {i.status}: {why}", i.row_ref)
+            because.note(f"{key}.amount_paid", f"amount_paid = {i.amount_paid}: {why}", i.row_ref)
+            because.note(f"{key}.attempt_count", 
                 f"attempt_count = {i.attempt_count}: the number of its billing_prod.charges", *i.charge_refs)
-        because[f"{key}.amount_due"] = _because(f"amount_due = {i.amount_due}: billing_prod.invoices", i.row_ref)
+        because.note(f"{key}.amount_due", f"amount_due = {i.amount_due}: billing_prod.invoices", i.row_ref)
     return result
 
 
-def _stripe_invoices(facts: AccountFacts, because: dict[str, Because]) -> dict[str, TrueStripeInvoice]:
+def _stripe_invoices(facts: AccountFacts, because: Reasons) -> dict[str, TrueStripeInvoice]:
     linked = {i.stripe_invoice_id: i for i in facts.invoices.values() if i.stripe_invoice_id}
     result = {}
     for sid, s in facts.stripe_invoices.items():
@@ -170,29 +193,29 @@ def _stripe_invoices(facts: AccountFacts, because: dict[str, Because]) -> dict[s
             status=s.status, amount_due=amount_due, amount_paid=s.amount_paid,
             amount_remaining=amount_due - s.amount_paid,
             attempt_count=s.attempt_count)
-        because[f"stripe_invoices.{sid}"] = _because(
+        because.note(f"stripe_invoices.{sid}", 
             f"status {s.status}, attempt_count {s.attempt_count}, amount_paid {s.amount_paid}: the Stripe invoice; "
             f"amount_due {amount_due}: " + ("billing_prod.invoices" if billing else "Stripe (no billing invoice)"),
             s.ref, billing.row_ref if billing else "")
     return result
 
 
-def _customer(facts: AccountFacts, because: dict[str, Because]) -> str | None:
+def _customer(facts: AccountFacts, because: Reasons) -> str | None:
     c = facts.stripe_customer
     if c is None:
-        because["stripe_customer_id"] = _because(
+        because.note("stripe_customer_id", 
             f"no Stripe customer, not deleted, has metadata.account_id = {facts.account_id}")
         return None
-    because["stripe_customer_id"] = _because(
+    because.note("stripe_customer_id", 
         f"the earliest-created Stripe customer, not deleted, with metadata.account_id = {facts.account_id}", c.ref)
     return c.customer_id
 
 
-def _subscription(facts: AccountFacts, because: dict[str, Because]) -> TrueSubscription | None:
+def _subscription(facts: AccountFacts, because: Reasons) -> TrueSubscription | None:
     s = facts.subscription
     if s is None:
-        because["subscription"] = _because("Stripe has no subscription for the account")
+        because.note("subscription", "Stripe has no subscription for the account")
         return None
-    because["subscription"] = _because("the account's Stripe subscription with the latest created", s.ref)
+    because.note("subscription", "the account's Stripe subscription with the latest created", s.ref)
     return trusted(TrueSubscription, subscription_id=s.subscription_id, status=s.status,
                    current_period_end=s.current_period_end)

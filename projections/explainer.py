@@ -8,19 +8,21 @@ fold, the true state with its `because`, and the corrections.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from domain.catalog import fold_catalog
 from domain.corrections import Correction, corrections_for
 from domain.events import CATALOG_STREAM, AccountEvent, LegacyRowObserved, StripeObjectObserved
+from domain.facts import AccountFacts
 from domain.fold import fold
 from domain.rules import Rules
 from domain.state import TrueState
 from domain.truth import true_state
-from projections.reading import COMPARED_TABLES, AccountRange, legacy_rows
-from recompute.eventlog import open_log
+from projections.audit import past_corrections
+from projections.reading import COMPARED_TABLES
+from recompute.eventlog import AccountLog, open_log
 
 # The columns worth a glance in a one-line summary of a legacy row, per table.
 _SUMMARY_COLUMNS = {
@@ -43,6 +45,7 @@ class Explanation:
     timeline: list[dict[str, Any]]
     later_events: int
     corrections: list[Correction]
+    past_corrections: list[dict[str, Any]] = field(default_factory=list)  # applied by `apply`, from the audit
 
     def as_json(self) -> dict[str, Any]:
         state = self.state.model_dump(mode="json", exclude={"because"})
@@ -54,32 +57,44 @@ class Explanation:
             "timeline": self.timeline,
             "because": {name: {"rule": why.rule, "events": list(why.refs)} for name, why in self.state.because.items()},
             "corrections": [c.as_json() for c in self.corrections],
+            "past_corrections": self.past_corrections,
         }
 
 
-def explain(dsns: Mapping[str, str], account_id: str, rules: Rules, as_of: datetime) -> Explanation:
-    log = open_log(dsns["eventstore"])
+def explain(dsns: Mapping[str, str], account_id: str, rules: Rules, as_of: datetime, *,
+            log: AccountLog | None = None) -> Explanation:
+    """`log`: an open log to read through (a long-lived process opens it once); else one is opened here."""
+    opened = log or open_log(dsns["eventstore"])
     try:
-        events, catalog_events = log.stream(account_id), log.stream(CATALOG_STREAM)
+        events, catalog_events = opened.stream(account_id), opened.stream(CATALOG_STREAM)
     finally:
-        log.close()
-    rows: dict[str, list[dict]] = {}
-    for store in COMPARED_TABLES:
-        for _, table, row in legacy_rows(dsns[store], store, AccountRange(only=account_id)):
-            rows.setdefault(table, []).append(row)
-    return explanation(account_id, events, catalog_events, rows, rules, as_of)
+        if log is None:
+            opened.close()
+    return replace(explanation(account_id, events, catalog_events, rules, as_of),
+                   past_corrections=past_corrections(dsns["eventstore"], account_id))
 
 
 def explanation(account_id: str, events: list[AccountEvent], catalog_events: list[AccountEvent],
-                rows: Mapping[str, list[dict]], rules: Rules, as_of: datetime) -> Explanation:
-    """Pure: the whole explanation from the events, the catalog and the current legacy rows."""
-    state = true_state(fold(events, as_of=as_of), fold_catalog(catalog_events, as_of=as_of), rules, as_of)
+                rules: Rules, as_of: datetime) -> Explanation:
+    """Pure: the whole explanation from the account's events and the catalog's.
+
+    The drift is against the legacy rows as the log recorded them up to T, not as they are now:
+    that is what "as of T" can mean for a T in the past, and it is what the timeline shows.
+    (`plan` and `apply` read the live rows.)"""
+    facts = fold(events, as_of=as_of)
+    state = true_state(facts, fold_catalog(catalog_events, as_of=as_of), rules, as_of)
     folded = sorted((e for e in events if e.source_time <= as_of),
                     key=lambda e: (e.source_time, e.originator_version))
     return Explanation(
         account_id=account_id, as_of=as_of, state=state, timeline=[timeline_entry(e) for e in folded],
-        later_events=len(events) - len(folded), corrections=corrections_for(state, rows),
+        later_events=len(events) - len(folded), corrections=corrections_for(state, recorded_rows(facts)),
     )
+
+
+def recorded_rows(facts: AccountFacts) -> dict[str, list[dict]]:
+    """The compared legacy tables' rows of the account as last recorded, by "store.table"."""
+    return {f"{store}.{table}": [row.row for row in facts.rows(store, table)]
+            for store, tables in COMPARED_TABLES.items() for table in tables}
 
 
 def timeline_entry(event: AccountEvent) -> dict[str, Any]:
@@ -128,4 +143,9 @@ def render_text(ex: Explanation) -> str:
     for c in ex.corrections:
         where = c.table + (f".{c.column}" if c.column else "")
         lines.append(f"  {c.op:<6} {where:<40} {c.key}  {c.from_!r} -> {c.to!r}")
+    lines += ["", f"past corrections ({len(ex.past_corrections)})"]
+    for p in ex.past_corrections:
+        where = p["table"] + (f".{p['column']}" if p["column"] else "")
+        lines.append(f"  {p['applied_at'][:19]}  {p['op']:<6} {where:<40} {p['key']}  {p['from']!r} -> {p['to']!r}"
+                     f"  (rules {p['rules_version']}, run {p['run_id'][:8]}, because {', '.join(p['causes']) or '-'})")
     return "\n".join(lines)

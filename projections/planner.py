@@ -72,7 +72,7 @@ def plan_range(dsns: dict[str, str], rules: Rules, as_of: datetime, catalog: Cat
     gc.freeze()  # what is alive now lives for the whole run; the collector need not walk it per account
     for _, events, rows in by_account(account_events(dsns["eventstore"], accounts), legacy):
         facts = fold(events, as_of=as_of)
-        state = true_state(facts, catalog, rules, as_of)
+        state = true_state(facts, catalog, rules, as_of, explain=False)
         result.events_folded += len(events)
         if state.account_exists:
             result.accounts_checked += 1

@@ -12,6 +12,8 @@ a few thousand events/s: see shared/notes/eventsourcing-9.5.6.md.)
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime
+from functools import lru_cache
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -23,6 +25,7 @@ from eventsourcing.utils import get_topic, resolve_topic
 from psycopg import sql
 
 from domain.events import AccountEvent
+from domain.trusted import trusted
 
 APPLICATION_NAME = "recompute"
 EVENTS_TABLE = "recompute_events"
@@ -67,11 +70,30 @@ def encode_state_with_row(fields: dict[str, Any], row_json: str) -> bytes:
     return orjson.dumps(fields)[:-1] + b',"row":' + row_json.encode() + b"}"
 
 
+_TIMES = ("source_time", "recorded_at", "event_created")
+
+
+@lru_cache(maxsize=None)
+def _event_class(topic: str) -> tuple[type[AccountEvent], frozenset[str]]:
+    cls = resolve_topic(topic)
+    return cls, frozenset(cls.model_fields)
+
+
 def decode_event(topic: str, state: bytes, originator_id: str, originator_version: int) -> AccountEvent:
+    """An event from its stored state. What we stored was valid when we wrote it, so when the
+    stored fields are exactly the class's it is rebuilt without re-validation (3x faster: plan
+    and explain decode every event); anything else (an older shape) goes through validation."""
+    cls, fields = _event_class(topic)
     data = orjson.loads(state)
     data["originator_id"] = originator_id
     data["originator_version"] = originator_version
-    return resolve_topic(topic).model_validate(data)
+    if data.keys() != fields:
+        return cls.model_validate(data)
+    for name in _TIMES:
+        value = data.get(name)
+        if value is not None:
+            data[name] = datetime.fromisoformat(value)
+    return trusted(cls, **data)
 
 
 def eventsourcing_env(dsn: str, *, create_table: bool) -> dict[str, str]:

@@ -38,3 +38,19 @@ def test_the_true_state_round_trips_through_json():
     again = TrueState.model_validate_json(state.model_dump_json())
     assert again.model_dump() == state.model_dump()
     assert '"rule":"stage = final_notice' in state.model_dump_json()
+
+
+@freeze_time(T0)
+def test_without_explanations_the_state_is_the_same_and_its_because_is_empty():
+    """plan asks for no reasons; everything else must be exactly what explain sees."""
+    from domain.fold import fold
+    from domain.rules import RULES_V1
+    from domain.truth import true_state
+    from tests.unit.test_domain_builders import a_catalog
+
+    facts = fold(an_account(invoice=past_due(days=16, attempts=4)), as_of=T0)
+    explained = true_state(facts, a_catalog(), RULES_V1, T0)
+    quiet = true_state(facts, a_catalog(), RULES_V1, T0, explain=False)
+    assert explained.because and quiet.because == {}
+    assert explained.stage == "final_notice"
+    assert quiet.model_dump(exclude={"because"}) == explained.model_dump(exclude={"because"})
