@@ -8,6 +8,7 @@ from datetime import datetime
 
 import click
 import psycopg
+from kombu import Connection
 
 from projections.applier import ApplyBusy, ApplyOptions, ApplyRefused, ApplyResult, apply as apply_corrections
 from projections.legacy_writer import WriteRefused
@@ -32,6 +33,7 @@ def apply(as_of: datetime | None, rules_path: str | None, account: str | None, a
     """Compute the corrections of `plan` and write them, with an audit record and domain events."""
     wiring = _wiring()
     rules = _rules(rules_path, wiring.settings)
+    _check_broker_url(wiring.settings.broker_url)
     options = ApplyOptions(account=account, force=force, max_accounts=max_accounts, max_share=max_share,
                            workers=workers)
     try:
@@ -54,10 +56,21 @@ def relay() -> None:
     if not wiring.settings.broker_url:
         click.echo("recompute: RECOMPUTE_BROKER_URL: not set, so events cannot be published", err=True)
         sys.exit(2)
+    _check_broker_url(wiring.settings.broker_url)
     report = _relay(wiring.dsns["eventstore"], wiring.settings.broker_url)
     click.echo(_relay_line(report))
     if report.error:
         raise RunFailed(f"the broker is unreachable ({report.error}); {report.waiting} events wait in the outbox")
+
+
+def _check_broker_url(url: str | None) -> None:
+    """An unusable URL is a configuration error, reported before anything is written (cli.md)."""
+    if url:
+        try:
+            Connection(url).transport  # noqa: B018 - resolves the transport named by the URL's scheme
+        except (KeyError, ImportError, ValueError) as error:
+            click.echo(f"recompute: RECOMPUTE_BROKER_URL: unusable: {error}", err=True)
+            sys.exit(2)
 
 
 def _relay(eventstore_dsn: str, broker_url: str | None) -> RelayReport | None:
@@ -78,8 +91,8 @@ def _relay_line(report: RelayReport | None) -> str:
 
 def _summary(result: ApplyResult, report: RelayReport | None) -> str:
     lines = [f"as of {result.as_of.isoformat()}, rules {result.rules_version}: {result.accounts_checked} accounts "
-             f"checked, {result.accounts_disagreeing} disagreeing, {result.accounts_chosen} changed in run "
-             f"{result.run_id}"]
+             f"checked, {result.accounts_disagreeing} disagreeing, {result.accounts_chosen} taken in this run"
+             + (f" in run {result.run_id}" if result.accounts_chosen else "")]
     if result.recovered:
         lines.append("  recovered an interrupted run: " + ", ".join(f"{n} {s}" for s, n in sorted(result.recovered.items())))
     lines.append(f"  {result.count('applied')} corrections applied, {result.count('stale')} stale "
@@ -95,7 +108,8 @@ def _summary(result: ApplyResult, report: RelayReport | None) -> str:
 
 def _as_json(result: ApplyResult, report: RelayReport | None) -> dict:
     return {
-        "as_of": result.as_of.isoformat(), "rules_version": result.rules_version, "run_id": result.run_id,
+        "as_of": result.as_of.isoformat(), "rules_version": result.rules_version,
+        "run_id": result.run_id if result.accounts_chosen else None,
         "accounts_checked": result.accounts_checked, "accounts_disagreeing": result.accounts_disagreeing,
         "accounts_changed": result.accounts_chosen, "applied": result.count("applied"), "stale": result.count("stale"),
         "recovered": dict(result.recovered),
@@ -104,3 +118,15 @@ def _as_json(result: ApplyResult, report: RelayReport | None) -> dict:
                    "waiting": report.waiting if report else None, "broker_error": report.error if report else None},
         "corrections": [{**c.as_json(), "status": status} for c, status in result.done],
     }
+
+
+def demo_apply_step(wiring, at: datetime, say) -> None:
+    """Step 4 of `recompute demo` (recompute/demo.py): apply on the demo's own, freshly made databases."""
+    import time
+
+    started = time.perf_counter()
+    result = apply_corrections(wiring.dsns, _rules(None, wiring.settings), at, ApplyOptions(force=True))
+    report = _relay(wiring.dsns["eventstore"], wiring.settings.broker_url)
+    say(f"4. apply ({time.perf_counter() - started:.1f}s): {result.count('applied')} corrections applied, "
+        f"{result.count('stale')} stale, in {result.accounts_chosen} accounts; {result.events['ready']} domain "
+        f"events; {_relay_line(report)}")
