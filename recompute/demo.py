@@ -75,8 +75,8 @@ def run_demo(settings: Settings, *, accounts: int, drifting: int, seed: int, say
                 f"{len(again.corrections)} corrections")
 
         account = _interesting(first)
-        say(f"\nexplain {account}:\n")
-        say(render_text(explain(dsns, account, RULES_V1, at)))
+        say(f"\nexplain {account} (now: its state, its own corrections coming back, what apply did):\n")
+        say(render_text(explain(dsns, account, RULES_V1, datetime.now(UTC))))
     say(f"\ndemo done in {time.perf_counter() - started:.1f}s; try: recompute explain {account}")
 
 
