@@ -10,30 +10,13 @@ import simulation.oracle as oracle
 from simulation.corrections import compare_corrections
 from simulation.readback import oracle_corrections
 from tests.support.fleet import FLEET_NOW, a_fleet
+from tests.unit.test_domain_rules import SPEC_V1
 
 pytestmark = pytest.mark.integration
 
-RULES_SUSPENDED_AT_30 = """
-version = "v1-suspend-30"
-bad_debt_days_overdue = 60
-
-[[dunning.stage]]
-name = "suspended"
-days_overdue_at_least = 30
-
-[[dunning.stage]]
-name = "final_notice"
-days_overdue_at_least = 14
-failed_attempts_at_least = 4
-
-[[dunning.stage]]
-name = "retrying"
-days_overdue_at_least = 3
-failed_attempts_at_least = 1
-
-[[dunning.stage]]
-name = "grace"
-"""
+# rules-v1 §4's file, suspending at 30 days instead of 21
+RULES_SUSPENDED_AT_30 = SPEC_V1.replace('version = "v1"', 'version = "v1-suspend-30"').replace(
+    "days_overdue_at_least = 21", "days_overdue_at_least = 30")
 
 
 @pytest.fixture(scope="module")
