@@ -29,6 +29,7 @@ from domain.events import LegacyRowObserved
 from domain.trusted import trusted
 from ingestion.legacy_tables import TABLES_BY_STORE, TableSpec, check_row, key_of, key_text, source_time, stream_of
 from ingestion.report import IngestReport, TableReport
+from recompute.bulk import bulk_insert
 from recompute.eventlog import append_events, encode_state_with_row
 from recompute.ownschema import exclusive_ingest
 
@@ -249,27 +250,17 @@ def _rows_as_json(source: psycopg.Connection, spec: TableSpec) -> Iterator[str]:
 
 
 def _write_digests(log: psycopg.Connection, spec: TableSpec, batch: _Batch) -> None:
+    columns = ("store", "tbl", "key", "digest", "parked", "stream", "key_json")
     with log.cursor() as cur:
-        if batch.first_seen:
-            copy_sql = "COPY ingest_row_digest (store, tbl, key, digest, parked, stream, key_json) FROM STDIN"
-            with cur.copy(copy_sql) as copy:
+        if batch.first_seen:  # no digest yet: a plain COPY
+            with cur.copy(sql.SQL("COPY ingest_row_digest ({}) FROM STDIN").format(
+                    sql.SQL(", ").join(map(sql.Identifier, columns)))) as copy:
                 for item in batch.first_seen:
                     copy.write_row((spec.store, spec.table, *item))
         if batch.digests:
-            cur.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS digest_batch "
-                "(key text, digest bytea, parked boolean, stream text, key_json text) ON COMMIT DELETE ROWS"
-            )
-            with cur.copy("COPY digest_batch (key, digest, parked, stream, key_json) FROM STDIN") as copy:
-                for item in batch.digests:
-                    copy.write_row(item)
-            cur.execute(
-                "INSERT INTO ingest_row_digest (store, tbl, key, digest, parked, stream, key_json) "
-                "SELECT %s, %s, key, digest, parked, stream, key_json FROM digest_batch "
-                "ON CONFLICT (store, tbl, key) DO UPDATE SET digest = EXCLUDED.digest, parked = EXCLUDED.parked, "
-                "stream = EXCLUDED.stream, key_json = EXCLUDED.key_json",
-                (spec.store, spec.table),
-            )
+            bulk_insert(cur, "ingest_row_digest", columns, ((spec.store, spec.table, *item) for item in batch.digests),
+                        on_conflict="(store, tbl, key) DO UPDATE SET digest = EXCLUDED.digest, "
+                                    "parked = EXCLUDED.parked, stream = EXCLUDED.stream, key_json = EXCLUDED.key_json")
         if batch.gone:
             cur.execute(
                 "DELETE FROM ingest_row_digest WHERE store = %s AND tbl = %s AND key = ANY(%s)",

@@ -27,6 +27,7 @@ from domain.trusted import trusted
 from ingestion.report import IngestReport, TableReport
 from ingestion.stripe_reader import StripeReader
 from ingestion.stripe_translate import Observation, Rejection, translate_event, translate_listed
+from recompute.bulk import bulk_insert
 from recompute.eventlog import append_events
 from recompute.ownschema import exclusive_ingest
 
@@ -226,14 +227,11 @@ class StripeIngester:
             appended = append_events(log, batch.events)
             with log.cursor() as cur:
                 if batch.seen:
-                    cur.executemany(
-                        "INSERT INTO stripe_event_seen (event_id, digest, created) VALUES (%s, %s, %s) "
-                        "ON CONFLICT (event_id) DO NOTHING", batch.seen)
+                    bulk_insert(cur, "stripe_event_seen", ("event_id", "digest", "created"), batch.seen)
                 if batch.customers:
-                    cur.executemany(
-                        "INSERT INTO stripe_customer_account (customer_id, account_id) VALUES (%s, %s) "
-                        "ON CONFLICT (customer_id) DO UPDATE SET account_id = EXCLUDED.account_id",
-                        list(batch.customers.items()))
+                    bulk_insert(cur, "stripe_customer_account", ("customer_id", "account_id"),
+                                batch.customers.items(),
+                                on_conflict="(customer_id) DO UPDATE SET account_id = EXCLUDED.account_id")
                 if batch.parked:
                     cur.executemany(
                         "INSERT INTO parked_record (source, tbl, key, reason, record, position) "
