@@ -12,12 +12,13 @@ import orjson
 import psycopg
 import stripe
 
+from domain.rules import RULES_V1, Rules, RulesError, load_rules
 from ingestion.jobs import run_ingest
+from projections.planner import PlanResult
+from projections.planner import plan as plan_corrections
 from recompute.bootstrap import SOURCES, Wiring, wire
 from recompute.embedded import EmbeddedPostgresError, stop_embedded
-from domain.rules import RULES_V1, Rules, RulesError, load_rules
-from projections.planner import PlanResult, plan as plan_corrections
-from recompute.settings import Settings, SettingsError, read_settings
+from recompute.settings import SettingsError, read_settings
 
 
 class RunFailed(click.ClickException):
@@ -41,14 +42,22 @@ class Instant(click.ParamType):
         return parsed.astimezone(UTC)
 
 
-def _rules(path: str | None, settings: Settings) -> Rules:
+def _rules(path: str | None) -> Rules:
+    """--rules FILE, else RECOMPUTE_RULES, else rules v1. Read before anything is wired, so a bad
+    file writes nothing; its error says what and where (and which variable named it)."""
+    try:
+        settings = read_settings()
+    except SettingsError as error:
+        click.echo(f"recompute: {error}", err=True)
+        sys.exit(2)
     chosen = path or settings.rules_path
     if chosen is None:
         return RULES_V1
     try:
         return load_rules(chosen)
     except RulesError as error:
-        click.echo(f"recompute: {error}", err=True)
+        named_by = "" if path else "RECOMPUTE_RULES: "
+        click.echo(f"recompute: {named_by}{error}", err=True)
         sys.exit(2)
 
 
@@ -59,10 +68,7 @@ def _now() -> datetime:
 def _wiring(*, uses_stripe: bool = False) -> Wiring:
     try:
         return wire(read_settings(), uses_stripe=uses_stripe)
-    except SettingsError as error:
-        click.echo(f"recompute: {error}", err=True)
-        sys.exit(2)
-    except EmbeddedPostgresError as error:
+    except (SettingsError, EmbeddedPostgresError) as error:
         click.echo(f"recompute: {error}", err=True)
         sys.exit(2)
 
@@ -127,8 +133,8 @@ def _summary(result: PlanResult) -> str:
 @click.option("--workers", type=click.IntRange(1, 16), default=2, show_default=True)
 def plan(as_of: datetime | None, rules_path: str | None, account: str | None, as_json: bool, workers: int) -> None:
     """The corrections that would make the legacy stores agree with the true state; writes nothing."""
+    rules = _rules(rules_path)
     wiring = _wiring()
-    rules = _rules(rules_path, wiring.settings)
     try:
         result = plan_corrections(wiring.dsns, rules, as_of or _now(), account=account, workers=workers)
     except psycopg.Error as error:
@@ -145,8 +151,8 @@ def explain(account_id: str, as_of: datetime | None, rules_path: str | None, as_
     """Replay one account: its timeline, true state, why each value is what it is, and its drift."""
     from projections.explainer import explain as explain_account, render_text
 
+    rules = _rules(rules_path)
     wiring = _wiring()
-    rules = _rules(rules_path, wiring.settings)
     try:
         explanation = explain_account(wiring.dsns, account_id, rules, as_of or _now())
     except psycopg.Error as error:

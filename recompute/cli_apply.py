@@ -10,11 +10,13 @@ import click
 import psycopg
 from kombu import Connection
 
+from domain.rules import RULES_V1
 from projections.applier import ApplyBusy, ApplyOptions, ApplyRefused, ApplyResult, apply as apply_corrections
 from projections.legacy_writer import WriteRefused
 from projections.relay import RelayReport, relay as relay_events
 from projections.store_writes import EarlierRunStillWriting
 from recompute.cli import Instant, RunFailed, _json_out, _now, _rules, _wiring, main
+from recompute.settings import read_settings
 
 
 @main.command()
@@ -31,9 +33,9 @@ from recompute.cli import Instant, RunFailed, _json_out, _now, _rules, _wiring, 
 def apply(as_of: datetime | None, rules_path: str | None, account: str | None, as_json: bool, force: bool,
           max_accounts: int | None, max_share: float, workers: int) -> None:
     """Compute the corrections of `plan` and write them, with an audit record and domain events."""
+    rules = _rules(rules_path)  # settings first: a bad one writes nothing
+    _check_broker_url(read_settings().broker_url)
     wiring = _wiring()
-    rules = _rules(rules_path, wiring.settings)
-    _check_broker_url(wiring.settings.broker_url)
     options = ApplyOptions(account=account, force=force, max_accounts=max_accounts, max_share=max_share,
                            workers=workers)
     try:
@@ -125,7 +127,7 @@ def demo_apply_step(wiring, at: datetime, say) -> None:
     import time
 
     started = time.perf_counter()
-    result = apply_corrections(wiring.dsns, _rules(None, wiring.settings), at, ApplyOptions(force=True))
+    result = apply_corrections(wiring.dsns, RULES_V1, at, ApplyOptions(force=True))
     report = _relay(wiring.dsns["eventstore"], wiring.settings.broker_url)
     say(f"4. apply ({time.perf_counter() - started:.1f}s): {result.count('applied')} corrections applied, "
         f"{result.count('stale')} stale, in {result.accounts_chosen} accounts; {result.events['ready']} domain "

@@ -68,3 +68,14 @@ def test_a_stripe_key_that_stripe_refuses_stops_the_run_before_anything_is_writt
 def test_bad_usage_exits_with_code_2(stores):
     result = recompute("ingest", "--source", "mainframe", env=configured(stores))
     assert result.returncode == 2 and "mainframe" in result.stderr
+
+
+def test_a_bad_rules_file_named_by_the_environment_names_the_variable_and_writes_nothing(stores, tmp_path):
+    create_stores(stores)
+    rules = tmp_path / "rules.toml"
+    rules.write_text('version = "v2"\nbad_debt_days_overdue = -1\n')
+    result = recompute("plan", env={**configured(stores), "RECOMPUTE_RULES": str(rules)})
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("recompute: RECOMPUTE_RULES: rules file") and "bad_debt_days_overdue" in line
+    assert nothing_written(stores["eventstore"])
