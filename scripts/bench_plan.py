@@ -118,7 +118,7 @@ def bench(accounts: int, drifting: int, reuse: bool) -> None:
     print(f"events in the log         {floor_rows:>10,}")
     print(f"plan                      {plan_seconds:>10.2f} s  {plan_rate:>10,.0f} events/s  "
           f"({result.accounts_checked} accounts, {result.accounts_disagreeing} disagreeing, "
-          f"{len(result.corrections)} corrections)")
+          f"{len(result.corrections)} corrections; with --reuse the log also holds acc_long, explain's account)")
     print(f"floor: COPY binary        {floor_seconds:>10.2f} s  {floor_rate:>10,.0f} rows/s")
     print(f"plan / floor              {plan_rate / floor_rate:>10.2f}   (target >= 0.33)")
     account = a_long_account(dsns["eventstore"])
