@@ -140,6 +140,13 @@ def plan(as_of: datetime | None, rules_path: str | None, account: str | None, as
     except psycopg.Error as error:
         raise RunFailed(f"plan failed: {error}")
     _json_out(result.as_json()) if as_json else click.echo(_summary(result))
+    warn_if_never_ingested(result.accounts_checked)
+
+
+def warn_if_never_ingested(accounts_checked: int) -> None:
+    """plan and apply read the account event log: before any `ingest` it holds nothing to check."""
+    if accounts_checked == 0:
+        click.echo("recompute: the event log holds no accounts; run `recompute ingest` first", err=True)
 
 
 @main.command()

@@ -15,7 +15,7 @@ from projections.applier import ApplyBusy, ApplyOptions, ApplyRefused, ApplyResu
 from projections.legacy_writer import WriteRefused
 from projections.relay import RelayReport, relay as relay_events
 from projections.store_writes import EarlierRunStillWriting
-from recompute.cli import Instant, RunFailed, _json_out, _now, _rules, _wiring, main
+from recompute.cli import Instant, RunFailed, _json_out, _now, _rules, _wiring, main, warn_if_never_ingested
 from recompute.settings import read_settings
 
 
@@ -49,6 +49,7 @@ def apply(as_of: datetime | None, rules_path: str | None, account: str | None, a
                         "rerun to continue")
     report = _relay(wiring.dsns["eventstore"], wiring.settings.broker_url)
     _json_out(_as_json(result, report)) if as_json else click.echo(_summary(result, report))
+    warn_if_never_ingested(result.accounts_checked)
 
 
 @main.command()

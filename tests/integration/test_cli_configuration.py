@@ -79,3 +79,11 @@ def test_a_bad_rules_file_named_by_the_environment_names_the_variable_and_writes
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("recompute: RECOMPUTE_RULES: rules file") and "bad_debt_days_overdue" in line
     assert nothing_written(stores["eventstore"])
+
+
+def test_plan_before_any_ingest_says_to_ingest_first(stores):
+    create_stores(stores)
+    result = recompute("plan", "--json", env=configured(stores))
+    assert result.returncode == 0
+    assert '"accounts_checked": 0' in result.stdout
+    assert "run `recompute ingest` first" in result.stderr
