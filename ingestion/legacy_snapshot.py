@@ -7,7 +7,7 @@ each row with the digest recorded when it was last ingested:
     unchanged row          -> nothing
     row no longer there    -> LegacyRowObserved(row=None)
 
-Events, the digests that now describe them, parked rows and the store's checkpoint commit in one
+Events, the digests that now describe them, parked rows and the table's checkpoint commit in one
 transaction per batch, so a crash loses nothing and a rerun appends nothing twice: the digest table
 is exactly what the log already holds.
 """
@@ -31,7 +31,7 @@ from ingestion.legacy_tables import TABLES_BY_STORE, TableSpec, check_row, key_o
 from ingestion.report import IngestReport, TableReport
 from recompute.bulk import bulk_insert
 from recompute.eventlog import append_events, encode_state_with_row
-from recompute.ownschema import exclusive_ingest
+from recompute.ownschema import exclusive_ingest, park, save_checkpoint
 
 
 @dataclass(frozen=True)
@@ -76,10 +76,6 @@ class LegacySnapshotIngester:
         self._source_dsn = source_dsn
         self._eventstore_dsn = eventstore_dsn
         self._batch_size = batch_size
-
-    @property
-    def source(self) -> str:
-        return self._store
 
     def table_runs(self, snapshot: Snapshot) -> list[TableIngest]:
         return [TableIngest(spec=spec, snapshot=snapshot, source_dsn=self._source_dsn,
@@ -222,17 +218,8 @@ class TableIngest:
             _write_digests(log, spec, batch)
             if batch.parked:
                 with log.cursor() as cur:
-                    cur.executemany(
-                        "INSERT INTO parked_record (source, tbl, key, reason, record, position) "
-                        "VALUES (%s, %s, %s, %s, %s::jsonb, %s)",
-                        [(spec.store, spec.table, key, reason, raw, position)
-                         for key, reason, raw in batch.parked],
-                    )
-            log.execute(
-                "INSERT INTO ingest_checkpoint (source, position) VALUES (%s, %s) "
-                "ON CONFLICT (source) DO UPDATE SET position = EXCLUDED.position, updated_at = now()",
-                (f"legacy:{spec.name}", orjson.dumps({"position": position}).decode()),
-            )
+                    park(cur, spec.store, [(spec.table, key, reason, raw, position) for key, reason, raw in batch.parked])
+            save_checkpoint(log, f"legacy:{spec.name}", {"position": position})
         return appended
 
 

@@ -29,7 +29,7 @@ from ingestion.stripe_reader import StripeReader
 from ingestion.stripe_translate import Observation, Rejection, translate_event, translate_listed
 from recompute.bulk import bulk_insert
 from recompute.eventlog import append_events
-from recompute.ownschema import exclusive_ingest
+from recompute.ownschema import exclusive_ingest, park, save_checkpoint
 
 SOURCE = "stripe"
 LIST_ORDER = ("customer", "subscription", "invoice")  # customers first: they name the accounts
@@ -40,7 +40,7 @@ class _Batch:
     events: list[StripeObjectObserved] = field(default_factory=list)
     seen: list[tuple[str, bytes, datetime]] = field(default_factory=list)
     customers: dict[str, str] = field(default_factory=dict)
-    parked: list[tuple[str, str, str, bytes]] = field(default_factory=list)  # table, key, reason, record
+    parked: list[tuple[str, str, str, bytes, str]] = field(default_factory=list)  # table, key, reason, record, position
 
 
 class StripeIngester:
@@ -58,10 +58,6 @@ class StripeIngester:
         self._batch_size = batch_size
         self._lookback = lookback
         self._clock = clock
-
-    @property
-    def source(self) -> str:
-        return SOURCE
 
     def run(self) -> IngestReport:
         assert self._reader is not None, "polling Stripe needs a reader"
@@ -100,9 +96,7 @@ class StripeIngester:
 
     def _ingest_listed(self, log, page: list[dict], table: TableReport, position: str, read_at: datetime) -> int:
         ids = {f"list:{obj.get('id')}": _digest(obj) for obj in page}
-        known = {lid: bytes(d) for lid, d in log.execute(
-            "SELECT event_id, digest FROM stripe_event_seen WHERE event_id = ANY(%s)", (list(ids),))}
-        log.commit()
+        known = _seen_digests(log, list(ids))
         batch = _Batch()
         for obj in page:
             list_id = f"list:{obj.get('id')}"
@@ -150,9 +144,7 @@ class StripeIngester:
             return 0
         digests = {id(envelope): _digest(envelope) for envelope in page}
         ids = [e.get("id") for e in page if isinstance(e.get("id"), str)]
-        known = {eid: bytes(d) for eid, d in log.execute(
-            "SELECT event_id, digest FROM stripe_event_seen WHERE event_id = ANY(%s)", (ids,))}
-        log.commit()
+        known = _seen_digests(log, ids)
         batch = _Batch()
         page.sort(key=lambda e: (e.get("created") if isinstance(e.get("created"), int) else 0, str(e.get("id"))))
         for envelope in page:
@@ -161,7 +153,7 @@ class StripeIngester:
                 if known[event_id] != digest:
                     table.parked += 1
                     batch.parked.append(("event", event_id, f"{event_id} was recorded before with a different "
-                                         "body; the first one stands", orjson.dumps(envelope)))
+                                         "body; the first one stands", orjson.dumps(envelope), event_id))
                     known[event_id] = digest  # park each conflicting body once per run
                 continue
             observation = translate_event(envelope)
@@ -200,7 +192,7 @@ class StripeIngester:
         if isinstance(observation, Rejection):
             table.parked += 1
             batch.parked.append(("event" if via != "list" else str(raw.get("object")), str(raw.get("id")),
-                                 observation.reason, orjson.dumps(raw)))
+                                 observation.reason, orjson.dumps(raw), position))
             return
         if observation.object_type == "customer" and observation.account_id:
             if self._accounts.get(observation.customer_id) != observation.account_id:
@@ -211,7 +203,7 @@ class StripeIngester:
             table.parked += 1
             batch.parked.append((observation.object_type, str(observation.object.get("id")),
                                  f"belongs to no account: customer {observation.customer_id} has no "
-                                 "metadata.account_id", orjson.dumps(raw)))
+                                 "metadata.account_id", orjson.dumps(raw), position))
             return
         batch.events.append(trusted(
             StripeObjectObserved,
@@ -233,10 +225,7 @@ class StripeIngester:
                                 batch.customers.items(),
                                 on_conflict="(customer_id) DO UPDATE SET account_id = EXCLUDED.account_id")
                 if batch.parked:
-                    cur.executemany(
-                        "INSERT INTO parked_record (source, tbl, key, reason, record, position) "
-                        "VALUES ('stripe', %s, %s, %s, %s::jsonb, %s)",
-                        [(tbl, key, reason, raw.decode(), key) for tbl, key, reason, raw in batch.parked])
+                    park(cur, SOURCE, batch.parked)
         return appended
 
 
@@ -252,8 +241,12 @@ def _load_checkpoint(log: psycopg.Connection) -> dict:
 
 def _save_checkpoint(log: psycopg.Connection, checkpoint: dict) -> None:
     with log.transaction():
-        log.execute(
-            "INSERT INTO ingest_checkpoint (source, position) VALUES (%s, %s) "
-            "ON CONFLICT (source) DO UPDATE SET position = EXCLUDED.position, updated_at = now()",
-            (SOURCE, orjson.dumps(checkpoint).decode()),
-        )
+        save_checkpoint(log, SOURCE, checkpoint)
+
+
+def _seen_digests(log: psycopg.Connection, ids: list[str]) -> dict[str, bytes]:
+    """The body digests recorded for these evt_ (or list:) ids."""
+    found = {event_id: bytes(digest) for event_id, digest in log.execute(
+        "SELECT event_id, digest FROM stripe_event_seen WHERE event_id = ANY(%s)", (ids,))}
+    log.commit()
+    return found

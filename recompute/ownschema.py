@@ -14,9 +14,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+import orjson
 import psycopg
 
 from recompute.eventlog import open_log
@@ -133,3 +134,21 @@ def exclusive_ingest(conn: psycopg.Connection, source: str) -> Iterator[None]:
         if not conn.closed:
             conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"recompute.ingest:{source}",))
             conn.commit()
+
+
+def save_checkpoint(conn: psycopg.Connection, source: str, position: dict) -> None:
+    """A source's position, in the caller's transaction (with the events it produced)."""
+    conn.execute(
+        "INSERT INTO ingest_checkpoint (source, position) VALUES (%s, %s) "
+        "ON CONFLICT (source) DO UPDATE SET position = EXCLUDED.position, updated_at = now()",
+        (source, orjson.dumps(position).decode()),
+    )
+
+
+def park(cur: psycopg.Cursor, source: str, records: Sequence[tuple[str, str, str, str | bytes, str]]) -> None:
+    """Records that cannot be recorded as events, each (table, key, reason, record JSON, position)."""
+    cur.executemany(
+        "INSERT INTO parked_record (source, tbl, key, reason, record, position) VALUES (%s, %s, %s, %s, %s::jsonb, %s)",
+        [(source, tbl, key, reason, raw.decode() if isinstance(raw, bytes) else raw, position)
+         for tbl, key, reason, raw, position in records],
+    )
