@@ -39,8 +39,8 @@ class _Known:
     """What the log already holds of one row."""
 
     digest: bytes
-    parked: bool
-    stream: str | None
+    parked: bool  # the row as it is now was parked
+    stream: str | None  # the stream holding the row's last recorded version; None: never recorded
     key_json: str
 
 
@@ -155,7 +155,9 @@ class TableIngest:
             key_json = orjson.dumps(row_key).decode()
             if reason is not None:
                 batch.parked.append((key, reason, raw))
-                batch.record((key, digest, True, None, key_json), seen_before=before is not None)
+                # the log may still hold the row's last good version: keep its stream, so a deletion reaches it
+                batch.record((key, digest, True, before.stream if before else None, key_json),
+                             seen_before=before is not None)
                 report.parked += 1
             else:
                 event, state = self._observed(spec, row, raw, row_key, before is not None and not before.parked,
@@ -172,7 +174,7 @@ class TableIngest:
             if key in seen:
                 continue
             batch.gone.append(key)
-            if not before.parked:
+            if before.stream is not None:  # the log holds a version of it
                 batch.add(self._vanished(spec, before, position, read_at, recorded_at))
                 report.deleted += 1
             if len(batch) >= self.batch_size:

@@ -29,7 +29,7 @@ CREATE TABLE IF NOT EXISTS ingest_row_digest (
     key         text  NOT NULL,
     digest      bytea NOT NULL,
     parked      boolean NOT NULL DEFAULT false,
-    stream      text,           -- the account (or catalog) stream the row was recorded on
+    stream      text,           -- the stream holding the row's last recorded version (NULL: never recorded)
     key_json    text NOT NULL,  -- the row's key as recorded, for its deletion event
     PRIMARY KEY (store, tbl, key)
 );

@@ -134,3 +134,14 @@ def test_the_spliced_state_reads_back_as_the_event_the_generic_encoder_would_sto
                               "WHERE originator_id = 'acc_000042' ORDER BY originator_version").fetchall()
     for event, (_, _, state) in zip(log_of(world), stored):
         assert orjson.loads(bytes(state)) == orjson.loads(encode_state(event))
+
+
+def test_a_recorded_row_that_turns_bad_and_is_then_deleted_still_gets_its_deletion(world):
+    """The log holds the row's last good version; when the row goes, the log must see it go."""
+    ingest_all(world)
+    execute(world["billing_prod"], "UPDATE invoices SET status = 'pending'")  # unknown status: parked
+    assert ingest_all(world)["billing_prod"] == 0
+    execute(world["billing_prod"], "DELETE FROM invoices")
+    assert ingest_all(world)["billing_prod"] == 1
+    deleted = log_of(world)[-1]
+    assert (deleted.table, deleted.key, deleted.row) == ("invoices", {"invoice_id": "inv_000042_01"}, None)
