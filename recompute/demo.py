@@ -14,15 +14,12 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import psycopg
-from psycopg import sql
-
 from domain.rules import RULES_V1
 from ingestion.jobs import run_ingest
 from projections.explainer import explain, render_text
 from projections.planner import plan
 from recompute.bootstrap import wire
-from recompute.embedded import DATABASES, embedded_dsns
+from recompute.embedded import embedded_dsns
 from recompute.settings import Settings
 from simulation.corrections import compare_corrections
 from simulation.fleet import build_fleet
@@ -36,7 +33,7 @@ def run_demo(settings: Settings, *, accounts: int, drifting: int, seed: int, say
              apply_step: Callable[..., object] | None = None) -> None:
     started = time.perf_counter()
     say(f"embedded PostgreSQL in {settings.data_dir / 'pg'} (the demo resets its databases)")
-    dsns = _fresh_embedded_databases(settings.data_dir)
+    dsns = embedded_dsns(settings.data_dir, fresh=True)
     # the fleet's "now" is a little before the real now: plan and explain run at the real now,
     # and the fleet keeps every account hours away from any threshold, so both agree
     now = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
@@ -78,16 +75,6 @@ def run_demo(settings: Settings, *, accounts: int, drifting: int, seed: int, say
         say(f"\nexplain {account} (now: its state, its own corrections coming back, what apply did):\n")
         say(render_text(explain(dsns, account, RULES_V1, datetime.now(UTC))))
     say(f"\ndemo done in {time.perf_counter() - started:.1f}s; try: recompute explain {account}")
-
-
-def _fresh_embedded_databases(data_dir: Path) -> dict[str, str]:
-    dsns = embedded_dsns(data_dir)
-    admin = dsns["eventstore"].replace(f"/{DATABASES['eventstore']}?", "/postgres?")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        for name in DATABASES.values():
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return dsns
 
 
 def _by_table(corrections) -> list[str]:

@@ -34,14 +34,17 @@ def _server(data_dir: Path):
         raise EmbeddedPostgresError(f"cannot start the embedded PostgreSQL in {pgdata}: {error}") from error
 
 
-def embedded_dsns(data_dir: Path) -> dict[str, str]:
-    """Starts (or finds running) the embedded server and returns a DSN per store, creating the databases."""
+def embedded_dsns(data_dir: Path, *, fresh: bool = False) -> dict[str, str]:
+    """Starts (or finds running) the embedded server and returns a DSN per store, creating the
+    databases that are missing; `fresh` drops and recreates all of them (the demo)."""
     server = _server(data_dir)
     admin_uri = server.get_uri("postgres")
     with psycopg.connect(admin_uri, autocommit=True) as conn:
         existing = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
         for name in DATABASES.values():
-            if name not in existing:
+            if fresh:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            if fresh or name not in existing:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     return {store: server.get_uri(name) for store, name in DATABASES.items()}
 
