@@ -19,7 +19,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from domain.events import AccountEvent, StripeObjectObserved
-from domain.trusted import trusted  # noqa: F401  (re-exported: domain/ builds facts with it)
 
 
 class Frozen(BaseModel):

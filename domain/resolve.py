@@ -31,7 +31,6 @@ from domain.facts import (
     StripeInvoiceFact,
     SubscriptionFact,
     ref_of,
-    trusted,
 )
 from domain.stripe_shapes import (
     from_unix,
@@ -40,6 +39,7 @@ from domain.stripe_shapes import (
     subscription_period_end,
     subscription_status,
 )
+from domain.trusted import trusted
 
 if TYPE_CHECKING:
     from domain.fold import FactsBuilder

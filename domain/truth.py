@@ -13,7 +13,8 @@ from datetime import datetime
 
 from domain.catalog import Catalog
 from domain.dunning import DunningInvoice, Standing, next_action, stage_since, standing
-from domain.facts import AccountFacts, InvoiceFact, trusted
+from domain.facts import AccountFacts, InvoiceFact
+from domain.trusted import trusted
 from domain.rules import Rules
 from domain.state import (
     DELINQUENT_STAGES,

@@ -12,7 +12,6 @@ legacy table read by psycopg (the floor), and the ratio.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import time
@@ -31,20 +30,10 @@ from ingestion.stripe_ingest import StripeIngester  # noqa: E402
 from ingestion.stripe_reader import StripeApiReader  # noqa: E402
 from recompute.ownschema import ensure_own_schema  # noqa: E402
 from simulation.fleet import build_fleet  # noqa: E402
+from tests.support.databases import named_database  # noqa: E402
 
-SERVER = os.environ.get("RECOMPUTE_TEST_PG", "host=127.0.0.1 port=5432 user=postgres")
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 API_KEY = "sk_test_bench"
-
-
-def recreate(database: str, *, keep: bool = False) -> str:
-    with psycopg.connect(f"{SERVER} dbname=postgres", autocommit=True) as admin:
-        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
-        if exists and keep:
-            return f"{SERVER} dbname={database}"
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-    return f"{SERVER} dbname={database}"
 
 
 def copy_floor(dsns: dict[str, str]) -> tuple[int, float]:
@@ -75,14 +64,14 @@ def main() -> None:
     args = parser.parse_args()
 
     prefix = f"bench_ingest_{args.accounts}"
-    dsns = {store: recreate(f"{prefix}_{store}", keep=args.reuse) for store in TABLES_BY_STORE}
+    dsns = {store: named_database(f"{prefix}_{store}", keep=args.reuse)[0] for store in TABLES_BY_STORE}
     world_dir = Path(f"/tmp/{prefix}_stripe")
     if not (args.reuse and (world_dir / "meta.json").exists()):
         started = time.perf_counter()
         build_fleet(dsns, accounts=args.accounts, seed=args.seed, drifting=args.drifting, now=NOW,
                     stripe_dir=world_dir)
         print(f"fleet: {args.accounts} accounts built in {time.perf_counter() - started:.1f}s")
-    eventstore = recreate(f"{prefix}_eventstore")
+    eventstore, _ = named_database(f"{prefix}_eventstore")
     ensure_own_schema(eventstore)
 
     floor_rows, floor_seconds = copy_floor(dsns)

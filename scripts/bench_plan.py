@@ -13,7 +13,6 @@ The --rss form runs plan in a fresh process per fleet size and prints each one's
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -22,7 +21,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -37,20 +35,10 @@ from recompute.eventlog import append_events, open_log  # noqa: E402
 from recompute.ownschema import ensure_own_schema  # noqa: E402
 from simulation.fleet import build_fleet  # noqa: E402
 from simulation.world_reader import WorldFileReader  # noqa: E402
+from tests.support.databases import named_database  # noqa: E402
 
-SERVER = os.environ.get("RECOMPUTE_TEST_PG", "host=127.0.0.1 port=5432 user=postgres")
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 STORES = ("cf_prod", "billing_prod", "subs")
-
-
-def database(name: str, *, keep: bool) -> tuple[str, bool]:
-    """The DSN of a database, created empty unless `keep` and it exists; and whether it was kept."""
-    with psycopg.connect(f"{SERVER} dbname=postgres", autocommit=True) as admin:
-        if keep and admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            return f"{SERVER} dbname={name}", True
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return f"{SERVER} dbname={name}", False
 
 
 def ingested_fleet(accounts: int, drifting: int, *, reuse: bool) -> dict[str, str]:
@@ -58,7 +46,7 @@ def ingested_fleet(accounts: int, drifting: int, *, reuse: bool) -> dict[str, st
     dsns = {}
     kept = True
     for store in (*STORES, "eventstore"):
-        dsns[store], was_kept = database(f"{prefix}_{store}", keep=reuse)
+        dsns[store], was_kept = named_database(f"{prefix}_{store}", keep=reuse)
         kept = kept and was_kept
     if kept:
         return dsns

@@ -32,3 +32,14 @@ def scratch_databases(*names: str) -> Iterator[dict[str, str]]:
         with psycopg.connect(dsn_for("postgres"), autocommit=True) as admin:
             for database in created.values():
                 admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
+
+
+def named_database(name: str, *, keep: bool = False) -> tuple[str, bool]:
+    """A database that outlives the run (benchmarks): its DSN, created empty unless `keep` and it
+    exists; and whether it was kept."""
+    with psycopg.connect(dsn_for("postgres"), autocommit=True) as admin:
+        if keep and admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            return dsn_for(name), True
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return dsn_for(name), False
