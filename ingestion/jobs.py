@@ -30,8 +30,9 @@ class IngestJob:
     batch_size: int = 20_000
 
     def stripe_ingester(self) -> StripeIngester:
-        assert self.stripe_api_key, "polling Stripe needs STRIPE_API_KEY"
-        reader = StripeApiReader(api_key=self.stripe_api_key, api_base=self.stripe_api_base)
+        """With STRIPE_API_KEY it polls and looks up customers; without, it only takes deliveries (serve)."""
+        reader = StripeApiReader(api_key=self.stripe_api_key, api_base=self.stripe_api_base) \
+            if self.stripe_api_key else None
         return StripeIngester(reader=reader, eventstore_dsn=self.eventstore_dsn, batch_size=min(self.batch_size, 5_000))
 
     def legacy_ingester(self) -> LegacySnapshotIngester:

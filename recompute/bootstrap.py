@@ -8,7 +8,6 @@ import psycopg
 import stripe
 
 from ingestion.jobs import IngestJob
-from ingestion.stripe_ingest import StripeIngester
 from ingestion.stripe_reader import StripeApiReader
 from recompute.embedded import embedded_dsns
 from recompute.ownschema import ensure_own_schema
@@ -30,9 +29,7 @@ class Wiring:
                 jobs.append(IngestJob(source=name, eventstore_dsn=self.dsns["eventstore"],
                                       source_dsn=self.dsns[name], batch_size=batch_size))
             elif self.settings.stripe_api_key:
-                jobs.append(IngestJob(source="stripe", eventstore_dsn=self.dsns["eventstore"],
-                                      stripe_api_key=self.settings.stripe_api_key,
-                                      stripe_api_base=self.settings.stripe_api_base, batch_size=batch_size))
+                jobs.append(self.stripe_job(batch_size=batch_size))
             elif source == "stripe":
                 raise SettingsError("STRIPE_API_KEY", "not set, so Stripe cannot be polled")
         return jobs
@@ -52,12 +49,10 @@ class Wiring:
             where = self.settings.stripe_api_base or "api.stripe.com"
             raise SettingsError(variable, f"cannot reach Stripe at {where}") from None
 
-    def stripe_ingester(self, *, batch_size: int = 5_000) -> StripeIngester:
-        """With STRIPE_API_KEY it can poll and look up customers; without, it can only take deliveries."""
-        reader = None
-        if self.settings.stripe_api_key:
-            reader = StripeApiReader(api_key=self.settings.stripe_api_key, api_base=self.settings.stripe_api_base)
-        return StripeIngester(reader=reader, eventstore_dsn=self.dsns["eventstore"], batch_size=batch_size)
+    def stripe_job(self, *, batch_size: int = 5_000) -> IngestJob:
+        return IngestJob(source="stripe", eventstore_dsn=self.dsns["eventstore"],
+                         stripe_api_key=self.settings.stripe_api_key, stripe_api_base=self.settings.stripe_api_base,
+                         batch_size=batch_size)
 
 
 def wire(settings: Settings, *, uses_stripe: bool = False) -> Wiring:

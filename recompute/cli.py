@@ -193,7 +193,7 @@ def serve(host: str, port: int) -> None:
     from ingestion.webhook_server import WebhookApp, make_server
 
     wiring = _wiring()
-    app = WebhookApp(ingester=wiring.stripe_ingester(), eventstore_dsn=wiring.dsns["eventstore"],
+    app = WebhookApp(ingester=wiring.stripe_job().stripe_ingester(), eventstore_dsn=wiring.dsns["eventstore"],
                      secret=wiring.settings.stripe_webhook_secret)
     server = make_server(app, host, port)
     click.echo(f"serving on http://{host}:{server.server_address[1]}"
