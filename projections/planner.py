@@ -8,7 +8,7 @@ process each; every process streams its own range, so memory is one account per 
 from __future__ import annotations
 
 import gc
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,6 +18,7 @@ from domain.catalog import Catalog, fold_catalog
 from domain.corrections import Correction, corrections_for
 from domain.fold import fold
 from domain.rules import Rules
+from domain.state import TrueState
 from domain.truth import true_state
 from projections.reading import COMPARED_TABLES, AccountRange, account_events, account_ranges, by_account, \
     catalog_events, legacy_rows
@@ -53,7 +54,7 @@ class PlanResult:
 def plan(dsns: Mapping[str, str], rules: Rules, as_of: datetime, *, account: str | None = None,
          workers: int = 2) -> PlanResult:
     catalog = fold_catalog(catalog_events(dsns["eventstore"]), as_of=as_of)
-    ranges = [AccountRange(only=account)] if account else account_ranges(dsns["eventstore"], workers)
+    ranges = [AccountRange(ids=(account,))] if account else account_ranges(dsns["eventstore"], workers)
     result = PlanResult(as_of=as_of, rules_version=rules.version)
     if len(ranges) == 1:
         result.merge(plan_range(dict(dsns), rules, as_of, catalog, ranges[0]))
@@ -68,13 +69,20 @@ def plan_range(dsns: dict[str, str], rules: Rules, as_of: datetime, catalog: Cat
                accounts: AccountRange) -> PlanResult:
     """Plans one range of accounts: the unit of work of one process."""
     result = PlanResult(as_of=as_of, rules_version=rules.version)
-    legacy = [legacy_rows(dsns[store], store, accounts) for store in COMPARED_TABLES]
     gc.freeze()  # what is alive now lives for the whole run; the collector need not walk it per account
-    for _, events, rows in by_account(account_events(dsns["eventstore"], accounts), legacy):
-        facts = fold(events, as_of=as_of)
-        state = true_state(facts, catalog, rules, as_of, explain=False)
-        result.events_folded += len(events)
+    for events_folded, state, corrections in evaluate(dsns, rules, as_of, catalog, accounts, explain=False):
+        result.events_folded += events_folded
         if state.account_exists:
             result.accounts_checked += 1
-            result.corrections.extend(corrections_for(state, rows))
+            result.corrections.extend(corrections)
     return result
+
+
+def evaluate(dsns: Mapping[str, str], rules: Rules, as_of: datetime, catalog: Catalog, accounts: AccountRange,
+             *, explain: bool) -> Iterator[tuple[int, TrueState, list[Correction]]]:
+    """Each account of the log in `accounts`, in id order: how many events it folded, its true state
+    and its corrections (none for an account cf_prod does not know). Streams: one account at a time."""
+    legacy = [legacy_rows(dsns[store], store, accounts) for store in COMPARED_TABLES]
+    for _, events, rows in by_account(account_events(dsns["eventstore"], accounts), legacy):
+        state = true_state(fold(events, as_of=as_of), catalog, rules, as_of, explain=explain)
+        yield len(events), state, corrections_for(state, rows)

@@ -30,16 +30,16 @@ COMPARED_TABLES: dict[str, tuple[str, ...]] = {
 
 @dataclass(frozen=True)
 class AccountRange:
-    """Accounts with lo <= id < hi (None: unbounded), or exactly `only`."""
+    """Accounts with lo <= id < hi (None: unbounded), or exactly those in `ids`."""
 
     lo: str | None = None
     hi: str | None = None
-    only: str | None = None
+    ids: tuple[str, ...] | None = None
 
     def where(self, column: str, *, collate: bool = True) -> sql.Composable:
         col = sql.SQL("{} COLLATE \"C\"" if collate else "{}").format(sql.Identifier(column))
-        if self.only is not None:
-            return sql.SQL("{} = {}").format(col, sql.Literal(self.only))
+        if self.ids is not None:
+            return sql.SQL("{} = ANY({})").format(col, sql.Literal(list(self.ids)))
         parts = [sql.SQL("{} <> {}").format(col, sql.Literal(CATALOG_STREAM))]
         if self.lo is not None:
             parts.append(sql.SQL("{} >= {}").format(col, sql.Literal(self.lo)))
@@ -61,7 +61,7 @@ def account_ranges(eventstore_dsn: str, parts: int) -> list[AccountRange]:
 
 
 def catalog_events(eventstore_dsn: str) -> list[AccountEvent]:
-    return [event for _, events in account_events(eventstore_dsn, AccountRange(only=CATALOG_STREAM))
+    return [event for _, events in account_events(eventstore_dsn, AccountRange(ids=(CATALOG_STREAM,)))
             for event in events]
 
 
