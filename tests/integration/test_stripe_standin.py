@@ -17,8 +17,9 @@ import stripe
 
 from simulation.stripe_standin import DAY, StripeStandIn
 from simulation.stripe_world import StripeWorld
+from tests.support.fixtures import stripe_fixtures
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "stripe"
+FIXTURES = stripe_fixtures()
 KEY = "sk_test_standin"
 NOW = 1_767_225_600  # 2026-01-01T00:00:00Z
 CAPTURES = [

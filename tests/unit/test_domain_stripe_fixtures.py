@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from domain.events import StripeObjectObserved
 from domain.fold import fold
 from domain.rules import RULES_V1
 from domain.truth import true_state
 from tests.unit.test_domain_builders import ACCOUNT, a_catalog, account_row, iso, legacy
+from tests.support.fixtures import stripe_fixtures
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "stripe"
+FIXTURES = stripe_fixtures()
 
 
 def observed(name: str, version: int) -> StripeObjectObserved:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
 from ingestion.stripe_translate import Observation, Rejection, translate_event, translate_listed
+from tests.support.fixtures import stripe_fixtures
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "stripe"
+FIXTURES = stripe_fixtures()
 READ_AT = datetime(2026, 11, 24, tzinfo=UTC)
 
 # file -> what it must become: ("event" | "object", object type) or ("rejected", words in the reason)
