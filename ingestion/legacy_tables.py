@@ -42,6 +42,13 @@ class TableSpec:
     def columns_with_time(self) -> tuple[str, ...]:
         return self.required_times + self.optional_times
 
+    @property
+    def columns_named(self) -> frozenset[str]:
+        """Every column this spec names: a table without one of them is not the table legacy-stores.md describes."""
+        named = (*self.key, self.account, self.updated, self.created, *self.statuses, *self.money, *self.counts,
+                 *self.columns_with_time)
+        return frozenset(column for column in named if column is not None)
+
 
 TABLES: tuple[TableSpec, ...] = (
     TableSpec("cf_prod", "accounts", ("account_id",), "account_id", "updated_at", "created_at",

@@ -21,13 +21,33 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import psycopg
-from amqp.exceptions import MessageNacked
+from amqp.exceptions import AccessRefused, MessageNacked, NotAllowed
 from kombu import Connection, Exchange
 from kombu.exceptions import OperationalError
 
 EXCHANGE = Exchange("recompute.events", type="topic", durable=True)
 RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
 BATCH = 500
+
+
+class BrokerRefused(Exception):
+    """The broker answered and refused us (credentials, vhost, permissions): a configuration error,
+    unlike a broker that cannot be reached, which only makes events wait."""
+
+
+def check_broker(broker_url: str) -> str | None:
+    """Connects once: None when the broker takes us, the reason when it cannot be reached; raises
+    BrokerRefused (its message shows the URL with the password masked) when it refuses us."""
+    broker = Connection(broker_url, connect_timeout=5)
+    try:
+        broker.ensure_connection(max_retries=0)
+    except (AccessRefused, NotAllowed) as refusal:
+        raise BrokerRefused(f"the broker at {broker.as_uri()} refused us: {refusal.reply_text}") from None
+    except (OperationalError, OSError, *broker.connection_errors) as failure:
+        return _say(failure)
+    finally:
+        broker.release()
+    return None
 
 
 @dataclass(frozen=True)
@@ -79,6 +99,12 @@ def _publish(producer, event_id: str, event_type: str, body: str) -> None:
         message_id=event_id, type=event_type, headers={"idempotency_key": event_id},
         retry=True, retry_policy=RETRY_POLICY, confirm_timeout=10,
     )
+
+
+def waiting_events(eventstore_dsn: str) -> int:
+    """How many domain events wait in the outbox to be published."""
+    with psycopg.connect(eventstore_dsn) as conn:
+        return _waiting(conn)
 
 
 def _waiting(conn: psycopg.Connection) -> int:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import psycopg
 import stripe
 
 from ingestion.jobs import IngestJob
+from ingestion.legacy_tables import TABLES_BY_STORE
 from ingestion.stripe_reader import StripeApiReader
 from recompute.embedded import embedded_dsns
 from recompute.ownschema import ensure_own_schema
@@ -55,20 +57,50 @@ class Wiring:
                          batch_size=batch_size)
 
 
-def wire(settings: Settings, *, uses_stripe: bool = False) -> Wiring:
-    """Resolves the embedded default where a DSN is unset, checks every database (and Stripe, when the
-    command uses it) answers, and only then prepares our tables: a bad setting writes nothing."""
+def wire(settings: Settings, *, uses_stripe: bool = False, reads_legacy: Sequence[str] = (),
+         writes: bool = True) -> Wiring:
+    """Resolves the embedded default where a DSN is unset, checks every database answers, that the
+    legacy stores the command reads hold their tables, and Stripe when the command uses it; only
+    then, for a command that `writes`, prepares our tables: a bad setting writes nothing, and a
+    read-only command (plan, explain) never creates anything."""
     dsns = dict(settings.dsns)
     if settings.needs_embedded:
         embedded = embedded_dsns(settings.data_dir)
         dsns = {store: dsn or embedded[store] for store, dsn in dsns.items()}
     for store, dsn in dsns.items():
         _check_reachable(DSN_VARIABLES[store], dsn)
+    for store in reads_legacy:
+        _check_legacy_tables(store, dsns[store], embedded=settings.dsns[store] is None)
     wiring = Wiring(settings=settings, dsns=dsns)  # type: ignore[arg-type]
     if uses_stripe:
         wiring.check_stripe()
-    ensure_own_schema(dsns["eventstore"])
+    if writes:
+        ensure_own_schema(dsns["eventstore"])
     return wiring
+
+
+def _check_legacy_tables(store: str, dsn: str, *, embedded: bool) -> None:
+    """The store holds the tables and columns of legacy-stores.md that recompute reads."""
+    specs = TABLES_BY_STORE[store]
+    with psycopg.connect(dsn, connect_timeout=5) as conn:
+        found: dict[str, set[str]] = {}
+        for table, column in conn.execute(
+                "SELECT table_name, column_name FROM information_schema.columns "
+                "WHERE table_schema = ANY(current_schemas(false)) AND table_name = ANY(%s)",
+                ([spec.table for spec in specs],)):
+            found.setdefault(table, set()).add(column)
+        database = conn.info.dbname
+    missing_tables = [spec.table for spec in specs if spec.table not in found]
+    missing_columns = [f"{spec.table}.{column}" for spec in specs if spec.table in found
+                       for column in sorted(spec.columns_named - found[spec.table])]
+    if not missing_tables and not missing_columns:
+        return
+    what = (f"no table {', '.join(missing_tables)}" if missing_tables else "") + \
+        ("; " if missing_tables and missing_columns else "") + \
+        (f"no column {', '.join(missing_columns)}" if missing_columns else "")
+    hint = ("the embedded default's stores are empty until `recompute demo` fills them; set it to the "
+            f"{store} store's DSN") if embedded else f"is it the {store} store of legacy-stores.md?"
+    raise SettingsError(DSN_VARIABLES[store], f"database {database} has {what} ({hint})")
 
 
 def _check_reachable(variable: str, dsn: str) -> None:

@@ -18,7 +18,8 @@ from projections.planner import PlanResult
 from projections.planner import plan as plan_corrections
 from recompute.bootstrap import SOURCES, Wiring, wire
 from recompute.embedded import EmbeddedPostgresError, stop_embedded
-from recompute.settings import SettingsError, read_settings
+from recompute.eventlog import log_exists
+from recompute.settings import LEGACY_STORES, SettingsError, read_settings
 
 
 class RunFailed(click.ClickException):
@@ -26,9 +27,12 @@ class RunFailed(click.ClickException):
 
 
 class Instant(click.ParamType):
-    """An ISO 8601 instant with offset, e.g. 2026-03-01T00:00:00Z."""
+    """An ISO 8601 instant with offset, e.g. 2026-03-01T00:00:00Z, within EARLIEST..LATEST: the rules add
+    and subtract day thresholds to it, and Python's datetime ends at year 9999."""
 
     name = "instant"
+    EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+    LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
     def convert(self, value, param, ctx) -> datetime:
         if isinstance(value, datetime):
@@ -39,7 +43,14 @@ class Instant(click.ParamType):
             self.fail(f"{value!r} is not an ISO 8601 instant (e.g. 2026-03-01T00:00:00Z)", param, ctx)
         if parsed.tzinfo is None:
             self.fail(f"{value!r} has no offset; write e.g. {value}Z or {value}+00:00", param, ctx)
-        return parsed.astimezone(UTC)
+        try:
+            instant = parsed.astimezone(UTC)
+        except OverflowError:
+            instant = None
+        if instant is None or not self.EARLIEST <= instant < self.LATEST:
+            self.fail(f"{value!r} is outside the instants recompute computes with "
+                      f"({self.EARLIEST:%Y-%m-%d} to {self.LATEST:%Y-%m-%d})", param, ctx)
+        return instant
 
 
 def _rules(path: str | None) -> Rules:
@@ -65,15 +76,38 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _wiring(*, uses_stripe: bool = False) -> Wiring:
+def _wiring(*, uses_stripe: bool = False, reads_legacy: tuple[str, ...] = (), writes: bool = True) -> Wiring:
     try:
-        return wire(read_settings(), uses_stripe=uses_stripe)
+        return wire(read_settings(), uses_stripe=uses_stripe, reads_legacy=reads_legacy, writes=writes)
     except (SettingsError, EmbeddedPostgresError) as error:
         click.echo(f"recompute: {error}", err=True)
         sys.exit(2)
 
 
-@click.group()
+class _Recompute(click.Group):
+    """Usage errors are one line, naming the option or argument (cli.md: exit 2); the rest is click's."""
+
+    def main(self, *args, **kwargs):
+        kwargs.pop("standalone_mode", None)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as error:
+            error.show()
+            sys.exit(2)
+        except click.UsageError as error:
+            where = f" (see `{error.ctx.command_path} --help`)" if error.ctx else ""
+            click.echo(f"recompute: {' '.join(error.format_message().split())}{where}", err=True)
+            sys.exit(2)
+        except click.ClickException as error:
+            error.show()
+            sys.exit(error.exit_code)
+        except click.Abort:
+            click.echo("recompute: aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=_Recompute)
 def main() -> None:
     """Event-sourced projector of billing and dunning state."""
 
@@ -88,7 +122,8 @@ def main() -> None:
               help="Processes: each legacy table and the Stripe catch-up is a unit of work.")
 def ingest(source: str, follow: bool, interval: float, batch_size: int, workers: int) -> None:
     """Append every change since the last checkpoint to the account event log."""
-    wiring = _wiring(uses_stripe=source in ("stripe", "all"))
+    wiring = _wiring(uses_stripe=source in ("stripe", "all"),
+                     reads_legacy=LEGACY_STORES if source == "all" else tuple({source} & set(LEGACY_STORES)))
     try:
         jobs = wiring.ingest_jobs(source, batch_size=batch_size)
     except SettingsError as error:
@@ -134,13 +169,26 @@ def _summary(result: PlanResult) -> str:
 def plan(as_of: datetime | None, rules_path: str | None, account: str | None, as_json: bool, workers: int) -> None:
     """The corrections that would make the legacy stores agree with the true state; writes nothing."""
     rules = _rules(rules_path)
-    wiring = _wiring()
+    wiring = _wiring(reads_legacy=LEGACY_STORES, writes=False)
+    at = as_of or _now()
     try:
-        result = plan_corrections(wiring.dsns, rules, as_of or _now(), account=account, workers=workers)
+        result = plan_corrections(wiring.dsns, rules, at, account=account, workers=workers) \
+            if log_exists(wiring.dsns["eventstore"]) else PlanResult(as_of=at, rules_version=rules.version)
     except psycopg.Error as error:
         raise RunFailed(f"plan failed: {error}")
+    if account and result.events_folded == 0:
+        _say_no_events(account)
     _json_out(result.as_json()) if as_json else click.echo(_summary(result))
-    warn_if_never_ingested(result.accounts_checked)
+    if account and result.accounts_checked == 0:
+        click.echo(f"recompute: account {account!r} is not in cf_prod.accounts as of {at.isoformat()}: "
+                   "there is nothing to correct", err=True)
+    elif not account:
+        warn_if_never_ingested(result.accounts_checked)
+
+
+def _say_no_events(account_id: str) -> None:
+    click.echo(f"recompute: no events for account {account_id!r} in the log (has it been ingested?)", err=True)
+    sys.exit(1)
 
 
 def warn_if_never_ingested(accounts_checked: int) -> None:
@@ -159,15 +207,30 @@ def explain(account_id: str, as_of: datetime | None, rules_path: str | None, as_
     from projections.explainer import explain as explain_account, render_text
 
     rules = _rules(rules_path)
-    wiring = _wiring()
+    wiring = _wiring(writes=False)
+    if not log_exists(wiring.dsns["eventstore"]):
+        _say_no_events(account_id)
     try:
         explanation = explain_account(wiring.dsns, account_id, rules, as_of or _now())
     except psycopg.Error as error:
         raise RunFailed(f"explain failed: {error}")
     if not explanation.timeline and not explanation.later_events:
-        click.echo(f"recompute: no events for account {account_id!r} in the log (has it been ingested?)", err=True)
-        sys.exit(1)
+        _say_no_events(account_id)
     _json_out(explanation.as_json()) if as_json else click.echo(render_text(explanation))
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+def status(as_json: bool) -> None:
+    """The projector's state: the log, each source's checkpoint and age, parked records, the outbox."""
+    from projections.status import read_status, render_status
+
+    wiring = _wiring(writes=False)
+    try:
+        found = read_status(wiring.dsns["eventstore"], now=_now())
+    except psycopg.Error as error:
+        raise RunFailed(f"status failed: {' '.join(str(error).split())}")
+    _json_out(found.as_json()) if as_json else click.echo(render_status(found))
 
 
 @main.group()

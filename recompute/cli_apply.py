@@ -13,10 +13,10 @@ from kombu import Connection
 from domain.rules import RULES_V1
 from projections.applier import ApplyBusy, ApplyOptions, ApplyRefused, ApplyResult, apply as apply_corrections
 from projections.legacy_writer import WriteRefused
-from projections.relay import RelayReport, relay as relay_events
+from projections.relay import BrokerRefused, RelayReport, check_broker, relay as relay_events, waiting_events
 from projections.store_writes import EarlierRunStillWriting
 from recompute.cli import Instant, RunFailed, _json_out, _now, _rules, _wiring, main, warn_if_never_ingested
-from recompute.settings import read_settings
+from recompute.settings import LEGACY_STORES, read_settings
 
 
 @main.command()
@@ -35,7 +35,7 @@ def apply(as_of: datetime | None, rules_path: str | None, account: str | None, a
     """Compute the corrections of `plan` and write them, with an audit record and domain events."""
     rules = _rules(rules_path)  # settings first: a bad one writes nothing
     _check_broker_url(read_settings().broker_url)
-    wiring = _wiring()
+    wiring = _wiring(reads_legacy=LEGACY_STORES)
     options = ApplyOptions(account=account, force=force, max_accounts=max_accounts, max_share=max_share,
                            workers=workers)
     try:
@@ -55,25 +55,36 @@ def apply(as_of: datetime | None, rules_path: str | None, account: str | None, a
 @main.command()
 def relay() -> None:
     """Publish the outbox's waiting domain events to RECOMPUTE_BROKER_URL."""
-    wiring = _wiring()
-    if not wiring.settings.broker_url:
+    broker_url = read_settings().broker_url
+    if not broker_url:
         click.echo("recompute: RECOMPUTE_BROKER_URL: not set, so events cannot be published", err=True)
         sys.exit(2)
-    _check_broker_url(wiring.settings.broker_url)
-    report = _relay(wiring.dsns["eventstore"], wiring.settings.broker_url)
+    unreachable = _check_broker_url(broker_url)
+    wiring = _wiring()
+    if unreachable:  # even with nothing waiting: the operator asked whether events can flow
+        raise RunFailed(f"the broker is unreachable ({unreachable}); "
+                        f"{waiting_events(wiring.dsns['eventstore'])} events wait in the outbox")
+    report = _relay(wiring.dsns["eventstore"], broker_url)
     click.echo(_relay_line(report))
     if report.error:
         raise RunFailed(f"the broker is unreachable ({report.error}); {report.waiting} events wait in the outbox")
 
 
-def _check_broker_url(url: str | None) -> None:
-    """An unusable URL is a configuration error, reported before anything is written (cli.md)."""
-    if url:
-        try:
-            Connection(url).transport  # noqa: B018 - resolves the transport named by the URL's scheme
-        except (KeyError, ImportError, ValueError) as error:
-            click.echo(f"recompute: RECOMPUTE_BROKER_URL: unusable: {error}", err=True)
-            sys.exit(2)
+def _check_broker_url(url: str | None) -> str | None:
+    """An unusable URL, or a broker that refuses its credentials or vhost, is a configuration error,
+    reported before anything is written (cli.md); a broker that cannot be reached is not (events
+    wait in the outbox): its reason is returned."""
+    if not url:
+        return None
+    try:
+        Connection(url).transport  # noqa: B018 - resolves the transport named by the URL's scheme
+        return check_broker(url)
+    except (KeyError, ImportError, ValueError) as error:
+        problem = f"unusable: {error}"
+    except BrokerRefused as error:
+        problem = str(error)
+    click.echo(f"recompute: RECOMPUTE_BROKER_URL: {problem}", err=True)
+    sys.exit(2)
 
 
 def _relay(eventstore_dsn: str, broker_url: str | None) -> RelayReport | None:

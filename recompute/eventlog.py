@@ -122,6 +122,12 @@ class AccountLog(Application[str]):
         return list(self.events.get(originator_id, lte=lte))  # type: ignore[arg-type]
 
 
+def log_exists(dsn: str) -> bool:
+    """Whether the event store holds the log's table yet (the first `ingest` creates it)."""
+    with psycopg.connect(dsn) as conn:
+        return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (EVENTS_TABLE,)).fetchone()[0]
+
+
 def open_log(dsn: str, *, create_table: bool = False) -> AccountLog:
     return AccountLog(env=eventsourcing_env(dsn, create_table=create_table))
 

@@ -54,6 +54,7 @@ def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
         if value is not None:
             _check_conninfo(variable, value)
         dsns[store] = value
+    _all_legacy_or_none(dsns)
 
     rules = env.get("RECOMPUTE_RULES") or None
     if rules is not None and not Path(rules).is_file():
@@ -68,6 +69,9 @@ def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError("STRIPE_WEBHOOK_SECRET", "a signing secret starts with 'whsec_'")
 
     default_home = Path(env.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "recompute"
+    data_dir = Path(env.get("RECOMPUTE_DATA_DIR") or default_home)
+    if any(dsn is None for dsn in dsns.values()):
+        _check_data_dir(data_dir)
     return Settings(
         dsns=dsns,
         rules_path=Path(rules) if rules else None,
@@ -75,8 +79,29 @@ def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
         stripe_api_base=api_base,
         stripe_webhook_secret=secret,
         broker_url=env.get("RECOMPUTE_BROKER_URL") or None,
-        data_dir=Path(env.get("RECOMPUTE_DATA_DIR") or default_home),
+        data_dir=data_dir,
     )
+
+
+def _all_legacy_or_none(dsns: Mapping[str, str | None]) -> None:
+    """The three legacy stores are the company's or the embedded demo's, never a mix of the two:
+    a plan over a configured cf_prod and the demo's billing_prod would 'correct' real accounts."""
+    unset = [DSN_VARIABLES[store] for store in LEGACY_STORES if dsns[store] is None]
+    if 0 < len(unset) < len(LEGACY_STORES):
+        set_ = [DSN_VARIABLES[store] for store in LEGACY_STORES if dsns[store] is not None]
+        raise SettingsError(unset[0], f"not set while {' and '.join(set_)} {'is' if len(set_) == 1 else 'are'}: "
+                            f"set all three legacy stores' DSNs ({', '.join(unset)} missing) or none "
+                            "(the embedded default)")
+
+
+def _check_data_dir(data_dir: Path) -> None:
+    """Where the embedded default keeps its PostgreSQL: a directory, or a path one can be made at."""
+    for path in (data_dir, *data_dir.parents):
+        if path.exists():
+            if not path.is_dir():
+                where = "it" if path == data_dir else f"{path}"
+                raise SettingsError("RECOMPUTE_DATA_DIR", f"{data_dir} is not a directory ({where} is a file)")
+            return
 
 
 def _check_conninfo(variable: str, value: str) -> None:

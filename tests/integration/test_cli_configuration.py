@@ -87,3 +87,95 @@ def test_plan_before_any_ingest_says_to_ingest_first(stores):
     assert result.returncode == 0
     assert '"accounts_checked": 0' in result.stdout
     assert "run `recompute ingest` first" in result.stderr
+
+
+# -- defect 8 of the "nothing lost, nothing half-answered" issue: each is one line, naming what, exit 2 --
+
+BROKER_REFUSALS = [
+    ("amqp://guest:wrong@127.0.0.1:5672//", "refused"),          # wrong password
+    ("amqp://guest:guest@127.0.0.1:5672/no_such_vhost", "vhost"),  # a vhost the broker does not have
+]
+
+
+@pytest.mark.parametrize(("url", "says"), BROKER_REFUSALS)
+def test_apply_with_broker_credentials_the_broker_refuses_names_the_variable_and_writes_nothing(stores, url, says):
+    create_stores(stores)
+    result = recompute("apply", env={**configured(stores), "RECOMPUTE_BROKER_URL": url})
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("recompute: RECOMPUTE_BROKER_URL:") and says in line
+    assert "wrong" not in line  # the password is not echoed
+    assert nothing_written(stores["eventstore"])
+
+
+@pytest.mark.parametrize(("url", "says"), BROKER_REFUSALS)
+def test_relay_with_nothing_waiting_still_checks_the_broker(stores, url, says):
+    create_stores(stores)
+    result = recompute("relay", env={**configured(stores), "RECOMPUTE_BROKER_URL": url})
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("recompute: RECOMPUTE_BROKER_URL:") and says in line
+
+
+def test_relay_with_nothing_waiting_and_the_broker_down_fails_saying_so(stores):
+    create_stores(stores)
+    result = recompute("relay", env={**configured(stores), "RECOMPUTE_BROKER_URL": "amqp://guest:guest@127.0.0.1:1//"})
+    assert result.returncode == 1, result.stderr
+    assert "unreachable" in result.stderr
+
+
+def test_a_data_dir_that_is_a_file_is_one_line_naming_the_variable(tmp_path):
+    not_a_dir = tmp_path / "data"
+    not_a_dir.write_text("")
+    unset = {variable: "" for variable in ("RECOMPUTE_CF_PROD_DSN", "RECOMPUTE_BILLING_PROD_DSN",
+                                            "RECOMPUTE_SUBS_DSN", "RECOMPUTE_EVENTSTORE_DSN")}
+    result = recompute("plan", env={**unset, "RECOMPUTE_DATA_DIR": str(not_a_dir)})
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("recompute: RECOMPUTE_DATA_DIR:") and "not a directory" in line
+
+
+def test_legacy_databases_without_their_tables_name_the_variable_and_the_missing_tables(stores):
+    result = recompute("ingest", "--source", "cf_prod", env=configured(stores))  # empty databases
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("recompute: RECOMPUTE_CF_PROD_DSN:") and "accounts" in line
+    assert nothing_written(stores["eventstore"])
+
+
+def test_one_legacy_store_configured_and_the_others_embedded_is_refused(stores):
+    create_stores(stores)
+    env = {**configured(stores), "RECOMPUTE_BILLING_PROD_DSN": "", "RECOMPUTE_SUBS_DSN": ""}
+    result = recompute("plan", env=env)
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert "RECOMPUTE_BILLING_PROD_DSN" in line and "RECOMPUTE_CF_PROD_DSN" in line and "all three" in line
+    assert nothing_written(stores["eventstore"])
+
+
+@pytest.mark.parametrize("instant", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+def test_an_as_of_outside_the_instants_recompute_can_compute_with_is_a_usage_error(stores, instant):
+    create_stores(stores)
+    result = recompute("plan", "--as-of", instant, env=configured(stores))
+    assert result.returncode == 2, result.stderr
+    assert "--as-of" in result.stderr and "Traceback" not in result.stderr
+    assert nothing_written(stores["eventstore"])
+
+
+def test_plan_writes_nothing_not_even_our_own_tables(stores):
+    create_stores(stores)
+    result = recompute("plan", "--json", env=configured(stores))
+    assert result.returncode == 0, result.stderr
+    assert nothing_written(stores["eventstore"])
+
+
+def test_plan_of_an_account_the_log_does_not_hold_says_so_when_the_log_is_not_empty(stores):
+    from tests.support.legacy import an_account
+
+    create_stores(stores)
+    an_account(stores)
+    assert recompute("ingest", "--source", "cf_prod", env=configured(stores)).returncode == 0
+    result = recompute("plan", "--account", "NOPE", env=configured(stores))
+    assert result.returncode == 1, result.stderr
+    assert "no events for account 'NOPE'" in result.stderr
+    assert "run `recompute ingest` first" not in result.stderr
