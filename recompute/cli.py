@@ -6,6 +6,7 @@ import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime
+from typing import NoReturn
 
 import click
 import orjson
@@ -13,11 +14,13 @@ import psycopg
 import stripe
 
 from domain.rules import RULES_V1, Rules, RulesError, load_rules
+from domain.rules_identity import RulesConflict
 from ingestion.jobs import run_ingest
 from projections.planner import PlanResult
 from projections.planner import plan as plan_corrections
 from recompute.bootstrap import SOURCES, Wiring, wire
 from recompute.embedded import EmbeddedPostgresError, stop_embedded
+from recompute.ownschema import check_known_rules
 from recompute.settings import SettingsError, read_settings
 
 
@@ -59,6 +62,34 @@ def _rules(path: str | None) -> Rules:
         named_by = "" if path else "RECOMPUTE_RULES: "
         click.echo(f"recompute: {named_by}{error}", err=True)
         sys.exit(2)
+
+
+def _refuse_rules_known_otherwise(wiring: Wiring, rules: Rules, path: str | None) -> None:
+    """Rules whose version is built in, or was used by an earlier `apply`, with another digest are
+    refused (exit 2) with both digests. Reads only (`apply` checks again under its lock)."""
+    try:
+        with psycopg.connect(wiring.dsns["eventstore"],
+                             options="-c TimeZone=UTC -c default_transaction_read_only=on") as conn:
+            check_known_rules(conn, rules)
+    except RulesConflict as conflict:
+        _refused_rules(conflict, path)
+    except psycopg.Error as error:
+        raise RunFailed(f"reading the known rules versions failed: {' '.join(str(error).split())}")
+
+
+def _refused_rules(conflict: RulesConflict, path: str | None) -> NoReturn:
+    """One line naming where the rules came from (--rules, RECOMPUTE_RULES or built in) and both digests."""
+    chosen = path or read_settings().rules_path
+    if chosen is None:
+        where, these = f"the built-in rules {conflict.rules.version}", "these rules"
+    else:
+        where, these = f"{'' if path else 'RECOMPUTE_RULES: '}rules file {chosen}", "this file's rules"
+    click.echo(f"recompute: {where}: {conflict.said_of(these)}", err=True)
+    sys.exit(2)
+
+
+def rules_line(version: str, digest: str) -> str:
+    return f"rules {version} (digest {digest})"
 
 
 def _now() -> datetime:
@@ -113,7 +144,7 @@ def _json_out(document: dict) -> None:
 
 
 def _summary(result: PlanResult) -> str:
-    lines = [f"as of {result.as_of.isoformat()}, rules {result.rules_version}: "
+    lines = [f"as of {result.as_of.isoformat()}, {rules_line(result.rules_version, result.rules_digest)}: "
              f"{result.accounts_checked} accounts checked, {result.accounts_disagreeing} disagreeing, "
              f"{len(result.corrections)} corrections"]
     by_column = Counter((c.table, c.op, c.column) for c in result.corrections)
@@ -135,6 +166,7 @@ def plan(as_of: datetime | None, rules_path: str | None, account: str | None, as
     """The corrections that would make the legacy stores agree with the true state; writes nothing."""
     rules = _rules(rules_path)
     wiring = _wiring()
+    _refuse_rules_known_otherwise(wiring, rules, rules_path)
     try:
         result = plan_corrections(wiring.dsns, rules, as_of or _now(), account=account, workers=workers)
     except psycopg.Error as error:
@@ -160,6 +192,7 @@ def explain(account_id: str, as_of: datetime | None, rules_path: str | None, as_
 
     rules = _rules(rules_path)
     wiring = _wiring()
+    _refuse_rules_known_otherwise(wiring, rules, rules_path)
     try:
         explanation = explain_account(wiring.dsns, account_id, rules, as_of or _now())
     except psycopg.Error as error:
