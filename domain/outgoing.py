@@ -6,7 +6,8 @@
     meanings(corrections, state) -> [Meaning]
                             one outgoing domain event per change of meaning, covering its corrections
     event_id(...)           the event's id: uuid5 over account, type, subject, rules version, run
-                            and the corrections it covers — the consumers' idempotency key
+                            and the corrections it covers — the consumers' idempotency key (not the
+                            rules digest: a run has one, so the run already fixes it)
     event_body(...)         the published JSON, from the corrections that were really applied
 
 Event types (README "Outgoing domain events"): a change of dunning stage in billing_prod.dunning or
@@ -148,10 +149,11 @@ def event_id(account_id: str, meaning: Meaning, rules_version: str, run_id: str,
     return str(uuid.uuid5(NAMESPACE, name))
 
 
-def event_body(*, event_id: str, type: str, account_id: str, subject: str, rules_version: str, run_id: str,
-               as_of: datetime, occurred_at: datetime, applied: Sequence[tuple[Correction, Sequence[str]]]
-               ) -> dict[str, Any]:
-    """The published JSON of one event, from the corrections that were applied and their causes."""
+def event_body(*, event_id: str, type: str, account_id: str, subject: str, rules_version: str,
+               rules_digest: str | None, run_id: str, as_of: datetime, occurred_at: datetime,
+               applied: Sequence[tuple[Correction, Sequence[str]]]) -> dict[str, Any]:
+    """The published JSON of one event, from the corrections that were applied and their causes.
+    `rules_digest` is None only for an intent recorded before digests were."""
     before: dict[str, Any] = {}
     after: dict[str, Any] = {}
     for c, _ in applied:
@@ -164,7 +166,7 @@ def event_body(*, event_id: str, type: str, account_id: str, subject: str, rules
     return {
         "schema": SCHEMA_VERSION, "id": event_id, "type": type, "account_id": account_id,
         "subject": subject or None, "occurred_at": occurred_at.isoformat(), "as_of": as_of.isoformat(),
-        "rules_version": rules_version, "run_id": run_id, "before": before, "after": after,
+        "rules_version": rules_version, "rules_digest": rules_digest, "run_id": run_id, "before": before, "after": after,
         "causes": list(dict.fromkeys(ref for _, refs in applied for ref in refs)),
         "corrections": [c.as_json() for c, _ in applied],
     }

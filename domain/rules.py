@@ -6,22 +6,30 @@
 
 A stage applies when any of its conditions holds; one without conditions always applies, so it
 must be the last (stages after it could never apply) and there must be one (a past-due account
-always has a stage: `none` is only for "nothing past due").
+always has a stage: `none` is only for "nothing past due"). A stage that the stages above it
+shadow, so that it can never be the first to apply, is refused (domain/rules_reach.py).
+
+What rules mean is `Rules.canonical_json()` and its `digest` (domain/rules_identity.py).
 """
 
 from __future__ import annotations
 
 import difflib
+import hashlib
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, NonNegativeInt, model_validator
+
+from domain.rules_reach import first_unreachable, shadowed
 
 StageName = Literal["suspended", "final_notice", "retrying", "grace"]
 STAGE_NAMES: tuple[str, ...] = ("suspended", "final_notice", "retrying", "grace")
 _TOP_KEYS = ("version", "bad_debt_days_overdue", "dunning")
 _STAGE_KEYS = ("name", "days_overdue_at_least", "failed_attempts_at_least")
+DIGEST_HEX_DIGITS = 16
 
 
 class RulesError(ValueError):
@@ -55,7 +63,21 @@ class Rules(BaseModel):
             raise ValueError("the last stage must have no condition")
         if any(s.unconditional for s in self.stages[:-1]) or len(set(names)) != len(names):
             raise ValueError("stages must be distinct, and only the last may have no condition")
+        if unreachable := first_unreachable(self.stages):
+            number, why = unreachable
+            raise ValueError(f"stage #{number} '{self.stages[number - 1].name}': unreachable: {why}")
         return self
+
+    def canonical_json(self) -> str:
+        """What the rules mean, as JSON: the bad-debt threshold and the stages in order, every key
+        present (null: no such condition), keys sorted, no whitespace. Not the version: that is the
+        name given to a meaning."""
+        return orjson.dumps(self.model_dump(mode="json", exclude={"version"}), option=orjson.OPT_SORT_KEYS).decode()
+
+    @property
+    def digest(self) -> str:
+        """The first 16 hex digits of the sha256 of canonical_json()."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:DIGEST_HEX_DIGITS]
 
     @property
     def day_thresholds(self) -> tuple[int, ...]:
@@ -141,6 +163,8 @@ def _stages(raw_stages: list[dict[str, Any]], fail) -> tuple[Stage, ...]:
             last = stages[-1]
             raise fail(where, f"unreachable: stage #{number - 1} '{last.name}' has no condition and "
                               "always applies, so no stage after it can apply")
+        if why := shadowed(stages, stage):
+            raise fail(where, f"unreachable: {why}")
         stages.append(stage)
     if not stages[-1].unconditional:
         raise fail(f"[[dunning.stage]] #{len(stages)} '{stages[-1].name}'",

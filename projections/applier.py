@@ -4,6 +4,7 @@ The legacy stores and the event store (audit, outbox) are different databases, s
 can hold a legacy write together with its audit record. An intent protocol stands in for one:
 
   0. Lock: one `apply` at a time (an advisory lock on the event store, freed if the process dies).
+     Rules whose version is known with another digest are refused (RulesConflict) before anything.
   1. Recover: intents of an earlier, interrupted run still 'pending' are settled first. Once no
      session of that run is left on a store, each row is looked at: it holds what the intent
      writes -> 'applied'; anything else -> 'abandoned' (nothing is written; the fresh plan redoes
@@ -11,7 +12,7 @@ can hold a legacy write together with its audit record. An intent protocol stand
   2. Plan (projections/planner.py), choose the accounts (--account, --max-accounts), and refuse
      past the blast-radius guard. Then per batch of accounts, re-planned with their true states:
   3. Intent: in ONE event-store transaction, the audit rows ('pending': account, table, key,
-     column, from, to, bookkeeping, rules version, causes) and their outbox events ('held', not
+     column, from, to, bookkeeping, rules version and digest, causes) and their outbox events ('held', not
      publishable) are committed. Nothing has been written to a legacy store yet.
   4. Write: each store in ONE transaction of its own, every write compare-and-set
      (projections/legacy_writer.py). 1 row -> applied; 0 rows -> stale (changed underneath; left alone).
@@ -47,6 +48,7 @@ from projections.planner import plan
 from projections.reading import catalog_events
 from projections.replan import AccountPlan, replan
 from projections.store_writes import resolve_pending, write_store
+from recompute.ownschema import check_known_rules, remember_rules
 
 STORES = ("cf_prod", "billing_prod", "subs")
 _LOCK_ID = 7_310_002
@@ -76,6 +78,7 @@ class ApplyResult:
     run_id: str
     as_of: datetime
     rules_version: str
+    rules_digest: str = ""
     accounts_checked: int = 0
     accounts_disagreeing: int = 0
     accounts_chosen: int = 0
@@ -89,8 +92,11 @@ class ApplyResult:
 
 def apply(dsns: Mapping[str, str], rules: Rules, as_of: datetime, options: ApplyOptions = ApplyOptions(),
           *, on_step: Step = lambda _: None) -> ApplyResult:
-    result = ApplyResult(run_id=str(uuid.uuid4()), as_of=as_of, rules_version=rules.version)
+    result = ApplyResult(run_id=str(uuid.uuid4()), as_of=as_of, rules_version=rules.version,
+                         rules_digest=rules.digest)
     with _exclusive(dsns["eventstore"]):
+        with _es(dsns["eventstore"]) as conn:
+            check_known_rules(conn, rules)
         recover(dsns, result)
         on_step("recovered")
         planned = plan(dsns, rules, as_of, account=options.account, workers=options.workers)
@@ -102,8 +108,8 @@ def apply(dsns: Mapping[str, str], rules: Rules, as_of: datetime, options: Apply
         check_blast_radius(len(chosen), planned.accounts_checked, options)
         if not chosen:
             return result
-        run = RunInfo(result.run_id, rules.version, as_of)
-        _start_run(dsns["eventstore"], run)
+        run = RunInfo(result.run_id, rules.version, as_of, rules.digest)
+        _start_run(dsns["eventstore"], run, rules)
         catalog = fold_catalog(catalog_events(dsns["eventstore"]), as_of=as_of)
         for batch in _chunks(chosen, options.batch_accounts):
             _apply_batch(dsns, run, replan(dsns, rules, as_of, catalog, batch), result, on_step)
@@ -183,10 +189,11 @@ def _es(eventstore_dsn: str) -> psycopg.Connection:
     return psycopg.connect(eventstore_dsn, options="-c TimeZone=UTC")
 
 
-def _start_run(eventstore_dsn: str, run: RunInfo) -> None:
-    with _es(eventstore_dsn) as conn:
-        conn.execute("INSERT INTO apply_run (run_id, as_of, rules_version) VALUES (%s, %s, %s)",
-                     (run.run_id, run.as_of, run.rules_version))
+def _start_run(eventstore_dsn: str, run: RunInfo, rules: Rules) -> None:
+    with _es(eventstore_dsn) as conn, conn.transaction():
+        conn.execute("INSERT INTO apply_run (run_id, as_of, rules_version, rules_digest) VALUES (%s, %s, %s, %s)",
+                     (run.run_id, run.as_of, run.rules_version, run.rules_digest))
+        remember_rules(conn, rules, run.run_id)
 
 
 def _finish_run(eventstore_dsn: str, result: ApplyResult) -> None:

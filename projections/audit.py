@@ -29,6 +29,7 @@ class RunInfo:
     run_id: str
     rules_version: str
     as_of: datetime
+    rules_digest: str | None = None  # Rules.digest
 
 
 @dataclass(frozen=True)
@@ -70,11 +71,11 @@ def record(conn: psycopg.Connection, run: RunInfo, intents: Sequence[Intent],
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO correction_audit (id, run_id, account_id, store, tbl, op, key, col, from_value, to_value, "
-            "sets, rules_version, as_of, causes, event_id, status) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'pending')",
+            "sets, rules_version, rules_digest, as_of, causes, event_id, status) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'pending')",
             [(audit_id, run.run_id, i.correction.account_id, i.store, i.correction.table, i.correction.op,
               Jsonb(i.correction.key), i.correction.column, Jsonb(i.correction.from_), Jsonb(i.correction.to),
-              Jsonb(i.sets), run.rules_version, run.as_of, Jsonb(list(i.causes)), i.event_id)
+              Jsonb(i.sets), run.rules_version, run.rules_digest, run.as_of, Jsonb(list(i.causes)), i.event_id)
              for audit_id, i in zip(ids, intents, strict=True)])
         cur.executemany(
             "INSERT INTO outbox_event (event_id, run_id, account_id, type, subject, status) "
@@ -113,7 +114,8 @@ def settle(conn: psycopg.Connection, outcomes: Sequence[Outcome]) -> dict[str, i
             continue
         body = event_body(
             event_id=str(event_id), type=first["type"], account_id=first["account_id"], subject=first["subject"],
-            rules_version=first["rules_version"], run_id=str(first["run_id"]), as_of=first["run_as_of"],
+            rules_version=first["rules_version"], rules_digest=first["rules_digest"], run_id=str(first["run_id"]),
+            as_of=first["run_as_of"],
             occurred_at=max(m["settled_at"] for m in applied),
             applied=[(correction_of(m), m["causes"]) for m in applied])
         conn.execute("UPDATE outbox_event SET status = 'ready', body = %s, ready_at = now() WHERE event_id = %s",
@@ -145,5 +147,5 @@ def past_corrections(eventstore_dsn: str, account_id: str) -> list[dict[str, Any
             "SELECT * FROM correction_audit WHERE account_id = %s AND status = 'applied' ORDER BY settled_at, id",
             (account_id,)).fetchall()
     return [{**correction_of(r).as_json(), "applied_at": r["settled_at"].isoformat(), "run_id": str(r["run_id"]),
-             "rules_version": r["rules_version"], "as_of": r["as_of"].isoformat(), "causes": r["causes"],
+             "rules_version": r["rules_version"], "rules_digest": r["rules_digest"], "as_of": r["as_of"].isoformat(), "causes": r["causes"],
              "sets": r["sets"], "event_id": str(r["event_id"])} for r in rows]

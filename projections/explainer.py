@@ -46,6 +46,7 @@ class Explanation:
     later_events: int
     corrections: list[Correction]
     past_corrections: list[dict[str, Any]] = field(default_factory=list)  # applied by `apply`, from the audit
+    rules_digest: str = ""
 
     def as_json(self) -> dict[str, Any]:
         state = self.state.model_dump(mode="json", exclude={"because"})
@@ -53,6 +54,7 @@ class Explanation:
             "account_id": self.account_id,
             "as_of": self.as_of.isoformat(),
             "rules_version": self.state.rules_version,
+            "rules_digest": self.rules_digest,
             "state": state,
             "timeline": self.timeline,
             "because": {name: {"rule": why.rule, "events": list(why.refs)} for name, why in self.state.because.items()},
@@ -88,6 +90,7 @@ def explanation(account_id: str, events: list[AccountEvent], catalog_events: lis
     return Explanation(
         account_id=account_id, as_of=as_of, state=state, timeline=[timeline_entry(e) for e in folded],
         later_events=len(events) - len(folded), corrections=corrections_for(state, recorded_rows(facts)),
+        rules_digest=rules.digest,
     )
 
 

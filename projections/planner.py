@@ -28,6 +28,7 @@ from projections.reading import COMPARED_TABLES, AccountRange, account_events, a
 class PlanResult:
     as_of: datetime
     rules_version: str
+    rules_digest: str = ""
     accounts_checked: int = 0
     events_folded: int = 0
     corrections: list[Correction] = field(default_factory=list)
@@ -45,6 +46,7 @@ class PlanResult:
         return {
             "as_of": self.as_of.isoformat(),
             "rules_version": self.rules_version,
+            "rules_digest": self.rules_digest,
             "accounts_checked": self.accounts_checked,
             "accounts_disagreeing": self.accounts_disagreeing,
             "corrections": [c.as_json() for c in self.corrections],
@@ -55,7 +57,7 @@ def plan(dsns: Mapping[str, str], rules: Rules, as_of: datetime, *, account: str
          workers: int = 2) -> PlanResult:
     catalog = fold_catalog(catalog_events(dsns["eventstore"]), as_of=as_of)
     ranges = [AccountRange(ids=(account,))] if account else account_ranges(dsns["eventstore"], workers)
-    result = PlanResult(as_of=as_of, rules_version=rules.version)
+    result = PlanResult(as_of=as_of, rules_version=rules.version, rules_digest=rules.digest)
     if len(ranges) == 1:
         result.merge(plan_range(dict(dsns), rules, as_of, catalog, ranges[0]))
         return result
@@ -68,7 +70,7 @@ def plan(dsns: Mapping[str, str], rules: Rules, as_of: datetime, *, account: str
 def plan_range(dsns: dict[str, str], rules: Rules, as_of: datetime, catalog: Catalog,
                accounts: AccountRange) -> PlanResult:
     """Plans one range of accounts: the unit of work of one process."""
-    result = PlanResult(as_of=as_of, rules_version=rules.version)
+    result = PlanResult(as_of=as_of, rules_version=rules.version, rules_digest=rules.digest)
     gc.freeze()  # what is alive now lives for the whole run; the collector need not walk it per account
     for events_folded, state, corrections in evaluate(dsns, rules, as_of, catalog, accounts, explain=False):
         result.events_folded += events_folded

@@ -6,6 +6,7 @@ import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime
+from typing import NoReturn
 
 import click
 import orjson
@@ -13,12 +14,14 @@ import psycopg
 import stripe
 
 from domain.rules import RULES_V1, Rules, RulesError, load_rules
+from domain.rules_identity import RulesConflict
 from ingestion.jobs import run_ingest
 from projections.planner import PlanResult
 from projections.planner import plan as plan_corrections
 from recompute.bootstrap import SOURCES, Wiring, wire
 from recompute.embedded import EmbeddedPostgresError, stop_embedded
 from recompute.eventlog import log_exists
+from recompute.ownschema import check_known_rules
 from recompute.settings import LEGACY_STORES, SettingsError, read_settings
 
 
@@ -70,6 +73,34 @@ def _rules(path: str | None) -> Rules:
         named_by = "" if path else "RECOMPUTE_RULES: "
         click.echo(f"recompute: {named_by}{error}", err=True)
         sys.exit(2)
+
+
+def _refuse_rules_known_otherwise(wiring: Wiring, rules: Rules, path: str | None) -> None:
+    """Rules whose version is built in, or was used by an earlier `apply`, with another digest are
+    refused (exit 2) with both digests. Reads only (`apply` checks again under its lock)."""
+    try:
+        with psycopg.connect(wiring.dsns["eventstore"],
+                             options="-c TimeZone=UTC -c default_transaction_read_only=on") as conn:
+            check_known_rules(conn, rules)
+    except RulesConflict as conflict:
+        _refused_rules(conflict, path)
+    except psycopg.Error as error:
+        raise RunFailed(f"reading the known rules versions failed: {' '.join(str(error).split())}")
+
+
+def _refused_rules(conflict: RulesConflict, path: str | None) -> NoReturn:
+    """One line naming where the rules came from (--rules, RECOMPUTE_RULES or built in) and both digests."""
+    chosen = path or read_settings().rules_path
+    if chosen is None:
+        where, these = f"the built-in rules {conflict.rules.version}", "these rules"
+    else:
+        where, these = f"{'' if path else 'RECOMPUTE_RULES: '}rules file {chosen}", "this file's rules"
+    click.echo(f"recompute: {where}: {conflict.said_of(these)}", err=True)
+    sys.exit(2)
+
+
+def rules_line(version: str, digest: str) -> str:
+    return f"rules {version} (digest {digest})"
 
 
 def _now() -> datetime:
@@ -148,7 +179,7 @@ def _json_out(document: dict) -> None:
 
 
 def _summary(result: PlanResult) -> str:
-    lines = [f"as of {result.as_of.isoformat()}, rules {result.rules_version}: "
+    lines = [f"as of {result.as_of.isoformat()}, {rules_line(result.rules_version, result.rules_digest)}: "
              f"{result.accounts_checked} accounts checked, {result.accounts_disagreeing} disagreeing, "
              f"{len(result.corrections)} corrections"]
     by_column = Counter((c.table, c.op, c.column) for c in result.corrections)
@@ -171,9 +202,11 @@ def plan(as_of: datetime | None, rules_path: str | None, account: str | None, as
     rules = _rules(rules_path)
     wiring = _wiring(reads_legacy=LEGACY_STORES, writes=False)
     at = as_of or _now()
+    _refuse_rules_known_otherwise(wiring, rules, rules_path)
     try:
         result = plan_corrections(wiring.dsns, rules, at, account=account, workers=workers) \
-            if log_exists(wiring.dsns["eventstore"]) else PlanResult(as_of=at, rules_version=rules.version)
+            if log_exists(wiring.dsns["eventstore"]) else PlanResult(as_of=at, rules_version=rules.version,
+                                                                     rules_digest=rules.digest)
     except psycopg.Error as error:
         raise RunFailed(f"plan failed: {error}")
     if account and result.events_folded == 0:
@@ -210,6 +243,7 @@ def explain(account_id: str, as_of: datetime | None, rules_path: str | None, as_
     wiring = _wiring(writes=False)
     if not log_exists(wiring.dsns["eventstore"]):
         _say_no_events(account_id)
+    _refuse_rules_known_otherwise(wiring, rules, rules_path)
     try:
         explanation = explain_account(wiring.dsns, account_id, rules, as_of or _now())
     except psycopg.Error as error:

@@ -11,11 +11,13 @@ import psycopg
 from kombu import Connection
 
 from domain.rules import RULES_V1
+from domain.rules_identity import RulesConflict
 from projections.applier import ApplyBusy, ApplyOptions, ApplyRefused, ApplyResult, apply as apply_corrections
 from projections.legacy_writer import WriteRefused
 from projections.relay import BrokerRefused, RelayReport, check_broker, relay as relay_events, waiting_events
 from projections.store_writes import EarlierRunStillWriting
-from recompute.cli import Instant, RunFailed, _json_out, _now, _rules, _wiring, main, warn_if_never_ingested
+from recompute.cli import Instant, RunFailed, _json_out, _now, _refused_rules, _rules, _wiring, main, rules_line, \
+    warn_if_never_ingested
 from recompute.settings import LEGACY_STORES, read_settings
 
 
@@ -40,6 +42,8 @@ def apply(as_of: datetime | None, rules_path: str | None, account: str | None, a
                            workers=workers)
     try:
         result = apply_corrections(wiring.dsns, rules, as_of or _now(), options)
+    except RulesConflict as conflict:  # checked under the apply lock, before anything is written
+        _refused_rules(conflict, rules_path)
     except (ApplyRefused, ApplyBusy, EarlierRunStillWriting) as error:
         raise RunFailed(str(error))
     except WriteRefused as error:  # a bug: the plan proposed a write rules-v1 §3 forbids
@@ -104,7 +108,8 @@ def _relay_line(report: RelayReport | None) -> str:
 
 
 def _summary(result: ApplyResult, report: RelayReport | None) -> str:
-    lines = [f"as of {result.as_of.isoformat()}, rules {result.rules_version}: {result.accounts_checked} accounts "
+    lines = [f"as of {result.as_of.isoformat()}, {rules_line(result.rules_version, result.rules_digest)}: "
+             f"{result.accounts_checked} accounts "
              f"checked, {result.accounts_disagreeing} disagreeing, {result.accounts_chosen} taken in this run"
              + (f" in run {result.run_id}" if result.accounts_chosen else "")]
     if result.recovered:
@@ -122,7 +127,7 @@ def _summary(result: ApplyResult, report: RelayReport | None) -> str:
 
 def _as_json(result: ApplyResult, report: RelayReport | None) -> dict:
     return {
-        "as_of": result.as_of.isoformat(), "rules_version": result.rules_version,
+        "as_of": result.as_of.isoformat(), "rules_version": result.rules_version, "rules_digest": result.rules_digest,
         "run_id": result.run_id if result.accounts_chosen else None,
         "accounts_checked": result.accounts_checked, "accounts_disagreeing": result.accounts_disagreeing,
         "accounts_changed": result.accounts_chosen, "applied": result.count("applied"), "stale": result.count("stale"),

@@ -7,7 +7,9 @@
                              object read from a list endpoint, as list:<id>)
     stripe_customer_account  which account a Stripe customer belongs to (from metadata.account_id)
     parked_record            rows and Stripe objects that could not be recorded, with the reason
-    apply_run                each `apply`: when, as of, rules, what it found and did
+    apply_run                each `apply`: when, as of, rules (version and digest), what it found and did
+    known_rules              each rules version an `apply` has used, with its digest and meaning: a
+                             version names one meaning for good (domain/rules_identity.py)
     correction_audit         every correction `apply` meant to make (an intent) and what became of it
     outbox_event             outgoing domain events, published by the relay (projections/applier.py)
 """
@@ -20,6 +22,8 @@ from contextlib import contextmanager
 import orjson
 import psycopg
 
+from domain.rules import Rules
+from domain.rules_identity import KnownRules, check_identity
 from recompute.eventlog import open_log
 
 DDL = """
@@ -65,7 +69,8 @@ CREATE TABLE IF NOT EXISTS apply_run (
     finished_at   timestamptz,
     as_of         timestamptz NOT NULL,
     rules_version text NOT NULL,
-    summary       jsonb
+    summary       jsonb,
+    rules_digest  text                     -- Rules.digest (NULL: recorded before digests; see UPGRADES)
 );
 CREATE TABLE IF NOT EXISTS correction_audit (
     id            bigserial PRIMARY KEY,
@@ -85,7 +90,8 @@ CREATE TABLE IF NOT EXISTS correction_audit (
     event_id      uuid NOT NULL,           -- the outbox event that announces it
     status        text NOT NULL,           -- pending | applied | stale | abandoned
     recorded_at   timestamptz NOT NULL DEFAULT now(),
-    settled_at    timestamptz              -- when it was applied (or found stale / abandoned)
+    settled_at    timestamptz,             -- when it was applied (or found stale / abandoned)
+    rules_digest  text                     -- Rules.digest (NULL: recorded before digests; see UPGRADES)
 );
 CREATE INDEX IF NOT EXISTS correction_audit_account ON correction_audit (account_id, id);
 CREATE INDEX IF NOT EXISTS correction_audit_event ON correction_audit (event_id);
@@ -105,7 +111,21 @@ CREATE TABLE IF NOT EXISTS outbox_event (
     attempts      integer NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS outbox_event_ready ON outbox_event (seq) WHERE status = 'ready';
+CREATE TABLE IF NOT EXISTS known_rules (
+    version       text PRIMARY KEY,
+    digest        text NOT NULL,
+    rules         jsonb NOT NULL,          -- Rules.canonical_json(): what the version means
+    first_run_id  uuid NOT NULL,
+    first_used_at timestamptz NOT NULL DEFAULT now()
+);
 """
+
+# Columns added since a table was first made: (table, column, the statement that adds it to a store made
+# before). Run only when the column is missing: ALTER TABLE takes an exclusive lock even with nothing to do.
+UPGRADES = (
+    ("apply_run", "rules_digest", "ALTER TABLE apply_run ADD COLUMN IF NOT EXISTS rules_digest text"),
+    ("correction_audit", "rules_digest", "ALTER TABLE correction_audit ADD COLUMN IF NOT EXISTS rules_digest text"),
+)
 
 _LOCK_ID = 7_310_001  # an advisory lock so concurrent first runs don't race on CREATE
 
@@ -117,6 +137,10 @@ def ensure_own_schema(eventstore_dsn: str) -> None:
         try:
             open_log(eventstore_dsn, create_table=True).close()
             conn.execute(DDL)
+            for table, column, statement in UPGRADES:
+                if not conn.execute("SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+                                    "AND table_name = %s AND column_name = %s", (table, column)).fetchone():
+                    conn.execute(statement)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_ID,))
 
@@ -152,3 +176,22 @@ def park(cur: psycopg.Cursor, source: str, records: Sequence[tuple[str, str, str
         [(source, tbl, key, reason, raw.decode() if isinstance(raw, bytes) else raw, position)
          for tbl, key, reason, raw, position in records],
     )
+
+
+def check_known_rules(conn: psycopg.Connection, rules: Rules) -> None:
+    """Raises RulesConflict when rules.version is built in or was used by an earlier `apply` with
+    another digest. Only reads, and a store without the table yet knows only the built-in rules."""
+    if conn.execute("SELECT to_regclass('known_rules') IS NULL").fetchone()[0]:
+        known = []
+    else:
+        known = [KnownRules(version, digest, str(run_id), at) for version, digest, run_id, at in conn.execute(
+            "SELECT version, digest, first_run_id, first_used_at FROM known_rules WHERE version = %s",
+            (rules.version,))]
+    check_identity(rules, known)
+
+
+def remember_rules(conn: psycopg.Connection, rules: Rules, run_id: str) -> None:
+    """In the caller's transaction (with the run's apply_run row): the first run under a version fixes
+    its meaning; later runs under it (checked first) add nothing."""
+    conn.execute("INSERT INTO known_rules (version, digest, rules, first_run_id) VALUES (%s, %s, %s::jsonb, %s) "
+                 "ON CONFLICT (version) DO NOTHING", (rules.version, rules.digest, rules.canonical_json(), run_id))

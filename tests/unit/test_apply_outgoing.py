@@ -119,12 +119,13 @@ def test_causes_are_the_events_behind_the_written_column():
 
 def test_an_event_body_says_before_and_after_of_what_was_applied():
     body = event_body(event_id="e1", type="account.dunning_stage_changed", account_id=ACC, subject="",
-                      rules_version="v1", run_id="run-1", as_of=T, occurred_at=T,
+                      rules_version="v1", rules_digest="2742993c6f6b6a8b", run_id="run-1", as_of=T, occurred_at=T,
                       applied=[(BILLING_STAGE, ["evt_failed"]), (SUBS_STAGE, ["evt_failed", "x"])])
     assert body["before"] == {"billing_prod.dunning[account_id=acc_000042]": {"stage": "none"},
                               "subs.subs_dunning[account_id=acc_000042]": {"stage": "grace"}}
     assert body["after"]["subs.subs_dunning[account_id=acc_000042]"] == {"stage": "retrying"}
     assert body["causes"] == ["evt_failed", "x"] and body["subject"] is None and len(body["corrections"]) == 2
+    assert (body["rules_version"], body["rules_digest"]) == ("v1", "2742993c6f6b6a8b")
 
 
 @pytest.mark.parametrize("changing,checked,options,refused", [
