@@ -75,31 +75,33 @@ class _Waiting:
 
 
 class GroupCommit:
-    """Deliveries queue here; one writer records every delivery queued, in one call, then answers
-    each. `record` runs in a worker thread (it blocks on PostgreSQL)."""
+    """Deliveries queue here; a writer records every delivery queued on it, in one call, then
+    answers each. `record` runs in a worker thread (it blocks on PostgreSQL). With several
+    writers an evt_ id always goes to the same one, so two deliveries of one id never race here."""
 
-    def __init__(self, record: Record) -> None:
+    def __init__(self, record: Record, *, writers: int = 1) -> None:
         self._record = record
-        self._queue: asyncio.Queue[_Waiting] = asyncio.Queue()
-        self._writer: asyncio.Task | None = None
+        self._queues: list[asyncio.Queue[_Waiting]] = [asyncio.Queue() for _ in range(writers)]
+        self._writers: list[asyncio.Task] = []
 
     async def deliver(self, envelope: dict) -> None:
         """Returns once the envelope is committed; raises StoreDown or the recording error."""
-        if self._writer is None:
-            self._writer = asyncio.get_running_loop().create_task(self._write())
-        waiting = _Waiting(envelope, asyncio.get_running_loop().create_future())
-        self._queue.put_nowait(waiting)
+        loop = asyncio.get_running_loop()
+        if not self._writers:
+            self._writers = [loop.create_task(self._write(queue)) for queue in self._queues]
+        waiting = _Waiting(envelope, loop.create_future())
+        self._queues[hash(envelope["id"]) % len(self._queues)].put_nowait(waiting)
         await waiting.answer
 
     async def close(self) -> None:
-        if self._writer is not None:
-            self._writer.cancel()
+        for writer in self._writers:
+            writer.cancel()
 
-    async def _write(self) -> None:
+    async def _write(self, queue: asyncio.Queue[_Waiting]) -> None:
         while True:
-            group = [await self._queue.get()]
-            while not self._queue.empty() and len(group) < MAX_GROUP:
-                group.append(self._queue.get_nowait())
+            group = [await queue.get()]
+            while not queue.empty() and len(group) < MAX_GROUP:
+                group.append(queue.get_nowait())
             await self._commit(group)
 
     async def _commit(self, group: list[_Waiting]) -> None:

@@ -189,7 +189,8 @@ def embedded_stop() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
 @click.option("--http", "parser", type=click.Choice(["httptools", "h11"]), default="httptools", hidden=True)
-@click.option("--recording", type=click.Choice(["group", "thread"]), default="group", hidden=True)
+@click.option("--recording", type=click.Choice(["group", "group2", "thread"]), default="group",
+              hidden=True)
 def serve(host: str, port: int, parser: str, recording: str) -> None:
     """HTTP: POST /webhooks/stripe, GET /healthz, GET /metrics."""
     from recompute.server import ServeError, bind, run

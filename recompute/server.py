@@ -16,7 +16,8 @@ from ingestion.stripe_ingest import StripeIngester
 from ingestion.webhooks import GroupCommit, ThreadPerDelivery, pooled_recorder
 from recompute.http import WebhookApp
 
-RECORDERS = {"group": GroupCommit, "thread": ThreadPerDelivery}
+RECORDERS = {"group": GroupCommit, "group2": lambda record: GroupCommit(record, writers=2),
+             "thread": ThreadPerDelivery}
 
 
 class ServeError(Exception):
