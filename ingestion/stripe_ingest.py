@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -127,12 +128,15 @@ class StripeIngester:
         table.appended += self._resolve_pending(log, pending, table)
         return newest
 
-    def record_deliveries(self, envelopes: list[dict], *, via: str = "webhook") -> IngestReport:
-        """Records events pushed to us (webhook deliveries): the same dedup, routing and parking as the Events API."""
+    def record_deliveries(self, envelopes: list[dict], *, via: str = "webhook",
+                          log: psycopg.Connection | None = None) -> IngestReport:
+        """Records events pushed to us (webhook deliveries): the same dedup, routing and parking as the Events API.
+
+        On `log` when given (left open, e.g. a pool's connection), else on a connection of its own."""
         report = IngestReport(source=SOURCE)
         table = report.tables.setdefault(via, TableReport(rows_read=len(envelopes)))
         pending: list = []
-        with psycopg.connect(self._dsn) as log:
+        with nullcontext(log) if log is not None else psycopg.connect(self._dsn) as log:
             self._accounts = dict(log.execute("SELECT customer_id, account_id FROM stripe_customer_account"))
             log.commit()
             table.appended += self._ingest_page(log, envelopes, table, pending, via=via)

@@ -285,20 +285,24 @@ def embedded_stop() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
-def serve(host: str, port: int) -> None:
+@click.option("--http", "parser", type=click.Choice(["httptools", "h11"]), default="httptools", hidden=True)
+@click.option("--recording", type=click.Choice(["group", "group2", "thread"]), default="group",
+              hidden=True)
+def serve(host: str, port: int, parser: str, recording: str) -> None:
     """HTTP: POST /webhooks/stripe, GET /healthz, GET /metrics."""
-    from ingestion.webhook_server import WebhookApp, make_server
+    from recompute.server import ServeError, bind, run
 
-    wiring = _wiring()
-    app = WebhookApp(ingester=wiring.stripe_job().stripe_ingester(), eventstore_dsn=wiring.dsns["eventstore"],
-                     secret=wiring.settings.stripe_webhook_secret)
-    server = make_server(app, host, port)
-    click.echo(f"serving on http://{host}:{server.server_address[1]}"
-               + ("" if wiring.settings.stripe_webhook_secret else " (webhooks refused: STRIPE_WEBHOOK_SECRET unset)"))
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        sock = bind(host, port)
+    except ServeError as error:
+        click.echo(f"recompute: {error}", err=True)
+        sys.exit(2)
+    wiring = _wiring()
+    secret = wiring.settings.stripe_webhook_secret
+    serving = f"serving on http://{host}:{sock.getsockname()[1]}" + (
+        "" if secret else " (webhooks refused: STRIPE_WEBHOOK_SECRET unset)")
+    run(sock, eventstore_dsn=wiring.dsns["eventstore"], make_ingester=wiring.stripe_job().stripe_ingester,
+        secret=secret, on_ready=lambda: click.echo(serving), http=parser, recording=recording)
 
 
 def _register_more_commands() -> None:

@@ -1,0 +1,101 @@
+"""`GET /metrics`: the names of cli.md "Metrics", in Prometheus text (prometheus-client).
+
+What lives in the event store is read at scrape time by `EventStoreCollector`, with queries that
+stay cheap on a large log: the events per source are counted once and then only past the last
+notification id counted (ids are issued in commit order: the appends hold the table's EXCLUSIVE
+lock, so nothing can later appear below an id already seen). What happens in this process
+(webhook deliveries by outcome, their latency) is counted here. `recompute_correction_lag_seconds`
+is registered for the continuous projection to observe.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter as Tally
+
+import psycopg_pool
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from recompute.eventlog import EVENTS_TABLE
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+# The store of each checkpoint: "legacy:cf_prod.accounts" -> cf_prod; "stripe" -> stripe.
+_CHECKPOINT_AGES = """
+SELECT CASE WHEN source LIKE 'legacy:%' THEN split_part(substr(source, 8), '.', 1) ELSE source END,
+       extract(epoch FROM now() - min(updated_at))::float8
+FROM ingest_checkpoint GROUP BY 1 ORDER BY 1"""
+# Every stored state starts with {"store":"<store>" (eventlog.encode_state keeps the field order, and
+# `store` is an event's first field): reading that prefix is ~9x faster than parsing the JSON
+# (0.7 s against 6.5 s for the 446k events of a 10,000-account log); any other state is parsed.
+_EVENTS_SINCE = f"""
+WITH head AS (SELECT notification_id, state, substring(state FROM 1 FOR 10) = '{{"store":"'::bytea AS plain,
+                     position('"'::bytea IN substring(state FROM 11 FOR 64)) AS quote
+              FROM {EVENTS_TABLE} WHERE notification_id > %s)
+SELECT CASE WHEN plain AND quote > 0 THEN convert_from(substring(state FROM 11 FOR quote - 1), 'UTF8')
+            ELSE convert_from(state, 'UTF8')::jsonb ->> 'store' END,
+       count(*), max(notification_id)
+FROM head GROUP BY 1"""
+_APPLIED = "SELECT tbl, count(*) FROM correction_audit WHERE status = 'applied' GROUP BY tbl ORDER BY tbl"
+_LAST_RUN = ("SELECT (summary ->> 'accounts_disagreeing')::bigint FROM apply_run WHERE summary IS NOT NULL "
+             "ORDER BY finished_at DESC NULLS LAST LIMIT 1")
+_COUNTS = ("SELECT (SELECT count(*) FROM parked_record), "
+           "(SELECT count(*) FROM outbox_event WHERE status IN ('held', 'ready'))")
+
+
+class EventStoreCollector:
+    """Reads the event store at each scrape; its errors (store down) reach the caller of the scrape."""
+
+    def __init__(self, pool: psycopg_pool.ConnectionPool, *, timeout: float = 5.0) -> None:
+        self._pool = pool
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._counted_upto = 0
+        self._by_source: Tally[str] = Tally()
+
+    def collect(self):
+        with self._lock, self._pool.connection(timeout=self._timeout) as conn, conn.transaction():
+            for source, count, upto in conn.execute(_EVENTS_SINCE, (self._counted_upto,)).fetchall():
+                self._by_source[source] += count
+                self._counted_upto = max(self._counted_upto, upto)
+            ages = conn.execute(_CHECKPOINT_AGES).fetchall()
+            applied = conn.execute(_APPLIED).fetchall()
+            disagreeing = conn.execute(_LAST_RUN).fetchone()
+            parked, waiting = conn.execute(_COUNTS).fetchone()
+            by_source = dict(self._by_source)
+        appended = CounterMetricFamily("recompute_events_appended", "Events in the account event log, by source",
+                                       labels=["source"])
+        for source, count in sorted(by_source.items()):
+            appended.add_metric([source], count)
+        lag = GaugeMetricFamily("recompute_source_lag_seconds",
+                                "Seconds since the oldest checkpoint of each source moved", labels=["source"])
+        for source, age in ages:
+            lag.add_metric([source], age)
+        corrections = CounterMetricFamily("recompute_corrections_applied", "Corrections applied, by store.table",
+                                          labels=["table"])
+        for table, count in applied:
+            corrections.add_metric([table], count)
+        yield from (appended, lag, corrections)
+        yield GaugeMetricFamily("recompute_accounts_disagreeing", "Accounts disagreeing at the last apply",
+                                value=disagreeing[0] if disagreeing else None)
+        yield GaugeMetricFamily("recompute_parked_records", "Records parked with a reason", value=parked)
+        yield GaugeMetricFamily("recompute_outbox_waiting", "Outgoing domain events not yet published",
+                                value=waiting)
+
+
+class ServeMetrics:
+    """The registry of `recompute serve`: the event store's figures and this process's own."""
+
+    def __init__(self, pool: psycopg_pool.ConnectionPool) -> None:
+        disable_created_metrics()  # no *_created series beside each counter and histogram
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(EventStoreCollector(pool))
+        self.deliveries = Counter("recompute_webhook_deliveries", "Webhook deliveries by outcome", ["outcome"],
+                                  registry=self.registry)
+        self.delivery_seconds = Histogram("recompute_webhook_delivery_seconds",
+                                          "From a delivery's arrival to its answer", buckets=LATENCY_BUCKETS,
+                                          registry=self.registry)
+        self.correction_lag = Histogram("recompute_correction_lag_seconds",
+                                        "From a source commit to its correction committed",
+                                        buckets=LATENCY_BUCKETS, registry=self.registry)
