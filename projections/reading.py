@@ -157,7 +157,8 @@ def parked_records(eventstore_dsn: str, account_id: str) -> list[ParkedRecord]:
 
 
 def _has_tables(conn: psycopg.Connection, *names: str) -> bool:
-    return all(conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()[0] for name in names)
+    return conn.execute("SELECT bool_and(to_regclass(name) IS NOT NULL) FROM unnest(%s::text[]) name",
+                        (list(names),)).fetchone()[0]
 
 
 # Database collations that order text by code point, as Python compares strings.
