@@ -9,10 +9,13 @@ overwrite something unread:
     that. It stays held until ingest records a version it understands.
   - it is a non-manual entitlement of an account whose plan (the one its status uses: `free` when
     suspended) is not in product_config as of T: "not in the catalog" would otherwise read as
-    "includes nothing" and switch every feature off. Held at plan time, so a catalog row that
-    arrives later (or a T before it) decides it as of T.
+    "includes nothing" and switch every feature off. Decided at plan time against the catalog as
+    of T (product_config can change after the account row was ingested), not parked at ingest.
 An account with held rows is still checked; only corrections of the held rows themselves are
-withheld, matched by table and primary key.
+withheld, matched by table and primary key. A held row stays held whatever T: it is about the row
+as it now is. Stripe records hold nothing: what Stripe ingestion parks is an envelope it cannot
+read, a type it does not record, or an object of no account (retried until recorded), never a
+newer observation of an object the log then reads from an older one.
 """
 
 from __future__ import annotations
