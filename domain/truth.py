@@ -147,6 +147,8 @@ def _entitlements(facts: AccountFacts, catalog: Catalog, status: str, because: R
             enabled, why = False, "the account is not in cf_prod.accounts"
         elif status == "closed":
             enabled, why = False, "the account is closed"
+        elif plan not in catalog.plans:  # decides nothing: the plan holds these rows (domain/held.py)
+            enabled, why = False, f"{status}: plan '{plan}' is not in product_config, so {feature} is held"
         else:
             enabled = catalog.includes(plan, feature)
             why = (f"{status}: plan '{plan}' {'includes' if enabled else 'does not include'} {feature} "

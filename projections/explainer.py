@@ -1,13 +1,14 @@
 """`explain`: replay one account to say what its state is and why.
 
 The shell (`explain`) reads the account's stream through the eventsourcing library, the catalog
-stream, and the account's live legacy rows; everything else is pure: the timeline lines, the
-fold, the true state with its `because`, and the corrections.
+stream, the account's parked records and past corrections; everything else is pure: the timeline
+lines, the fold, the true state with its `because`, the corrections and the rows held from them
+(domain/held.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -17,11 +18,12 @@ from domain.corrections import Correction, corrections_for
 from domain.events import CATALOG_STREAM, AccountEvent, LegacyRowObserved, StripeObjectObserved
 from domain.facts import AccountFacts
 from domain.fold import fold
+from domain.held import HeldRow, ParkedRecord, hold
 from domain.rules import Rules
 from domain.state import TrueState
 from domain.truth import true_state
 from projections.audit import past_corrections
-from projections.reading import COMPARED_TABLES
+from projections.reading import COMPARED_TABLES, parked_records
 from recompute.eventlog import AccountLog, open_log
 
 # The columns worth a glance in a one-line summary of a legacy row, per table.
@@ -45,8 +47,10 @@ class Explanation:
     timeline: list[dict[str, Any]]
     later_events: int
     corrections: list[Correction]
+    held: list[HeldRow] = field(default_factory=list)  # rows no correction is planned for, and why
     past_corrections: list[dict[str, Any]] = field(default_factory=list)  # applied by `apply`, from the audit
     rules_digest: str = ""
+    parked: list[ParkedRecord] = field(default_factory=list)  # what ingest parked of the account
 
     def as_json(self) -> dict[str, Any]:
         state = self.state.model_dump(mode="json", exclude={"because"})
@@ -59,7 +63,9 @@ class Explanation:
             "timeline": self.timeline,
             "because": {name: {"rule": why.rule, "events": list(why.refs)} for name, why in self.state.because.items()},
             "corrections": [c.as_json() for c in self.corrections],
+            "held": [h.as_json() for h in self.held],
             "past_corrections": self.past_corrections,
+            "parked": [p.as_json() for p in self.parked],
         }
 
 
@@ -72,24 +78,29 @@ def explain(dsns: Mapping[str, str], account_id: str, rules: Rules, as_of: datet
     finally:
         if log is None:
             opened.close()
-    return replace(explanation(account_id, events, catalog_events, rules, as_of),
-                   past_corrections=past_corrections(dsns["eventstore"], account_id))
+    parked = parked_records(dsns["eventstore"], account_id)
+    holding = [row for row in (record.held_row(account_id) for record in parked) if row is not None]
+    return replace(explanation(account_id, events, catalog_events, rules, as_of, parked=holding),
+                   past_corrections=past_corrections(dsns["eventstore"], account_id), parked=parked)
 
 
 def explanation(account_id: str, events: list[AccountEvent], catalog_events: list[AccountEvent],
-                rules: Rules, as_of: datetime) -> Explanation:
+                rules: Rules, as_of: datetime, *, parked: Sequence[HeldRow] = ()) -> Explanation:
     """Pure: the whole explanation from the account's events and the catalog's.
 
     The drift is against the legacy rows as the log recorded them up to T, not as they are now:
     that is what "as of T" can mean for a T in the past, and it is what the timeline shows.
     (`plan` and `apply` read the live rows.)"""
     facts = fold(events, as_of=as_of)
-    state = true_state(facts, fold_catalog(catalog_events, as_of=as_of), rules, as_of)
+    catalog = fold_catalog(catalog_events, as_of=as_of)
+    state = true_state(facts, catalog, rules, as_of)
     folded = sorted((e for e in events if e.source_time <= as_of),
                     key=lambda e: (e.source_time, e.originator_version))
+    rows = recorded_rows(facts)
+    corrections, held = hold(state, catalog, parked, rows, corrections_for(state, rows))
     return Explanation(
         account_id=account_id, as_of=as_of, state=state, timeline=[timeline_entry(e) for e in folded],
-        later_events=len(events) - len(folded), corrections=corrections_for(state, recorded_rows(facts)),
+        later_events=len(events) - len(folded), corrections=corrections, held=held,
         rules_digest=rules.digest,
     )
 
@@ -119,6 +130,15 @@ def timeline_entry(event: AccountEvent) -> dict[str, Any]:
             "summary": summary, "data": data, "version": event.originator_version}
 
 
+def _record_summary(parked: ParkedRecord) -> str:
+    """What was parked, in a line: the columns worth a glance of a legacy row, or a Stripe record's id and type."""
+    record = parked.record if isinstance(parked.record, dict) else {"record": parked.record}
+    if parked.source == "stripe":
+        return _pairs({k: record.get(k) for k in ("id", "type", "object") if record.get(k) is not None})
+    columns = _SUMMARY_COLUMNS.get(parked.table.split(".", 1)[1], ())
+    return _pairs({c: record.get(c) for c in columns} or record)
+
+
 def _pairs(fields: Mapping[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in fields.items())
 
@@ -146,6 +166,15 @@ def render_text(ex: Explanation) -> str:
     for c in ex.corrections:
         where = c.table + (f".{c.column}" if c.column else "")
         lines.append(f"  {c.op:<6} {where:<40} {c.key}  {c.from_!r} -> {c.to!r}")
+    lines += ["", f"held, not corrected ({len(ex.held)})"]
+    for h in ex.held:
+        lines.append(f"  {h.table:<40} {h.key}  {h.reason}"
+                     + (f" (parked {h.parked_at.isoformat()[:19]})" if h.parked_at else ""))
+    lines += ["", f"parked records ({len(ex.parked)})"]
+    for p in ex.parked:
+        lines.append(f"  {p.parked_at.isoformat()[:19]}  {p.table:<30} {p.key}  {p.reason}"
+                     + ("  [holds the row]" if p.held else "  [superseded]" if p.source != "stripe" else ""))
+        lines.append(f"    {_record_summary(p)}")
     lines += ["", f"past corrections ({len(ex.past_corrections)})"]
     for p in ex.past_corrections:
         where = p["table"] + (f".{p['column']}" if p["column"] else "")

@@ -3,7 +3,7 @@
 `plan` keeps only corrections. `apply` then needs, for the accounts it will change, the true state
 too (stage_since, the entitlement source, the `because` refs that justify each correction), and
 the corrections as of the moment it writes. So each batch of accounts goes through the planner's
-own loop again (projections/planner.evaluate), this time with reasons.
+own loop again (projections/planner.evaluate), this time with reasons; held rows stay held there too.
 """
 
 from __future__ import annotations
@@ -30,6 +30,6 @@ def replan(dsns: Mapping[str, str], rules: Rules, as_of: datetime, catalog: Cata
            accounts: Sequence[str]) -> list[AccountPlan]:
     """The true state and corrections of each of `accounts` that exists, in id order."""
     return [AccountPlan(state, corrections)
-            for _, state, corrections in evaluate(dsns, rules, as_of, catalog, AccountRange(ids=tuple(accounts)),
+            for _, state, corrections, _ in evaluate(dsns, rules, as_of, catalog, AccountRange(ids=tuple(accounts)),
                                                   explain=True)
             if state.account_exists]

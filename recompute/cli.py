@@ -188,7 +188,7 @@ def _summary(result: PlanResult) -> str:
     for (table, op, column), count in sorted(by_column.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or "")):
         what = f"{table}.{column}" if column else f"{table} ({op})"
         lines.append(f"  {what:<48} {count:>6} {op:<6} in {accounts[(table, op, column)]} accounts")
-    return "\n".join(lines)
+    return "\n".join(lines + result.held_lines())
 
 
 @main.command()

@@ -46,3 +46,14 @@ def a_customer_mapping(dsns: dict[str, str], account_id: str = "acc_000042", cus
                        source: str = "setup") -> None:
     execute(dsns["subs"], "INSERT INTO subs_customer (account_id, stripe_customer_id, source, created_at) "
             "VALUES (%s, %s, %s, %s)", (account_id, customer, source, T0))
+
+
+def an_entitlement(dsns: dict[str, str], feature: str, *, account_id: str = "acc_000042", enabled: bool = True,
+                   source: str = "plan", updated_at: str = T0) -> None:
+    execute(dsns["cf_prod"], "INSERT INTO entitlements VALUES (%s, %s, %s, %s, %s)",
+            (account_id, feature, enabled, source, updated_at))
+
+
+def a_dunning_row(dsns: dict[str, str], account_id: str = "acc_000042", *, stage: str = "none",
+                  updated_at: str = T0) -> None:
+    execute(dsns["billing_prod"], "INSERT INTO dunning VALUES (%s, %s, NULL, %s)", (account_id, stage, updated_at))
