@@ -99,7 +99,7 @@ def ingest(source: str, follow: bool, interval: float, batch_size: int, workers:
         try:
             for report in run_ingest(jobs, workers=workers):
                 click.echo(f"{report.source}: read {report.rows_read}, appended {report.appended}, "
-                           f"parked {report.parked}")
+                           f"parked {report.parked}" + (f", waiting {report.waiting}" if report.source == "stripe" else ""))
         except (psycopg.Error, stripe.StripeError, OSError) as error:
             raise RunFailed(f"ingest failed: {error}; what was committed stands, rerun to continue")
         click.echo(f"ingested in {time.perf_counter() - started:.1f}s")
