@@ -47,7 +47,7 @@ LIST_ORDER = ("customer", "subscription", "invoice")  # customers first: they na
 LOOKUP_FAILURES = (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError)  # the object keeps waiting
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Item:
     """One thing Stripe sent: an event envelope, or an object read from a list endpoint."""
     raw: Any

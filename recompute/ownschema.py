@@ -175,6 +175,7 @@ def park(cur: psycopg.Cursor, source: str, records: Sequence[tuple[str, str, str
 def claim_stripe_ids(cur: psycopg.Cursor, claims: Sequence[tuple[str, bytes, object]], *,
                      changed_too: bool = False) -> set[str]:
     """Records (id, digest, created) as seen, in id order; returns the ids this transaction claimed.
+    (Arrays go as binary parameters, %b: dumping 5,000 digests as text costs 300 ms, as binary 3 ms.)
 
     A concurrent transaction claiming one of the ids waits on the unique key until this one ends,
     and then claims nothing: however many deliveries race, one records the id. With `changed_too`
@@ -186,14 +187,14 @@ def claim_stripe_ids(cur: psycopg.Cursor, claims: Sequence[tuple[str, bytes, obj
     ids, digests, created = zip(*claims)
     cur.execute(
         "INSERT INTO stripe_event_seen (event_id, digest, created) "
-        "SELECT * FROM unnest(%s::text[], %s::bytea[], %s::timestamptz[]) ORDER BY 1 "
+        "SELECT * FROM unnest(%b::text[], %b::bytea[], %b::timestamptz[]) ORDER BY 1 "
         f"ON CONFLICT (event_id) {conflict} RETURNING event_id", (list(ids), list(digests), list(created)))
     return {event_id for (event_id,) in cur}
 
 
 def seen_digests(cur: psycopg.Cursor, ids: Sequence[str]) -> dict[str, bytes]:
     """The body digests recorded for these evt_ (or list:) ids."""
-    cur.execute("SELECT event_id, digest FROM stripe_event_seen WHERE event_id = ANY(%s)", (list(ids),))
+    cur.execute("SELECT event_id, digest FROM stripe_event_seen WHERE event_id = ANY(%b)", (list(ids),))
     return {event_id: bytes(digest) for event_id, digest in cur}
 
 
@@ -203,7 +204,7 @@ def customer_accounts(cur: psycopg.Cursor, customer_ids: Sequence[str] | None = 
         cur.execute("SELECT customer_id, account_id FROM stripe_customer_account WHERE account_id IS NOT NULL")
     else:
         cur.execute("SELECT customer_id, account_id FROM stripe_customer_account "
-                    "WHERE account_id IS NOT NULL AND customer_id = ANY(%s)", (list(customer_ids),))
+                    "WHERE account_id IS NOT NULL AND customer_id = ANY(%b)", (list(customer_ids),))
     return dict(cur.fetchall())
 
 
@@ -217,7 +218,7 @@ def lock_customers(cur: psycopg.Cursor, accounts: dict[str, str | None]) -> dict
     customers = sorted(accounts)
     cur.execute(
         "INSERT INTO stripe_customer_account (customer_id, account_id) "
-        "SELECT * FROM unnest(%s::text[], %s::text[]) ORDER BY 1 ON CONFLICT (customer_id) "
+        "SELECT * FROM unnest(%b::text[], %b::text[]) ORDER BY 1 ON CONFLICT (customer_id) "
         "DO UPDATE SET account_id = coalesce(EXCLUDED.account_id, stripe_customer_account.account_id) "
         "RETURNING customer_id, account_id", (customers, [accounts[c] for c in customers]))
     return dict(cur.fetchall())
@@ -240,7 +241,7 @@ def resolve_waiting(cur: psycopg.Cursor, source: str, customer_ids: Sequence[str
     if not customer_ids:
         return []
     cur.execute(
-        "UPDATE parked_record SET resolved_at = now() WHERE source = %s AND waiting_for = ANY(%s) "
+        "UPDATE parked_record SET resolved_at = now() WHERE source = %s AND waiting_for = ANY(%b) "
         "AND resolved_at IS NULL RETURNING record, position, via, waiting_for", (source, list(customer_ids)))
     return cur.fetchall()
 
