@@ -210,7 +210,8 @@ class StripeIngester:
             waiting = route_deferred(routing, accounts)
             for item, observation, account in routing.routed:
                 batch.events.append(self._event(observation, account, item.position, item.via))
-            for record, position, via, customer_id in resolve_waiting(cur, SOURCE, [c for c, a in current.items() if a]):
+            mapped = [customer for customer, account in current.items() if account]
+            for record, position, via, customer_id in resolve_waiting(cur, SOURCE, mapped):
                 observation = _Item(record, None, b"", _list_read_at(position), via, position).observe()
                 batch.events.append(self._event(observation, accounts[customer_id], position, via))
             for item, observation in waiting:
@@ -233,7 +234,8 @@ class StripeIngester:
             if item.claim is not None:
                 first.setdefault(item.claim, item)
         changed_too = any(item.via == "list" for item in items)
-        claimed = claim_stripe_ids(cur, [(i.claim, i.digest, i.created) for i in first.values()], changed_too=changed_too)
+        claimed = claim_stripe_ids(cur, [(i.claim, i.digest, i.created) for i in first.values()],
+                                   changed_too=changed_too)
         known = {} if changed_too else seen_digests(cur, [c for c in first if c not in claimed])
         known.update({c: i.digest for c, i in first.items() if c in claimed})
         kept = []

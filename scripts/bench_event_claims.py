@@ -114,7 +114,8 @@ def measure(way: str, dsn: str, args) -> None:
     missing = len(expected - copies.keys())
     latencies.sort()
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-    print(f"{way:<14} {len(latencies) / seconds:>8,.0f} deliveries/s   p50 {statistics.median(latencies) * 1000:5.1f} ms"
+    p50 = statistics.median(latencies)
+    print(f"{way:<14} {len(latencies) / seconds:>8,.0f} deliveries/s   p50 {p50 * 1000:5.1f} ms"
           f"   p99 {p99 * 1000:5.1f} ms   ids {len(expected):,}: {twice} recorded twice, {missing} missing")
 
 
