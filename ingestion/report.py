@@ -17,6 +17,7 @@ class TableReport:
 class IngestReport:
     source: str
     tables: dict[str, TableReport] = field(default_factory=dict)
+    waiting: int = 0  # Stripe objects left waiting for their customer to name an account (`run`: all of them)
 
     @property
     def rows_read(self) -> int:

@@ -146,9 +146,10 @@ def parked_records(eventstore_dsn: str, account_id: str) -> list[ParkedRecord]:
             "  WHERE q.source = p.source AND q.tbl = p.tbl AND q.key = p.key), false)"
             " FROM parked_record p LEFT JOIN ingest_row_digest d"
             "  ON p.source <> 'stripe' AND d.store = p.source AND d.tbl = p.tbl AND d.key = p.key"
-            " WHERE (p.source <> 'stripe' AND (btrim(p.record->>'account_id') = %(account)s OR d.stream = %(account)s))"
+            " WHERE p.resolved_at IS NULL AND ("  # resolved: a waiting Stripe object since recorded
+            " (p.source <> 'stripe' AND (btrim(p.record->>'account_id') = %(account)s OR d.stream = %(account)s))"
             " OR (p.source = 'stripe' AND coalesce(p.record->'data'->'object'->>'customer', p.record->>'customer')"
-            "  IN (SELECT customer_id FROM stripe_customer_account WHERE account_id = %(account)s))"
+            "  IN (SELECT customer_id FROM stripe_customer_account WHERE account_id = %(account)s)))"
             " ORDER BY p.id", {"account": account_id}).fetchall()
     return [ParkedRecord(source=source, table=table, key=orjson.loads(key), reason=reason,
                          record=orjson.loads(record) if record is not None else None, position=position,

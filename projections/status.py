@@ -19,6 +19,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from recompute.eventlog import EVENTS_TABLE
+from recompute.ownschema import count_waiting
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class Status:
     log_events: int = 0
     accounts: int = 0
     sources: list[SourceCheckpoint] = field(default_factory=list)
-    parked: dict[str, int] = field(default_factory=dict)  # "source table" -> records
+    parked: dict[str, int] = field(default_factory=dict)  # "source table" -> records not since recorded
     stripe_waiting: int = 0
     outbox: dict[str, int] = field(default_factory=dict)  # held | ready | sent | void -> events
     last_apply: dict[str, Any] | None = None
@@ -60,27 +61,30 @@ class Status:
 
 
 def read_status(eventstore_dsn: str, *, now: datetime) -> Status:
-    with psycopg.connect(eventstore_dsn, row_factory=dict_row) as conn:
+    with psycopg.connect(eventstore_dsn) as conn:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        if not conn.execute("SELECT to_regclass(%s) AS t", (EVENTS_TABLE,)).fetchone()["t"]:
+        cur = conn.cursor(row_factory=dict_row)
+        if not cur.execute("SELECT to_regclass(%s) AS t", (EVENTS_TABLE,)).fetchone()["t"]:
             return Status(now=now)  # nothing ingested yet: not even our tables exist
-        log = conn.execute(f"SELECT (SELECT coalesce(max(notification_id), 0) FROM {EVENTS_TABLE}) AS events, "
-                           "(SELECT count(*) FROM ingest_row_digest WHERE store = 'cf_prod' AND tbl = 'accounts' "
-                           "AND stream IS NOT NULL) AS accounts").fetchone()
+        log = cur.execute(f"SELECT (SELECT coalesce(max(notification_id), 0) FROM {EVENTS_TABLE}) AS events, "
+                          "(SELECT count(*) FROM ingest_row_digest WHERE store = 'cf_prod' AND tbl = 'accounts' "
+                          "AND stream IS NOT NULL) AS accounts").fetchone()
         sources = [SourceCheckpoint(r["source"], r["updated_at"], (now - r["updated_at"]).total_seconds())
-                   for r in conn.execute("SELECT source, updated_at FROM ingest_checkpoint ORDER BY source")]
-        parked = {f"{r['source']} {r['tbl']}": r["n"] for r in conn.execute(
-            "SELECT source, tbl, count(*) AS n FROM parked_record GROUP BY source, tbl ORDER BY source, tbl")}
-        outbox = {r["status"]: r["n"] for r in conn.execute(
+                   for r in cur.execute("SELECT source, updated_at FROM ingest_checkpoint ORDER BY source")]
+        parked = {f"{r['source']} {r['tbl']}": r["n"] for r in cur.execute(
+            "SELECT source, tbl, count(*) AS n FROM parked_record WHERE resolved_at IS NULL "
+            "GROUP BY source, tbl ORDER BY source, tbl")}
+        waiting = count_waiting(conn)
+        outbox = {r["status"]: r["n"] for r in cur.execute(
             "SELECT status, count(*) AS n FROM outbox_event GROUP BY status ORDER BY status")}
-        run = conn.execute("SELECT run_id, started_at, finished_at, as_of, rules_version, summary FROM apply_run "
-                           "ORDER BY started_at DESC LIMIT 1").fetchone()
+        run = cur.execute("SELECT run_id, started_at, finished_at, as_of, rules_version, summary FROM apply_run "
+                          "ORDER BY started_at DESC LIMIT 1").fetchone()
     last_apply = None if run is None else {
         "run_id": str(run["run_id"]), "started_at": run["started_at"].isoformat(),
         "finished_at": run["finished_at"] and run["finished_at"].isoformat(), "as_of": run["as_of"].isoformat(),
         "rules_version": run["rules_version"], **(run["summary"] or {})}
     return Status(now=now, log_events=log["events"], accounts=log["accounts"], sources=sources, parked=parked,
-                  outbox=outbox, last_apply=last_apply)
+                  stripe_waiting=waiting, outbox=outbox, last_apply=last_apply)
 
 
 def render_status(status: Status) -> str:

@@ -164,8 +164,9 @@ def ingest(source: str, follow: bool, interval: float, batch_size: int, workers:
         started = time.perf_counter()
         try:
             for report in run_ingest(jobs, workers=workers):
+                waiting = f", waiting {report.waiting}" if report.source == "stripe" else ""
                 click.echo(f"{report.source}: read {report.rows_read}, appended {report.appended}, "
-                           f"parked {report.parked}")
+                           f"parked {report.parked}{waiting}")
         except (psycopg.Error, stripe.StripeError, OSError) as error:
             raise RunFailed(f"ingest failed: {error}; what was committed stands, rerun to continue")
         click.echo(f"ingested in {time.perf_counter() - started:.1f}s")

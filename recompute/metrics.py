@@ -40,7 +40,7 @@ FROM head GROUP BY 1"""
 _APPLIED = "SELECT tbl, count(*) FROM correction_audit WHERE status = 'applied' GROUP BY tbl ORDER BY tbl"
 _LAST_RUN = ("SELECT (summary ->> 'accounts_disagreeing')::bigint FROM apply_run WHERE summary IS NOT NULL "
              "ORDER BY finished_at DESC NULLS LAST LIMIT 1")
-_COUNTS = ("SELECT (SELECT count(*) FROM parked_record), "
+_COUNTS = ("SELECT (SELECT count(*) FROM parked_record WHERE resolved_at IS NULL), "
            "(SELECT count(*) FROM outbox_event WHERE status IN ('held', 'ready'))")
 
 

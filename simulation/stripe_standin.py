@@ -243,6 +243,8 @@ class StripeStandIn:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._request_ids = itertools.count(1)
+        self._unanswered: tuple[str, threading.Event | None] | None = None
+        self.unanswered_requests = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> str:
@@ -291,6 +293,20 @@ class StripeStandIn:
             raise ValueError(f"put_object: unknown kind {kind!r} (customers, subscriptions, invoices)")
         with self._lock:
             self._collections[plural].put(obj)
+
+    def leave_unanswered(self, path_prefix: str | None, *, until: threading.Event | None = None) -> None:
+        """A network failure (None ends it): a request whose path starts with `path_prefix` gets no
+        answer and its connection is closed, which the stripe client raises as APIConnectionError;
+        with `until`, the request first hangs until that is set. `unanswered_requests` counts them."""
+        self._unanswered = None if path_prefix is None else (path_prefix, until)
+
+    def unanswered(self, path: str) -> threading.Event | bool:
+        """Whether a request for `path` is to be left unanswered (and the event it waits for first)."""
+        fault = self._unanswered
+        if fault is None or not path.startswith(fault[0]):
+            return False
+        self.unanswered_requests += 1
+        return fault[1] or True
 
     # -- the API -----------------------------------------------------------------------------
     def respond(self, method: str, target: str, authorization: str | None) -> tuple[int, bytes]:
@@ -498,6 +514,12 @@ class _Handler(BaseHTTPRequestHandler):
         if length:
             self.rfile.read(length)
         standin = self.server.standin
+        fault = standin.unanswered(self.path)
+        if fault:
+            if isinstance(fault, threading.Event):
+                fault.wait()
+            self.close_connection = True
+            return
         status, body = standin.respond(method, self.path, self.headers.get("Authorization"))
         head = b"".join((b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Error")),
                          b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body),

@@ -8,7 +8,9 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -17,7 +19,7 @@ import pytest
 from simulation.stripe_standin import StripeStandIn
 from tests.support.databases import scratch_databases
 from tests.support.legacy import create_stores, execute
-from tests.support.stripe_world import API_KEY, a_world
+from tests.support.stripe_world import API_KEY, NOW, a_customer, a_world, an_event, an_invoice
 
 pytestmark = pytest.mark.integration
 RECOMPUTE = [sys.executable, "-c", "from recompute.cli import main; main()"]
@@ -42,15 +44,19 @@ def events_in(eventstore: str) -> int:
         return conn.execute("SELECT count(*) FROM recompute_events").fetchone()[0] if found else 0
 
 
-def run_ingest(env, *, kill_at_events: int | None = None, source: str = "all") -> bool:
-    """Runs `recompute ingest`; with kill_at_events, SIGKILLs it once the log holds that many events.
+def run_ingest(env, *, kill_at_events: int | None = None, kill_when: Callable[[], bool] | None = None,
+               source: str = "all") -> bool:
+    """Runs `recompute ingest`; with kill_at_events, SIGKILLs it once the log holds that many events
+    (with kill_when, once that says so).
 
     Returns True when the run was killed, False when it finished first."""
     process = subprocess.Popen([*RECOMPUTE, "ingest", "--source", source, "--batch-size", "700"], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     if kill_at_events is not None:
+        kill_when = lambda: events_in(env["RECOMPUTE_EVENTSTORE_DSN"]) >= kill_at_events  # noqa: E731
+    if kill_when is not None:
         while process.poll() is None:
-            if events_in(env["RECOMPUTE_EVENTSTORE_DSN"]) >= kill_at_events:
+            if kill_when():
                 os.kill(process.pid, signal.SIGKILL)
                 process.wait()
                 return True
@@ -106,7 +112,6 @@ def test_ingest_killed_at_random_points_ends_with_the_log_of_an_uninterrupted_ru
 def a_large_stripe_world():
     """3,000 customers with an invoice each: the list phase alone appends 6,000 events."""
     from simulation.stripe_world import StripeWorld
-    from tests.support.stripe_world import NOW, a_customer, an_event, an_invoice
 
     world = StripeWorld(now=NOW)
     for i in range(1, 3001):
@@ -132,3 +137,25 @@ def test_a_stripe_catch_up_killed_while_listing_ends_with_the_log_of_an_uninterr
     assert kills >= 2, "the kills must land mid-run for this test to mean anything"
     assert len(uninterrupted) == 9_000
     assert interrupted == uninterrupted
+
+
+def test_a_stripe_run_killed_while_it_looks_a_customer_up_loses_no_event(stores):
+    create_stores(stores)
+    with StripeStandIn(a_world(), api_key=API_KEY) as stripe:
+        env = environment(stores, stripe.base_url)
+        run_ingest(env, source="stripe")
+        stripe.put_object("customer", a_customer("cus_77", "acc_000077", created=NOW - 30))
+        stripe.add_event(an_event("evt_77", "invoice.finalized", an_invoice("in_77", "cus_77"), NOW - 10))
+        released = threading.Event()
+        stripe.leave_unanswered("/v1/customers/", until=released)  # the lookup hangs: kill -9 lands in it
+        try:
+            killed = run_ingest(env, source="stripe", kill_when=lambda: stripe.unanswered_requests > 0)
+        finally:
+            stripe.leave_unanswered(None)
+            released.set()
+        assert killed, "the kill must land in the lookup for this test to mean anything"
+        run_ingest(env, source="stripe")
+    with psycopg.connect(stores["eventstore"]) as conn:
+        recorded = conn.execute("SELECT convert_from(state, 'UTF8')::jsonb ->> 'event_id' FROM recompute_events "
+                                "WHERE originator_id = 'acc_000077'").fetchall()
+    assert recorded == [("evt_77",)]

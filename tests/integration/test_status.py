@@ -38,3 +38,22 @@ def test_status_counts_what_ingest_recorded_and_parked_per_source(stores):
     assert status["last_apply"] is None and status["accounts_disagreeing"] is None
     text = recompute("status", env=configured(stores)).stdout
     assert "parked records: 1" in text and "legacy:cf_prod.accounts" in text
+
+
+def test_status_counts_stripe_objects_waiting_for_their_account_until_a_mapping_records_them(stores):
+    from ingestion.stripe_ingest import StripeIngester
+    from recompute.ownschema import ensure_own_schema
+    from tests.support.stripe_world import NOW, a_customer, an_event, an_invoice
+
+    create_stores(stores)
+    ensure_own_schema(stores["eventstore"])
+    webhooks = StripeIngester(reader=None, eventstore_dsn=stores["eventstore"])
+    webhooks.record_deliveries([an_event("evt_inv", "invoice.payment_failed", an_invoice(customer_id="cus_new"), NOW)])
+
+    waiting = json.loads(recompute("status", "--json", env=configured(stores)).stdout)
+    assert (waiting["stripe_waiting"], waiting["parked_records"]) == (1, 1)
+
+    webhooks.record_deliveries([an_event("evt_cus", "customer.created", a_customer("cus_new"), NOW + 1)])
+
+    recorded = json.loads(recompute("status", "--json", env=configured(stores)).stdout)
+    assert (recorded["stripe_waiting"], recorded["parked_records"]) == (0, 0)
