@@ -238,7 +238,9 @@ def claim_stripe_ids(cur: psycopg.Cursor, claims: Sequence[tuple[str, bytes, obj
 
 
 def seen_digests(cur: psycopg.Cursor, ids: Sequence[str]) -> dict[str, bytes]:
-    """The body digests recorded for these evt_ (or list:) ids."""
+    """The body digests recorded for these evt_ (or list:) ids (no round trip for none)."""
+    if not ids:
+        return {}
     cur.execute("SELECT event_id, digest FROM stripe_event_seen WHERE event_id = ANY(%b)", (list(ids),))
     return {event_id: bytes(digest) for event_id, digest in cur}
 
