@@ -5,7 +5,7 @@
 Inside, `evolve(event, builder) -> builder` is a singledispatch over the event classes that
 updates a private mutable `FactsBuilder` (plain dicts, no validation: this loop runs for every
 event of every account); `FactsBuilder.freeze` resolves the authority table of rules-v1 §1 once at
-the end (domain/resolve.py). An event class without an `evolve` raises `UnknownEvent`.
+the end (domain/authority.py). An event class without an `evolve` raises `UnknownEvent`.
 
 Order: exactly the events with source_time <= T, sorted by (source_time, originator_version);
 Python's sort is stable, so events that tie on both keep the order they were given in.
@@ -61,7 +61,7 @@ class FactsBuilder:
         self.history: list[tuple[datetime, str, tuple | None, AccountEvent]] = []
 
     def freeze(self, as_of: datetime) -> AccountFacts:
-        from domain.resolve import resolve_facts
+        from domain.authority import resolve_facts
 
         return resolve_facts(self, as_of)
 

@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from domain.catalog import Catalog
-from domain.corrections import WRITABLE, Correction, Row
+from domain.diff import WRITABLE, Correction, Row
 from domain.facts import Frozen
 from domain.state import TrueState
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from domain.corrections import WRITABLE, Correction, as_json, entitlement_source
+from domain.diff import WRITABLE, Correction, as_json, entitlement_source
 from domain.state import TrueState
 
 NAMESPACE = uuid.UUID("5b0c4a4e-6f1e-4d3c-9a57-2f0d6c1e7a01")
@@ -45,7 +45,7 @@ EVENT_TYPES = tuple(sorted({*_TYPE_OF_TABLE.values(), "account.dunning_stage_cha
                             "account.dunning_schedule_corrected"}))
 
 # Which entries of TrueState.because decided each written column (see domain/state.py).
-_BECAUSE = {
+_BECAUSE: dict[str, dict[str, tuple[str, ...]]] = {
     "billing_prod.dunning": {"stage": ("stage", "stage_since")},
     "subs.subs_dunning": {"stage": ("stage",), "attempt_count": ("failed_attempts",),
                           "next_action_at": ("next_action_at", "stage")},

@@ -6,7 +6,7 @@
     BUILT_IN                       rules v1
     check_identity(rules, known)   raises RulesConflict when rules.version is known with another digest
 
-Which versions earlier runs used is the event store's (recompute/ownschema.py, known_rules).
+Which versions earlier runs used is the event store's (eventlog/own_tables.py, known_rules).
 """
 
 from __future__ import annotations

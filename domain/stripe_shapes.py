@@ -57,7 +57,7 @@ def invoice_subscription(invoice: dict[str, Any]) -> str | None:
 
 def subscription_period_end(subscription: dict[str, Any]) -> datetime | None:
     items = subscription.get("items")
-    ends = []
+    ends: list[Any] = []
     if isinstance(items, dict):
         ends = [i.get("current_period_end") for i in items.get("data") or () if isinstance(i, dict)]
         ends = [e for e in ends if e is not None]

@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 
-from ingestion.legacy_snapshot import LegacySnapshotIngester, TableIngest, exported_snapshot
+from ingestion.legacy.snapshot import LegacySnapshotIngester, TableIngest, exported_snapshot
 from ingestion.report import IngestReport, TableReport
-from ingestion.stripe_ingest import StripeIngester
-from ingestion.stripe_reader import StripeApiReader
-from recompute.processes import worker_pool
+from ingestion.stripe.ingester import StripeIngester
+from ingestion.stripe.reader import StripeApiReader
+from eventlog.processes import worker_pool
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from recompute.eventlog import EVENTS_TABLE
-from recompute.ownschema import count_waiting
+from eventlog.account_log import EVENTS_TABLE
+from eventlog.own_tables import count_waiting
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,10 @@ import psycopg
 import stripe
 
 from ingestion.jobs import IngestJob
-from ingestion.legacy_tables import TABLES_BY_STORE
-from ingestion.stripe_reader import StripeApiReader
+from ingestion.legacy.tables import TABLES_BY_STORE
+from ingestion.stripe.reader import StripeApiReader
 from recompute.embedded import embedded_dsns
-from recompute.ownschema import ensure_own_schema
+from eventlog.own_tables import ensure_own_schema
 from recompute.settings import DSN_VARIABLES, LEGACY_STORES, Settings, SettingsError
 
 SOURCES = ("cf_prod", "billing_prod", "subs", "stripe")

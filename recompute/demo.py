@@ -16,12 +16,12 @@ from pathlib import Path
 
 from domain.rules import RULES_V1
 from ingestion.jobs import run_ingest
-from projections.explainer import explain, render_text
-from projections.planner import plan
+from projections.explain import explain, render_text
+from projections.plan import plan
 from recompute.bootstrap import wire
 from recompute.embedded import embedded_dsns
 from recompute.settings import Settings
-from simulation.corrections import compare_corrections
+from simulation.oracle.expected_corrections import compare_corrections
 from simulation.fleet import build_fleet
 from simulation.stripe_standin import StripeStandIn
 from simulation.stripe_world import StripeWorld

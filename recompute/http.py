@@ -31,7 +31,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ingestion.webhooks import DeliveryRefused, GroupCommit, StoreDown, check_delivery, store_down_reason
+from ingestion.stripe.webhooks import DeliveryRefused, GroupCommit, StoreDown, check_delivery, store_down_reason
 from recompute.metrics import ServeMetrics
 
 BODY_LIMIT = 1024 * 1024  # Stripe's event payloads are a few KB; its largest well under this

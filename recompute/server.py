@@ -12,8 +12,8 @@ from collections.abc import Callable
 import psycopg_pool
 import uvicorn
 
-from ingestion.stripe_ingest import StripeIngester
-from ingestion.webhooks import GroupCommit, ThreadPerDelivery, pooled_recorder
+from ingestion.stripe.ingester import StripeIngester
+from ingestion.stripe.webhooks import GroupCommit, ThreadPerDelivery, pooled_recorder
 from recompute.http import WebhookApp
 
 RECORDERS = {"group": GroupCommit, "group2": lambda record: GroupCommit(record, writers=2),

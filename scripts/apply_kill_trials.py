@@ -27,9 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.apply_fleet import NOW, RECOMPUTE, a_drifting_fleet  # noqa: E402
-from tests.support.apply_kills import KillTrials  # noqa: E402
-from tests.support.databases import STORES, scratch_databases  # noqa: E402
+from simulation.harness.apply_fleet import NOW, RECOMPUTE, a_drifting_fleet  # noqa: E402
+from simulation.harness.kill_trials import KillTrials  # noqa: E402
+from simulation.harness.databases import STORES, scratch_databases  # noqa: E402
 
 
 def main() -> int:

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from domain.rules import RULES_V1  # noqa: E402
-from projections.applier import ApplyOptions, apply  # noqa: E402
+from projections.apply.protocol import ApplyOptions, apply  # noqa: E402
 from simulation.fleet import build_fleet  # noqa: E402
 
 SERVER = os.environ.get("RECOMPUTE_TEST_PG", "host=127.0.0.1 port=5432 user=postgres")

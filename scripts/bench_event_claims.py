@@ -8,7 +8,7 @@ of the deliveries carry ids that every deliverer delivers at about the same time
 while we answer). Two ways to claim an id, everything else the same:
 
     unique key      INSERT INTO stripe_event_seen ... ON CONFLICT DO NOTHING RETURNING event_id
-                    (recompute.ownschema.claim_stripe_ids: a racer waits on the key, then claims nothing)
+                    (eventlog.own_tables.claim_stripe_ids: a racer waits on the key, then claims nothing)
     advisory lock   pg_advisory_xact_lock(hashtext(id)), then SELECT the id, INSERT it if absent
 
 Prints, per way, deliveries/s over the wall time, p50/p99 latency of one delivery, and checks that
@@ -30,10 +30,10 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import ingestion.stripe_ingest as stripe_ingest  # noqa: E402
-from ingestion.stripe_ingest import StripeIngester  # noqa: E402
-from recompute.ownschema import claim_stripe_ids, ensure_own_schema  # noqa: E402
-from tests.support.databases import named_database  # noqa: E402
+import ingestion.stripe.ingester as stripe_ingest  # noqa: E402
+from ingestion.stripe.ingester import StripeIngester  # noqa: E402
+from eventlog.own_tables import claim_stripe_ids, ensure_own_schema  # noqa: E402
+from simulation.harness.databases import named_database  # noqa: E402
 from tests.support.stripe_world import NOW, an_event, an_invoice  # noqa: E402
 
 ACCOUNTS = 1_000

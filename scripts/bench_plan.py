@@ -28,14 +28,14 @@ sys.path.insert(0, str(ROOT))
 from domain.events import LegacyRowObserved  # noqa: E402
 from domain.rules import RULES_V1  # noqa: E402
 from ingestion.jobs import IngestJob, run_ingest  # noqa: E402
-from ingestion.stripe_ingest import StripeIngester  # noqa: E402
-from projections.explainer import explain  # noqa: E402
-from projections.planner import plan  # noqa: E402
-from recompute.eventlog import append_events, open_log  # noqa: E402
-from recompute.ownschema import ensure_own_schema  # noqa: E402
+from ingestion.stripe.ingester import StripeIngester  # noqa: E402
+from projections.explain import explain  # noqa: E402
+from projections.plan import plan  # noqa: E402
+from eventlog.account_log import append_events, open_log  # noqa: E402
+from eventlog.own_tables import ensure_own_schema  # noqa: E402
 from simulation.fleet import build_fleet  # noqa: E402
 from simulation.world_reader import WorldFileReader  # noqa: E402
-from tests.support.databases import named_database  # noqa: E402
+from simulation.harness.databases import named_database  # noqa: E402
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 STORES = ("cf_prod", "billing_prod", "subs")
@@ -129,7 +129,7 @@ def rss(sizes: list[int]) -> None:
         # script's own peak (it may have just built the fleet in memory). Workers fork from a small
         # parent, so RUSAGE_CHILDREN is theirs.
         code = ("import sys, resource; sys.path.insert(0, %r); from datetime import datetime, UTC; "
-                "from domain.rules import RULES_V1; from projections.planner import plan; "
+                "from domain.rules import RULES_V1; from projections.plan import plan; "
                 "r = plan(%r, RULES_V1, datetime(2026, 3, 1, tzinfo=UTC), workers=2); "
                 "hwm = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')); "
                 "print(r.events_folded, hwm, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"

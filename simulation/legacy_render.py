@@ -15,7 +15,7 @@ from datetime import timedelta
 from simulation.records import PLAN_FEATURES, AccountRecords, at
 from simulation.story import DAY, AccountPlan, Bill, SubPlan
 from simulation.stripe_render import StripeSide, failure_code
-from simulation.truth import TrueState
+from simulation.oracle.expected_state import TrueState
 
 STAGE_DAYS = {"grace": 0, "retrying": 3, "final_notice": 14, "suspended": 21}
 

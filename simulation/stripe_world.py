@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from simulation.bulk import collector_paused
+from simulation.gc_pause import collector_paused
 
 OBJECT_FILES = ("customers", "subscriptions", "invoices")
 

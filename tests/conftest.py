@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.databases import STORES, scratch_databases
+from simulation.harness.databases import STORES, scratch_databases
 
 
 @pytest.fixture

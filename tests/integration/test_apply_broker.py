@@ -10,8 +10,8 @@ import time
 import psycopg
 import pytest
 
-from tests.support.apply_fleet import NOW, a_consumer, a_drifting_fleet, drain
-from tests.support.databases import STORES, scratch_databases
+from simulation.harness.apply_fleet import NOW, a_consumer, a_drifting_fleet, drain
+from simulation.harness.databases import STORES, scratch_databases
 
 pytestmark = pytest.mark.integration
 

@@ -11,14 +11,14 @@ import orjson
 import psycopg
 import pytest
 
-from domain.corrections import WRITABLE
+from domain.diff import WRITABLE
 from domain.rules import RULES_V1
-from projections.applier import ApplyOptions, apply
-from projections.planner import plan
-from projections.relay import relay
+from projections.apply.protocol import ApplyOptions, apply
+from projections.plan import plan
+from projections.apply.relay import relay
 from simulation.readback import oracle_corrections
-from tests.support.apply_fleet import BROKER_URL, KEYS, NOW, a_consumer, a_drifting_fleet, drain, snapshot
-from tests.support.databases import STORES, scratch_databases
+from simulation.harness.apply_fleet import BROKER_URL, KEYS, NOW, a_consumer, a_drifting_fleet, drain, snapshot
+from simulation.harness.databases import STORES, scratch_databases
 
 pytestmark = pytest.mark.integration
 BOOKKEEPING = {"updated_at", "stage_since", "source"}

@@ -10,11 +10,11 @@ import psycopg
 import pytest
 
 from domain.rules import RULES_V1
-from projections.applier import ApplyBusy, ApplyOptions, apply
-from projections.planner import plan
-from recompute.ownschema import ensure_own_schema
-from tests.support.apply_fleet import NOW, a_drifting_fleet
-from tests.support.databases import STORES, scratch_databases
+from projections.apply.protocol import ApplyBusy, ApplyOptions, apply
+from projections.plan import plan
+from eventlog.own_tables import ensure_own_schema
+from simulation.harness.apply_fleet import NOW, a_drifting_fleet
+from simulation.harness.databases import STORES, scratch_databases
 
 pytestmark = pytest.mark.integration
 STAGES = ("grace", "retrying", "final_notice", "suspended")

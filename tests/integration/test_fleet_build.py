@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from simulation.corrections import compare_corrections, correction_kind
+from simulation.oracle.expected_corrections import compare_corrections, correction_kind
 from simulation.drift import KIND_NAMES
 from simulation.fleet import FleetManifest, build_fleet
 from simulation.legacy_schema import LEGACY_COLUMNS

@@ -9,9 +9,9 @@ import psycopg
 import pytest
 
 from domain.events import CATALOG_STREAM, LegacyRowObserved
-from ingestion.legacy_snapshot import LegacySnapshotIngester
-from recompute.eventlog import open_log
-from recompute.ownschema import ensure_own_schema
+from ingestion.legacy.snapshot import LegacySnapshotIngester
+from eventlog.account_log import open_log
+from eventlog.own_tables import ensure_own_schema
 from tests.support.legacy import a_customer_mapping, a_plan, an_account, an_invoice, create_stores, execute
 
 pytestmark = pytest.mark.integration
@@ -126,7 +126,7 @@ def test_a_bad_row_is_parked_with_its_reason_and_ingest_goes_on(world, statement
 
 
 def test_the_spliced_state_reads_back_as_the_event_the_generic_encoder_would_store(world):
-    from recompute.eventlog import encode_state
+    from eventlog.account_log import encode_state
 
     ingest_all(world)
     with psycopg.connect(world["eventstore"]) as conn:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from ingestion.stripe_ingest import StripeIngester
-from ingestion.stripe_reader import StripeApiReader
-from recompute.eventlog import open_log
-from recompute.ownschema import ensure_own_schema
+from ingestion.stripe.ingester import StripeIngester
+from ingestion.stripe.reader import StripeApiReader
+from eventlog.account_log import open_log
+from eventlog.own_tables import ensure_own_schema
 from simulation.stripe_standin import StripeStandIn
 from tests.support.stripe_world import API_KEY, NOW, a_customer, a_world, an_event, an_invoice
 

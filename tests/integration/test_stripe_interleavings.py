@@ -25,18 +25,18 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-import ingestion.stripe_ingest as stripe_ingest
+import ingestion.stripe.ingester as stripe_ingest
 from domain.catalog import fold_catalog
 from domain.fold import fold
 from domain.rules import RULES_V1
 from domain.truth import true_state
-from ingestion.stripe_ingest import StripeIngester
-from ingestion.stripe_reader import StripeApiReader
-from recompute.eventlog import open_log
-from recompute.ownschema import count_waiting, ensure_own_schema
+from ingestion.stripe.ingester import StripeIngester
+from ingestion.stripe.reader import StripeApiReader
+from eventlog.account_log import open_log
+from eventlog.own_tables import count_waiting, ensure_own_schema
 from simulation.stripe_standin import StripeStandIn
 from simulation.stripe_world import StripeWorld
-from tests.support.databases import scratch_databases
+from simulation.harness.databases import scratch_databases
 from tests.support.stripe_world import API_KEY, NOW, an_event, an_invoice
 
 pytestmark = pytest.mark.integration

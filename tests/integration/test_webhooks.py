@@ -15,7 +15,7 @@ import pytest
 import requests
 from psycopg import sql
 
-from tests.support.databases import STORES, dsn_for, scratch_databases
+from simulation.harness.databases import STORES, dsn_for, scratch_databases
 from tests.support.serve import SECRET, recompute_command, serve_env, served, signed
 from tests.support.stripe_world import NOW, a_customer, an_event, an_invoice
 

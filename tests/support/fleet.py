@@ -16,7 +16,7 @@ from simulation.fleet import build_fleet
 from simulation.manifest import FleetManifest
 from simulation.stripe_standin import StripeStandIn
 from simulation.stripe_world import StripeWorld
-from tests.support.databases import STORES, scratch_databases
+from simulation.harness.databases import STORES, scratch_databases
 
 ROOT = Path(__file__).resolve().parents[2]
 FLEET_NOW = datetime(2026, 3, 1, tzinfo=UTC)

@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from domain.corrections import Correction
+from domain.diff import Correction
 from domain.outgoing import bookkeeping, causes, event_body, event_id, meanings
 from domain.state import Because, TrueInvoice, TrueState
-from projections.applier import ApplyOptions, ApplyRefused, check_blast_radius
+from projections.apply.protocol import ApplyOptions, ApplyRefused, check_blast_radius
 
 T = datetime(2026, 3, 1, tzinfo=UTC)
 ACC = "acc_000042"

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from domain.corrections import WRITABLE, Correction
-from projections.legacy_writer import SPECS, WriteRefused, probe, statement
+from domain.diff import WRITABLE, Correction
+from projections.apply.cas_sql import SPECS, WriteRefused, probe, statement
 from simulation.fleet import generate_fleet
 
 ACC = "acc_000042"

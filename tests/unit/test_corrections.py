@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from domain.corrections import WRITABLE, corrections_for
+from domain.diff import WRITABLE, corrections_for
 from domain.state import TrueState, TrueStripeInvoice, TrueSubscription
 
 T = datetime(2026, 3, 1, tzinfo=UTC)

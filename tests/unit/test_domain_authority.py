@@ -5,7 +5,7 @@ from __future__ import annotations
 from freezegun import freeze_time
 
 from domain.fold import fold
-from tests.unit.test_domain_builders import (
+from tests.support.builders import (
     ACCOUNT, DAY, T0, Invoice, account_row, an_account, failed_charge, iso, legacy, now, past_due, state_now,
     stripe, stripe_customer, stripe_invoice, stripe_subscription,
 )

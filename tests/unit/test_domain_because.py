@@ -5,7 +5,7 @@ from __future__ import annotations
 from freezegun import freeze_time
 
 from domain.truth import TrueState
-from tests.unit.test_domain_builders import T0, an_account, due_in, past_due, state_now
+from tests.support.builders import T0, an_account, due_in, past_due, state_now
 
 TOP_LEVEL = {"plan", "status", "stage", "stage_since", "days_overdue", "failed_attempts", "bad_debt", "delinquent",
              "next_action_at", "stripe_customer_id", "subscription"}
@@ -46,7 +46,7 @@ def test_without_explanations_the_state_is_the_same_and_its_because_is_empty():
     from domain.fold import fold
     from domain.rules import RULES_V1
     from domain.truth import true_state
-    from tests.unit.test_domain_builders import a_catalog
+    from tests.support.builders import a_catalog
 
     facts = fold(an_account(invoice=past_due(days=16, attempts=4)), as_of=T0)
     explained = true_state(facts, a_catalog(), RULES_V1, T0)

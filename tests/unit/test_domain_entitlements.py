@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from freezegun import freeze_time
 
-from tests.unit.test_domain_builders import T0, an_account, past_due, state_now
+from tests.support.builders import T0, an_account, past_due, state_now
 
 
 @freeze_time(T0)

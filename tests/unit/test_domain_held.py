@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from domain.catalog import Catalog
-from domain.corrections import corrections_for
+from domain.diff import corrections_for
 from domain.held import HeldRow, hold, plan_not_in_catalog
 from tests.unit.test_corrections import ACC, a_state, agreeing_rows
 

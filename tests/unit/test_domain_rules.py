@@ -8,7 +8,7 @@ import pytest
 from freezegun import freeze_time
 
 from domain.rules import RULES_V1, RulesError, load_rules, parse_rules
-from tests.unit.test_domain_builders import T0, an_account, past_due, state_now
+from tests.support.builders import T0, an_account, past_due, state_now
 
 SPEC_V1 = """\
 version = "v1"

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from domain.rules import STAGE_NAMES, Rules, RulesError, Stage, parse_rules
-from tests.unit.test_domain_rules import SPEC_V1, refused
+from tests.unit.test_domain_rules import refused
 
 
 def a_file(*stages: tuple[str, int | None, int | None]) -> str:

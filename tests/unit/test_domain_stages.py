@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from freezegun import freeze_time
 
-from tests.unit.test_domain_builders import (
+from tests.support.builders import (
     SECOND, T0, an_account, due_in, paid, past_due, state_now, Invoice, DAY, now,
 )
 

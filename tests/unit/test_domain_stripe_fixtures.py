@@ -9,7 +9,7 @@ from domain.events import StripeObjectObserved
 from domain.fold import fold
 from domain.rules import RULES_V1
 from domain.truth import true_state
-from tests.unit.test_domain_builders import ACCOUNT, a_catalog, account_row, iso, legacy
+from tests.support.builders import ACCOUNT, a_catalog, account_row, iso, legacy
 from tests.support.fixtures import stripe_fixtures
 
 FIXTURES = stripe_fixtures()

@@ -8,7 +8,7 @@ import orjson
 
 from domain.events import LegacyRowObserved, StripeObjectObserved
 from eventsourcing.utils import get_topic
-from recompute.eventlog import decode_event, encode_state
+from eventlog.account_log import decode_event, encode_state
 
 T = datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
 

@@ -2,9 +2,9 @@
 
 from datetime import UTC, datetime, timedelta
 
-from simulation.corrections import compare_corrections, plan_corrections
+from simulation.oracle.expected_corrections import compare_corrections, plan_corrections
 from simulation.records import PLAN_FEATURES, AccountRecords
-from simulation.truth import true_state
+from simulation.oracle.expected_state import true_state
 
 T = datetime(2026, 3, 1, tzinfo=UTC)
 TS = int(T.timestamp())

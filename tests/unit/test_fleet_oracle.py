@@ -1,11 +1,11 @@
-"""The fleet's own rules v1 oracle (`simulation.oracle`) on hand-picked boundaries."""
+"""The fleet's own rules v1 oracle (`simulation.oracle.rules_v1`) on hand-picked boundaries."""
 
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from freezegun import freeze_time
 
-from simulation.oracle import Receivable, account_status, entitlement_enabled, standing
+from simulation.oracle.rules_v1 import Receivable, account_status, entitlement_enabled, standing
 
 T = datetime(2026, 3, 1, tzinfo=UTC)
 DAY, HOUR, SECOND = timedelta(days=1), timedelta(hours=1), timedelta(seconds=1)

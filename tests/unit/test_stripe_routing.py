@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ingestion.stripe_routing import route, route_deferred
-from ingestion.stripe_translate import translate_event
+from ingestion.stripe.routing import route, route_deferred
+from ingestion.stripe.translate import translate_event
 from tests.support.stripe_world import NOW, a_customer, an_event, an_invoice
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ingestion.stripe_translate import Observation, Rejection, translate_event, translate_listed
+from ingestion.stripe.translate import Observation, Rejection, translate_event, translate_listed
 from tests.support.fixtures import stripe_fixtures
 
 FIXTURES = stripe_fixtures()

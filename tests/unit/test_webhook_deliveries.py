@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from ingestion.webhooks import DeliveryRefused, check_delivery
+from ingestion.stripe.webhooks import DeliveryRefused, check_delivery
 from tests.support.serve import SECRET, signed
 
 

@@ -1,0 +1,1 @@
+"""Ingesting Stripe: the reader seam, the pure translation, the ingester, the webhooks."""

@@ -1,0 +1,1 @@
+"""`apply`: the intent protocol, its compare-and-set SQL, the writes, the audit, the relay."""

@@ -1,0 +1,35 @@
+"""Plan a chosen set of accounts again, keeping their true states: what `apply` writes from.
+
+`plan` keeps only corrections. `apply` then needs, for the accounts it will change, the true state
+too (stage_since, the entitlement source, the `because` refs that justify each correction), and
+the corrections as of the moment it writes. So each batch of accounts goes through the planner's
+own loop again (projections/plan.evaluate), this time with reasons; held rows stay held there too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from domain.catalog import Catalog
+from domain.diff import Correction
+from domain.rules import Rules
+from domain.state import TrueState
+from projections.plan import evaluate
+from projections.legacy_rows import AccountRange
+
+
+@dataclass(frozen=True)
+class AccountPlan:
+    state: TrueState
+    corrections: list[Correction]
+
+
+def replan(dsns: Mapping[str, str], rules: Rules, as_of: datetime, catalog: Catalog,
+           accounts: Sequence[str]) -> list[AccountPlan]:
+    """The true state and corrections of each of `accounts` that exists, in id order."""
+    return [AccountPlan(state, corrections)
+            for _, state, corrections, _ in evaluate(dsns, rules, as_of, catalog, AccountRange(ids=tuple(accounts)),
+                                                  explain=True)
+            if state.account_exists]

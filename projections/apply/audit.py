@@ -1,0 +1,151 @@
+"""The audit of corrections and the outbox, in the event store database (eventlog/own_tables.py).
+
+    record(conn, run, intents)      step 1: audit rows 'pending' + their outbox events 'held', one transaction
+    settle(conn, outcomes)          step 3: audit rows 'applied' | 'stale' | 'abandoned'; an event with an
+                                    applied correction becomes 'ready' (its body fixed), one with none 'void'
+    pending(conn)                   intents of earlier runs that were never settled (a run was killed)
+    past_corrections(dsn, account)  what `explain` shows
+
+The caller owns the transaction: `record` and `settle` each run inside one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from domain.diff import Correction
+from domain.outgoing import event_body
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    run_id: str
+    rules_version: str
+    as_of: datetime
+    rules_digest: str | None = None  # Rules.digest
+
+
+@dataclass(frozen=True)
+class OutgoingEvent:
+    event_id: str
+    account_id: str
+    type: str
+    subject: str
+
+
+@dataclass(frozen=True)
+class Intent:
+    """A correction the run means to make, with what it writes besides and why."""
+
+    correction: Correction
+    sets: dict[str, Any]
+    causes: tuple[str, ...]
+    event_id: str
+    audit_id: int = 0
+
+    @property
+    def store(self) -> str:
+        return self.correction.table.split(".", 1)[0]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    audit_id: int
+    status: str  # applied | stale | abandoned
+    at: datetime
+
+
+def record(conn: psycopg.Connection, run: RunInfo, intents: Sequence[Intent],
+           events: Sequence[OutgoingEvent]) -> list[Intent]:
+    """Writes the intents and their held events; returns the intents with their audit ids."""
+    ids = [row[0] for row in conn.execute(
+        "SELECT nextval(pg_get_serial_sequence('correction_audit', 'id')) FROM generate_series(1, %s)",
+        (len(intents),))]
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO correction_audit (id, run_id, account_id, store, tbl, op, key, col, from_value, to_value, "
+            "sets, rules_version, rules_digest, as_of, causes, event_id, status) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'pending')",
+            [(audit_id, run.run_id, i.correction.account_id, i.store, i.correction.table, i.correction.op,
+              Jsonb(i.correction.key), i.correction.column, Jsonb(i.correction.from_), Jsonb(i.correction.to),
+              Jsonb(i.sets), run.rules_version, run.rules_digest, run.as_of, Jsonb(list(i.causes)), i.event_id)
+             for audit_id, i in zip(ids, intents, strict=True)])
+        cur.executemany(
+            "INSERT INTO outbox_event (event_id, run_id, account_id, type, subject, status) "
+            "VALUES (%s, %s, %s, %s, %s, 'held')",
+            [(e.event_id, run.run_id, e.account_id, e.type, e.subject) for e in events])
+    return [replace(i, audit_id=audit_id) for audit_id, i in zip(ids, intents, strict=True)]
+
+
+def settle(conn: psycopg.Connection, outcomes: Sequence[Outcome]) -> dict[str, int]:
+    """Records what became of intents and finishes their events; returns {'ready': n, 'void': m}."""
+    if not outcomes:
+        return {"ready": 0, "void": 0}
+    conn.execute(
+        "UPDATE correction_audit a SET status = u.status, settled_at = u.at "
+        "FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[]) AS u(id, status, at) "
+        "WHERE a.id = u.id AND a.status = 'pending'",
+        ([o.audit_id for o in outcomes], [o.status for o in outcomes], [o.at for o in outcomes]))
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            "SELECT a.*, e.type, e.subject, r.as_of AS run_as_of FROM correction_audit a "
+            "JOIN outbox_event e USING (event_id) JOIN apply_run r ON r.run_id = a.run_id "
+            "WHERE a.event_id IN (SELECT event_id FROM correction_audit WHERE id = ANY(%s)) "
+            "AND e.status = 'held' ORDER BY a.id", ([o.audit_id for o in outcomes],)).fetchall()
+    by_event: dict[Any, list[dict]] = {}
+    for row in rows:
+        by_event.setdefault(row["event_id"], []).append(row)
+    counts = {"ready": 0, "void": 0}
+    for event_id, members in by_event.items():
+        if any(m["status"] == "pending" for m in members):
+            continue  # another store's part is not settled yet
+        applied = [m for m in members if m["status"] == "applied"]
+        first = members[0]
+        if not applied:
+            conn.execute("UPDATE outbox_event SET status = 'void' WHERE event_id = %s", (event_id,))
+            counts["void"] += 1
+            continue
+        body = event_body(
+            event_id=str(event_id), type=first["type"], account_id=first["account_id"], subject=first["subject"],
+            rules_version=first["rules_version"], rules_digest=first["rules_digest"], run_id=str(first["run_id"]),
+            as_of=first["run_as_of"],
+            occurred_at=max(m["settled_at"] for m in applied),
+            applied=[(correction_of(m), m["causes"]) for m in applied])
+        conn.execute("UPDATE outbox_event SET status = 'ready', body = %s, ready_at = now() WHERE event_id = %s",
+                     (Jsonb(body), event_id))
+        counts["ready"] += 1
+    return counts
+
+
+def pending(conn: psycopg.Connection) -> list[tuple[Intent, str]]:
+    """Unsettled intents of earlier runs, with the run that recorded each."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute("SELECT * FROM correction_audit WHERE status = 'pending' ORDER BY id").fetchall()
+    return [(Intent(correction=correction_of(r), sets=r["sets"], causes=tuple(r["causes"]),
+                    event_id=str(r["event_id"]), audit_id=r["id"]), str(r["run_id"])) for r in rows]
+
+
+def correction_of(row: dict) -> Correction:
+    return Correction(account_id=row["account_id"], table=row["tbl"], op=row["op"], key=row["key"],
+                      column=row["col"], from_=row["from_value"], to=row["to_value"])
+
+
+def past_corrections(eventstore_dsn: str, account_id: str) -> list[dict[str, Any]]:
+    """The account's applied corrections, oldest first, as `explain` shows them."""
+    with psycopg.connect(eventstore_dsn, options="-c TimeZone=UTC") as conn, \
+            conn.cursor(row_factory=dict_row) as cur:
+        if cur.execute("SELECT to_regclass('correction_audit') IS NULL AS missing").fetchone()["missing"]:
+            return []
+        rows = cur.execute(
+            "SELECT * FROM correction_audit WHERE account_id = %s AND status = 'applied' ORDER BY settled_at, id",
+            (account_id,)).fetchall()
+    return [{**correction_of(r).as_json(), "applied_at": r["settled_at"].isoformat(), "run_id": str(r["run_id"]),
+             "rules_version": r["rules_version"], "rules_digest": r["rules_digest"], "as_of": r["as_of"].isoformat(), "causes": r["causes"],
+             "sets": r["sets"], "event_id": str(r["event_id"])} for r in rows]

@@ -1,0 +1,210 @@
+"""`apply`: make the plan real, with an audit record and a domain event for every change.
+
+The legacy stores and the event store (audit, outbox) are different databases, so no transaction
+can hold a legacy write together with its audit record. An intent protocol stands in for one:
+
+  0. Lock: one `apply` at a time (an advisory lock on the event store, freed if the process dies).
+     Rules whose version is known with another digest are refused (RulesConflict) before anything.
+  1. Recover: intents of an earlier, interrupted run still 'pending' are settled first. Once no
+     session of that run is left on a store, each row is looked at: it holds what the intent
+     writes -> 'applied'; anything else -> 'abandoned' (nothing is written; the fresh plan redoes
+     it if it still needs doing). Their events are finished as in step 5.
+  2. Plan (projections/plan.py), choose the accounts (--account, --max-accounts), and refuse
+     past the blast-radius guard. Then per batch of accounts, re-planned with their true states:
+  3. Intent: in ONE event-store transaction, the audit rows ('pending': account, table, key,
+     column, from, to, bookkeeping, rules version and digest, causes) and their outbox events ('held', not
+     publishable) are committed. Nothing has been written to a legacy store yet.
+  4. Write: each store in ONE transaction of its own, every write compare-and-set
+     (projections/apply/cas_sql.py). 1 row -> applied; 0 rows -> stale (changed underneath; left alone).
+  5. Settle: in ONE event-store transaction the audit rows become 'applied'/'stale', an event with
+     an applied correction becomes 'ready' with its body fixed, one with none 'void'.
+  6. Relay the ready events (projections/apply/relay.py), outside the lock; a broker that is down only
+     leaves them waiting.
+
+A kill -9 anywhere: before 3 commits, nothing happened; between 3 and 5, every legacy change made
+has its pending audit row and held event, and recovery settles them; after 5, all is recorded and
+events wait in the outbox. Nothing is applied twice: a recovered intent is never re-executed,
+and a fresh plan reads the stores as they are.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from domain.catalog import fold_catalog
+from domain.diff import Correction
+from domain.outgoing import bookkeeping, causes, event_id, meanings
+from domain.rules import Rules
+from projections.apply.audit import Intent, Outcome, OutgoingEvent, RunInfo, pending, record, settle
+from projections.plan import plan
+from projections.legacy_rows import catalog_events
+from projections.apply.account_plans import AccountPlan, replan
+from projections.apply.writes import resolve_pending, write_store
+from eventlog.own_tables import check_known_rules, remember_rules
+
+STORES = ("cf_prod", "billing_prod", "subs")
+_LOCK_ID = 7_310_002
+Step = Callable[[str], None]
+
+
+class ApplyRefused(RuntimeError):
+    """The run would change more accounts than allowed; nothing was written."""
+
+
+class ApplyBusy(RuntimeError):
+    """Another `apply` holds the lock."""
+
+
+@dataclass(frozen=True)
+class ApplyOptions:
+    account: str | None = None
+    force: bool = False
+    max_accounts: int | None = None
+    max_share: float = 0.10
+    workers: int = 2
+    batch_accounts: int = 1000
+
+
+@dataclass
+class ApplyResult:
+    run_id: str
+    as_of: datetime
+    rules_version: str
+    rules_digest: str = ""
+    accounts_checked: int = 0
+    accounts_disagreeing: int = 0
+    accounts_chosen: int = 0
+    done: list[tuple[Correction, str]] = field(default_factory=list)  # (correction, applied | stale)
+    events: Counter = field(default_factory=Counter)  # ready, void
+    recovered: Counter = field(default_factory=Counter)  # applied, abandoned (intents of earlier runs)
+
+    def count(self, status: str) -> int:
+        return sum(1 for _, s in self.done if s == status)
+
+
+def apply(dsns: Mapping[str, str], rules: Rules, as_of: datetime, options: ApplyOptions = ApplyOptions(),
+          *, on_step: Step = lambda _: None) -> ApplyResult:
+    result = ApplyResult(run_id=str(uuid.uuid4()), as_of=as_of, rules_version=rules.version,
+                         rules_digest=rules.digest)
+    with _exclusive(dsns["eventstore"]):
+        with _es(dsns["eventstore"]) as conn:
+            check_known_rules(conn, rules)
+        recover(dsns, result)
+        on_step("recovered")
+        planned = plan(dsns, rules, as_of, account=options.account, workers=options.workers)
+        on_step("planned")
+        disagreeing = sorted({c.account_id for c in planned.corrections})
+        chosen = disagreeing[:options.max_accounts] if options.max_accounts is not None else disagreeing
+        result.accounts_checked, result.accounts_disagreeing = planned.accounts_checked, len(disagreeing)
+        result.accounts_chosen = len(chosen)
+        check_blast_radius(len(chosen), planned.accounts_checked, options)
+        if not chosen:
+            return result
+        run = RunInfo(result.run_id, rules.version, as_of, rules.digest)
+        _start_run(dsns["eventstore"], run, rules)
+        catalog = fold_catalog(catalog_events(dsns["eventstore"]), as_of=as_of)
+        for batch in _chunks(chosen, options.batch_accounts):
+            _apply_batch(dsns, run, replan(dsns, rules, as_of, catalog, batch), result, on_step)
+        _finish_run(dsns["eventstore"], result)
+    return result
+
+
+def check_blast_radius(changing: int, checked: int, options: ApplyOptions) -> None:
+    """Refuses a run that changes more than max_share of the accounts checked (not with --account or --force)."""
+    if options.force or options.account is not None or changing == 0:
+        return
+    if changing > options.max_share * checked:
+        raise ApplyRefused(
+            f"refusing to change {changing} of {checked} accounts checked ({changing / checked:.1%}), more than "
+            f"--max-share {options.max_share:g} allows; rerun with --force, a higher --max-share, "
+            f"or fewer accounts with --max-accounts N")
+
+
+def intents_for(plans: Sequence[AccountPlan], run: RunInfo) -> tuple[list[Intent], list[OutgoingEvent]]:
+    """Pure: every correction with its bookkeeping, causes and event; one event per change of meaning."""
+    intents, events = [], []
+    for p in plans:
+        for meaning in meanings(p.corrections, p.state):
+            eid = event_id(p.state.account_id or "", meaning, run.rules_version, run.run_id, p.corrections)
+            events.append(OutgoingEvent(eid, p.state.account_id or "", meaning.type, meaning.subject))
+            for i in meaning.covers:
+                c = p.corrections[i]
+                intents.append(Intent(c, bookkeeping(c, p.state), causes(c, p.state), eid))
+    return intents, events
+
+
+def recover(dsns: Mapping[str, str], result: ApplyResult) -> None:
+    with _es(dsns["eventstore"]) as conn:
+        left = pending(conn)
+    if not left:
+        return
+    outcomes: list[Outcome] = []
+    for store in STORES:
+        mine = [(i, run_id) for i, run_id in left if i.store == store]
+        if mine:
+            outcomes += resolve_pending(dsns[store], sorted({r for _, r in mine}), [i for i, _ in mine])
+    with _es(dsns["eventstore"]) as conn, conn.transaction():
+        result.events.update(settle(conn, outcomes))
+    result.recovered.update(o.status for o in outcomes)
+
+
+def _apply_batch(dsns: Mapping[str, str], run: RunInfo, plans: list[AccountPlan], result: ApplyResult,
+                 on_step: Step) -> None:
+    intents, events = intents_for(plans, run)
+    if not intents:
+        return
+    with _es(dsns["eventstore"]) as conn, conn.transaction():
+        intents = record(conn, run, intents, events)
+    on_step("recorded")
+    outcomes: list[Outcome] = []
+    for store in STORES:
+        mine = [i for i in intents if i.store == store]
+        if mine:
+            outcomes += write_store(dsns[store], run.run_id, mine, on_step)
+            on_step(f"committed:{store}")
+    with _es(dsns["eventstore"]) as conn, conn.transaction():
+        result.events.update(settle(conn, outcomes))
+    on_step("settled")
+    status = {o.audit_id: o.status for o in outcomes}
+    result.done += [(i.correction, status[i.audit_id]) for i in intents]
+
+
+@contextmanager
+def _exclusive(eventstore_dsn: str) -> Iterator[None]:
+    with psycopg.connect(eventstore_dsn, autocommit=True) as conn:
+        if not conn.execute("SELECT pg_try_advisory_lock(%s)", (_LOCK_ID,)).fetchone()[0]:
+            raise ApplyBusy("another `recompute apply` is running; try again when it has finished")
+        yield  # the lock goes with the session, also when the process is killed
+
+
+def _es(eventstore_dsn: str) -> psycopg.Connection:
+    return psycopg.connect(eventstore_dsn, options="-c TimeZone=UTC")
+
+
+def _start_run(eventstore_dsn: str, run: RunInfo, rules: Rules) -> None:
+    with _es(eventstore_dsn) as conn, conn.transaction():
+        conn.execute("INSERT INTO apply_run (run_id, as_of, rules_version, rules_digest) VALUES (%s, %s, %s, %s)",
+                     (run.run_id, run.as_of, run.rules_version, run.rules_digest))
+        remember_rules(conn, rules, run.run_id)
+
+
+def _finish_run(eventstore_dsn: str, result: ApplyResult) -> None:
+    summary = {"accounts_checked": result.accounts_checked, "accounts_disagreeing": result.accounts_disagreeing,
+               "accounts_chosen": result.accounts_chosen, "applied": result.count("applied"),
+               "stale": result.count("stale"), "events": dict(result.events), "recovered": dict(result.recovered)}
+    with _es(eventstore_dsn) as conn:
+        conn.execute("UPDATE apply_run SET finished_at = %s, summary = %s WHERE run_id = %s",
+                     (datetime.now(UTC), Jsonb(summary), result.run_id))
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

@@ -1,0 +1,183 @@
+"""`explain`: replay one account to say what its state is and why.
+
+The shell (`explain`) reads the account's stream through the eventsourcing library, the catalog
+stream, the account's parked records and past corrections; everything else is pure: the timeline
+lines, the fold, the true state with its `because`, the corrections and the rows held from them
+(domain/held.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from domain.catalog import fold_catalog
+from domain.diff import Correction, corrections_for
+from domain.events import CATALOG_STREAM, AccountEvent, LegacyRowObserved, StripeObjectObserved
+from domain.facts import AccountFacts
+from domain.fold import fold
+from domain.held import HeldRow, ParkedRecord, hold
+from domain.rules import Rules
+from domain.state import TrueState
+from domain.truth import true_state
+from projections.apply.audit import past_corrections
+from projections.legacy_rows import COMPARED_TABLES, parked_records
+from eventlog.account_log import AccountLog, open_log
+
+# The columns worth a glance in a one-line summary of a legacy row, per table.
+_SUMMARY_COLUMNS = {
+    "accounts": ("plan", "status"), "entitlements": ("feature", "enabled", "source"),
+    "invoices": ("status", "amount_due", "amount_paid", "due_at"), "charges": ("invoice_id", "status", "failure_code"),
+    "dunning": ("stage",), "schedules": ("attempt", "status", "scheduled_at"),
+    "subs_account": ("bad_debt", "delinquent"), "subs_customer": ("stripe_customer_id", "source"),
+    "subs_dunning": ("stage", "attempt_count", "next_action_at"),
+    "subs_subscription": ("stripe_subscription_id", "status", "current_period_end"),
+    "subs_invoice": ("status", "amount_remaining", "attempt_count"),
+}
+_STRIPE_COLUMNS = ("status", "amount_due", "amount_paid", "attempt_count", "customer")
+
+
+@dataclass(frozen=True)
+class Explanation:
+    account_id: str
+    as_of: datetime
+    state: TrueState
+    timeline: list[dict[str, Any]]
+    later_events: int
+    corrections: list[Correction]
+    held: list[HeldRow] = field(default_factory=list)  # rows no correction is planned for, and why
+    past_corrections: list[dict[str, Any]] = field(default_factory=list)  # applied by `apply`, from the audit
+    rules_digest: str = ""
+    parked: list[ParkedRecord] = field(default_factory=list)  # what ingest parked of the account
+
+    def as_json(self) -> dict[str, Any]:
+        state = self.state.model_dump(mode="json", exclude={"because"})
+        return {
+            "account_id": self.account_id,
+            "as_of": self.as_of.isoformat(),
+            "rules_version": self.state.rules_version,
+            "rules_digest": self.rules_digest,
+            "state": state,
+            "timeline": self.timeline,
+            "because": {name: {"rule": why.rule, "events": list(why.refs)} for name, why in self.state.because.items()},
+            "corrections": [c.as_json() for c in self.corrections],
+            "held": [h.as_json() for h in self.held],
+            "past_corrections": self.past_corrections,
+            "parked": [p.as_json() for p in self.parked],
+        }
+
+
+def explain(dsns: Mapping[str, str], account_id: str, rules: Rules, as_of: datetime, *,
+            log: AccountLog | None = None) -> Explanation:
+    """`log`: an open log to read through (a long-lived process opens it once); else one is opened here."""
+    opened = log or open_log(dsns["eventstore"])
+    try:
+        events, catalog_events = opened.stream(account_id), opened.stream(CATALOG_STREAM)
+    finally:
+        if log is None:
+            opened.close()
+    parked = parked_records(dsns["eventstore"], account_id)
+    holding = [row for row in (record.held_row(account_id) for record in parked) if row is not None]
+    return replace(explanation(account_id, events, catalog_events, rules, as_of, parked=holding),
+                   past_corrections=past_corrections(dsns["eventstore"], account_id), parked=parked)
+
+
+def explanation(account_id: str, events: list[AccountEvent], catalog_events: list[AccountEvent],
+                rules: Rules, as_of: datetime, *, parked: Sequence[HeldRow] = ()) -> Explanation:
+    """Pure: the whole explanation from the account's events and the catalog's.
+
+    The drift is against the legacy rows as the log recorded them up to T, not as they are now:
+    that is what "as of T" can mean for a T in the past, and it is what the timeline shows.
+    (`plan` and `apply` read the live rows.)"""
+    facts = fold(events, as_of=as_of)
+    catalog = fold_catalog(catalog_events, as_of=as_of)
+    state = true_state(facts, catalog, rules, as_of)
+    folded = sorted((e for e in events if e.source_time <= as_of),
+                    key=lambda e: (e.source_time, e.originator_version))
+    rows = recorded_rows(facts)
+    corrections, held = hold(state, catalog, parked, rows, corrections_for(state, rows))
+    return Explanation(
+        account_id=account_id, as_of=as_of, state=state, timeline=[timeline_entry(e) for e in folded],
+        later_events=len(events) - len(folded), corrections=corrections, held=held,
+        rules_digest=rules.digest,
+    )
+
+
+def recorded_rows(facts: AccountFacts) -> dict[str, list[dict]]:
+    """The compared legacy tables' rows of the account as last recorded, by "store.table"."""
+    return {f"{store}.{table}": [row.row for row in facts.rows(store, table)]
+            for store, tables in COMPARED_TABLES.items() for table in tables}
+
+
+def timeline_entry(event: AccountEvent) -> dict[str, Any]:
+    if isinstance(event, StripeObjectObserved):
+        kind = event.event_type or f"listed {event.table}"
+        fields = {c: event.object.get(c) for c in _STRIPE_COLUMNS if event.object.get(c) is not None}
+        ref = event.event_id or f"list:{event.object_id}"
+        data = event.object
+        summary = f"{event.table} {event.object_id}" + ("" if not fields else " " + _pairs(fields))
+    else:
+        assert isinstance(event, LegacyRowObserved)
+        kind = "row deleted" if event.row is None else "row observed"
+        key = "/".join(str(v) for v in event.key.values())
+        fields = {c: event.row.get(c) for c in _SUMMARY_COLUMNS.get(event.table, ())} if event.row else {}
+        ref = f"{event.store}.{event.table}[{key}]@{event.position}"
+        data = event.row
+        summary = f"{event.table} {key}" + (" gone" if event.row is None else " " + _pairs(fields))
+    return {"time": event.source_time.isoformat(), "source": f"{event.store}", "type": kind, "ref": ref,
+            "summary": summary, "data": data, "version": event.originator_version}
+
+
+def _record_summary(parked: ParkedRecord) -> str:
+    """What was parked, in a line: the columns worth a glance of a legacy row, or a Stripe record's id and type."""
+    record = parked.record if isinstance(parked.record, dict) else {"record": parked.record}
+    if parked.source == "stripe":
+        return _pairs({k: record.get(k) for k in ("id", "type", "object") if record.get(k) is not None})
+    columns = _SUMMARY_COLUMNS.get(parked.table.split(".", 1)[1], ())
+    return _pairs({c: record.get(c) for c in columns} or record)
+
+
+def _pairs(fields: Mapping[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in fields.items())
+
+
+def render_text(ex: Explanation) -> str:
+    state = ex.state
+    lines = [f"account {ex.account_id} as of {ex.as_of.isoformat()} (rules {state.rules_version})", "",
+             f"timeline ({len(ex.timeline)} events" + (f"; {ex.later_events} later ones not folded" if ex.later_events
+                                                        else "") + ")"]
+    for entry in ex.timeline:
+        lines.append(f"  {entry['time'][:19]}  {entry['source']:<12} {entry['type']:<32} {entry['summary']}")
+    lines += ["", "true state"]
+    for name in ("status", "stage", "stage_since", "days_overdue", "failed_attempts", "bad_debt", "delinquent",
+                 "next_action_at", "plan", "stripe_customer_id"):
+        value = getattr(state, name)
+        lines.append(f"  {name:<18} {value.isoformat() if isinstance(value, datetime) else value}")
+    if state.subscription:
+        lines.append(f"  {'subscription':<18} {state.subscription.subscription_id} {state.subscription.status}")
+    lines.append(f"  {'entitlements':<18} " + ", ".join(f"{f}={'on' if on else 'off'}"
+                                                      for f, on in sorted(state.entitlements.items())))
+    lines += ["", "because"]
+    for name, why in state.because.items():
+        lines.append(f"  {name}: {why.text}")
+    lines += ["", f"corrections ({len(ex.corrections)})"]
+    for c in ex.corrections:
+        where = c.table + (f".{c.column}" if c.column else "")
+        lines.append(f"  {c.op:<6} {where:<40} {c.key}  {c.from_!r} -> {c.to!r}")
+    lines += ["", f"held, not corrected ({len(ex.held)})"]
+    for h in ex.held:
+        lines.append(f"  {h.table:<40} {h.key}  {h.reason}"
+                     + (f" (parked {h.parked_at.isoformat()[:19]})" if h.parked_at else ""))
+    lines += ["", f"parked records ({len(ex.parked)})"]
+    for p in ex.parked:
+        lines.append(f"  {p.parked_at.isoformat()[:19]}  {p.table:<30} {p.key}  {p.reason}"
+                     + ("  [holds the row]" if p.held else "  [superseded]" if p.source != "stripe" else ""))
+        lines.append(f"    {_record_summary(p)}")
+    lines += ["", f"past corrections ({len(ex.past_corrections)})"]
+    for p in ex.past_corrections:
+        where = p["table"] + (f".{p['column']}" if p["column"] else "")
+        lines.append(f"  {p['applied_at'][:19]}  {p['op']:<6} {where:<40} {p['key']}  {p['from']!r} -> {p['to']!r}"
+                     f"  (rules {p['rules_version']}, run {p['run_id'][:8]}, because {', '.join(p['causes']) or '-'})")
+    return "\n".join(lines)

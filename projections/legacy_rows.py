@@ -1,0 +1,201 @@
+"""Bulk, streaming reads for planning: the log and the legacy stores, one account at a time.
+
+Each source is one `COPY ... TO STDOUT (FORMAT BINARY)` sorted by account (`COLLATE "C"`, the
+order Python compares strings in), and `by_account` merges them, so memory holds one account's
+events and rows at a time however large the fleet. The legacy tables have no index on
+`account_id` (we don't change their schema), so one sorted scan per database beats a query per
+account or per chunk.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import orjson
+import psycopg
+from psycopg import sql
+
+from domain.diff import WRITABLE
+from domain.events import CATALOG_STREAM, AccountEvent
+from domain.held import HeldRow, ParkedRecord
+from eventlog.account_log import EVENTS_TABLE, decode_event
+
+# The legacy tables whose rows rules-v1 §3 compares, per store, as "store.table".
+COMPARED_TABLES: dict[str, tuple[str, ...]] = {
+    "cf_prod": ("accounts", "entitlements"),
+    "billing_prod": ("invoices", "dunning"),
+    "subs": ("subs_account", "subs_customer", "subs_dunning", "subs_subscription", "subs_invoice"),
+}
+
+
+@dataclass(frozen=True)
+class AccountRange:
+    """Accounts with lo <= id < hi (None: unbounded), or exactly those in `ids`."""
+
+    lo: str | None = None
+    hi: str | None = None
+    ids: tuple[str, ...] | None = None
+
+    def where(self, column: str, *, collate: bool = True) -> sql.Composable:
+        col = sql.SQL("{} COLLATE \"C\"" if collate else "{}").format(sql.Identifier(column))
+        if self.ids is not None:
+            return sql.SQL("{} = ANY({})").format(col, sql.Literal(list(self.ids)))
+        parts = [sql.SQL("{} <> {}").format(col, sql.Literal(CATALOG_STREAM))]
+        if self.lo is not None:
+            parts.append(sql.SQL("{} >= {}").format(col, sql.Literal(self.lo)))
+        if self.hi is not None:
+            parts.append(sql.SQL("{} < {}").format(col, sql.Literal(self.hi)))
+        return sql.SQL(" AND ").join(parts)
+
+
+def account_ranges(eventstore_dsn: str, parts: int) -> list[AccountRange]:
+    """Splits the accounts in the log into `parts` ranges of about equal size."""
+    with psycopg.connect(eventstore_dsn) as conn:
+        ids = [row[0] for row in conn.execute(sql.SQL(
+            "SELECT DISTINCT originator_id COLLATE \"C\" AS id FROM {} WHERE originator_id <> %s ORDER BY 1"
+        ).format(sql.Identifier(EVENTS_TABLE)), (CATALOG_STREAM,))]
+    if parts <= 1 or len(ids) < parts:
+        return [AccountRange()]
+    bounds = [ids[len(ids) * i // parts] for i in range(1, parts)]
+    return [AccountRange(lo, hi) for lo, hi in zip([None, *bounds], [*bounds, None])]
+
+
+def catalog_events(eventstore_dsn: str) -> list[AccountEvent]:
+    return [event for _, events in account_events(eventstore_dsn, AccountRange(ids=(CATALOG_STREAM,)))
+            for event in events]
+
+
+def account_events(eventstore_dsn: str, accounts: AccountRange) -> Iterator[tuple[str, list[AccountEvent]]]:
+    current: str | None = None
+    batch: list[AccountEvent] = []
+    with psycopg.connect(eventstore_dsn) as conn, conn.cursor() as cur:
+        collate = _needs_collate(conn)
+        query = sql.SQL(
+            "COPY (SELECT originator_id, originator_version, topic, state FROM {} WHERE {} "
+            "ORDER BY {}, originator_version) TO STDOUT (FORMAT BINARY)"
+        ).format(sql.Identifier(EVENTS_TABLE), accounts.where("originator_id", collate=collate),
+                 _order("originator_id", collate))
+        with cur.copy(query) as copy:
+            copy.set_types(["text", "int8", "text", "bytea"])
+            for originator_id, version, topic, state in copy.rows():
+                if originator_id != current:
+                    if current is not None:
+                        yield current, batch
+                    current, batch = originator_id, []
+                batch.append(decode_event(topic, state, originator_id, version))
+    if current is not None:
+        yield current, batch
+
+
+def legacy_rows(dsn: str, store: str, accounts: AccountRange) -> Iterator[tuple[str, str, dict]]:
+    """(account_id, "store.table", row) for every compared table of one store, sorted by account."""
+    with psycopg.connect(dsn, options="-c TimeZone=UTC") as conn, conn.cursor() as cur:
+        collate = _needs_collate(conn)
+        selects = [
+            sql.SQL("SELECT account_id, {} AS tbl, row_to_json(t)::text AS row FROM {} t WHERE {}").format(
+                sql.Literal(f"{store}.{table}"), sql.Identifier(table), accounts.where("account_id", collate=collate))
+            for table in COMPARED_TABLES[store]
+        ]
+        query = sql.SQL("COPY (SELECT * FROM ({}) u ORDER BY {}) TO STDOUT (FORMAT BINARY)").format(
+            sql.SQL(" UNION ALL ").join(selects), _order("account_id", collate))
+        with cur.copy(query) as copy:
+            copy.set_types(["text", "text", "bytea"])
+            for account_id, table, row in copy.rows():
+                yield account_id, table, orjson.loads(row)
+
+
+def parked_rows(eventstore_dsn: str, accounts: AccountRange) -> dict[str, list[HeldRow]]:
+    """The rows of `accounts` whose latest version ingest parked, by account: one query per range.
+
+    A row is parked as long as its digest says so (`ingest_row_digest.parked`); its reason and
+    time are those of its latest parked record. Only tables a correction can touch count. The
+    account is the one the parked row names (else the stream of its last recorded version)."""
+    found: dict[str, list[HeldRow]] = {}
+    with psycopg.connect(eventstore_dsn, options="-c TimeZone=UTC") as conn:
+        if not _has_tables(conn, "ingest_row_digest", "parked_record"):
+            return found  # nothing ingested yet: nothing parked
+        query = sql.SQL(
+            "SELECT account_id, tbl, key_json, reason, parked_at FROM ("
+            " SELECT coalesce(nullif(btrim(p.record->>'account_id'), ''), d.stream) AS account_id,"
+            " d.store || '.' || d.tbl AS tbl, d.key_json, p.reason, p.parked_at"
+            " FROM ingest_row_digest d CROSS JOIN LATERAL ("
+            "  SELECT reason, parked_at, record FROM parked_record p"
+            "  WHERE p.source = d.store AND p.tbl = d.tbl AND p.key = d.key ORDER BY p.id DESC LIMIT 1) p"
+            " WHERE d.parked AND d.store || '.' || d.tbl = ANY(%s)) h "
+            "WHERE account_id IS NOT NULL AND {} ORDER BY 1, 2, 3"
+        ).format(accounts.where("account_id"))
+        for account_id, table, key_json, reason, parked_at in conn.execute(query, (list(WRITABLE),)):
+            found.setdefault(account_id, []).append(HeldRow(
+                account_id=account_id, table=table, key=orjson.loads(key_json), reason=reason, parked_at=parked_at))
+    return found
+
+
+def parked_records(eventstore_dsn: str, account_id: str) -> list[ParkedRecord]:
+    """Every record of one account that ingest parked, oldest first; `held` when it is the latest
+    version of its row (as in `parked_rows`). Legacy rows by the account they name (or the stream of
+    their last recorded version); Stripe objects by the account of their customer."""
+    with psycopg.connect(eventstore_dsn, options="-c TimeZone=UTC") as conn:
+        if not _has_tables(conn, "ingest_row_digest", "parked_record", "stripe_customer_account"):
+            return []
+        rows = conn.execute(
+            "SELECT p.source, p.source || '.' || p.tbl, coalesce(d.key_json, json_build_object('key', p.key)::text),"
+            " p.reason, p.record::text, p.position, p.parked_at,"
+            " coalesce(d.parked AND p.id = (SELECT max(q.id) FROM parked_record q"
+            "  WHERE q.source = p.source AND q.tbl = p.tbl AND q.key = p.key), false)"
+            " FROM parked_record p LEFT JOIN ingest_row_digest d"
+            "  ON p.source <> 'stripe' AND d.store = p.source AND d.tbl = p.tbl AND d.key = p.key"
+            " WHERE p.resolved_at IS NULL AND ("  # resolved: a waiting Stripe object since recorded
+            " (p.source <> 'stripe' AND (btrim(p.record->>'account_id') = %(account)s OR d.stream = %(account)s))"
+            " OR (p.source = 'stripe' AND coalesce(p.record->'data'->'object'->>'customer', p.record->>'customer')"
+            "  IN (SELECT customer_id FROM stripe_customer_account WHERE account_id = %(account)s)))"
+            " ORDER BY p.id", {"account": account_id}).fetchall()
+    return [ParkedRecord(source=source, table=table, key=orjson.loads(key), reason=reason,
+                         record=orjson.loads(record) if record is not None else None, position=position,
+                         parked_at=parked_at, held=held)
+            for source, table, key, reason, record, position, parked_at, held in rows]
+
+
+def _has_tables(conn: psycopg.Connection, *names: str) -> bool:
+    return conn.execute("SELECT bool_and(to_regclass(name) IS NOT NULL) FROM unnest(%s::text[]) name",
+                        (list(names),)).fetchone()[0]
+
+
+# Database collations that order text by code point, as Python compares strings.
+_CODE_POINT_COLLATIONS = {"C", "POSIX", "C.UTF-8", "C.utf8", "ucs_basic"}
+
+
+def _needs_collate(conn: psycopg.Connection) -> bool:
+    """Sets this read-only session up for one long streaming read, and says whether the database
+    must be told COLLATE "C" to sort as Python compares.
+
+    When its own collation already orders by code point, leaving the clause out lets PostgreSQL
+    walk the primary-key index for the event stream; `enable_sort = off` makes it prefer that walk
+    to a whole-table sort (where no index gives the order, it still sorts), and no parallel
+    workers or JIT compete with ours for the two cores. Measured: plan 73k -> 85k events/s."""
+    conn.execute("SET jit = off")
+    conn.execute("SET max_parallel_workers_per_gather = 0")
+    conn.execute("SET enable_sort = off")
+    collation = conn.execute("SELECT datcollate FROM pg_database WHERE datname = current_database()").fetchone()[0]
+    return collation not in _CODE_POINT_COLLATIONS
+
+
+def _order(column: str, collate: bool) -> sql.Composable:
+    return sql.SQL("{} COLLATE \"C\"" if collate else "{}").format(sql.Identifier(column))
+
+
+def by_account(
+    events: Iterator[tuple[str, list[AccountEvent]]], legacy: Iterable[Iterator[tuple[str, str, dict]]]
+) -> Iterator[tuple[str, list[AccountEvent], dict[str, list[dict]]]]:
+    """Each account of the log with its events and its current legacy rows by "store.table"."""
+    merged = heapq.merge(*legacy, key=lambda item: item[0])
+    pending = next(merged, None)
+    for account_id, account_events_ in events:
+        rows: dict[str, list[dict]] = {}
+        while pending is not None and pending[0] < account_id:
+            pending = next(merged, None)  # rows of an account the log does not know (parked): not ours
+        while pending is not None and pending[0] == account_id:
+            rows.setdefault(pending[1], []).append(pending[2])
+            pending = next(merged, None)
+        yield account_id, account_events_, rows

@@ -1,0 +1,96 @@
+"""`recompute apply` (shared/spec/cli.md)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+
+import click
+import psycopg
+
+from domain.rules_identity import RulesConflict
+from projections.apply.cas_sql import WriteRefused
+from projections.apply.protocol import ApplyBusy, ApplyOptions, ApplyRefused, ApplyResult, apply as apply_corrections
+from projections.apply.relay import RelayReport
+from projections.apply.writes import EarlierRunStillWriting
+from recompute.cli.common import (
+    Instant,
+    RunFailed,
+    _refused_rules,
+    check_broker_url,
+    echo_json,
+    relay_line,
+    relay_outbox,
+    rules_line,
+    rules_or_exit,
+    utc_now,
+    warn_if_never_ingested,
+    wiring_or_exit,
+)
+from recompute.cli.group import main
+from recompute.settings import LEGACY_STORES, read_settings
+
+
+@main.command()
+@click.option("--as-of", "as_of", type=Instant(), default=None, help="The instant T (default: now).")
+@click.option("--rules", "rules_path", type=click.Path(dir_okay=False), default=None)
+@click.option("--account", default=None, help="Only this account.")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--force", is_flag=True, help="Apply even past --max-share.")
+@click.option("--max-accounts", type=click.IntRange(0), default=None,
+              help="Change at most N accounts: the first N disagreeing ones by id.")
+@click.option("--max-share", type=click.FloatRange(0, 1), default=0.10, show_default=True,
+              help="Refuse to change more than this share of the accounts checked.")
+@click.option("--workers", type=click.IntRange(1, 16), default=2, show_default=True)
+def apply(as_of: datetime | None, rules_path: str | None, account: str | None, as_json: bool, force: bool,
+          max_accounts: int | None, max_share: float, workers: int) -> None:
+    """Compute the corrections of `plan` and write them, with an audit record and domain events."""
+    rules = rules_or_exit(rules_path)  # settings first: a bad one writes nothing
+    check_broker_url(read_settings().broker_url)
+    wiring = wiring_or_exit(reads_legacy=LEGACY_STORES)
+    options = ApplyOptions(account=account, force=force, max_accounts=max_accounts, max_share=max_share,
+                           workers=workers)
+    try:
+        result = apply_corrections(wiring.dsns, rules, as_of or utc_now(), options)
+    except RulesConflict as conflict:  # checked under the apply lock, before anything is written
+        _refused_rules(conflict, rules_path)
+    except (ApplyRefused, ApplyBusy, EarlierRunStillWriting) as error:
+        raise RunFailed(str(error))
+    except WriteRefused as error:  # a bug: the plan proposed a write rules-v1 §3 forbids
+        raise RunFailed(f"apply refused a write: {error}; nothing of that store's batch was written")
+    except psycopg.Error as error:
+        raise RunFailed(f"apply failed: {' '.join(str(error).split())}; what was written is recorded, "
+                        "rerun to continue")
+    report = relay_outbox(wiring.dsns["eventstore"], wiring.settings.broker_url)
+    echo_json(_as_json(result, report)) if as_json else click.echo(_summary(result, report))
+    warn_if_never_ingested(result.accounts_checked)
+
+def _summary(result: ApplyResult, report: RelayReport | None) -> str:
+    lines = [f"as of {result.as_of.isoformat()}, {rules_line(result.rules_version, result.rules_digest)}: "
+             f"{result.accounts_checked} accounts "
+             f"checked, {result.accounts_disagreeing} disagreeing, {result.accounts_chosen} taken in this run"
+             + (f" in run {result.run_id}" if result.accounts_chosen else "")]
+    if result.recovered:
+        lines.append("  recovered an interrupted run: " + ", ".join(f"{n} {s}" for s, n in sorted(result.recovered.items())))
+    lines.append(f"  {result.count('applied')} corrections applied, {result.count('stale')} stale "
+                 "(changed underneath: left alone, the next run picks them up)")
+    by_column = Counter((c.table, c.op, c.column, status) for c, status in result.done)
+    for (table, op, column, status), n in sorted(by_column.items(), key=lambda kv: tuple(map(str, kv[0]))):
+        what = f"{table}.{column}" if column else f"{table} ({op})"
+        lines.append(f"    {what:<48} {n:>6} {status}")
+    lines.append(f"  domain events: {result.events['ready']} to publish, {result.events['void']} void")
+    lines.append("  " + relay_line(report))
+    return "\n".join(lines)
+
+def _as_json(result: ApplyResult, report: RelayReport | None) -> dict:
+    return {
+        "as_of": result.as_of.isoformat(), "rules_version": result.rules_version, "rules_digest": result.rules_digest,
+        "run_id": result.run_id if result.accounts_chosen else None,
+        "accounts_checked": result.accounts_checked, "accounts_disagreeing": result.accounts_disagreeing,
+        "accounts_changed": result.accounts_chosen, "applied": result.count("applied"), "stale": result.count("stale"),
+        "recovered": dict(result.recovered),
+        "events": {"ready": result.events["ready"], "void": result.events["void"],
+                   "published": report.published if report else 0,
+                   "waiting": report.waiting if report else None, "broker_error": report.error if report else None},
+        "corrections": [{**c.as_json(), "status": status} for c, status in result.done],
+    }

@@ -1,0 +1,44 @@
+"""`recompute explain` (shared/spec/cli.md)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import click
+import psycopg
+
+from eventlog.account_log import log_exists
+from recompute.cli.common import (
+    Instant,
+    RunFailed,
+    _refuse_rules_known_otherwise,
+    echo_json,
+    exit_no_events,
+    rules_or_exit,
+    utc_now,
+    wiring_or_exit,
+)
+from recompute.cli.group import main
+
+
+@main.command()
+@click.argument("account_id")
+@click.option("--as-of", "as_of", type=Instant(), default=None, help="The instant T (default: now).")
+@click.option("--rules", "rules_path", type=click.Path(dir_okay=False), default=None)
+@click.option("--json", "as_json", is_flag=True)
+def explain(account_id: str, as_of: datetime | None, rules_path: str | None, as_json: bool) -> None:
+    """Replay one account: its timeline, true state, why each value is what it is, and its drift."""
+    from projections.explain import explain as explain_account, render_text
+
+    rules = rules_or_exit(rules_path)
+    wiring = wiring_or_exit(writes=False)
+    if not log_exists(wiring.dsns["eventstore"]):
+        exit_no_events(account_id)
+    _refuse_rules_known_otherwise(wiring, rules, rules_path)
+    try:
+        explanation = explain_account(wiring.dsns, account_id, rules, as_of or utc_now())
+    except psycopg.Error as error:
+        raise RunFailed(f"explain failed: {error}")
+    if not explanation.timeline and not explanation.later_events:
+        exit_no_events(account_id)
+    echo_json(explanation.as_json()) if as_json else click.echo(render_text(explanation))

@@ -1,0 +1,34 @@
+"""The `recompute` command (shared/spec/cli.md). Exit codes: 0 done, 1 the run failed, 2 bad usage or configuration. The group; the commands are in the modules beside it."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+class _Recompute(click.Group):
+    """Usage errors are one line, naming the option or argument (cli.md: exit 2); the rest is click's."""
+
+    def main(self, *args, **kwargs):
+        kwargs.pop("standalone_mode", None)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as error:
+            error.show()
+            sys.exit(2)
+        except click.UsageError as error:
+            where = f" (see `{error.ctx.command_path} --help`)" if error.ctx else ""
+            click.echo(f"recompute: {' '.join(error.format_message().split())}{where}", err=True)
+            sys.exit(2)
+        except click.ClickException as error:
+            error.show()
+            sys.exit(error.exit_code)
+        except click.Abort:
+            click.echo("recompute: aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+@click.group(cls=_Recompute)
+def main() -> None:
+    """Event-sourced projector of billing and dunning state."""

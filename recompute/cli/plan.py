@@ -1,0 +1,66 @@
+"""`recompute plan` (shared/spec/cli.md)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+
+import click
+import psycopg
+
+from eventlog.account_log import log_exists
+from projections.plan import PlanResult, plan as plan_corrections
+from recompute.cli.common import (
+    Instant,
+    RunFailed,
+    _refuse_rules_known_otherwise,
+    echo_json,
+    exit_no_events,
+    rules_line,
+    rules_or_exit,
+    utc_now,
+    warn_if_never_ingested,
+    wiring_or_exit,
+)
+from recompute.cli.group import main
+from recompute.settings import LEGACY_STORES
+
+
+def _summary(result: PlanResult) -> str:
+    lines = [f"as of {result.as_of.isoformat()}, {rules_line(result.rules_version, result.rules_digest)}: "
+             f"{result.accounts_checked} accounts checked, {result.accounts_disagreeing} disagreeing, "
+             f"{len(result.corrections)} corrections"]
+    by_column = Counter((c.table, c.op, c.column) for c in result.corrections)
+    accounts = {key: len({c.account_id for c in result.corrections if (c.table, c.op, c.column) == key})
+                for key in by_column}
+    for (table, op, column), count in sorted(by_column.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or "")):
+        what = f"{table}.{column}" if column else f"{table} ({op})"
+        lines.append(f"  {what:<48} {count:>6} {op:<6} in {accounts[(table, op, column)]} accounts")
+    return "\n".join(lines + result.held_lines())
+
+@main.command()
+@click.option("--as-of", "as_of", type=Instant(), default=None, help="The instant T (default: now).")
+@click.option("--rules", "rules_path", type=click.Path(dir_okay=False), default=None)
+@click.option("--account", default=None, help="Only this account.")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--workers", type=click.IntRange(1, 16), default=2, show_default=True)
+def plan(as_of: datetime | None, rules_path: str | None, account: str | None, as_json: bool, workers: int) -> None:
+    """The corrections that would make the legacy stores agree with the true state; writes nothing."""
+    rules = rules_or_exit(rules_path)
+    wiring = wiring_or_exit(reads_legacy=LEGACY_STORES, writes=False)
+    at = as_of or utc_now()
+    _refuse_rules_known_otherwise(wiring, rules, rules_path)
+    try:
+        result = plan_corrections(wiring.dsns, rules, at, account=account, workers=workers) \
+            if log_exists(wiring.dsns["eventstore"]) else PlanResult(as_of=at, rules_version=rules.version,
+                                                                     rules_digest=rules.digest)
+    except psycopg.Error as error:
+        raise RunFailed(f"plan failed: {error}")
+    if account and result.events_folded == 0:
+        exit_no_events(account)
+    echo_json(result.as_json()) if as_json else click.echo(_summary(result))
+    if account and result.accounts_checked == 0:
+        click.echo(f"recompute: account {account!r} is not in cf_prod.accounts as of {at.isoformat()}: "
+                   "there is nothing to correct", err=True)
+    elif not account:
+        warn_if_never_ingested(result.accounts_checked)

@@ -1,0 +1,1 @@
+"""What tests and scripts use to drive the product: scratch databases, fleets, kill trials."""

@@ -1,0 +1,59 @@
+"""`recompute status`: the log, each source's checkpoint and age, parked records and the outbox, writing nothing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.e2e.test_cli_configuration import configured, nothing_written, recompute
+from tests.support.legacy import an_account, create_stores, execute
+
+pytestmark = pytest.mark.integration
+
+
+def test_status_of_a_fresh_event_store_reports_nothing_ingested_and_writes_nothing(stores):
+    create_stores(stores)
+    result = recompute("status", "--json", env=configured(stores))
+    assert result.returncode == 0, result.stderr
+    status = json.loads(result.stdout)
+    assert status["log"] == {"events": 0, "accounts": 0} and status["sources"] == []
+    assert status["parked_records"] == 0 and status["outbox"]["waiting"] == 0
+    assert nothing_written(stores["eventstore"])
+
+
+def test_status_counts_what_ingest_recorded_and_parked_per_source(stores):
+    create_stores(stores)
+    an_account(stores, "acc_000001")
+    an_account(stores, "acc_000002")
+    execute(stores["cf_prod"], "INSERT INTO accounts VALUES ('acc_000003', 'Bad', 'pro', 'frozen', now(), now())")
+    assert recompute("ingest", "--source", "cf_prod", env=configured(stores)).returncode == 0
+
+    status = json.loads(recompute("status", "--json", env=configured(stores)).stdout)
+
+    assert status["log"] == {"events": 2, "accounts": 2}
+    assert "legacy:cf_prod.accounts" in {s["source"] for s in status["sources"]}
+    assert all(s["age_seconds"] >= 0 for s in status["sources"])
+    assert status["parked_records"] == 1 and status["parked_by_table"] == {"cf_prod accounts": 1}
+    assert status["last_apply"] is None and status["accounts_disagreeing"] is None
+    text = recompute("status", env=configured(stores)).stdout
+    assert "parked records: 1" in text and "legacy:cf_prod.accounts" in text
+
+
+def test_status_counts_stripe_objects_waiting_for_their_account_until_a_mapping_records_them(stores):
+    from ingestion.stripe.ingester import StripeIngester
+    from eventlog.own_tables import ensure_own_schema
+    from tests.support.stripe_world import NOW, a_customer, an_event, an_invoice
+
+    create_stores(stores)
+    ensure_own_schema(stores["eventstore"])
+    webhooks = StripeIngester(reader=None, eventstore_dsn=stores["eventstore"])
+    webhooks.record_deliveries([an_event("evt_inv", "invoice.payment_failed", an_invoice(customer_id="cus_new"), NOW)])
+
+    waiting = json.loads(recompute("status", "--json", env=configured(stores)).stdout)
+    assert (waiting["stripe_waiting"], waiting["parked_records"]) == (1, 1)
+
+    webhooks.record_deliveries([an_event("evt_cus", "customer.created", a_customer("cus_new"), NOW + 1)])
+
+    recorded = json.loads(recompute("status", "--json", env=configured(stores)).stdout)
+    assert (recorded["stripe_waiting"], recorded["parked_records"]) == (0, 0)
