@@ -18,8 +18,6 @@ validated again.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
-
 from domain.facts import (
     AccountFact,
     AccountFacts,
@@ -39,10 +37,8 @@ from domain.stripe_shapes import (
     subscription_period_end,
     subscription_status,
 )
+from domain.facts_builder import FactsBuilder
 from domain.trusted import trusted
-
-if TYPE_CHECKING:
-    from domain.fold import FactsBuilder
 
 
 def resolve_facts(b: FactsBuilder, as_of: datetime) -> AccountFacts:

@@ -3,9 +3,9 @@
     fold(events, as_of=T) -> AccountFacts        pure: data in, data out
 
 Inside, `evolve(event, builder) -> builder` is a singledispatch over the event classes that
-updates a private mutable `FactsBuilder` (plain dicts, no validation: this loop runs for every
-event of every account); `FactsBuilder.freeze` resolves the authority table of rules-v1 §1 once at
-the end (domain/authority.py). An event class without an `evolve` raises `UnknownEvent`.
+updates a private mutable `FactsBuilder` (domain/facts_builder.py: plain dicts, no validation:
+this loop runs for every event of every account); `resolve_facts` resolves the authority table of
+rules-v1 §1 once at the end (domain/authority.py). An event class without an `evolve` raises `UnknownEvent`.
 
 Order: exactly the events with source_time <= T, sorted by (source_time, originator_version);
 Python's sort is stable, so events that tie on both keep the order they were given in.
@@ -18,77 +18,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 from functools import singledispatch
-from typing import Any
 
+from domain.authority import resolve_facts
 from domain.events import AccountEvent, CATALOG_STREAM, LegacyRowObserved, StripeObjectObserved
 from domain.facts import AccountFacts, row_key
+from domain.facts_builder import BILLING_CHARGES, BILLING_INVOICES, FactsBuilder, parse_time
 from domain.stripe_shapes import progress
-
-BILLING_INVOICES = ("billing_prod", "invoices")
-BILLING_CHARGES = ("billing_prod", "charges")
-
 
 class UnknownEvent(TypeError):
     """The fold was given an event class it has no rule for."""
-
-
-def parse_time(value: Any) -> datetime | None:
-    """A JSON timestamp (ISO 8601 with offset) as a datetime; None stays None."""
-    if value is None or isinstance(value, datetime):
-        return value
-    return datetime.fromisoformat(value)
-
-
-class FactsBuilder:
-    """The fold's private, mutable accumulator. Not shared, not returned by `fold`."""
-
-    __slots__ = ("account_id", "count", "rows", "stripe", "seen_event_ids", "invoice_sid",
-                 "sid_invoices", "invoice_due", "charge_invoice", "invoice_charges",
-                 "dunning_now", "history")
-
-    def __init__(self, account_id: str | None = None) -> None:
-        self.account_id = account_id
-        self.count = 0
-        self.rows: dict[tuple[str, str], dict[str, LegacyRowObserved]] = {}
-        self.stripe: dict[tuple[str, str], tuple[tuple, StripeObjectObserved]] = {}
-        self.seen_event_ids: set[str] = set()
-        self.invoice_sid: dict[str, str | None] = {}
-        self.sid_invoices: dict[str, set[str]] = {}
-        self.invoice_due: dict[str, datetime | None] = {}
-        self.charge_invoice: dict[str, str | None] = {}
-        self.invoice_charges: dict[str, dict[str, LegacyRowObserved]] = {}
-        self.dunning_now: dict[str, tuple] = {}
-        self.history: list[tuple[datetime, str, tuple | None, AccountEvent]] = []
-
-    def freeze(self, as_of: datetime) -> AccountFacts:
-        from domain.authority import resolve_facts
-
-        return resolve_facts(self, as_of)
-
-    # -- the invoice view that the dunning rules read ---------------------------------------
-    def true_invoice(self, invoice_id: str) -> tuple[Any, Any, int, StripeObjectObserved | None] | None:
-        """(status, amount_paid, attempt_count, deciding Stripe observation) by rules-v1 §1."""
-        billing = self.rows.get(BILLING_INVOICES, {}).get(invoice_id)
-        if billing is None:
-            return None
-        sid = self.invoice_sid.get(invoice_id)
-        if sid:
-            seen = self.stripe.get(("invoice", sid))
-            if seen is not None and not seen[1].deleted:
-                obj = seen[1].object
-                return obj.get("status"), obj.get("amount_paid"), int(obj.get("attempt_count") or 0), seen[1]
-        row = billing.row or {}
-        return row.get("status"), row.get("amount_paid"), len(self.invoice_charges.get(invoice_id, ())), None
-
-    def touch(self, invoice_id: str | None, event: AccountEvent) -> None:
-        """Record a change of the invoice's (status, due_at, attempt_count), if there was one."""
-        if invoice_id is None:
-            return
-        true = self.true_invoice(invoice_id)
-        view = None if true is None else (true[0], self.invoice_due.get(invoice_id), true[2])
-        if self.dunning_now.get(invoice_id) != view:
-            self.dunning_now[invoice_id] = view  # type: ignore[assignment]
-            self.history.append((event.source_time, invoice_id, view, event))
 
 
 @singledispatch
@@ -178,4 +116,4 @@ def fold(events: Iterable[AccountEvent], *, as_of: datetime) -> AccountFacts:
     builder = FactsBuilder()
     for event in chosen:
         builder = evolve(event, builder)
-    return builder.freeze(as_of)
+    return resolve_facts(builder, as_of)

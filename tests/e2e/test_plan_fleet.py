@@ -10,7 +10,7 @@ import simulation.oracle.rules_v1 as oracle
 from simulation.oracle.expected_corrections import compare_corrections
 from simulation.readback import oracle_corrections
 from tests.support.fleet import FLEET_NOW, a_fleet
-from tests.unit.test_domain_rules import SPEC_V1
+from tests.support.rules import SPEC_V1
 
 pytestmark = pytest.mark.integration
 

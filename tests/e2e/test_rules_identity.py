@@ -12,8 +12,8 @@ from domain.rules import RULES_V1, parse_rules
 from eventlog.own_tables import ensure_own_schema
 from simulation.harness.apply_fleet import NOW, a_consumer, a_drifting_fleet, drain, snapshot
 from simulation.harness.databases import STORES, scratch_databases
-from tests.unit.test_domain_rules import SPEC_V1
-from tests.unit.test_domain_rules_reach import RETRYING_ABOVE_SUSPENDED
+from tests.support.rules import SPEC_V1
+from tests.support.rules import RETRYING_ABOVE_SUSPENDED
 
 pytestmark = pytest.mark.integration
 AS_OF = ("--as-of", NOW.isoformat())

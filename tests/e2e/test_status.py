@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.e2e.test_cli_configuration import configured, nothing_written, recompute
+from tests.support.cli import configured, nothing_written, recompute
 from tests.support.legacy import an_account, create_stores, execute
 
 pytestmark = pytest.mark.integration

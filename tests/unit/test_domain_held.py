@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from domain.catalog import Catalog
 from domain.diff import corrections_for
 from domain.held import HeldRow, hold, plan_not_in_catalog
-from tests.unit.test_corrections import ACC, a_state, agreeing_rows
+from tests.support.states import ACC, a_state, agreeing_rows
 
 CATALOG = Catalog(plans={"free": ("api",), "pro": ("api", "sso")})
 PARKED_AT = datetime(2026, 3, 2, tzinfo=UTC)

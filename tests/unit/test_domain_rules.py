@@ -9,29 +9,7 @@ from freezegun import freeze_time
 
 from domain.rules import RULES_V1, RulesError, load_rules, parse_rules
 from tests.support.builders import T0, an_account, past_due, state_now
-
-SPEC_V1 = """\
-version = "v1"
-bad_debt_days_overdue = 60
-
-[[dunning.stage]]          # first that applies wins, top to bottom
-name = "suspended"
-days_overdue_at_least = 21
-
-[[dunning.stage]]
-name = "final_notice"
-days_overdue_at_least = 14
-failed_attempts_at_least = 4
-
-[[dunning.stage]]
-name = "retrying"
-days_overdue_at_least = 3
-failed_attempts_at_least = 1
-
-[[dunning.stage]]          # no condition: always applies
-name = "grace"
-"""
-
+from tests.support.rules import SPEC_V1, refused
 
 def test_the_built_in_rules_are_the_rules_v1_file_of_the_spec():
     assert parse_rules(SPEC_V1) == RULES_V1
@@ -57,12 +35,6 @@ def test_a_rules_file_with_suspension_at_30_days_changes_the_stage_and_is_carrie
     state = state_now(events, rules=later)
     assert (state.stage, state.status, state.rules_version) == ("final_notice", "active", "v2-30d")
     assert state.next_action_at == T0 + timedelta(days=5)  # 30 days overdue: suspended
-
-
-def refused(text: str) -> str:
-    with pytest.raises(RulesError) as caught:
-        parse_rules(text, source="rules.toml")
-    return str(caught.value)
 
 
 def test_a_misspelt_stage_key_is_refused_with_what_where_and_a_suggestion():

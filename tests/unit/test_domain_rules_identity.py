@@ -9,7 +9,7 @@ import pytest
 
 from domain.rules import RULES_V1, parse_rules
 from domain.rules_identity import KnownRules, RulesConflict, check_identity
-from tests.unit.test_domain_rules import SPEC_V1
+from tests.support.rules import SPEC_V1
 
 SUSPENDED_AT_30 = SPEC_V1.replace("days_overdue_at_least = 21", "days_overdue_at_least = 30")
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from domain.rules import STAGE_NAMES, Rules, RulesError, Stage, parse_rules
-from tests.unit.test_domain_rules import refused
+from tests.support.rules import RETRYING_ABOVE_SUSPENDED, refused
 
 
 def a_file(*stages: tuple[str, int | None, int | None]) -> str:
@@ -28,23 +28,6 @@ def a_file(*stages: tuple[str, int | None, int | None]) -> str:
         text += "" if days is None else f"days_overdue_at_least = {days}\n"
         text += "" if attempts is None else f"failed_attempts_at_least = {attempts}\n"
     return text
-
-
-RETRYING_ABOVE_SUSPENDED = """\
-version = "v2"
-bad_debt_days_overdue = 60
-
-[[dunning.stage]]
-name = "retrying"
-days_overdue_at_least = 3
-
-[[dunning.stage]]
-name = "suspended"
-days_overdue_at_least = 21
-
-[[dunning.stage]]
-name = "grace"
-"""
 
 
 def test_retrying_at_3_days_above_suspended_at_21_days_is_refused_naming_retrying():
