@@ -28,8 +28,8 @@ from domain.facts import (
     StripeCustomerFact,
     StripeInvoiceFact,
     SubscriptionFact,
-    ref_of,
 )
+from domain.refs import ref_of
 from domain.stripe_shapes import (
     from_unix,
     invoice_subscription,

@@ -8,7 +8,7 @@
     source-time order, so that the rules can tell when the current stage began.
 
 References ("refs") name an event: a Stripe event by its `evt_` id, anything else as
-`store.table[key]@position` (see `ref_of`). Everything here is plain data and JSON-serialisable.
+`store.table[key]@position` (domain/refs.py, the one ref format). Everything here is plain data and JSON-serialisable.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from domain.events import AccountEvent, StripeObjectObserved
 
 
 class Frozen(BaseModel):
@@ -28,18 +27,12 @@ class Frozen(BaseModel):
 
 
 def row_key(key: dict[str, Any]) -> str:
-    """A row's primary key as one string: the value, or the values in column-name order joined by '/'."""
+    """A row's primary key as one string to look it up by (not a ref: see domain/refs.py): the value, or the
+    values in column-name order joined by '/'."""
     if len(key) == 1:
         for value in key.values():
             return str(value)
     return "/".join(str(key[column]) for column in sorted(key))
-
-
-def ref_of(event: AccountEvent) -> str:
-    """How `because` names an event: its evt_ id, or store.table[key]@position."""
-    if isinstance(event, StripeObjectObserved) and event.event_id:
-        return event.event_id
-    return f"{event.store}.{event.table}[{row_key(event.key)}]@{event.position}"
 
 
 class LegacyRow(Frozen):

@@ -19,6 +19,7 @@ from domain.events import CATALOG_STREAM, AccountEvent, LegacyRowObserved, Strip
 from domain.facts import AccountFacts
 from domain.fold import fold
 from domain.held import HeldRow, ParkedRecord, hold
+from domain.refs import key_text, ref_of
 from domain.rules import Rules
 from domain.state import TrueState
 from domain.truth import true_state
@@ -115,18 +116,16 @@ def timeline_entry(event: AccountEvent) -> dict[str, Any]:
     if isinstance(event, StripeObjectObserved):
         kind = event.event_type or f"listed {event.table}"
         fields = {c: event.object.get(c) for c in _STRIPE_COLUMNS if event.object.get(c) is not None}
-        ref = event.event_id or f"list:{event.object_id}"
         data = event.object
         summary = f"{event.table} {event.object_id}" + ("" if not fields else " " + _pairs(fields))
     else:
         assert isinstance(event, LegacyRowObserved)
         kind = "row deleted" if event.row is None else "row observed"
-        key = "/".join(str(v) for v in event.key.values())
+        key = key_text(event.key)
         fields = {c: event.row.get(c) for c in _SUMMARY_COLUMNS.get(event.table, ())} if event.row else {}
-        ref = f"{event.store}.{event.table}[{key}]@{event.position}"
         data = event.row
         summary = f"{event.table} {key}" + (" gone" if event.row is None else " " + _pairs(fields))
-    return {"time": event.source_time.isoformat(), "source": f"{event.store}", "type": kind, "ref": ref,
+    return {"time": event.source_time.isoformat(), "source": f"{event.store}", "type": kind, "ref": ref_of(event),
             "summary": summary, "data": data, "version": event.originator_version}
 
 

@@ -72,6 +72,14 @@ def test_explain_replays_one_account_with_its_timeline_state_reasons_and_drift(f
     assert "timeline" in text and "because" in text and f"account {account}" in text
 
 
+def test_explain_cites_in_because_only_refs_its_timeline_shows(fleet):
+    for account in fleet.manifest.drifting_accounts[:8]:
+        explained = json.loads(fleet.recompute("explain", account, "--json", "--as-of", FLEET_NOW.isoformat()).stdout)
+        shown = {entry["ref"] for entry in explained["timeline"]}
+        cited = {ref for why in explained["because"].values() for ref in why["events"]}
+        assert cited and cited - shown == set(), f"{account}: because cites refs its timeline does not show"
+
+
 def test_explain_of_an_account_with_no_events_says_so_and_fails(fleet):
     result = fleet.recompute("explain", "acc_nobody", check=False)
     assert result.returncode == 1 and "no events for account 'acc_nobody'" in result.stderr
