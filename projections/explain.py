@@ -25,7 +25,8 @@ from domain.state import TrueState
 from domain.truth import true_state
 from projections.apply.audit import past_corrections
 from projections.legacy_rows import COMPARED_TABLES, parked_records
-from eventlog.account_log import AccountLog, open_log
+from eventlog.postgres_log import PostgresEventLog
+from eventlog.protocol import EventLog
 
 # The columns worth a glance in a one-line summary of a legacy row, per table.
 _SUMMARY_COLUMNS = {
@@ -71,11 +72,11 @@ class Explanation:
 
 
 def explain(dsns: Mapping[str, str], account_id: str, rules: Rules, as_of: datetime, *,
-            log: AccountLog | None = None) -> Explanation:
+            log: EventLog | None = None) -> Explanation:
     """`log`: an open log to read through (a long-lived process opens it once); else one is opened here."""
-    opened = log or open_log(dsns["eventstore"])
+    opened = log or PostgresEventLog(dsns["eventstore"])
     try:
-        events, catalog_events = opened.stream(account_id), opened.stream(CATALOG_STREAM)
+        events, catalog_events = read_streams(opened, account_id)
     finally:
         if log is None:
             opened.close()
@@ -83,6 +84,11 @@ def explain(dsns: Mapping[str, str], account_id: str, rules: Rules, as_of: datet
     holding = [row for row in (record.held_row(account_id) for record in parked) if row is not None]
     return replace(explanation(account_id, events, catalog_events, rules, as_of, parked=holding),
                    past_corrections=past_corrections(dsns["eventstore"], account_id), parked=parked)
+
+
+def read_streams(log: EventLog, account_id: str) -> tuple[list[AccountEvent], list[AccountEvent]]:
+    """What `explanation` replays: the account's stream and the catalog's."""
+    return log.stream(account_id), log.stream(CATALOG_STREAM)
 
 
 def explanation(account_id: str, events: list[AccountEvent], catalog_events: list[AccountEvent],

@@ -31,7 +31,8 @@ from ingestion.jobs import IngestJob, run_ingest  # noqa: E402
 from ingestion.stripe.ingester import StripeIngester  # noqa: E402
 from projections.explain import explain  # noqa: E402
 from projections.plan import plan  # noqa: E402
-from eventlog.account_log import append_events, open_log  # noqa: E402
+from eventlog.account_log import append_events  # noqa: E402
+from eventlog.postgres_log import PostgresEventLog  # noqa: E402
 from eventlog.own_tables import ensure_own_schema  # noqa: E402
 from simulation.fleet import build_fleet  # noqa: E402
 from simulation.world_reader import WorldFileReader  # noqa: E402
@@ -110,7 +111,7 @@ def bench(accounts: int, drifting: int, reuse: bool) -> None:
     print(f"floor: COPY binary        {floor_seconds:>10.2f} s  {floor_rate:>10,.0f} rows/s")
     print(f"plan / floor              {plan_rate / floor_rate:>10.2f}   (target >= 0.33)")
     account = a_long_account(dsns["eventstore"])
-    log = open_log(dsns["eventstore"])
+    log = PostgresEventLog(dsns["eventstore"])
     for label, kwargs in (("cold: opens the log", {}), ("the log open", {"log": log})):
         timings = []
         for _ in range(20):
