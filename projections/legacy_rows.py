@@ -10,8 +10,9 @@ account or per chunk.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import orjson
 import psycopg
@@ -48,6 +49,33 @@ class AccountRange:
         if self.hi is not None:
             parts.append(sql.SQL("{} < {}").format(col, sql.Literal(self.hi)))
         return sql.SQL(" AND ").join(parts)
+
+
+class RangeReader(Protocol):
+    """What the planner reads of one range of accounts (the seam `projections/plan.evaluate` is given)."""
+
+    def parked(self, accounts: AccountRange) -> Mapping[str, Sequence[HeldRow]]:
+        """The held rows of the range that ingest parked, by account."""
+        ...
+
+    def accounts(self, accounts: AccountRange) -> Iterator[tuple[str, list[AccountEvent], dict[str, list[dict]]]]:
+        """Each account of the log in the range, in id order, with its events and its legacy rows by
+        "store.table" (rows of accounts the log does not know are left out)."""
+        ...
+
+
+@dataclass(frozen=True)
+class StoreReader:
+    """The real `RangeReader`: the event store and the legacy stores of `dsns`, streamed."""
+
+    dsns: Mapping[str, str]
+
+    def parked(self, accounts: AccountRange) -> Mapping[str, Sequence[HeldRow]]:
+        return parked_rows(self.dsns["eventstore"], accounts)
+
+    def accounts(self, accounts: AccountRange) -> Iterator[tuple[str, list[AccountEvent], dict[str, list[dict]]]]:
+        legacy = [legacy_rows(self.dsns[store], store, accounts) for store in COMPARED_TABLES]
+        return by_account(account_events(self.dsns["eventstore"], accounts), legacy)
 
 
 def account_ranges(eventstore_dsn: str, parts: int) -> list[AccountRange]:

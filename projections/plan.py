@@ -1,17 +1,18 @@
 """`plan`: the true state of every account (or one) against its legacy rows, as corrections.
 
-The shell streams accounts (projections/legacy_rows.py) and calls the pure core for each:
-fold -> true_state -> corrections_for -> hold (domain/held.py: no correction for a row whose latest
-version ingest parked, nor for the entitlements of a plan product_config does not know; those rows
-are listed as held). With workers > 1 the accounts are split into ranges, one
-process each; every process streams its own range, so memory is one account per process.
+The shell streams accounts through a `RangeReader` (projections/legacy_rows.py; unit tests give it
+a fake) and calls the pure core for each, `plan_account`: fold -> true_state -> corrections_for ->
+hold (domain/held.py: no correction for a row whose latest version ingest parked, nor for the
+entitlements of a plan product_config does not know; those rows are listed as held). With
+workers > 1 the accounts are split into ranges, one process each; every process streams its own
+range, so memory is one account per process.
 """
 
 from __future__ import annotations
 
 import gc
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,13 +20,13 @@ from typing import Any
 from eventlog.processes import worker_pool
 from domain.catalog import Catalog, fold_catalog
 from domain.diff import Correction, corrections_for
+from domain.events import AccountEvent
 from domain.fold import fold
 from domain.held import HeldRow, hold
 from domain.rules import Rules
 from domain.state import TrueState
 from domain.truth import true_state
-from projections.legacy_rows import COMPARED_TABLES, AccountRange, account_events, account_ranges, by_account, \
-    catalog_events, legacy_rows, parked_rows
+from projections.legacy_rows import AccountRange, RangeReader, StoreReader, account_ranges, catalog_events
 
 
 @dataclass
@@ -85,11 +86,12 @@ def plan(dsns: Mapping[str, str], rules: Rules, as_of: datetime, *, account: str
 
 
 def plan_range(dsns: dict[str, str], rules: Rules, as_of: datetime, catalog: Catalog,
-               accounts: AccountRange) -> PlanResult:
+               accounts: AccountRange, *, reader: RangeReader | None = None) -> PlanResult:
     """Plans one range of accounts: the unit of work of one process."""
     result = PlanResult(as_of=as_of, rules_version=rules.version, rules_digest=rules.digest)
     gc.freeze()  # what is alive now lives for the whole run; the collector need not walk it per account
-    for events_folded, state, corrections, held in evaluate(dsns, rules, as_of, catalog, accounts, explain=False):
+    for events_folded, state, corrections, held in evaluate(dsns, rules, as_of, catalog, accounts, explain=False,
+                                                             reader=reader):
         result.events_folded += events_folded
         if state.account_exists:
             result.accounts_checked += 1
@@ -99,13 +101,25 @@ def plan_range(dsns: dict[str, str], rules: Rules, as_of: datetime, catalog: Cat
 
 
 def evaluate(dsns: Mapping[str, str], rules: Rules, as_of: datetime, catalog: Catalog, accounts: AccountRange,
-             *, explain: bool) -> Iterator[tuple[int, TrueState, list[Correction], list[HeldRow]]]:
+             *, explain: bool, reader: RangeReader | None = None
+             ) -> Iterator[tuple[int, TrueState, list[Correction], list[HeldRow]]]:
     """Each account of the log in `accounts`, in id order: how many events it folded, its true state,
     its corrections (none for an account cf_prod does not know) and its held rows. Streams: one
-    account at a time; the parked rows of the range are read once, before."""
-    parked = parked_rows(dsns["eventstore"], accounts)
-    legacy = [legacy_rows(dsns[store], store, accounts) for store in COMPARED_TABLES]
-    for account_id, events, rows in by_account(account_events(dsns["eventstore"], accounts), legacy):
-        state = true_state(fold(events, as_of=as_of), catalog, rules, as_of, explain=explain)
-        corrections, held = hold(state, catalog, parked.get(account_id, ()), rows, corrections_for(state, rows))
+    account at a time; the parked rows of the range are read once, before. `reader` is what it
+    reads from (default: the stores of `dsns`)."""
+    reader = reader or StoreReader(dsns)
+    parked = reader.parked(accounts)
+    for account_id, events, rows in reader.accounts(accounts):
+        state, corrections, held = plan_account(events, rows, catalog, parked.get(account_id, ()), rules, as_of,
+                                                explain=explain)
         yield len(events), state, corrections, held
+
+
+def plan_account(events: Sequence[AccountEvent], rows: Mapping[str, Sequence[dict]], catalog: Catalog,
+                 parked: Sequence[HeldRow], rules: Rules, as_of: datetime, *, explain: bool = False
+                 ) -> tuple[TrueState, list[Correction], list[HeldRow]]:
+    """Pure: one account's true state, the corrections of its legacy `rows` that no held row
+    withholds, and its held rows (fold -> true_state -> corrections_for -> hold)."""
+    state = true_state(fold(events, as_of=as_of), catalog, rules, as_of, explain=explain)
+    corrections, held = hold(state, catalog, parked, rows, corrections_for(state, rows))
+    return state, corrections, held

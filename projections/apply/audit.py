@@ -3,6 +3,7 @@
     record(conn, run, intents)      step 1: audit rows 'pending' + their outbox events 'held', one transaction
     settle(conn, outcomes)          step 3: audit rows 'applied' | 'stale' | 'abandoned'; an event with an
                                     applied correction becomes 'ready' (its body fixed), one with none 'void'
+    finished_events(rows)           pure: which held events become 'ready' (with their body) or 'void'
     pending(conn)                   intents of earlier runs that were never settled (a run was killed)
     past_corrections(dsn, account)  what `explain` shows
 
@@ -11,7 +12,7 @@ The caller owns the transaction: `record` and `settle` each run inside one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -99,29 +100,43 @@ def settle(conn: psycopg.Connection, outcomes: Sequence[Outcome]) -> dict[str, i
             "JOIN outbox_event e USING (event_id) JOIN apply_run r ON r.run_id = a.run_id "
             "WHERE a.event_id IN (SELECT event_id FROM correction_audit WHERE id = ANY(%s)) "
             "AND e.status = 'held' ORDER BY a.id", ([o.audit_id for o in outcomes],)).fetchall()
-    by_event: dict[Any, list[dict]] = {}
+    counts = {"ready": 0, "void": 0}
+    for event_id, status, body in finished_events(rows):
+        if status == "void":
+            conn.execute("UPDATE outbox_event SET status = 'void' WHERE event_id = %s", (event_id,))
+        else:
+            conn.execute("UPDATE outbox_event SET status = 'ready', body = %s, ready_at = now() WHERE event_id = %s",
+                         (Jsonb(body), event_id))
+        counts[status] += 1
+    return counts
+
+
+def finished_events(rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, str, dict[str, Any] | None]]:
+    """Pure: which held events the audit rows let `settle` finish, as (event_id, status, body).
+
+    `rows` are the audit rows of held events in id order (with the event's type and subject and
+    the run's as_of). An event with a member still 'pending' (another store's part) is not
+    finished yet; one with an applied member becomes 'ready', its body telling what was applied;
+    one with none 'void' (no body)."""
+    by_event: dict[Any, list[Mapping[str, Any]]] = {}
     for row in rows:
         by_event.setdefault(row["event_id"], []).append(row)
-    counts = {"ready": 0, "void": 0}
+    finished: list[tuple[Any, str, dict[str, Any] | None]] = []
     for event_id, members in by_event.items():
         if any(m["status"] == "pending" for m in members):
             continue  # another store's part is not settled yet
         applied = [m for m in members if m["status"] == "applied"]
-        first = members[0]
         if not applied:
-            conn.execute("UPDATE outbox_event SET status = 'void' WHERE event_id = %s", (event_id,))
-            counts["void"] += 1
+            finished.append((event_id, "void", None))
             continue
-        body = event_body(
+        first = members[0]
+        finished.append((event_id, "ready", event_body(
             event_id=str(event_id), type=first["type"], account_id=first["account_id"], subject=first["subject"],
             rules_version=first["rules_version"], rules_digest=first["rules_digest"], run_id=str(first["run_id"]),
             as_of=first["run_as_of"],
             occurred_at=max(m["settled_at"] for m in applied),
-            applied=[(correction_of(m), m["causes"]) for m in applied])
-        conn.execute("UPDATE outbox_event SET status = 'ready', body = %s, ready_at = now() WHERE event_id = %s",
-                     (Jsonb(body), event_id))
-        counts["ready"] += 1
-    return counts
+            applied=[(correction_of(m), m["causes"]) for m in applied])))
+    return finished
 
 
 def pending(conn: psycopg.Connection) -> list[tuple[Intent, str]]:
@@ -132,7 +147,7 @@ def pending(conn: psycopg.Connection) -> list[tuple[Intent, str]]:
                     event_id=str(r["event_id"]), audit_id=r["id"]), str(r["run_id"])) for r in rows]
 
 
-def correction_of(row: dict) -> Correction:
+def correction_of(row: Mapping[str, Any]) -> Correction:
     return Correction(account_id=row["account_id"], table=row["tbl"], op=row["op"], key=row["key"],
                       column=row["col"], from_=row["from_value"], to=row["to_value"])
 

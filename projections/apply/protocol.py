@@ -101,11 +101,9 @@ def apply(dsns: Mapping[str, str], rules: Rules, as_of: datetime, options: Apply
         on_step("recovered")
         planned = plan(dsns, rules, as_of, account=options.account, workers=options.workers)
         on_step("planned")
-        disagreeing = sorted({c.account_id for c in planned.corrections})
-        chosen = disagreeing[:options.max_accounts] if options.max_accounts is not None else disagreeing
+        disagreeing, chosen = choose_accounts(planned.corrections, planned.accounts_checked, options)
         result.accounts_checked, result.accounts_disagreeing = planned.accounts_checked, len(disagreeing)
         result.accounts_chosen = len(chosen)
-        check_blast_radius(len(chosen), planned.accounts_checked, options)
         if not chosen:
             return result
         run = RunInfo(result.run_id, rules.version, as_of, rules.digest)
@@ -115,6 +113,16 @@ def apply(dsns: Mapping[str, str], rules: Rules, as_of: datetime, options: Apply
             _apply_batch(dsns, run, replan(dsns, rules, as_of, catalog, batch), result, on_step)
         _finish_run(dsns["eventstore"], result)
     return result
+
+
+def choose_accounts(corrections: Sequence[Correction], checked: int,
+                    options: ApplyOptions) -> tuple[list[str], list[str]]:
+    """Pure: the disagreeing accounts (in id order) and those this run changes (the first
+    --max-accounts of them); raises ApplyRefused past the blast-radius guard."""
+    disagreeing = sorted({c.account_id for c in corrections})
+    chosen = disagreeing[:options.max_accounts] if options.max_accounts is not None else disagreeing
+    check_blast_radius(len(chosen), checked, options)
+    return disagreeing, chosen
 
 
 def check_blast_radius(changing: int, checked: int, options: ApplyOptions) -> None:
@@ -147,13 +155,22 @@ def recover(dsns: Mapping[str, str], result: ApplyResult) -> None:
     if not left:
         return
     outcomes: list[Outcome] = []
-    for store in STORES:
-        mine = [(i, run_id) for i, run_id in left if i.store == store]
-        if mine:
-            outcomes += resolve_pending(dsns[store], sorted({r for _, r in mine}), [i for i, _ in mine])
+    for store, (run_ids, intents) in pending_by_store(left).items():
+        outcomes += resolve_pending(dsns[store], run_ids, intents)
     with _es(dsns["eventstore"]) as conn, conn.transaction():
         result.events.update(settle(conn, outcomes))
     result.recovered.update(o.status for o in outcomes)
+
+
+def pending_by_store(left: Sequence[tuple[Intent, str]]) -> dict[str, tuple[list[str], list[Intent]]]:
+    """Pure: the pending intents of earlier runs per store (in STORES order, stores with none left
+    out), with the runs that recorded them, sorted: what recovery resolves on each store."""
+    found: dict[str, tuple[list[str], list[Intent]]] = {}
+    for store in STORES:
+        mine = [(i, run_id) for i, run_id in left if i.store == store]
+        if mine:
+            found[store] = (sorted({r for _, r in mine}), [i for i, _ in mine])
+    return found
 
 
 def _apply_batch(dsns: Mapping[str, str], run: RunInfo, plans: list[AccountPlan], result: ApplyResult,

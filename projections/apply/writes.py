@@ -2,6 +2,7 @@
 
     write_store(dsn, run_id, intents) -> [Outcome]      one transaction, compare-and-set per intent
     resolve_pending(dsn, run_ids, intents) -> [Outcome] after a crash: applied, or abandoned
+    recovered(intents, held, at) -> [Outcome]           the pure decision resolve_pending makes
 
 Every connection of a run carries `application_name = 'recompute apply <run id>'`, so recovery can
 wait until no session of a dead run is left on the store's server (a backend whose client was
@@ -52,7 +53,12 @@ def resolve_pending(dsn: str, run_ids: Sequence[str], intents: Sequence[Intent])
     with psycopg.connect(dsn, options=OPTIONS, autocommit=True) as conn:
         _wait_for_sessions_to_end(conn, [session_name(r) for r in run_ids])
         held = [conn.execute(*probe(i.correction)).fetchone() is not None for i in intents]
-    at = datetime.now(UTC)
+    return recovered(intents, held, datetime.now(UTC))
+
+
+def recovered(intents: Sequence[Intent], held: Sequence[bool], at: datetime) -> list[Outcome]:
+    """Pure: what became of an interrupted run's pending intents, given whether each one's row holds
+    what the intent writes: 'applied' if it does, else 'abandoned' (never re-executed)."""
     return [Outcome(i.audit_id, "applied" if h else "abandoned", at) for i, h in zip(intents, held, strict=True)]
 
 

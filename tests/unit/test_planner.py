@@ -1,0 +1,169 @@
+"""The planner's shell (projections/plan.evaluate, plan_range) over a fake reader: no database.
+
+The fake holds the log's events and the legacy rows in memory and streams them as the real
+reader does (sorted by account, merged by `by_account`); the per-account decision is the pure
+`plan_account`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pytest
+from freezegun import freeze_time
+
+from domain.diff import Correction
+from domain.events import AccountEvent
+from domain.held import HeldRow
+from domain.rules import RULES_V1
+from projections.legacy_rows import AccountRange, RangeReader, by_account
+from projections.plan import evaluate, plan_account, plan_range
+from tests.support.builders import ACCOUNT, T0, a_catalog, an_account, now, past_due
+
+OTHER = "acc_000007"  # sorts before ACCOUNT
+THIRD = "acc_000099"
+
+
+@pytest.fixture(autouse=True)
+def frozen():
+    with freeze_time(T0):
+        yield
+
+
+def of(account: str, events: list[AccountEvent]) -> list[AccountEvent]:
+    """The builders' events (made for ACCOUNT) as events of `account`."""
+    return [e.model_copy(update={"originator_id": account}) for e in events]
+
+
+def accounts_row(account: str, status: str = "active") -> dict:
+    return {"account_id": account, "name": "Acme", "plan": "pro", "status": status}
+
+
+def agreeing(account: str, **tables: list[dict]) -> dict[str, list[dict]]:
+    """The legacy rows of an active pro account in good standing (an_account()); pass a table
+    ("store__table") to replace it."""
+    rows = {
+        "cf_prod.accounts": [accounts_row(account)],
+        "cf_prod.entitlements": [{"account_id": account, "feature": f, "enabled": True, "source": "plan"}
+                                 for f in ("api", "docs", "sso")],
+        "subs.subs_account": [{"account_id": account, "bad_debt": False, "delinquent": False}],
+    }
+    rows.update({name.replace("__", "."): value for name, value in tables.items()})
+    return rows
+
+
+def summary(corrections: list[Correction]) -> list[tuple]:
+    return [(c.account_id, c.table, c.op, c.column, c.from_, c.to) for c in corrections]
+
+
+@dataclass
+class FakeReader:
+    """A `RangeReader` over in-memory events and rows; it notes what it was asked to read."""
+
+    events: dict[str, list[AccountEvent]]
+    rows: dict[str, dict[str, list[dict]]] = field(default_factory=dict)
+    parked_rows: dict[str, list[HeldRow]] = field(default_factory=dict)
+    reads: list[tuple[str, AccountRange]] = field(default_factory=list)
+
+    def parked(self, accounts: AccountRange) -> Mapping[str, Sequence[HeldRow]]:
+        self.reads.append(("parked", accounts))
+        return {a: held for a, held in self.parked_rows.items() if _within(a, accounts)}
+
+    def accounts(self, accounts: AccountRange) -> Iterator[tuple[str, list[AccountEvent], dict[str, list[dict]]]]:
+        self.reads.append(("accounts", accounts))
+        log = ((a, self.events[a]) for a in sorted(self.events) if _within(a, accounts))
+        legacy = [(a, table, row) for a in sorted(self.rows) if _within(a, accounts)
+                  for table, rows in self.rows[a].items() for row in rows]
+        return by_account(log, [iter(legacy)])
+
+
+def _within(account: str, accounts: AccountRange) -> bool:
+    if accounts.ids is not None:
+        return account in accounts.ids
+    return (accounts.lo is None or account >= accounts.lo) and (accounts.hi is None or account < accounts.hi)
+
+
+def run(reader: RangeReader, accounts: AccountRange = AccountRange(), *, as_of: datetime | None = None):
+    return list(evaluate({}, RULES_V1, as_of or now(), a_catalog(), accounts, explain=False, reader=reader))
+
+
+def corrections_of(results, account: str) -> list[Correction]:
+    return [c for _, state, corrections, _ in results if state.account_id == account for c in corrections]
+
+
+def test_a_drifting_account_gets_exactly_its_corrections_and_the_others_none():
+    reader = FakeReader(events={ACCOUNT: an_account(), OTHER: of(OTHER, an_account())},
+                        rows={ACCOUNT: agreeing(ACCOUNT, cf_prod__accounts=[accounts_row(ACCOUNT, "suspended")]),
+                              OTHER: agreeing(OTHER)})
+
+    results = run(reader)
+
+    assert summary(corrections_of(results, ACCOUNT)) == [
+        (ACCOUNT, "cf_prod.accounts", "update", "status", "suspended", "active")]
+    assert corrections_of(results, OTHER) == []
+    assert [n for n, *_ in results] == [len(an_account())] * 2
+
+
+def test_an_account_cf_prod_does_not_know_gets_no_corrections_and_is_not_counted():
+    only_invoices = of(OTHER, past_due(days=20, attempts=2).events())  # no cf_prod.accounts row in its log
+    drifting = agreeing(OTHER, cf_prod__accounts=[accounts_row(OTHER, "suspended")],
+                        billing_prod__dunning=[{"account_id": OTHER, "stage": "none"}])
+    reader = FakeReader(events={OTHER: only_invoices, ACCOUNT: an_account()},
+                        rows={OTHER: drifting,
+                              ACCOUNT: agreeing(ACCOUNT, cf_prod__accounts=[accounts_row(ACCOUNT, "suspended")])})
+
+    results = run(reader)
+
+    (unknown,) = [state for _, state, _, _ in results if state.account_id == OTHER]
+    assert not unknown.account_exists and corrections_of(results, OTHER) == []
+    planned = plan_range({}, RULES_V1, now(), a_catalog(), AccountRange(), reader=FakeReader(
+        events=reader.events, rows=reader.rows))
+    assert planned.accounts_checked == 1
+    assert summary(planned.corrections) == [(ACCOUNT, "cf_prod.accounts", "update", "status", "suspended", "active")]
+    assert planned.events_folded == len(only_invoices) + len(an_account())
+
+
+def test_a_held_row_withholds_its_correction_and_is_listed():
+    sso_off = [{"account_id": ACCOUNT, "feature": f, "enabled": f != "sso", "source": "plan"}
+               for f in ("api", "docs", "sso")]
+    rows = {ACCOUNT: agreeing(ACCOUNT, cf_prod__accounts=[accounts_row(ACCOUNT, "suspended")],
+                              cf_prod__entitlements=sso_off)}
+    parked = HeldRow(account_id=ACCOUNT, table="cf_prod.accounts", key={"account_id": ACCOUNT},
+                     reason="unknown status 'frozen'", parked_at=now())
+
+    results = run(FakeReader(events={ACCOUNT: an_account()}, rows=rows, parked_rows={ACCOUNT: [parked]}))
+
+    assert summary(corrections_of(results, ACCOUNT)) == [
+        (ACCOUNT, "cf_prod.entitlements", "update", "enabled", False, True)]
+    assert [h for _, _, _, h in results] == [[parked]]
+
+
+def test_accounts_are_evaluated_once_each_in_id_order_parked_rows_read_once_before():
+    events = {THIRD: of(THIRD, an_account()), ACCOUNT: an_account(), OTHER: of(OTHER, an_account())}
+    rows = {"acc_000001": agreeing("acc_000001"), **{a: agreeing(a) for a in events}}  # acc_000001: not in the log
+    reader = FakeReader(events=events, rows=rows)
+    accounts = AccountRange()
+
+    results = run(reader, accounts)
+
+    assert [state.account_id for _, state, _, _ in results] == [OTHER, ACCOUNT, THIRD]
+    assert reader.reads == [("parked", accounts), ("accounts", accounts)]
+
+
+def test_a_range_plans_only_its_accounts():
+    reader = FakeReader(events={a: of(a, an_account()) for a in (OTHER, ACCOUNT, THIRD)})
+    results = run(reader, AccountRange(ids=(ACCOUNT, THIRD)))
+    assert [state.account_id for _, state, _, _ in results] == [ACCOUNT, THIRD]
+
+
+def test_the_shell_yields_what_the_pure_per_account_decision_says():
+    rows = agreeing(ACCOUNT, cf_prod__accounts=[accounts_row(ACCOUNT, "suspended")])
+    parked = [HeldRow(account_id=ACCOUNT, table="cf_prod.entitlements", key={"account_id": ACCOUNT, "feature": "sso"},
+                      reason="unknown source 'vip'", parked_at=now())]
+    events = an_account()
+    ((folded, state, corrections, held),) = run(FakeReader(events={ACCOUNT: events}, rows={ACCOUNT: rows},
+                                                            parked_rows={ACCOUNT: parked}))
+    assert (state, corrections, held) == plan_account(events, rows, a_catalog(), parked, RULES_V1, now())
+    assert folded == len(events) and corrections and held == parked
