@@ -21,10 +21,11 @@ from domain.catalog import Catalog, fold_catalog
 from domain.diff import Correction, corrections_for
 from domain.fold import fold
 from domain.held import HeldRow, hold
+from domain.legacy_tables import COMPARED_BY_STORE
 from domain.rules import Rules
 from domain.state import TrueState
 from domain.truth import true_state
-from projections.legacy_rows import COMPARED_TABLES, AccountRange, account_events, account_ranges, by_account, \
+from projections.legacy_rows import AccountRange, account_events, account_ranges, by_account, \
     catalog_events, legacy_rows, parked_rows
 
 
@@ -104,7 +105,7 @@ def evaluate(dsns: Mapping[str, str], rules: Rules, as_of: datetime, catalog: Ca
     its corrections (none for an account cf_prod does not know) and its held rows. Streams: one
     account at a time; the parked rows of the range are read once, before."""
     parked = parked_rows(dsns["eventstore"], accounts)
-    legacy = [legacy_rows(dsns[store], store, accounts) for store in COMPARED_TABLES]
+    legacy = [legacy_rows(dsns[store], store, accounts) for store in COMPARED_BY_STORE]
     for account_id, events, rows in by_account(account_events(dsns["eventstore"], accounts), legacy):
         state = true_state(fold(events, as_of=as_of), catalog, rules, as_of, explain=explain)
         corrections, held = hold(state, catalog, parked.get(account_id, ()), rows, corrections_for(state, rows))
