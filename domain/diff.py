@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from domain.legacy_tables import BY_NAME, CORRECTION_ORDER, correctable
 from domain.state import TrueState
 
 Row = Mapping[str, Any]
@@ -25,17 +26,8 @@ NO_DUNNING = {"stage": "none", "attempt_count": 0, "next_action_at": None}
 
 # The only columns the projector may ever write, per table (rules-v1 §3): the writer refuses others.
 WRITABLE: dict[str, frozenset[str]] = {
-    "billing_prod.invoices": frozenset({"status", "amount_paid"}),
-    "subs.subs_invoice": frozenset({"status", "amount_remaining", "attempt_count"}),
-    "billing_prod.dunning": frozenset({"stage"}),
-    "subs.subs_dunning": frozenset({"stage", "attempt_count", "next_action_at"}),
-    "subs.subs_account": frozenset({"bad_debt", "delinquent"}),
-    "subs.subs_subscription": frozenset({"status", "stripe_subscription_id", "current_period_end"}),
-    "subs.subs_customer": frozenset({"stripe_customer_id"}),
-    "cf_prod.accounts": frozenset({"status"}),
-    "cf_prod.entitlements": frozenset({"enabled"}),
+    table: frozenset(correctable(BY_NAME[table]).compared) for table in CORRECTION_ORDER
 }
-TABLE_ORDER = tuple(WRITABLE)
 
 
 class Correction(BaseModel):
@@ -67,7 +59,7 @@ def corrections_for(state: TrueState, rows: Mapping[str, Sequence[Row]]) -> list
     _customer(state, rows, diff)
     _account(state, rows, diff)
     _entitlements(state, rows, diff)
-    order = {table: i for i, table in enumerate(TABLE_ORDER)}
+    order = {table: i for i, table in enumerate(CORRECTION_ORDER)}
     return sorted(found, key=lambda c: (order[c.table], _sort_text(c.key), c.op, c.column or ""))
 
 

@@ -23,9 +23,10 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
+from domain.legacy_tables import LegacyStore
+
 CATALOG_STREAM = "catalog:product_config"
 
-LegacyStore = Literal["cf_prod", "billing_prod", "subs"]
 StripeObjectType = Literal["customer", "subscription", "invoice", "charge", "payment_intent"]
 
 

@@ -20,15 +20,16 @@ from domain.facts import AccountFacts
 from domain.fold import fold
 from domain.held import HeldRow, ParkedRecord, hold
 from domain.refs import key_text, ref_of
+from domain.legacy_tables import COMPARED_BY_STORE, TABLES
 from domain.rules import Rules
 from domain.state import TrueState
 from domain.truth import true_state
 from projections.apply.audit import past_corrections
-from projections.legacy_rows import COMPARED_TABLES, parked_records
+from projections.legacy_rows import parked_records
 from eventlog.postgres_log import PostgresEventLog
 from eventlog.protocol import EventLog
 
-# The columns worth a glance in a one-line summary of a legacy row, per table.
+# The columns worth a glance in a one-line summary of a legacy row, per table of domain/legacy_tables.py.
 _SUMMARY_COLUMNS = {
     "accounts": ("plan", "status"), "entitlements": ("feature", "enabled", "source"),
     "invoices": ("status", "amount_due", "amount_paid", "due_at"), "charges": ("invoice_id", "status", "failure_code"),
@@ -38,6 +39,8 @@ _SUMMARY_COLUMNS = {
     "subs_subscription": ("stripe_subscription_id", "status", "current_period_end"),
     "subs_invoice": ("status", "amount_remaining", "attempt_count"),
 }
+if unknown := set(_SUMMARY_COLUMNS) - {spec.table for spec in TABLES}:  # pragma: no cover
+    raise ImportError(f"explain._SUMMARY_COLUMNS names {', '.join(sorted(unknown))}: not in domain.legacy_tables")
 _STRIPE_COLUMNS = ("status", "amount_due", "amount_paid", "attempt_count", "customer")
 
 
@@ -115,7 +118,7 @@ def explanation(account_id: str, events: list[AccountEvent], catalog_events: lis
 def recorded_rows(facts: AccountFacts) -> dict[str, list[dict]]:
     """The compared legacy tables' rows of the account as last recorded, by "store.table"."""
     return {f"{store}.{table}": [row.row for row in facts.rows(store, table)]
-            for store, tables in COMPARED_TABLES.items() for table in tables}
+            for store, tables in COMPARED_BY_STORE.items() for table in tables}
 
 
 def timeline_entry(event: AccountEvent) -> dict[str, Any]:

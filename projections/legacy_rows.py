@@ -21,14 +21,8 @@ from psycopg import sql
 from domain.diff import WRITABLE
 from domain.events import CATALOG_STREAM, AccountEvent
 from domain.held import HeldRow, ParkedRecord
+from domain.legacy_tables import COMPARED_BY_STORE
 from eventlog.account_log import EVENTS_TABLE, decode_event
-
-# The legacy tables whose rows rules-v1 §3 compares, per store, as "store.table".
-COMPARED_TABLES: dict[str, tuple[str, ...]] = {
-    "cf_prod": ("accounts", "entitlements"),
-    "billing_prod": ("invoices", "dunning"),
-    "subs": ("subs_account", "subs_customer", "subs_dunning", "subs_subscription", "subs_invoice"),
-}
 
 
 @dataclass(frozen=True)
@@ -74,7 +68,7 @@ class StoreReader:
         return parked_rows(self.dsns["eventstore"], accounts)
 
     def accounts(self, accounts: AccountRange) -> Iterator[tuple[str, list[AccountEvent], dict[str, list[dict]]]]:
-        legacy = [legacy_rows(self.dsns[store], store, accounts) for store in COMPARED_TABLES]
+        legacy = [legacy_rows(self.dsns[store], store, accounts) for store in COMPARED_BY_STORE]
         return by_account(account_events(self.dsns["eventstore"], accounts), legacy)
 
 
@@ -124,7 +118,7 @@ def legacy_rows(dsn: str, store: str, accounts: AccountRange) -> Iterator[tuple[
         selects = [
             sql.SQL("SELECT account_id, {} AS tbl, row_to_json(t)::text AS row FROM {} t WHERE {}").format(
                 sql.Literal(f"{store}.{table}"), sql.Identifier(table), accounts.where("account_id", collate=collate))
-            for table in COMPARED_TABLES[store]
+            for table in COMPARED_BY_STORE[store]
         ]
         query = sql.SQL("COPY (SELECT * FROM ({}) u ORDER BY {}) TO STDOUT (FORMAT BINARY)").format(
             sql.SQL(" UNION ALL ").join(selects), _order("account_id", collate))

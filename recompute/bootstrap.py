@@ -9,13 +9,13 @@ import psycopg
 import stripe
 
 from ingestion.jobs import IngestJob
-from ingestion.legacy.tables import TABLES_BY_STORE
+from domain.legacy_tables import STORES, TABLES_BY_STORE
 from ingestion.stripe.reader import StripeApiReader
 from recompute.embedded import embedded_dsns
 from eventlog.own_tables import ensure_own_schema
-from recompute.settings import DSN_VARIABLES, LEGACY_STORES, Settings, SettingsError
+from recompute.settings import DSN_VARIABLES, Settings, SettingsError
 
-SOURCES = ("cf_prod", "billing_prod", "subs", "stripe")
+SOURCES = (*STORES, "stripe")
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class Wiring:
         chosen = SOURCES if source == "all" else (source,)
         jobs = []
         for name in chosen:
-            if name in LEGACY_STORES:
+            if name in STORES:
                 jobs.append(IngestJob(source=name, eventstore_dsn=self.dsns["eventstore"],
                                       source_dsn=self.dsns[name], batch_size=batch_size))
             elif self.settings.stripe_api_key:

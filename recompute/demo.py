@@ -14,6 +14,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from domain.legacy_tables import STORES
 from domain.rules import RULES_V1
 from ingestion.jobs import run_ingest
 from projections.explain import explain, render_text
@@ -39,7 +40,7 @@ def run_demo(settings: Settings, *, accounts: int, drifting: int, seed: int, say
     now = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
     with tempfile.TemporaryDirectory(prefix="recompute-demo-") as scratch:
         stripe_dir = Path(scratch) / "stripe"
-        manifest = build_fleet({s: dsns[s] for s in ("cf_prod", "billing_prod", "subs")}, accounts=accounts,
+        manifest = build_fleet({s: dsns[s] for s in STORES}, accounts=accounts,
                                seed=seed, drifting=drifting, now=now, stripe_dir=stripe_dir)
         say(f"1. fleet: {accounts} accounts, {drifting} of them given drift "
             f"({len(manifest.expected_corrections)} corrections injected)")

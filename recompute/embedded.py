@@ -14,7 +14,9 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-DATABASES = {"cf_prod": "cf_prod", "billing_prod": "billing_prod", "subs": "subs", "eventstore": "recompute"}
+from domain.legacy_tables import STORES
+
+DATABASES = {**{store: store for store in STORES}, "eventstore": "recompute"}
 
 
 class EmbeddedPostgresError(Exception):

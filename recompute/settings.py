@@ -13,7 +13,7 @@ from typing import Mapping
 
 import psycopg.conninfo
 
-LEGACY_STORES = ("cf_prod", "billing_prod", "subs")
+from domain.legacy_tables import STORES
 
 DSN_VARIABLES = {
     "cf_prod": "RECOMPUTE_CF_PROD_DSN",
@@ -86,9 +86,9 @@ def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
 def _all_legacy_or_none(dsns: Mapping[str, str | None]) -> None:
     """The three legacy stores are the company's or the embedded demo's, never a mix of the two:
     a plan over a configured cf_prod and the demo's billing_prod would 'correct' real accounts."""
-    unset = [DSN_VARIABLES[store] for store in LEGACY_STORES if dsns[store] is None]
-    if 0 < len(unset) < len(LEGACY_STORES):
-        set_ = [DSN_VARIABLES[store] for store in LEGACY_STORES if dsns[store] is not None]
+    unset = [DSN_VARIABLES[store] for store in STORES if dsns[store] is None]
+    if 0 < len(unset) < len(STORES):
+        set_ = [DSN_VARIABLES[store] for store in STORES if dsns[store] is not None]
         raise SettingsError(unset[0], f"not set while {' and '.join(set_)} {'is' if len(set_) == 1 else 'are'}: "
                             f"set all three legacy stores' DSNs ({', '.join(unset)} missing) or none "
                             "(the embedded default)")

@@ -34,6 +34,7 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from domain.legacy_tables import STORES as LEGACY_STORES  # noqa: E402
 from domain.rules import RULES_V1  # noqa: E402
 from projections.apply.protocol import ApplyOptions, apply  # noqa: E402
 from simulation.fleet import build_fleet  # noqa: E402
@@ -42,7 +43,7 @@ SERVER = os.environ.get("RECOMPUTE_TEST_PG", "host=127.0.0.1 port=5432 user=post
 BROKER = os.environ.get("RECOMPUTE_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 API_KEY = "sk_test_bench"
-STORES = ("cf_prod", "billing_prod", "subs", "eventstore")
+STORES = (*LEGACY_STORES, "eventstore")
 
 
 def admin(statement: sql.Composable) -> None:
@@ -83,12 +84,12 @@ def main() -> None:
     world = Path(f"/tmp/{prefix}_stripe")
     reuse = args.reuse and (world / "meta.json").exists() and exists(f"{prefix}_pristine_cf_prod")
     if not reuse:
-        pristine = {s: recreate(f"{prefix}_pristine_{s}") for s in STORES[:3]}
+        pristine = {s: recreate(f"{prefix}_pristine_{s}") for s in LEGACY_STORES}
         started = time.perf_counter()
         build_fleet(pristine, accounts=args.accounts, seed=args.seed, drifting=args.drifting, now=NOW,
                     stripe_dir=world)
         print(f"fleet: {args.accounts} accounts, {args.drifting} drifting, built in {time.perf_counter() - started:.1f}s")
-    dsns = {s: recreate(f"{prefix}_{s}", template=f"{prefix}_pristine_{s}") for s in STORES[:3]}
+    dsns = {s: recreate(f"{prefix}_{s}", template=f"{prefix}_pristine_{s}") for s in LEGACY_STORES}
     dsns["eventstore"] = recreate(f"{prefix}_eventstore")
 
     standin = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "stripe_standin.py"), "--world", str(world),

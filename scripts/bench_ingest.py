@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ingestion.jobs import IngestJob, run_ingest  # noqa: E402
-from ingestion.legacy.tables import TABLES_BY_STORE  # noqa: E402
+from domain.legacy_tables import TABLES_BY_STORE  # noqa: E402
 from ingestion.stripe.ingester import StripeIngester  # noqa: E402
 from ingestion.stripe.reader import StripeApiReader  # noqa: E402
 from eventlog.own_tables import ensure_own_schema  # noqa: E402

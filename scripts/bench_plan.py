@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from domain.events import LegacyRowObserved  # noqa: E402
+from domain.legacy_tables import STORES  # noqa: E402
 from domain.rules import RULES_V1  # noqa: E402
 from ingestion.jobs import IngestJob, run_ingest  # noqa: E402
 from ingestion.stripe.ingester import StripeIngester  # noqa: E402
@@ -39,7 +40,6 @@ from simulation.world_reader import WorldFileReader  # noqa: E402
 from simulation.harness.databases import named_database  # noqa: E402
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
-STORES = ("cf_prod", "billing_prod", "subs")
 
 
 def ingested_fleet(accounts: int, drifting: int, *, reuse: bool) -> dict[str, str]:

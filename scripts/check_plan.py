@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from simulation.oracle.expected_corrections import compare_corrections  # noqa: E402
 from simulation.fleet import build_fleet  # noqa: E402
+from domain.legacy_tables import STORES as LEGACY_STORES  # noqa: E402
 from simulation.harness.databases import STORES, scratch_databases  # noqa: E402
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
@@ -41,7 +42,7 @@ def main() -> int:
     with scratch_databases(*STORES) as dsns, tempfile.TemporaryDirectory() as scratch:
         world = Path(scratch) / "stripe"
         started = time.perf_counter()
-        manifest = build_fleet({s: dsns[s] for s in ("cf_prod", "billing_prod", "subs")}, accounts=args.accounts,
+        manifest = build_fleet({s: dsns[s] for s in LEGACY_STORES}, accounts=args.accounts,
                                seed=args.seed, drifting=args.drifting, now=NOW, stripe_dir=world)
         print(f"fleet: {args.accounts} accounts, {len(manifest.drifting_accounts)} drifting, "
               f"{len(manifest.expected_corrections)} corrections injected ({time.perf_counter() - started:.0f}s)")

@@ -26,7 +26,8 @@ from psycopg import sql
 
 from domain.events import LegacyRowObserved
 from domain.trusted import trusted
-from ingestion.legacy.tables import TABLES_BY_STORE, TableSpec, check_row, key_of, key_text, source_time, stream_of
+from domain.legacy_tables import TABLES_BY_STORE, LegacyTable
+from ingestion.legacy.tables import check_row, key_of, key_text, source_time, stream_of
 from ingestion.report import IngestReport, TableReport
 from eventlog.copy_insert import bulk_insert
 from eventlog.account_log import append_events, encode_state_with_row
@@ -114,7 +115,7 @@ def exported_snapshot(store: str, source_dsn: str) -> Iterator[Snapshot]:
 class TableIngest:
     """One table of a store, read in the store's exported snapshot: the unit a worker process runs."""
 
-    spec: TableSpec
+    spec: LegacyTable
     snapshot: Snapshot
     source_dsn: str
     eventstore_dsn: str
@@ -133,7 +134,7 @@ class TableIngest:
             source.rollback()
         return report
 
-    def _ingest(self, spec: TableSpec, source: psycopg.Connection, log: psycopg.Connection, position: str,
+    def _ingest(self, spec: LegacyTable, source: psycopg.Connection, log: psycopg.Connection, position: str,
                 read_at: datetime) -> TableReport:
         report = TableReport()
         known = self._known_digests(log, spec)
@@ -202,7 +203,7 @@ class TableIngest:
         )
 
     @staticmethod
-    def _known_digests(log: psycopg.Connection, spec: TableSpec) -> dict[str, _Known]:
+    def _known_digests(log: psycopg.Connection, spec: LegacyTable) -> dict[str, _Known]:
         cur = log.execute(
             "SELECT key, digest, parked, stream, key_json FROM ingest_row_digest WHERE store = %s AND tbl = %s",
             (spec.store, spec.table),
@@ -211,7 +212,7 @@ class TableIngest:
         log.commit()
         return known
 
-    def _commit(self, log: psycopg.Connection, spec: TableSpec, batch: _Batch, position: str) -> int:
+    def _commit(self, log: psycopg.Connection, spec: LegacyTable, batch: _Batch, position: str) -> int:
         if not len(batch) and not batch.events:
             return 0
         with log.transaction():
@@ -224,7 +225,7 @@ class TableIngest:
         return appended
 
 
-def _rows_as_json(source: psycopg.Connection, spec: TableSpec) -> Iterator[str]:
+def _rows_as_json(source: psycopg.Connection, spec: LegacyTable) -> Iterator[str]:
     """Every row as PostgreSQL's own JSON text: canonical, so equal rows have equal digests.
 
     A server-side cursor read in blocks: ~340k rows/s here, where COPY's one-message-per-row
@@ -237,7 +238,7 @@ def _rows_as_json(source: psycopg.Connection, spec: TableSpec) -> Iterator[str]:
             yield raw
 
 
-def _write_digests(log: psycopg.Connection, spec: TableSpec, batch: _Batch) -> None:
+def _write_digests(log: psycopg.Connection, spec: LegacyTable, batch: _Batch) -> None:
     columns = ("store", "tbl", "key", "digest", "parked", "stream", "key_json")
     with log.cursor() as cur:
         if batch.first_seen:  # no digest yet: a plain COPY

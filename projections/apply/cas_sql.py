@@ -1,12 +1,12 @@
-"""The only code that writes the legacy stores: compare-and-set statements, built from WRITABLE.
+"""The only code that writes the legacy stores: compare-and-set statements, built from domain/legacy_tables.py.
 
     statement(c, sets) -> (Composed, params)   the CAS statement of one correction
     probe(c) -> (Composed, params)             does the row already hold what `c` writes? (recovery)
 
-`SPECS` knows, per table, its key, the SQL type of each column rules-v1 §3 lets the projector
-write (exactly `WRITABLE`, checked at import), the bookkeeping columns §3 has it set with them
-(`dunning.stage_since`, `entitlements.source`, `updated_at` where the table has one) and the
-identity columns a new row carries. A correction naming anything else raises `WriteRefused` before
+`SPECS` is the catalogue's view for the writer: per compared table, its key, the SQL type of each
+column rules-v1 §3 lets the projector write (exactly `WRITABLE`), the bookkeeping columns §3 has
+it set with them (`dunning.stage_since`, `entitlements.source`, `updated_at` where the table has
+one) and the identity columns a new row carries. A correction naming anything else raises `WriteRefused` before
 any SQL exists: a write elsewhere cannot be expressed.
 
     UPDATE t SET col = to, [bookkeeping,] updated_at = now()
@@ -20,14 +20,15 @@ Connections that run these must use TimeZone=UTC, so to_jsonb renders timestamps
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from domain.diff import WRITABLE, Correction
+from domain.legacy_tables import BY_NAME, LegacyTable, correctable
 
 
 class WriteRefused(ValueError):
@@ -35,46 +36,35 @@ class WriteRefused(ValueError):
 
 
 @dataclass(frozen=True)
-class TableSpec:
+class WriteSpec:
+    """One compared table of domain/legacy_tables.py as the writer uses it: each column with its SQL type."""
+
     name: str
     key: dict[str, str]  # key column -> SQL type
     writable: dict[str, str]  # exactly WRITABLE[table], with SQL types
-    bookkeeping: dict[str, str] = field(default_factory=dict)  # set with a write (rules-v1 §3)
-    identity: dict[str, str] = field(default_factory=dict)  # a new row's other columns
-    stamp: str | None = "updated_at"  # set to now() by every update (subs_customer has no such column)
-    new_row_stamp: str = "updated_at"  # set to now() in an inserted row
-    insert: bool = False
-    delete: bool = False
-    only: str | None = None  # rows an update may touch at all (SQL condition)
+    bookkeeping: dict[str, str]  # set with a write (rules-v1 §3)
+    identity: dict[str, str]  # a new row's other columns
+    stamp: str | None  # set to now() by every update (subs_customer has no such column)
+    new_row_stamp: str  # set to now() in an inserted row
+    insert: bool
+    delete: bool
+    only: str | None  # rows an update may touch at all (SQL condition)
+
+    @classmethod
+    def of(cls, table: LegacyTable) -> WriteSpec:
+        c = correctable(table)
+
+        def typed(columns: Iterable[str]) -> dict[str, str]:
+            return {column: table.sql_types[column] for column in columns}
+
+        return cls(table.table, typed(table.key), typed(c.compared), typed(c.bookkeeping), typed(c.identity),
+                   c.stamp, c.new_row_stamp, c.insert, c.delete, c.only)
 
 
-_ACCOUNT = {"account_id": "text"}
-SPECS: dict[str, TableSpec] = {
-    "billing_prod.invoices": TableSpec("invoices", {"invoice_id": "text"},
-                                       {"status": "text", "amount_paid": "bigint"}),
-    "subs.subs_invoice": TableSpec("subs_invoice", {"stripe_invoice_id": "text"},
-                                   {"status": "text", "amount_remaining": "bigint", "attempt_count": "integer"},
-                                   identity=_ACCOUNT, insert=True),
-    "billing_prod.dunning": TableSpec("dunning", _ACCOUNT, {"stage": "text"},
-                                      bookkeeping={"stage_since": "timestamptz"}, insert=True),
-    "subs.subs_dunning": TableSpec("subs_dunning", _ACCOUNT, {"stage": "text", "attempt_count": "integer",
-                                                              "next_action_at": "timestamptz"}, insert=True),
-    "subs.subs_account": TableSpec("subs_account", _ACCOUNT, {"bad_debt": "boolean", "delinquent": "boolean"}),
-    "subs.subs_subscription": TableSpec("subs_subscription", _ACCOUNT, {
-        "status": "text", "stripe_subscription_id": "text", "current_period_end": "timestamptz"}, insert=True),
-    "subs.subs_customer": TableSpec("subs_customer", {"id": "bigint"}, {"stripe_customer_id": "text"},
-                                    identity={**_ACCOUNT, "source": "text"}, stamp=None, new_row_stamp="created_at",
-                                    insert=True, delete=True),
-    "cf_prod.accounts": TableSpec("accounts", _ACCOUNT, {"status": "text"}),
-    "cf_prod.entitlements": TableSpec("entitlements", {**_ACCOUNT, "feature": "text"}, {"enabled": "boolean"},
-                                      bookkeeping={"source": "text"}, insert=True,
-                                      only="source IS DISTINCT FROM 'manual'"),  # manual rows are never ours
-}
-if {table: frozenset(spec.writable) for table, spec in SPECS.items()} != WRITABLE:  # pragma: no cover
-    raise ImportError("legacy_writer.SPECS must name exactly the columns of domain.diff.WRITABLE")
+SPECS: dict[str, WriteSpec] = {table: WriteSpec.of(BY_NAME[table]) for table in WRITABLE}
 
 
-def spec_of(c: Correction) -> TableSpec:
+def spec_of(c: Correction) -> WriteSpec:
     spec = SPECS.get(c.table)
     if spec is None:
         raise WriteRefused(f"{c.table}: not a table the projector writes")
@@ -158,7 +148,7 @@ def _matches(column: str, param: str, sql_type: str) -> sql.Composed:
         sql.Identifier(column), sql.Placeholder(param), sql.SQL(sql_type))
 
 
-def _key_match(spec: TableSpec, c: Correction, params: dict[str, Any]) -> list[sql.Composable]:
+def _key_match(spec: WriteSpec, c: Correction, params: dict[str, Any]) -> list[sql.Composable]:
     where: list[sql.Composable] = []
     for column, sql_type in spec.key.items():
         params[f"k_{column}"] = c.key[column]  # type: ignore[index]

@@ -41,6 +41,7 @@ from psycopg.types.json import Jsonb
 
 from domain.catalog import fold_catalog
 from domain.diff import Correction
+from domain.legacy_tables import STORES
 from domain.outgoing import bookkeeping, causes, event_id, meanings
 from domain.rules import Rules
 from projections.apply.audit import Intent, Outcome, OutgoingEvent, RunInfo, pending, record, settle
@@ -50,7 +51,6 @@ from projections.apply.account_plans import AccountPlan, replan
 from projections.apply.writes import resolve_pending, write_store
 from eventlog.own_tables import check_known_rules, remember_rules
 
-STORES = ("cf_prod", "billing_prod", "subs")
 _LOCK_ID = 7_310_002
 Step = Callable[[str], None]
 

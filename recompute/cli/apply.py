@@ -8,6 +8,7 @@ from datetime import datetime
 import click
 import psycopg
 
+from domain.legacy_tables import STORES
 from domain.rules_identity import RulesConflict
 from projections.apply.cas_sql import WriteRefused
 from projections.apply.protocol import ApplyBusy, ApplyOptions, ApplyRefused, ApplyResult, apply as apply_corrections
@@ -28,7 +29,7 @@ from recompute.cli.common import (
     wiring_or_exit,
 )
 from recompute.cli.group import main
-from recompute.settings import LEGACY_STORES, read_settings
+from recompute.settings import read_settings
 
 
 @main.command()
@@ -47,7 +48,7 @@ def apply(as_of: datetime | None, rules_path: str | None, account: str | None, a
     """Compute the corrections of `plan` and write them, with an audit record and domain events."""
     rules = rules_or_exit(rules_path)  # settings first: a bad one writes nothing
     check_broker_url(read_settings().broker_url)
-    wiring = wiring_or_exit(reads_legacy=LEGACY_STORES)
+    wiring = wiring_or_exit(reads_legacy=STORES)
     options = ApplyOptions(account=account, force=force, max_accounts=max_accounts, max_share=max_share,
                            workers=workers)
     try:

@@ -9,11 +9,12 @@ import click
 import psycopg
 import stripe
 
+from domain.legacy_tables import STORES
 from ingestion.jobs import run_ingest
 from recompute.bootstrap import SOURCES
 from recompute.cli.common import RunFailed, wiring_or_exit
 from recompute.cli.group import main
-from recompute.settings import LEGACY_STORES, SettingsError
+from recompute.settings import SettingsError
 
 
 @main.command()
@@ -27,7 +28,7 @@ from recompute.settings import LEGACY_STORES, SettingsError
 def ingest(source: str, follow: bool, interval: float, batch_size: int, workers: int) -> None:
     """Append every change since the last checkpoint to the account event log."""
     wiring = wiring_or_exit(uses_stripe=source in ("stripe", "all"),
-                     reads_legacy=LEGACY_STORES if source == "all" else tuple({source} & set(LEGACY_STORES)))
+                     reads_legacy=STORES if source == "all" else tuple({source} & set(STORES)))
     try:
         jobs = wiring.ingest_jobs(source, batch_size=batch_size)
     except SettingsError as error:

@@ -8,6 +8,7 @@ from datetime import datetime
 import click
 import psycopg
 
+from domain.legacy_tables import STORES
 from eventlog.account_log import log_exists
 from projections.plan import PlanResult, plan as plan_corrections
 from recompute.cli.common import (
@@ -23,7 +24,6 @@ from recompute.cli.common import (
     wiring_or_exit,
 )
 from recompute.cli.group import main
-from recompute.settings import LEGACY_STORES
 
 
 def _summary(result: PlanResult) -> str:
@@ -47,7 +47,7 @@ def _summary(result: PlanResult) -> str:
 def plan(as_of: datetime | None, rules_path: str | None, account: str | None, as_json: bool, workers: int) -> None:
     """The corrections that would make the legacy stores agree with the true state; writes nothing."""
     rules = rules_or_exit(rules_path)
-    wiring = wiring_or_exit(reads_legacy=LEGACY_STORES, writes=False)
+    wiring = wiring_or_exit(reads_legacy=STORES, writes=False)
     at = as_of or utc_now()
     _refuse_rules_known_otherwise(wiring, rules, rules_path)
     try:

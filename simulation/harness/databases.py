@@ -10,8 +10,10 @@ from contextlib import contextmanager
 import psycopg
 from psycopg import sql
 
+from domain.legacy_tables import STORES as LEGACY_STORES
+
 SERVER = os.environ.get("RECOMPUTE_TEST_PG", "host=127.0.0.1 port=5432 user=postgres")
-STORES = ("cf_prod", "billing_prod", "subs", "eventstore")
+STORES = (*LEGACY_STORES, "eventstore")
 
 
 def dsn_for(database: str) -> str:
