@@ -190,7 +190,7 @@ def same(current: Any, true_value: Any) -> bool:
         return _instant(current) == _instant(true_value)
     if isinstance(true_value, bool) or isinstance(current, bool):
         return current is true_value
-    return current == true_value
+    return bool(current == true_value)
 
 
 def _instant(value: Any) -> datetime | None:

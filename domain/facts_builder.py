@@ -33,15 +33,15 @@ class FactsBuilder:
         self.account_id = account_id
         self.count = 0
         self.rows: dict[tuple[str, str], dict[str, LegacyRowObserved]] = {}
-        self.stripe: dict[tuple[str, str], tuple[tuple, StripeObjectObserved]] = {}
+        self.stripe: dict[tuple[str, str], tuple[tuple[Any, ...], StripeObjectObserved]] = {}
         self.seen_event_ids: set[str] = set()
         self.invoice_sid: dict[str, str | None] = {}
         self.sid_invoices: dict[str, set[str]] = {}
         self.invoice_due: dict[str, datetime | None] = {}
         self.charge_invoice: dict[str, str | None] = {}
         self.invoice_charges: dict[str, dict[str, LegacyRowObserved]] = {}
-        self.dunning_now: dict[str, tuple] = {}
-        self.history: list[tuple[datetime, str, tuple | None, AccountEvent]] = []
+        self.dunning_now: dict[str, tuple[Any, ...] | None] = {}
+        self.history: list[tuple[datetime, str, tuple[Any, ...] | None, AccountEvent]] = []
 
     # -- the invoice view that the dunning rules read ---------------------------------------
     def true_invoice(self, invoice_id: str) -> tuple[Any, Any, int, StripeObjectObserved | None] | None:
@@ -65,5 +65,5 @@ class FactsBuilder:
         true = self.true_invoice(invoice_id)
         view = None if true is None else (true[0], self.invoice_due.get(invoice_id), true[2])
         if self.dunning_now.get(invoice_id) != view:
-            self.dunning_now[invoice_id] = view  # type: ignore[assignment]
+            self.dunning_now[invoice_id] = view
             self.history.append((event.source_time, invoice_id, view, event))

@@ -15,6 +15,7 @@ What rules mean is `Rules.canonical_json()` and its `digest` (domain/rules_ident
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 import hashlib
 import tomllib
 from pathlib import Path
@@ -34,6 +35,9 @@ DIGEST_HEX_DIGITS = 16
 
 class RulesError(ValueError):
     """A rules file that cannot be used; the message says what and where."""
+
+
+Fail = Callable[[str, str], "RulesError"]  # (where, what) -> the error to raise
 
 
 class Stage(BaseModel):
@@ -135,7 +139,7 @@ def parse_rules(text: str, *, source: str = "<rules>") -> Rules:
     return Rules(version=version, bad_debt_days_overdue=bad_debt, stages=_stages(raw_stages, fail))
 
 
-def _stages(raw_stages: list[dict[str, Any]], fail) -> tuple[Stage, ...]:
+def _stages(raw_stages: list[dict[str, Any]], fail: Fail) -> tuple[Stage, ...]:
     stages: list[Stage] = []
     seen: dict[str, int] = {}
     for number, raw in enumerate(raw_stages, start=1):
@@ -172,7 +176,7 @@ def _stages(raw_stages: list[dict[str, Any]], fail) -> tuple[Stage, ...]:
     return tuple(stages)
 
 
-def _count(value: Any, where: str, fail) -> int:
+def _count(value: Any, where: str, fail: Fail) -> int:
     if isinstance(value, bool):
         raise fail(where, f"must be a whole number, not the boolean {_show(value)}")
     if not isinstance(value, int):
@@ -182,7 +186,7 @@ def _count(value: Any, where: str, fail) -> int:
     return value
 
 
-def _no_unknown_keys(table: dict[str, Any], allowed: tuple[str, ...], where: str, fail) -> None:
+def _no_unknown_keys(table: dict[str, Any], allowed: tuple[str, ...], where: str, fail: Fail) -> None:
     for key in table:
         if key not in allowed:
             what = "unknown key" if where else "unknown top-level key"

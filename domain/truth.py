@@ -9,6 +9,8 @@ from after `at`. The state and its `because` are described in domain/state.py.
 
 from __future__ import annotations
 
+from typing import Any
+
 from datetime import datetime
 
 from domain.catalog import Catalog
@@ -35,7 +37,7 @@ def _because(rule: str, *refs: str) -> Because:
 _NO_REASON = Because(rule="")
 
 
-class Reasons(dict):
+class Reasons(dict[str, Any]):
     """`because`, being written. With `explain` off it records nothing (plan does not show reasons,
     and building them is most of true_state's cost), and reads give an empty reason."""
 

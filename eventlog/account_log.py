@@ -43,7 +43,7 @@ class _NoTranscoder(Transcoder):
 class PydanticMapper(Mapper[str]):
     """Stores a frozen pydantic event as its JSON, without the stream id and version (they are columns)."""
 
-    def __init__(self, transcoder: Transcoder | None = None, compressor=None, cipher=None) -> None:
+    def __init__(self, transcoder: Transcoder | None = None, compressor: Any = None, cipher: Any = None) -> None:
         super().__init__(transcoder=transcoder or _NoTranscoder())
 
     def to_stored_event(self, domain_event: AccountEvent) -> StoredEvent:  # type: ignore[override]

@@ -11,13 +11,15 @@ Stripe catch-up in psycopg's pipeline bookkeeping.
 
 from __future__ import annotations
 
+from typing import Any
+
 from collections.abc import Iterable, Sequence
 
 import psycopg
 from psycopg import sql
 
 
-def bulk_insert(cur: psycopg.Cursor, table: str, columns: Sequence[str], rows: Iterable[Sequence],
+def bulk_insert(cur: psycopg.Cursor, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]],
                 *, on_conflict: str = "DO NOTHING") -> None:
     target, twin = sql.Identifier(table), sql.Identifier(f"bulk_{table}")
     names = sql.SQL(", ").join(map(sql.Identifier, columns))

@@ -20,6 +20,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -177,7 +179,7 @@ def exclusive_ingest(conn: psycopg.Connection, source: str) -> Iterator[None]:
             conn.commit()
 
 
-def save_checkpoint(conn: psycopg.Connection, source: str, position: dict) -> None:
+def save_checkpoint(conn: psycopg.Connection, source: str, position: dict[str, Any]) -> None:
     """A source's position, in the caller's transaction (with the events it produced)."""
     conn.execute(
         "INSERT INTO ingest_checkpoint (source, position) VALUES (%s, %s) "
@@ -283,7 +285,7 @@ def park_waiting(cur: psycopg.Cursor, source: str,
          for tbl, key, reason, raw, position, customer, via in records])
 
 
-def resolve_waiting(cur: psycopg.Cursor, source: str, customer_ids: Sequence[str]) -> list[tuple]:
+def resolve_waiting(cur: psycopg.Cursor, source: str, customer_ids: Sequence[str]) -> list[tuple[Any, ...]]:
     """Marks what waits for these customers as recorded; returns it, each (record, position, via,
     customer id), for the caller to record in this transaction."""
     if not customer_ids:
