@@ -156,12 +156,30 @@ def ensure_own_schema(eventstore_dsn: str) -> None:
         try:
             open_log(eventstore_dsn, create_table=True).close()
             conn.execute(DDL)
-            for table, column, statement in UPGRADES:
-                if not conn.execute("SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
-                                    "AND table_name = %s AND column_name = %s", (table, column)).fetchone():
-                    conn.execute(statement)
+            _upgrade(conn)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_ID,))
+
+
+def upgrade_own_schema(eventstore_dsn: str) -> None:
+    """For the commands that write nothing (plan, explain, status): creates no table, but brings the
+    tables an earlier version made up to this version's columns, so that reading them works."""
+    with psycopg.connect(eventstore_dsn, autocommit=True) as conn:
+        if not conn.execute("SELECT to_regclass('parked_record') IS NOT NULL").fetchone()[0]:  # type: ignore[index]
+            return  # nothing made yet: the first command that writes makes it all
+        conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_ID,))
+        try:
+            _upgrade(conn)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_ID,))
+
+
+def _upgrade(conn: psycopg.Connection) -> None:
+    for table, column, statement in UPGRADES:
+        if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()[0] and not conn.execute(  # type: ignore[index]
+                "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+                "AND table_name = %s AND column_name = %s", (table, column)).fetchone():
+            conn.execute(statement)
 
 
 @contextmanager

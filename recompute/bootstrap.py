@@ -12,7 +12,7 @@ from ingestion.jobs import IngestJob
 from domain.legacy_tables import STORES, TABLES_BY_STORE
 from ingestion.stripe.reader import StripeApiReader
 from recompute.embedded import embedded_dsns
-from eventlog.own_tables import ensure_own_schema
+from eventlog.own_tables import ensure_own_schema, upgrade_own_schema
 from recompute.settings import DSN_VARIABLES, Settings, SettingsError
 
 SOURCES = (*STORES, "stripe")
@@ -76,6 +76,8 @@ def wire(settings: Settings, *, uses_stripe: bool = False, reads_legacy: Sequenc
         wiring.check_stripe()
     if writes:
         ensure_own_schema(dsns["eventstore"])
+    else:
+        upgrade_own_schema(dsns["eventstore"])
     return wiring
 
 
