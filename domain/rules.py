@@ -19,10 +19,10 @@ from collections.abc import Callable
 import hashlib
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, NonNegativeInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, model_validator
 
 from domain.rules_reach import first_unreachable, shadowed
 
@@ -31,6 +31,10 @@ STAGE_NAMES: tuple[str, ...] = ("suspended", "final_notice", "retrying", "grace"
 _TOP_KEYS = ("version", "bad_debt_days_overdue", "dunning")
 _STAGE_KEYS = ("name", "days_overdue_at_least", "failed_attempts_at_least")
 DIGEST_HEX_DIGITS = 16
+
+
+MAX_DAYS = 36_500  # a days threshold past 100 years would push due date + threshold out of datetime's range
+Days = Annotated[int, Field(ge=0, le=MAX_DAYS)]
 
 
 class RulesError(ValueError):
@@ -44,7 +48,7 @@ class Stage(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: StageName
-    days_overdue_at_least: NonNegativeInt | None = None
+    days_overdue_at_least: Days | None = None
     failed_attempts_at_least: NonNegativeInt | None = None
 
     @property
@@ -56,7 +60,7 @@ class Rules(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     version: str
-    bad_debt_days_overdue: NonNegativeInt
+    bad_debt_days_overdue: Days
     stages: tuple[Stage, ...]
 
     @model_validator(mode="after")
@@ -126,7 +130,7 @@ def parse_rules(text: str, *, source: str = "<rules>") -> Rules:
         raise fail("version", f"must be a non-empty string such as \"v1\", got {_show(version)}")
     if "bad_debt_days_overdue" not in data:
         raise fail("", "missing key 'bad_debt_days_overdue' (e.g. bad_debt_days_overdue = 60)")
-    bad_debt = _count(data["bad_debt_days_overdue"], "bad_debt_days_overdue", fail)
+    bad_debt = _days(data["bad_debt_days_overdue"], "bad_debt_days_overdue", fail)
     dunning = data.get("dunning", {})
     if not isinstance(dunning, dict):
         raise fail("dunning", f"must be a table holding [[dunning.stage]] entries, got {_show(dunning)}")
@@ -159,7 +163,7 @@ def _stages(raw_stages: list[dict[str, Any]], fail: Fail) -> tuple[Stage, ...]:
         attempts = raw.get("failed_attempts_at_least")
         stage = Stage(
             name=name,
-            days_overdue_at_least=None if days is None else _count(days, f"{where}: days_overdue_at_least", fail),
+            days_overdue_at_least=None if days is None else _days(days, f"{where}: days_overdue_at_least", fail),
             failed_attempts_at_least=None if attempts is None else _count(
                 attempts, f"{where}: failed_attempts_at_least", fail),
         )
@@ -174,6 +178,14 @@ def _stages(raw_stages: list[dict[str, Any]], fail: Fail) -> tuple[Stage, ...]:
         raise fail(f"[[dunning.stage]] #{len(stages)} '{stages[-1].name}'",
                    "the last stage must have no condition, so that a past-due account always has a stage")
     return tuple(stages)
+
+
+def _days(value: Any, where: str, fail: Fail) -> int:
+    """A days threshold: a count that a due date plus it is still a date (T runs to year 9000)."""
+    days = _count(value, where, fail)
+    if days > MAX_DAYS:
+        raise fail(where, f"must be at most {MAX_DAYS} days (100 years), got {days}")
+    return days
 
 
 def _count(value: Any, where: str, fail: Fail) -> int:

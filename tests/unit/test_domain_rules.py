@@ -97,3 +97,11 @@ def test_a_bad_rules_file_is_refused_with_what_and_where(text, says, also):
     assert message.startswith("rules file rules.toml: ")
     assert says in message
     assert also in message
+
+
+def test_a_days_threshold_past_a_hundred_years_is_refused_before_it_overflows_a_date():
+    """timedelta ends at 999,999,999 days, and due date + threshold must stay a date: plan crashed with
+    OverflowError on such a file; it is refused where it is written."""
+    message = refused(SPEC_V1.replace("days_overdue_at_least = 21", "days_overdue_at_least = 1000000000"))
+    assert "[[dunning.stage]] #1 'suspended': days_overdue_at_least" in message and "36500" in message
+    assert "bad_debt_days_overdue" in refused(SPEC_V1.replace("= 60", "= 99999999999"))
