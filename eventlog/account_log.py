@@ -26,6 +26,7 @@ from psycopg import sql
 
 from domain.events import AccountEvent
 from domain.trusted import trusted
+from eventlog.tables_present import has_tables
 
 APPLICATION_NAME = "recompute"
 EVENTS_TABLE = "recompute_events"
@@ -125,8 +126,7 @@ class AccountLog(Application[str]):
 def log_exists(dsn: str) -> bool:
     """Whether the event store holds the log's table yet (the first `ingest` creates it)."""
     with psycopg.connect(dsn) as conn:
-        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (EVENTS_TABLE,)).fetchone()
-        return bool(row and row[0])
+        return has_tables(conn, EVENTS_TABLE)
 
 
 def open_log(dsn: str, *, create_table: bool = False) -> AccountLog:

@@ -31,6 +31,7 @@ import psycopg
 from domain.rules import Rules
 from domain.rules_identity import KnownRules, check_identity
 from eventlog.account_log import open_log
+from eventlog.tables_present import has_tables
 
 DDL = """
 CREATE TABLE IF NOT EXISTS ingest_row_digest (
@@ -165,7 +166,7 @@ def upgrade_own_schema(eventstore_dsn: str) -> None:
     """For the commands that write nothing (plan, explain, status): creates no table, but brings the
     tables an earlier version made up to this version's columns, so that reading them works."""
     with psycopg.connect(eventstore_dsn, autocommit=True) as conn:
-        if not conn.execute("SELECT to_regclass('parked_record') IS NOT NULL").fetchone()[0]:  # type: ignore[index]
+        if not has_tables(conn, "parked_record"):
             return  # nothing made yet: the first command that writes makes it all
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_ID,))
         try:
@@ -176,7 +177,7 @@ def upgrade_own_schema(eventstore_dsn: str) -> None:
 
 def _upgrade(conn: psycopg.Connection) -> None:
     for table, column, statement in UPGRADES:
-        if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()[0] and not conn.execute(  # type: ignore[index]
+        if has_tables(conn, table) and not conn.execute(
                 "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
                 "AND table_name = %s AND column_name = %s", (table, column)).fetchone():
             conn.execute(statement)
@@ -218,8 +219,7 @@ def park(cur: psycopg.Cursor, source: str, records: Sequence[tuple[str, str, str
 def check_known_rules(conn: psycopg.Connection, rules: Rules) -> None:
     """Raises RulesConflict when rules.version is built in or was used by an earlier `apply` with
     another digest. Only reads, and a store without the table yet knows only the built-in rules."""
-    row = conn.execute("SELECT to_regclass('known_rules') IS NULL").fetchone()
-    if row is None or row[0]:
+    if not has_tables(conn, "known_rules"):
         known = []
     else:
         known = [KnownRules(version, digest, str(run_id), at) for version, digest, run_id, at in conn.execute(

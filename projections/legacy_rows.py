@@ -23,6 +23,7 @@ from domain.events import CATALOG_STREAM, AccountEvent
 from domain.held import HeldRow, ParkedRecord
 from domain.legacy_tables import COMPARED_BY_STORE
 from eventlog.account_log import EVENTS_TABLE, decode_event
+from eventlog.tables_present import has_tables
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ def parked_rows(eventstore_dsn: str, accounts: AccountRange) -> dict[str, list[H
     account is the one the parked row names (else the stream of its last recorded version)."""
     found: dict[str, list[HeldRow]] = {}
     with psycopg.connect(eventstore_dsn, options="-c TimeZone=UTC") as conn:
-        if not _has_tables(conn, "ingest_row_digest", "parked_record"):
+        if not has_tables(conn, "ingest_row_digest", "parked_record"):
             return found  # nothing ingested yet: nothing parked
         query = sql.SQL(
             "SELECT account_id, tbl, key_json, reason, parked_at FROM ("
@@ -159,7 +160,7 @@ def parked_records(eventstore_dsn: str, account_id: str) -> list[ParkedRecord]:
     version of its row (as in `parked_rows`). Legacy rows by the account they name (or the stream of
     their last recorded version); Stripe objects by the account of their customer."""
     with psycopg.connect(eventstore_dsn, options="-c TimeZone=UTC") as conn:
-        if not _has_tables(conn, "ingest_row_digest", "parked_record", "stripe_customer_account"):
+        if not has_tables(conn, "ingest_row_digest", "parked_record", "stripe_customer_account"):
             return []
         rows = conn.execute(
             "SELECT p.source, p.source || '.' || p.tbl, coalesce(d.key_json, json_build_object('key', p.key)::text),"
@@ -177,11 +178,6 @@ def parked_records(eventstore_dsn: str, account_id: str) -> list[ParkedRecord]:
                          record=orjson.loads(record) if record is not None else None, position=position,
                          parked_at=parked_at, held=held)
             for source, table, key, reason, record, position, parked_at, held in rows]
-
-
-def _has_tables(conn: psycopg.Connection, *names: str) -> bool:
-    return conn.execute("SELECT bool_and(to_regclass(name) IS NOT NULL) FROM unnest(%s::text[]) name",
-                        (list(names),)).fetchone()[0]
 
 
 # Database collations that order text by code point, as Python compares strings.

@@ -20,6 +20,7 @@ from psycopg.rows import dict_row
 
 from eventlog.account_log import EVENTS_TABLE
 from eventlog.own_tables import count_waiting
+from eventlog.tables_present import has_tables
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ def read_status(eventstore_dsn: str, *, now: datetime) -> Status:
     with psycopg.connect(eventstore_dsn) as conn:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         cur = conn.cursor(row_factory=dict_row)
-        if not cur.execute("SELECT to_regclass(%s) AS t", (EVENTS_TABLE,)).fetchone()["t"]:
+        if not has_tables(conn, EVENTS_TABLE):
             return Status(now=now)  # nothing ingested yet: not even our tables exist
         log = cur.execute(f"SELECT (SELECT coalesce(max(notification_id), 0) FROM {EVENTS_TABLE}) AS events, "
                           "(SELECT count(*) FROM ingest_row_digest WHERE store = 'cf_prod' AND tbl = 'accounts' "

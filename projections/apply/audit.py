@@ -23,6 +23,7 @@ from psycopg.types.json import Jsonb
 
 from domain.diff import Correction
 from domain.outgoing import event_body
+from eventlog.tables_present import has_tables
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,7 @@ def past_corrections(eventstore_dsn: str, account_id: str) -> list[dict[str, Any
     """The account's applied corrections, oldest first, as `explain` shows them."""
     with psycopg.connect(eventstore_dsn, options="-c TimeZone=UTC") as conn, \
             conn.cursor(row_factory=dict_row) as cur:
-        if cur.execute("SELECT to_regclass('correction_audit') IS NULL AS missing").fetchone()["missing"]:
+        if not has_tables(conn, "correction_audit"):
             return []
         rows = cur.execute(
             "SELECT * FROM correction_audit WHERE account_id = %s AND status = 'applied' ORDER BY settled_at, id",
