@@ -1,0 +1,70 @@
+"""The kept projection's tables, in the event store database beside the log (issue 9).
+
+    read_model_facts        per account: the facts the fold produced (they do not depend on the
+                            rules), the stream version they reflect, the latest source time of an
+                            event in them that the truth reads, and the fold's code version
+    read_model_generation   a projection under one rules version + digest (blue/green): its rules
+                            text, its T, its partition count; at most one is `active`
+    read_model_partition    a partition of a generation that is built: committed with its states,
+                            so a rerun (or a lost Dask worker's task) starts from what is done
+    read_model_state        per generation and account: the true state, `next_action_at` (indexed:
+                            the timer queue of `project --follow`), the stream version it reflects
+
+Every write that changes what a reader sees (a partition's states and its row, the switch of the
+active generation) commits in one transaction.
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+DDL = """
+CREATE TABLE IF NOT EXISTS read_model_facts (
+    account_id          text PRIMARY KEY,
+    stream_version      integer NOT NULL,        -- the stream's head the facts reflect
+    latest_source_time  timestamptz,             -- the latest source_time the truth reads (NULL: none)
+    fold_version        text NOT NULL,           -- domain.fold.FOLD_VERSION when they were folded
+    facts               bytea NOT NULL           -- orjson of AccountFacts, without the observed legacy rows
+);
+CREATE TABLE IF NOT EXISTS read_model_generation (
+    id             bigserial PRIMARY KEY,
+    rules_version  text NOT NULL,
+    rules_digest   text NOT NULL,
+    rules_text     text NOT NULL,                -- the rules as given (TOML), so the active rules can be read back
+    as_of          timestamptz NOT NULL,         -- the T it was built at
+    partitions     integer NOT NULL,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    built_at       timestamptz,                  -- every partition committed
+    activated_at   timestamptz,
+    active         boolean NOT NULL DEFAULT false
+);
+CREATE UNIQUE INDEX IF NOT EXISTS read_model_generation_one_active ON read_model_generation (active) WHERE active;
+CREATE TABLE IF NOT EXISTS read_model_partition (
+    generation   bigint  NOT NULL REFERENCES read_model_generation (id) ON DELETE CASCADE,
+    partition    integer NOT NULL,
+    accounts     integer NOT NULL,
+    events       bigint  NOT NULL,
+    position     bigint  NOT NULL,               -- the highest notification id of the log it reflects
+    done_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (generation, partition)
+);
+CREATE TABLE IF NOT EXISTS read_model_state (
+    generation      bigint  NOT NULL REFERENCES read_model_generation (id) ON DELETE CASCADE,
+    account_id      text    NOT NULL,
+    partition       integer NOT NULL,
+    state           jsonb   NOT NULL,            -- TrueState as JSON
+    next_action_at  timestamptz,
+    stream_version  integer NOT NULL,
+    as_of           timestamptz NOT NULL,        -- the T this state was computed at
+    PRIMARY KEY (generation, account_id)
+);
+CREATE INDEX IF NOT EXISTS read_model_state_timer ON read_model_state (generation, next_action_at)
+    WHERE next_action_at IS NOT NULL;
+"""
+
+
+def ensure_read_model(conn: psycopg.Connection) -> None:
+    """Creates the tables if missing (idempotent; under an advisory lock, so concurrent first runs agree)."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('recompute.read_model.ddl'))")
+        conn.execute(DDL)
