@@ -165,21 +165,28 @@ def kept_or_events(eventstore_dsn: str, accounts: AccountRange, as_of: datetime)
         reader.close()
 
 
-def legacy_rows(dsn: str, store: str, accounts: AccountRange) -> Iterator[tuple[str, str, dict]]:
-    """(account_id, "store.table", row) for every compared table of one store, sorted by account."""
+def legacy_rows(dsn: str, store: str, accounts: AccountRange) -> Iterator[tuple[str, dict[str, list[dict]]]]:
+    """(account_id, {"store.table": rows}) for every compared table of one store, sorted by account.
+
+    One row per account (`json_agg`), not per legacy row: psycopg's per-row cost was most of what
+    reading the stores took in Python (measured on 10,000 accounts: 221k rows -> 10k)."""
     with psycopg.connect(dsn, options="-c TimeZone=UTC") as conn, conn.cursor() as cur:
         collate = _needs_collate(conn)
         selects = [
-            sql.SQL("SELECT account_id, {} AS tbl, row_to_json(t)::text AS row FROM {} t WHERE {}").format(
+            sql.SQL("SELECT account_id, {} AS tbl, row_to_json(t) AS row FROM {} t WHERE {}").format(
                 sql.Literal(f"{store}.{table}"), sql.Identifier(table), accounts.where("account_id", collate=collate))
             for table in COMPARED_BY_STORE[store]
         ]
-        query = sql.SQL("COPY (SELECT * FROM ({}) u ORDER BY {}) TO STDOUT (FORMAT BINARY)").format(
+        query = sql.SQL("COPY (SELECT account_id, json_agg(json_build_array(tbl, row))::text FROM ({}) u "
+                        "GROUP BY account_id ORDER BY {}) TO STDOUT (FORMAT BINARY)").format(
             sql.SQL(" UNION ALL ").join(selects), _order("account_id", collate))
         with cur.copy(query) as copy:
-            copy.set_types(["text", "text", "bytea"])
-            for account_id, table, row in copy.rows():
-                yield account_id, table, orjson.loads(row)
+            copy.set_types(["text", "bytea"])
+            for account_id, document in copy.rows():
+                rows: dict[str, list[dict]] = {}
+                for table, row in orjson.loads(document):
+                    rows.setdefault(table, []).append(row)
+                yield account_id, rows
 
 
 def parked_rows(eventstore_dsn: str, accounts: AccountRange) -> dict[str, list[HeldRow]]:
@@ -257,16 +264,17 @@ def _order(column: str, collate: bool) -> sql.Composable:
 
 
 def by_account(
-    events: Iterator[tuple[str, P]], legacy: Iterable[Iterator[tuple[str, str, dict]]]
+    events: Iterator[tuple[str, P]], legacy: Iterable[Iterator[tuple[str, dict[str, list[dict]]]]]
 ) -> Iterator[tuple[str, P, dict[str, list[dict]]]]:
-    """Each account of the log with its events (or what stands for them) and its current legacy rows by "store.table"."""
-    merged = heapq.merge(*legacy, key=lambda item: item[0])
+    """Each account of the log with its events (or what stands for them) and its current legacy rows
+    by "store.table" (`legacy`: one iterator per store, each sorted by account)."""
+    merged = heapq.merge(*legacy, key=itemgetter(0))
     pending = next(merged, None)
     for account_id, account_events_ in events:
         rows: dict[str, list[dict]] = {}
         while pending is not None and pending[0] < account_id:
             pending = next(merged, None)  # rows of an account the log does not know (parked): not ours
         while pending is not None and pending[0] == account_id:
-            rows.setdefault(pending[1], []).append(pending[2])
+            rows.update(pending[1])
             pending = next(merged, None)
         yield account_id, account_events_, rows

@@ -47,6 +47,7 @@ class PlanResult:
     rules_digest: str = ""
     accounts_checked: int = 0
     events_folded: int = 0
+    accounts_read: int = 0  # streams of the log evaluated (an account cf_prod does not know too), folded or kept
     corrections: list[Correction] = field(default_factory=list)
     held: list[HeldRow] = field(default_factory=list)  # rows of the accounts checked that nothing is planned for
 
@@ -57,6 +58,7 @@ class PlanResult:
     def merge(self, other: PlanResult) -> None:
         self.accounts_checked += other.accounts_checked
         self.events_folded += other.events_folded
+        self.accounts_read += other.accounts_read
         self.corrections.extend(other.corrections)
         self.held.extend(other.held)
 
@@ -105,6 +107,7 @@ def plan_range(dsns: dict[str, str], rules: Rules, as_of: datetime, catalog: Cat
     for events_folded, state, corrections, held in evaluate(dsns, rules, as_of, catalog, accounts, explain=False,
                                                              reader=reader, kept_facts=kept_facts):
         result.events_folded += events_folded
+        result.accounts_read += 1
         if state.account_exists:
             result.accounts_checked += 1
             result.corrections.extend(corrections)

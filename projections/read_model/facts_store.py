@@ -88,7 +88,8 @@ def encode(facts: AccountFacts) -> bytes:
 
 def decode(data: bytes, as_of: datetime) -> AccountFacts:
     """The kept facts as a fold at `as_of` would make them (measured: ~150 µs an account, a sixth
-    of reading and folding its events)."""
+    of reading and folding its events; building them with `trusted` from orjson's dicts, converting
+    the datetime and tuple fields, measured no faster: ~24 models an account)."""
     facts = AccountFacts.model_validate_json(data)
     return facts.model_copy(update={"as_of": as_of})
 

@@ -58,7 +58,7 @@ def plan(as_of: datetime | None, rules_path: str | None, account: str | None, as
                                                                      rules_digest=rules.digest)
     except psycopg.Error as error:
         raise RunFailed(f"plan failed: {error}")
-    if account and result.events_folded == 0:
+    if account and result.accounts_read == 0:
         exit_no_events(account)
     echo_json(result.as_json()) if as_json else click.echo(_summary(result))
     if account and result.accounts_checked == 0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from freezegun import freeze_time
 
+from domain.facts import AccountFacts
 from domain.fold import FOLD_VERSION, fold
 from projections.read_model.facts_store import Kept, decode, encode, keepable, usable
 from tests.support.builders import ACCOUNT, DAY, SECOND, T0, an_account, legacy, now, past_due, stripe, stripe_invoice
@@ -54,3 +55,16 @@ def test_decoded_facts_equal_a_fold_at_the_later_t():
     later = now() + 40 * DAY
 
     assert decode(encode(fold(events, as_of=now(), legacy=False)), later) == fold(events, as_of=later, legacy=False)
+
+
+def test_every_field_of_the_facts_is_decoded_as_validation_would_make_it():
+    """Decoding gives the facts the fold made, to their JSON (datetimes, tuples, nested models)."""
+    with freeze_time(T0):
+        events = an_account(invoice=past_due(days=30, attempts=3), manual=("sso",))
+        events.append(stripe("invoice", stripe_invoice("in_y", "open", attempts=2), at=now() - DAY, evt="evt_y"))
+        facts = fold(events, as_of=now(), legacy=False)
+    data = encode(facts)
+    decoded = decode(data, facts.as_of)
+    assert decoded == AccountFacts.model_validate_json(data) == facts
+    assert decoded.model_dump() == facts.model_dump() and decoded.model_dump_json() == facts.model_dump_json()
+    assert facts.dunning_history and facts.invoices and facts.manual_entitlements

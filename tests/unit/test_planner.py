@@ -77,8 +77,7 @@ class FakeReader:
     def accounts(self, accounts: AccountRange) -> Iterator[tuple[str, list[AccountEvent], dict[str, list[dict]]]]:
         self.reads.append(("accounts", accounts))
         log = ((a, self.events[a]) for a in sorted(self.events) if _within(a, accounts))
-        legacy = [(a, table, row) for a in sorted(self.rows) if _within(a, accounts)
-                  for table, rows in self.rows[a].items() for row in rows]
+        legacy = [(a, self.rows[a]) for a in sorted(self.rows) if _within(a, accounts)]
         return by_account(log, [iter(legacy)])
 
     def kept_accounts(self, accounts: AccountRange, as_of: datetime
