@@ -160,7 +160,7 @@ def keep(conn: psycopg.Connection, rows: Sequence[Keep]) -> None:
     """Upserts a batch of kept facts in one statement and commits it."""
     if not rows:
         return
-    with conn.transaction():
-        conn.execute(UPSERT, ([r.account_id for r in rows], [r.stream_version for r in rows],
+    with conn.transaction(), conn.cursor(binary=True) as cur:  # binary: the facts go as bytes, not hex text
+        cur.execute(UPSERT, ([r.account_id for r in rows], [r.stream_version for r in rows],
                               [r.latest_source_time for r in rows], [FOLD_VERSION] * len(rows),
                               [r.facts for r in rows]))
