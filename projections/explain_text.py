@@ -1,6 +1,7 @@
 """`explain` for people: an Explanation (projections/explain.py) as text under ~120 columns.
 
     render_text(ex) -> str
+    render_brief(ex, fields) -> list[str]    a few fields, the drift and what apply did (the demo)
 
 Events are named by their short refs (domain/refs.py `short_refs`, numbered in timeline order),
 the same in the timeline, in the state's reasons and in the past corrections. The timeline is
@@ -51,6 +52,19 @@ def render_text(ex: Any) -> str:
     return "\n".join(lines)
 
 
+def render_brief(ex: Any, fields: Sequence[str]) -> list[str]:
+    """A few fields of the state with their reasons, then the account's corrections and past corrections."""
+    short = short_refs(entry["ref"] for entry in ex.timeline)
+    lines = _state(ex.state, short, only=fields)
+    lines += [line for c in ex.corrections for line in _wrap("  drift  ", _change(c.op, c.table, c.key, c.column,
+                                                                                   c.from_, c.to))]
+    for p in ex.past_corrections:
+        lines += _wrap("  applied  ", f"{_time(p['applied_at'])}  " + _change(p["op"], p["table"], p["key"],
+                                                                            p["column"], p["from"], p["to"])
+                       + f"  (because {_refs(p['causes'], short) or '-'})")
+    return lines
+
+
 def _timeline(timeline: Sequence[Mapping[str, Any]], later: int, short: Mapping[str, str]) -> list[str]:
     lines = [f"timeline: {len(timeline)} events by source, each at its source time"
              + (f" ({later} later ones not folded)" if later else "")]
@@ -80,12 +94,14 @@ def _what(entry: Mapping[str, Any], ref: str) -> str:
     return f"{kind}: {summary}" if summary else kind
 
 
-def _state(state: TrueState, short: Mapping[str, str]) -> list[str]:
+def _state(state: TrueState, short: Mapping[str, str], *, only: Sequence[str] = ()) -> list[str]:
     because = state.because
     names = [n for n in _FIRST_FIELDS if n in because or n != "subscription"]
     names += [n for n in because if n not in names and not n.startswith("entitlements.")]
+    if only:
+        names = [n for n in only if n in names]
     rows = [(name, _value(state, name), _reason(name, because.get(name), short)) for name in names]
-    rows += _entitlements(state, short)
+    rows += [] if only else _entitlements(state, short)
     width = min(max(len(name) for name, _, _ in rows), 34)
     value_width = min(max(len(value) for _, value, _ in rows), 26)
     lines = []

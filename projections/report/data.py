@@ -38,16 +38,23 @@ _IDS = re.compile(r"\b(evt|cus|in|sub|acc|inv|ch|pi|price|prod)_[A-Za-z0-9_]+")
 
 
 @dataclass
-class ReportData:
-    as_of: datetime
-    rules_version: str
-    fleet: Aggregate
+class History:
+    """What the event store remembers: applied corrections, the outbox, parked records."""
+
     bucket: str = "day"
     applied: list[dict[str, Any]] = field(default_factory=list)  # {"at", "table", "n"} per bucket and table
     audit_status: dict[str, int] = field(default_factory=dict)  # applied | stale | abandoned | pending -> rows
     outbox: list[dict[str, Any]] = field(default_factory=list)  # {"type", "status", "n"}
     sent: list[dict[str, Any]] = field(default_factory=list)  # {"at", "n"}: events published per bucket
     parked: list[dict[str, Any]] = field(default_factory=list)  # {"source", "table", "reason", "n", "examples"}
+
+
+@dataclass
+class ReportData:
+    as_of: datetime
+    rules_version: str
+    fleet: Aggregate
+    history: History = field(default_factory=History)
     lag: list[dict[str, Any]] | None = None  # continuous projection's correction lag; None: no source yet
     explanations: dict[str, str] = field(default_factory=dict)  # account -> explain's text
 
@@ -62,8 +69,7 @@ def gather(dsns: Mapping[str, str], rules: Rules, as_of: datetime, *, workers: i
         with worker_pool(len(ranges)) as pool:
             for part in pool.map(aggregate_range, *zip(*[(dict(dsns), rules, as_of, catalog, r) for r in ranges])):
                 fleet.merge(part)
-    data = ReportData(as_of=as_of, rules_version=rules.version, fleet=fleet)
-    read_history(dsns["eventstore"], data)
+    data = ReportData(as_of=as_of, rules_version=rules.version, fleet=fleet, history=read_history(dsns["eventstore"]))
     data.explanations = explanations(dsns, [account for _, account in fleet.top], rules, as_of)
     return data
 
@@ -77,7 +83,8 @@ def aggregate_range(dsns: dict[str, str], rules: Rules, as_of: datetime, catalog
     return counts
 
 
-def read_history(eventstore_dsn: str, data: ReportData) -> None:
+def read_history(eventstore_dsn: str) -> History:
+    data = History()
     with psycopg.connect(eventstore_dsn, options="-c TimeZone=UTC") as conn:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         cur = conn.cursor(row_factory=dict_row)
@@ -98,6 +105,7 @@ def read_history(eventstore_dsn: str, data: ReportData) -> None:
             data.parked = parked_by_reason(cur.execute(
                 "SELECT source, tbl, reason, count(*) AS n, (array_agg(key ORDER BY id))[1:3] AS examples "
                 "FROM parked_record WHERE resolved_at IS NULL GROUP BY 1, 2, 3").fetchall())
+    return data
 
 
 def bucket_for(first: datetime | None, last: datetime | None) -> str:

@@ -28,27 +28,27 @@ def render_html(data: ReportData, *, generated_at: datetime) -> str:
 
 def page(data: ReportData) -> dict[str, Any]:
     """What the template shows, from the data: numbers, tables and the charts' geometry."""
-    fleet = data.fleet
+    fleet, history = data.fleet, data.history
     by_table: Counter = Counter()
-    for r in data.applied:
+    for r in history.applied:
         by_table[r["table"]] += r["n"]
     outbox: dict[str, dict[str, int]] = {}
-    for r in data.outbox:
+    for r in history.outbox:
         outbox.setdefault(r["type"], {})[r["status"]] = r["n"]
     held = [{"table": t, "reason": reason, "n": n, "examples": fleet.held_examples.get((t, reason), [])}
             for (t, reason), n in sorted(fleet.held.items(), key=lambda kv: (-kv[1], kv[0]))]
     return {
-        "data": data, "fleet": fleet,
+        "data": data, "fleet": fleet, "history": history,
         "heatmap": heatmap(fleet.cells, fleet.accounts_checked),
         "cells": sorted(((t, c, n, fleet.corrections_by_cell[(t, c)]) for (t, c), n in fleet.cells.items()),
                         key=lambda row: (-row[2], row[0], row[1])),
         "stages": stage_bars(fleet.stages), "stage_names": STAGES, "stage_series": ["true", *STAGE_COPIES],
-        "applied": columns_over_time(data.applied) if data.applied else None,
+        "applied": columns_over_time(history.applied) if history.applied else None,
         "applied_by_table": sorted(by_table.items()), "applied_total": sum(by_table.values()),
         "outbox": hbars(sorted(outbox.items()), STATUS_COLOURS, label_w=200) if outbox else None,
-        "outbox_rows": sorted(outbox.items()), "outbox_total": sum(r["n"] for r in data.outbox),
-        "parked": hbars([(f"{p['source']} {p['table']}: {p['reason']}", {"records": p["n"]}) for p in data.parked],
-                        {"records": "#aa3377"}, label_w=320) if data.parked else None,
+        "outbox_rows": sorted(outbox.items()), "outbox_total": sum(r["n"] for r in history.outbox),
+        "parked": hbars([(f"{p['source']} {p['table']}: {p['reason']}", {"records": p["n"]}) for p in history.parked],
+                        {"records": "#aa3377"}, label_w=320) if history.parked else None,
         "held": held, "held_total": sum(fleet.held.values()),
         "top": fleet.top, "store_colours": STORE_COLOURS, "status_colours": STATUS_COLOURS,
         "examples": sorted(fleet.examples, key=lambda c: (c.table, c.column or "", c.account_id))[:12],
