@@ -63,7 +63,7 @@ def heatmap(cells: Mapping[tuple[str, str], int], accounts_checked: int) -> Char
             share = n / accounts_checked if accounts_checked else 0.0
             marks.append(Mark(label_w + j * (cell_w + gap), y, cell_w, cell_h, n, column, heat(n, peak),
                               {"table": table, "column": column, "share": f"{share:.2%}"},
-                              ink="#ffffff" if peak and n / peak > 0.25 else "#222222"))
+                              ink="#ffffff" if peak and n / peak > 0.4 else "#222222"))
     width = label_w + max(len(c) for _, c in rows) * (cell_w + gap)
     return Chart(width, top + len(rows) * (cell_h + gap), marks, texts)
 
@@ -72,7 +72,7 @@ def heat(n: int, peak: int) -> str:
     """White-grey for none, then light to dark red by the share of the largest cell."""
     if n == 0 or peak == 0:
         return "#f4f4f4"
-    t = 0.15 + 0.85 * (n / peak) ** 0.5
+    t = 0.12 + 0.88 * n / peak
     r, g, b = (255 + (165 - 255) * t, 235 + (15 - 235) * t, 225 + (21 - 225) * t)
     return f"#{int(r):02x}{int(g):02x}{int(b):02x}"
 
