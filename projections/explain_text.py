@@ -26,6 +26,7 @@ from projections.explain import _record_summary
 WIDTH = 118
 FEW = 4  # refs shown per field; the rest are counted
 _SOURCES = (*STORES, "stripe")
+_GROUPED = ("entitlements.", "invoices.", "stripe_invoices.")  # shown grouped, after the account's own fields
 _FIRST_FIELDS = ("status", "stage", "stage_since", "days_overdue", "failed_attempts", "bad_debt", "delinquent",
                  "next_action_at", "plan", "stripe_customer_id", "subscription")
 
@@ -97,21 +98,43 @@ def _what(entry: Mapping[str, Any], ref: str) -> str:
 def _state(state: TrueState, short: Mapping[str, str], *, only: Sequence[str] = ()) -> list[str]:
     because = state.because
     names = [n for n in _FIRST_FIELDS if n in because or n != "subscription"]
-    names += [n for n in because if n not in names and not n.startswith("entitlements.")]
+    names += [n for n in because if n not in names and not n.startswith(_GROUPED)]
     if only:
         names = [n for n in only if n in names]
     rows = [(name, _value(state, name), _reason(name, because.get(name), short)) for name in names]
-    rows += [] if only else _entitlements(state, short)
-    width = min(max(len(name) for name, _, _ in rows), 34)
-    value_width = min(max(len(value) for _, value, _ in rows), 26)
+    if not only:
+        rows += _entitlements(state, short) + _invoices(state, short)
+    width = min(max(len(name) for name, _, _ in rows), 24)
+    value_width = min(max(len(value) for _, value, _ in rows), 22)
     lines = []
     for name, value, reason in rows:
         head = f"  {name:<{width}} {value:<{value_width}} "
-        if len(head) > 64:
+        if len(head) > 2 + width + value_width + 2:  # a long value: the reason goes on the next line
             lines.append(head.rstrip())
             head = " " * (2 + width + 1 + value_width + 1)
         lines += _wrap(head, reason)
     return lines
+
+
+def _invoices(state: TrueState, short: Mapping[str, str]) -> list[tuple[str, str, str]]:
+    """Per invoice, its fields grouped by the rule and events that decided them: one line each group."""
+    rows = []
+    for invoice_id in sorted(state.invoices):
+        groups: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+        for name, why in state.because.items():
+            head, _, column = name.rpartition(".")
+            if head == f"invoices.{invoice_id}":
+                rule = re.sub(rf"^{re.escape(column)} = [^:]*: ", "", why.rule)
+                groups.setdefault((rule, tuple(dict.fromkeys(why.refs))), []).append(
+                    f"{column}={_value(state, name)}")
+        for i, ((rule, refs), fields) in enumerate(groups.items()):
+            rows.append(("invoice" if i == 0 else "", invoice_id if i == 0 else "",
+                         f"{' '.join(fields)}: {rule}" + (f"; from {_refs(refs, short)}" if refs else "")))
+    for name, why in state.because.items():
+        if name.startswith("stripe_invoices."):
+            rows.append(("stripe invoice", name.split(".", 1)[1], f"{_value(state, name)}: "
+                         + _reason(name, why, short)))
+    return rows
 
 
 def _entitlements(state: TrueState, short: Mapping[str, str]) -> list[tuple[str, str, str]]:

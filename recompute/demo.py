@@ -149,7 +149,7 @@ def announced(history: History) -> str:
             types[row["type"]] += row["n"]
     if not types:
         return "no domain events"
-    return f"{sum(types.values())} domain events: " + ", ".join(f"{n} {t}" for t, n in sorted(types.items()))
+    return f"{sum(types.values())} domain events: " + ", ".join(f"{t}={n}" for t, n in sorted(types.items()))
 
 
 def _by_table(corrections) -> list[str]:

@@ -1,6 +1,7 @@
 """Benchmark: `recompute report --html` at fleet sizes: the page's size, the time to gather its data
-(a plan-like pass plus the event store's history and the top accounts' explanations) and the time
-to render it, with `plan` over the same fleet in the same run for the ratio.
+(a plan-like pass plus the event store's history and the top accounts' explanations) the time
+to render it, with `plan` over the same fleet in the same run for the ratio, and the time headless
+Chromium takes to open and draw it (beside a blank page's, in the same run).
 
     .venv/bin/python scripts/bench_report.py [--accounts 10000 100000] [--reuse]
 
@@ -11,7 +12,10 @@ scripts/bench_plan.py's `ingested_fleet`). Each size's page is written to /tmp/b
 from __future__ import annotations
 
 import argparse
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,10 +47,31 @@ def bench(accounts: int, reuse: bool) -> None:
     path = Path(f"/tmp/bench_report_{accounts}.html")
     size = save(path, html)
     assert data.fleet.accounts_disagreeing == planned.accounts_disagreeing
+    page_seconds, blank_seconds = browser_seconds(path), browser_seconds(BLANK)
     print(f"{accounts:>7,} accounts ({planned.accounts_disagreeing:,} disagreeing): page {size / 1024:,.0f} KiB "
           f"({len(data.explanations)} accounts explained in it); gather {gather_seconds:.1f} s, plan "
           f"{plan_seconds:.1f} s (gather / plan {gather_seconds / plan_seconds:.2f}); render "
-          f"{min(renders) * 1000:.0f} ms best of 5, {max(renders) * 1000:.0f} ms worst -> {path}", flush=True)
+          f"{min(renders) * 1000:.0f} ms best of 5, {max(renders) * 1000:.0f} ms worst; headless Chromium loads and "
+          f"draws it in {page_seconds:.2f} s, a blank page in {blank_seconds:.2f} s (median of 3, browser start "
+          f"included) -> {path}", flush=True)
+
+
+BLANK = Path("/tmp/bench_report_blank.html")
+
+
+def browser_seconds(page: Path) -> float:
+    """Chromium's wall time to open `page`, lay it out and screenshot it (the median of 3 runs)."""
+    BLANK.write_text("<!DOCTYPE html><title>blank</title>")
+    timings = []
+    with tempfile.TemporaryDirectory(prefix="bench-report-") as scratch:
+        for _ in range(3):
+            started = time.perf_counter()
+            subprocess.run(["/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                            f"--user-data-dir={scratch}/profile", f"--screenshot={scratch}/page.png",
+                            "--window-size=1400,2400", page.resolve().as_uri()], capture_output=True, check=True)
+            timings.append(time.perf_counter() - started)
+    return statistics.median(timings)
 
 
 def main() -> None:
