@@ -8,7 +8,8 @@ from domain.diff import Correction
 from domain.held import HeldRow
 from projections.report.aggregate import Aggregate
 from projections.report.charts import heatmap, stage_bars
-from projections.report.data import bucket_for, parked_by_reason
+from projections.report.data import History, ReportData, bucket_for, parked_by_reason
+from projections.report.render import render_html
 from tests.support.states import T, a_state
 
 
@@ -80,3 +81,20 @@ def test_the_time_buckets_grow_with_the_span_so_the_bars_stay_few():
     assert bucket_for(T, T + timedelta(hours=5)) == "hour"
     assert bucket_for(T, T + timedelta(days=20)) == "day"
     assert bucket_for(None, None) == "day"
+
+
+def test_the_page_draws_every_section_it_has_data_for_and_says_so_where_it_has_none():
+    counts = counted(a_fleet_of_three())
+    history = History(bucket="minute", applied=[{"at": T, "table": "subs.subs_dunning", "n": 2}],
+                      audit_status={"applied": 2}, outbox=[{"type": "account.dunning_stage_changed", "status": "sent",
+                                                            "n": 1}], sent=[{"at": T, "n": 1}],
+                      parked=[{"source": "cf_prod", "table": "accounts", "reason": "no plan", "n": 1,
+                               "examples": ["acc_9"]}])
+    full = render_html(ReportData(as_of=T, rules_version="v1", fleet=counts, history=history,
+                                  explanations={"acc_1": "account acc_1 <explained>"}), generated_at=T)
+    for drawn in ('id="heatmap"', 'id="stage-chart"', 'id="applied-chart"', 'id="outbox-chart"', 'id="sent-table"',
+                  'id="parked-chart"', 'id="held-table"', 'href="#explain-acc_1"', "account acc_1 &lt;explained&gt;"):
+        assert drawn in full
+    empty = render_html(ReportData(as_of=T, rules_version="v1", fleet=Aggregate()), generated_at=T)
+    assert "No drift" in empty and "Nothing applied yet" in empty and "No parked records" in empty
+    assert "<script" not in full and "http" not in full.replace('xmlns="http://www.w3.org/2000/svg"', "")
