@@ -17,7 +17,6 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from domain.held import ParkedRecord
 from domain.legacy_tables import STORES
 from domain.refs import key_text, short_refs, shorten
 from domain.state import Because, TrueState
@@ -37,14 +36,20 @@ def render_text(ex: Any) -> str:
     state: TrueState = ex.state
     lines = [f"account {ex.account_id} as of {ex.as_of.isoformat()} (rules {state.rules_version}; times are UTC)", ""]
     lines += _timeline(ex.timeline, ex.later_events, short)
-    lines += ["", "true state: each field, the rule that decided it and the events it cites"]
+    lines += ["", "true state: each field, because of which rule and which events"]
     lines += _state(state, short)
     lines += _section(f"corrections ({len(ex.corrections)})",
                       [_change(c.op, c.table, c.key, c.column, c.from_, c.to) for c in ex.corrections])
-    lines += _section(f"held, not corrected ({len(ex.held)})",
-                      [f"{h.table}[{key_text(h.key)}]  {h.reason}"
-                       + (f" (parked {_time(h.parked_at.isoformat())})" if h.parked_at else "") for h in ex.held])
-    lines += _section(f"parked records ({len(ex.parked)})", [_parked(p) for p in ex.parked])
+    lines += ["", f"held, not corrected ({len(ex.held)})"]
+    for h in ex.held:
+        lines.append(f"  {h.table}[{key_text(h.key)}]" + (f" (parked {_time(h.parked_at.isoformat())})"
+                                                           if h.parked_at else ""))
+        lines += _wrap("      ", h.reason)
+    lines += ["", f"parked records ({len(ex.parked)})"]
+    for p in ex.parked:
+        state = "  [holds the row]" if p.held else "  [superseded]" if p.source != "stripe" else ""
+        lines.append(f"  {_time(p.parked_at.isoformat())}  {p.table}[{key_text(p.key)}]{state}")
+        lines += _wrap("      ", p.reason) + _wrap("      the record: ", _record_summary(p))
     lines += _section(f"past corrections ({len(ex.past_corrections)})",
                       [f"{_time(p['applied_at'])}  " + _change(p["op"], p["table"], p["key"], p["column"], p["from"],
                                                                p["to"])
@@ -196,12 +201,6 @@ def _short_value(value: Any) -> str:
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k}={v}" for k, v in value.items()) + "}"
     return repr(value)
-
-
-def _parked(p: ParkedRecord) -> str:
-    state = "  [holds the row]" if p.held else "  [superseded]" if p.source != "stripe" else ""
-    return (f"{_time(p.parked_at.isoformat())}  {p.table}[{key_text(p.key)}]  {p.reason}{state}; "
-            f"the record: {_record_summary(p)}")
 
 
 def _section(title: str, items: Sequence[str]) -> list[str]:
