@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,19 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_the_demo_tells_the_drift_found_an_account_fixed_and_nothing_left_in_one_screen(tmp_path):
+@pytest.fixture
+def data_dir():
+    """Outside pytest's own temporary root: the embedded server runs as another user (pgserver), which
+    must traverse the folders above its data, and a pytest session starting meanwhile on this machine
+    sets that root back to 0700."""
+    made = Path(tempfile.mkdtemp(prefix="recompute-demo-test-"))
+    made.chmod(0o755)
+    yield made
+    shutil.rmtree(made, ignore_errors=True)
+
+
+def test_the_demo_tells_the_drift_found_an_account_fixed_and_nothing_left_in_one_screen(data_dir):
+    tmp_path = data_dir
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RECOMPUTE_", "STRIPE_"))}
     env.update(RECOMPUTE_DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(ROOT))
     recompute = [sys.executable, "-c", "from recompute.cli import main; main()"]
