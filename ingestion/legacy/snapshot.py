@@ -33,8 +33,10 @@ from eventlog.own_tables import exclusive_ingest
 class LegacySnapshotIngester:
     """Every table of one store in one snapshot, one after the other, in this process."""
 
-    def __init__(self, *, store: str, source_dsn: str, eventstore_dsn: str, batch_size: int = 20_000) -> None:
+    def __init__(self, *, store: str, source_dsn: str, eventstore_dsn: str, batch_size: int = 20_000,
+                 tables: tuple[str, ...] | None = None) -> None:
         self._store = store
+        self._tables = tables
         self._source_dsn = source_dsn
         self._eventstore_dsn = eventstore_dsn
         self._batch_size = batch_size
@@ -42,7 +44,7 @@ class LegacySnapshotIngester:
     def table_runs(self, snapshot: Snapshot) -> list[TableIngest]:
         return [TableIngest(spec=spec, snapshot=snapshot, source_dsn=self._source_dsn,
                             eventstore_dsn=self._eventstore_dsn, batch_size=self._batch_size)
-                for spec in TABLES_BY_STORE[self._store]]
+                for spec in TABLES_BY_STORE[self._store] if self._tables is None or spec.table in self._tables]
 
     def run(self) -> IngestReport:
         report = IngestReport(source=self._store)

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
 from datetime import UTC, datetime
 
+import psycopg
 import pytest
 
-from ingestion.legacy.cdc.setup import drop_store, setup_store
 from eventlog.own_tables import ensure_own_schema
+from ingestion.legacy.cdc.names import slot_name
+from ingestion.legacy.cdc.setup import drop_store, published_tables, setup_store
+from ingestion.legacy.cdc.pgoutput import UNCHANGED
+from ingestion.legacy.cdc.stream import LegacyChangeStream, NotSetUp, _Recording
+from ingestion.legacy.observe import digest_of
+from ingestion.legacy.snapshot import LegacySnapshotIngester
 from tests.support.cdc import a_stream, event_count, events_of, read_until, slots_of
+from tests.support.cli import ROOT
 from tests.support.legacy import a_customer_mapping, an_account, an_invoice, create_stores, execute
 
 pytestmark = pytest.mark.integration
@@ -54,3 +67,164 @@ def test_an_insert_an_update_and_a_delete_in_each_store_reach_the_log_once_each_
     assert events[0].row["status"] == "suspended"
     assert all(started <= e.source_time <= committed for e in events)
     assert all("/" in e.position for e in events)
+
+
+def test_a_reader_closed_and_reopened_records_only_what_came_after(world):
+    set_up(world, "billing_prod")
+    execute(world["billing_prod"], "UPDATE invoices SET status = 'paid', amount_paid = 2900")
+    with a_stream(world, "billing_prod") as stream:
+        assert stream.catch_up() == 1
+    execute(world["billing_prod"], "UPDATE invoices SET amount_paid = 2800")
+    with a_stream(world, "billing_prod") as stream:
+        assert stream.catch_up() == 1
+    with a_stream(world, "billing_prod") as stream:
+        assert stream.catch_up() == 0
+    assert [e.row["amount_paid"] for e in events_of(world) if e.table == "invoices"] == [0, 2900, 2800]
+
+
+KILLED_AFTER_COMMIT = """
+import os, signal, sys
+from ingestion.legacy.cdc import replication, stream as cdc_stream
+from ingestion.legacy.observe import Observations
+
+committed = []
+commit = Observations.commit
+def commit_then_remember(self, *args, **kwargs):
+    appended = commit(self, *args, **kwargs)
+    committed.append(appended)
+    return appended
+Observations.commit = commit_then_remember
+confirm = replication.ReplicationConnection.confirm
+def die_before_confirming(self, flushed, **kwargs):
+    if committed:
+        os.kill(os.getpid(), signal.SIGKILL)  # the events are committed, the slot never hears of it
+    return confirm(self, flushed, **kwargs)
+replication.ReplicationConnection.confirm = die_before_confirming
+s = cdc_stream.LegacyChangeStream(store=sys.argv[1], legacy_dsn=sys.argv[2], eventstore_dsn=sys.argv[3])
+s.catch_up()
+"""
+
+
+def test_a_reader_killed_between_committing_events_and_confirming_them_records_nothing_twice(world):
+    set_up(world, "subs")
+    execute(world["subs"], "INSERT INTO subs_dunning VALUES ('acc_000042', 'grace', 1, NULL, '2026-03-01Z')")
+    done = subprocess.run([sys.executable, "-c", KILLED_AFTER_COMMIT, "subs", world["subs"], world["eventstore"]],
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, timeout=60)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    assert [e.table for e in events_of(world)].count("subs_dunning") == 1
+    execute(world["subs"], "UPDATE subs_dunning SET stage = 'retrying', attempt_count = 2")
+    with a_stream(world, "subs") as stream:  # the server sends the killed one's transaction again: skipped
+        assert stream.catch_up() == 1
+    assert [e.row["stage"] for e in events_of(world) if e.table == "subs_dunning"] == ["grace", "retrying"]
+
+
+def test_the_exported_snapshot_handoff_loses_nothing_and_duplicates_nothing_while_a_writer_runs(world):
+    stop = threading.Event()
+    written: list[str] = []
+
+    def writer():
+        with psycopg.connect(world["billing_prod"], autocommit=True) as conn:
+            while not stop.is_set():
+                charge = f"ch_{len(written):05d}"
+                conn.execute("INSERT INTO charges VALUES (%s, 'acc_000042', NULL, NULL, 100, 'succeeded', NULL, "
+                             "'2026-03-01Z')", (charge,))
+                written.append(charge)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        while len(written) < 50:
+            time.sleep(0.01)
+        set_up(world, "billing_prod")
+        during = len(written)
+        while len(written) < during + 50:  # the writer goes on after the slot exists
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        thread.join()
+    with a_stream(world, "billing_prod") as stream:
+        stream.catch_up()
+    charges = [e for e in events_of(world) if e.table == "charges"]
+    assert sorted(e.key["charge_id"] for e in charges) == written  # each written row once: none lost, none twice
+    by_snapshot = {e.position.startswith("billing_prod@") for e in charges}
+    assert by_snapshot == {True, False}  # some came by the handoff's snapshot, the rest by the stream
+
+
+def test_an_update_that_leaves_a_toasted_value_unchanged_carries_it_forward(world, monkeypatch):
+    unchanged_sent = []
+    carried = _Recording._carried
+
+    def spy(self, spec, relation, values, key, before):
+        unchanged_sent.extend(relation.columns[i].name for i, v in enumerate(values) if v is UNCHANGED)
+        return carried(self, spec, relation, values, key, before)
+
+    monkeypatch.setattr(_Recording, "_carried", spy)
+    set_up(world, "subs")
+    big = "".join(f"{i:x}" for i in range(3000)) + "@example.com"  # out of line: TOASTed, and not compressible
+    execute(world["subs"], "ALTER TABLE subs_account ALTER billing_email SET STORAGE EXTERNAL")
+    execute(world["subs"], "INSERT INTO subs_account VALUES ('acc_000042', %s, 'DE', 'eur', NULL, false, false, "
+            "'2026-03-01Z')", (big,))
+    with a_stream(world, "subs") as stream:
+        stream.catch_up()
+    execute(world["subs"], "UPDATE subs_account SET bad_debt = true, updated_at = '2026-03-02Z'")
+    with a_stream(world, "subs") as stream:
+        assert stream.catch_up() == 1
+    assert unchanged_sent == ["billing_email"]  # the server did not send it
+    last = [e for e in events_of(world) if e.table == "subs_account"][-1]
+    assert last.row["bad_debt"] is True and last.row["billing_email"] == big
+    assert LegacySnapshotIngester(store="subs", source_dsn=world["subs"],  # the same digest as a snapshot's
+                                  eventstore_dsn=world["eventstore"]).run().appended == 0
+
+
+def test_a_table_without_a_replica_identity_is_not_published_and_its_owners_updates_still_work(world):
+    execute(world["billing_prod"], "ALTER TABLE schedules DROP CONSTRAINT schedules_pkey")
+    report = set_up(world, "billing_prod")["billing_prod"]
+    assert "schedules" not in report.published and "no primary key" in report.refused["schedules"]
+    assert published_tables("billing_prod", world["billing_prod"]) == {"invoices", "charges", "dunning"}
+    execute(world["billing_prod"], "INSERT INTO schedules VALUES ('inv_000042_01', 1, 'acc_000042', "
+            "'2026-03-02Z', 'pending')")
+    execute(world["billing_prod"], "UPDATE schedules SET status = 'done'")  # would fail if it were published
+
+
+def test_resync_appends_only_real_differences_and_the_stream_then_adds_nothing_for_them(world):
+    set_up(world, "billing_prod")
+    resync = LegacySnapshotIngester(store="billing_prod", source_dsn=world["billing_prod"],
+                                    eventstore_dsn=world["eventstore"])
+    assert resync.run().appended == 0
+    execute(world["billing_prod"], "UPDATE invoices SET status = 'paid', amount_paid = 2900")
+    execute(world["billing_prod"], "UPDATE invoices SET status = 'paid'")  # the same values again
+    assert resync.run().appended == 1  # read before the stream: the one real difference
+    with a_stream(world, "billing_prod") as stream:
+        assert stream.catch_up() == 0  # both changes end at what resync recorded
+    assert resync.run().appended == 0
+
+
+def test_a_row_the_stream_builds_has_the_digest_of_postgresql_s_own_row_to_json(world):
+    """Quotes, control characters, unicode, fractions of seconds, infinity, NULLs: the stream's
+    JSON text is byte for byte what a snapshot reads, so resync finds nothing to add."""
+    set_up(world, "billing_prod")
+    execute(world["billing_prod"], "INSERT INTO charges VALUES (%s, 'acc_000042', NULL, 'ch_\"q\"\\\\', 5, 'failed', "
+            "%s, '2026-03-01 12:34:56.789012+05:30')", ("ch_ünï\tcode\n", "tab\there\x01 é 日本"))
+    execute(world["billing_prod"], "INSERT INTO invoices VALUES ('inv_inf', 'acc_000042', NULL, 'open', 'usd', 1, 0, "
+            "'infinity', '2026-03-01 00:00:00.5Z', '2026-03-01Z')")
+    with a_stream(world, "billing_prod") as stream:
+        stream.catch_up()
+    with psycopg.connect(world["billing_prod"], options="-c TimeZone=UTC") as conn:
+        texts = {raw for (raw,) in conn.execute("SELECT row_to_json(t)::text FROM charges t UNION ALL "
+                                                "SELECT row_to_json(t)::text FROM invoices t")}
+    with psycopg.connect(world["eventstore"]) as conn:
+        digests = {bytes(d) for (d,) in conn.execute("SELECT digest FROM ingest_row_digest WHERE store = 'billing_prod'")}
+    assert {digest_of(raw) for raw in texts} <= digests
+
+
+def test_drop_removes_the_slot_the_publication_and_the_position(world):
+    set_up(world, "cf_prod")
+    assert drop_store("cf_prod", world["cf_prod"], world["eventstore"]) == [
+        f"slot {slot_name(dbname(world['cf_prod']))}", "publication recompute_cf_prod"]
+    assert slots_of(world) == [] and published_tables("cf_prod", world["cf_prod"]) == set()
+    with pytest.raises(NotSetUp):
+        LegacyChangeStream(store="cf_prod", legacy_dsn=world["cf_prod"], eventstore_dsn=world["eventstore"])
+
+
+def dbname(dsn: str) -> str:
+    return psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]

@@ -14,6 +14,8 @@ gets a new slot and the handoff again: the digests make the second one append on
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -218,3 +220,15 @@ def stream_status(store: str, legacy_dsn: str, eventstore_dsn: str, *, now: date
         status["warning"] = (f"the slot retains {status['retained_bytes'] / 2**20:.0f} MiB of WAL "
                              f"(over {warn_retained_bytes / 2**20:.0f} MiB): is its reader running?")
     return status
+
+
+@contextmanager
+def resync_lock(eventstore_dsn: str, store: str) -> Iterator[None]:
+    """Held by `ingest --resync` around its whole run (taken before its snapshot is exported): the
+    stream records nothing meanwhile, and the snapshot sees every change the stream recorded."""
+    with psycopg.connect(eventstore_dsn, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (lock_name(store),))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (lock_name(store),))

@@ -91,6 +91,7 @@ class LegacyChangeStream:
         self._confirmed = self.position
         self._last_status = time.monotonic()
         self.appended = 0
+        self.parked = 0
 
     # -- reading --
 
@@ -180,6 +181,7 @@ class LegacyChangeStream:
                 parked_position=po.lsn_text(last.commit_lsn))
         self.position = last.end_lsn
         self.appended += appended
+        self.parked += len(batch.observations.parked)
         self._replication.confirm(self.position)
         self._confirmed = max(self._confirmed, self.position)
         self._last_status = time.monotonic()
