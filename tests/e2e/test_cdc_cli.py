@@ -1,0 +1,68 @@
+"""`recompute cdc setup|status|drop` and `ingest` through the change streams, as processes."""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+import pytest
+
+from recompute.embedded import embedded_dsns, stop_embedded
+from simulation.legacy_schema import create_legacy_schema
+from tests.support.cdc import event_count, slots_of
+from tests.support.cli import configured, recompute
+from tests.support.legacy import an_account, an_invoice, create_stores, execute
+
+pytestmark = pytest.mark.integration
+
+
+def test_setup_then_ingest_reads_the_streams_status_shows_them_resync_adds_nothing_and_drop_removes_them(stores):
+    create_stores(stores)
+    an_account(stores)
+    an_invoice(stores)
+    env = configured(stores)
+    setup = recompute("cdc", "setup", env=env)
+    assert setup.returncode == 0, setup.stderr
+    assert "billing_prod: slot recompute_" in setup.stdout and "handoff appended 1 events" in setup.stdout
+    assert len(slots_of(stores)) == 3
+    execute(stores["billing_prod"], "UPDATE invoices SET status = 'paid', amount_paid = 2900")
+    execute(stores["cf_prod"], "DELETE FROM accounts")
+    ingest = recompute("ingest", "--source", "all", env=env)
+    assert ingest.returncode == 0, ingest.stderr
+    assert "billing_prod: stream appended 1" in ingest.stdout and "cf_prod: stream appended 1" in ingest.stdout
+    assert event_count(stores) == 4
+    status = recompute("cdc", "status", "--json", env=env)
+    streams = {s["source"]: s for s in json.loads(status.stdout)["streams"]}
+    assert set(streams) == {"cf_prod", "billing_prod", "subs"}
+    assert all(s["exists"] and s["position"] and s["lag_bytes"] >= 0 and "retained_bytes" in s
+               for s in streams.values())
+    resync = recompute("ingest", "--source", "all", "--resync", env=env)
+    assert resync.returncode == 0, resync.stderr
+    assert "billing_prod: read 1, appended 0" in resync.stdout and event_count(stores) == 4
+    drop = recompute("cdc", "drop", env=env)
+    assert drop.returncode == 0 and "removed slot" in drop.stdout, drop.stderr
+    assert slots_of(stores) == []
+    after = recompute("ingest", "--source", "billing_prod", env=env)  # back to snapshots
+    assert "billing_prod: read 1, appended 0" in after.stdout
+
+
+def test_setup_on_a_server_at_wal_level_replica_exits_2_naming_it_and_the_embedded_default_sets_it_itself(tmp_path):
+    data_dir = tmp_path / "data"
+    dsns = embedded_dsns(data_dir)  # the embedded PostgreSQL 18, started as it starts by default: wal_level replica
+    try:
+        for store in ("cf_prod", "billing_prod", "subs"):
+            with psycopg.connect(dsns[store]) as conn:
+                create_legacy_schema(conn, store)
+        as_configured = {**configured(dsns), "RECOMPUTE_DATA_DIR": str(data_dir)}
+        refused = recompute("cdc", "setup", "--source", "billing_prod", env=as_configured)
+        assert refused.returncode == 2
+        assert refused.stderr.strip() == ("recompute: cdc setup: RECOMPUTE_BILLING_PROD_DSN: billing_prod: the server "
+                                          "lacks wal_level = logical (it is replica; a restart is needed)")
+        embedded = {"RECOMPUTE_DATA_DIR": str(data_dir), **{v: "" for v in configured(dsns)}}
+        done = recompute("cdc", "setup", env=embedded)
+        assert done.returncode == 0, done.stderr
+        assert "set wal_level = logical and restarted it" in done.stdout and "subs: slot recompute_subs" in done.stdout
+        dropped = recompute("cdc", "drop", env=embedded)
+        assert dropped.returncode == 0 and dropped.stdout.count("removed slot") == 3, dropped.stderr
+    finally:
+        stop_embedded(data_dir)
