@@ -15,7 +15,7 @@ import pytest
 
 from eventlog.own_tables import ensure_own_schema
 from ingestion.legacy.cdc.names import slot_name
-from ingestion.legacy.cdc.setup import drop_store, published_tables, setup_store
+from ingestion.legacy.cdc.setup import drop_store, published_tables, resync_lock, setup_store
 from ingestion.legacy.cdc.pgoutput import UNCHANGED
 from ingestion.legacy.cdc.stream import LegacyChangeStream, NotSetUp, _Recording
 from ingestion.legacy.observe import digest_of
@@ -228,3 +228,65 @@ def test_drop_removes_the_slot_the_publication_and_the_position(world):
 
 def dbname(dsn: str) -> str:
     return psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]
+
+
+def test_a_changed_key_a_truncate_and_a_delete_under_replica_identity_full_each_say_which_row_went(world):
+    execute(world["billing_prod"], "ALTER TABLE schedules DROP CONSTRAINT schedules_pkey")
+    execute(world["billing_prod"], "ALTER TABLE schedules REPLICA IDENTITY FULL")  # the DBA's choice: published
+    execute(world["billing_prod"], "INSERT INTO schedules VALUES ('inv_000042_01', 1, 'acc_000042', "
+            "'2026-03-02Z', 'pending')")
+    assert "schedules" in set_up(world, "billing_prod")["billing_prod"].published
+    execute(world["billing_prod"], "UPDATE invoices SET invoice_id = 'inv_000042_99'")
+    execute(world["billing_prod"], "DELETE FROM schedules")
+    an_invoice(world, "inv_000042_03")
+    execute(world["billing_prod"], "TRUNCATE invoices")
+    with a_stream(world, "billing_prod") as stream:
+        stream.catch_up()
+    seen = [(e.table, next(iter(e.key.values())), e.row is not None) for e in events_of(world)[2:]]
+    assert seen == [("invoices", "inv_000042_01", False), ("invoices", "inv_000042_99", True),
+                    ("schedules", "inv_000042_01", False), ("invoices", "inv_000042_03", True),
+                    ("invoices", "inv_000042_03", False), ("invoices", "inv_000042_99", False)]
+
+
+def test_a_row_the_stream_cannot_record_is_parked_once_and_recorded_when_fixed(world):
+    set_up(world, "billing_prod")
+    execute(world["billing_prod"], "UPDATE invoices SET status = 'Paid'")
+    execute(world["billing_prod"], "UPDATE invoices SET amount_due = 2901")  # still unknown: parked again
+    with a_stream(world, "billing_prod") as stream:
+        assert stream.catch_up() == 0 and stream.parked == 2
+    execute(world["billing_prod"], "UPDATE invoices SET status = 'paid'")
+    with a_stream(world, "billing_prod") as stream:
+        assert stream.catch_up() == 1
+    with psycopg.connect(world["eventstore"]) as conn:
+        reasons = [r for (r,) in conn.execute("SELECT reason FROM parked_record ORDER BY id")]
+    assert reasons == ["unknown status 'Paid' (expected one of draft, open, paid, uncollectible, void)"] * 2
+    assert [e.row["status"] for e in events_of(world) if e.table == "invoices"] == ["open", "paid"]
+
+
+def test_while_a_resync_holds_the_store_the_stream_keeps_its_transactions_and_records_them_after(world):
+    set_up(world, "billing_prod")
+    execute(world["billing_prod"], "UPDATE invoices SET amount_paid = 100")
+    with a_stream(world, "billing_prod") as stream:
+        with resync_lock(world["eventstore"], "billing_prod"):
+            assert read_until(stream, lambda: bool(stream._complete), limit=5.0) == 0
+        assert stream.poll(0.5) == 1
+    assert [e.row["amount_paid"] for e in events_of(world) if e.table == "invoices"] == [0, 100]
+
+
+def test_a_setup_that_died_mid_handoff_is_done_again_by_the_next_without_duplicates(world):
+    from ingestion.legacy.cdc.replication import ReplicationConnection
+
+    ingest_billing = LegacySnapshotIngester(store="billing_prod", source_dsn=world["billing_prod"],
+                                            eventstore_dsn=world["eventstore"])
+    assert ingest_billing.run().appended == 1  # a batch-ingested history first
+    dead = ReplicationConnection(world["billing_prod"])  # the slot made, its position never stored
+    dead.create_slot(slot_name(dbname(world["billing_prod"])))
+    dead.close()
+    with pytest.raises(NotSetUp, match="handoff never finished"):
+        LegacyChangeStream(store="billing_prod", legacy_dsn=world["billing_prod"], eventstore_dsn=world["eventstore"])
+    an_invoice(world, "inv_000042_02")
+    report = set_up(world, "billing_prod")["billing_prod"]
+    assert not report.already and report.appended == 1  # only the invoice the log lacked
+    execute(world["billing_prod"], "DELETE FROM invoices WHERE invoice_id = 'inv_000042_02'")
+    with a_stream(world, "billing_prod") as stream:
+        assert stream.catch_up() == 1

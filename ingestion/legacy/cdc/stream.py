@@ -102,11 +102,14 @@ class LegacyChangeStream:
         budget = self._max_batch
         while message is not None:
             self._take(message)
-            if len(self._complete) >= budget:
+            if len(self._complete) >= budget:  # (while a resync holds the store they pile up: memory)
                 break
             message = self._replication.read(0)
-        appended = self._record(self._complete) if self._complete else 0
-        self._complete = []
+        appended = 0
+        if self._complete:
+            recorded = self._record(self._complete)
+            if recorded is not None:  # None: `ingest --resync` holds the store; they wait for the next poll
+                appended, self._complete = recorded, []
         self._keep_alive()
         return appended
 
@@ -163,11 +166,12 @@ class LegacyChangeStream:
 
     # -- recording --
 
-    def _record(self, txns: list[_Txn]) -> int:
+    def _record(self, txns: list[_Txn]) -> int | None:
         recorded_at = self._clock()
         log = self._log
         with log.transaction():
-            log.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (lock_name(self.store),))
+            if not log.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s))", (lock_name(self.store),)).fetchone()[0]:
+                return None  # a resync holds the store: keep them and keep answering the server meanwhile
             stored = read_position(log, self.store)
             floor = int(stored["lsn_int"]) if stored else self.position
             txns = [t for t in txns if t.commit is not None and t.commit.end_lsn > floor]
