@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 
 import psycopg
 import pytest
 
 from recompute.embedded import embedded_dsns, stop_embedded
 from simulation.legacy_schema import create_legacy_schema
-from tests.support.cdc import event_count, slots_of
-from tests.support.cli import configured, recompute
+from tests.support.cdc import event_count, events_of, slots_of
+from tests.support.cli import ROOT, configured, recompute
 from tests.support.legacy import an_account, an_invoice, create_stores, execute
 
 pytestmark = pytest.mark.integration
@@ -66,3 +70,29 @@ def test_setup_on_a_server_at_wal_level_replica_exits_2_naming_it_and_the_embedd
         assert dropped.returncode == 0 and dropped.stdout.count("removed slot") == 3, dropped.stderr
     finally:
         stop_embedded(data_dir)
+
+
+def test_ingest_follow_keeps_reading_the_stream(stores):
+    create_stores(stores)
+    an_account(stores)
+    an_invoice(stores)
+    env = configured(stores)
+    assert recompute("cdc", "setup", "--source", "billing_prod", env=env).returncode == 0
+    follower = subprocess.Popen([sys.executable, "-c", "from recompute.cli import main; main()", "ingest", "--source",
+                                 "billing_prod", "--follow", "--interval", "0.5"],
+                                env={**os.environ, "PYTHONPATH": str(ROOT), **env}, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    try:
+        for amount in (100, 200, 300):
+            execute(stores["billing_prod"], "UPDATE invoices SET amount_paid = %s", (amount,))
+            deadline = time.monotonic() + 30
+            while amounts(stores)[-1:] != [amount] and time.monotonic() < deadline:
+                time.sleep(0.1)
+        assert amounts(stores) == [0, 100, 200, 300]
+    finally:
+        follower.terminate()
+        follower.wait(timeout=30)
+
+
+def amounts(stores) -> list[int]:
+    return [e.row["amount_paid"] for e in events_of(stores) if e.table == "invoices"]
