@@ -56,17 +56,15 @@ def ingest(source: str, follow: bool, interval: float, resync: bool, batch_size:
         try:
             streamed = [job.source for job in jobs if job.source in STORES
                         and has_stream(job.source, wiring.dsns[job.source], eventstore)]
-            if resync:
-                for store in streamed:  # the streams wait while resync reads and records
-                    held.enter_context(resync_lock(eventstore, store))
-                streams: list[LegacyChangeStream] = []
-            else:
+            streams: list[LegacyChangeStream] = []
+            if not resync:
                 jobs = _snapshot_jobs(jobs, streamed, wiring.dsns)
                 streams = [held.enter_context(LegacyChangeStream(store=store, legacy_dsn=wiring.dsns[store],
                                                                  eventstore_dsn=eventstore)) for store in streamed]
         except _FAILURES as error:
             raise RunFailed(f"ingest failed: {' '.join(str(error).split())}")
-        _passes(jobs, streams, follow=follow, interval=interval, workers=workers)
+        _passes(jobs, streams, follow=follow, interval=interval, workers=workers,
+                held_streams=[(eventstore, store) for store in streamed] if resync else [])
 
 
 def _snapshot_jobs(jobs: list[IngestJob], streamed: list[str], dsns: dict[str, str]) -> list[IngestJob]:
@@ -84,16 +82,19 @@ def _snapshot_jobs(jobs: list[IngestJob], streamed: list[str], dsns: dict[str, s
 
 
 def _passes(jobs: list[IngestJob], streams: list[LegacyChangeStream], *, follow: bool, interval: float,
-            workers: int) -> None:
+            workers: int, held_streams: list[tuple[str, str]]) -> None:
     first = True
     while True:
         started = time.perf_counter()
         try:
-            if jobs:
-                for report in run_ingest(jobs, workers=workers):
-                    waiting = f", waiting {report.waiting}" if report.source == "stripe" else ""
-                    click.echo(f"{report.source}: read {report.rows_read}, appended {report.appended}, "
-                               f"parked {report.parked}{waiting}")
+            with ExitStack() as held:  # resync: each pass holds the streams' stores, taken before its snapshots
+                for eventstore, store in held_streams:
+                    held.enter_context(resync_lock(eventstore, store))
+                reports = run_ingest(jobs, workers=workers) if jobs else []
+            for report in reports:
+                waiting = f", waiting {report.waiting}" if report.source == "stripe" else ""
+                click.echo(f"{report.source}: read {report.rows_read}, appended {report.appended}, "
+                           f"parked {report.parked}{waiting}")
             counts = [(stream.appended, stream.parked) for stream in streams]
             if first:
                 for stream in streams:

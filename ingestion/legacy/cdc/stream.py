@@ -90,6 +90,7 @@ class LegacyChangeStream:
         self._wal_end = self.position  # the server's latest keepalive: all it decoded so far
         self._confirmed = self.position
         self._last_status = time.monotonic()
+        self._last_touch = 0.0
         self.appended = 0
         self.parked = 0
 
@@ -160,9 +161,21 @@ class LegacyChangeStream:
         if self._open is None and not self._complete:
             target = max(target, self._wal_end)
         if target > self._confirmed or time.monotonic() - self._last_status > STATUS_EVERY:
+            if target > self._confirmed and time.monotonic() - self._last_touch > STATUS_EVERY:
+                self._touch(target)
             self._confirmed = max(self._confirmed, target)
             self._replication.confirm(self._confirmed)
             self._last_status = time.monotonic()
+
+    def _touch(self, caught_up_to: int) -> None:
+        """Idle and caught up: the checkpoint says so (its updated_at is when the stream was last known
+        current, which `status` and the lag metric read), its position unchanged."""
+        with self._log.transaction():
+            self._log.execute(
+                "UPDATE ingest_checkpoint SET updated_at = now(), position = position || jsonb_build_object("
+                "'caught_up_to', %s::text) WHERE source = %s AND (position->>'lsn_int')::bigint = %s",
+                (po.lsn_text(caught_up_to), checkpoint_source(self.store), self.position))
+        self._last_touch = time.monotonic()
 
     # -- recording --
 
@@ -184,6 +197,7 @@ class LegacyChangeStream:
                 log, [(checkpoint_source(self.store), position_of(last.end_lsn, self.slot))],
                 parked_position=po.lsn_text(last.commit_lsn))
         self.position = last.end_lsn
+        self._last_touch = time.monotonic()
         self.appended += appended
         self.parked += len(batch.observations.parked)
         self._replication.confirm(self.position)
