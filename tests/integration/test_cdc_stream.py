@@ -16,7 +16,8 @@ import pytest
 from eventlog.own_tables import ensure_own_schema
 from ingestion.legacy.cdc.names import slot_name
 from ingestion.legacy.cdc.setup import drop_store, published_tables, resync_lock, setup_store
-from ingestion.legacy.cdc.pgoutput import UNCHANGED
+from ingestion.legacy.cdc import stream as cdc_stream
+from ingestion.legacy.cdc.pgoutput import UNCHANGED, parse_lsn
 from ingestion.legacy.cdc.stream import LegacyChangeStream, NotSetUp, _Recording
 from ingestion.legacy.observe import digest_of
 from ingestion.legacy.snapshot import LegacySnapshotIngester
@@ -50,7 +51,13 @@ def test_setup_records_the_rows_already_there_once(world):
     assert all(r.already for r in again.values()) and event_count(world) == 3
 
 
-def test_a_reader_closed_and_reopened_records_only_what_came_after(world):
+def checkpoint(dsns, store):
+    with psycopg.connect(dsns["eventstore"]) as conn:
+        return conn.execute("SELECT position FROM ingest_checkpoint WHERE source = %s", (f"cdc:{store}",)).fetchone()[0]
+
+
+def test_a_reader_closed_and_reopened_records_only_what_came_after(world, monkeypatch):
+    monkeypatch.setattr(cdc_stream, "STATUS_EVERY", 0.0)
     set_up(world, "billing_prod")
     execute(world["billing_prod"], "UPDATE invoices SET status = 'paid', amount_paid = 2900")
     with a_stream(world, "billing_prod") as stream:
@@ -58,9 +65,13 @@ def test_a_reader_closed_and_reopened_records_only_what_came_after(world):
     execute(world["billing_prod"], "UPDATE invoices SET amount_paid = 2800")
     with a_stream(world, "billing_prod") as stream:
         assert stream.catch_up() == 1
+    execute(world["cf_prod"], "UPDATE accounts SET name = 'Acme 2'")  # WAL the billing_prod slot has no use for
     with a_stream(world, "billing_prod") as stream:
         assert stream.catch_up() == 0
+        read_until(stream, lambda: "caught_up_to" in checkpoint(world, "billing_prod"), limit=5.0)
+        caught_up = checkpoint(world, "billing_prod")
     assert [e.row["amount_paid"] for e in events_of(world) if e.table == "invoices"] == [0, 2900, 2800]
+    assert caught_up["lsn_int"] == stream.position and parse_lsn(caught_up["caught_up_to"]) > stream.position  # idle: said so
 
 
 KILLED_AFTER_COMMIT = """
