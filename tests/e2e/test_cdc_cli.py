@@ -24,30 +24,40 @@ def test_setup_then_ingest_reads_the_streams_status_shows_them_resync_adds_nothi
     create_stores(stores)
     an_account(stores)
     an_invoice(stores)
+    execute(stores["billing_prod"], "ALTER TABLE schedules DROP CONSTRAINT schedules_pkey")  # cannot be published
     env = configured(stores)
     setup = recompute("cdc", "setup", env=env)
     assert setup.returncode == 0, setup.stderr
     assert "billing_prod: slot recompute_" in setup.stdout and "handoff appended 1 events" in setup.stdout
+    assert "billing_prod.schedules: no primary key and no replica identity: not published" in setup.stdout
     assert len(slots_of(stores)) == 3
     execute(stores["billing_prod"], "UPDATE invoices SET status = 'paid', amount_paid = 2900")
+    execute(stores["billing_prod"], "INSERT INTO schedules VALUES ('inv_000042_01', 1, 'acc_000042', "
+            "'2026-03-02Z', 'pending')")
     execute(stores["cf_prod"], "DELETE FROM accounts")
     ingest = recompute("ingest", "--source", "all", env=env)
     assert ingest.returncode == 0, ingest.stderr
     assert "billing_prod: stream appended 1" in ingest.stdout and "cf_prod: stream appended 1" in ingest.stdout
-    assert event_count(stores) == 4
+    assert "billing_prod: read 1, appended 1" in ingest.stdout  # schedules, by snapshot
+    assert event_count(stores) == 5
     status = recompute("cdc", "status", "--json", env=env)
     streams = {s["source"]: s for s in json.loads(status.stdout)["streams"]}
     assert set(streams) == {"cf_prod", "billing_prod", "subs"}
-    assert all(s["exists"] and s["position"] and s["lag_bytes"] >= 0 and "retained_bytes" in s
+    assert all(s["exists"] and s["position"] and s["lag_bytes"] >= 0 and s["retained_bytes"] > 0
                for s in streams.values())
+    text = recompute("cdc", "status", "--source", "subs", env=env).stdout
+    assert text.startswith("subs: slot recompute_") and "retains" in text and "B / " in text
+    (subs,) = json.loads(recompute("cdc", "status", "--source", "subs", "--warn-retained-mb", "1", "--json",
+                                   env=env).stdout)["streams"]
+    assert ("the slot retains" in subs.get("warning", "")) == (subs["retained_bytes"] > 2**20)
     resync = recompute("ingest", "--source", "all", "--resync", env=env)
     assert resync.returncode == 0, resync.stderr
-    assert "billing_prod: read 1, appended 0" in resync.stdout and event_count(stores) == 4
+    assert "billing_prod: read 2, appended 0" in resync.stdout and event_count(stores) == 5
     drop = recompute("cdc", "drop", env=env)
     assert drop.returncode == 0 and "removed slot" in drop.stdout, drop.stderr
     assert slots_of(stores) == []
     after = recompute("ingest", "--source", "billing_prod", env=env)  # back to snapshots
-    assert "billing_prod: read 1, appended 0" in after.stdout
+    assert "billing_prod: read 2, appended 0" in after.stdout
 
 
 def test_setup_on_a_server_at_wal_level_replica_exits_2_naming_it_and_the_embedded_default_sets_it_itself(tmp_path):
