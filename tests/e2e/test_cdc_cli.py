@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -60,8 +63,19 @@ def test_setup_then_ingest_reads_the_streams_status_shows_them_resync_adds_nothi
     assert "billing_prod: read 2, appended 0" in after.stdout
 
 
-def test_setup_on_a_server_at_wal_level_replica_exits_2_naming_it_and_the_embedded_default_sets_it_itself(tmp_path):
-    data_dir = tmp_path / "data"
+@pytest.fixture
+def data_dir():
+    """Outside pytest's tmp_path: another pytest session on the machine resets /tmp/pytest-of-<user> to
+    0700, and the embedded server runs as its own system user (pgserver) when we are root."""
+    made = Path(tempfile.mkdtemp(prefix="recompute_cdc_test_"))
+    made.chmod(0o755)
+    try:
+        yield made / "data"
+    finally:
+        shutil.rmtree(made, ignore_errors=True)
+
+
+def test_setup_on_a_server_at_wal_level_replica_exits_2_naming_it_and_the_embedded_default_sets_it_itself(data_dir):
     dsns = embedded_dsns(data_dir)  # the embedded PostgreSQL 18, started as it starts by default: wal_level replica
     try:
         for store in ("cf_prod", "billing_prod", "subs"):

@@ -61,7 +61,7 @@ class ReplicationConnection:
 
     def read(self, timeout: float) -> XLogData | Keepalive | None:
         """The next message, waiting at most `timeout` seconds for it; None when none came."""
-        deadline = time.monotonic() + timeout
+        deadline, consumed = time.monotonic() + timeout, False
         while True:
             nbytes, data = self._pg.get_copy_data(1)
             if nbytes > 0:
@@ -71,6 +71,10 @@ class ReplicationConnection:
                 result = self._pg.get_result()
                 message = result.error_message.decode(errors="replace").strip() if result else ""
                 raise ReplicationError(message or "the server ended the replication stream")
+            if not consumed:  # first what the socket already holds, without waiting
+                self._pg.consume_input()
+                consumed = True
+                continue
             left = deadline - time.monotonic()
             if left <= 0:
                 return None

@@ -25,6 +25,7 @@ from psycopg import sql
 
 from domain.legacy_tables import TABLES_BY_STORE, LegacyTable
 from eventlog.own_tables import save_checkpoint
+from eventlog.tables_present import has_tables
 from ingestion.legacy.cdc.names import checkpoint_source, lock_name, publication_name, slot_name
 from ingestion.legacy.cdc.pgoutput import lsn_text
 from ingestion.legacy.cdc.replication import ReplicationConnection
@@ -156,7 +157,7 @@ def drop_store(store: str, legacy_dsn: str, eventstore_dsn: str) -> list[str]:
             legacy.execute(sql.SQL("DROP PUBLICATION {}").format(sql.Identifier(publication)))
             removed.append(f"publication {publication}")
     with psycopg.connect(eventstore_dsn) as log:
-        if log.execute("SELECT to_regclass('ingest_checkpoint') IS NOT NULL").fetchone()[0]:
+        if has_tables(log, "ingest_checkpoint"):
             log.execute("DELETE FROM ingest_checkpoint WHERE source = %s", (checkpoint_source(store),))
     return removed
 
@@ -168,8 +169,6 @@ def has_stream(store: str, legacy_dsn: str, eventstore_dsn: str) -> bool:
         if not legacy.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone():
             return False
     with psycopg.connect(eventstore_dsn) as log:
-        if not log.execute("SELECT to_regclass('ingest_checkpoint') IS NOT NULL").fetchone()[0]:
-            return False
         stored = read_position(log, store)
     return stored is not None and stored.get("slot") == slot
 
@@ -193,7 +192,7 @@ def stream_status(store: str, legacy_dsn: str, eventstore_dsn: str, *, now: date
             "FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone()
     stored, recorded_at = None, None
     with psycopg.connect(eventstore_dsn) as log:
-        if log.execute("SELECT to_regclass('ingest_checkpoint') IS NOT NULL").fetchone()[0]:
+        if has_tables(log, "ingest_checkpoint"):
             row = log.execute("SELECT position, updated_at FROM ingest_checkpoint WHERE source = %s",
                               (checkpoint_source(store),)).fetchone()
             if row:

@@ -29,6 +29,7 @@ import psycopg
 
 from domain.legacy_tables import TABLES_BY_STORE, LegacyTable
 from eventlog.account_log import EVENTS_TABLE
+from eventlog.tables_present import has_tables
 from ingestion.legacy.cdc import pgoutput as po
 from ingestion.legacy.cdc.names import checkpoint_source, lock_name, publication_name, slot_name
 from ingestion.legacy.cdc.replication import ReplicationConnection, ReplicationError
@@ -51,6 +52,9 @@ class _Txn:
 
 
 def read_position(log: psycopg.Connection, store: str) -> dict[str, Any] | None:
+    """The stream's stored position (None: none yet, also in an event store with no tables yet)."""
+    if not has_tables(log, "ingest_checkpoint"):
+        return None
     row = log.execute("SELECT position FROM ingest_checkpoint WHERE source = %s",
                       (checkpoint_source(store),)).fetchone()
     return row[0] if row else None
