@@ -66,6 +66,9 @@ def cdc_setup(source: str) -> None:
         for table, reason in report.refused.items():
             click.echo(f"{store}.{table}: {reason}")
         tables = ", ".join(report.published) or "no tables"
+        for table in report.newly_published:
+            click.echo(f"{store}.{table}: now published; run `recompute ingest --resync` once to record what "
+                       "changed in it since it was last read by snapshot")
         if report.already:
             click.echo(f"{store}: already streaming (slot {report.slot}, publication {report.publication}: {tables}), "
                        f"recorded up to {report.position}")

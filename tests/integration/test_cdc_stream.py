@@ -203,6 +203,12 @@ def test_a_table_without_a_replica_identity_is_not_published_and_its_owners_upda
     execute(world["billing_prod"], "INSERT INTO schedules VALUES ('inv_000042_01', 1, 'acc_000042', "
             "'2026-03-02Z', 'pending')")
     execute(world["billing_prod"], "UPDATE schedules SET status = 'done'")  # would fail if it were published
+    execute(world["billing_prod"], "ALTER TABLE schedules ADD PRIMARY KEY (invoice_id, attempt)")  # the DBA fixes it
+    again = set_up(world, "billing_prod")["billing_prod"]
+    assert again.already and again.newly_published == ["schedules"]
+    execute(world["billing_prod"], "UPDATE schedules SET status = 'cancelled'")
+    with a_stream(world, "billing_prod") as stream:
+        assert stream.catch_up() == 1
 
 
 def test_resync_appends_only_real_differences_and_the_stream_then_adds_nothing_for_them(world):

@@ -53,6 +53,7 @@ class SetupReport:
     published: list[str] = field(default_factory=list)
     refused: dict[str, str] = field(default_factory=dict)  # table -> why it is not published
     already: bool = False
+    newly_published: list[str] = field(default_factory=list)  # added to an existing stream: resync once
     position: str = ""
     appended: int = 0
 
@@ -100,7 +101,10 @@ def setup_store(store: str, legacy_dsn: str, eventstore_dsn: str) -> SetupReport
         log.rollback()
         if settings.has_slot and stored is not None and stored.get("slot") == slot:
             report.already, report.position = True, stored["lsn"]
+            before = {name for (name,) in legacy.execute(
+                "SELECT tablename FROM pg_publication_tables WHERE pubname = %s", (report.publication,))}
             _publish(legacy, report)  # tables may have gained a key since
+            report.newly_published = [table for table in report.published if table not in before]
             return report
         if settings.has_slot:  # a handoff that never finished: start it again
             _drop_slot(legacy, slot)
