@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 
 import click
@@ -20,6 +21,7 @@ import stripe
 
 from domain.legacy_tables import STORES, TABLES_BY_STORE
 from ingestion.jobs import IngestJob, run_ingest
+from ingestion.report import IngestReport
 from ingestion.legacy.cdc.replication import ReplicationError
 from ingestion.legacy.cdc.setup import has_stream, published_tables, resync_lock
 from ingestion.legacy.cdc.stream import LegacyChangeStream, NotSetUp
@@ -81,21 +83,35 @@ def _snapshot_jobs(jobs: list[IngestJob], streamed: list[str], dsns: dict[str, s
     return left
 
 
+def _snapshots_while_streaming(jobs: list[IngestJob], streams: list[LegacyChangeStream], *,
+                               workers: int) -> list[IngestReport]:
+    """The snapshot jobs, while the streams go on being read: a stream left unread for
+    wal_sender_timeout (60 s) is cut off by its server."""
+    if not jobs:
+        return []
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(run_ingest, jobs, workers=workers)
+        while streams and not running.done():
+            for stream in streams:
+                stream.poll(0.1)
+        return running.result()
+
+
 def _passes(jobs: list[IngestJob], streams: list[LegacyChangeStream], *, follow: bool, interval: float,
             workers: int, held_streams: list[tuple[str, str]]) -> None:
     first = True
     while True:
         started = time.perf_counter()
+        counts = [(stream.appended, stream.parked) for stream in streams]
         try:
             with ExitStack() as held:  # resync: each pass holds the streams' stores, taken before its snapshots
                 for eventstore, store in held_streams:
                     held.enter_context(resync_lock(eventstore, store))
-                reports = run_ingest(jobs, workers=workers) if jobs else []
+                reports = _snapshots_while_streaming(jobs, streams, workers=workers)
             for report in reports:
                 waiting = f", waiting {report.waiting}" if report.source == "stripe" else ""
                 click.echo(f"{report.source}: read {report.rows_read}, appended {report.appended}, "
                            f"parked {report.parked}{waiting}")
-            counts = [(stream.appended, stream.parked) for stream in streams]
             if first:
                 for stream in streams:
                     stream.catch_up()
