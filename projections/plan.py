@@ -14,18 +14,20 @@ import gc
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from datetime import datetime
 from typing import Any
 
-from eventlog.processes import worker_pool
 from domain.catalog import Catalog, fold_catalog
 from domain.diff import Correction, corrections_for
 from domain.events import AccountEvent
+from domain.facts import AccountFacts
 from domain.fold import fold
 from domain.held import HeldRow, hold
 from domain.rules import Rules
 from domain.state import TrueState
 from domain.truth import true_state
+from projections.executor import Executor, InlineExecutor
 from projections.legacy_rows import AccountRange, RangeReader, StoreReader, account_ranges, catalog_events
 
 
@@ -72,16 +74,16 @@ class PlanResult:
 
 
 def plan(dsns: Mapping[str, str], rules: Rules, as_of: datetime, *, account: str | None = None,
-         workers: int = 2) -> PlanResult:
+         workers: int = 2, executor: Executor | None = None) -> PlanResult:
+    """Every account (or one) planned: the accounts split into `workers` ranges, each range a piece
+    of work for `executor` (the Dask one from bootstrap; one account or range runs here)."""
     catalog = fold_catalog(catalog_events(dsns["eventstore"]), as_of=as_of)
     ranges = [AccountRange(ids=(account,))] if account else account_ranges(dsns["eventstore"], workers)
     result = PlanResult(as_of=as_of, rules_version=rules.version, rules_digest=rules.digest)
-    if len(ranges) == 1:
-        result.merge(plan_range(dict(dsns), rules, as_of, catalog, ranges[0]))
-        return result
-    with worker_pool(len(ranges)) as pool:
-        for part in pool.map(plan_range, *zip(*[(dict(dsns), rules, as_of, catalog, r) for r in ranges])):
-            result.merge(part)
+    if len(ranges) == 1 or executor is None:
+        executor = InlineExecutor()
+    for part in executor.map(partial(plan_range, dict(dsns), rules, as_of, catalog), ranges):
+        result.merge(part)
     return result
 
 
@@ -120,6 +122,13 @@ def plan_account(events: Sequence[AccountEvent], rows: Mapping[str, Sequence[dic
                  ) -> tuple[TrueState, list[Correction], list[HeldRow]]:
     """Pure: one account's true state, the corrections of its legacy `rows` that no held row
     withholds, and its held rows (fold -> true_state -> corrections_for -> hold)."""
-    state = true_state(fold(events, as_of=as_of), catalog, rules, as_of, explain=explain)
+    return plan_facts(fold(events, as_of=as_of), rows, catalog, parked, rules, as_of, explain=explain)
+
+
+def plan_facts(facts: AccountFacts, rows: Mapping[str, Sequence[dict]], catalog: Catalog,
+               parked: Sequence[HeldRow], rules: Rules, as_of: datetime, *, explain: bool = False
+               ) -> tuple[TrueState, list[Correction], list[HeldRow]]:
+    """Pure: `plan_account` from facts already folded (backfill folds once for two rules)."""
+    state = true_state(facts, catalog, rules, as_of, explain=explain)
     corrections, held = hold(state, catalog, parked, rows, corrections_for(state, rows))
     return state, corrections, held
