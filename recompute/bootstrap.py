@@ -132,8 +132,12 @@ def default_workers() -> int:
 
 @contextmanager
 def running(executor: Executor) -> Iterator[Executor]:
-    """The executor for one command, closed (its cluster stopped) when the command ends."""
+    """The executor for one command, connected first (an unreachable scheduler is a SettingsError
+    before anything is written), closed (its cluster stopped) when the command ends."""
     try:
+        connect = getattr(executor, "connect", None)
+        if connect is not None:
+            connect()
         yield executor
     finally:
         close = getattr(executor, "close", None)

@@ -12,6 +12,7 @@ operator, its rerun is the design.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from typing import Any, TypeVar
@@ -33,7 +34,7 @@ class DaskExecutor:
         self._stack = ExitStack()
 
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
-        client = self._connect()
+        client = self.connect()
         futures = client.map(fn, list(items), pure=False)
         try:
             for future in futures:
@@ -51,7 +52,7 @@ class DaskExecutor:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _connect(self) -> Any:
+    def connect(self) -> Any:
         if self._client is not None:
             return self._client
         quiet_dask()
@@ -61,7 +62,7 @@ class DaskExecutor:
         dask.config.set({"distributed.scheduler.allowed-failures": 10})  # a lost worker's task: run it again
         if self.scheduler:
             try:
-                self._client = self._stack.enter_context(Client(self.scheduler, timeout=10))
+                self._client = self._stack.enter_context(Client(self.scheduler, timeout=5))
             except (OSError, TimeoutError, ValueError) as error:
                 raise SettingsError("RECOMPUTE_DASK_SCHEDULER",
                                     f"cannot reach a Dask scheduler at {self.scheduler!r}: "
@@ -77,3 +78,4 @@ class DaskExecutor:
 def quiet_dask() -> None:
     for name in _QUIET:
         logging.getLogger(name).setLevel(logging.CRITICAL)
+    warnings.filterwarnings("ignore", message="Port .* is already in use", module="distributed")

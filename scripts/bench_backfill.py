@@ -73,7 +73,7 @@ def main() -> None:
     with DaskExecutor(workers=args.workers) as executor:
         result = backfill(dsns, rules, RULES_V2, RULES_V1, NOW, executor=executor, now=NOW)
         took = time.perf_counter() - started
-        rss = executor._connect().run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+        rss = executor.connect().run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     rate = result.events_replayed / took
     print(f"backfill, {args.workers} workers, 32 partitions: {result.events_replayed} events in {took:.2f}s = "
           f"{rate:,.0f} events/s = {rate / (events / floor_s):.2f} of the COPY floor; "

@@ -4,6 +4,8 @@ and against `plan --rules`; then `--apply` under and past the share guard."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import psycopg
 import pytest
@@ -101,3 +103,11 @@ def test_backfill_apply_forced_switches_and_the_stores_then_hold_the_new_truth(f
     assert active_generation(fleet)[0] == "v2-later-suspension"
     assert oracle_corrections(fleet.dsns, fleet.stripe_dir, FLEET_NOW, rules=ORACLE_V2) == []
     assert fleet.plan_json("--rules", str(rules_file))["corrections"] == []
+
+
+def test_an_unreachable_dask_scheduler_is_one_line_naming_the_variable_and_exit_2(fleet, rules_file):
+    env = {**fleet.env, "RECOMPUTE_DASK_SCHEDULER": "tcp://127.0.0.1:9"}
+    done = subprocess.run([sys.executable, "-c", "from recompute.cli import main; main()", "backfill", "--rules",
+                           str(rules_file), "--workers", "2"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.startswith("recompute: RECOMPUTE_DASK_SCHEDULER: cannot reach") and done.stderr.count("\n") == 1
