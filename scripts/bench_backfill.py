@@ -8,7 +8,7 @@ and in one run prints: the binary COPY of the whole event table (`COPY (SELECT *
 recompute_events) TO STDOUT (FORMAT binary)`, read and discarded: the floor); the backfill
 (rules v1 with suspension at 30 days, against v1; 32 partitions on a Dask LocalCluster of
 --workers processes, its start included) in events/s and as a share of the floor; each worker's
-peak RSS; and one partition run again inline under cProfile, split into reading, folding, the
+peak RSS; `plan --rules` on the same cluster for comparison; and one partition run again inline under cProfile, split into reading, folding, the
 true states, the diff and the COPY of the states.
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import os
 import pstats
 import resource
 import sys
@@ -31,6 +32,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench_plan import ingested_fleet  # noqa: E402
 from domain.rules import RULES_V1, parse_rules  # noqa: E402
+from projections.plan import plan  # noqa: E402
 from projections.read_model.backfill import _jobs, backfill  # noqa: E402
 from projections.read_model.partition import build_partition  # noqa: E402
 from recompute.dask_executor import DaskExecutor  # noqa: E402
@@ -74,11 +76,17 @@ def main() -> None:
         result = backfill(dsns, rules, RULES_V2, RULES_V1, NOW, executor=executor, now=NOW)
         took = time.perf_counter() - started
         rss = executor.connect().run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+        started = time.perf_counter()
+        planned = plan(dsns, rules, NOW, workers=args.workers, executor=executor)
+        plan_s = time.perf_counter() - started
     rate = result.events_replayed / took
     print(f"backfill, {args.workers} workers, 32 partitions: {result.events_replayed} events in {took:.2f}s = "
           f"{rate:,.0f} events/s = {rate / (events / floor_s):.2f} of the COPY floor; "
           f"{result.accounts_changing} accounts changing, {result.accounts_disagreeing} disagreeing")
     print("peak RSS per worker: " + ", ".join(f"{kb / 1024:.0f} MB" for kb in sorted(rss.values())))
+    print(f"plan --rules on the same cluster (started): {planned.events_folded} events in {plan_s:.2f}s = "
+          f"{planned.events_folded / plan_s:,.0f} events/s; backfill/plan = {rate / (planned.events_folded / plan_s):.2f}")
+    print(f"load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
     job = _jobs(dsns, result.generation, rules, RULES_V1, 0, [0])[0]
     profile = cProfile.Profile()

@@ -111,7 +111,7 @@ def _summary(result: BackfillResult, active: Rules, applied: ApplyResult | None)
         lines.append(f"  resumed generation {g.id} at its T: {result.partitions_resumed} of {g.partitions} partitions "
                      "were already built")
     for dropped in result.dropped:
-        lines.append(f"  dropped the half-built generation {dropped.id} "
+        lines.append(f"  dropped generation {dropped.id}, built by an earlier backfill and never made active "
                      f"({rules_line(dropped.rules_version, dropped.rules_digest)}, as of {dropped.as_of.isoformat()})")
     lines.append(f"  against the active rules: {result.accounts_changing} accounts changing")
     by_field = Counter(c["field"] for c in result.changes)

@@ -105,6 +105,16 @@ def test_backfill_apply_forced_switches_and_the_stores_then_hold_the_new_truth(f
     assert fleet.plan_json("--rules", str(rules_file))["corrections"] == []
 
 
+def test_a_backfill_of_other_rules_drops_the_generation_an_earlier_backfill_left_pending(fleet, rules_file, tmp_path):
+    later = tmp_path / "v3.toml"
+    later.write_text(RULES_V2.replace('"v2-later-suspension"', '"v3"').replace("= 45", "= 50"))
+    fleet.recompute("backfill", "--rules", str(later), "--workers", "1")
+    text = fleet.recompute("backfill", "--rules", str(rules_file), "--workers", "1").stdout
+    assert "dropped generation" in text and "rules v3" in text
+    with psycopg.connect(fleet.dsns["eventstore"]) as conn:
+        assert conn.execute("SELECT count(*) FROM read_model_generation WHERE rules_version = 'v3'").fetchone()[0] == 0
+
+
 def test_an_unreachable_dask_scheduler_is_one_line_naming_the_variable_and_exit_2(fleet, rules_file):
     env = {**fleet.env, "RECOMPUTE_DASK_SCHEDULER": "tcp://127.0.0.1:9"}
     done = subprocess.run([sys.executable, "-c", "from recompute.cli import main; main()", "backfill", "--rules",
