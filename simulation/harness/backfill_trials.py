@@ -56,8 +56,10 @@ class BackfillTrials:
                 self.reference[apply] = _report(self._run(dsns, apply))
                 self.seconds[apply] = time.perf_counter() - started
 
-    def run(self, *, apply: bool, after_s: float | None = None, after_switch_s: float | None = None
-            ) -> BackfillOutcome:
+    def run(self, *, apply: bool, after_s: float | None = None, after_switch_s: float | None = None,
+            rerun_plain_apply: bool = False) -> BackfillOutcome:
+        """`rerun_plain_apply`: the rerun is `recompute apply --rules FILE --force` (under the new
+        active rules) instead of the same backfill; its report is not compared."""
         with self._copy() as dsns:
             process = subprocess.Popen(self._command(apply), env=self._env(dsns), stdout=subprocess.DEVNULL,
                                        stderr=subprocess.DEVNULL)
@@ -72,7 +74,7 @@ class BackfillTrials:
             after_kill = _active(dsns["eventstore"])
             changes = _legacy_changes(self.before, snapshot(dsns))
             unaudited = _unaudited(dsns["eventstore"], changes) if changes else []
-            rerun = self._run(dsns, apply)
+            rerun = self._run(dsns, apply, plain_apply=rerun_plain_apply)
             with psycopg.connect(dsns["eventstore"]) as conn:
                 applied = conn.execute("SELECT tbl, key::text, col, to_value::text FROM correction_audit "
                                        "WHERE status = 'applied'").fetchall() if apply else []
@@ -83,12 +85,15 @@ class BackfillTrials:
                                       capture_output=True, check=True)
                 left = len(orjson.loads(plan.stdout)["corrections"])
             return BackfillOutcome(
-                killed, after_kill, len(changes), unaudited, _report(rerun) == self.reference[apply],
+                killed, after_kill, len(changes), unaudited,
+                rerun_plain_apply or _report(rerun) == self.reference[apply],
                 _active(dsns["eventstore"]), [c for c, n in Counter(applied).items() if n > 1], left,
                 note="resumed" if "resumed" in rerun.stderr + rerun.stdout else "")
 
-    def _run(self, dsns: dict[str, str], apply: bool) -> subprocess.CompletedProcess:
-        done = subprocess.run(self._command(apply), env=self._env(dsns), capture_output=True, text=True, timeout=600)
+    def _run(self, dsns: dict[str, str], apply: bool, *, plain_apply: bool = False) -> subprocess.CompletedProcess:
+        command = [*RECOMPUTE, "apply", "--rules", str(self.rules_file), "--as-of", NOW.isoformat(), "--force",
+                   "--json"] if plain_apply else self._command(apply)
+        done = subprocess.run(command, env=self._env(dsns), capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr
         return done
 

@@ -38,3 +38,9 @@ def test_a_backfill_apply_killed_before_the_switch_leaves_the_old_rules_active(t
     outcome = trials.run(apply=True, after_s=trials.seconds[True] * 0.3)
     assert outcome.active_after_kill == "old" and outcome.legacy_changes == 0, outcome
     assert outcome.ok(apply=True), outcome
+
+
+def test_a_backfill_apply_killed_after_the_switch_is_finished_by_a_plain_apply_under_the_new_rules(trials):
+    outcome = trials.run(apply=True, after_switch_s=0.0, rerun_plain_apply=True)
+    assert outcome.active_after_kill == "new", outcome
+    assert outcome.ok(apply=True), outcome
