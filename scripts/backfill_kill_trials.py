@@ -8,7 +8,8 @@ once uninterrupted (rules v1 with suspension at 30 days and bad debt at 45: simu
 BackfillTrials). Each trial, on a fresh copy of the four databases, SIGKILLs the command a random
 0..1.1x of its uninterrupted time after it started (`--trials` of each command), and `--after-switch`
 more SIGKILL `backfill --apply` a random 0..--switch-window seconds after its generation became active
-(while it recovers, plans and writes the stores). Then: the active generation is the old or the new fully built one, never a mix; every
+(while it recovers and plans), and `--mid-write` more 0-30 ms after its first intents are recorded
+(while it writes the stores). Then: the active generation is the old or the new fully built one, never a mix; every
 legacy value changed so far is audited; the same command completes with the uninterrupted run's
 report; with --apply the new rules are active, nothing is left to plan and no correction was applied
 twice. Exit 1 if a trial fails.
@@ -38,6 +39,8 @@ def main() -> int:
     parser.add_argument("--after-switch", type=int, default=6, help="kills of --apply just after its switch")
     parser.add_argument("--switch-window", type=float, default=1.5,
                         help="those kills come a random 0..S seconds after the switch")
+    parser.add_argument("--mid-write", type=int, default=6,
+                        help="kills of --apply 0-30 ms after its first intents are recorded (writing the stores)")
     parser.add_argument("--accounts", type=int, default=300)
     parser.add_argument("--drifting", type=int, default=40)
     parser.add_argument("--seed", type=int, default=20261202)
@@ -57,14 +60,17 @@ def main() -> int:
         plan = [(False, "after", rng.uniform(0, 1.1) * trials.seconds[False]) for _ in range(args.trials)]
         plan += [(True, "after", rng.uniform(0, 1.1) * trials.seconds[True]) for _ in range(args.trials)]
         plan += [(True, "switch", rng.uniform(0, args.switch_window)) for _ in range(args.after_switch)]
+        plan += [(True, "intents", rng.uniform(0, 0.03)) for _ in range(args.mid_write)]
         failures, counts = 0, {"old": 0, "new": 0}
         for number, (apply, kind, point) in enumerate(plan, 1):
             outcome = trials.run(apply=apply, after_s=point) if kind == "after" else \
-                trials.run(apply=apply, after_switch_s=point)
+                trials.run(apply=apply, after_switch_s=point) if kind == "switch" else \
+                trials.run(apply=apply, after_intents_s=point)
             ok = outcome.ok(apply=apply)
             failures += not ok
             counts[outcome.active_after_kill] = counts.get(outcome.active_after_kill, 0) + 1
-            where = f"+{point:.2f}s" if kind == "after" else f"switch +{point:.2f}s"
+            where = {"after": f"+{point:.2f}s", "switch": f"switch +{point:.2f}s",
+                     "intents": f"intents +{point * 1000:.0f}ms"}[kind]
             print(f"{number:>3} {'backfill --apply' if apply else 'backfill':<16} {where:<22} {str(outcome.killed):<6} "
                   f"{outcome.active_after_kill:<22} {outcome.legacy_changes:>7} {len(outcome.unaudited):>9} "
                   f"{str(outcome.rerun_matches):<10} {outcome.active_after_rerun:<6} {len(outcome.applied_twice):>5} "

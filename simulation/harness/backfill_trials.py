@@ -57,7 +57,7 @@ class BackfillTrials:
                 self.seconds[apply] = time.perf_counter() - started
 
     def run(self, *, apply: bool, after_s: float | None = None, after_switch_s: float | None = None,
-            rerun_plain_apply: bool = False) -> BackfillOutcome:
+            after_intents_s: float | None = None, rerun_plain_apply: bool = False) -> BackfillOutcome:
         """`rerun_plain_apply`: the rerun is `recompute apply --rules FILE --force` (under the new
         active rules) instead of the same backfill; its report is not compared."""
         with self._copy() as dsns:
@@ -66,6 +66,9 @@ class BackfillTrials:
             if after_switch_s is not None:
                 _wait_for_switch(dsns["eventstore"], process)
                 time.sleep(after_switch_s)
+            elif after_intents_s is not None:  # apply's intents are recorded: it is writing the stores
+                _wait_for_intents(dsns["eventstore"], process)
+                time.sleep(after_intents_s)
             else:
                 time.sleep(after_s or 0)
             killed = process.poll() is None
@@ -138,6 +141,14 @@ def _active(eventstore_dsn: str) -> str:
 def _wait_for_switch(eventstore_dsn: str, process: subprocess.Popen) -> None:
     with psycopg.connect(eventstore_dsn, autocommit=True) as conn:
         while process.poll() is None and _active_id(conn) is None:
+            time.sleep(0.002)
+
+
+def _wait_for_intents(eventstore_dsn: str, process: subprocess.Popen) -> None:
+    with psycopg.connect(eventstore_dsn, autocommit=True) as conn:
+        while process.poll() is None and not conn.execute(
+                "SELECT to_regclass('correction_audit') IS NOT NULL AND EXISTS (SELECT FROM correction_audit)"
+        ).fetchone()[0]:
             time.sleep(0.002)
 
 
