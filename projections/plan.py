@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import gc
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from datetime import datetime
@@ -74,7 +74,8 @@ class PlanResult:
 
 
 def plan(dsns: Mapping[str, str], rules: Rules, as_of: datetime, *, account: str | None = None,
-         workers: int = 2, executor: Executor | None = None) -> PlanResult:
+         workers: int = 2, executor: Executor | None = None,
+         on_progress: Callable[[int, int], None] = lambda done, total: None) -> PlanResult:
     """Every account (or one) planned: the accounts split into `workers` ranges, each range a piece
     of work for `executor` (the Dask one from bootstrap; one account or range runs here)."""
     catalog = fold_catalog(catalog_events(dsns["eventstore"]), as_of=as_of)
@@ -82,8 +83,10 @@ def plan(dsns: Mapping[str, str], rules: Rules, as_of: datetime, *, account: str
     result = PlanResult(as_of=as_of, rules_version=rules.version, rules_digest=rules.digest)
     if len(ranges) == 1 or executor is None:
         executor = InlineExecutor()
-    for part in executor.map(partial(plan_range, dict(dsns), rules, as_of, catalog), ranges):
+    on_progress(0, len(ranges))
+    for done, part in enumerate(executor.map(partial(plan_range, dict(dsns), rules, as_of, catalog), ranges), 1):
         result.merge(part)
+        on_progress(done, len(ranges))
     return result
 
 

@@ -26,6 +26,7 @@ from recompute.cli.common import (
 )
 from recompute.bootstrap import default_workers, running
 from recompute.cli.group import main
+from recompute.progress import progress
 from recompute.settings import SettingsError
 
 
@@ -56,8 +57,10 @@ def plan(as_of: datetime | None, rules_path: str | None, account: str | None, as
     _refuse_rules_known_otherwise(wiring, rules, rules_path)
     workers = workers or default_workers()
     try:
-        with running(wiring.executor(workers, inline=account is not None)) as executor:
-            result = plan_corrections(wiring.dsns, rules, at, account=account, workers=workers, executor=executor) \
+        with running(wiring.executor(workers, inline=account is not None)) as executor, \
+                progress("plan", unit="ranges") as step:
+            result = plan_corrections(wiring.dsns, rules, at, account=account, workers=workers, executor=executor,
+                                      on_progress=step) \
                 if log_exists(wiring.dsns["eventstore"]) else PlanResult(as_of=at, rules_version=rules.version,
                                                                          rules_digest=rules.digest)
     except SettingsError as error:  # RECOMPUTE_DASK_SCHEDULER unreachable
