@@ -14,7 +14,7 @@ from typing import Any
 from datetime import datetime
 
 from domain.catalog import Catalog
-from domain.dunning import DunningInvoice, Standing, next_action, stage_since, standing
+from domain.dunning import DAY, DunningInvoice, Standing, next_action, stage_since, standing
 from domain.facts import AccountFacts, InvoiceFact
 from domain.trusted import trusted
 from domain.rules import Rules
@@ -27,7 +27,7 @@ from domain.state import (
     TrueSubscription,
 )
 
-__all__ = ["Because", "TrueState", "true_state"]
+__all__ = ["Because", "TrueState", "decided_until", "restated", "true_state"]
 
 
 def _because(rule: str, *refs: str) -> Because:
@@ -228,3 +228,30 @@ def _subscription(facts: AccountFacts, because: Reasons) -> TrueSubscription | N
     because.note("subscription", "the account's Stripe subscription with the latest created", s.ref)
     return trusted(TrueSubscription, subscription_id=s.subscription_id, status=s.status,
                    current_period_end=s.current_period_end)
+
+
+def decided_until(state: TrueState) -> datetime | None:
+    """Until when (exclusive; None: for ever) `state` stays what true_state says at any later
+    instant, but for `as_of` and `days_overdue` (see `restated`), while no event arrives.
+
+    With the facts fixed, the standing moves only at crossings (domain/dunning.py). Stage and
+    bad_debt hold until next_action_at (rules-v1 §2), so do stage_since, status, delinquent, the
+    entitlements and next_action_at itself; failed_attempts and past_due_invoices also move when
+    an open invoice falls due without changing the stage, so the earliest such due_at after
+    as_of ends it too. The invoices, Stripe invoices, customer and subscription are the facts'."""
+    ends = [i.due_at for i in state.invoices.values()
+            if i.status == "open" and i.due_at is not None and i.due_at > state.as_of]
+    if state.next_action_at is not None:
+        ends.append(state.next_action_at)
+    return min(ends, default=None)
+
+
+def restated(state: TrueState, at: datetime, rules: Rules) -> TrueState:
+    """`state` (true_state at state.as_of, explain off) as true_state would say it at `at`, for
+    state.as_of <= at < decided_until(state): the same but for as_of, the rules' version name and
+    days_overdue, which counts whole days since the oldest past-due invoice fell due."""
+    days = 0
+    if state.past_due_invoices:
+        due = state.invoices[state.past_due_invoices[0]].due_at
+        days = (at - due) // DAY  # type: ignore[operator]
+    return state.model_copy(update={"as_of": at, "rules_version": rules.version, "days_overdue": days})
