@@ -29,6 +29,7 @@ from eventlog.account_log import EVENTS_TABLE, decode_event
 from eventlog.tables_present import has_tables
 from domain.rules import Rules
 from domain.state import TrueState
+from projections.read_model.facts_store import TABLE as KEPT_TABLE
 from projections.read_model.facts_store import (
     DecisionKey, Keep, KeptFactsReader, can_keep, decode, decode_state, keep, usable,
 )
@@ -119,11 +120,21 @@ class StoreReader:
 
 
 def account_ranges(eventstore_dsn: str, parts: int) -> list[AccountRange]:
-    """Splits the accounts in the log into `parts` ranges of about equal size."""
+    """Splits the accounts in the log into `parts` ranges of about equal size.
+
+    The ranges cover every id whatever their bounds (the first and last are open), so the bounds
+    need only be a fair sample: the kept facts' accounts when there are enough of them (an index
+    read of ~10k keys, measured ~0.4 s less than the log's distinct streams on 445k events), else
+    the log's streams."""
     with psycopg.connect(eventstore_dsn) as conn:
-        ids = [row[0] for row in conn.execute(sql.SQL(
-            "SELECT DISTINCT originator_id COLLATE \"C\" AS id FROM {} WHERE originator_id <> %s ORDER BY 1"
-        ).format(sql.Identifier(EVENTS_TABLE)), (CATALOG_STREAM,))]
+        ids: list[str] = []
+        if has_tables(conn, KEPT_TABLE):
+            ids = sorted(row[0] for row in conn.execute(sql.SQL("SELECT account_id FROM {}").format(
+                sql.Identifier(KEPT_TABLE))))
+        if len(ids) < parts:
+            ids = [row[0] for row in conn.execute(sql.SQL(
+                "SELECT DISTINCT originator_id COLLATE \"C\" AS id FROM {} WHERE originator_id <> %s ORDER BY 1"
+            ).format(sql.Identifier(EVENTS_TABLE)), (CATALOG_STREAM,))]
     if parts <= 1 or len(ids) < parts:
         return [AccountRange()]
     bounds = [ids[len(ids) * i // parts] for i in range(1, parts)]
@@ -166,7 +177,8 @@ def kept_or_events(eventstore_dsn: str, accounts: AccountRange, as_of: datetime,
     reader = KeptFactsReader(eventstore_dsn)
     try:
         collate = _needs_collate(reader.conn)
-        heads = reader.heads(accounts.where("originator_id", collate=collate))
+        heads = reader.heads(accounts.where("originator_id", collate=collate),
+                             walk=not collate and accounts.ids is None)  # an interval of the index's order
         kept = reader.kept(accounts.where("account_id", collate=collate))
         use = {account for account, head in heads.items() if usable(kept.get(account), head, as_of)}
         if not use:

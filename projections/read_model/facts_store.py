@@ -157,11 +157,23 @@ class KeptFactsReader:
     def close(self) -> None:
         self.conn.close()
 
-    def heads(self, where: sql.Composable) -> dict[str, int]:
-        """Each stream of the range and its head (`where` on originator_id)."""
-        return dict(self.conn.execute(sql.SQL(
-            "SELECT originator_id, max(originator_version) FROM {} WHERE {} GROUP BY 1"
-        ).format(sql.Identifier(EVENTS_TABLE), where)).fetchall())
+    def heads(self, where: sql.Composable, *, walk: bool = False) -> dict[str, int]:
+        """Each stream of the range and its head (`where` on originator_id).
+
+        With `walk` (only for a `where` that is an interval of the index's order), one descent of
+        the primary key per stream, from the top of the range down: the first entry of a stream is
+        its head. Measured on 445k events: 0.13 s for 5,000 streams against 0.5-0.75 s for the
+        GROUP BY, which reads every event's heap row."""
+        if walk:
+            query = sql.SQL(
+                "WITH RECURSIVE s AS ((SELECT originator_id, originator_version FROM {t} WHERE {w} "
+                "ORDER BY originator_id DESC, originator_version DESC LIMIT 1) UNION ALL "
+                "SELECT n.originator_id, n.originator_version FROM s, LATERAL (SELECT originator_id, originator_version "
+                "FROM {t} WHERE originator_id < s.originator_id AND {w} "
+                "ORDER BY originator_id DESC, originator_version DESC LIMIT 1) n) SELECT * FROM s")
+        else:
+            query = sql.SQL("SELECT originator_id, max(originator_version) FROM {t} WHERE {w} GROUP BY 1")
+        return dict(self.conn.execute(query.format(t=sql.Identifier(EVENTS_TABLE), w=where)).fetchall())
 
     def kept(self, where: sql.Composable) -> dict[str, Kept]:
         """The kept rows of the range (`where` on account_id), without their facts."""
