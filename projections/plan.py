@@ -119,7 +119,7 @@ def evaluate(dsns: Mapping[str, str], rules: Rules, as_of: datetime, catalog: Ca
              *, explain: bool, reader: RangeReader | None = None, kept_facts: bool = True
              ) -> Iterator[tuple[int, TrueState, list[Correction], list[HeldRow]]]:
     """Each account of the log in `accounts`, in id order: how many events it folded (0 when its
-    kept facts stood for them), its true state, its corrections (none for an account cf_prod does
+    kept facts, or the decision kept beside them, stood for them: facts_store.py), its true state, its corrections (none for an account cf_prod does
     not know) and its held rows. Streams: one account at a time; the parked rows of the range are
     read once, before. `reader` is what it reads from (default: the stores of `dsns`)."""
     reader = reader or StoreReader(dsns)
