@@ -1,0 +1,269 @@
+"""A follower of `project`: level-triggered projection and apply for the partitions it leases.
+
+One `step()` is one batch, and holds everything it writes to the projection in ONE event-store
+transaction (the fence):
+
+  1. balance the leases (projections/follow/leases.py): heartbeat, fair share, claims;
+  2. open the fence transaction: the apply lock shared (no `apply` runs beside followers), then
+     `fence` renews and row-locks the leases still ours; nothing below touches another partition;
+  3. settle the pending intents of dead runs in our partitions (apply's recovery, filtered);
+  4. read the log past each partition's position (notification ids, in commit order): every new
+     event marks its account dirty (a product_config change: every account of the partition);
+     add the accounts whose next_action_at has come (the timer index) and, with the breaker
+     closed, those withheld while it was open;
+  5. evaluate them at now (projections/plan.evaluate: fold -> true state -> corrections);
+  6. unless the breaker (projections/follow/breaker.py) is or goes open, write the corrections
+     through apply's protocol (intents, compare-and-set writes, settle: apply_batch) while the
+     fence still holds the leases;
+  7. upsert their true states into the generation's read_model_state and advance the partitions'
+     positions, then commit; then relay the outbox.
+
+A kill -9 anywhere: before 7 commits nothing of the projection moved, so the next holder re-reads
+the same events and re-evaluates the same accounts; the legacy stores already hold what was
+written (the audit says so, recovery settles what was in flight), so the fresh evaluation plans
+nothing for it. A correction the follower wrote comes back through ingest as a changed row:
+the account is re-evaluated, agrees, and nothing more is written.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import psycopg
+from psycopg import sql
+
+from domain.catalog import fold_catalog
+from domain.events import CATALOG_STREAM
+from domain.partitions import partition_of
+from domain.rules import Rules
+from eventlog.account_log import EVENTS_TABLE
+from projections.apply.account_plans import AccountPlan
+from projections.apply.audit import RunInfo
+from projections.apply.protocol import APPLY_LOCK, ApplyResult, apply_batch, recover, start_run
+from projections.apply.relay import RelayReport, relay
+from projections.follow import breaker, leases, tracking
+from projections.follow.generation import ActiveGeneration, active_or_new
+from projections.legacy_rows import AccountRange, catalog_events
+from projections.plan import evaluate
+from projections.read_model.tables import ensure_read_model
+
+Clock = Callable[[], datetime]
+EXPLAIN_UP_TO = 2_000  # accounts per batch evaluated with their reasons (the audit's causes) in one pass
+
+
+def new_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class StepReport:
+    partitions: int = 0
+    events: int = 0  # new events of our partitions
+    accounts: int = 0  # evaluated
+    due: int = 0  # of them because their next_action_at came
+    applied: int = 0
+    stale: int = 0
+    withheld: int = 0  # accounts whose corrections the open breaker kept back
+    recovered: dict[str, int] = field(default_factory=dict)
+    tripped: str | None = None  # the breaker opened in this step, why
+    busy: bool = False  # an `apply` held the lock: nothing done
+    more: bool = False  # the batch was full: more events wait
+    relay: RelayReport | None = None
+
+
+class Follower:
+    def __init__(self, dsns: Mapping[str, str], rules: Rules, *, owner: str | None = None, clock: Clock = utc_now,
+                 lease_s: float = 10.0, batch_events: int = 20_000, max_share: float = 0.10,
+                 window_s: float = breaker.WINDOW_S, broker_url: str | None = None,
+                 on_lag: Callable[[float], None] = lambda _: None,
+                 on_applied: Callable[[str, int], None] = lambda _t, _n: None,
+                 on_step: Callable[[str], None] = lambda _: None) -> None:
+        self.dsns = dict(dsns)
+        self.rules = rules
+        self.owner = owner or new_owner()
+        self.clock = clock
+        self.lease_s = lease_s
+        self.batch_events = batch_events
+        self.max_share = max_share
+        self.window_s = window_s
+        self.broker_url = broker_url
+        self.on_lag = on_lag
+        self.on_applied = on_applied
+        self.on_step = on_step
+        self.held: dict[int, int] = {}
+        self._conn = psycopg.connect(self.dsns["eventstore"], autocommit=True, options="-c TimeZone=UTC",
+                                     application_name=f"recompute follow {self.owner}")
+        ensure_read_model(self._conn)
+        tracking.ensure_tracking(self._conn)
+        self.generation: ActiveGeneration
+        self.generation, self.created_generation = active_or_new(self._conn, rules, clock())
+        leases.ensure_leases(self._conn, self.generation.partitions)
+
+    def close(self, *, release: bool = True) -> None:
+        if release and not self._conn.closed:
+            leases.release(self._conn, self.owner)
+        self._conn.close()
+
+    def step(self) -> StepReport:
+        report = StepReport()
+        self.held = leases.balance(self._conn, self.owner, self.lease_s)
+        if not self.held:
+            return report
+        now = self.clock()
+        conn = self._conn
+        with conn.transaction():
+            if not conn.execute("SELECT pg_try_advisory_xact_lock_shared(%s)", (APPLY_LOCK,)).fetchone()[0]:
+                report.busy = True
+                return report
+            self.held = held = leases.fence(conn, self.owner, self.held, self.lease_s)
+            report.partitions = len(held)
+            if not held:
+                return report
+            self.on_step("fenced")
+            count = self.generation.partitions
+
+            def ours(account_id: str) -> bool:
+                return partition_of(account_id, count) in held
+
+            recovered = ApplyResult(run_id="", as_of=now, rules_version=self.rules.version)
+            recover(self.dsns, recovered, only=ours)
+            report.recovered = dict(recovered.recovered)
+            gen = self.generation.id
+            parts = sorted(held)
+            pos = tracking.positions(conn, gen, parts)
+            start = min(pos.values())
+            rows = conn.execute(sql.SQL("SELECT notification_id, originator_id FROM {} WHERE notification_id > %s "
+                                        "ORDER BY notification_id LIMIT %s").format(sql.Identifier(EVENTS_TABLE)),
+                                (start, self.batch_events)).fetchall()
+            head = rows[-1][0] if rows else start
+            report.more = len(rows) == self.batch_events
+            dirty: set[str] = set()
+            catalog_parts: set[int] = set()
+            for nid, originator in rows:
+                if originator == CATALOG_STREAM:
+                    catalog_parts |= {p for p in parts if nid > pos[p]}
+                    continue
+                p = partition_of(originator, count)
+                if p in held and nid > pos[p]:
+                    dirty.add(originator)
+                    report.events += 1
+            due = dict(conn.execute(
+                "SELECT account_id, next_action_at FROM read_model_state WHERE generation = %s "
+                "AND next_action_at <= %s AND partition = ANY(%s)", (gen, now, parts)).fetchall())
+            report.due = len(due.keys() - dirty)
+            gate = breaker.read_breaker(conn)
+            accounts = dirty | due.keys()
+            if catalog_parts:
+                accounts |= set(tracking.accounts_of(conn, gen, sorted(catalog_parts)))
+            if not gate.open:
+                accounts |= set(tracking.withheld(conn, gen, parts))
+            states, plans = self._evaluate(sorted(accounts), now)
+            report.accounts = len(states)
+            self.on_step("evaluated")
+            withheld: set[str] = set()
+            if plans:
+                if not gate.open:
+                    allowed = breaker.limit(self._accounts_known(conn), self.max_share)
+                    done = breaker.corrected_in_window(conn, now, self.window_s)
+                    if breaker.trips(done, len(plans), allowed):
+                        report.tripped = (f"{done + len(plans)} accounts would be corrected within "
+                                          f"{self.window_s / 3600:g} h, more than {allowed} "
+                                          f"({self.max_share:g} of the accounts)")
+                        breaker.trip(conn, report.tripped)
+                        gate = breaker.Breaker(open=True)
+                if gate.open:
+                    withheld = {p.state.account_id or "" for p in plans}
+                else:
+                    self._write(plans, now, report, causes=self._cause_times(conn, plans, pos, head, due))
+            report.withheld = len(withheld)
+            tracking.upsert_states(conn, gen, states)
+            tracking.set_withheld(conn, gen, [(s.account_id, s.partition) for s in states], withheld)
+            tracking.advance(conn, gen, {p: max(pos[p], head) for p in parts})
+            self.on_step("committing")
+        self.on_step("committed")
+        if self.broker_url and report.applied:
+            report.relay = relay(self.dsns["eventstore"], self.broker_url)
+        return report
+
+    def _evaluate(self, accounts: list[str], now: datetime) -> tuple[list[tracking.StateRow], list[AccountPlan]]:
+        if not accounts:
+            return [], []
+        catalog = fold_catalog(catalog_events(self.dsns["eventstore"]), as_of=now)
+        count = self.generation.partitions
+        states, plans = [], []
+        for n, state, corrections, _held in evaluate(self.dsns, self.rules, now, catalog,
+                                                     AccountRange(ids=tuple(accounts)),
+                                                     explain=len(accounts) <= EXPLAIN_UP_TO):
+            account_id = state.account_id or ""
+            states.append(tracking.StateRow(account_id, partition_of(account_id, count),
+                                            state.model_dump(mode="json", exclude={"because"}),
+                                            state.next_action_at, n, now))
+            if corrections and state.account_exists:
+                plans.append(AccountPlan(state, corrections))
+        if plans and len(accounts) > EXPLAIN_UP_TO:  # the reasons for the few that get written
+            from projections.apply.account_plans import replan
+            plans = replan(self.dsns, self.rules, now, catalog, [p.state.account_id or "" for p in plans])
+        return states, plans
+
+    def _write(self, plans: list[AccountPlan], now: datetime, report: StepReport,
+               causes: dict[str, datetime]) -> None:
+        run = RunInfo(str(uuid.uuid4()), self.rules.version, now, self.rules.digest)
+        start_run(self.dsns["eventstore"], run, self.rules, also=lambda c: c.execute(
+            "INSERT INTO follow_run (run_id, owner) VALUES (%s, %s)", (run.run_id, self.owner)))
+        result = ApplyResult(run_id=run.run_id, as_of=now, rules_version=run.rules_version,
+                             rules_digest=run.rules_digest or "")
+        apply_batch(self.dsns, run, plans, result, self.on_step)
+        committed = datetime.now(UTC)
+        report.applied, report.stale = result.count("applied"), result.count("stale")
+        corrected = {c.account_id for c, status in result.done if status == "applied"}
+        for account_id in corrected:
+            if account_id in causes:
+                self.on_lag(max(0.0, (committed - causes[account_id]).total_seconds()))
+        tables: dict[str, int] = {}
+        for c, status in result.done:
+            if status == "applied":
+                tables[c.table] = tables.get(c.table, 0) + 1
+        for table, n in tables.items():
+            self.on_applied(table, n)
+        summary = {"kind": "follow", "owner": self.owner, "accounts_checked": len(plans),
+                   "accounts_disagreeing": len({c.account_id for c, s in result.done if s != "applied"}),
+                   "accounts_chosen": len(plans), "applied": report.applied, "stale": report.stale,
+                   "events": dict(result.events), "recovered": {}}
+        with psycopg.connect(self.dsns["eventstore"]) as conn:
+            conn.execute("UPDATE apply_run SET finished_at = %s, summary = %s WHERE run_id = %s",
+                         (committed, psycopg.types.json.Jsonb(summary), run.run_id))
+
+    def _cause_times(self, conn: psycopg.Connection, plans: list[AccountPlan], pos: dict[int, int], head: int,
+                     due: dict[str, datetime]) -> dict[str, datetime]:
+        """Per corrected account, when what caused it happened: the latest source time of its new
+        events, or the instant its timer came due."""
+        accounts = [p.state.account_id or "" for p in plans]
+        found: dict[str, datetime] = {a: due[a] for a in accounts if a in due}
+        low = min(pos.values())
+        for account_id, at in conn.execute(sql.SQL(
+                "SELECT originator_id, max((convert_from(state, 'UTF8')::jsonb ->> 'source_time')::timestamptz) "
+                "FROM {} WHERE notification_id > %s AND notification_id <= %s AND originator_id = ANY(%s) "
+                "GROUP BY 1").format(sql.Identifier(EVENTS_TABLE)), (low, head, accounts)):
+            if at is not None:
+                found[account_id] = at
+        return found
+
+    def _accounts_known(self, conn: psycopg.Connection) -> int:
+        return conn.execute("SELECT count(*) FROM ingest_row_digest WHERE store = 'cf_prod' AND tbl = 'accounts' "
+                            "AND stream IS NOT NULL").fetchone()[0]
+
+    def seconds_to_next_due(self) -> float | None:
+        """Until the earliest next_action_at in our partitions (None: no timer set)."""
+        if not self.held:
+            return None
+        at = tracking.earliest_due(self._conn, self.generation.id, sorted(self.held))
+        return None if at is None else max(0.0, (at - self.clock()).total_seconds())
