@@ -1,7 +1,8 @@
 """The circuit breaker of `project`: too many accounts corrected in a window stops the writing.
 
     limit(accounts, max_share)                  pure: how many accounts may be corrected per window
-    trips(corrected, batch, limit)              pure: whether writing this batch would pass it
+    trips(corrected, batch, limit)              pure: whether writing this batch would pass it (sets of
+                                                accounts: one corrected again counts once)
     read_breaker / trip / resume                the one row of follow_breaker (projections/follow/tracking.py)
     corrected_in_window(conn, now, window_s)    accounts the followers' runs corrected since
                                                 max(now - window, the last resume)
@@ -28,9 +29,9 @@ def limit(accounts: int, max_share: float) -> int:
     return max(1, math.floor(max_share * accounts))
 
 
-def trips(corrected: int, batch: int, limit_: int) -> bool:
-    """Pure: writing `batch` more accounts after `corrected` would pass `limit_`."""
-    return batch > 0 and corrected + batch > limit_
+def trips(corrected: set[str], batch: set[str], limit_: int) -> bool:
+    """Pure: correcting the accounts of `batch` after those `corrected` in the window would pass `limit_`."""
+    return bool(batch) and len(corrected | batch) > limit_
 
 
 @dataclass(frozen=True)
@@ -62,12 +63,12 @@ def resume(conn: psycopg.Connection) -> bool:
                             ).rowcount == 1
 
 
-def corrected_in_window(conn: psycopg.Connection, now: datetime, window_s: float = WINDOW_S) -> int:
+def corrected_in_window(conn: psycopg.Connection, now: datetime, window_s: float = WINDOW_S) -> set[str]:
     since = now - timedelta(seconds=window_s)
     resumed = read_breaker(conn).resumed_at
     if resumed is not None and resumed > since:
         since = resumed
-    return conn.execute(
-        "SELECT count(DISTINCT a.account_id) FROM correction_audit a JOIN follow_run r USING (run_id) "
+    return {r[0] for r in conn.execute(
+        "SELECT DISTINCT a.account_id FROM correction_audit a JOIN follow_run r USING (run_id) "
         "WHERE r.started_at > %s - interval '1 minute' AND a.status = 'applied' AND a.settled_at > %s",
-        (since, since)).fetchone()[0]
+        (since, since))}

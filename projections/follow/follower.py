@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -113,6 +114,18 @@ class Follower:
             leases.release(self._conn, self.owner)
         self._conn.close()
 
+    def take_share(self, *, within_s: float | None = None, poll_s: float = 0.2) -> None:
+        """Claims until this follower holds its fair share and no partition is left unheld (a dead
+        follower's expire within the lease time), or `within_s` (default: the lease and a bit) passed:
+        what a one-pass `project` does first, so it neither skips a dead follower's partitions nor
+        takes a live one's."""
+        deadline = time.monotonic() + (self.lease_s * 1.5 + 1 if within_s is None else within_s)
+        while True:
+            self.held = leases.balance(self._conn, self.owner, self.lease_s)
+            if leases.settled(self._conn, self.owner) or time.monotonic() >= deadline:
+                return
+            time.sleep(poll_s)
+
     def step(self) -> StepReport:
         report = StepReport()
         self.held = leases.balance(self._conn, self.owner, self.lease_s)
@@ -174,8 +187,9 @@ class Follower:
                 if not gate.open:
                     allowed = breaker.limit(self._accounts_known(conn), self.max_share)
                     done = breaker.corrected_in_window(conn, now, self.window_s)
-                    if breaker.trips(done, len(plans), allowed):
-                        report.tripped = (f"{done + len(plans)} accounts would be corrected within "
+                    batch = {p.state.account_id or "" for p in plans}
+                    if breaker.trips(done, batch, allowed):
+                        report.tripped = (f"{len(done | batch)} accounts would be corrected within "
                                           f"{self.window_s / 3600:g} h, more than {allowed} "
                                           f"({self.max_share:g} of the accounts)")
                         breaker.trip(conn, report.tripped)

@@ -102,6 +102,15 @@ def release(conn: psycopg.Connection, owner: str) -> None:
         conn.execute("DELETE FROM follow_member WHERE owner = %s", (owner,))
 
 
+def settled(conn: psycopg.Connection, owner: str) -> bool:
+    """Every partition has a live holder and `owner` holds its fair share: nothing is left to claim."""
+    free, live, total, mine = conn.execute(
+        "SELECT (SELECT count(*) FROM follow_lease WHERE owner IS NULL OR expires_at <= now()), "
+        "(SELECT count(*) FROM follow_member WHERE alive_until > now()), (SELECT count(*) FROM follow_lease), "
+        "(SELECT count(*) FROM follow_lease WHERE owner = %s AND expires_at > now())", (owner,)).fetchone()
+    return free == 0 and mine >= min(fair_share(total, live), total)
+
+
 def owners(conn: psycopg.Connection) -> dict[str, list[int]]:
     """Who holds which partition now (for status and tests)."""
     found: dict[str, list[int]] = {}

@@ -1,6 +1,7 @@
 """Driving a follower: one pass until caught up, or on until told to stop.
 
-    catch_up(follower, on_report)          steps until no batch is full (the one pass of `project`)
+    catch_up(follower, on_report)          takes its share of the partitions, then steps until no
+                                           batch is full (the one pass of `project`)
     follow(follower, stop, wake, ...)      steps, then sleeps until the log grows (NOTIFY of the
                                            appends), the earliest timer of our partitions comes, or
                                            a third of the lease passes (to renew it), whichever first
@@ -23,6 +24,7 @@ Report = Callable[[StepReport], None]
 
 def catch_up(follower: Follower, on_report: Report = lambda _: None, *, max_steps: int = 10_000) -> list[StepReport]:
     reports = []
+    follower.take_share()
     for _ in range(max_steps):
         report = follower.step()
         reports.append(report)
