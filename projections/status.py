@@ -21,6 +21,7 @@ from psycopg.rows import dict_row
 from eventlog.account_log import EVENTS_TABLE
 from eventlog.own_tables import count_waiting
 from eventlog.tables_present import has_tables
+from projections.follow.status import follow_lines, follow_status
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class Status:
     stripe_waiting: int = 0
     outbox: dict[str, int] = field(default_factory=dict)  # held | ready | sent | void -> events
     last_apply: dict[str, Any] | None = None
+    follow: dict[str, Any] | None = None  # projections/follow/status.py (follow's section)
 
     @property
     def outbox_waiting(self) -> int:
@@ -58,6 +60,7 @@ class Status:
             "accounts_disagreeing": None if self.last_apply is None else self.last_apply.get("accounts_disagreeing"),
             "outbox": {"waiting": self.outbox_waiting, **self.outbox},
             "last_apply": self.last_apply,
+            "follow": self.follow,
         }
 
 
@@ -78,6 +81,7 @@ def read_status(eventstore_dsn: str, *, now: datetime) -> Status:
         waiting = count_waiting(conn)
         outbox = {r["status"]: r["n"] for r in cur.execute(
             "SELECT status, count(*) AS n FROM outbox_event GROUP BY status ORDER BY status")}
+        follow = follow_status(conn)
         run = cur.execute("SELECT run_id, started_at, finished_at, as_of, rules_version, summary FROM apply_run "
                           "ORDER BY started_at DESC LIMIT 1").fetchone()
     last_apply = None if run is None else {
@@ -85,7 +89,7 @@ def read_status(eventstore_dsn: str, *, now: datetime) -> Status:
         "finished_at": run["finished_at"] and run["finished_at"].isoformat(), "as_of": run["as_of"].isoformat(),
         "rules_version": run["rules_version"], **(run["summary"] or {})}
     return Status(now=now, log_events=log["events"], accounts=log["accounts"], sources=sources, parked=parked,
-                  stripe_waiting=waiting, outbox=outbox, last_apply=last_apply)
+                  stripe_waiting=waiting, outbox=outbox, last_apply=last_apply, follow=follow)
 
 
 def render_status(status: Status) -> str:
@@ -102,6 +106,7 @@ def render_status(status: Status) -> str:
                  f"last apply: {run['started_at']} as of {run['as_of']}, rules {run['rules_version']}: "
                  f"{run.get('accounts_disagreeing', '?')} accounts disagreeing, {run.get('applied', '?')} applied"
                  + ("" if run["finished_at"] else " (did not finish: the next apply settles it)"))
+    lines += follow_lines(status.follow)
     lines.append(f"outbox: {status.outbox_waiting} waiting"
                  + "".join(f", {n} {state}" for state, n in status.outbox.items()))
     return "\n".join(lines)

@@ -17,6 +17,7 @@ from projections.follow import leases
 from projections.follow.breaker import resume
 from projections.follow.follower import Follower, utc_now
 from projections.follow.loop import catch_up
+from projections.status import read_status, render_status
 from tests.support.follow import a_calm_world, an_overdue_invoice, applied, dunning_stage
 
 pytestmark = pytest.mark.integration
@@ -153,6 +154,8 @@ def test_too_many_corrections_open_the_breaker_which_keeps_projecting_until_resu
         ingest(dsns)
         [still] = catch_up(follower)
         assert still.withheld == 1 and still.applied == 0  # open: projecting goes on, writing waits
+        said = render_status(read_status(dsns["eventstore"], now=utc_now()))
+        assert "circuit breaker: OPEN since" in said and "3 accounts withheld" in said and "--resume" in said
         with psycopg.connect(dsns["eventstore"], autocommit=True) as conn:
             assert resume(conn)
         [resumed] = catch_up(follower, )
