@@ -87,7 +87,8 @@ class Follower:
                  window_s: float = breaker.WINDOW_S, broker_url: str | None = None,
                  on_lag: Callable[[float], None] = lambda _: None,
                  on_applied: Callable[[str, int], None] = lambda _t, _n: None,
-                 on_step: Callable[[str], None] = lambda _: None) -> None:
+                 on_step: Callable[[str], None] = lambda _: None,
+                 after_commit: Callable[[StepReport], None] | None = None) -> None:
         self.dsns = dict(dsns)
         self.rules = rules
         self.owner = owner or new_owner()
@@ -100,6 +101,7 @@ class Follower:
         self.on_lag = on_lag
         self.on_applied = on_applied
         self.on_step = on_step
+        self.after_commit = after_commit or self._relay
         self.held: dict[int, int] = {}
         self._conn = psycopg.connect(self.dsns["eventstore"], autocommit=True, options="-c TimeZone=UTC",
                                      application_name=f"recompute follow {self.owner}")
@@ -204,9 +206,14 @@ class Follower:
             tracking.advance(conn, gen, {p: max(pos[p], head) for p in parts})
             self.on_step("committing")
         self.on_step("committed")
+        self.after_commit(report)
+        return report
+
+    def _relay(self, report: StepReport) -> None:
+        """By default the outbox is relayed after a step that applied something (`project --follow`
+        relays in a thread of its own instead, so a slow broker never holds the next batch)."""
         if self.broker_url and report.applied:
             report.relay = relay(self.dsns["eventstore"], self.broker_url)
-        return report
 
     def _evaluate(self, accounts: list[str], now: datetime) -> tuple[list[tracking.StateRow], list[AccountPlan]]:
         if not accounts:

@@ -12,11 +12,16 @@ the batch in hand, releases the leases and exits 0.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
+from typing import Any
 
 import click
 import psycopg
@@ -24,6 +29,7 @@ import stripe
 
 from domain.legacy_tables import STORES
 from domain.rules_identity import RulesConflict
+from eventlog.processes import die_with_parent
 from ingestion.jobs import IngestJob, run_ingest
 from projections.follow.breaker import resume as resume_breaker
 from projections.follow.follower import Follower, StepReport
@@ -106,8 +112,11 @@ def project(keep_going: bool, rules_path: str | None, port: int | None, host: st
             follower.on_lag = metrics.correction_lag.observe
             threads.append(threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="serve",
                                             daemon=True))
-        threads.append(threading.Thread(target=_ingest_loop, args=(wiring, stop, legacy_interval, stripe_interval),
-                                        name="ingest", daemon=True))
+        if wiring.settings.broker_url:
+            kick = threading.Event()
+            follower.after_commit = lambda report: kick.set() if report.applied else None
+            threads.append(threading.Thread(target=_relay_loop, args=(wiring, stop, kick), name="relay", daemon=True))
+        ingesting = _ingest_process(wiring, legacy_interval, stripe_interval)
         for thread in threads:
             thread.start()
         wake = Wake(wiring.dsns["eventstore"])
@@ -117,6 +126,8 @@ def project(keep_going: bool, rules_path: str | None, port: int | None, host: st
             stop.set()
             if server is not None:
                 server.should_exit = True
+            ingesting.stop.set()
+            ingesting.process.join(timeout=60)
             for thread in threads:
                 thread.join(timeout=30)
             wake.close()
@@ -167,9 +178,34 @@ def _say(report: StepReport, *, always: bool = False) -> None:
                    "`recompute project --resume`", err=True)
 
 
-def _ingest_loop(wiring: Wiring, stop: threading.Event, legacy_interval: float, stripe_interval: float) -> None:
-    """The legacy stores read over and over (a snapshot pass each; in-process: no fork beside
-    threads), Stripe's Events API every stripe_interval s. A failure is said and retried."""
+@dataclass
+class _Ingesting:
+    process: BaseProcess
+    stop: Any  # a multiprocessing Event
+
+
+def _ingest_process(wiring: Wiring, legacy_interval: float, stripe_interval: float) -> _Ingesting:
+    """The ingest loop in a process of its own (forked before any thread starts, dying with this
+    one), so reading the stores and projecting use both cores; SIGTERM/SIGINT are the parent's to
+    handle: it sets `stop`, and the child finishes the pass in hand."""
+    context = multiprocessing.get_context("fork")
+    stop = context.Event()
+    process = context.Process(target=_ingest_child, args=(wiring, stop, legacy_interval, stripe_interval, os.getpid()),
+                              name="recompute project ingest", daemon=True)
+    process.start()
+    return _Ingesting(process, stop)
+
+
+def _ingest_child(wiring: Wiring, stop: Any, legacy_interval: float, stripe_interval: float, parent: int) -> None:
+    die_with_parent(parent)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
+    _ingest_loop(wiring, stop, legacy_interval, stripe_interval)
+
+
+def _ingest_loop(wiring: Wiring, stop: Any, legacy_interval: float, stripe_interval: float) -> None:
+    """The legacy stores read over and over (a snapshot pass each, in this process), Stripe's
+    Events API every stripe_interval s. A failure is said and retried."""
     legacy = [job for job in wiring.ingest_jobs("all") if job.source != "stripe"]
     stripe_jobs = [job for job in wiring.ingest_jobs("all") if job.source == "stripe"]
     next_stripe = 0.0
@@ -182,11 +218,22 @@ def _ingest_loop(wiring: Wiring, stop: threading.Event, legacy_interval: float, 
         stop.wait(legacy_interval)
 
 
+def _relay_loop(wiring: Wiring, stop: threading.Event, kick: threading.Event) -> None:
+    """Publishes the outbox as soon as a step applied something (and every few seconds for what
+    waited on a broker that was down), beside the follower, until stopped; then once more."""
+    from projections.apply.relay import relay
+    while not stop.is_set():
+        kick.wait(5.0)
+        kick.clear()
+        _quietly(lambda: relay(wiring.dsns["eventstore"], wiring.settings.broker_url or ""))
+    _quietly(lambda: relay(wiring.dsns["eventstore"], wiring.settings.broker_url or ""))
+
+
 def _quietly(work: Callable[[], object]) -> None:
     try:
         work()
     except (psycopg.Error, stripe.StripeError, OSError) as error:
-        click.echo(f"recompute: ingest failed, retrying: {' '.join(str(error).split())}", err=True)
+        click.echo(f"recompute: failed, retrying: {' '.join(str(error).split())}", err=True)
 
 
 def _resume() -> None:
