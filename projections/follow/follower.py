@@ -41,7 +41,7 @@ from psycopg import sql
 from domain.catalog import fold_catalog
 from domain.events import CATALOG_STREAM
 from domain.partitions import partition_of
-from domain.rules import Rules
+from domain.rules import Rules, parse_rules
 from eventlog.account_log import EVENTS_TABLE
 from projections.apply.account_plans import AccountPlan
 from projections.apply.audit import RunInfo
@@ -79,6 +79,7 @@ class StepReport:
     busy: bool = False  # an `apply` held the lock: nothing done
     more: bool = False  # the batch was full: more events wait
     relay: RelayReport | None = None
+    switched: str | None = None  # the active generation changed (backfill --apply): what to
 
 
 class Follower:
@@ -103,13 +104,16 @@ class Follower:
         self.on_step = on_step
         self.after_commit = after_commit or self._relay
         self.held: dict[int, int] = {}
-        self._conn = psycopg.connect(self.dsns["eventstore"], autocommit=True, options="-c TimeZone=UTC",
-                                     application_name=f"recompute follow {self.owner}")
+        self._conn = self._connect()
         ensure_read_model(self._conn)
         tracking.ensure_tracking(self._conn)
         self.generation: ActiveGeneration
         self.generation, self.created_generation = active_or_new(self._conn, rules, clock())
         leases.ensure_leases(self._conn, self.generation.partitions)
+
+    def _connect(self) -> psycopg.Connection:
+        return psycopg.connect(self.dsns["eventstore"], autocommit=True, options="-c TimeZone=UTC",
+                               application_name=f"recompute follow {self.owner}")
 
     def close(self, *, release: bool = True) -> None:
         if release and not self._conn.closed:
@@ -130,6 +134,9 @@ class Follower:
 
     def step(self) -> StepReport:
         report = StepReport()
+        if self._conn.broken or self._conn.closed:  # the server went away and came back: a new session
+            self._conn = self._connect()
+        report.switched = self._follow_active()
         self.held = leases.balance(self._conn, self.owner, self.lease_s)
         if not self.held:
             return report
@@ -214,6 +221,18 @@ class Follower:
         relays in a thread of its own instead, so a slow broker never holds the next batch)."""
         if self.broker_url and report.applied:
             report.relay = relay(self.dsns["eventstore"], self.broker_url)
+
+    def _follow_active(self) -> str | None:
+        """A `backfill --apply` switched the active generation: follow it, under its rules."""
+        row = self._conn.execute("SELECT id, rules_version, rules_digest, partitions, rules_text "
+                                 "FROM read_model_generation WHERE active").fetchone()
+        if row is None or row[0] == self.generation.id:
+            return None
+        self.generation = ActiveGeneration(*row[:4])
+        if row[2] != self.rules.digest:
+            self.rules = parse_rules(row[4], source=f"generation {row[0]}")
+        leases.ensure_leases(self._conn, self.generation.partitions)
+        return f"generation {row[0]}, rules {row[1]} (digest {row[2]})"
 
     def _evaluate(self, accounts: list[str], now: datetime) -> tuple[list[tracking.StateRow], list[AccountPlan]]:
         if not accounts:

@@ -59,9 +59,17 @@ class Wake:
         self._conn.close()
 
 
-def follow(follower: Follower, stop: threading.Event, wake: Wake, on_report: Report = lambda _: None) -> None:
+def follow(follower: Follower, stop: threading.Event, wake: Wake, on_report: Report = lambda _: None,
+           on_error: Callable[[Exception], None] = lambda _: None) -> None:
+    """A database that goes away (OperationalError) is said and retried after a second: what the
+    step had not committed is done again by the next one."""
     while not stop.is_set():
-        report = follower.step()
+        try:
+            report = follower.step()
+        except psycopg.OperationalError as error:
+            on_error(error)
+            stop.wait(1.0)
+            continue
         on_report(report)
         if report.more:
             continue

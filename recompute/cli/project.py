@@ -121,7 +121,8 @@ def project(keep_going: bool, rules_path: str | None, port: int | None, host: st
             thread.start()
         wake = Wake(wiring.dsns["eventstore"])
         try:
-            follow(follower, stop, wake, on_report=_say)
+            follow(follower, stop, wake, on_report=_say, on_error=lambda error: click.echo(
+                f"recompute: project: {' '.join(str(error).split())}; retrying", err=True))
         finally:
             stop.set()
             if server is not None:
@@ -164,6 +165,8 @@ def _one_pass(wiring: Wiring, follower: Follower) -> None:
 
 
 def _say(report: StepReport, *, always: bool = False) -> None:
+    if report.switched:
+        click.echo(f"the active projection is now {report.switched} (backfill --apply): following it")
     if not always and not (report.accounts or report.applied or report.tripped or report.withheld):
         return
     line = (f"{report.partitions} partitions: {report.events} new events, {report.accounts} accounts evaluated "
