@@ -239,20 +239,28 @@ class Follower:
             return [], []
         catalog = fold_catalog(catalog_events(self.dsns["eventstore"]), as_of=now)
         count = self.generation.partitions
+        heads = self._stream_heads(accounts)
         states, plans = [], []
-        for n, state, corrections, _held in evaluate(self.dsns, self.rules, now, catalog,
+        for _, state, corrections, _held in evaluate(self.dsns, self.rules, now, catalog,
                                                      AccountRange(ids=tuple(accounts)),
                                                      explain=len(accounts) <= EXPLAIN_UP_TO):
             account_id = state.account_id or ""
             states.append(tracking.StateRow(account_id, partition_of(account_id, count),
                                             state.model_dump(mode="json", exclude={"because"}),
-                                            state.next_action_at, n, now))
+                                            state.next_action_at, heads.get(account_id, 0), now))
             if corrections and state.account_exists:
                 plans.append(AccountPlan(state, corrections))
         if plans and len(accounts) > EXPLAIN_UP_TO:  # the reasons for the few that get written
             from projections.apply.account_plans import replan
             plans = replan(self.dsns, self.rules, now, catalog, [p.state.account_id or "" for p in plans])
         return states, plans
+
+    def _stream_heads(self, accounts: list[str]) -> dict[str, int]:
+        """Each account's stream version now: what its state reflects at least (read before the
+        evaluation, which may see later events too; a later event marks the account dirty again)."""
+        return dict(self._conn.execute(sql.SQL(
+            "SELECT originator_id, max(originator_version) FROM {} WHERE originator_id = ANY(%s) GROUP BY 1"
+        ).format(sql.Identifier(EVENTS_TABLE)), (accounts,)).fetchall())
 
     def _write(self, plans: list[AccountPlan], now: datetime, report: StepReport,
                causes: dict[str, datetime]) -> None:
