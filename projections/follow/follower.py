@@ -39,16 +39,15 @@ import psycopg
 from psycopg import sql
 
 from domain.catalog import fold_catalog
-from domain.events import CATALOG_STREAM
 from domain.partitions import partition_of
 from domain.rules import Rules, parse_rules
 from eventlog.account_log import EVENTS_TABLE
 from projections.apply.account_plans import AccountPlan
-from projections.apply.audit import RunInfo
-from projections.apply.protocol import APPLY_LOCK, ApplyResult, apply_batch, recover, start_run
+from projections.apply.protocol import APPLY_LOCK, ApplyResult, recover
 from projections.apply.relay import RelayReport, relay
 from projections.follow import breaker, leases, tracking
 from projections.follow.generation import ActiveGeneration, active_or_new
+from projections.follow.writes import cause_times, write_plans
 from projections.legacy_rows import AccountRange, catalog_events
 from projections.plan import evaluate
 from projections.read_model.tables import ensure_read_model
@@ -87,7 +86,6 @@ class Follower:
                  lease_s: float = 10.0, batch_events: int = 20_000, max_share: float = 0.10,
                  window_s: float = breaker.WINDOW_S, broker_url: str | None = None,
                  on_lag: Callable[[float], None] = lambda _: None,
-                 on_applied: Callable[[str, int], None] = lambda _t, _n: None,
                  on_step: Callable[[str], None] = lambda _: None,
                  after_commit: Callable[[StepReport], None] | None = None) -> None:
         self.dsns = dict(dsns)
@@ -100,7 +98,6 @@ class Follower:
         self.window_s = window_s
         self.broker_url = broker_url
         self.on_lag = on_lag
-        self.on_applied = on_applied
         self.on_step = on_step
         self.after_commit = after_commit or self._relay
         self.held: dict[int, int] = {}
@@ -162,25 +159,11 @@ class Follower:
             gen = self.generation.id
             parts = sorted(held)
             pos = tracking.positions(conn, gen, parts)
-            start = min(pos.values())
-            rows = conn.execute(sql.SQL("SELECT notification_id, originator_id FROM {} WHERE notification_id > %s "
-                                        "ORDER BY notification_id LIMIT %s").format(sql.Identifier(EVENTS_TABLE)),
-                                (start, self.batch_events)).fetchall()
-            head = rows[-1][0] if rows else start
+            rows = tracking.new_events(conn, min(pos.values()), self.batch_events)
+            head = rows[-1][0] if rows else min(pos.values())
             report.more = len(rows) == self.batch_events
-            dirty: set[str] = set()
-            catalog_parts: set[int] = set()
-            for nid, originator in rows:
-                if originator == CATALOG_STREAM:
-                    catalog_parts |= {p for p in parts if nid > pos[p]}
-                    continue
-                p = partition_of(originator, count)
-                if p in held and nid > pos[p]:
-                    dirty.add(originator)
-                    report.events += 1
-            due = dict(conn.execute(
-                "SELECT account_id, next_action_at FROM read_model_state WHERE generation = %s "
-                "AND next_action_at <= %s AND partition = ANY(%s)", (gen, now, parts)).fetchall())
+            dirty, catalog_parts, report.events = tracking.mark_dirty(rows, pos, count)
+            due = tracking.due_accounts(conn, gen, parts, now)
             report.due = len(due.keys() - dirty)
             gate = breaker.read_breaker(conn)
             accounts = dirty | due.keys()
@@ -206,7 +189,12 @@ class Follower:
                 if gate.open:
                     withheld = {p.state.account_id or "" for p in plans}
                 else:
-                    self._write(plans, now, report, causes=self._cause_times(conn, plans, pos, head, due))
+                    causes = cause_times(conn, [p.state.account_id or "" for p in plans], min(pos.values()), head, due)
+                    result, committed = write_plans(self.dsns, self.rules, self.owner, plans, now, self.on_step)
+                    report.applied, report.stale = result.count("applied"), result.count("stale")
+                    for account_id in {c.account_id for c, status in result.done if status == "applied"}:
+                        if account_id in causes:
+                            self.on_lag(max(0.0, (committed - causes[account_id]).total_seconds()))
             report.withheld = len(withheld)
             tracking.upsert_states(conn, gen, states)
             tracking.set_withheld(conn, gen, [(s.account_id, s.partition) for s in states], withheld)
@@ -261,49 +249,6 @@ class Follower:
         return dict(self._conn.execute(sql.SQL(
             "SELECT originator_id, max(originator_version) FROM {} WHERE originator_id = ANY(%s) GROUP BY 1"
         ).format(sql.Identifier(EVENTS_TABLE)), (accounts,)).fetchall())
-
-    def _write(self, plans: list[AccountPlan], now: datetime, report: StepReport,
-               causes: dict[str, datetime]) -> None:
-        run = RunInfo(str(uuid.uuid4()), self.rules.version, now, self.rules.digest)
-        start_run(self.dsns["eventstore"], run, self.rules, also=lambda c: c.execute(
-            "INSERT INTO follow_run (run_id, owner) VALUES (%s, %s)", (run.run_id, self.owner)))
-        result = ApplyResult(run_id=run.run_id, as_of=now, rules_version=run.rules_version,
-                             rules_digest=run.rules_digest or "")
-        apply_batch(self.dsns, run, plans, result, self.on_step)
-        committed = datetime.now(UTC)
-        report.applied, report.stale = result.count("applied"), result.count("stale")
-        corrected = {c.account_id for c, status in result.done if status == "applied"}
-        for account_id in corrected:
-            if account_id in causes:
-                self.on_lag(max(0.0, (committed - causes[account_id]).total_seconds()))
-        tables: dict[str, int] = {}
-        for c, status in result.done:
-            if status == "applied":
-                tables[c.table] = tables.get(c.table, 0) + 1
-        for table, n in tables.items():
-            self.on_applied(table, n)
-        summary = {"kind": "follow", "owner": self.owner, "accounts_checked": len(plans),
-                   "accounts_disagreeing": len({c.account_id for c, s in result.done if s != "applied"}),
-                   "accounts_chosen": len(plans), "applied": report.applied, "stale": report.stale,
-                   "events": dict(result.events), "recovered": {}}
-        with psycopg.connect(self.dsns["eventstore"]) as conn:
-            conn.execute("UPDATE apply_run SET finished_at = %s, summary = %s WHERE run_id = %s",
-                         (committed, psycopg.types.json.Jsonb(summary), run.run_id))
-
-    def _cause_times(self, conn: psycopg.Connection, plans: list[AccountPlan], pos: dict[int, int], head: int,
-                     due: dict[str, datetime]) -> dict[str, datetime]:
-        """Per corrected account, when what caused it happened: the latest source time of its new
-        events, or the instant its timer came due."""
-        accounts = [p.state.account_id or "" for p in plans]
-        found: dict[str, datetime] = {a: due[a] for a in accounts if a in due}
-        low = min(pos.values())
-        for account_id, at in conn.execute(sql.SQL(
-                "SELECT originator_id, max((convert_from(state, 'UTF8')::jsonb ->> 'source_time')::timestamptz) "
-                "FROM {} WHERE notification_id > %s AND notification_id <= %s AND originator_id = ANY(%s) "
-                "GROUP BY 1").format(sql.Identifier(EVENTS_TABLE)), (low, head, accounts)):
-            if at is not None:
-                found[account_id] = at
-        return found
 
     def _accounts_known(self, conn: psycopg.Connection) -> int:
         return conn.execute("SELECT count(*) FROM ingest_row_digest WHERE store = 'cf_prod' AND tbl = 'accounts' "

@@ -7,18 +7,23 @@
     follow_run        the apply runs (apply_run) followers made, by whom: the breaker counts these
     follow_breaker    one row: open (tripped_at, reason) or closed (resumed_at)
 
-    positions / advance / due_accounts / earliest_due / ... : the reads and writes of one batch,
-    in the caller's transaction.
+    new_events, mark_dirty (pure), positions, advance, due_accounts, earliest_due, upsert_states, ...:
+    the reads and writes of one batch, in the caller's transaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
+from psycopg import sql
 from psycopg.types.json import Jsonb
+
+from domain.events import CATALOG_STREAM
+from domain.partitions import partition_of
+from eventlog.account_log import EVENTS_TABLE
 
 DDL = """
 CREATE TABLE IF NOT EXISTS follow_position (
@@ -80,11 +85,38 @@ def advance(conn: psycopg.Connection, generation: int, to: dict[int, int]) -> No
         (generation, list(to), list(to.values())))
 
 
-def due_accounts(conn: psycopg.Connection, generation: int, partitions: Sequence[int], now: datetime) -> list[str]:
-    """Accounts of `partitions` whose next_action_at has come (the timer index)."""
-    return [r[0] for r in conn.execute(
-        "SELECT account_id FROM read_model_state WHERE generation = %s AND next_action_at <= %s "
-        "AND partition = ANY(%s)", (generation, now, list(partitions)))]
+def new_events(conn: psycopg.Connection, after: int, limit: int) -> list[tuple[int, str]]:
+    """(notification id, stream) of at most `limit` events past `after`, in the log's order."""
+    return conn.execute(sql.SQL("SELECT notification_id, originator_id FROM {} WHERE notification_id > %s "
+                                "ORDER BY notification_id LIMIT %s").format(sql.Identifier(EVENTS_TABLE)),
+                        (after, limit)).fetchall()
+
+
+def mark_dirty(rows: Sequence[tuple[int, str]], positions: Mapping[int, int], count: int
+               ) -> tuple[set[str], set[int], int]:
+    """Pure: of new events (id, stream), the accounts of our partitions (`positions`' keys) they make
+    dirty (only events past their partition's position), the partitions a product_config change
+    makes wholly dirty, and how many events were ours."""
+    dirty: set[str] = set()
+    catalog: set[int] = set()
+    ours = 0
+    for nid, stream in rows:
+        if stream == CATALOG_STREAM:
+            catalog |= {p for p, at in positions.items() if nid > at}
+            continue
+        p = partition_of(stream, count)
+        if p in positions and nid > positions[p]:
+            dirty.add(stream)
+            ours += 1
+    return dirty, catalog, ours
+
+
+def due_accounts(conn: psycopg.Connection, generation: int, partitions: Sequence[int], now: datetime
+                 ) -> dict[str, datetime]:
+    """Accounts of `partitions` whose next_action_at has come (the timer index), with it."""
+    return dict(conn.execute(
+        "SELECT account_id, next_action_at FROM read_model_state WHERE generation = %s AND next_action_at <= %s "
+        "AND partition = ANY(%s)", (generation, now, list(partitions))).fetchall())
 
 
 def earliest_due(conn: psycopg.Connection, generation: int, partitions: Sequence[int]) -> datetime | None:

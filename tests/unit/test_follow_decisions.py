@@ -27,3 +27,17 @@ def test_an_account_corrected_again_within_the_window_counts_once():
 def test_a_generation_keeps_rules_text_that_reads_back_as_the_same_rules():
     again = parse_rules(rules_toml(RULES_V1))
     assert again == RULES_V1 and again.digest == RULES_V1.digest
+
+
+def test_new_events_dirty_the_accounts_of_our_partitions_past_their_position_and_the_catalog_all():
+    from domain.events import CATALOG_STREAM
+    from domain.partitions import partition_of
+    from projections.follow.tracking import mark_dirty
+
+    a, b = "acc_000001", "acc_000002"
+    pa, pb = partition_of(a, 32), partition_of(b, 32)
+    assert pa != pb
+    rows = [(5, a), (6, b), (7, a), (8, CATALOG_STREAM)]
+    assert mark_dirty(rows, {pa: 0}, 32) == ({a}, {pa}, 2)
+    assert mark_dirty(rows, {pa: 7, pb: 0}, 32) == ({b}, {pa, pb}, 1)
+    assert mark_dirty(rows, {pa: 9}, 32) == (set(), set(), 0)
