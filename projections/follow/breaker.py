@@ -10,7 +10,8 @@
 The default is `apply`'s blast-radius guard spread over an hour: 10% of the accounts per hour.
 Open, the followers keep projecting (states, positions, timers) but write no legacy store; the
 accounts they would have corrected are kept (follow_withheld) and re-evaluated once an operator
-runs `recompute project --resume`. `status` and `/metrics` say it is open and why.
+runs `recompute project --resume`: those are written then (the operator looked at them), and the
+window counts again from the resume. `status` and `/metrics` say it is open and why.
 """
 
 from __future__ import annotations
@@ -61,6 +62,11 @@ def resume(conn: psycopg.Connection) -> bool:
     with conn.transaction():
         return conn.execute("UPDATE follow_breaker SET open = false, resumed_at = now() WHERE id = 1 AND open"
                             ).rowcount == 1
+
+
+def restart_window(conn: psycopg.Connection) -> None:
+    """After the accounts withheld until a resume are written: the window starts again after them."""
+    conn.execute("UPDATE follow_breaker SET resumed_at = clock_timestamp() WHERE id = 1 AND NOT open")
 
 
 def corrected_in_window(conn: psycopg.Connection, now: datetime, window_s: float = WINDOW_S) -> set[str]:

@@ -169,8 +169,10 @@ class Follower:
             accounts = dirty | due.keys()
             if catalog_parts:
                 accounts |= set(tracking.accounts_of(conn, gen, sorted(catalog_parts)))
+            approved: set[str] = set()  # withheld while open, then resumed by an operator: not counted again
             if not gate.open:
-                accounts |= set(tracking.withheld(conn, gen, parts))
+                approved = set(tracking.withheld(conn, gen, parts))
+                accounts |= approved
             states, plans = self._evaluate(sorted(accounts), now)
             report.accounts = len(states)
             self.on_step("evaluated")
@@ -179,7 +181,7 @@ class Follower:
                 if not gate.open:
                     allowed = breaker.limit(self._accounts_known(conn), self.max_share)
                     done = breaker.corrected_in_window(conn, now, self.window_s)
-                    batch = {p.state.account_id or "" for p in plans}
+                    batch = {p.state.account_id or "" for p in plans} - approved
                     if breaker.trips(done, batch, allowed):
                         report.tripped = (f"{len(done | batch)} accounts would be corrected within "
                                           f"{self.window_s / 3600:g} h, more than {allowed} "
@@ -195,6 +197,8 @@ class Follower:
                     for account_id in {c.account_id for c, status in result.done if status == "applied"}:
                         if account_id in causes:
                             self.on_lag(max(0.0, (committed - causes[account_id]).total_seconds()))
+                    if approved & {p.state.account_id for p in plans}:
+                        breaker.restart_window(conn)  # what the operator let through counts for no window
             report.withheld = len(withheld)
             tracking.upsert_states(conn, gen, states)
             tracking.set_withheld(conn, gen, [(s.account_id, s.partition) for s in states], withheld)

@@ -66,6 +66,10 @@ def project(keep_going: bool, rules_path: str | None, port: int | None, host: st
     if resume:
         _resume()
         return
+    if port is not None and not keep_going:
+        click.echo("recompute: --port receives webhooks while projecting: it needs --follow "
+                   "(see `recompute project --help`)", err=True)
+        sys.exit(2)
     rules = rules_or_exit(rules_path)
     check_broker_url(read_settings().broker_url)
     sock = None

@@ -80,13 +80,14 @@ def test_one_pass_corrects_a_legacy_change_and_a_second_pass_writes_nothing_for_
     assert len(applied(dsns)) == 3
 
 
-def test_project_refuses_rules_other_than_the_active_ones(world, tmp_path):
+def test_project_refuses_rules_other_than_the_active_ones_and_a_port_without_follow(world, tmp_path):
     dsns, _ = world
     project(dsns)
     other = tmp_path / "v2.toml"
     other.write_text('version = "v2"\nbad_debt_days_overdue = 30\n\n[[dunning.stage]]\nname = "grace"\n')
     refused = project(dsns, "--rules", str(other), expect=2)
     assert "is of rules v1" in refused.stderr and "backfill" in refused.stderr
+    assert "needs --follow" in project(dsns, "--port", "0", expect=2).stderr
 
 
 def test_follow_corrects_changes_and_timers_as_they_come_and_sigterm_exits_0_after_the_batch(world):
