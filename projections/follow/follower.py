@@ -39,6 +39,7 @@ import psycopg
 from psycopg import sql
 
 from domain.catalog import fold_catalog
+from domain.events import AccountEvent
 from domain.partitions import partition_of
 from domain.rules import Rules, parse_rules
 from eventlog.account_log import EVENTS_TABLE
@@ -101,6 +102,7 @@ class Follower:
         self.on_step = on_step
         self.after_commit = after_commit or self._relay
         self.held: dict[int, int] = {}
+        self._catalog: list[AccountEvent] | None = None  # the product_config stream, read again when it grows
         self._conn = self._connect()
         ensure_read_model(self._conn)
         tracking.ensure_tracking(self._conn)
@@ -153,9 +155,10 @@ class Follower:
             def ours(account_id: str) -> bool:
                 return partition_of(account_id, count) in held
 
-            recovered = ApplyResult(run_id="", as_of=now, rules_version=self.rules.version)
-            recover(self.dsns, recovered, only=ours)
-            report.recovered = dict(recovered.recovered)
+            if conn.execute("SELECT EXISTS (SELECT FROM correction_audit WHERE status = 'pending')").fetchone()[0]:
+                recovered = ApplyResult(run_id="", as_of=now, rules_version=self.rules.version)
+                recover(self.dsns, recovered, only=ours)
+                report.recovered = dict(recovered.recovered)
             gen = self.generation.id
             parts = sorted(held)
             pos = tracking.positions(conn, gen, parts)
@@ -163,6 +166,8 @@ class Follower:
             head = rows[-1][0] if rows else min(pos.values())
             report.more = len(rows) == self.batch_events
             dirty, catalog_parts, report.events = tracking.mark_dirty(rows, pos, count)
+            if catalog_parts or self._catalog is None:
+                self._catalog = catalog_events(self.dsns["eventstore"])
             due = tracking.due_accounts(conn, gen, parts, now)
             report.due = len(due.keys() - dirty)
             gate = breaker.read_breaker(conn)
@@ -229,7 +234,7 @@ class Follower:
     def _evaluate(self, accounts: list[str], now: datetime) -> tuple[list[tracking.StateRow], list[AccountPlan]]:
         if not accounts:
             return [], []
-        catalog = fold_catalog(catalog_events(self.dsns["eventstore"]), as_of=now)
+        catalog = fold_catalog(self._catalog or [], as_of=now)
         count = self.generation.partitions
         heads = self._stream_heads(accounts)
         states, plans = [], []

@@ -166,3 +166,18 @@ def test_too_many_corrections_open_the_breaker_which_keeps_projecting_until_resu
         assert one.applied == 3 and not one.tripped
     finally:
         follower.close()
+
+
+def test_a_product_config_change_re_evaluates_every_account_of_the_partitions(world):
+    dsns, accounts = world
+    follower = a_follower(dsns, max_share=1.0)
+    try:
+        catch_up(follower)
+        with psycopg.connect(dsns["cf_prod"]) as conn:
+            conn.execute("INSERT INTO product_config VALUES ('pro', 'reports')")
+        ingest(dsns)
+        [report] = catch_up(follower)
+        assert report.accounts == 10 and report.applied == 10  # a 'reports' entitlement each
+        assert {(t, c) for _, t, _, c, _ in applied(dsns)} == {("cf_prod.entitlements", None)}
+    finally:
+        follower.close()
