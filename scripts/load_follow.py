@@ -7,12 +7,13 @@ On scratch databases (dropped after): a calm world of --accounts accounts at the
 follower process (`project --follow --port 0 --max-share 1`, the webhook receiver in it), and
 RabbitMQ on a vhost of its own (`bench_follow`, made with rabbitmqctl when missing) so nothing
 reaches the shared `/` exchange. Then, for --seconds:
-  legacy   --rate single-row transactions a second on billing_prod.invoices, each account in
-           turn: an invoice 5 days overdue appears (the account goes to retrying), then is paid
-           (back to none): every change needs corrections
+  legacy   --rate single-row transactions a second: of them --correcting (default all) on
+           billing_prod.invoices, each account in turn: an invoice 5 days overdue appears (the
+           account goes to retrying), then is paid (back to none), each needing corrections; the
+           others change subs_account.billing_email (evaluated, nothing to correct)
   webhooks --webhooks signed `invoice.payment_failed` deliveries a second for the Stripe invoices
            of the first accounts, attempt_count one more each time (subs_invoice must follow)
-A change's lag ends at the first correction of its account committed after it (correction_audit
+A change that needs corrections has its lag end at the first correction of its account committed after it (correction_audit
 settled_at) and at that correction's event sent (outbox_event sent_at). Prints p50 / p99 / max of
 both, for legacy changes and webhooks, and how many changes found no correction.
 """
@@ -76,18 +77,28 @@ def paced(rate: float, seconds: float, stop: threading.Event, work) -> None:
             time.sleep(ahead)
 
 
-def legacy_writer(dsns, accounts: list[str], rate: float, seconds: float, stop, changes: list[Change]) -> None:
+def legacy_writer(dsns, accounts: list[str], rate: float, seconds: float, stop, changes: list[Change],
+                  correcting: float, quiet: list[int]) -> None:
+    """`correcting` of the changes need corrections (an invoice overdue, then paid); the others
+    change a billing-profile column nothing is derived from (subs_account.billing_email)."""
     open_invoice: dict[str, str] = {}
-    with psycopg.connect(dsns["billing_prod"], autocommit=True) as conn:
+    every = max(1, round(1 / correcting)) if correcting > 0 else 0
+    with psycopg.connect(dsns["billing_prod"], autocommit=True) as billing, \
+            psycopg.connect(dsns["subs"], autocommit=True) as subs:
         def one(n: int) -> None:
-            account = accounts[n % len(accounts)]
+            account = accounts[(n // every if every else n) % len(accounts)]
+            if not every or n % every:
+                subs.execute("UPDATE subs_account SET billing_email = %s, updated_at = now() WHERE account_id = %s",
+                             (f"{n}@example.com", account))
+                quiet.append(1)
+                return
             if account in open_invoice:
-                conn.execute("UPDATE invoices SET status = 'paid', amount_paid = amount_due, updated_at = now() "
-                             "WHERE invoice_id = %s", (open_invoice.pop(account),))
+                billing.execute("UPDATE invoices SET status = 'paid', amount_paid = amount_due, updated_at = now() "
+                                "WHERE invoice_id = %s", (open_invoice.pop(account),))
             else:
                 invoice = f"inv_{account[4:]}_{n}"
-                conn.execute("INSERT INTO invoices VALUES (%s, %s, NULL, 'open', 'usd', 2900, 0, "
-                             "now() - interval '5 days', now(), now())", (invoice, account))
+                billing.execute("INSERT INTO invoices VALUES (%s, %s, NULL, 'open', 'usd', 2900, 0, "
+                                "now() - interval '5 days', now(), now())", (invoice, account))
                 open_invoice[account] = invoice
             changes.append(Change(account, datetime.now(UTC), "legacy"))
         paced(rate, seconds, stop, one)
@@ -133,6 +144,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--accounts", type=int, default=2000)
     parser.add_argument("--stripe-accounts", type=int, default=100)
+    parser.add_argument("--writers", type=int, default=4, help="threads writing the legacy changes")
+    parser.add_argument("--correcting", type=float, default=1.0,
+                        help="share of the legacy changes that need corrections (the rest: billing_email)")
     args = parser.parse_args()
     url_broker = broker_url()
     with scratch_databases(*STORES) as dsns:
@@ -167,10 +181,13 @@ def main() -> int:
                   f"{args.rate:g} legacy changes/s + {args.webhooks:g} webhooks/s")
             stop = threading.Event()
             changes: list[Change] = []
+            quiet: list[int] = []
             load_started = datetime.now(UTC)
+            slices = [legacy_accounts[i::args.writers] for i in range(args.writers)]
             threads = [threading.Thread(target=legacy_writer,
-                                        args=(dsns, legacy_accounts, args.rate, args.seconds, stop, changes)),
-                       threading.Thread(target=webhook_sender,
+                                        args=(dsns, mine, args.rate / args.writers, args.seconds, stop, changes,
+                                              args.correcting, quiet)) for mine in slices]
+            threads += [threading.Thread(target=webhook_sender,
                                         args=(url, stripe_accounts, args.webhooks, args.seconds, stop, changes))]
             for t in threads:
                 t.start()
@@ -178,7 +195,9 @@ def main() -> int:
                 t.join()
             elapsed = (datetime.now(UTC) - load_started).total_seconds()
             kinds = {k: sum(c.kind == k for c in changes) for k in ("legacy", "webhook")}
-            print(f"sent: {kinds['legacy']} legacy changes ({kinds['legacy'] / elapsed:.0f}/s), "
+            legacy_all = kinds['legacy'] + len(quiet)
+            print(f"sent: {legacy_all} legacy changes ({legacy_all / elapsed:.0f}/s; {kinds['legacy']} needing "
+                  f"corrections), "
                   f"{kinds['webhook']} webhooks ({kinds['webhook'] / elapsed:.0f}/s) in {elapsed:.1f}s")
             time.sleep(20)  # let it drain
         finally:
