@@ -179,3 +179,31 @@ def test_two_followers_share_the_partitions_and_a_killed_ones_accounts_are_still
     assert code == 0
     done = applied(dsns)
     assert not [c for c, n in Counter(done).items() if n > 1] and len(done) == 3 * len(accounts)
+
+
+def test_follow_polls_stripes_events_api_every_interval_when_a_key_is_set(world):
+    from simulation.stripe_standin import StripeStandIn
+    from simulation.stripe_world import StripeWorld
+
+    dsns, accounts = world
+    now = int(time.time()) - 5
+    customer = a_customer("cus_p1", accounts[6], created=now - 100)
+    invoice = a_stripe_invoice("in_p1", "cus_p1", status="open", attempt_count=1, created=now - 50)
+    stripe_world = StripeWorld(now=now, customers=[customer], subscriptions=[], invoices=[invoice],
+                               events=[an_event("evt_p1", "customer.created", customer, now - 100),
+                                       an_event("evt_p2", "invoice.payment_failed", invoice, now - 50)])
+    with StripeStandIn(stripe_world, api_key="sk_test_follow") as stripe, \
+            following(dsns, "--stripe-interval", "0.5", "--max-share", "1", STRIPE_API_KEY="sk_test_follow",
+                      RECOMPUTE_STRIPE_API_BASE=stripe.base_url) as process:
+
+        def attempts():
+            with psycopg.connect(dsns["subs"]) as conn:
+                row = conn.execute("SELECT attempt_count FROM subs_invoice WHERE stripe_invoice_id = 'in_p1'").fetchone()
+            return row and row[0]
+
+        assert eventually(attempts, what="the listed invoice in subs_invoice") == 1
+        stripe.add_event(an_event("evt_p3", "invoice.payment_failed",
+                                  {**invoice, "attempt_count": 2}, int(time.time()) - 1))
+        eventually(lambda: attempts() == 2, what="the next event, polled")
+        code, _ = stop(process)
+    assert code == 0
