@@ -206,6 +206,7 @@ class Follower:
                         breaker.restart_window(conn)  # what the operator let through counts for no window
             report.withheld = len(withheld)
             tracking.upsert_states(conn, gen, states)
+            tracking.clear_timers(conn, gen, due.keys() - {s.account_id for s in states})  # none to re-arm
             tracking.set_withheld(conn, gen, [(s.account_id, s.partition) for s in states], withheld)
             tracking.advance(conn, gen, {p: max(pos[p], head) for p in parts})
             self.on_step("committing")

@@ -119,6 +119,14 @@ def due_accounts(conn: psycopg.Connection, generation: int, partitions: Sequence
         "AND partition = ANY(%s)", (generation, now, list(partitions))).fetchall())
 
 
+def clear_timers(conn: psycopg.Connection, generation: int, accounts: Iterable[str]) -> None:
+    """Due accounts the evaluation returned nothing for (no longer in the log): their timer is
+    spent, so a follower never wakes for them again and again."""
+    if ids := list(accounts):
+        conn.execute("UPDATE read_model_state SET next_action_at = NULL WHERE generation = %s "
+                     "AND account_id = ANY(%s)", (generation, ids))
+
+
 def earliest_due(conn: psycopg.Connection, generation: int, partitions: Sequence[int]) -> datetime | None:
     return conn.execute("SELECT min(next_action_at) FROM read_model_state WHERE generation = %s "
                         "AND partition = ANY(%s)", (generation, list(partitions))).fetchone()[0]
