@@ -41,7 +41,7 @@ from domain.facts_builder import FactsBuilder
 from domain.trusted import trusted
 
 
-def resolve_facts(b: FactsBuilder, as_of: datetime) -> AccountFacts:
+def resolve_facts(b: FactsBuilder, as_of: datetime, *, legacy: bool = True) -> AccountFacts:
     stripe_invoices, customers, subscriptions = _stripe_facts(b)
     live = [c for c in customers.values()
             if not c.deleted and c.account_id is not None and c.account_id == b.account_id]
@@ -54,7 +54,7 @@ def resolve_facts(b: FactsBuilder, as_of: datetime) -> AccountFacts:
         for at, invoice_id, view, event in b.history
     )
     return trusted(
-        AccountFacts, account_id=b.account_id, as_of=as_of, events_folded=b.count, legacy=_legacy(b),
+        AccountFacts, account_id=b.account_id, as_of=as_of, events_folded=b.count, legacy=_legacy(b) if legacy else {},
         account=_account(b), manual_entitlements=_manual(b), invoices=_invoices(b),
         stripe_invoices=stripe_invoices, stripe_customers=customers, stripe_customer=customer,
         subscriptions=subscriptions, subscription=subscription, dunning_history=history,

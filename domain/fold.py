@@ -7,6 +7,18 @@ updates a private mutable `FactsBuilder` (domain/facts_builder.py: plain dicts, 
 this loop runs for every event of every account); `resolve_facts` resolves the authority table of
 rules-v1 §1 once at the end (domain/authority.py). An event class without an `evolve` raises `UnknownEvent`.
 
+`fold(events, as_of=T, legacy=False)` is the fold `plan` runs: it leaves out the events no rule
+reads (`read_by_truth`: subs_* rows, billing_prod.schedules and .dunning, Stripe charges and
+payment intents) and the observed legacy rows (`facts.legacy` is empty, `events_folded` counts
+the events it read); everything the truth reads is identical. `explain` keeps them (its drift is
+against the rows as recorded).
+
+FOLD_VERSION names what this code makes of a stream. The read model keeps facts per account
+(projections/read_model/facts_store.py) and uses them only when they were made by this version:
+bump it (any new string) in the commit that changes what `fold` or `resolve_facts` return for
+some stream, or the shape of `AccountFacts`, or the set `read_by_truth` keeps. A refactoring that
+returns equal facts for every stream keeps it.
+
 Order: exactly the events with source_time <= T, sorted by (source_time, originator_version);
 Python's sort is stable, so events that tie on both keep the order they were given in.
 Stripe observations of one object then compete by (event created, status progress), whatever
@@ -24,6 +36,20 @@ from domain.events import AccountEvent, CATALOG_STREAM, LegacyRowObserved, Strip
 from domain.facts import AccountFacts, row_key
 from domain.facts_builder import BILLING_CHARGES, BILLING_INVOICES, FactsBuilder, parse_time
 from domain.stripe_shapes import progress
+
+FOLD_VERSION = "1"
+
+# What the truth (domain/truth.py via domain/authority.py) reads: every other table is only observed.
+TRUTH_READS = frozenset({
+    ("cf_prod", "accounts"), ("cf_prod", "entitlements"), ("billing_prod", "invoices"), ("billing_prod", "charges"),
+    ("stripe", "invoice"), ("stripe", "customer"), ("stripe", "subscription"),
+})
+
+
+def read_by_truth(event: AccountEvent) -> bool:
+    """Whether some rule reads this event (its table is in TRUTH_READS)."""
+    return (event.store, event.table) in TRUTH_READS
+
 
 class UnknownEvent(TypeError):
     """The fold was given an event class it has no rule for."""
@@ -108,12 +134,18 @@ def _sort_key(event: AccountEvent) -> tuple[datetime, int]:
     return event.source_time, event.originator_version
 
 
-def fold(events: Iterable[AccountEvent], *, as_of: datetime) -> AccountFacts:
-    """The account's facts as of `as_of`: exactly its events with source_time <= as_of."""
+def fold(events: Iterable[AccountEvent], *, as_of: datetime, legacy: bool = True) -> AccountFacts:
+    """The account's facts as of `as_of`: exactly its events with source_time <= as_of (with
+    legacy=False only those some rule reads, and without the observed rows `facts.legacy`)."""
     if as_of.tzinfo is None:
         raise ValueError("as_of must be an aware datetime (with an offset)")
-    chosen = sorted((e for e in events if e.source_time <= as_of), key=_sort_key)
+    chosen = [e for e in events if e.source_time <= as_of]
     builder = FactsBuilder()
+    if not legacy:
+        if chosen and chosen[0].originator_id != CATALOG_STREAM:
+            builder.account_id = chosen[0].originator_id  # as the whole fold would: the stream is the account
+        chosen = [e for e in chosen if (e.store, e.table) in TRUTH_READS]
+    chosen.sort(key=_sort_key)
     for event in chosen:
         builder = evolve(event, builder)
-    return resolve_facts(builder, as_of)
+    return resolve_facts(builder, as_of, legacy=legacy)

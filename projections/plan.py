@@ -6,6 +6,13 @@ hold (domain/held.py: no correction for a row whose latest version ingest parked
 entitlements of a plan product_config does not know; those rows are listed as held). With
 workers > 1 the accounts are split into ranges, one process each; every process streams its own
 range, so memory is one account per process.
+
+Kept facts (projections/read_model/facts_store.py): an account whose kept facts stand for a fold
+at T (same fold version, stream not moved, T at or after the latest truth event they reflect) is
+not replayed; every other one is, and after a full fold at a T past all its truth events its facts
+are kept (one upsert per KEEP_BATCH accounts). `kept_facts=False` replays everything and keeps
+nothing (the exactness test and the benchmarks). Keeping facts writes only the read model's own
+table, never a legacy store or the log, and is skipped when the event store cannot be written.
 """
 
 from __future__ import annotations
@@ -21,12 +28,16 @@ from eventlog.processes import worker_pool
 from domain.catalog import Catalog, fold_catalog
 from domain.diff import Correction, corrections_for
 from domain.events import AccountEvent
+from domain.facts import AccountFacts
 from domain.fold import fold
 from domain.held import HeldRow, hold
 from domain.rules import Rules
 from domain.state import TrueState
 from domain.truth import true_state
 from projections.legacy_rows import AccountRange, RangeReader, StoreReader, account_ranges, catalog_events
+from projections.read_model.facts_store import Keep, encode, keepable
+
+KEEP_BATCH = 1_000  # accounts' facts per upsert
 
 
 @dataclass
@@ -36,6 +47,7 @@ class PlanResult:
     rules_digest: str = ""
     accounts_checked: int = 0
     events_folded: int = 0
+    accounts_read: int = 0  # streams of the log evaluated (an account cf_prod does not know too), folded or kept
     corrections: list[Correction] = field(default_factory=list)
     held: list[HeldRow] = field(default_factory=list)  # rows of the accounts checked that nothing is planned for
 
@@ -46,6 +58,7 @@ class PlanResult:
     def merge(self, other: PlanResult) -> None:
         self.accounts_checked += other.accounts_checked
         self.events_folded += other.events_folded
+        self.accounts_read += other.accounts_read
         self.corrections.extend(other.corrections)
         self.held.extend(other.held)
 
@@ -72,27 +85,29 @@ class PlanResult:
 
 
 def plan(dsns: Mapping[str, str], rules: Rules, as_of: datetime, *, account: str | None = None,
-         workers: int = 2) -> PlanResult:
+         workers: int = 2, kept_facts: bool = True) -> PlanResult:
     catalog = fold_catalog(catalog_events(dsns["eventstore"]), as_of=as_of)
     ranges = [AccountRange(ids=(account,))] if account else account_ranges(dsns["eventstore"], workers)
     result = PlanResult(as_of=as_of, rules_version=rules.version, rules_digest=rules.digest)
     if len(ranges) == 1:
-        result.merge(plan_range(dict(dsns), rules, as_of, catalog, ranges[0]))
+        result.merge(plan_range(dict(dsns), rules, as_of, catalog, ranges[0], kept_facts=kept_facts))
         return result
     with worker_pool(len(ranges)) as pool:
-        for part in pool.map(plan_range, *zip(*[(dict(dsns), rules, as_of, catalog, r) for r in ranges])):
+        for part in pool.map(plan_range, *zip(*[(dict(dsns), rules, as_of, catalog, r, None, kept_facts)
+                                                for r in ranges])):
             result.merge(part)
     return result
 
 
 def plan_range(dsns: dict[str, str], rules: Rules, as_of: datetime, catalog: Catalog,
-               accounts: AccountRange, *, reader: RangeReader | None = None) -> PlanResult:
+               accounts: AccountRange, reader: RangeReader | None = None, kept_facts: bool = True) -> PlanResult:
     """Plans one range of accounts: the unit of work of one process."""
     result = PlanResult(as_of=as_of, rules_version=rules.version, rules_digest=rules.digest)
     gc.freeze()  # what is alive now lives for the whole run; the collector need not walk it per account
     for events_folded, state, corrections, held in evaluate(dsns, rules, as_of, catalog, accounts, explain=False,
-                                                             reader=reader):
+                                                             reader=reader, kept_facts=kept_facts):
         result.events_folded += events_folded
+        result.accounts_read += 1
         if state.account_exists:
             result.accounts_checked += 1
             result.corrections.extend(corrections)
@@ -101,18 +116,29 @@ def plan_range(dsns: dict[str, str], rules: Rules, as_of: datetime, catalog: Cat
 
 
 def evaluate(dsns: Mapping[str, str], rules: Rules, as_of: datetime, catalog: Catalog, accounts: AccountRange,
-             *, explain: bool, reader: RangeReader | None = None
+             *, explain: bool, reader: RangeReader | None = None, kept_facts: bool = True
              ) -> Iterator[tuple[int, TrueState, list[Correction], list[HeldRow]]]:
-    """Each account of the log in `accounts`, in id order: how many events it folded, its true state,
-    its corrections (none for an account cf_prod does not know) and its held rows. Streams: one
-    account at a time; the parked rows of the range are read once, before. `reader` is what it
-    reads from (default: the stores of `dsns`)."""
+    """Each account of the log in `accounts`, in id order: how many events it folded (0 when its
+    kept facts stood for them), its true state, its corrections (none for an account cf_prod does
+    not know) and its held rows. Streams: one account at a time; the parked rows of the range are
+    read once, before. `reader` is what it reads from (default: the stores of `dsns`)."""
     reader = reader or StoreReader(dsns)
     parked = reader.parked(accounts)
-    for account_id, events, rows in reader.accounts(accounts):
-        state, corrections, held = plan_account(events, rows, catalog, parked.get(account_id, ()), rules, as_of,
-                                                explain=explain)
-        yield len(events), state, corrections, held
+    if not kept_facts:
+        for account_id, events, rows in reader.accounts(accounts):
+            yield len(events), *decide(fold(events, as_of=as_of, legacy=False), rows, catalog,
+                                       parked.get(account_id, ()), rules, as_of, explain=explain)
+        return
+    keeping: list[Keep] = []
+    for account_id, (events, kept), rows in reader.kept_accounts(accounts, as_of):
+        facts = kept if kept is not None else fold(events, as_of=as_of, legacy=False)
+        if kept is None and (version := keepable(events, as_of)) is not None:
+            keeping.append(Keep(account_id, *version, encode(facts)))
+            if len(keeping) >= KEEP_BATCH:
+                reader.keep(keeping)
+                keeping = []
+        yield len(events), *decide(facts, rows, catalog, parked.get(account_id, ()), rules, as_of, explain=explain)
+    reader.keep(keeping)
 
 
 def plan_account(events: Sequence[AccountEvent], rows: Mapping[str, Sequence[dict]], catalog: Catalog,
@@ -120,6 +146,12 @@ def plan_account(events: Sequence[AccountEvent], rows: Mapping[str, Sequence[dic
                  ) -> tuple[TrueState, list[Correction], list[HeldRow]]:
     """Pure: one account's true state, the corrections of its legacy `rows` that no held row
     withholds, and its held rows (fold -> true_state -> corrections_for -> hold)."""
-    state = true_state(fold(events, as_of=as_of), catalog, rules, as_of, explain=explain)
+    return decide(fold(events, as_of=as_of, legacy=False), rows, catalog, parked, rules, as_of, explain=explain)
+
+
+def decide(facts: AccountFacts, rows: Mapping[str, Sequence[dict]], catalog: Catalog, parked: Sequence[HeldRow],
+           rules: Rules, as_of: datetime, *, explain: bool = False) -> tuple[TrueState, list[Correction], list[HeldRow]]:
+    """Pure: `plan_account` from the account's facts (folded now, or kept)."""
+    state = true_state(facts, catalog, rules, as_of, explain=explain)
     corrections, held = hold(state, catalog, parked, rows, corrections_for(state, rows))
     return state, corrections, held

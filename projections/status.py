@@ -1,12 +1,15 @@
 """`recompute status`: what the event store says about the projector, read in one snapshot.
 
-    read_status(eventstore_dsn, now=) -> Status     one REPEATABLE READ transaction, writes nothing
+    read_status(eventstore_dsn, now=, default_rules=, default_source=) -> Status     one REPEATABLE READ
+                                                    transaction, writes nothing
     Status.as_json() / render_status(status)        what `status --json` and `status` print
 
 The log (events, accounts), each source's checkpoint and its age, parked records by source and
 table, Stripe records waiting for their customer's account, the outbox by status, and the last
-`apply` run (what it found disagreeing). The kept projection and its active rules come with the
-rule-change work (`backfill`); until then `projection` is null.
+`apply` run (what it found disagreeing); the active projection (`projection`: the active
+generation, its rules, T, accounts, when it was built and activated, the highest log position its
+partitions reflect; null before any `backfill --apply`), the rules active now (`active_rules`: the
+generation's, else the default ones the command line names), and the kept facts (`kept_facts`).
 """
 
 from __future__ import annotations
@@ -21,7 +24,10 @@ from psycopg.rows import dict_row
 from eventlog.account_log import EVENTS_TABLE
 from eventlog.own_tables import count_waiting
 from eventlog.tables_present import has_tables
+from domain.fold import FOLD_VERSION
+from domain.rules import Rules
 from projections.follow.status import follow_lines, follow_status
+from projections.read_model.active_rules import Generation, active_generation
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,9 @@ class Status:
     stripe_waiting: int = 0
     outbox: dict[str, int] = field(default_factory=dict)  # held | ready | sent | void -> events
     last_apply: dict[str, Any] | None = None
+    projection: dict[str, Any] | None = None  # the active generation
+    active_rules: dict[str, Any] = field(default_factory=dict)  # version, digest, source
+    kept_facts: dict[str, int] = field(default_factory=dict)  # accounts, current (this fold version)
     follow: dict[str, Any] | None = None  # projections/follow/status.py (follow's section)
 
     @property
@@ -50,7 +59,9 @@ class Status:
     def as_json(self) -> dict[str, Any]:
         return {
             "now": self.now.isoformat(),
-            "projection": None,
+            "projection": self.projection,
+            "active_rules": self.active_rules,
+            "kept_facts": self.kept_facts,
             "log": {"events": self.log_events, "accounts": self.accounts},
             "sources": [{"source": s.source, "checkpoint_at": s.updated_at.isoformat(),
                          "age_seconds": round(s.age_seconds, 3)} for s in self.sources],
@@ -64,12 +75,18 @@ class Status:
         }
 
 
-def read_status(eventstore_dsn: str, *, now: datetime) -> Status:
-    with psycopg.connect(eventstore_dsn) as conn:
+def read_status(eventstore_dsn: str, *, now: datetime, default_rules: Rules, default_source: str) -> Status:
+    """`default_rules` (named by `default_source`: "RECOMPUTE_RULES" or "built in") are the active
+    rules when no generation is active."""
+    defaults = {"version": default_rules.version, "digest": default_rules.digest, "source": default_source}
+    with psycopg.connect(eventstore_dsn, options="-c TimeZone=UTC") as conn:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         cur = conn.cursor(row_factory=dict_row)
         if not has_tables(conn, EVENTS_TABLE):
-            return Status(now=now)  # nothing ingested yet: not even our tables exist
+            return Status(now=now, active_rules=defaults)  # nothing ingested yet: not even our tables exist
+        generation = active_generation(conn)
+        projection = None if generation is None else _projection(conn, generation)
+        kept = _kept_facts(conn)
         log = cur.execute(f"SELECT (SELECT coalesce(max(notification_id), 0) FROM {EVENTS_TABLE}) AS events, "
                           "(SELECT count(*) FROM ingest_row_digest WHERE store = 'cf_prod' AND tbl = 'accounts' "
                           "AND stream IS NOT NULL) AS accounts").fetchone()
@@ -88,12 +105,46 @@ def read_status(eventstore_dsn: str, *, now: datetime) -> Status:
         "run_id": str(run["run_id"]), "started_at": run["started_at"].isoformat(),
         "finished_at": run["finished_at"] and run["finished_at"].isoformat(), "as_of": run["as_of"].isoformat(),
         "rules_version": run["rules_version"], **(run["summary"] or {})}
+    active = defaults if generation is None else {
+        "version": generation.rules.version, "digest": generation.rules.digest, "source": f"generation {generation.id}"}
     return Status(now=now, log_events=log["events"], accounts=log["accounts"], sources=sources, parked=parked,
-                  stripe_waiting=waiting, outbox=outbox, last_apply=last_apply, follow=follow)
+                  stripe_waiting=waiting, outbox=outbox, last_apply=last_apply, projection=projection,
+                  active_rules=active, kept_facts=kept, follow=follow)
+
+
+def _projection(conn: psycopg.Connection, generation: Generation) -> dict[str, Any]:
+    """The active generation as `status` shows it: accounts and the highest log position from its partitions."""
+    row = conn.execute("SELECT count(*), coalesce(sum(accounts), 0)::bigint, coalesce(sum(events), 0)::bigint, max(position) "
+                       "FROM read_model_partition WHERE generation = %s", (generation.id,)).fetchone()
+    partitions_built, accounts, events, position = row if row else (0, 0, 0, None)
+    return {
+        "generation": generation.id, "rules_version": generation.rules.version,
+        "rules_digest": generation.rules.digest, "as_of": generation.as_of.isoformat(),
+        "accounts": accounts, "events": events, "partitions": generation.partitions,
+        "partitions_built": partitions_built, "position": position,
+        "built_at": generation.built_at and generation.built_at.isoformat(),
+        "activated_at": generation.activated_at and generation.activated_at.isoformat(),
+    }
+
+
+def _kept_facts(conn: psycopg.Connection) -> dict[str, int]:
+    if not has_tables(conn, "read_model_facts"):
+        return {"accounts": 0, "current": 0}
+    row = conn.execute("SELECT count(*), count(*) FILTER (WHERE fold_version = %s) FROM read_model_facts",
+                       (FOLD_VERSION,)).fetchone()
+    return {"accounts": row[0], "current": row[1]} if row else {"accounts": 0, "current": 0}
 
 
 def render_status(status: Status) -> str:
-    lines = ["projection: none kept yet (every plan replays the log)",
+    rules = status.active_rules
+    p = status.projection
+    lines = [f"projection: none (no backfill applied yet); active rules {rules['version']} (digest {rules['digest']}, "
+             f"{rules['source']})" if p is None else
+             f"projection: generation {p['generation']}, rules {p['rules_version']} (digest {p['rules_digest']}), "
+             f"as of {p['as_of']}, {p['accounts']} accounts, log position {p['position']}; built {p['built_at']}, "
+             f"activated {p['activated_at']}",
+             f"kept facts: {status.kept_facts.get('accounts', 0)} accounts "
+             f"({status.kept_facts.get('current', 0)} of this fold version)",
              f"log: {status.log_events} events, {status.accounts} accounts (cf_prod.accounts rows recorded)"]
     lines.append("sources (last checkpoint, age):" if status.sources else "sources: nothing ingested yet")
     for s in status.sources:

@@ -13,6 +13,7 @@ from domain.legacy_tables import STORES, TABLES_BY_STORE
 from ingestion.stripe.reader import StripeApiReader
 from recompute.embedded import embedded_dsns
 from eventlog.own_tables import ensure_own_schema, upgrade_own_schema
+from projections.read_model.tables import ensure_read_model
 from recompute.settings import DSN_VARIABLES, Settings, SettingsError
 
 SOURCES = (*STORES, "stripe")
@@ -76,6 +77,8 @@ def wire(settings: Settings, *, uses_stripe: bool = False, reads_legacy: Sequenc
         wiring.check_stripe()
     if writes:
         ensure_own_schema(dsns["eventstore"])
+        with psycopg.connect(dsns["eventstore"]) as conn:
+            ensure_read_model(conn)  # so that a later plan can keep the facts it folds (it creates nothing)
     else:
         upgrade_own_schema(dsns["eventstore"])
     return wiring

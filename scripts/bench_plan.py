@@ -42,8 +42,8 @@ from simulation.harness.databases import named_database  # noqa: E402
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 
 
-def ingested_fleet(accounts: int, drifting: int, *, reuse: bool) -> dict[str, str]:
-    prefix = f"bench_plan_{accounts}"
+def ingested_fleet(accounts: int, drifting: int, *, reuse: bool, prefix: str = "bench_plan") -> dict[str, str]:
+    prefix = f"{prefix}_{accounts}"
     dsns = {}
     kept = True
     for store in (*STORES, "eventstore"):

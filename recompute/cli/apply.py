@@ -17,7 +17,9 @@ from projections.apply.writes import EarlierRunStillWriting
 from recompute.cli.common import (
     Instant,
     RunFailed,
+    _refuse_rules_known_otherwise,
     _refused_rules,
+    active_rules_or_exit,
     check_broker_url,
     echo_json,
     relay_line,
@@ -49,6 +51,8 @@ def apply(as_of: datetime | None, rules_path: str | None, account: str | None, a
     rules = rules_or_exit(rules_path)  # settings first: a bad one writes nothing
     check_broker_url(read_settings().broker_url)
     wiring = wiring_or_exit(reads_legacy=STORES)
+    _refuse_rules_known_otherwise(wiring, rules, rules_path)  # a file that lies about its version, first
+    rules = active_rules_or_exit(wiring, rules, rules_path, writes=True)
     options = ApplyOptions(account=account, force=force, max_accounts=max_accounts, max_share=max_share,
                            workers=workers)
     try:

@@ -14,6 +14,7 @@ import psycopg
 from domain.rules import RULES_V1, Rules, RulesError, load_rules
 from domain.rules_identity import RulesConflict
 from eventlog.own_tables import check_known_rules
+from projections.read_model.active_rules import ActiveRulesUnreadable, choose, read_active_generation
 from projections.apply.relay import BrokerRefused, RelayReport, check_broker, relay as relay_events
 from recompute.bootstrap import Wiring, wire
 from recompute.embedded import EmbeddedPostgresError
@@ -66,6 +67,33 @@ def rules_or_exit(path: str | None) -> Rules:
         named_by = "" if path else "RECOMPUTE_RULES: "
         click.echo(f"recompute: {named_by}{error}", err=True)
         sys.exit(2)
+
+def active_rules_or_exit(wiring: Wiring, rules: Rules, path: str | None, *, writes: bool) -> Rules:
+    """The rules the command runs under (projections/read_model/active_rules.choose): `rules` as
+    rules_or_exit read them, checked against the active rules. `writes` (apply, project): only the
+    active rules; other rules are refused (exit 2, saying to run backfill). plan and explain run
+    under the active rules without --rules (RECOMPUTE_RULES naming others is overruled, warned once)."""
+    default_path = read_settings().rules_path
+    if path is None:
+        default = rules
+    elif default_path is None:
+        default = RULES_V1
+    else:
+        default = rules_or_exit(None)
+    try:
+        active = read_active_generation(wiring.dsns["eventstore"])
+    except ActiveRulesUnreadable as error:
+        raise RunFailed(str(error))
+    except psycopg.Error as error:
+        raise RunFailed(f"reading the active rules failed: {' '.join(str(error).split())}")
+    choice = choose(rules if path else None, default, active, default_from_env=default_path is not None,
+                    writes=writes)
+    if choice.refusal is not None or choice.rules is None:
+        click.echo(f"recompute: {choice.refusal}", err=True)
+        sys.exit(2)
+    if choice.warning:
+        click.echo(f"recompute: {choice.warning}", err=True)
+    return choice.rules
 
 def _refuse_rules_known_otherwise(wiring: Wiring, rules: Rules, path: str | None) -> None:
     """Rules whose version is built in, or was used by an earlier `apply`, with another digest are

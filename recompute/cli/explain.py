@@ -12,6 +12,7 @@ from recompute.cli.common import (
     Instant,
     RunFailed,
     _refuse_rules_known_otherwise,
+    active_rules_or_exit,
     echo_json,
     exit_no_events,
     rules_or_exit,
@@ -35,6 +36,7 @@ def explain(account_id: str, as_of: datetime | None, rules_path: str | None, as_
     if not log_exists(wiring.dsns["eventstore"]):
         exit_no_events(account_id)
     _refuse_rules_known_otherwise(wiring, rules, rules_path)
+    rules = active_rules_or_exit(wiring, rules, rules_path, writes=False)
     try:
         explanation = explain_account(wiring.dsns, account_id, rules, as_of or utc_now())
     except psycopg.Error as error:

@@ -15,6 +15,7 @@ from recompute.cli.common import (
     Instant,
     RunFailed,
     _refuse_rules_known_otherwise,
+    active_rules_or_exit,
     echo_json,
     exit_no_events,
     rules_line,
@@ -50,13 +51,14 @@ def plan(as_of: datetime | None, rules_path: str | None, account: str | None, as
     wiring = wiring_or_exit(reads_legacy=STORES, writes=False)
     at = as_of or utc_now()
     _refuse_rules_known_otherwise(wiring, rules, rules_path)
+    rules = active_rules_or_exit(wiring, rules, rules_path, writes=False)
     try:
         result = plan_corrections(wiring.dsns, rules, at, account=account, workers=workers) \
             if log_exists(wiring.dsns["eventstore"]) else PlanResult(as_of=at, rules_version=rules.version,
                                                                      rules_digest=rules.digest)
     except psycopg.Error as error:
         raise RunFailed(f"plan failed: {error}")
-    if account and result.events_folded == 0:
+    if account and result.accounts_read == 0:
         exit_no_events(account)
     echo_json(result.as_json()) if as_json else click.echo(_summary(result))
     if account and result.accounts_checked == 0:

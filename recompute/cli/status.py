@@ -5,19 +5,27 @@ from __future__ import annotations
 import click
 import psycopg
 
-from recompute.cli.common import RunFailed, echo_json, utc_now, wiring_or_exit
+from recompute.cli.common import RunFailed, echo_json, rules_or_exit, utc_now, wiring_or_exit
+from recompute.settings import read_settings
 from recompute.cli.group import main
 
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True)
 def status(as_json: bool) -> None:
-    """The projector's state: the log, each source's checkpoint and age, parked records, the outbox."""
+    """The projector's state: the active projection and rules, the log, each source's checkpoint and age,
+    parked records, accounts disagreeing, the outbox."""
+    from projections.read_model.active_rules import ActiveRulesUnreadable
     from projections.status import read_status, render_status
 
+    default_rules = rules_or_exit(None)
     wiring = wiring_or_exit(writes=False)
+    source = "RECOMPUTE_RULES" if read_settings().rules_path else "built in"
     try:
-        found = read_status(wiring.dsns["eventstore"], now=utc_now())
+        found = read_status(wiring.dsns["eventstore"], now=utc_now(), default_rules=default_rules,
+                            default_source=source)
+    except ActiveRulesUnreadable as error:
+        raise RunFailed(f"status failed: {error}")
     except psycopg.Error as error:
         raise RunFailed(f"status failed: {' '.join(str(error).split())}")
     echo_json(found.as_json()) if as_json else click.echo(render_status(found))

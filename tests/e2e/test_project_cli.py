@@ -86,7 +86,7 @@ def test_project_refuses_rules_other_than_the_active_ones_and_a_port_without_fol
     other = tmp_path / "v2.toml"
     other.write_text('version = "v2"\nbad_debt_days_overdue = 30\n\n[[dunning.stage]]\nname = "grace"\n')
     refused = project(dsns, "--rules", str(other), expect=2)
-    assert "is of rules v1" in refused.stderr and "backfill" in refused.stderr
+    assert "are not the active rules v1" in refused.stderr and "backfill" in refused.stderr
     assert "needs --follow" in project(dsns, "--port", "0", expect=2).stderr
 
 

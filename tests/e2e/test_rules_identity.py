@@ -83,7 +83,9 @@ def test_apply_records_its_rules_with_their_digest_in_audit_run_and_events_and_a
     assert (planned["rules_version"], digest) == ("v2", parse_rules(V2).digest)
     assert rows(fleet, "SELECT * FROM known_rules") == [], "plan writes nothing"
     with a_consumer() as queue:
-        done = orjson.loads(fleet.recompute("apply", *AS_OF, "--rules", str(v2), "--force", "--json").stdout)
+        # apply runs only under the active rules: before any backfill, RECOMPUTE_RULES names them
+        done = orjson.loads(fleet.recompute("apply", *AS_OF, "--rules", str(v2), "--force", "--json",
+                                            RECOMPUTE_RULES=str(v2)).stdout)
         received = drain(queue)
     assert (done["rules_version"], done["rules_digest"]) == ("v2", digest) and done["applied"] > 0
 

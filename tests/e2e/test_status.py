@@ -57,3 +57,49 @@ def test_status_counts_stripe_objects_waiting_for_their_account_until_a_mapping_
 
     recorded = json.loads(recompute("status", "--json", env=configured(stores)).stdout)
     assert (recorded["stripe_waiting"], recorded["parked_records"]) == (0, 0)
+
+
+def test_status_before_any_backfill_shows_no_projection_and_the_default_rules_as_active(stores, tmp_path):
+    from domain.rules import parse_rules
+    from tests.support.rules import SPEC_V1
+
+    create_stores(stores)
+    an_account(stores)
+    assert recompute("ingest", "--source", "cf_prod", env=configured(stores)).returncode == 0
+    status = json.loads(recompute("status", "--json", env=configured(stores)).stdout)
+    assert status["projection"] is None
+    assert status["active_rules"] == {"version": "v1", "digest": "2742993c6f6b6a8b", "source": "built in"}
+    v2 = tmp_path / "v2.toml"
+    v2.write_text(SPEC_V1.replace('version = "v1"', 'version = "v2"').replace("= 21", "= 30"))
+
+    named = json.loads(recompute("status", "--json", env={**configured(stores), "RECOMPUTE_RULES": str(v2)}).stdout)
+
+    assert named["active_rules"] == {"version": "v2", "digest": parse_rules(v2.read_text()).digest,
+                                     "source": "RECOMPUTE_RULES"}
+    assert "projection: none (no backfill applied yet); active rules v1" in recompute(
+        "status", env=configured(stores)).stdout
+
+
+def test_status_shows_the_active_generation_its_accounts_and_the_log_position_its_partitions_reflect(stores):
+    from tests.e2e.test_active_rules import V2, an_active_generation
+
+    create_stores(stores)
+    an_account(stores)
+    assert recompute("ingest", "--source", "cf_prod", env=configured(stores)).returncode == 0
+    assert recompute("plan", env=configured(stores)).returncode == 0  # keeps the account's facts
+    generation = an_active_generation(stores["eventstore"])
+    execute(stores["eventstore"], "INSERT INTO read_model_partition (generation, partition, accounts, events, position) "
+            "VALUES (%s, 0, 1, 1, 1), (%s, 1, 0, 0, 0)", (generation, generation))
+
+    status = json.loads(recompute("status", "--json", env=configured(stores)).stdout)
+
+    projection = status["projection"]
+    assert {k: projection[k] for k in ("generation", "rules_version", "rules_digest", "as_of", "accounts",
+                                       "partitions", "partitions_built", "position")} == {
+        "generation": generation, "rules_version": "v2", "rules_digest": V2.digest,
+        "as_of": "2026-03-01T00:00:00+00:00", "accounts": 1, "partitions": 32, "partitions_built": 2, "position": 1}
+    assert projection["built_at"] and projection["activated_at"]
+    assert status["active_rules"] == {"version": "v2", "digest": V2.digest, "source": f"generation {generation}"}
+    assert status["kept_facts"] == {"accounts": 1, "current": 1}
+    text = recompute("status", env=configured(stores)).stdout
+    assert f"projection: generation {generation}, rules v2 (digest {V2.digest})" in text and "log position 1" in text

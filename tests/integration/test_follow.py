@@ -154,7 +154,8 @@ def test_too_many_corrections_open_the_breaker_which_keeps_projecting_until_resu
         ingest(dsns)
         [still] = catch_up(follower)
         assert still.withheld == 1 and still.applied == 0  # open: projecting goes on, writing waits
-        said = render_status(read_status(dsns["eventstore"], now=utc_now()))
+        said = render_status(read_status(dsns["eventstore"], now=utc_now(), default_rules=RULES_V1,
+                                          default_source="built in"))
         assert "circuit breaker: OPEN since" in said and "3 accounts withheld" in said and "--resume" in said
         with psycopg.connect(dsns["eventstore"], autocommit=True) as conn:
             assert resume(conn)

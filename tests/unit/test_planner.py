@@ -18,9 +18,11 @@ from domain.diff import Correction
 from domain.events import AccountEvent
 from domain.held import HeldRow
 from domain.rules import RULES_V1
-from projections.legacy_rows import AccountRange, RangeReader, by_account
+from projections.legacy_rows import AccountRange, RangeReader, Source, by_account
 from projections.plan import evaluate, plan_account, plan_range
-from tests.support.builders import ACCOUNT, T0, a_catalog, an_account, now, past_due
+from projections.read_model.facts_store import Keep, Kept, decode, usable
+from domain.fold import FOLD_VERSION
+from tests.support.builders import ACCOUNT, SECOND, T0, a_catalog, an_account, now, past_due
 
 OTHER = "acc_000007"  # sorts before ACCOUNT
 THIRD = "acc_000099"
@@ -66,6 +68,7 @@ class FakeReader:
     rows: dict[str, dict[str, list[dict]]] = field(default_factory=dict)
     parked_rows: dict[str, list[HeldRow]] = field(default_factory=dict)
     reads: list[tuple[str, AccountRange]] = field(default_factory=list)
+    kept: dict[str, Keep] = field(default_factory=dict)  # what `keep` was given, by account
 
     def parked(self, accounts: AccountRange) -> Mapping[str, Sequence[HeldRow]]:
         self.reads.append(("parked", accounts))
@@ -74,9 +77,22 @@ class FakeReader:
     def accounts(self, accounts: AccountRange) -> Iterator[tuple[str, list[AccountEvent], dict[str, list[dict]]]]:
         self.reads.append(("accounts", accounts))
         log = ((a, self.events[a]) for a in sorted(self.events) if _within(a, accounts))
-        legacy = [(a, table, row) for a in sorted(self.rows) if _within(a, accounts)
-                  for table, rows in self.rows[a].items() for row in rows]
+        legacy = [(a, self.rows[a]) for a in sorted(self.rows) if _within(a, accounts)]
         return by_account(log, [iter(legacy)])
+
+    def kept_accounts(self, accounts: AccountRange, as_of: datetime
+                      ) -> Iterator[tuple[str, Source, dict[str, list[dict]]]]:
+        """As the real reader: kept facts where `usable` says they stand for the fold, else the events."""
+        for account_id, events, rows in self.accounts(accounts):
+            k = self.kept.get(account_id)
+            meta = k and Kept(account_id, k.stream_version, k.latest_source_time, FOLD_VERSION)
+            if usable(meta, max(e.originator_version for e in events), as_of):
+                yield account_id, ([], decode(k.facts, as_of)), rows
+            else:
+                yield account_id, (events, None), rows
+
+    def keep(self, rows: Sequence[Keep]) -> None:
+        self.kept.update({k.account_id: k for k in rows})
 
 
 def _within(account: str, accounts: AccountRange) -> bool:
@@ -167,3 +183,41 @@ def test_the_shell_yields_what_the_pure_per_account_decision_says():
                                                             parked_rows={ACCOUNT: parked}))
     assert (state, corrections, held) == plan_account(events, rows, a_catalog(), parked, RULES_V1, now())
     assert folded == len(events) and corrections and held == parked
+
+
+def test_a_second_plan_uses_the_kept_facts_and_plans_the_same():
+    reader = FakeReader(events={ACCOUNT: an_account(invoice=past_due(days=20, attempts=2)), OTHER: of(OTHER, an_account())},
+                        rows={ACCOUNT: agreeing(ACCOUNT), OTHER: agreeing(OTHER)})
+    first = run(reader)
+    assert sorted(reader.kept) == [OTHER, ACCOUNT]
+
+    second = run(reader)
+
+    assert [n for n, *_ in second] == [0, 0]
+    assert [r[1:] for r in second] == [r[1:] for r in first]
+
+
+def test_a_stream_that_moved_since_its_facts_were_kept_is_folded_again():
+    reader = FakeReader(events={ACCOUNT: an_account()}, rows={ACCOUNT: agreeing(ACCOUNT)})
+    run(reader)
+    reader.events[ACCOUNT] = [*reader.events[ACCOUNT],
+                              *of(ACCOUNT, past_due(days=20, attempts=2).events())]  # appended: the head moved
+
+    ((folded, state, corrections, _),) = run(reader)
+
+    assert folded == len(reader.events[ACCOUNT]) and state.stage != "none"
+    assert (state, corrections) == plan_account(reader.events[ACCOUNT], agreeing(ACCOUNT), a_catalog(), [], RULES_V1,
+                                                now())[:2]
+
+
+def test_a_t_before_the_latest_event_the_truth_reads_replays_and_keeps_nothing():
+    events = an_account(invoice=past_due(days=20, attempts=2))
+    reader = FakeReader(events={ACCOUNT: events}, rows={ACCOUNT: agreeing(ACCOUNT)})
+    run(reader)
+    earlier = max(e.source_time for e in events) - SECOND
+    kept_before = dict(reader.kept)
+
+    ((folded, state, _, _),) = run(reader, as_of=earlier)
+
+    assert folded == len(events) and reader.kept == kept_before
+    assert state == plan_account(events, agreeing(ACCOUNT), a_catalog(), [], RULES_V1, earlier)[0]

@@ -1,0 +1,97 @@
+"""The active rules: those of the active generation (`read_model_generation WHERE active`), and
+before any `backfill --apply` the default ones (RECOMPUTE_RULES, else the built-in v1).
+
+    active_generation(dsn) -> Generation | None      reads only; None before any backfill --apply
+    choose(flag, default, active, ...) -> Choice     pure: which rules a command runs under, or why not
+
+How a command chooses (cli.md "Rule changes"), rules compared by digest:
+  - the active rules are the active generation's; with none, the default ones (RECOMPUTE_RULES,
+    else the built-in v1);
+  - without --rules a command runs under the active rules; when a generation is active and
+    RECOMPUTE_RULES names other rules, plan and explain run under the active ones with a warning,
+    apply and project refuse;
+  - --rules other than the active rules: plan and explain run under them, apply and project refuse.
+A refusal says to run `recompute backfill --rules FILE --apply`, which is how rules become active.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+
+from domain.rules import Rules, RulesError, parse_rules
+from eventlog.tables_present import has_tables
+
+
+class ActiveRulesUnreadable(RuntimeError):
+    """The active generation's rules text no longer parses (a newer or damaged store)."""
+
+
+@dataclass(frozen=True)
+class Generation:
+    id: int
+    rules: Rules
+    as_of: datetime
+    partitions: int
+    created_at: datetime
+    built_at: datetime | None
+    activated_at: datetime | None
+
+
+def active_generation(conn: psycopg.Connection) -> Generation | None:
+    """The active generation, read on `conn` (which may be read-only); None when there is none."""
+    if not has_tables(conn, "read_model_generation"):
+        return None
+    row = conn.execute("SELECT id, rules_text, as_of, partitions, created_at, built_at, activated_at "
+                       "FROM read_model_generation WHERE active").fetchone()
+    if row is None:
+        return None
+    generation_id, text, *rest = row
+    try:
+        rules = parse_rules(text, source=f"read_model_generation {generation_id}")
+    except RulesError as error:
+        raise ActiveRulesUnreadable(f"the active generation's rules do not parse: {error}") from error
+    return Generation(generation_id, rules, *rest)
+
+
+def read_active_generation(eventstore_dsn: str) -> Generation | None:
+    with psycopg.connect(eventstore_dsn, options="-c TimeZone=UTC -c default_transaction_read_only=on") as conn:
+        return active_generation(conn)
+
+
+@dataclass(frozen=True)
+class Choice:
+    rules: Rules | None          # what the command runs under (None: refused)
+    warning: str | None = None   # one line for stderr
+    refusal: str | None = None   # one line, exit 2
+
+
+def choose(flag: Rules | None, default: Rules, active: Generation | None, *, default_from_env: bool,
+           writes: bool) -> Choice:
+    """Pure: the rules a command runs under. `flag`: --rules; `default`: RECOMPUTE_RULES
+    (default_from_env) else the built-in v1; `writes`: apply and project, which run only under the
+    active rules."""
+    active_rules = active.rules if active is not None else default
+    where = f"generation {active.id}" if active is not None else \
+        "RECOMPUTE_RULES, no backfill applied yet" if default_from_env else "built in, no backfill applied yet"
+    if flag is None:
+        if active is None or not default_from_env or default.digest == active.rules.digest:
+            return Choice(active_rules)
+        if writes:
+            return Choice(None, refusal=_refusal(default, "RECOMPUTE_RULES: ", _named(active_rules, where)))
+        return Choice(active_rules, warning=f"RECOMPUTE_RULES names rules {_named(default)}, not the active ones "
+                                            f"{_named(active_rules, where)}: running under the active rules")
+    if flag.digest == active_rules.digest or not writes:
+        return Choice(flag)  # plan and explain may try other rules
+    return Choice(None, refusal=_refusal(flag, "--rules: ", _named(active_rules, where)))
+
+
+def _named(rules: Rules, where: str = "") -> str:
+    return f"{rules.version} (digest {rules.digest}{'; ' + where if where else ''})"
+
+
+def _refusal(given: Rules, named_by: str, active: str) -> str:
+    return (f"{named_by}rules {_named(given)} are not the active rules {active}: "
+            "run `recompute backfill --rules FILE --apply` to make them active")

@@ -1,0 +1,110 @@
+"""Kept facts (projections/read_model/facts_store.py) change how fast `plan` is, never what it says.
+
+Over a whole generated fleet, `plan` with kept facts prints the same corrections as a full replay
+(`kept_facts=False`), and as the fold that keeps the observed rows: on an unchanged log, after
+some streams moved (a truth event and an observed-only row appended), and for an earlier T.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import orjson
+import psycopg
+import pytest
+
+from domain.catalog import fold_catalog
+from domain.diff import corrections_for
+from domain.fold import fold
+from domain.held import hold
+from domain.rules import RULES_V1
+from domain.truth import true_state
+from projections.legacy_rows import AccountRange, StoreReader, catalog_events
+from projections.plan import plan
+from tests.support.fleet import FLEET_NOW, a_fleet
+
+pytestmark = pytest.mark.integration
+
+
+def corrections(result) -> bytes:
+    return orjson.dumps(result.as_json())
+
+
+def with_observed_rows(dsns, as_of) -> bytes:
+    """The plan as it was before kept facts: each account folded with every event (facts.legacy too)."""
+    catalog = fold_catalog(catalog_events(dsns["eventstore"]), as_of=as_of)
+    reader = StoreReader(dsns)
+    parked = reader.parked(AccountRange())
+    found = []
+    for account_id, events, rows in reader.accounts(AccountRange()):
+        state = true_state(fold(events, as_of=as_of), catalog, RULES_V1, as_of, explain=False)
+        if state.account_exists:
+            found += hold(state, catalog, parked.get(account_id, ()), rows, corrections_for(state, rows))[0]
+    return orjson.dumps([c.as_json() for c in found])
+
+
+def kept_rows(dsns) -> dict[str, tuple]:
+    with psycopg.connect(dsns["eventstore"]) as conn:
+        return {r[0]: r[1:] for r in conn.execute(
+            "SELECT account_id, stream_version, latest_source_time, fold_version FROM read_model_facts")}
+
+
+def heads(dsns) -> dict[str, int]:
+    with psycopg.connect(dsns["eventstore"]) as conn:
+        return dict(conn.execute("SELECT originator_id, max(originator_version) FROM recompute_events GROUP BY 1"))
+
+
+def test_plan_with_kept_facts_says_what_a_full_replay_says_before_and_after_streams_move(tmp_path):
+    with a_fleet(tmp_path, accounts=200, drifting=30) as fleet:
+        dsns = fleet.dsns
+        full = plan(dsns, RULES_V1, FLEET_NOW, kept_facts=False)
+        assert kept_rows(dsns) == {}, "a full replay keeps nothing"
+
+        first = plan(dsns, RULES_V1, FLEET_NOW)
+        kept = kept_rows(dsns)
+        second = plan(dsns, RULES_V1, FLEET_NOW)
+
+        assert corrections(first) == corrections(second) == corrections(full)
+        assert orjson.dumps([c.as_json() for c in full.corrections]) == with_observed_rows(dsns, FLEET_NOW)
+        assert len(kept) > 0.9 * full.accounts_checked, "the facts of (nearly) every account are kept"
+        assert second.events_folded < 0.1 * full.events_folded
+
+        moved = sorted(kept)[::10]
+        with psycopg.connect(dsns["billing_prod"]) as conn:
+            conn.execute("UPDATE invoices SET status = 'void', updated_at = %s WHERE account_id = ANY(%s) "
+                         "AND invoice_id IN (SELECT max(invoice_id) FROM invoices GROUP BY account_id)",
+                         (FLEET_NOW - timedelta(hours=1), moved[::2]))
+        with psycopg.connect(dsns["subs"]) as conn:  # observed only, timed at the snapshot read (after T)
+            conn.execute("UPDATE subs_account SET delinquent = NOT delinquent WHERE account_id = ANY(%s)",
+                         (moved[1::2],))
+        fleet.recompute("ingest", "--source", "billing_prod")
+        fleet.recompute("ingest", "--source", "subs")
+
+        full_after = plan(dsns, RULES_V1, FLEET_NOW, kept_facts=False)
+        after = plan(dsns, RULES_V1, FLEET_NOW)
+
+        assert corrections(after) == corrections(full_after) != corrections(full)
+        assert 0 < after.events_folded < 0.3 * full_after.events_folded, "only the moved streams are folded"
+        refreshed = kept_rows(dsns)
+        moved_heads = {a: head for a, head in heads(dsns).items() if a in kept and head > kept[a][0]}
+        assert moved_heads and {a: refreshed[a][0] for a in moved_heads} == moved_heads, "their facts are kept anew"
+        assert plan(dsns, RULES_V1, FLEET_NOW).events_folded < after.events_folded
+
+        earlier = FLEET_NOW - timedelta(days=20)
+        assert corrections(plan(dsns, RULES_V1, earlier)) == corrections(
+            plan(dsns, RULES_V1, earlier, kept_facts=False))
+        assert kept_rows(dsns) == refreshed, "a fold at an earlier T keeps nothing"
+
+
+def test_plan_on_a_read_only_event_store_uses_the_kept_facts_and_writes_none(tmp_path):
+    with a_fleet(tmp_path, accounts=60, drifting=10) as fleet:
+        dsns = fleet.dsns
+        full = plan(dsns, RULES_V1, FLEET_NOW, kept_facts=False)
+        expected = corrections(full)
+        read_only = {**dsns, "eventstore": dsns["eventstore"] + " options='-c default_transaction_read_only=on'"}
+
+        assert corrections(plan(read_only, RULES_V1, FLEET_NOW)) == expected
+        assert kept_rows(dsns) == {}, "nothing was written"
+        plan(dsns, RULES_V1, FLEET_NOW)
+        again = plan(read_only, RULES_V1, FLEET_NOW)
+        assert corrections(again) == expected and again.events_folded < 0.1 * full.events_folded
