@@ -152,40 +152,7 @@ def _pairs(fields: Mapping[str, Any]) -> str:
 
 
 def render_text(ex: Explanation) -> str:
-    state = ex.state
-    lines = [f"account {ex.account_id} as of {ex.as_of.isoformat()} (rules {state.rules_version})", "",
-             f"timeline ({len(ex.timeline)} events" + (f"; {ex.later_events} later ones not folded" if ex.later_events
-                                                        else "") + ")"]
-    for entry in ex.timeline:
-        lines.append(f"  {entry['time'][:19]}  {entry['source']:<12} {entry['type']:<32} {entry['summary']}")
-    lines += ["", "true state"]
-    for name in ("status", "stage", "stage_since", "days_overdue", "failed_attempts", "bad_debt", "delinquent",
-                 "next_action_at", "plan", "stripe_customer_id"):
-        value = getattr(state, name)
-        lines.append(f"  {name:<18} {value.isoformat() if isinstance(value, datetime) else value}")
-    if state.subscription:
-        lines.append(f"  {'subscription':<18} {state.subscription.subscription_id} {state.subscription.status}")
-    lines.append(f"  {'entitlements':<18} " + ", ".join(f"{f}={'on' if on else 'off'}"
-                                                      for f, on in sorted(state.entitlements.items())))
-    lines += ["", "because"]
-    for name, why in state.because.items():
-        lines.append(f"  {name}: {why.text}")
-    lines += ["", f"corrections ({len(ex.corrections)})"]
-    for c in ex.corrections:
-        where = c.table + (f".{c.column}" if c.column else "")
-        lines.append(f"  {c.op:<6} {where:<40} {c.key}  {c.from_!r} -> {c.to!r}")
-    lines += ["", f"held, not corrected ({len(ex.held)})"]
-    for h in ex.held:
-        lines.append(f"  {h.table:<40} {h.key}  {h.reason}"
-                     + (f" (parked {h.parked_at.isoformat()[:19]})" if h.parked_at else ""))
-    lines += ["", f"parked records ({len(ex.parked)})"]
-    for p in ex.parked:
-        lines.append(f"  {p.parked_at.isoformat()[:19]}  {p.table:<30} {p.key}  {p.reason}"
-                     + ("  [holds the row]" if p.held else "  [superseded]" if p.source != "stripe" else ""))
-        lines.append(f"    {_record_summary(p)}")
-    lines += ["", f"past corrections ({len(ex.past_corrections)})"]
-    for p in ex.past_corrections:
-        where = p["table"] + (f".{p['column']}" if p["column"] else "")
-        lines.append(f"  {p['applied_at'][:19]}  {p['op']:<6} {where:<40} {p['key']}  {p['from']!r} -> {p['to']!r}"
-                     f"  (rules {p['rules_version']}, run {p['run_id'][:8]}, because {', '.join(p['causes']) or '-'})")
-    return "\n".join(lines)
+    """For people (projections/explain_text.py)."""
+    from projections.explain_text import render_text as render
+
+    return render(ex)

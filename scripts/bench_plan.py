@@ -43,6 +43,7 @@ NOW = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 def ingested_fleet(accounts: int, drifting: int, *, reuse: bool, prefix: str = "bench_plan") -> dict[str, str]:
+    """`prefix`: the databases' prefix (each script names its own: bench_read_model, bench_report)."""
     prefix = f"{prefix}_{accounts}"
     dsns = {}
     kept = True

@@ -30,5 +30,6 @@ class _Recompute(click.Group):
         sys.exit(code if isinstance(code, int) else 0)
 
 @click.group(cls=_Recompute)
+@click.version_option(package_name="recompute", prog_name="recompute", message="%(prog)s %(version)s")
 def main() -> None:
     """Event-sourced projector of billing and dunning state."""

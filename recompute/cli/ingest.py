@@ -34,6 +34,8 @@ def ingest(source: str, follow: bool, interval: float, batch_size: int, workers:
     except SettingsError as error:
         click.echo(f"recompute: {error}", err=True)
         sys.exit(2)
+    if source == "all" and not wiring.settings.stripe_api_key:
+        click.echo("stripe: skipped: STRIPE_API_KEY is not set, so Stripe is not polled")
     while True:
         started = time.perf_counter()
         try:

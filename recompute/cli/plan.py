@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from datetime import datetime
 
@@ -27,17 +28,69 @@ from recompute.cli.common import (
 from recompute.cli.group import main
 
 
-def _summary(result: PlanResult) -> str:
-    lines = [f"as of {result.as_of.isoformat()}, {rules_line(result.rules_version, result.rules_digest)}: "
-             f"{result.accounts_checked} accounts checked, {result.accounts_disagreeing} disagreeing, "
-             f"{len(result.corrections)} corrections"]
+FIRST = 5  # corrections shown after the summary; `--json` lists them all
+
+
+def _by_column(result: PlanResult) -> list[tuple[str, str, str | None, int, int]]:
+    """(table, op, column, corrections, accounts) per drifting column, in table order."""
     by_column = Counter((c.table, c.op, c.column) for c in result.corrections)
-    accounts = {key: len({c.account_id for c in result.corrections if (c.table, c.op, c.column) == key})
-                for key in by_column}
-    for (table, op, column), count in sorted(by_column.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] or "")):
+    accounts: dict[tuple[str, str, str | None], set[str]] = {}
+    for c in result.corrections:
+        accounts.setdefault((c.table, c.op, c.column), set()).add(c.account_id)
+    return [(table, op, column, count, len(accounts[(table, op, column)]))
+            for (table, op, column), count in sorted(by_column.items(), key=lambda kv: (kv[0][0], kv[0][1],
+                                                                                        kv[0][2] or ""))]
+
+
+def _headline(result: PlanResult) -> str:
+    return (f"as of {result.as_of.isoformat()}, {rules_line(result.rules_version, result.rules_digest)}: "
+            f"{result.accounts_checked} accounts checked, {result.accounts_disagreeing} disagreeing, "
+            f"{len(result.corrections)} corrections")
+
+
+def _first(result: PlanResult) -> list[tuple[str, str, str, str]]:
+    return [(c.account_id, c.table + (f".{c.column}" if c.column else f" ({c.op})"), repr(c.from_), repr(c.to))
+            for c in result.corrections[:FIRST]]
+
+
+def _summary(result: PlanResult) -> str:
+    """Plain text (not a terminal): one line per drifting column, then the first corrections; stable."""
+    lines = [_headline(result)]
+    for table, op, column, count, accounts in _by_column(result):
         what = f"{table}.{column}" if column else f"{table} ({op})"
-        lines.append(f"  {what:<48} {count:>6} {op:<6} in {accounts[(table, op, column)]} accounts")
+        lines.append(f"  {what:<48} {count:>6} {op:<6} in {accounts} accounts")
+    if result.corrections:
+        lines.append(f"first corrections ({min(FIRST, len(result.corrections))} of {len(result.corrections)}; "
+                     "--json lists them all):")
+        lines += [f"  {account}  {where}  {before} -> {after}" for account, where, before, after in _first(result)]
     return "\n".join(lines + result.held_lines())
+
+
+def _print_table(result: PlanResult) -> None:
+    """On a terminal: the same, as tables (rich)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(_headline(result), highlight=False)
+    if result.corrections:
+        table = Table(title="drift by column", title_justify="left")
+        for name, justify in (("table", "left"), ("column", "left"), ("op", "left"), ("corrections", "right"),
+                              ("accounts", "right")):
+            table.add_column(name, justify=justify)  # type: ignore[arg-type]
+        for store_table, op, column, count, accounts in _by_column(result):
+            table.add_row(store_table, column or "", op, f"{count:,}", f"{accounts:,}")
+        console.print(table)
+        first = Table(title=f"first corrections ({min(FIRST, len(result.corrections))} of "
+                            f"{len(result.corrections)}; --json lists them all)", title_justify="left")
+        for name in ("account", "where", "from", "to"):
+            first.add_column(name, overflow="fold")
+        for row in _first(result):
+            first.add_row(*row)
+        console.print(first)
+    for line in result.held_lines():
+        console.print(line, highlight=False)
+
 
 @main.command()
 @click.option("--as-of", "as_of", type=Instant(), default=None, help="The instant T (default: now).")
@@ -60,7 +113,12 @@ def plan(as_of: datetime | None, rules_path: str | None, account: str | None, as
         raise RunFailed(f"plan failed: {error}")
     if account and result.accounts_read == 0:
         exit_no_events(account)
-    echo_json(result.as_json()) if as_json else click.echo(_summary(result))
+    if as_json:
+        echo_json(result.as_json())
+    elif sys.stdout.isatty():
+        _print_table(result)
+    else:
+        click.echo(_summary(result))
     if account and result.accounts_checked == 0:
         click.echo(f"recompute: account {account!r} is not in cf_prod.accounts as of {at.isoformat()}: "
                    "there is nothing to correct", err=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from freezegun import freeze_time
 
-from domain.refs import key_text, ref_of
+from domain.refs import key_text, ref_of, short_refs, shorten
 from tests.support.builders import T0, legacy, now, stripe, stripe_invoice
 
 
@@ -44,3 +44,17 @@ def test_two_observations_of_one_row_are_two_refs_and_a_deletion_is_one_too():
 def test_a_stripe_event_and_a_list_read_of_one_object_are_two_refs():
     obj = stripe_invoice("in_1")
     assert ref_of(stripe("invoice", obj, at=now(), evt="evt_1")) != ref_of(stripe("invoice", obj, at=now()))
+
+
+def test_short_refs_number_each_rows_observations_in_timeline_order_and_keep_evt_ids():
+    refs = ["cf_prod.accounts[acc_1]@cf_prod@765:765:", "evt_1", "billing_prod.dunning[acc_1]@billing_prod@765:765:",
+            "billing_prod.dunning[acc_1]@billing_prod@901:901:", "stripe.invoice[in_1]@list@2026-03-01T00:00:00+00:00",
+            "billing_prod.schedules[inv_1/2]@billing_prod@765:765:"]
+    assert list(short_refs(refs).values()) == ["accounts[acc_1]#1", "evt_1", "dunning[acc_1]#1", "dunning[acc_1]#2",
+                                               "stripe.invoice[in_1]#1", "schedules[inv_1/2]#1"]
+
+
+def test_a_ref_outside_the_timeline_is_shown_as_it_is():
+    short = short_refs(["cf_prod.accounts[acc_1]@cf_prod@765:765:"])
+    assert shorten("cf_prod.accounts[acc_1]@cf_prod@900:900:", short) == "cf_prod.accounts[acc_1]@cf_prod@900:900:"
+    assert shorten("cf_prod.accounts[acc_1]@cf_prod@765:765:", short) == "accounts[acc_1]#1"

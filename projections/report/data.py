@@ -1,0 +1,142 @@
+"""The report's data: one pass over the fleet as `plan` makes it, and the event store's history.
+
+    gather(dsns, rules, as_of, workers=) -> ReportData
+
+The pass is plan's own (projections/plan.py `evaluate`, one process per range of accounts), but it
+keeps counts instead of corrections (aggregate.py). The history is read in one REPEATABLE READ
+transaction: corrections applied over time by table (`correction_audit`), the domain events of
+the outbox by type and status, the parked records by reason. The top drifting accounts are
+explained (projections/explain.py) for the page. Writes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from domain.catalog import Catalog, fold_catalog
+from domain.rules import Rules
+from eventlog.postgres_log import PostgresEventLog
+from eventlog.processes import worker_pool
+from eventlog.tables_present import has_tables
+from projections.explain import explain, render_text
+from projections.legacy_rows import AccountRange, account_ranges, catalog_events
+from projections.plan import evaluate
+from projections.report.aggregate import Aggregate
+
+# A bucket of the "over time" charts: the smallest unit that keeps the bars at most MAX_BUCKETS.
+BUCKETS = (("minute", 60), ("hour", 3_600), ("day", 86_400), ("week", 604_800), ("month", 2_629_746))
+MAX_BUCKETS = 60
+_IDS = re.compile(r"\b(evt|cus|in|sub|acc|inv|ch|pi|price|prod)_[A-Za-z0-9_]+")
+
+
+@dataclass
+class History:
+    """What the event store remembers: applied corrections, the outbox, parked records."""
+
+    bucket: str = "day"
+    applied: list[dict[str, Any]] = field(default_factory=list)  # {"at", "table", "n"} per bucket and table
+    audit_status: dict[str, int] = field(default_factory=dict)  # applied | stale | abandoned | pending -> rows
+    outbox: list[dict[str, Any]] = field(default_factory=list)  # {"type", "status", "n"}
+    sent: list[dict[str, Any]] = field(default_factory=list)  # {"at", "n"}: events published per bucket
+    parked: list[dict[str, Any]] = field(default_factory=list)  # {"source", "table", "reason", "n", "examples"}
+
+
+@dataclass
+class ReportData:
+    as_of: datetime
+    rules_version: str
+    fleet: Aggregate
+    history: History = field(default_factory=History)
+    lag: list[dict[str, Any]] | None = None  # continuous projection's correction lag; None: no source yet
+    explanations: dict[str, str] = field(default_factory=dict)  # account -> explain's text
+
+
+def gather(dsns: Mapping[str, str], rules: Rules, as_of: datetime, *, workers: int = 2) -> ReportData:
+    catalog = fold_catalog(catalog_events(dsns["eventstore"]), as_of=as_of)
+    fleet = Aggregate()
+    ranges = account_ranges(dsns["eventstore"], workers)
+    if len(ranges) == 1:
+        fleet.merge(aggregate_range(dict(dsns), rules, as_of, catalog, ranges[0]))
+    else:
+        with worker_pool(len(ranges)) as pool:
+            for part in pool.map(aggregate_range, *zip(*[(dict(dsns), rules, as_of, catalog, r) for r in ranges])):
+                fleet.merge(part)
+    data = ReportData(as_of=as_of, rules_version=rules.version, fleet=fleet, history=read_history(dsns["eventstore"]))
+    data.explanations = explanations(dsns, [account for _, account in fleet.top], rules, as_of)
+    return data
+
+
+def aggregate_range(dsns: dict[str, str], rules: Rules, as_of: datetime, catalog: Catalog,
+                    accounts: AccountRange) -> Aggregate:
+    """One range of accounts, counted: the unit of work of one process."""
+    counts = Aggregate()
+    for _, state, corrections, held in evaluate(dsns, rules, as_of, catalog, accounts, explain=False):
+        counts.add(state, corrections, held)
+    return counts
+
+
+def read_history(eventstore_dsn: str) -> History:
+    data = History()
+    with psycopg.connect(eventstore_dsn, options="-c TimeZone=UTC") as conn:
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        cur = conn.cursor(row_factory=dict_row)
+        if has_tables(conn, "correction_audit", "outbox_event"):
+            span = cur.execute("SELECT min(settled_at) AS first, max(settled_at) AS last FROM correction_audit "
+                               "WHERE status = 'applied'").fetchone()
+            data.bucket = bucket_for(span["first"], span["last"])
+            data.applied = cur.execute(
+                "SELECT date_trunc(%s, settled_at) AS at, tbl AS table, count(*) AS n FROM correction_audit "
+                "WHERE status = 'applied' GROUP BY 1, 2 ORDER BY 1, 2", (data.bucket,)).fetchall()
+            data.audit_status = {r["status"]: r["n"] for r in cur.execute(
+                "SELECT status, count(*) AS n FROM correction_audit GROUP BY 1 ORDER BY 1")}
+            data.outbox = cur.execute("SELECT type, status, count(*) AS n FROM outbox_event "
+                                      "GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
+            data.sent = cur.execute("SELECT date_trunc(%s, sent_at) AS at, count(*) AS n FROM outbox_event "
+                                    "WHERE status = 'sent' GROUP BY 1 ORDER BY 1", (data.bucket,)).fetchall()
+        if has_tables(conn, "parked_record"):
+            data.parked = parked_by_reason(cur.execute(
+                "SELECT source, tbl, reason, count(*) AS n, (array_agg(key ORDER BY id))[1:3] AS examples "
+                "FROM parked_record WHERE resolved_at IS NULL GROUP BY 1, 2, 3").fetchall())
+    return data
+
+
+def bucket_for(first: datetime | None, last: datetime | None) -> str:
+    """The smallest unit of BUCKETS that spans first..last in at most MAX_BUCKETS bars."""
+    if first is None or last is None:
+        return "day"
+    seconds = (last - first).total_seconds()
+    return next((unit for unit, size in BUCKETS if seconds / size < MAX_BUCKETS), BUCKETS[-1][0])
+
+
+def parked_by_reason(rows: list[dict[str, Any]], limit: int = 20) -> list[dict[str, Any]]:
+    """Parked records grouped by source, table and reason with its ids taken out (a reason names the
+    record's ids: one group per kind of problem, not per record), the largest groups first."""
+    counts: Counter = Counter()
+    examples: dict[tuple[str, str, str], list[str]] = {}
+    for r in rows:
+        key = (r["source"], r["tbl"], _IDS.sub("…", r["reason"]))
+        counts[key] += r["n"]
+        mine = examples.setdefault(key, [])
+        mine.extend(k for k in r["examples"] if k not in mine)
+        del mine[3:]
+    return [{"source": source, "table": table, "reason": reason, "n": n, "examples": examples[(source, table, reason)]}
+            for (source, table, reason), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]]
+
+
+def explanations(dsns: Mapping[str, str], accounts: list[str], rules: Rules, as_of: datetime) -> dict[str, str]:
+    """explain's text of each account, read through one open log."""
+    if not accounts:
+        return {}
+    log = PostgresEventLog(dsns["eventstore"])
+    try:
+        return {account: render_text(explain(dsns, account, rules, as_of, log=log)) for account in accounts}
+    finally:
+        log.close()

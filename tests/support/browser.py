@@ -1,0 +1,37 @@
+"""A page opened in real headless Chromium (Debian's /usr/bin/chromium; `.ci/run` installs it).
+
+One run of the browser gives the DOM after load (--dump-dom), a screenshot, and every console
+message the page produced: with --enable-logging=stderr --v=0 Chromium writes each one to stderr as
+`...:INFO:CONSOLE:<line>] "<message>", source: <url> (<line>)` (errors, warnings, uncaught
+exceptions and resources that failed to load alike).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+CHROMIUM = Path("/usr/bin/chromium")
+_CONSOLE = re.compile(r":CONSOLE(?:\(\d+\))?[:\]].*")
+
+
+@dataclass(frozen=True)
+class Opened:
+    dom: str
+    console: list[str]
+    screenshot: Path
+
+
+def open_page(page: Path, scratch: Path, *, width: int = 1400, height: int = 2400) -> Opened:
+    screenshot = scratch / f"{page.stem}.png"
+    result = subprocess.run(
+        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={scratch / 'chromium-profile'}", "--enable-logging=stderr", "--v=0",
+         "--dump-dom", f"--screenshot={screenshot}", f"--window-size={width},{height}", page.resolve().as_uri()],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    console = [m.group(0) for m in _CONSOLE.finditer(result.stderr)]
+    return Opened(dom=result.stdout, console=console, screenshot=screenshot)
