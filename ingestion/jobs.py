@@ -28,6 +28,7 @@ class IngestJob:
     stripe_api_key: str | None = None
     stripe_api_base: str | None = None
     batch_size: int = 20_000
+    tables: tuple[str, ...] | None = None  # a legacy store's tables to read (None: all; a stream reads the rest)
 
     def stripe_ingester(self) -> StripeIngester:
         """With STRIPE_API_KEY it polls and looks up customers; without, it only takes deliveries (serve)."""
@@ -38,7 +39,8 @@ class IngestJob:
     def legacy_ingester(self) -> LegacySnapshotIngester:
         assert self.source_dsn is not None
         return LegacySnapshotIngester(store=self.source, source_dsn=self.source_dsn,
-                                      eventstore_dsn=self.eventstore_dsn, batch_size=self.batch_size)
+                                      eventstore_dsn=self.eventstore_dsn, batch_size=self.batch_size,
+                                      tables=self.tables)
 
 
 def _run(unit: IngestJob | TableIngest) -> IngestReport | TableReport:
@@ -54,7 +56,7 @@ def run_ingest(jobs: Sequence[IngestJob], *, workers: int = 3) -> list[IngestRep
     with ExitStack() as snapshots:
         units: list[IngestJob | TableIngest] = [job for job in jobs if job.source == "stripe"]
         for job in jobs:
-            if job.source != "stripe":
+            if job.source != "stripe" and job.tables != ():
                 snapshot = snapshots.enter_context(exported_snapshot(job.source, job.source_dsn))
                 units += job.legacy_ingester().table_runs(snapshot)
         if workers <= 1 or len(units) == 1:

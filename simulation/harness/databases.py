@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,8 +33,24 @@ def scratch_databases(*names: str) -> Iterator[dict[str, str]]:
         yield {name: dsn_for(database) for name, database in created.items()}
     finally:
         with psycopg.connect(dsn_for("postgres"), autocommit=True) as admin:
+            drop_replication_slots(admin, list(created.values()))
             for database in created.values():
                 admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
+
+
+def drop_replication_slots(admin: psycopg.Connection, databases: list[str]) -> None:
+    """A logical slot keeps its database from being dropped and the server's WAL forever: drop those
+    of these databases (stopping a reader still attached), also after a failed test."""
+    for slot, pid in admin.execute("SELECT slot_name, active_pid FROM pg_replication_slots WHERE database = ANY(%s)",
+                                   (databases,)).fetchall():
+        if pid is not None:
+            admin.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,))
+        for _ in range(50):
+            try:
+                admin.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+                break
+            except psycopg.errors.ObjectInUse:  # the terminated reader has not let go yet
+                time.sleep(0.1)
 
 
 def named_database(name: str, *, keep: bool = False) -> tuple[str, bool]:

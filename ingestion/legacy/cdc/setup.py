@@ -1,0 +1,237 @@
+"""`cdc setup`, `cdc drop` and `cdc status` for one legacy store: the publication, the slot, the handoff.
+
+The handoff, without gap or overlap: the slot is created on a replication connection with an
+exported snapshot (`CREATE_REPLICATION_SLOT ... (SNAPSHOT 'export')`); while that connection stays
+open, every published table is read in that snapshot (REPEATABLE READ + SET TRANSACTION SNAPSHOT,
+the snapshot ingester's own TableIngest) and compared with what the log already holds (the digest
+table: the log may hold a batch-ingested history), appending only real differences; then the
+slot's consistent point is stored as the stream's position. Every change committed after the
+snapshot is in the slot, every change before it is in the snapshot.
+
+A store whose slot exists but whose position was never stored (a setup that died mid-handoff)
+gets a new slot and the handoff again: the digests make the second one append only what is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from domain.legacy_tables import TABLES_BY_STORE, LegacyTable
+from eventlog.own_tables import save_checkpoint
+from eventlog.tables_present import has_tables
+from ingestion.legacy.cdc.names import checkpoint_source, lock_name, publication_name, slot_name
+from ingestion.legacy.cdc.pgoutput import lsn_text
+from ingestion.legacy.cdc.replication import ReplicationConnection
+from ingestion.legacy.cdc.server_check import (
+    ServerSettings, TableIdentity, missing_settings, why_not_published)
+from ingestion.legacy.cdc.stream import position_of, read_position
+from ingestion.legacy.snapshot import Snapshot, TableIngest
+
+
+class ServerNotReady(Exception):
+    def __init__(self, store: str, missing: list[str]) -> None:
+        super().__init__(f"{store}: the server lacks {'; '.join(missing)}")
+        self.store, self.missing = store, missing
+
+
+class SlotInUse(Exception):
+    pass
+
+
+@dataclass
+class SetupReport:
+    store: str
+    slot: str
+    publication: str
+    published: list[str] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)  # table -> why it is not published
+    already: bool = False
+    newly_published: list[str] = field(default_factory=list)  # added to an existing stream: resync once
+    position: str = ""
+    appended: int = 0
+
+
+def server_settings(conn: psycopg.Connection, slot: str) -> ServerSettings:
+    row = conn.execute(
+        "SELECT current_setting('wal_level'), current_user, rolreplication OR rolsuper, "
+        "current_setting('max_replication_slots')::int, (SELECT count(*) FROM pg_replication_slots), "
+        "current_setting('max_wal_senders')::int, (SELECT count(*) FROM pg_stat_replication), "
+        "EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = %s) "
+        "FROM pg_roles WHERE rolname = current_user", (slot,)).fetchone()
+    assert row is not None
+    return ServerSettings(*row)
+
+
+def table_identities(conn: psycopg.Connection, specs: tuple[LegacyTable, ...]) -> list[TableIdentity]:
+    found = {name: (ident, pk) for name, ident, pk in conn.execute(
+        "SELECT c.relname, c.relreplident::text, EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid "
+        "AND i.indisprimary) FROM pg_class c WHERE c.relkind IN ('r', 'p') AND c.relname = ANY(%s) "
+        "AND pg_table_is_visible(c.oid)", ([spec.table for spec in specs],))}
+    return [TableIdentity(spec.table, spec.table in found, *found.get(spec.table, ("n", False))) for spec in specs]
+
+
+def check_server(store: str, legacy_dsn: str) -> None:
+    with psycopg.connect(legacy_dsn, connect_timeout=5) as conn:
+        missing = missing_settings(server_settings(conn, slot_name(conn.info.dbname)))
+    if missing:
+        raise ServerNotReady(store, missing)
+
+
+def setup_store(store: str, legacy_dsn: str, eventstore_dsn: str) -> SetupReport:
+    with psycopg.connect(legacy_dsn, autocommit=True) as legacy, psycopg.connect(eventstore_dsn) as log:
+        slot = slot_name(legacy.info.dbname)
+        settings = server_settings(legacy, slot)
+        if missing := missing_settings(settings):
+            raise ServerNotReady(store, missing)
+        report = SetupReport(store=store, slot=slot, publication=publication_name(store))
+        for identity in table_identities(legacy, TABLES_BY_STORE[store]):
+            reason = why_not_published(identity)
+            if reason is None:
+                report.published.append(identity.table)
+            else:
+                report.refused[identity.table] = reason
+        stored = read_position(log, store)
+        log.rollback()
+        if settings.has_slot and stored is not None and stored.get("slot") == slot:
+            report.already, report.position = True, stored["lsn"]
+            before = {name for (name,) in legacy.execute(
+                "SELECT tablename FROM pg_publication_tables WHERE pubname = %s", (report.publication,))}
+            _publish(legacy, report)  # tables may have gained a key since
+            report.newly_published = [table for table in report.published if table not in before]
+            return report
+        if settings.has_slot:  # a handoff that never finished: start it again
+            _drop_slot(legacy, slot)
+        _publish(legacy, report)
+        replication = ReplicationConnection(legacy_dsn)
+        try:
+            consistent_point, exported = replication.create_slot(slot)
+            read_at = legacy.execute("SELECT now()").fetchone()[0]
+            snapshot = Snapshot(store=store, exported_id=exported, position=f"{store}@{lsn_text(consistent_point)}",
+                                read_at=read_at)
+            specs = {spec.table: spec for spec in TABLES_BY_STORE[store]}
+            for table in report.published:
+                report.appended += TableIngest(spec=specs[table], snapshot=snapshot, source_dsn=legacy_dsn,
+                                               eventstore_dsn=eventstore_dsn).run().appended
+            with log.transaction():
+                log.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (lock_name(store),))
+                save_checkpoint(log, checkpoint_source(store), position_of(consistent_point, slot))
+            report.position = lsn_text(consistent_point)
+        finally:
+            replication.close()
+        return report
+
+
+def _publish(legacy: psycopg.Connection, report: SetupReport) -> None:
+    tables = sql.SQL(", ").join(map(sql.Identifier, report.published))
+    name = sql.Identifier(report.publication)
+    exists = legacy.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (report.publication,)).fetchone()
+    if not report.published:
+        if not exists:
+            legacy.execute(sql.SQL("CREATE PUBLICATION {}").format(name))
+        return
+    verb = "ALTER PUBLICATION {} SET TABLE {}" if exists else "CREATE PUBLICATION {} FOR TABLE {}"
+    legacy.execute(sql.SQL(verb).format(name, tables))
+
+
+def _drop_slot(legacy: psycopg.Connection, slot: str) -> None:
+    active = legacy.execute("SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone()
+    if active and active[0] is not None:
+        raise SlotInUse(f"slot {slot} is in use by process {active[0]} (a running `ingest --follow` or "
+                        "`project --follow`?): stop it first")
+    if active:
+        legacy.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+
+
+def drop_store(store: str, legacy_dsn: str, eventstore_dsn: str) -> list[str]:
+    """Removes the slot, the publication and the stored position; returns what was removed."""
+    removed = []
+    with psycopg.connect(legacy_dsn, autocommit=True) as legacy:
+        slot, publication = slot_name(legacy.info.dbname), publication_name(store)
+        if legacy.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone():
+            _drop_slot(legacy, slot)
+            removed.append(f"slot {slot}")
+        if legacy.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,)).fetchone():
+            legacy.execute(sql.SQL("DROP PUBLICATION {}").format(sql.Identifier(publication)))
+            removed.append(f"publication {publication}")
+    with psycopg.connect(eventstore_dsn) as log:
+        if has_tables(log, "ingest_checkpoint"):
+            log.execute("DELETE FROM ingest_checkpoint WHERE source = %s", (checkpoint_source(store),))
+    return removed
+
+
+def has_stream(store: str, legacy_dsn: str, eventstore_dsn: str) -> bool:
+    """The store has a slot and a stored position: `ingest` reads its stream rather than a snapshot."""
+    with psycopg.connect(legacy_dsn) as legacy:
+        slot = slot_name(legacy.info.dbname)
+        if not legacy.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone():
+            return False
+    with psycopg.connect(eventstore_dsn) as log:
+        stored = read_position(log, store)
+    return stored is not None and stored.get("slot") == slot
+
+
+def published_tables(store: str, legacy_dsn: str) -> set[str]:
+    with psycopg.connect(legacy_dsn) as legacy:
+        return {name for (name,) in legacy.execute(
+            "SELECT tablename FROM pg_publication_tables WHERE pubname = %s", (publication_name(store),))}
+
+
+def stream_status(store: str, legacy_dsn: str, eventstore_dsn: str, *, now: datetime | None = None,
+                  warn_retained_bytes: int = 1 << 30) -> dict[str, Any]:
+    now = now or datetime.now(UTC)
+    with psycopg.connect(legacy_dsn) as legacy:
+        slot = slot_name(legacy.info.dbname)
+        server_flush = legacy.execute("SELECT pg_current_wal_flush_lsn()::text").fetchone()[0]
+        found = legacy.execute(
+            "SELECT active, active_pid, confirmed_flush_lsn::text, restart_lsn::text, wal_status, safe_wal_size, "
+            "pg_wal_lsn_diff(pg_current_wal_flush_lsn(), restart_lsn)::bigint, "
+            "pg_wal_lsn_diff(pg_current_wal_flush_lsn(), confirmed_flush_lsn)::bigint "
+            "FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone()
+    stored, recorded_at = None, None
+    with psycopg.connect(eventstore_dsn) as log:
+        if has_tables(log, "ingest_checkpoint"):
+            row = log.execute("SELECT position, updated_at FROM ingest_checkpoint WHERE source = %s",
+                              (checkpoint_source(store),)).fetchone()
+            if row:
+                stored, recorded_at = row
+    status: dict[str, Any] = {"source": store, "slot": slot, "publication": publication_name(store),
+                              "exists": found is not None, "server_flush_lsn": server_flush,
+                              "position": stored["lsn"] if stored else None}
+    if found is None:
+        status["warning"] = "no slot: run `recompute cdc setup`" if stored is None else \
+            "the slot is gone (dropped, or lost in a failover): run `recompute cdc drop`, then `cdc setup`"
+        return status
+    active, pid, confirmed, restart, wal_status, safe_size, retained, lag_bytes = found
+    lag_seconds = 0.0 if not lag_bytes or lag_bytes <= 0 or recorded_at is None else \
+        max(0.0, (now - recorded_at).total_seconds())
+    status.update({"active": active, "active_pid": pid, "confirmed_flush_lsn": confirmed, "restart_lsn": restart,
+                   "lag_bytes": max(0, int(lag_bytes or 0)), "lag_seconds": round(lag_seconds, 3),
+                   "retained_bytes": int(retained or 0), "wal_status": wal_status, "safe_wal_size": safe_size,
+                   "last_recorded_at": recorded_at.isoformat() if recorded_at else None})
+    if stored is None:
+        status["warning"] = "the handoff never finished: run `recompute cdc setup` again"
+    elif wal_status in ("unreserved", "lost"):
+        status["warning"] = f"wal_status {wal_status}: the slot is losing WAL it needs; resync may be needed"
+    elif status["retained_bytes"] > warn_retained_bytes:
+        status["warning"] = (f"the slot retains {status['retained_bytes'] / 2**20:.0f} MiB of WAL "
+                             f"(over {warn_retained_bytes / 2**20:.0f} MiB): is its reader running?")
+    return status
+
+
+@contextmanager
+def resync_lock(eventstore_dsn: str, store: str) -> Iterator[None]:
+    """Held by `ingest --resync` around its whole run (taken before its snapshot is exported): the
+    stream records nothing meanwhile, and the snapshot sees every change the stream recorded."""
+    with psycopg.connect(eventstore_dsn, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (lock_name(store),))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (lock_name(store),))

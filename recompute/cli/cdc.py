@@ -1,0 +1,117 @@
+"""`recompute cdc setup|status|drop` (shared/spec/cli.md): each legacy database's change stream."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import psycopg
+
+from domain.legacy_tables import STORES
+from ingestion.legacy.cdc.replication import ReplicationError
+from ingestion.legacy.cdc.setup import (
+    ServerNotReady, SlotInUse, check_server, drop_store, setup_store, stream_status)
+from recompute.cli.common import RunFailed, echo_json, wiring_or_exit
+from recompute.cli.group import main
+from recompute.embedded import EmbeddedPostgresError, ensure_logical_decoding
+from recompute.settings import DSN_VARIABLES, read_settings
+
+_SOURCE = click.option("--source", type=click.Choice([*STORES, "all"]), default="all", show_default=True)
+
+
+def _chosen(source: str) -> tuple[str, ...]:
+    return STORES if source == "all" else (source,)
+
+
+def _failed(error: Exception) -> RunFailed:
+    return RunFailed(f"cdc failed: {' '.join(str(error).split())}")
+
+
+@main.group()
+def cdc() -> None:
+    """The legacy databases' change streams (logical replication, pgoutput)."""
+
+
+@cdc.command("setup")
+@_SOURCE
+def cdc_setup(source: str) -> None:
+    """Creates each store's publication and replication slot and hands over from its snapshot."""
+    stores = _chosen(source)
+    wiring = wiring_or_exit(reads_legacy=stores)
+    if any(wiring.settings.dsns[store] is None for store in stores):
+        try:
+            if ensure_logical_decoding(read_settings().data_dir):
+                click.echo("embedded PostgreSQL: set wal_level = logical and restarted it")
+        except EmbeddedPostgresError as error:
+            raise RunFailed(str(error))
+    lacking = []
+    for store in stores:
+        try:
+            check_server(store, wiring.dsns[store])
+        except ServerNotReady as error:
+            lacking.append(f"recompute: cdc setup: {DSN_VARIABLES[store]}: {error}")
+        except psycopg.Error as error:
+            raise _failed(error)
+    if lacking:  # nothing made anywhere: the DBA changes the settings, then runs setup again
+        click.echo("\n".join(lacking), err=True)
+        sys.exit(2)
+    for store in stores:
+        try:
+            report = setup_store(store, wiring.dsns[store], wiring.dsns["eventstore"])
+        except ServerNotReady as error:
+            click.echo(f"recompute: cdc setup: {DSN_VARIABLES[store]}: {error}", err=True)
+            sys.exit(2)
+        except (psycopg.Error, ReplicationError, SlotInUse) as error:
+            raise _failed(error)
+        for table, reason in report.refused.items():
+            click.echo(f"{store}.{table}: {reason}")
+        tables = ", ".join(report.published) or "no tables"
+        for table in report.newly_published:
+            click.echo(f"{store}.{table}: now published; run `recompute ingest --resync` once to record what "
+                       "changed in it since it was last read by snapshot")
+        if report.already:
+            click.echo(f"{store}: already streaming (slot {report.slot}, publication {report.publication}: {tables}), "
+                       f"recorded up to {report.position}")
+        else:
+            click.echo(f"{store}: slot {report.slot}, publication {report.publication} ({tables}); "
+                       f"handoff appended {report.appended} events; streaming from {report.position}")
+
+
+@cdc.command("status")
+@_SOURCE
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--warn-retained-mb", type=click.IntRange(1), default=1024, show_default=True,
+              help="Warn when a slot retains more WAL than this.")
+def cdc_status(source: str, as_json: bool, warn_retained_mb: int) -> None:
+    """Each stream's position, its lag behind the server (bytes, seconds) and the WAL its slot retains."""
+    wiring = wiring_or_exit(writes=False)
+    try:
+        streams = [stream_status(store, wiring.dsns[store], wiring.dsns["eventstore"],
+                                 warn_retained_bytes=warn_retained_mb << 20) for store in _chosen(source)]
+    except psycopg.Error as error:
+        raise _failed(error)
+    if as_json:
+        echo_json({"streams": streams})
+        return
+    for s in streams:
+        if not s["exists"]:
+            click.echo(f"{s['source']}: no stream ({s['warning']})")
+            continue
+        state = f"active (pid {s['active_pid']})" if s["active"] else "idle"
+        line = (f"{s['source']}: slot {s['slot']} {state}, recorded up to {s['position']}, "
+                f"server at {s['server_flush_lsn']}, lag {s['lag_bytes']} B / {s['lag_seconds']:.1f} s, "
+                f"retains {s['retained_bytes'] / 2**20:.1f} MiB of WAL ({s['wal_status']})")
+        click.echo(line + (f"; warning: {s['warning']}" if s.get("warning") else ""))
+
+
+@cdc.command("drop")
+@_SOURCE
+def cdc_drop(source: str) -> None:
+    """Removes what `setup` made (slot, publication, the stream's position): the store is left as it was."""
+    wiring = wiring_or_exit(writes=False)
+    for store in _chosen(source):
+        try:
+            removed = drop_store(store, wiring.dsns[store], wiring.dsns["eventstore"])
+        except (psycopg.Error, SlotInUse) as error:
+            raise _failed(error)
+        click.echo(f"{store}: removed {', '.join(removed)}" if removed else f"{store}: nothing to remove")
