@@ -2,9 +2,10 @@
 
 One pass: ingest everything new from every source, then the follower (projections/follow/) steps
 until it has caught up with the log (changed accounts, timers come due), applies, relays, exits.
-`--follow`: the same without end, in threads of one process: the ingest loop (legacy stores
-continuously, Stripe's Events API every --stripe-interval s when STRIPE_API_KEY is set), the
-webhook receiver with --port, and the follower in the main thread. SIGTERM or SIGINT finishes
+`--follow`: the same without end: the ingest loop in a forked child (recompute/cli/project_ingest.py:
+each legacy store's change stream where `cdc setup` made one, read continuously, the rest by
+snapshot; Stripe's Events API every --stripe-interval s when STRIPE_API_KEY is set), and in this
+process the webhook receiver with --port, the relay, and the follower in the main thread. SIGTERM or SIGINT finishes
 the batch in hand, releases the leases and exits 0.
 
 `--resume` closes the circuit breaker after an operator has looked at why it opened.
@@ -17,7 +18,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
@@ -30,7 +30,6 @@ import stripe
 from domain.legacy_tables import STORES
 from domain.rules_identity import RulesConflict
 from eventlog.processes import die_with_parent
-from ingestion.jobs import IngestJob, run_ingest
 from projections.follow.breaker import resume as resume_breaker
 from projections.follow.follower import Follower, StepReport
 from projections.follow.generation import RulesDiffer
@@ -41,6 +40,7 @@ from recompute.cli.common import (
     RunFailed, _refuse_rules_known_otherwise, active_rules_or_exit, check_broker_url, relay_line, rules_line, rules_or_exit, wiring_or_exit,
 )
 from recompute.cli.group import main
+from recompute.cli.project_ingest import FAILURES, Sources
 from recompute.settings import read_settings
 
 
@@ -138,7 +138,7 @@ def project(keep_going: bool, rules_path: str | None, port: int | None, host: st
                 thread.join(timeout=30)
             wake.close()
         click.echo("stopped: the batch in hand was finished; leases released")
-    except (psycopg.Error, stripe.StripeError, OSError) as error:
+    except FAILURES as error:
         raise RunFailed(f"project failed: {' '.join(str(error).split())}; what was committed stands, "
                         "rerun to continue")
     finally:
@@ -146,10 +146,18 @@ def project(keep_going: bool, rules_path: str | None, port: int | None, host: st
 
 
 def _one_pass(wiring: Wiring, follower: Follower) -> None:
-    for report in run_ingest(wiring.ingest_jobs("all")):
+    sources = Sources.open(wiring)
+    try:
+        click.echo(sources.describe())
+        ingested, streamed = sources.once()
+    finally:
+        sources.close()
+    for report in ingested:
         waiting = f", waiting {report.waiting}" if report.source == "stripe" else ""
         click.echo(f"ingest {report.source}: read {report.rows_read}, appended {report.appended}, "
                    f"parked {report.parked}{waiting}")
+    for store, appended in streamed.items():
+        click.echo(f"ingest {store}: stream appended {appended}")
     reports = catch_up(follower)
     total = StepReport()
     for r in reports:
@@ -212,18 +220,20 @@ def _ingest_child(wiring: Wiring, stop: Any, legacy_interval: float, stripe_inte
 
 
 def _ingest_loop(wiring: Wiring, stop: Any, legacy_interval: float, stripe_interval: float) -> None:
-    """The legacy stores read over and over (a snapshot pass each, in this process), Stripe's
-    Events API every stripe_interval s. A failure is said and retried."""
-    legacy = [job for job in wiring.ingest_jobs("all") if job.source != "stripe"]
-    stripe_jobs = [job for job in wiring.ingest_jobs("all") if job.source == "stripe"]
-    next_stripe = 0.0
+    """In the child: the streams polled continuously, the snapshots and Stripe at their intervals
+    (recompute/cli/project_ingest.py); a failure is said and retried."""
+    say = lambda line: click.echo(f"recompute: project: {line}", err=True)  # noqa: E731
     while not stop.is_set():
-        jobs: list[IngestJob] = list(legacy)
-        if stripe_jobs and time.monotonic() >= next_stripe:
-            jobs += stripe_jobs
-            next_stripe = time.monotonic() + stripe_interval
-        _quietly(lambda: run_ingest(jobs, workers=1))
-        stop.wait(legacy_interval)
+        try:
+            sources = Sources.open(wiring)
+        except FAILURES as error:
+            say(f"ingest cannot start yet: {' '.join(str(error).split())}")
+            stop.wait(1.0)
+            continue
+        try:
+            sources.run(stop, legacy_interval, stripe_interval, say)
+        finally:
+            sources.close()
 
 
 def _relay_loop(wiring: Wiring, stop: threading.Event, kick: threading.Event) -> None:

@@ -207,3 +207,25 @@ def test_follow_polls_stripes_events_api_every_interval_when_a_key_is_set(world)
         eventually(lambda: attempts() == 2, what="the next event, polled")
         code, _ = stop(process)
     assert code == 0
+
+
+def test_with_change_streams_project_reads_the_legacy_stores_through_them(world):
+    dsns, accounts = world
+    setup = subprocess.run([*RECOMPUTE, "cdc", "setup"], env=env_of(dsns), capture_output=True, text=True,
+                           timeout=120)
+    assert setup.returncode == 0, setup.stderr
+    first = project(dsns)
+    assert "legacy stores through change streams: cf_prod, billing_prod, subs" in first.stdout
+    with following(dsns, "--max-share", "1") as process:
+        an_overdue_invoice(dsns, accounts[8], days=5)
+        eventually(lambda: dunning_stage(dsns, accounts[8]) == "retrying", what="corrected through the stream")
+        with psycopg.connect(dsns["eventstore"]) as conn:  # our own writes come back, through the stream
+
+            def back() -> bool:
+                return conn.execute("SELECT count(*) FROM recompute_events WHERE originator_id = %s AND "
+                                    "convert_from(state, 'UTF8')::jsonb ->> 'table' IN ('dunning', 'subs_dunning')",
+                                    (accounts[8],)).fetchone()[0] == 2
+            eventually(back, what="the written rows observed")
+        time.sleep(1.0)
+        code, _ = stop(process)
+    assert code == 0 and len(applied(dsns)) == 3
