@@ -3,7 +3,8 @@ rate, and the lag from each change to its correction committed and to its event 
 
     .venv/bin/python scripts/load_follow.py [--rate 500] [--webhooks 50] [--seconds 60] [--accounts 2000]
 
-On scratch databases (dropped after): a calm world of --accounts accounts at the real now, one
+On scratch databases (dropped after): a calm world of --accounts accounts at the real now, their
+change streams (`recompute cdc setup`; --snapshots: none, snapshot passes instead), one
 follower process (`project --follow --port 0 --max-share 1`, the webhook receiver in it), and
 RabbitMQ on a vhost of its own (`bench_follow`, made with rabbitmqctl when missing) so nothing
 reaches the shared `/` exchange. Then, for --seconds:
@@ -144,6 +145,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--accounts", type=int, default=2000)
     parser.add_argument("--stripe-accounts", type=int, default=100)
+    parser.add_argument("--snapshots", action="store_true",
+                        help="no change streams: the legacy stores read by snapshot passes (without `cdc setup`)")
     parser.add_argument("--writers", type=int, default=4, help="threads writing the legacy changes")
     parser.add_argument("--correcting", type=float, default=1.0,
                         help="share of the legacy changes that need corrections (the rest: billing_email)")
@@ -155,6 +158,9 @@ def main() -> int:
         legacy_accounts = accounts[args.stripe_accounts:]
         env = env_of(dsns, PYTHONUNBUFFERED="1", STRIPE_WEBHOOK_SECRET=SECRET,
                      **({"RECOMPUTE_BROKER_URL": url_broker} if url_broker else {}))
+        if not args.snapshots:
+            subprocess.run([*RECOMPUTE, "cdc", "setup"], env=env, capture_output=True, text=True, timeout=300,
+                           check=True)
         process = subprocess.Popen([*RECOMPUTE, "project", "--follow", "--port", "0", "--max-share", "1"], env=env,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
@@ -176,7 +182,8 @@ def main() -> int:
                 while conn.execute("SELECT count(*) FROM read_model_state").fetchone()[0] < args.accounts:
                     time.sleep(0.5)
             time.sleep(3)  # the first pass settles
-            print(f"world: {args.accounts} accounts ({args.stripe_accounts} with Stripe); broker: "
+            print(f"legacy stores read {'by snapshot passes' if args.snapshots else 'through change streams'}; "
+                  f"world: {args.accounts} accounts ({args.stripe_accounts} with Stripe); broker: "
                   f"{url_broker or 'none (events wait in the outbox)'}; load for {args.seconds:g}s: "
                   f"{args.rate:g} legacy changes/s + {args.webhooks:g} webhooks/s")
             stop = threading.Event()
