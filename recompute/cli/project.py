@@ -54,7 +54,8 @@ from recompute.settings import read_settings
 @click.option("--stripe-interval", type=click.FloatRange(0.1), default=30.0, show_default=True,
               help="Seconds between polls of Stripe's Events API (when STRIPE_API_KEY is set).")
 @click.option("--legacy-interval", type=click.FloatRange(0.0), default=0.2, show_default=True,
-              help="Seconds between reads of the legacy stores.")
+              help="Seconds between snapshot reads of a legacy store without a change stream "
+                   "(beside streams, of their unpublished tables: at least 5).")
 @click.option("--max-share", type=click.FloatRange(0, 1), default=0.10, show_default=True,
               help="The circuit breaker: at most this share of the accounts corrected per hour.")
 @click.option("--lease", "lease_s", type=click.FloatRange(0.5), default=10.0, show_default=True,
