@@ -1,6 +1,6 @@
 """kill -9 of `recompute project --follow` at random points, then what must hold.
 
-    .venv/bin/python scripts/follow_kill_trials.py [--trials 20] [--accounts 3] [--seed 1]
+    .venv/bin/python scripts/follow_kill_trials.py [--trials 20] [--accounts 3] [--seed 1] [--cdc]
 
 On scratch databases (dropped after): a calm world of accounts at the real now. Each trial starts
 a follower, writes legacy changes for fresh accounts (an invoice 5 or 25 days overdue: retrying
@@ -70,11 +70,14 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--accounts", type=int, default=3, help="accounts changed per trial")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--cdc", action="store_true", help="the legacy stores read through change streams (cdc setup)")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     per = args.accounts
     with scratch_databases(*STORES) as dsns:
         accounts = a_calm_world(dsns, accounts=per * (args.trials + 4) + 10)
+        if args.cdc:
+            subprocess.run([*RECOMPUTE, "cdc", "setup"], env=env_of(dsns), capture_output=True, timeout=300, check=True)
         project(dsns, "--max-share", "1")  # the generation, every state
         fresh = iter(accounts)
         changed: list[str] = []
