@@ -101,12 +101,17 @@ class StoreReader:
                 keep(conn, rows)
 
 
-def account_ranges(eventstore_dsn: str, parts: int) -> list[AccountRange]:
-    """Splits the accounts in the log into `parts` ranges of about equal size."""
+def account_ids(eventstore_dsn: str) -> list[str]:
+    """Every account in the log, in code-point order."""
     with psycopg.connect(eventstore_dsn) as conn:
-        ids = [row[0] for row in conn.execute(sql.SQL(
+        return [row[0] for row in conn.execute(sql.SQL(
             "SELECT DISTINCT originator_id COLLATE \"C\" AS id FROM {} WHERE originator_id <> %s ORDER BY 1"
         ).format(sql.Identifier(EVENTS_TABLE)), (CATALOG_STREAM,))]
+
+
+def account_ranges(eventstore_dsn: str, parts: int) -> list[AccountRange]:
+    """Splits the accounts in the log into `parts` ranges of about equal size."""
+    ids = account_ids(eventstore_dsn)
     if parts <= 1 or len(ids) < parts:
         return [AccountRange()]
     bounds = [ids[len(ids) * i // parts] for i in range(1, parts)]

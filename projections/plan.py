@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import gc
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from datetime import datetime
 from typing import Any
 
-from eventlog.processes import worker_pool
 from domain.catalog import Catalog, fold_catalog
 from domain.diff import Correction, corrections_for
 from domain.events import AccountEvent
@@ -34,6 +34,7 @@ from domain.held import HeldRow, hold
 from domain.rules import Rules
 from domain.state import TrueState
 from domain.truth import true_state
+from projections.executor import Executor, InlineExecutor
 from projections.legacy_rows import AccountRange, RangeReader, StoreReader, account_ranges, catalog_events
 from projections.read_model.facts_store import Keep, encode, keepable
 
@@ -85,17 +86,21 @@ class PlanResult:
 
 
 def plan(dsns: Mapping[str, str], rules: Rules, as_of: datetime, *, account: str | None = None,
-         workers: int = 2, kept_facts: bool = True) -> PlanResult:
+         workers: int = 2, kept_facts: bool = True, executor: Executor | None = None,
+         on_progress: Callable[[int, int], None] = lambda done, total: None) -> PlanResult:
+    """Every account (or one) planned: the accounts split into `workers` ranges, each range a piece
+    of work for `executor` (the Dask one from bootstrap; one account or range runs here).
+    `kept_facts=False` replays every stream (the benchmarks' and the exactness tests' baseline)."""
     catalog = fold_catalog(catalog_events(dsns["eventstore"]), as_of=as_of)
     ranges = [AccountRange(ids=(account,))] if account else account_ranges(dsns["eventstore"], workers)
     result = PlanResult(as_of=as_of, rules_version=rules.version, rules_digest=rules.digest)
-    if len(ranges) == 1:
-        result.merge(plan_range(dict(dsns), rules, as_of, catalog, ranges[0], kept_facts=kept_facts))
-        return result
-    with worker_pool(len(ranges)) as pool:
-        for part in pool.map(plan_range, *zip(*[(dict(dsns), rules, as_of, catalog, r, None, kept_facts)
-                                                for r in ranges])):
-            result.merge(part)
+    if len(ranges) == 1 or executor is None:
+        executor = InlineExecutor()
+    on_progress(0, len(ranges))
+    task = partial(plan_range, dict(dsns), rules, as_of, catalog, kept_facts=kept_facts)
+    for done, part in enumerate(executor.map(task, ranges), 1):
+        result.merge(part)
+        on_progress(done, len(ranges))
     return result
 
 
@@ -151,7 +156,7 @@ def plan_account(events: Sequence[AccountEvent], rows: Mapping[str, Sequence[dic
 
 def decide(facts: AccountFacts, rows: Mapping[str, Sequence[dict]], catalog: Catalog, parked: Sequence[HeldRow],
            rules: Rules, as_of: datetime, *, explain: bool = False) -> tuple[TrueState, list[Correction], list[HeldRow]]:
-    """Pure: `plan_account` from the account's facts (folded now, or kept)."""
+    """Pure: `plan_account` from the account's facts (folded now, or kept; backfill folds once for two rules)."""
     state = true_state(facts, catalog, rules, as_of, explain=explain)
     corrections, held = hold(state, catalog, parked, rows, corrections_for(state, rows))
     return state, corrections, held

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import psycopg
@@ -11,6 +13,8 @@ import stripe
 from ingestion.jobs import IngestJob
 from domain.legacy_tables import STORES, TABLES_BY_STORE
 from ingestion.stripe.reader import StripeApiReader
+from projections.executor import Executor, InlineExecutor
+from recompute.dask_executor import DaskExecutor
 from recompute.embedded import embedded_dsns
 from eventlog.own_tables import ensure_own_schema, upgrade_own_schema
 from projections.read_model.tables import ensure_read_model
@@ -36,6 +40,14 @@ class Wiring:
             elif source == "stripe":
                 raise SettingsError("STRIPE_API_KEY", "not set, so Stripe cannot be polled")
         return jobs
+
+    def executor(self, workers: int, *, inline: bool = False) -> Executor:
+        """Where the partitions, or the account ranges, of one command run: here for one worker or one
+        account (`inline`), else on Dask (a LocalCluster of `workers` processes, or the scheduler at
+        RECOMPUTE_DASK_SCHEDULER). Close it with `close_executor` (a context manager in the CLI)."""
+        if inline or (workers <= 1 and not self.settings.dask_scheduler):
+            return InlineExecutor()
+        return DaskExecutor(workers=workers, scheduler=self.settings.dask_scheduler)
 
     def check_stripe(self) -> None:
         """Raises SettingsError naming the variable when Stripe cannot be used as configured."""
@@ -114,3 +126,23 @@ def _check_reachable(variable: str, dsn: str) -> None:
     except psycopg.OperationalError as error:
         reason = " ".join(str(error).split())
         raise SettingsError(variable, f"cannot connect: {reason}") from None
+
+
+def default_workers() -> int:
+    """--workers when not given: the CPUs this process may run on."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+@contextmanager
+def running(executor: Executor) -> Iterator[Executor]:
+    """The executor for one command, connected first (an unreachable scheduler is a SettingsError
+    before anything is written), closed (its cluster stopped) when the command ends."""
+    try:
+        connect = getattr(executor, "connect", None)
+        if connect is not None:
+            connect()
+        yield executor
+    finally:
+        close = getattr(executor, "close", None)
+        if close is not None:
+            close()

@@ -40,6 +40,7 @@ class Settings:
     stripe_webhook_secret: str | None
     broker_url: str | None
     data_dir: Path  # where the embedded default keeps its PostgreSQL
+    dask_scheduler: str | None = None  # RECOMPUTE_DASK_SCHEDULER; None: a LocalCluster of --workers
 
     @property
     def needs_embedded(self) -> bool:
@@ -68,6 +69,10 @@ def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if secret is not None and not secret.startswith("whsec_"):
         raise SettingsError("STRIPE_WEBHOOK_SECRET", "a signing secret starts with 'whsec_'")
 
+    scheduler = env.get("RECOMPUTE_DASK_SCHEDULER") or None
+    if scheduler is not None and "://" not in scheduler:
+        raise SettingsError("RECOMPUTE_DASK_SCHEDULER", f"not a scheduler address like tcp://host:8786: {scheduler!r}")
+
     default_home = Path(env.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "recompute"
     data_dir = Path(env.get("RECOMPUTE_DATA_DIR") or default_home)
     if any(dsn is None for dsn in dsns.values()):
@@ -80,6 +85,7 @@ def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
         stripe_webhook_secret=secret,
         broker_url=env.get("RECOMPUTE_BROKER_URL") or None,
         data_dir=data_dir,
+        dask_scheduler=scheduler,
     )
 
 

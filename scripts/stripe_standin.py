@@ -15,7 +15,6 @@ import threading
 from pathlib import Path
 
 from simulation.stripe_standin import StripeStandIn
-from simulation.stripe_world import StripeWorld
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.world / "meta.json").is_file():
         parser.error(f"--world {args.world}: no meta.json there; not a Stripe world directory")
 
-    standin = StripeStandIn(StripeWorld.load(args.world), api_key=args.api_key,
+    standin = StripeStandIn(args.world, api_key=args.api_key,
                             retention_days=args.retention_days, host=args.host, port=args.port)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())

@@ -22,6 +22,7 @@ from simulation.legacy_schema import LEGACY_COLUMNS
 from simulation.records import AccountRecords
 from simulation.stripe_world import StripeWorld
 from simulation.oracle.expected_state import true_state
+from simulation.oracle.rules_v1 import Thresholds
 
 _SINGLE = {"accounts": "account", "dunning": "dunning", "subs_account": "subs_account",
            "subs_dunning": "subs_dunning", "subs_subscription": "subs_subscription"}
@@ -89,11 +90,12 @@ def _records(by_table: dict[str, dict[str, list[dict]]], world: StripeWorld) -> 
     return records
 
 
-def oracle_corrections(dsns: Mapping[str, str], stripe_dir: Path, now: datetime) -> list[dict[str, Any]]:
-    """The corrections the independent oracle finds in the stores as they are now."""
+def oracle_corrections(dsns: Mapping[str, str], stripe_dir: Path, now: datetime, *,
+                       rules: Thresholds | None = None) -> list[dict[str, Any]]:
+    """The corrections the independent oracle finds in the stores as they are now (under `rules`, default v1)."""
     plan_features, by_table = read_tables(dsns)
     world = StripeWorld.load(Path(stripe_dir))
     out: list[dict[str, Any]] = []
     for r in _records(by_table, world):
-        out.extend(plan_corrections(true_state(r, plan_features, now), r))
+        out.extend(plan_corrections(true_state(r, plan_features, now, rules=rules), r))
     return out

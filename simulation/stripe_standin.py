@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import hmac
 import itertools
+import mmap
 import re
 import socket
 import sys
@@ -35,6 +36,7 @@ import traceback
 from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -105,7 +107,8 @@ class Collection:
     def __init__(self, kind: str):
         self.noun = _NOUN[kind]
         self.fields = _FIELDS[kind]
-        self.blobs: dict[str, bytes] = {}
+        self.blobs: dict[str, bytes | tuple[int, int]] = {}  # JSON, or (offset, length) in the mapped file
+        self._file: mmap.mmap | None = None
         self.listed: dict[str, tuple[Key, dict[str, Any]]] = {}
         self.all: list[Key] = []
         self.by: dict[str, dict[Any, list[Key]]] = {f: {} for f in self.fields}
@@ -128,6 +131,44 @@ class Collection:
             self.all.append(key)
             for f, v in values.items():
                 self.by[f].setdefault(v, []).append(key)
+
+    def load_file(self, path: Path, source: str, *, since: int | None = None) -> None:
+        """`load` streamed from a JSONL file: only each object's keys and indexed fields are held,
+        its JSON is read from the (memory-mapped) file when served. Items created before `since`
+        (events past the retention window, never served) are not held at all."""
+        self._file = _mapped(path)
+        entries, offset = [], 0
+        with path.open("rb") as lines:
+            for line in lines:
+                start, offset = offset, offset + len(line)
+                body = line.rstrip(b"\n")
+                if not body.strip():
+                    continue
+                item = orjson.loads(body)
+                if since is not None and isinstance(item.get("created"), int) and item["created"] < since:
+                    continue
+                oid = item["id"]
+                if oid in self.blobs:
+                    if orjson.loads(self.blob(oid)) != item:
+                        raise ValueError(f"{source}: two different bodies under one id {oid!r}")
+                    continue
+                self.blobs[oid] = (start, len(body))
+                if not item.get("deleted"):
+                    entries.append((self._key(item, source), oid, self._values(item)))
+        entries.sort()
+        for key, oid, values in entries:
+            self.listed[oid] = (key, values)
+            self.all.append(key)
+            for f, v in values.items():
+                self.by[f].setdefault(v, []).append(key)
+
+    def blob(self, oid: str) -> bytes:
+        held = self.blobs[oid]
+        if isinstance(held, bytes):
+            return held
+        start, length = held
+        assert self._file is not None
+        return self._file[start:start + length]
 
     def put(self, item: dict) -> None:
         oid = item["id"]
@@ -177,7 +218,7 @@ class Collection:
         page = found[: q.limit]
         if newer:
             page.reverse()
-        return [self.blobs[oid] for _, oid in page], len(found) > q.limit
+        return [self.blob(oid) for _, oid in page], len(found) > q.limit
 
     def _plan(self, where: dict[str, Accept]) -> tuple[list[list[Key]], dict[str, Accept]]:
         """Which sorted lists to walk, and which conditions remain to check item by item."""
@@ -217,6 +258,11 @@ class Collection:
         return {f: get(item) for f, get in self.fields.items()}
 
 
+def _mapped(path: Path) -> mmap.mmap | None:
+    with path.open("rb") as f:
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if path.stat().st_size else None
+
+
 def _accepts(accept: Accept, value: Any) -> bool:
     return value in accept if isinstance(accept, frozenset) else accept(value)
 
@@ -230,16 +276,23 @@ def _remove(keys: list[Key], key: Key) -> None:
 class StripeStandIn:
     """Serves a StripeWorld on http://host:port until stopped; safe to change while it serves."""
 
-    def __init__(self, world: StripeWorld, *, api_key: str, retention_days: int = 30,
+    def __init__(self, world: StripeWorld | Path, *, api_key: str, retention_days: int = 30,
                  host: str = "127.0.0.1", port: int = 0):
-        self.world_now = world.now
+        """`world` in memory, or a world directory (stripe_world.py), streamed: the stand-in then holds
+        only keys and indexed fields, not the objects, and no event past the retention window."""
+        self.world_now = world.now if isinstance(world, StripeWorld) else \
+            int(orjson.loads((Path(world) / "meta.json").read_bytes())["now"])
         self.retention_days = retention_days
         self._api_key = api_key.encode()
         self._address = (host, port)
         self._lock = threading.Lock()
         self._collections = {kind: Collection(kind) for kind in _NOUN}
         for kind, collection in self._collections.items():
-            collection.load(getattr(world, kind), f"world {kind}")
+            if isinstance(world, StripeWorld):
+                collection.load(getattr(world, kind), f"world {kind}")
+            elif (Path(world) / f"{kind}.jsonl").exists():
+                collection.load_file(Path(world) / f"{kind}.jsonl", f"world {kind}",
+                                     since=self._retention_cutoff() if kind == "events" else None)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._request_ids = itertools.count(1)
@@ -354,7 +407,7 @@ class StripeStandIn:
     def _retrieve(self, kind: str, oid: str) -> bytes:
         collection = self._collections[kind]
         with self._lock:
-            blob = collection.blobs.get(oid)
+            blob = collection.blob(oid) if oid in collection.blobs else None
             created = collection.created(oid)
         if blob is None or (kind == "events" and (created is None or created < self._retention_cutoff())):
             raise ApiError.no_such(collection.noun, oid, status=404, param="id")

@@ -47,7 +47,8 @@ from domain.legacy_tables import STORES
 from domain.outgoing import bookkeeping, causes, event_id, meanings
 from domain.rules import Rules
 from projections.apply.audit import Intent, Outcome, OutgoingEvent, RunInfo, pending, record, settle
-from projections.plan import plan
+from projections.executor import Executor
+from projections.plan import PlanResult, plan
 from projections.legacy_rows import catalog_events
 from projections.apply.account_plans import AccountPlan, replan
 from projections.apply.writes import resolve_pending, write_store
@@ -94,7 +95,11 @@ class ApplyResult:
 
 
 def apply(dsns: Mapping[str, str], rules: Rules, as_of: datetime, options: ApplyOptions = ApplyOptions(),
-          *, on_step: Step = lambda _: None) -> ApplyResult:
+          *, on_step: Step = lambda _: None, executor: Executor | None = None,
+          planned: PlanResult | None = None) -> ApplyResult:
+    """`executor` runs the plan's account ranges (bootstrap's Dask one; None: here). `planned`: a plan
+    already made (backfill's corrections at the same T and rules): step 2 takes it instead of planning;
+    each batch is still re-planned against the stores as they are when it is written."""
     result = ApplyResult(run_id=str(uuid.uuid4()), as_of=as_of, rules_version=rules.version,
                          rules_digest=rules.digest)
     with _exclusive(dsns["eventstore"]):
@@ -102,7 +107,8 @@ def apply(dsns: Mapping[str, str], rules: Rules, as_of: datetime, options: Apply
             check_known_rules(conn, rules)
         recover(dsns, result)
         on_step("recovered")
-        planned = plan(dsns, rules, as_of, account=options.account, workers=options.workers)
+        if planned is None:
+            planned = plan(dsns, rules, as_of, account=options.account, workers=options.workers, executor=executor)
         on_step("planned")
         disagreeing, chosen = choose_accounts(planned.corrections, planned.accounts_checked, options)
         result.accounts_checked, result.accounts_disagreeing = planned.accounts_checked, len(disagreeing)

@@ -60,6 +60,9 @@ CREATE TABLE IF NOT EXISTS read_model_state (
 );
 CREATE INDEX IF NOT EXISTS read_model_state_timer ON read_model_state (generation, next_action_at)
     WHERE next_action_at IS NOT NULL;
+-- backfill: what a built partition found (orjson: its changes against the active rules, its
+-- corrections against the legacy rows), committed with its states, so a resumed run reports it too
+ALTER TABLE read_model_partition ADD COLUMN IF NOT EXISTS report bytea;
 """
 
 

@@ -3,6 +3,7 @@ attaches its command to the group when imported here."""
 
 from recompute.cli.group import main
 from recompute.cli import apply  # noqa: F401
+from recompute.cli import backfill  # noqa: F401
 from recompute.cli import cdc  # noqa: F401
 from recompute.cli import demo  # noqa: F401
 from recompute.cli import embedded  # noqa: F401

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from datetime import datetime
 
@@ -30,8 +31,9 @@ from recompute.cli.common import (
     warn_if_never_ingested,
     wiring_or_exit,
 )
+from recompute.bootstrap import default_workers, running
 from recompute.cli.group import main
-from recompute.settings import read_settings
+from recompute.settings import SettingsError, read_settings
 
 
 @main.command()
@@ -44,19 +46,24 @@ from recompute.settings import read_settings
               help="Change at most N accounts: the first N disagreeing ones by id.")
 @click.option("--max-share", type=click.FloatRange(0, 1), default=0.10, show_default=True,
               help="Refuse to change more than this share of the accounts checked.")
-@click.option("--workers", type=click.IntRange(1, 16), default=2, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 64), default=None, help="Worker processes (default: the CPUs).")
 def apply(as_of: datetime | None, rules_path: str | None, account: str | None, as_json: bool, force: bool,
-          max_accounts: int | None, max_share: float, workers: int) -> None:
+          max_accounts: int | None, max_share: float, workers: int | None) -> None:
     """Compute the corrections of `plan` and write them, with an audit record and domain events."""
     rules = rules_or_exit(rules_path)  # settings first: a bad one writes nothing
     check_broker_url(read_settings().broker_url)
     wiring = wiring_or_exit(reads_legacy=STORES)
     _refuse_rules_known_otherwise(wiring, rules, rules_path)  # a file that lies about its version, first
     rules = active_rules_or_exit(wiring, rules, rules_path, writes=True)
+    workers = workers or default_workers()
     options = ApplyOptions(account=account, force=force, max_accounts=max_accounts, max_share=max_share,
                            workers=workers)
     try:
-        result = apply_corrections(wiring.dsns, rules, as_of or utc_now(), options)
+        with running(wiring.executor(workers, inline=account is not None)) as executor:
+            result = apply_corrections(wiring.dsns, rules, as_of or utc_now(), options, executor=executor)
+    except SettingsError as error:  # RECOMPUTE_DASK_SCHEDULER unreachable
+        click.echo(f"recompute: {error}", err=True)
+        sys.exit(2)
     except RulesConflict as conflict:  # checked under the apply lock, before anything is written
         _refused_rules(conflict, rules_path)
     except (ApplyRefused, ApplyBusy, EarlierRunStillWriting) as error:

@@ -25,7 +25,10 @@ from recompute.cli.common import (
     warn_if_never_ingested,
     wiring_or_exit,
 )
+from recompute.bootstrap import default_workers, running
 from recompute.cli.group import main
+from recompute.progress import progress
+from recompute.settings import SettingsError
 
 
 FIRST = 5  # corrections shown after the summary; `--json` lists them all
@@ -97,18 +100,26 @@ def _print_table(result: PlanResult) -> None:
 @click.option("--rules", "rules_path", type=click.Path(dir_okay=False), default=None)
 @click.option("--account", default=None, help="Only this account.")
 @click.option("--json", "as_json", is_flag=True)
-@click.option("--workers", type=click.IntRange(1, 16), default=2, show_default=True)
-def plan(as_of: datetime | None, rules_path: str | None, account: str | None, as_json: bool, workers: int) -> None:
+@click.option("--workers", type=click.IntRange(1, 64), default=None, help="Worker processes (default: the CPUs).")
+def plan(as_of: datetime | None, rules_path: str | None, account: str | None, as_json: bool,
+         workers: int | None) -> None:
     """The corrections that would make the legacy stores agree with the true state; writes nothing."""
     rules = rules_or_exit(rules_path)
     wiring = wiring_or_exit(reads_legacy=STORES, writes=False)
     at = as_of or utc_now()
     _refuse_rules_known_otherwise(wiring, rules, rules_path)
     rules = active_rules_or_exit(wiring, rules, rules_path, writes=False)
+    workers = workers or default_workers()
     try:
-        result = plan_corrections(wiring.dsns, rules, at, account=account, workers=workers) \
-            if log_exists(wiring.dsns["eventstore"]) else PlanResult(as_of=at, rules_version=rules.version,
-                                                                     rules_digest=rules.digest)
+        with running(wiring.executor(workers, inline=account is not None)) as executor, \
+                progress("plan", unit="ranges") as step:
+            result = plan_corrections(wiring.dsns, rules, at, account=account, workers=workers, executor=executor,
+                                      on_progress=step) \
+                if log_exists(wiring.dsns["eventstore"]) else PlanResult(as_of=at, rules_version=rules.version,
+                                                                         rules_digest=rules.digest)
+    except SettingsError as error:  # RECOMPUTE_DASK_SCHEDULER unreachable
+        click.echo(f"recompute: {error}", err=True)
+        sys.exit(2)
     except psycopg.Error as error:
         raise RunFailed(f"plan failed: {error}")
     if account and result.accounts_read == 0:

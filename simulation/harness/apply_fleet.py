@@ -20,7 +20,6 @@ from projections.apply.relay import EXCHANGE
 from simulation.fleet import FleetManifest, build_fleet
 from simulation.legacy_schema import LEGACY_COLUMNS
 from simulation.stripe_standin import StripeStandIn
-from simulation.stripe_world import StripeWorld
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 RECOMPUTE = [sys.executable, "-c", "from recompute.cli import main; main()"]
@@ -46,7 +45,7 @@ class Fleet:
 
     def ingest(self) -> None:
         """`recompute ingest` (every source), with Stripe served by the stand-in."""
-        with StripeStandIn(StripeWorld.load(self.stripe_dir), api_key=API_KEY) as stripe:
+        with StripeStandIn(self.stripe_dir, api_key=API_KEY) as stripe:
             self.recompute("ingest", STRIPE_API_KEY=API_KEY, RECOMPUTE_STRIPE_API_BASE=stripe.base_url)
 
     def recompute(self, *args: str, expect: int = 0, **env: str) -> subprocess.CompletedProcess:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from simulation.oracle.rules_v1 import Receivable, Standing, account_status, entitlement_enabled, standing
+from simulation.oracle.rules_v1 import Receivable, Standing, Thresholds, account_status, entitlement_enabled, standing
 from simulation.records import AccountRecords, at
 
 
@@ -43,7 +43,7 @@ class TrueState:
 
 
 def true_state(
-    records: AccountRecords, plan_features: dict[str, frozenset[str]], when: datetime
+    records: AccountRecords, plan_features: dict[str, frozenset[str]], when: datetime, *, rules: Thresholds | None = None
 ) -> TrueState:
     stripe_by_id = {inv["id"]: inv for inv in records.stripe_invoices}
     charges_per_invoice: dict[str, int] = {}
@@ -64,7 +64,7 @@ def true_state(
             receivables.append(Receivable(row["due_at"], attempts))
         uncollectible = uncollectible or status == "uncollectible"
 
-    dunning = standing(receivables, uncollectible=uncollectible, at=when)
+    dunning = standing(receivables, uncollectible=uncollectible, at=when, rules=rules)
     status = account_status(closed=records.account["status"] == "closed", stage=dunning.stage)
 
     invoices = {

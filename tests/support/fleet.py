@@ -15,7 +15,6 @@ from pathlib import Path
 from simulation.fleet import build_fleet
 from simulation.manifest import FleetManifest
 from simulation.stripe_standin import StripeStandIn
-from simulation.stripe_world import StripeWorld
 from simulation.harness.databases import STORES, scratch_databases
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,7 +46,7 @@ def a_fleet(tmp_path: Path, *, accounts: int = 300, drifting: int = 40, seed: in
         stripe_dir = tmp_path / "stripe"
         manifest = build_fleet(dsns, accounts=accounts, seed=seed, drifting=drifting, now=FLEET_NOW,
                                stripe_dir=stripe_dir)
-        with StripeStandIn(StripeWorld.load(stripe_dir), api_key=API_KEY) as stripe:
+        with StripeStandIn(stripe_dir, api_key=API_KEY) as stripe:
             env = {**os.environ, "PYTHONPATH": str(ROOT), "RECOMPUTE_CF_PROD_DSN": dsns["cf_prod"],
                    "RECOMPUTE_BILLING_PROD_DSN": dsns["billing_prod"], "RECOMPUTE_SUBS_DSN": dsns["subs"],
                    "RECOMPUTE_EVENTSTORE_DSN": dsns["eventstore"], "STRIPE_API_KEY": API_KEY,

@@ -1,0 +1,165 @@
+"""`backfill`: every account's whole history replayed under new rules into a new generation beside
+the active one (projections/read_model/generations.py), partition by partition on an executor;
+with `activate`, the switch to it and its corrections written through the apply protocol.
+
+    result = backfill(dsns, rules, rules_text, active_rules, as_of, executor=executor, now=now)
+    applied = activate(dsns, result, rules, options, executor=executor)    # --apply
+
+One backfill at a time (an advisory lock, freed if the process dies). A killed run leaves the
+active generation as it was (the switch is one transaction) and the partitions it committed; a
+rerun of the same rules resumes from them. Killed after the switch, the rerun finds its rules
+active at that T and only finishes the writes (apply's recovery settles what was in flight).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg import sql
+
+from domain.catalog import fold_catalog
+from domain.diff import Correction
+from domain.partitions import PARTITIONS, partition_of
+from domain.rules import Rules
+from eventlog.account_log import EVENTS_TABLE
+from projections.apply.protocol import ApplyOptions, ApplyResult, apply, check_blast_radius
+from projections.executor import Executor
+from projections.legacy_rows import account_ids, catalog_events
+from projections.plan import PlanResult
+from projections.read_model.generations import Generation, Opened, active_generation, done_partitions, finish, \
+    open_generation, read_generation, switch
+from projections.read_model.partition import PartitionJob, build_partition
+from projections.read_model.tables import ensure_read_model
+
+_LOCK_ID = 7_310_009
+Progress = Callable[[int, int], None]  # (partitions done, partitions in all)
+
+
+class BackfillBusy(RuntimeError):
+    """Another `backfill` holds the lock."""
+
+
+@dataclass
+class BackfillResult:
+    generation: Generation
+    active_rules_version: str
+    resumed: bool = False
+    partitions_resumed: int = 0
+    dropped: tuple[Generation, ...] = ()
+    already_active: bool = False
+    accounts_checked: int = 0
+    events_replayed: int = 0
+    changes: list[dict[str, Any]] = field(default_factory=list)
+    corrections: list[Correction] = field(default_factory=list)
+
+    @property
+    def accounts_changing(self) -> int:
+        return len({c["account_id"] for c in self.changes})
+
+    @property
+    def accounts_disagreeing(self) -> int:
+        return len({c.account_id for c in self.corrections})
+
+    def as_json(self, *, applied: bool) -> dict[str, Any]:
+        g = self.generation
+        return {"as_of": g.as_of.isoformat(), "rules_version": g.rules_version, "rules_digest": g.rules_digest,
+                "active_rules_version": self.active_rules_version, "accounts_checked": self.accounts_checked,
+                "events_replayed": self.events_replayed,
+                "against_active": {"accounts_changing": self.accounts_changing, "changes": self.changes},
+                "against_legacy": {"accounts_disagreeing": self.accounts_disagreeing,
+                                   "corrections": [c.as_json() for c in self.corrections]},
+                "applied": applied}
+
+
+def backfill(dsns: Mapping[str, str], rules: Rules, rules_text: str, active_rules: Rules, as_of: datetime | None,
+             *, executor: Executor, now: datetime, reuse_active: bool = False, partitions: int = PARTITIONS,
+             on_progress: Progress = lambda done, total: None) -> BackfillResult:
+    """Builds (or resumes) the generation of `rules` at `as_of` (None: the pending one's T, else now).
+    With `reuse_active`, a generation of these rules already active at that T is taken as built."""
+    es = dsns["eventstore"]
+    with _exclusive(es) as conn:
+        ensure_read_model(conn)
+        active = active_generation(conn)
+        if reuse_active and active is not None and active.rules_digest == rules.digest \
+                and active.rules_version == rules.version and (as_of is None or active.as_of == as_of):
+            opened, already_active = Opened(active, True, ()), True
+        else:
+            opened = open_generation(conn, rules, rules_text, as_of, partitions, now=now)
+            already_active = False
+        gen = opened.generation
+        done = done_partitions(conn, gen.id)
+        if not already_active:  # a partition built against rules since replaced is built again
+            done = {p: r for p, r in done.items() if _against(r) == active_rules.digest}
+        position = conn.execute(sql.SQL("SELECT coalesce(max(notification_id), 0) FROM {}").format(
+            sql.Identifier(EVENTS_TABLE))).fetchone()[0]
+        result = BackfillResult(gen, active_rules.version, resumed=opened.resumed, partitions_resumed=len(done),
+                                dropped=opened.dropped, already_active=already_active)
+        reports = list(done.values())
+        todo = [p for p in range(gen.partitions) if p not in done]
+        if todo:
+            jobs = _jobs(dict(dsns), gen, rules, active_rules, position, todo)
+            on_progress(len(done), gen.partitions)
+            for report in executor.map(build_partition, jobs):
+                reports.append(report)
+                on_progress(len(reports), gen.partitions)
+        finish(conn, gen.id)
+        result.generation = read_generation(conn, gen.id)
+    for report in reports:
+        part = orjson.loads(report)
+        result.active_rules_version = part.get("active_rules_version", result.active_rules_version)
+        result.accounts_checked += part["accounts_checked"]
+        result.events_replayed += part["events"]
+        result.changes += part["changes"]
+        result.corrections += [Correction.model_validate(c) for c in part["corrections"]]
+    result.changes.sort(key=lambda c: c["account_id"])
+    result.corrections.sort(key=lambda c: c.account_id)
+    return result
+
+
+def activate(dsns: Mapping[str, str], result: BackfillResult, rules: Rules, options: ApplyOptions, *,
+             executor: Executor, on_step: Callable[[str], None] = lambda _: None) -> ApplyResult:
+    """--apply: the share guard (ApplyRefused: nothing switched, nothing written), then the switch
+    in one transaction, then the corrections through the apply protocol (CAS, audit, outbox)."""
+    check_blast_radius(result.accounts_disagreeing, result.accounts_checked, options)
+    if not result.already_active:
+        with psycopg.connect(dsns["eventstore"]) as conn:
+            switch(conn, result.generation.id)
+    on_step("switched")
+    g = result.generation
+    planned = PlanResult(as_of=g.as_of, rules_version=rules.version, rules_digest=rules.digest,
+                         accounts_checked=result.accounts_checked, events_folded=result.events_replayed,
+                         corrections=list(result.corrections))
+    return apply(dsns, rules, g.as_of, replace(options, force=True), planned=planned, executor=executor,
+                 on_step=on_step)
+
+
+def _against(report: bytes) -> str | None:
+    """The digest of the active rules a partition's report compared against."""
+    return orjson.loads(report).get("active_rules_digest") if report else None
+
+
+def _jobs(dsns: dict[str, str], gen: Generation, rules: Rules, active_rules: Rules, position: int,
+          todo: list[int]) -> list[PartitionJob]:
+    catalog = fold_catalog(catalog_events(dsns["eventstore"]), as_of=gen.as_of)
+    ids: dict[int, list[str]] = {p: [] for p in todo}
+    for account_id in account_ids(dsns["eventstore"]):
+        mine = ids.get(partition_of(account_id, gen.partitions))
+        if mine is not None:
+            mine.append(account_id)
+    return [PartitionJob(dsns=dsns, generation=gen.id, partition=p, account_ids=tuple(ids[p]), rules=rules,
+                         active_rules=active_rules, as_of=gen.as_of, catalog=catalog, position=position)
+            for p in todo]
+
+
+@contextmanager
+def _exclusive(eventstore_dsn: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(eventstore_dsn, autocommit=True, options="-c TimeZone=UTC") as conn:
+        if not conn.execute("SELECT pg_try_advisory_lock(%s)", (_LOCK_ID,)).fetchone()[0]:
+            raise BackfillBusy("another `recompute backfill` is running; try again when it has finished")
+        yield conn
