@@ -182,3 +182,27 @@ def test_a_product_config_change_re_evaluates_every_account_of_the_partitions(wo
         assert {(t, c) for _, t, _, c, _ in applied(dsns)} == {("cf_prod.entitlements", None)}
     finally:
         follower.close()
+
+
+def test_after_backfill_apply_switches_the_active_generation_the_follower_follows_it_under_its_rules(world, tmp_path):
+    import subprocess
+
+    from tests.support.follow import RECOMPUTE, env_of
+
+    dsns, accounts = world
+    follower = a_follower(dsns, max_share=1.0)
+    try:
+        catch_up(follower)
+        v2 = tmp_path / "v2.toml"
+        v2.write_text('version = "v2"\nbad_debt_days_overdue = 60\n\n[[dunning.stage]]\nname = "retrying"\n'
+                      'days_overdue_at_least = 1\n\n[[dunning.stage]]\nname = "grace"\n')
+        done = subprocess.run([*RECOMPUTE, "backfill", "--rules", str(v2), "--apply", "--workers", "1"],
+                              env=env_of(dsns), capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        an_overdue_invoice(dsns, accounts[2], days=2)  # retrying under v2, grace under v1
+        ingest(dsns)
+        [report] = catch_up(follower)
+        assert report.switched and "rules v2" in report.switched and follower.rules.version == "v2"
+        assert dunning_stage(dsns, accounts[2]) == "retrying"
+    finally:
+        follower.close()
