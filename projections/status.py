@@ -26,6 +26,7 @@ from eventlog.own_tables import count_waiting
 from eventlog.tables_present import has_tables
 from domain.fold import FOLD_VERSION
 from domain.rules import Rules
+from projections.follow.status import follow_lines, follow_status
 from projections.read_model.active_rules import Generation, active_generation
 
 
@@ -49,6 +50,7 @@ class Status:
     projection: dict[str, Any] | None = None  # the active generation
     active_rules: dict[str, Any] = field(default_factory=dict)  # version, digest, source
     kept_facts: dict[str, int] = field(default_factory=dict)  # accounts, current (this fold version)
+    follow: dict[str, Any] | None = None  # projections/follow/status.py (follow's section)
 
     @property
     def outbox_waiting(self) -> int:
@@ -69,6 +71,7 @@ class Status:
             "accounts_disagreeing": None if self.last_apply is None else self.last_apply.get("accounts_disagreeing"),
             "outbox": {"waiting": self.outbox_waiting, **self.outbox},
             "last_apply": self.last_apply,
+            "follow": self.follow,
         }
 
 
@@ -95,6 +98,7 @@ def read_status(eventstore_dsn: str, *, now: datetime, default_rules: Rules, def
         waiting = count_waiting(conn)
         outbox = {r["status"]: r["n"] for r in cur.execute(
             "SELECT status, count(*) AS n FROM outbox_event GROUP BY status ORDER BY status")}
+        follow = follow_status(conn)
         run = cur.execute("SELECT run_id, started_at, finished_at, as_of, rules_version, summary FROM apply_run "
                           "ORDER BY started_at DESC LIMIT 1").fetchone()
     last_apply = None if run is None else {
@@ -105,7 +109,7 @@ def read_status(eventstore_dsn: str, *, now: datetime, default_rules: Rules, def
         "version": generation.rules.version, "digest": generation.rules.digest, "source": f"generation {generation.id}"}
     return Status(now=now, log_events=log["events"], accounts=log["accounts"], sources=sources, parked=parked,
                   stripe_waiting=waiting, outbox=outbox, last_apply=last_apply, projection=projection,
-                  active_rules=active, kept_facts=kept)
+                  active_rules=active, kept_facts=kept, follow=follow)
 
 
 def _projection(conn: psycopg.Connection, generation: Generation) -> dict[str, Any]:
@@ -153,6 +157,7 @@ def render_status(status: Status) -> str:
                  f"last apply: {run['started_at']} as of {run['as_of']}, rules {run['rules_version']}: "
                  f"{run.get('accounts_disagreeing', '?')} accounts disagreeing, {run.get('applied', '?')} applied"
                  + ("" if run["finished_at"] else " (did not finish: the next apply settles it)"))
+    lines += follow_lines(status.follow)
     lines.append(f"outbox: {status.outbox_waiting} waiting"
                  + "".join(f", {n} {state}" for state, n in status.outbox.items()))
     return "\n".join(lines)

@@ -5,7 +5,8 @@ stay cheap on a large log: the events per source are counted once and then only 
 notification id counted (ids are issued in commit order: the appends hold the table's EXCLUSIVE
 lock, so nothing can later appear below an id already seen). What happens in this process
 (webhook deliveries by outcome, their latency) is counted here. `recompute_correction_lag_seconds`
-is registered for the continuous projection to observe.
+is registered for the continuous projection to observe: `project --port` observes it, and
+`FollowCollector` adds the followers' state (breaker open, accounts withheld, partitions held).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, disable_cre
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from eventlog.account_log import EVENTS_TABLE
+from eventlog.tables_present import has_tables
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -96,6 +98,39 @@ class ServeMetrics:
         self.delivery_seconds = Histogram("recompute_webhook_delivery_seconds",
                                           "From a delivery's arrival to its answer", buckets=LATENCY_BUCKETS,
                                           registry=self.registry)
+        self._pool = pool
         self.correction_lag = Histogram("recompute_correction_lag_seconds",
                                         "From a source commit to its correction committed",
                                         buckets=LATENCY_BUCKETS, registry=self.registry)
+
+    def watch_followers(self) -> None:
+        """`project --port`: the followers' state too, read at each scrape."""
+        self.registry.register(FollowCollector(self._pool))
+
+
+_FOLLOW = ("SELECT (SELECT open::int FROM follow_breaker WHERE id = 1), "
+           "(SELECT count(*) FROM follow_withheld w JOIN read_model_generation g ON g.id = w.generation AND g.active), "
+           "(SELECT count(*) FROM follow_lease WHERE owner IS NOT NULL AND expires_at > now()), "
+           "(SELECT count(*) FROM follow_member WHERE alive_until > now())")
+
+
+class FollowCollector:
+    """The continuous projection's state in the event store (projections/follow/)."""
+
+    def __init__(self, pool: psycopg_pool.ConnectionPool, *, timeout: float = 5.0) -> None:
+        self._pool = pool
+        self._timeout = timeout
+
+    def collect(self):
+        with self._pool.connection(timeout=self._timeout) as conn:
+            if not has_tables(conn, "follow_breaker", "follow_lease", "follow_withheld", "follow_member"):
+                return
+            paused, withheld, leased, followers = conn.execute(_FOLLOW).fetchone()
+        yield GaugeMetricFamily("recompute_follow_writing_paused",
+                                "1 while the circuit breaker keeps the followers from writing (`project --resume`)",
+                                value=paused or 0)
+        yield GaugeMetricFamily("recompute_follow_withheld_accounts",
+                                "Accounts whose corrections wait for the breaker to be resumed", value=withheld)
+        yield GaugeMetricFamily("recompute_follow_partitions_leased", "Partitions a live follower holds",
+                                value=leased)
+        yield GaugeMetricFamily("recompute_followers", "Followers alive", value=followers)

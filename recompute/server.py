@@ -15,6 +15,7 @@ import uvicorn
 from ingestion.stripe.ingester import StripeIngester
 from ingestion.stripe.webhooks import GroupCommit, ThreadPerDelivery, pooled_recorder
 from recompute.http import WebhookApp
+from recompute.metrics import ServeMetrics
 
 RECORDERS = {"group": GroupCommit, "group2": lambda record: GroupCommit(record, writers=2),
              "thread": ThreadPerDelivery}
@@ -57,6 +58,23 @@ def run(sock: socket.socket, *, eventstore_dsn: str, make_ingester: Callable[[],
 
     `recording` "group" (one writer, the default) or "thread" (a transaction per delivery, kept for
     scripts/load_webhooks.py to compare); `http` the parser, "httptools" (on uvloop) or "h11"."""
+    server, _ = build(eventstore_dsn=eventstore_dsn, make_ingester=make_ingester, secret=secret, on_ready=on_ready,
+                      http=http, recording=recording)
+    # uvicorn re-raises the signal it stopped on once it is done; ignoring it then makes the exit 0.
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server.run(sockets=[sock])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def build(*, eventstore_dsn: str, make_ingester: Callable[[], StripeIngester], secret: str | None,
+          on_ready: Callable[[], None], http: str = "httptools",
+          recording: str = "group") -> tuple[uvicorn.Server, ServeMetrics]:
+    """The server of `serve`, not started, and its metrics: `run` runs it in the main thread;
+    `project --port` in a thread of its own (uvicorn installs no signal handlers there;
+    `should_exit` stops it) and observes its own figures into the metrics."""
     threaded = recording == "thread"
     ingesters = threading.local()  # an ingester keeps state during a call: one per thread
 
@@ -70,14 +88,9 @@ def run(sock: socket.socket, *, eventstore_dsn: str, make_ingester: Callable[[],
         check=psycopg_pool.ConnectionPool.check_connection,
         kwargs={"connect_timeout": 3, "application_name": "recompute serve"})
     recorder = RECORDERS[recording](pooled_recorder(pool, record_deliveries))
-    app = WebhookApp(pool=pool, recorder=recorder, secret=secret, on_ready=on_ready).asgi()
+    webhooks = WebhookApp(pool=pool, recorder=recorder, secret=secret, on_ready=on_ready)
+    app = webhooks.asgi()
     config = uvicorn.Config(app, http=http, loop="uvloop" if http == "httptools" else "asyncio",
                             lifespan="on", log_level="warning", access_log=False, timeout_graceful_shutdown=10,
                             backlog=2048)
-    # uvicorn re-raises the signal it stopped on once it is done; ignoring it then makes the exit 0.
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        uvicorn.Server(config).run(sockets=[sock])
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    return uvicorn.Server(config), webhooks.metrics

@@ -102,13 +102,14 @@ def settle(conn: psycopg.Connection, outcomes: Sequence[Outcome]) -> dict[str, i
             "WHERE a.event_id IN (SELECT event_id FROM correction_audit WHERE id = ANY(%s)) "
             "AND e.status = 'held' ORDER BY a.id", ([o.audit_id for o in outcomes],)).fetchall()
     counts = {"ready": 0, "void": 0}
-    for event_id, status, body in finished_events(rows):
-        if status == "void":
-            conn.execute("UPDATE outbox_event SET status = 'void' WHERE event_id = %s", (event_id,))
-        else:
-            conn.execute("UPDATE outbox_event SET status = 'ready', body = %s, ready_at = now() WHERE event_id = %s",
-                         (Jsonb(body), event_id))
-        counts[status] += 1
+    with conn.pipeline():  # one round trip for the lot, not one per event
+        for event_id, status, body in finished_events(rows):
+            if status == "void":
+                conn.execute("UPDATE outbox_event SET status = 'void' WHERE event_id = %s", (event_id,))
+            else:
+                conn.execute("UPDATE outbox_event SET status = 'ready', body = %s, ready_at = now() "
+                             "WHERE event_id = %s", (Jsonb(body), event_id))
+            counts[status] += 1
     return counts
 
 

@@ -3,7 +3,9 @@
 The legacy stores and the event store (audit, outbox) are different databases, so no transaction
 can hold a legacy write together with its audit record. An intent protocol stands in for one:
 
-  0. Lock: one `apply` at a time (an advisory lock on the event store, freed if the process dies).
+  0. Lock: one `apply` at a time (an advisory lock on the event store, freed if the process dies);
+     followers of `project` hold it shared while they write (projections/follow/), so an `apply`
+     never runs beside them, and between them their partition leases keep them apart.
      Rules whose version is known with another digest are refused (RulesConflict) before anything.
   1. Recover: intents of an earlier, interrupted run still 'pending' are settled first. Once no
      session of that run is left on a store, each row is looked at: it holds what the intent
@@ -53,6 +55,7 @@ from projections.apply.writes import resolve_pending, write_store
 from eventlog.own_tables import check_known_rules, remember_rules
 
 _LOCK_ID = 7_310_002
+APPLY_LOCK = _LOCK_ID  # followers take it shared (pg_try_advisory_xact_lock_shared)
 Step = Callable[[str], None]
 
 
@@ -113,10 +116,10 @@ def apply(dsns: Mapping[str, str], rules: Rules, as_of: datetime, options: Apply
         if not chosen:
             return result
         run = RunInfo(result.run_id, rules.version, as_of, rules.digest)
-        _start_run(dsns["eventstore"], run, rules)
+        start_run(dsns["eventstore"], run, rules)
         catalog = fold_catalog(catalog_events(dsns["eventstore"]), as_of=as_of)
         for batch in _chunks(chosen, options.batch_accounts):
-            _apply_batch(dsns, run, replan(dsns, rules, as_of, catalog, batch), result, on_step)
+            apply_batch(dsns, run, replan(dsns, rules, as_of, catalog, batch), result, on_step)
         _finish_run(dsns["eventstore"], result)
     return result
 
@@ -155,9 +158,11 @@ def intents_for(plans: Sequence[AccountPlan], run: RunInfo) -> tuple[list[Intent
     return intents, events
 
 
-def recover(dsns: Mapping[str, str], result: ApplyResult) -> None:
+def recover(dsns: Mapping[str, str], result: ApplyResult, *, only: Callable[[str], bool] | None = None) -> None:
+    """Settles the pending intents of earlier runs (`only`: of the accounts it accepts, e.g. a
+    follower's partitions)."""
     with _es(dsns["eventstore"]) as conn:
-        left = pending(conn)
+        left = [(i, run) for i, run in pending(conn) if only is None or only(i.correction.account_id)]
     if not left:
         return
     outcomes: list[Outcome] = []
@@ -179,8 +184,9 @@ def pending_by_store(left: Sequence[tuple[Intent, str]]) -> dict[str, tuple[list
     return found
 
 
-def _apply_batch(dsns: Mapping[str, str], run: RunInfo, plans: list[AccountPlan], result: ApplyResult,
-                 on_step: Step) -> None:
+def apply_batch(dsns: Mapping[str, str], run: RunInfo, plans: list[AccountPlan], result: ApplyResult,
+                on_step: Step) -> None:
+    """Steps 3-5 for one batch of planned accounts (also what a follower of `project` runs)."""
     intents, events = intents_for(plans, run)
     if not intents:
         return
@@ -212,11 +218,14 @@ def _es(eventstore_dsn: str) -> psycopg.Connection:
     return psycopg.connect(eventstore_dsn, options="-c TimeZone=UTC")
 
 
-def _start_run(eventstore_dsn: str, run: RunInfo, rules: Rules) -> None:
+def start_run(eventstore_dsn: str, run: RunInfo, rules: Rules, *,
+              also: Callable[[psycopg.Connection], None] = lambda _: None) -> None:
+    """The run's apply_run row and its rules remembered; `also` writes more in that transaction."""
     with _es(eventstore_dsn) as conn, conn.transaction():
         conn.execute("INSERT INTO apply_run (run_id, as_of, rules_version, rules_digest) VALUES (%s, %s, %s, %s)",
                      (run.run_id, run.as_of, run.rules_version, run.rules_digest))
         remember_rules(conn, rules, run.run_id)
+        also(conn)
 
 
 def _finish_run(eventstore_dsn: str, result: ApplyResult) -> None:

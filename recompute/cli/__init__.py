@@ -10,6 +10,7 @@ from recompute.cli import embedded  # noqa: F401
 from recompute.cli import explain  # noqa: F401
 from recompute.cli import ingest  # noqa: F401
 from recompute.cli import plan  # noqa: F401
+from recompute.cli import project  # noqa: F401
 from recompute.cli import relay  # noqa: F401
 from recompute.cli import report  # noqa: F401
 from recompute.cli import serve  # noqa: F401

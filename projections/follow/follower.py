@@ -1,0 +1,272 @@
+"""A follower of `project`: level-triggered projection and apply for the partitions it leases.
+
+One `step()` is one batch, and holds everything it writes to the projection in ONE event-store
+transaction (the fence):
+
+  1. balance the leases (projections/follow/leases.py): heartbeat, fair share, claims;
+  2. open the fence transaction: the apply lock shared (no `apply` runs beside followers), then
+     `fence` renews and row-locks the leases still ours; nothing below touches another partition;
+  3. settle the pending intents of dead runs in our partitions (apply's recovery, filtered);
+  4. read the log past each partition's position (notification ids, in commit order): every new
+     event marks its account dirty (a product_config change: every account of the partition);
+     add the accounts whose next_action_at has come (the timer index) and, with the breaker
+     closed, those withheld while it was open;
+  5. evaluate them at now (projections/plan.evaluate: fold -> true state -> corrections);
+  6. unless the breaker (projections/follow/breaker.py) is or goes open, write the corrections
+     through apply's protocol (intents, compare-and-set writes, settle: apply_batch) while the
+     fence still holds the leases;
+  7. upsert their true states into the generation's read_model_state and advance the partitions'
+     positions, then commit; then relay the outbox.
+
+A kill -9 anywhere: before 7 commits nothing of the projection moved, so the next holder re-reads
+the same events and re-evaluates the same accounts; the legacy stores already hold what was
+written (the audit says so, recovery settles what was in flight), so the fresh evaluation plans
+nothing for it. A correction the follower wrote comes back through ingest as a changed row:
+the account is re-evaluated, agrees, and nothing more is written.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import psycopg
+from psycopg import sql
+
+from domain.catalog import fold_catalog
+from domain.events import AccountEvent
+from domain.partitions import partition_of
+from domain.rules import Rules, parse_rules
+from eventlog.account_log import EVENTS_TABLE
+from projections.apply.account_plans import AccountPlan
+from projections.apply.protocol import APPLY_LOCK, ApplyResult, recover
+from projections.apply.relay import RelayReport, relay
+from projections.follow import breaker, leases, tracking
+from projections.follow.generation import ActiveGeneration, active_or_new
+from projections.follow.writes import cause_times, write_plans
+from projections.legacy_rows import AccountRange, catalog_events
+from projections.plan import evaluate
+from projections.read_model.tables import ensure_read_model
+
+Clock = Callable[[], datetime]
+EXPLAIN_UP_TO = 2_000  # accounts per batch evaluated with their reasons (the audit's causes) in one pass
+
+
+def new_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class StepReport:
+    partitions: int = 0
+    events: int = 0  # new events of our partitions
+    accounts: int = 0  # evaluated
+    due: int = 0  # of them because their next_action_at came
+    applied: int = 0
+    stale: int = 0
+    withheld: int = 0  # accounts whose corrections the open breaker kept back
+    recovered: dict[str, int] = field(default_factory=dict)
+    tripped: str | None = None  # the breaker opened in this step, why
+    busy: bool = False  # an `apply` held the lock: nothing done
+    more: bool = False  # the batch was full: more events wait
+    relay: RelayReport | None = None
+    switched: str | None = None  # the active generation changed (backfill --apply): what to
+
+
+class Follower:
+    def __init__(self, dsns: Mapping[str, str], rules: Rules, *, owner: str | None = None, clock: Clock = utc_now,
+                 lease_s: float = 10.0, batch_events: int = 20_000, max_share: float = 0.10,
+                 window_s: float = breaker.WINDOW_S, broker_url: str | None = None,
+                 on_lag: Callable[[float], None] = lambda _: None,
+                 on_step: Callable[[str], None] = lambda _: None,
+                 after_commit: Callable[[StepReport], None] | None = None) -> None:
+        self.dsns = dict(dsns)
+        self.rules = rules
+        self.owner = owner or new_owner()
+        self.clock = clock
+        self.lease_s = lease_s
+        self.batch_events = batch_events
+        self.max_share = max_share
+        self.window_s = window_s
+        self.broker_url = broker_url
+        self.on_lag = on_lag
+        self.on_step = on_step
+        self.after_commit = after_commit or self._relay
+        self.held: dict[int, int] = {}
+        self._catalog: list[AccountEvent] | None = None  # the product_config stream, read again when it grows
+        self._conn = self._connect()
+        ensure_read_model(self._conn)
+        tracking.ensure_tracking(self._conn)
+        self.generation: ActiveGeneration
+        self.generation, self.created_generation = active_or_new(self._conn, rules, clock())
+        leases.ensure_leases(self._conn, self.generation.partitions)
+
+    def _connect(self) -> psycopg.Connection:
+        return psycopg.connect(self.dsns["eventstore"], autocommit=True, options="-c TimeZone=UTC",
+                               application_name=f"recompute follow {self.owner}")
+
+    def close(self, *, release: bool = True) -> None:
+        if release and not self._conn.closed:
+            leases.release(self._conn, self.owner)
+        self._conn.close()
+
+    def take_share(self, *, within_s: float | None = None, poll_s: float = 0.2) -> None:
+        """Claims until this follower holds its fair share and no partition is left unheld (a dead
+        follower's expire within the lease time), or `within_s` (default: the lease and a bit) passed:
+        what a one-pass `project` does first, so it neither skips a dead follower's partitions nor
+        takes a live one's."""
+        deadline = time.monotonic() + (self.lease_s * 1.5 + 1 if within_s is None else within_s)
+        while True:
+            self.held = leases.balance(self._conn, self.owner, self.lease_s)
+            if leases.settled(self._conn, self.owner) or time.monotonic() >= deadline:
+                return
+            time.sleep(poll_s)
+
+    def step(self) -> StepReport:
+        report = StepReport()
+        if self._conn.broken or self._conn.closed:  # the server went away and came back: a new session
+            self._conn = self._connect()
+        report.switched = self._follow_active()
+        self.held = leases.balance(self._conn, self.owner, self.lease_s)
+        if not self.held:
+            return report
+        now = self.clock()
+        conn = self._conn
+        with conn.transaction():
+            if not conn.execute("SELECT pg_try_advisory_xact_lock_shared(%s)", (APPLY_LOCK,)).fetchone()[0]:
+                report.busy = True
+                return report
+            self.held = held = leases.fence(conn, self.owner, self.held, self.lease_s)
+            report.partitions = len(held)
+            if not held:
+                return report
+            self.on_step("fenced")
+            count = self.generation.partitions
+
+            def ours(account_id: str) -> bool:
+                return partition_of(account_id, count) in held
+
+            if conn.execute("SELECT EXISTS (SELECT FROM correction_audit WHERE status = 'pending')").fetchone()[0]:
+                recovered = ApplyResult(run_id="", as_of=now, rules_version=self.rules.version)
+                recover(self.dsns, recovered, only=ours)
+                report.recovered = dict(recovered.recovered)
+            gen = self.generation.id
+            parts = sorted(held)
+            pos = tracking.positions(conn, gen, parts)
+            rows = tracking.new_events(conn, min(pos.values()), self.batch_events)
+            head = rows[-1][0] if rows else min(pos.values())
+            report.more = len(rows) == self.batch_events
+            dirty, catalog_parts, report.events = tracking.mark_dirty(rows, pos, count)
+            if catalog_parts or self._catalog is None:
+                self._catalog = catalog_events(self.dsns["eventstore"])
+            due = tracking.due_accounts(conn, gen, parts, now)
+            report.due = len(due.keys() - dirty)
+            gate = breaker.read_breaker(conn)
+            accounts = dirty | due.keys()
+            if catalog_parts:
+                accounts |= set(tracking.accounts_of(conn, gen, sorted(catalog_parts)))
+            approved: set[str] = set()  # withheld while open, then resumed by an operator: not counted again
+            if not gate.open:
+                approved = set(tracking.withheld(conn, gen, parts))
+                accounts |= approved
+            states, plans = self._evaluate(sorted(accounts), now)
+            report.accounts = len(states)
+            self.on_step("evaluated")
+            withheld: set[str] = set()
+            if plans:
+                if not gate.open:
+                    allowed = breaker.limit(self._accounts_known(conn), self.max_share)
+                    done = breaker.corrected_in_window(conn, now, self.window_s)
+                    batch = {p.state.account_id or "" for p in plans} - approved
+                    if breaker.trips(done, batch, allowed):
+                        report.tripped = (f"{len(done | batch)} accounts would be corrected within "
+                                          f"{self.window_s / 3600:g} h, more than {allowed} "
+                                          f"({self.max_share:g} of the accounts)")
+                        breaker.trip(conn, report.tripped)
+                        gate = breaker.Breaker(open=True)
+                if gate.open:
+                    withheld = {p.state.account_id or "" for p in plans}
+                else:
+                    causes = cause_times(conn, [p.state.account_id or "" for p in plans], min(pos.values()), head, due)
+                    result, committed = write_plans(self.dsns, self.rules, self.owner, plans, now, self.on_step)
+                    report.applied, report.stale = result.count("applied"), result.count("stale")
+                    for account_id in {c.account_id for c, status in result.done if status == "applied"}:
+                        if account_id in causes:
+                            self.on_lag(max(0.0, (committed - causes[account_id]).total_seconds()))
+                    if approved & {p.state.account_id for p in plans}:
+                        breaker.restart_window(conn)  # what the operator let through counts for no window
+            report.withheld = len(withheld)
+            tracking.upsert_states(conn, gen, states)
+            tracking.clear_timers(conn, gen, due.keys() - {s.account_id for s in states})  # none to re-arm
+            tracking.set_withheld(conn, gen, [(s.account_id, s.partition) for s in states], withheld)
+            tracking.advance(conn, gen, {p: max(pos[p], head) for p in parts})
+            self.on_step("committing")
+        self.on_step("committed")
+        self.after_commit(report)
+        return report
+
+    def _relay(self, report: StepReport) -> None:
+        """By default the outbox is relayed after a step that applied something (`project --follow`
+        relays in a thread of its own instead, so a slow broker never holds the next batch)."""
+        if self.broker_url and report.applied:
+            report.relay = relay(self.dsns["eventstore"], self.broker_url)
+
+    def _follow_active(self) -> str | None:
+        """A `backfill --apply` switched the active generation: follow it, under its rules."""
+        row = self._conn.execute("SELECT id, rules_version, rules_digest, partitions, rules_text "
+                                 "FROM read_model_generation WHERE active").fetchone()
+        if row is None or row[0] == self.generation.id:
+            return None
+        self.generation = ActiveGeneration(*row[:4])
+        if row[2] != self.rules.digest:
+            self.rules = parse_rules(row[4], source=f"generation {row[0]}")
+        leases.ensure_leases(self._conn, self.generation.partitions)
+        return f"generation {row[0]}, rules {row[1]} (digest {row[2]})"
+
+    def _evaluate(self, accounts: list[str], now: datetime) -> tuple[list[tracking.StateRow], list[AccountPlan]]:
+        if not accounts:
+            return [], []
+        catalog = fold_catalog(self._catalog or [], as_of=now)
+        count = self.generation.partitions
+        heads = self._stream_heads(accounts)
+        states, plans = [], []
+        for _, state, corrections, _held in evaluate(self.dsns, self.rules, now, catalog,
+                                                     AccountRange(ids=tuple(accounts)),
+                                                     explain=len(accounts) <= EXPLAIN_UP_TO):
+            account_id = state.account_id or ""
+            states.append(tracking.StateRow(account_id, partition_of(account_id, count),
+                                            state.model_dump(mode="json", exclude={"because"}),
+                                            state.next_action_at, heads.get(account_id, 0), now))
+            if corrections and state.account_exists:
+                plans.append(AccountPlan(state, corrections))
+        if plans and len(accounts) > EXPLAIN_UP_TO:  # the reasons for the few that get written
+            from projections.apply.account_plans import replan
+            plans = replan(self.dsns, self.rules, now, catalog, [p.state.account_id or "" for p in plans])
+        return states, plans
+
+    def _stream_heads(self, accounts: list[str]) -> dict[str, int]:
+        """Each account's stream version now: what its state reflects at least (read before the
+        evaluation, which may see later events too; a later event marks the account dirty again)."""
+        return dict(self._conn.execute(sql.SQL(
+            "SELECT originator_id, max(originator_version) FROM {} WHERE originator_id = ANY(%s) GROUP BY 1"
+        ).format(sql.Identifier(EVENTS_TABLE)), (accounts,)).fetchall())
+
+    def _accounts_known(self, conn: psycopg.Connection) -> int:
+        return conn.execute("SELECT count(*) FROM ingest_row_digest WHERE store = 'cf_prod' AND tbl = 'accounts' "
+                            "AND stream IS NOT NULL").fetchone()[0]
+
+    def seconds_to_next_due(self) -> float | None:
+        """Until the earliest next_action_at in our partitions (None: no timer set)."""
+        if not self.held:
+            return None
+        at = tracking.earliest_due(self._conn, self.generation.id, sorted(self.held))
+        return None if at is None else max(0.0, (at - self.clock()).total_seconds())

@@ -1,0 +1,125 @@
+"""Partition leases of `project --follow`, in the event store (like Axon's token store: a claim
+per segment with an owner and a timeout).
+
+    follow_lease    per account-hash partition (domain/partitions.py): its owner, until when, and a
+                    fencing epoch that grows at every change of owner
+    follow_member   each live follower and until when it says so: how many share the partitions
+
+    balance(conn, owner, ttl_s) -> {partition: epoch}    heartbeat, then give up or claim to the fair share
+    fence(conn, owner, held, ttl_s) -> {partition: epoch} inside the writing transaction: renews and
+                                                          row-locks the leases still ours (same epoch)
+    release(conn, owner)                                  a clean exit: partitions free at once
+
+The fence is the guard: a follower writes an account only inside a transaction whose `fence` still
+returned its partition. `fence` takes the lease rows FOR UPDATE (an UPDATE), so while a follower
+writes, a claim of its partitions (FOR UPDATE SKIP LOCKED) passes them by; once its lease expired
+and another follower claimed the partition (epoch + 1), its next `fence` no longer returns it.
+A dead follower's partitions are claimable when its lease expires (ttl_s); its membership too, so
+the survivors' fair share grows.
+"""
+
+from __future__ import annotations
+
+import math
+
+import psycopg
+
+from domain.partitions import PARTITIONS
+
+DDL = """
+CREATE TABLE IF NOT EXISTS follow_lease (
+    partition   integer PRIMARY KEY,
+    owner       text,                          -- NULL: free
+    epoch       bigint NOT NULL DEFAULT 0,     -- + 1 at every claim: the fencing token
+    expires_at  timestamptz NOT NULL DEFAULT '-infinity'
+);
+CREATE TABLE IF NOT EXISTS follow_member (
+    owner        text PRIMARY KEY,
+    alive_until  timestamptz NOT NULL
+);
+"""
+
+
+def ensure_leases(conn: psycopg.Connection, partitions: int = PARTITIONS) -> None:
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('recompute.follow.ddl'))")
+        conn.execute(DDL)
+        conn.execute("INSERT INTO follow_lease (partition) SELECT generate_series(0, %s - 1) ON CONFLICT DO NOTHING",
+                     (partitions,))
+
+
+def fair_share(partitions: int, live_members: int) -> int:
+    """Pure: how many partitions one of `live_members` followers holds at most."""
+    return math.ceil(partitions / max(live_members, 1))
+
+
+def balance(conn: psycopg.Connection, owner: str, ttl_s: float) -> dict[int, int]:
+    """Says this follower is alive, gives up what is over its fair share, claims free or expired
+    partitions up to it (never one another follower is writing), and returns what it holds."""
+    with conn.transaction():
+        conn.execute("INSERT INTO follow_member (owner, alive_until) VALUES (%s, now() + make_interval(secs => %s)) "
+                     "ON CONFLICT (owner) DO UPDATE SET alive_until = excluded.alive_until", (owner, ttl_s))
+        conn.execute("DELETE FROM follow_member WHERE alive_until < now() - interval '1 hour'")
+        live, total = conn.execute("SELECT (SELECT count(*) FROM follow_member WHERE alive_until > now()), "
+                                   "(SELECT count(*) FROM follow_lease)").fetchone()
+        share = fair_share(total, live)
+        mine = _held(conn, owner)
+        if len(mine) > share:
+            extra = sorted(mine)[share:]
+            conn.execute("UPDATE follow_lease SET owner = NULL, expires_at = now() "
+                         "WHERE owner = %s AND partition = ANY(%s)", (owner, extra))
+            for p in extra:
+                del mine[p]
+        elif len(mine) < share:
+            for p, epoch in conn.execute(
+                    "UPDATE follow_lease l SET owner = %s, epoch = l.epoch + 1, "
+                    "expires_at = now() + make_interval(secs => %s) FROM ("
+                    " SELECT partition FROM follow_lease WHERE (owner IS NULL OR expires_at <= now()) "
+                    " AND owner IS DISTINCT FROM %s ORDER BY partition FOR UPDATE SKIP LOCKED LIMIT %s) c "
+                    "WHERE l.partition = c.partition RETURNING l.partition, l.epoch",
+                    (owner, ttl_s, owner, share - len(mine))):
+                mine[p] = epoch
+    return mine
+
+
+def fence(conn: psycopg.Connection, owner: str, held: dict[int, int], ttl_s: float) -> dict[int, int]:
+    """In the caller's transaction: renews the leases of `held` that are still ours at the same
+    epoch and locks them until it ends; the partitions lost since are left out."""
+    if not held:
+        return {}
+    parts = sorted(held)
+    rows = conn.execute(
+        "UPDATE follow_lease l SET expires_at = now() + make_interval(secs => %s) "
+        "FROM unnest(%s::int[], %s::bigint[]) AS h(partition, epoch) "
+        "WHERE l.partition = h.partition AND l.epoch = h.epoch AND l.owner = %s RETURNING l.partition, l.epoch",
+        (ttl_s, parts, [held[p] for p in parts], owner)).fetchall()
+    return {p: e for p, e in rows}
+
+
+def release(conn: psycopg.Connection, owner: str) -> None:
+    with conn.transaction():
+        conn.execute("UPDATE follow_lease SET owner = NULL, expires_at = now() WHERE owner = %s", (owner,))
+        conn.execute("DELETE FROM follow_member WHERE owner = %s", (owner,))
+
+
+def settled(conn: psycopg.Connection, owner: str) -> bool:
+    """Every partition has a live holder and `owner` holds its fair share: nothing is left to claim."""
+    free, live, total, mine = conn.execute(
+        "SELECT (SELECT count(*) FROM follow_lease WHERE owner IS NULL OR expires_at <= now()), "
+        "(SELECT count(*) FROM follow_member WHERE alive_until > now()), (SELECT count(*) FROM follow_lease), "
+        "(SELECT count(*) FROM follow_lease WHERE owner = %s AND expires_at > now())", (owner,)).fetchone()
+    return free == 0 and mine >= min(fair_share(total, live), total)
+
+
+def owners(conn: psycopg.Connection) -> dict[str, list[int]]:
+    """Who holds which partition now (for status and tests)."""
+    found: dict[str, list[int]] = {}
+    for owner, p in conn.execute("SELECT owner, partition FROM follow_lease WHERE owner IS NOT NULL "
+                                 "AND expires_at > now() ORDER BY partition"):
+        found.setdefault(owner, []).append(p)
+    return found
+
+
+def _held(conn: psycopg.Connection, owner: str) -> dict[int, int]:
+    return {p: e for p, e in conn.execute(
+        "SELECT partition, epoch FROM follow_lease WHERE owner = %s", (owner,))}

@@ -1,0 +1,57 @@
+"""What a follower writes for the accounts it corrects: an apply run of its own, through apply's
+protocol (projections/apply/protocol.apply_batch: intents, compare-and-set writes, settle), and
+when what caused each correction happened (for `recompute_correction_lag_seconds`).
+
+    write_plans(dsns, rules, owner, plans, now, on_step) -> (ApplyResult, committed_at)
+    cause_times(conn, accounts, after, upto, due) -> {account: instant}
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from domain.rules import Rules
+from eventlog.account_log import EVENTS_TABLE
+from projections.apply.account_plans import AccountPlan
+from projections.apply.audit import RunInfo
+from projections.apply.protocol import ApplyResult, apply_batch, start_run
+
+
+def write_plans(dsns: Mapping[str, str], rules: Rules, owner: str, plans: list[AccountPlan], now: datetime,
+                on_step: Callable[[str], None]) -> tuple[ApplyResult, datetime]:
+    """One apply run (apply_run, marked as the follower's in follow_run for the breaker) for `plans`."""
+    run = RunInfo(str(uuid.uuid4()), rules.version, now, rules.digest)
+    start_run(dsns["eventstore"], run, rules, also=lambda c: c.execute(
+        "INSERT INTO follow_run (run_id, owner) VALUES (%s, %s)", (run.run_id, owner)))
+    result = ApplyResult(run_id=run.run_id, as_of=now, rules_version=run.rules_version,
+                         rules_digest=run.rules_digest or "")
+    apply_batch(dsns, run, plans, result, on_step)
+    committed = datetime.now(UTC)
+    summary = {"kind": "follow", "owner": owner, "accounts_checked": len(plans),
+               "accounts_disagreeing": len({c.account_id for c, s in result.done if s != "applied"}),
+               "accounts_chosen": len(plans), "applied": result.count("applied"), "stale": result.count("stale"),
+               "events": dict(result.events), "recovered": {}}
+    with psycopg.connect(dsns["eventstore"]) as conn:
+        conn.execute("UPDATE apply_run SET finished_at = %s, summary = %s WHERE run_id = %s",
+                     (committed, Jsonb(summary), run.run_id))
+    return result, committed
+
+
+def cause_times(conn: psycopg.Connection, accounts: Sequence[str], after: int, upto: int,
+                due: Mapping[str, datetime]) -> dict[str, datetime]:
+    """Per account, when what caused its correction happened: the latest source time of its events
+    with notification id in (after, upto], else the instant its timer came due."""
+    found: dict[str, datetime] = {a: due[a] for a in accounts if a in due}
+    for account_id, at in conn.execute(sql.SQL(
+            "SELECT originator_id, max((convert_from(state, 'UTF8')::jsonb ->> 'source_time')::timestamptz) "
+            "FROM {} WHERE notification_id > %s AND notification_id <= %s AND originator_id = ANY(%s) "
+            "GROUP BY 1").format(sql.Identifier(EVENTS_TABLE)), (after, upto, list(accounts))):
+        if at is not None:
+            found[account_id] = at
+    return found

@@ -1,0 +1,241 @@
+"""Load on `recompute project --follow --port P`: legacy changes and Stripe webhooks at a steady
+rate, and the lag from each change to its correction committed and to its event published.
+
+    .venv/bin/python scripts/load_follow.py [--rate 500] [--webhooks 50] [--seconds 60] [--accounts 2000]
+
+On scratch databases (dropped after): a calm world of --accounts accounts at the real now, their
+change streams (`recompute cdc setup`; --snapshots: none, snapshot passes instead), one
+follower process (`project --follow --port 0 --max-share 1`, the webhook receiver in it), and
+RabbitMQ on a vhost of its own (`bench_follow`, made with rabbitmqctl when missing) so nothing
+reaches the shared `/` exchange. Then, for --seconds:
+  legacy   --rate single-row transactions a second: of them --correcting (default all) on
+           billing_prod.invoices, each account in turn: an invoice 5 days overdue appears (the
+           account goes to retrying), then is paid (back to none), each needing corrections; the
+           others change subs_account.billing_email (evaluated, nothing to correct)
+  webhooks --webhooks signed `invoice.payment_failed` deliveries a second for the Stripe invoices
+           of the first accounts, attempt_count one more each time (subs_invoice must follow)
+A change that needs corrections has its lag end at the first correction of its account committed after it (correction_audit
+settled_at) and at that correction's event sent (outbox_event sent_at). Prints p50 / p99 / max of
+both, for legacy changes and webhooks, and how many changes found no correction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import psycopg
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from simulation.harness.databases import STORES, scratch_databases  # noqa: E402
+from tests.support.follow import RECOMPUTE, a_calm_world, env_of  # noqa: E402
+from tests.support.serve import SECRET, signed  # noqa: E402
+from tests.support.stripe_world import a_customer, an_event  # noqa: E402
+from tests.support.stripe_world import an_invoice as a_stripe_invoice  # noqa: E402
+
+VHOST = "bench_follow"
+
+
+@dataclass(frozen=True)
+class Change:
+    account: str
+    at: datetime
+    kind: str  # legacy | webhook
+
+
+def broker_url() -> str | None:
+    if not shutil.which("rabbitmqctl"):
+        return None
+    listed = subprocess.run(["rabbitmqctl", "list_vhosts"], capture_output=True, text=True, timeout=30).stdout
+    if VHOST not in listed.split():
+        subprocess.run(["rabbitmqctl", "add_vhost", VHOST], capture_output=True, timeout=30, check=True)
+        subprocess.run(["rabbitmqctl", "set_permissions", "-p", VHOST, "guest", ".*", ".*", ".*"],
+                       capture_output=True, timeout=30, check=True)
+    return f"amqp://guest:guest@127.0.0.1:5672/{VHOST}"
+
+
+def paced(rate: float, seconds: float, stop: threading.Event, work) -> None:
+    started = time.monotonic()
+    n = 0
+    while not stop.is_set() and time.monotonic() - started < seconds:
+        work(n)
+        n += 1
+        ahead = started + n / rate - time.monotonic()
+        if ahead > 0:
+            time.sleep(ahead)
+
+
+def legacy_writer(dsns, accounts: list[str], rate: float, seconds: float, stop, changes: list[Change],
+                  correcting: float, quiet: list[int]) -> None:
+    """`correcting` of the changes need corrections (an invoice overdue, then paid); the others
+    change a billing-profile column nothing is derived from (subs_account.billing_email)."""
+    open_invoice: dict[str, str] = {}
+    every = max(1, round(1 / correcting)) if correcting > 0 else 0
+    with psycopg.connect(dsns["billing_prod"], autocommit=True) as billing, \
+            psycopg.connect(dsns["subs"], autocommit=True) as subs:
+        def one(n: int) -> None:
+            account = accounts[(n // every if every else n) % len(accounts)]
+            if not every or n % every:
+                subs.execute("UPDATE subs_account SET billing_email = %s, updated_at = now() WHERE account_id = %s",
+                             (f"{n}@example.com", account))
+                quiet.append(1)
+                return
+            if account in open_invoice:
+                billing.execute("UPDATE invoices SET status = 'paid', amount_paid = amount_due, updated_at = now() "
+                                "WHERE invoice_id = %s", (open_invoice.pop(account),))
+            else:
+                invoice = f"inv_{account[4:]}_{n}"
+                billing.execute("INSERT INTO invoices VALUES (%s, %s, NULL, 'open', 'usd', 2900, 0, "
+                                "now() - interval '5 days', now(), now())", (invoice, account))
+                open_invoice[account] = invoice
+            changes.append(Change(account, datetime.now(UTC), "legacy"))
+        paced(rate, seconds, stop, one)
+
+
+def webhook_sender(url: str, accounts: list[str], rate: float, seconds: float, stop, changes: list[Change]) -> None:
+    session = requests.Session()
+    attempts = dict.fromkeys(accounts, 1)
+    last = dict.fromkeys(accounts, 0)
+
+    def one(n: int) -> None:
+        account = accounts[n % len(accounts)]
+        now = int(time.time())
+        if last[account] >= now:
+            return  # one event a second per invoice: Stripe's `created` decides, and never in the future
+        last[account] = now
+        attempts[account] += 1
+        invoice = a_stripe_invoice(f"in_{account}", f"cus_{account}", status="open",
+                                   attempt_count=attempts[account], created=now - 3600)
+        body = orjson.dumps(an_event(f"evt_{account}_{n}", "invoice.payment_failed", invoice, now))
+        sent = datetime.now(UTC)
+        answer = session.post(f"{url}/webhooks/stripe", data=body, timeout=10,
+                              headers={"Stripe-Signature": signed(body), "Content-Type": "application/json"})
+        if answer.status_code == 200:
+            changes.append(Change(account, sent, "webhook"))
+    paced(rate, seconds, stop, one)
+
+
+def percentiles(values: list[float]) -> str:
+    if not values:
+        return "none"
+    values = sorted(values)
+
+    def at(q: float) -> float:
+        return values[min(len(values) - 1, int(q * len(values)))]
+    return f"p50 {at(0.5) * 1000:.0f} ms, p99 {at(0.99) * 1000:.0f} ms, max {values[-1] * 1000:.0f} ms (n={len(values)})"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rate", type=float, default=500.0, help="legacy changes a second")
+    parser.add_argument("--webhooks", type=float, default=50.0, help="webhook deliveries a second")
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--accounts", type=int, default=2000)
+    parser.add_argument("--stripe-accounts", type=int, default=100)
+    parser.add_argument("--snapshots", action="store_true",
+                        help="no change streams: the legacy stores read by snapshot passes (without `cdc setup`)")
+    parser.add_argument("--writers", type=int, default=4, help="threads writing the legacy changes")
+    parser.add_argument("--correcting", type=float, default=1.0,
+                        help="share of the legacy changes that need corrections (the rest: billing_email)")
+    args = parser.parse_args()
+    url_broker = broker_url()
+    with scratch_databases(*STORES) as dsns:
+        accounts = a_calm_world(dsns, accounts=args.accounts)
+        stripe_accounts = accounts[:args.stripe_accounts]
+        legacy_accounts = accounts[args.stripe_accounts:]
+        env = env_of(dsns, PYTHONUNBUFFERED="1", STRIPE_WEBHOOK_SECRET=SECRET,
+                     **({"RECOMPUTE_BROKER_URL": url_broker} if url_broker else {}))
+        if not args.snapshots:
+            subprocess.run([*RECOMPUTE, "cdc", "setup"], env=env, capture_output=True, text=True, timeout=300,
+                           check=True)
+        process = subprocess.Popen([*RECOMPUTE, "project", "--follow", "--port", "0", "--max-share", "1"], env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            url = None
+            while url is None:
+                line = process.stdout.readline()
+                if not line:
+                    raise SystemExit(f"project did not start: {process.stderr.read()}")
+                if found := re.search(r"serving on (http://\S+)", line):
+                    url = found.group(1)
+            threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
+            now = int(time.time())
+            for account in stripe_accounts:  # the customers first: they name the accounts
+                body = orjson.dumps(an_event(f"evt_cus_{account}", "customer.created",
+                                             a_customer(f"cus_{account}", account, created=now - 7200), now - 7200))
+                requests.post(f"{url}/webhooks/stripe", data=body, timeout=10,
+                              headers={"Stripe-Signature": signed(body), "Content-Type": "application/json"})
+            with psycopg.connect(dsns["eventstore"]) as conn:
+                while conn.execute("SELECT count(*) FROM read_model_state").fetchone()[0] < args.accounts:
+                    time.sleep(0.5)
+            time.sleep(3)  # the first pass settles
+            print(f"legacy stores read {'by snapshot passes' if args.snapshots else 'through change streams'}; "
+                  f"world: {args.accounts} accounts ({args.stripe_accounts} with Stripe); broker: "
+                  f"{url_broker or 'none (events wait in the outbox)'}; load for {args.seconds:g}s: "
+                  f"{args.rate:g} legacy changes/s + {args.webhooks:g} webhooks/s")
+            stop = threading.Event()
+            changes: list[Change] = []
+            quiet: list[int] = []
+            load_started = datetime.now(UTC)
+            slices = [legacy_accounts[i::args.writers] for i in range(args.writers)]
+            threads = [threading.Thread(target=legacy_writer,
+                                        args=(dsns, mine, args.rate / args.writers, args.seconds, stop, changes,
+                                              args.correcting, quiet)) for mine in slices]
+            threads += [threading.Thread(target=webhook_sender,  # a POST takes ~20-40 ms here: a few senders
+                                         args=(url, stripe_accounts[i::3], args.webhooks / 3, args.seconds, stop,
+                                               changes)) for i in range(3)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            elapsed = (datetime.now(UTC) - load_started).total_seconds()
+            kinds = {k: sum(c.kind == k for c in changes) for k in ("legacy", "webhook")}
+            legacy_all = kinds['legacy'] + len(quiet)
+            print(f"sent: {legacy_all} legacy changes ({legacy_all / elapsed:.0f}/s; {kinds['legacy']} needing "
+                  f"corrections), "
+                  f"{kinds['webhook']} webhooks ({kinds['webhook'] / elapsed:.0f}/s) in {elapsed:.1f}s")
+            time.sleep(20)  # let it drain
+        finally:
+            process.send_signal(signal.SIGTERM)
+            code = process.wait(timeout=120)
+        with psycopg.connect(dsns["eventstore"], options="-c TimeZone=UTC") as conn:
+            rows = conn.execute("SELECT a.account_id, a.settled_at, e.sent_at FROM correction_audit a "
+                                "JOIN outbox_event e USING (event_id) WHERE a.status = 'applied' AND a.settled_at > %s "
+                                "ORDER BY a.account_id, a.settled_at", (load_started,)).fetchall()
+    by_account: dict[str, list[tuple[datetime, datetime | None]]] = {}
+    for account, settled, sent in rows:
+        by_account.setdefault(account, []).append((settled, sent))
+    for kind in ("legacy", "webhook"):
+        committed, published, missed = [], [], 0
+        for change in (c for c in changes if c.kind == kind):
+            found = by_account.get(change.account, [])
+            i = bisect.bisect_left([s for s, _ in found], change.at)
+            if i == len(found):
+                missed += 1
+                continue
+            settled, sent = found[i]
+            committed.append((settled - change.at).total_seconds())
+            if sent is not None:
+                published.append((sent - change.at).total_seconds())
+        print(f"{kind}: to correction committed: {percentiles(committed)}")
+        print(f"{kind}: to event published:      {percentiles(published)}")
+        print(f"{kind}: changes with no correction after them: {missed}")
+    print(f"project --follow exited {code} on SIGTERM")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

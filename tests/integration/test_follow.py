@@ -1,0 +1,208 @@
+"""Followers of `project`, in this process on the real PostgreSQL: level-triggered corrections,
+timers from the read model's index (an injected clock), leases split and taken over, the fence,
+and the circuit breaker."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import psycopg
+import pytest
+
+from ingestion.legacy.snapshot import LegacySnapshotIngester
+from eventlog.own_tables import ensure_own_schema
+from domain.rules import RULES_V1
+from projections.follow import leases
+from projections.follow.breaker import resume
+from projections.follow.follower import Follower, utc_now
+from projections.follow.loop import catch_up
+from projections.status import read_status, render_status
+from tests.support.follow import a_calm_world, an_overdue_invoice, applied, dunning_stage
+
+pytestmark = pytest.mark.integration
+
+
+def ingest(dsns) -> None:
+    for store in ("cf_prod", "billing_prod", "subs"):
+        LegacySnapshotIngester(store=store, source_dsn=dsns[store], eventstore_dsn=dsns["eventstore"]).run()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = utc_now()
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def world(stores):
+    accounts = a_calm_world(stores, accounts=10)
+    ensure_own_schema(stores["eventstore"])
+    ingest(stores)
+    return stores, accounts
+
+
+def a_follower(dsns, **options) -> Follower:
+    return Follower(dsns, RULES_V1, **{"lease_s": 2.0, **options})
+
+
+def test_a_changed_account_is_corrected_once_and_the_rows_written_back_cause_no_further_write(world):
+    dsns, accounts = world
+    follower = a_follower(dsns)
+    try:
+        first = catch_up(follower)
+        assert sum(r.accounts for r in first) == 10 and sum(r.applied for r in first) == 0
+        an_overdue_invoice(dsns, accounts[3], days=5)
+        ingest(dsns)
+        [report] = catch_up(follower)
+        assert (report.events, report.accounts, report.applied) == (1, 1, 3)
+        assert dunning_stage(dsns, accounts[3]) == "retrying"
+        ingest(dsns)  # the follower's own writes come back as changed rows
+        [again] = catch_up(follower)
+        assert again.events == 3 and again.accounts == 1 and again.applied == 0
+        assert len(applied(dsns)) == 3
+    finally:
+        follower.close()
+
+
+def test_an_invoice_crossing_three_days_overdue_moves_the_account_to_retrying_when_its_timer_comes(world):
+    dsns, accounts = world
+    an_overdue_invoice(dsns, accounts[0], days=3, seconds=-60)  # 3 days overdue in a minute
+    ingest(dsns)
+    clock = Clock()
+    follower = a_follower(dsns, clock=clock, lease_s=600)
+    try:
+        catch_up(follower)
+        assert dunning_stage(dsns, accounts[0]) == "grace"
+        due = follower.seconds_to_next_due()
+        assert due is not None and 50 < due <= 60
+        clock.now += timedelta(seconds=due - 1)
+        [early] = catch_up(follower)
+        assert early.due == 0 and dunning_stage(dsns, accounts[0]) == "grace"
+        clock.now += timedelta(seconds=1)
+        [report] = catch_up(follower)
+        assert report.due == 1 and report.events == 0
+        assert dunning_stage(dsns, accounts[0]) == "retrying"
+    finally:
+        follower.close()
+
+
+def test_a_timer_still_comes_after_a_restart(world):
+    dsns, accounts = world
+    an_overdue_invoice(dsns, accounts[1], days=3, seconds=-30)
+    ingest(dsns)
+    clock = Clock()
+    first = a_follower(dsns, clock=clock)
+    catch_up(first)
+    first.close()
+    clock.now += timedelta(seconds=31)
+    second = a_follower(dsns, clock=clock)
+    try:
+        [report] = catch_up(second)
+        assert report.due == 1 and dunning_stage(dsns, accounts[1]) == "retrying"
+    finally:
+        second.close()
+
+
+def test_a_second_follower_takes_half_the_partitions_and_a_dead_ones_are_taken_over_after_the_lease(world):
+    dsns, _ = world
+    one, two = a_follower(dsns, lease_s=1.5), a_follower(dsns, lease_s=1.5)
+    try:
+        one.step()
+        assert len(one.held) == 32
+        two.step()
+        assert two.held == {}  # nothing free yet: the first gives up its extra at its next step
+        one.step()
+        two.step()
+        assert len(one.held) == len(two.held) == 16 and not one.held.keys() & two.held.keys()
+        one.close(release=False)  # dies: its leases and membership just expire
+        time.sleep(1.6)
+        two.step()
+        assert len(two.held) == 32
+    finally:
+        two.close()
+
+
+def test_a_stale_followers_fence_fails_once_another_holds_its_partition(world):
+    dsns, _ = world
+    with psycopg.connect(dsns["eventstore"], autocommit=True) as conn:
+        leases.ensure_leases(conn)
+        mine = leases.balance(conn, "old", ttl_s=0.5)
+        assert len(mine) == 32
+        time.sleep(0.6)
+        leases.balance(conn, "new", ttl_s=10)  # the old one's membership lapsed too: new takes all
+        with conn.transaction():
+            assert leases.fence(conn, "old", mine, ttl_s=10) == {}
+        with conn.transaction():
+            assert len(leases.fence(conn, "new", leases.balance(conn, "new", ttl_s=10), ttl_s=10)) == 32
+
+
+def test_too_many_corrections_open_the_breaker_which_keeps_projecting_until_resumed_then_writes_them(world):
+    dsns, accounts = world
+    follower = a_follower(dsns)  # 10 accounts, 10% an hour: one account may be corrected
+    try:
+        catch_up(follower)
+        for account in accounts[:2]:
+            an_overdue_invoice(dsns, account, days=5)
+        ingest(dsns)
+        [report] = catch_up(follower)
+        assert report.tripped and report.withheld == 2 and report.applied == 0
+        assert report.accounts == 2 and applied(dsns) == []
+        an_overdue_invoice(dsns, accounts[5], days=5)
+        ingest(dsns)
+        [still] = catch_up(follower)
+        assert still.withheld == 1 and still.applied == 0  # open: projecting goes on, writing waits
+        said = render_status(read_status(dsns["eventstore"], now=utc_now(), default_rules=RULES_V1,
+                                          default_source="built in"))
+        assert "circuit breaker: OPEN since" in said and "3 accounts withheld" in said and "--resume" in said
+        with psycopg.connect(dsns["eventstore"], autocommit=True) as conn:
+            assert resume(conn)
+        [done] = catch_up(follower)  # the withheld ones were looked at: written, not counted again
+        assert done.accounts == 3 and done.applied == 9 and done.withheld == 0 and not done.tripped
+        an_overdue_invoice(dsns, accounts[7], days=5)
+        ingest(dsns)
+        [one] = catch_up(follower)  # the window counts from the resume: one account may be corrected
+        assert one.applied == 3 and not one.tripped
+    finally:
+        follower.close()
+
+
+def test_a_product_config_change_re_evaluates_every_account_of_the_partitions(world):
+    dsns, accounts = world
+    follower = a_follower(dsns, max_share=1.0)
+    try:
+        catch_up(follower)
+        with psycopg.connect(dsns["cf_prod"]) as conn:
+            conn.execute("INSERT INTO product_config VALUES ('pro', 'reports')")
+        ingest(dsns)
+        [report] = catch_up(follower)
+        assert report.accounts == 10 and report.applied == 10  # a 'reports' entitlement each
+        assert {(t, c) for _, t, _, c, _ in applied(dsns)} == {("cf_prod.entitlements", None)}
+    finally:
+        follower.close()
+
+
+def test_after_backfill_apply_switches_the_active_generation_the_follower_follows_it_under_its_rules(world, tmp_path):
+    import subprocess
+
+    from tests.support.follow import RECOMPUTE, env_of
+
+    dsns, accounts = world
+    follower = a_follower(dsns, max_share=1.0)
+    try:
+        catch_up(follower)
+        v2 = tmp_path / "v2.toml"
+        v2.write_text('version = "v2"\nbad_debt_days_overdue = 60\n\n[[dunning.stage]]\nname = "retrying"\n'
+                      'days_overdue_at_least = 1\n\n[[dunning.stage]]\nname = "grace"\n')
+        done = subprocess.run([*RECOMPUTE, "backfill", "--rules", str(v2), "--apply", "--workers", "1"],
+                              env=env_of(dsns), capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        an_overdue_invoice(dsns, accounts[2], days=2)  # retrying under v2, grace under v1
+        ingest(dsns)
+        [report] = catch_up(follower)
+        assert report.switched and "rules v2" in report.switched and follower.rules.version == "v2"
+        assert dunning_stage(dsns, accounts[2]) == "retrying"
+    finally:
+        follower.close()
