@@ -23,11 +23,18 @@ from eventlog.tables_present import has_tables
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
-# The store of each checkpoint: "legacy:cf_prod.accounts" -> cf_prod; "stripe" -> stripe.
+# The store of each checkpoint: "legacy:cf_prod.accounts" -> cf_prod; "cdc:cf_prod" -> cf_prod; "stripe" -> stripe.
+# A store its change stream carries (a cdc: checkpoint, which an idle stream still refreshes) is as
+# current as its stream: its snapshot checkpoints stop moving once the stream takes over.
 _CHECKPOINT_AGES = """
-SELECT CASE WHEN source LIKE 'legacy:%' THEN split_part(substr(source, 8), '.', 1) ELSE source END,
-       extract(epoch FROM now() - min(updated_at))::float8
-FROM ingest_checkpoint GROUP BY 1 ORDER BY 1"""
+WITH ages AS (
+  SELECT CASE WHEN source LIKE 'legacy:%' THEN split_part(substr(source, 8), '.', 1)
+              WHEN source LIKE 'cdc:%' THEN substr(source, 5) ELSE source END AS store,
+         source LIKE 'cdc:%' AS streamed, now() - updated_at AS age
+  FROM ingest_checkpoint)
+SELECT store, extract(epoch FROM CASE WHEN bool_or(streamed) THEN min(age) FILTER (WHERE streamed)
+                                      ELSE max(age) END)::float8
+FROM ages GROUP BY 1 ORDER BY 1"""
 # Every stored state starts with {"store":"<store>" (eventlog.encode_state keeps the field order, and
 # `store` is an event's first field): reading that prefix is ~9x faster than parsing the JSON
 # (0.7 s against 6.5 s for the 446k events of a 10,000-account log); any other state is parsed.

@@ -172,6 +172,18 @@ def test_health_and_metrics_answer_with_every_name_of_the_contract(server):
     assert float(samples['recompute_webhook_deliveries_total{outcome="malformed"}']) == 1
 
 
+def test_a_streamed_store_s_source_lag_is_its_change_stream_s_not_its_stalled_snapshot_checkpoints(server):
+    (running, eventstore) = server
+    with psycopg.connect(eventstore) as conn:  # the snapshot checkpoints stop moving once a stream carries the store
+        conn.execute("INSERT INTO ingest_checkpoint (source, position, updated_at) VALUES "
+                     "('legacy:billing_prod.invoices', '{}', now() - interval '1 hour'), "
+                     "('cdc:billing_prod', '{}', now() - interval '5 seconds')")
+    lines = requests.get(f"{running.url}/metrics", timeout=5).text.splitlines()
+    samples = dict(line.rsplit(" ", 1) for line in lines if not line.startswith("#"))
+    assert 5 <= float(samples['recompute_source_lag_seconds{source="billing_prod"}']) < 60
+    assert not any("cdc:" in line for line in lines)
+
+
 def test_with_the_event_store_gone_every_endpoint_answers_503_with_a_reason(server):
     (running, eventstore) = server
     database = psycopg.conninfo.conninfo_to_dict(eventstore)["dbname"]
