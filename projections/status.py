@@ -113,10 +113,19 @@ def read_status(eventstore_dsn: str, *, now: datetime, default_rules: Rules, def
 
 
 def _projection(conn: psycopg.Connection, generation: Generation) -> dict[str, Any]:
-    """The active generation as `status` shows it: accounts and the highest log position from its partitions."""
+    """The active generation as `status` shows it: the accounts its built partitions checked (a
+    generation `project` made has none built: then the accounts it keeps a state of), and the highest
+    log position its partitions or its followers reflect."""
     row = conn.execute("SELECT count(*), coalesce(sum(accounts), 0)::bigint, coalesce(sum(events), 0)::bigint, max(position) "
                        "FROM read_model_partition WHERE generation = %s", (generation.id,)).fetchone()
     partitions_built, accounts, events, position = row if row else (0, 0, 0, None)
+    if not partitions_built:
+        accounts = conn.execute("SELECT count(*) FROM read_model_state WHERE generation = %s",
+                                (generation.id,)).fetchone()[0]
+    if has_tables(conn, "follow_position"):
+        followed = conn.execute("SELECT max(position) FROM follow_position WHERE generation = %s",
+                                (generation.id,)).fetchone()[0]
+        position = followed if position is None else max(position, followed if followed is not None else position)
     return {
         "generation": generation.id, "rules_version": generation.rules.version,
         "rules_digest": generation.rules.digest, "as_of": generation.as_of.isoformat(),

@@ -103,3 +103,24 @@ def test_status_shows_the_active_generation_its_accounts_and_the_log_position_it
     assert status["kept_facts"] == {"accounts": 1, "current": 1}
     text = recompute("status", env=configured(stores)).stdout
     assert f"projection: generation {generation}, rules v2 (digest {V2.digest})" in text and "log position 1" in text
+
+
+def test_status_of_a_generation_the_followers_keep_counts_its_states_and_shows_their_position(stores):
+    from tests.e2e.test_active_rules import an_active_generation
+
+    create_stores(stores)
+    an_account(stores)
+    assert recompute("ingest", "--source", "cf_prod", env=configured(stores)).returncode == 0
+    generation = an_active_generation(stores["eventstore"])  # as `project` makes one: no partition built
+    execute(stores["eventstore"], "INSERT INTO read_model_state (generation, account_id, partition, state, "
+            "stream_version, as_of) VALUES (%s, 'acc_1', 3, '{}', 1, now()), (%s, 'acc_2', 5, '{}', 1, now())",
+            (generation, generation))
+    execute(stores["eventstore"], "CREATE TABLE IF NOT EXISTS follow_position (generation bigint NOT NULL, "
+            "partition integer NOT NULL, position bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(), "
+            "PRIMARY KEY (generation, partition))")
+    execute(stores["eventstore"], "INSERT INTO follow_position (generation, partition, position) VALUES "
+            "(%s, 3, 7), (%s, 5, 9)", (generation, generation))
+
+    projection = json.loads(recompute("status", "--json", env=configured(stores)).stdout)["projection"]
+
+    assert (projection["accounts"], projection["partitions_built"], projection["position"]) == (2, 0, 9)
