@@ -12,9 +12,11 @@ threshold of 0 means "as soon as anything is past due", never "always".
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from bisect import bisect_right
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import accumulate
 from typing import NamedTuple
 
 from domain.facts import DunningChange
@@ -81,22 +83,63 @@ def crossings(invoices: Iterable[DunningInvoice], thresholds: tuple[int, ...]) -
     return points
 
 
+class _Timeline:
+    """(stage, bad_debt) of a fixed set of invoices at any instant, without building a `Standing`:
+    the open invoices' due dates sorted once, with their running attempt counts, so an instant
+    costs a bisection and the stage rules (the same decision as `standing`, which reads it whole)."""
+
+    __slots__ = ("dues", "attempts", "uncollectible", "bad_debt_days", "stages")
+
+    def __init__(self, invoices: Collection[DunningInvoice], rules: Rules,
+                 stages: tuple[tuple[str, int | None, int | None], ...]) -> None:
+        due = sorted((i.due_at, i.attempt_count) for i in invoices if i.status == "open" and i.due_at is not None)
+        self.dues = [d for d, _ in due]
+        self.attempts = list(accumulate(a for _, a in due))
+        self.uncollectible = any(i.status == "uncollectible" for i in invoices)
+        self.bad_debt_days = rules.bad_debt_days_overdue
+        self.stages = stages  # _stage_conditions(rules), once per call
+
+    def at(self, t: datetime) -> tuple[str, bool]:
+        past_due = bisect_right(self.dues, t)  # U: the open invoices with due_at <= t
+        if not past_due:
+            return "none", self.uncollectible
+        days = (t - self.dues[0]) // DAY
+        attempts = self.attempts[past_due - 1]
+        bad_debt = self.uncollectible or days >= self.bad_debt_days
+        for name, at_least_days, at_least_attempts in self.stages:
+            if ((at_least_days is None and at_least_attempts is None)
+                    or (at_least_days is not None and days >= at_least_days)
+                    or (at_least_attempts is not None and attempts >= at_least_attempts)):
+                return name, bad_debt
+        raise AssertionError("validated rules end with an unconditional stage")
+
+
+def _stage_conditions(rules: Rules) -> tuple[tuple[str, int | None, int | None], ...]:
+    return tuple((s.name, s.days_overdue_at_least, s.failed_attempts_at_least) for s in rules.stages)
+
+
 def next_action(invoices: Sequence[DunningInvoice], rules: Rules, at: datetime) -> tuple[datetime | None, str]:
-    now = standing(invoices, rules, at)
+    if not any(i.status == "open" and i.due_at is not None for i in invoices):
+        return None, _NO_ACTION  # no crossing at all
+    timeline = _Timeline(invoices, rules, _stage_conditions(rules))
+    now = timeline.at(at)
     for t, why in crossings(invoices, rules.day_thresholds):
         if t > at:
-            then = standing(invoices, rules, t)
-            if (then.stage, then.bad_debt) != (now.stage, now.bad_debt):
+            then = timeline.at(t)
+            if then != now:
                 return t, f"{why}: {_change(now, then)}"
-    return None, "no open invoice can change the stage or bad_debt without a new event"
+    return None, _NO_ACTION
 
 
-def _change(now: Standing, then: Standing) -> str:
+_NO_ACTION = "no open invoice can change the stage or bad_debt without a new event"
+
+
+def _change(now: tuple[str, bool], then: tuple[str, bool]) -> str:
     parts = []
-    if then.stage != now.stage:
-        parts.append(f"stage {now.stage} -> {then.stage}")
-    if then.bad_debt != now.bad_debt:
-        parts.append(f"bad_debt {str(now.bad_debt).lower()} -> {str(then.bad_debt).lower()}")
+    if then[0] != now[0]:
+        parts.append(f"stage {now[0]} -> {then[0]}")
+    if then[1] != now[1]:
+        parts.append(f"bad_debt {str(now[1]).lower()} -> {str(then[1]).lower()}")
     return ", ".join(parts)
 
 
@@ -111,10 +154,42 @@ def stage_since(history: Sequence[DunningChange], rules: Rules,
     the stage moves only at crossings, and only one way: U, days_overdue and failed_attempts only
     grow, so the set of stages whose conditions hold only grows and the first of them only moves
     up the list. A segment whose start and end have the target stage has it throughout. Walk back
-    from `at` segment by segment to the last instant the stage differed.
+    from `at` segment by segment to the last instant the stage differed (each segment's stage
+    read off one `_Timeline`).
     `none` that never was anything else began at no instant: (None, "never in another stage", []).
     """
-    segments: list[tuple[datetime, list[DunningInvoice], list[str]]] = []
+    segments = history_segments(history, at)
+    stages = _stage_conditions(rules)
+    target = _Timeline(segments[-1][1] if segments else [], rules, stages).at(at)[0]
+    thresholds = rules.day_thresholds
+    since: datetime | None = None
+    why: tuple[str, list[str]] = ("", [])
+    later = at  # where the segment after this one starts (or `at`)
+    for index in range(len(segments) - 1, -1, -1):
+        start, invoices, refs = segments[index]
+        timeline = _Timeline(invoices, rules, stages)
+        last = index == len(segments) - 1
+        if not last and timeline.at(later - TICK)[0] != target:
+            return since, *why  # the events at `later` changed the stage
+        if timeline.at(start)[0] == target:
+            since, why, later = start, ("the events at that instant", refs), start
+            continue  # monotone: the target stage all through this segment
+        for t, crossing in crossings(invoices, thresholds):
+            if start < t and (t <= at if last else t < later) and timeline.at(t)[0] == target:
+                return t, crossing, []
+        return since, *why
+    if target == "none":
+        return None, "never in another stage", []
+    return since, *why
+
+
+Segment = tuple[datetime, list[DunningInvoice], list[str]]
+
+
+def history_segments(history: Sequence[DunningChange], at: datetime) -> list[Segment]:
+    """The history up to `at` cut where it changes: (start, the invoices from then on, the refs of
+    the changes at start). The last segment's invoices are those at `at`."""
+    segments: list[Segment] = []
     current: dict[str, DunningInvoice] = {}
     for change in history:
         if change.at > at:
@@ -128,23 +203,4 @@ def stage_since(history: Sequence[DunningChange], rules: Rules,
             segments[-1] = (change.at, list(current.values()), segments[-1][2] + [change.ref])
         else:
             segments.append((change.at, list(current.values()), [change.ref]))
-    target = standing(current.values(), rules, at).stage
-    thresholds = rules.day_thresholds
-    since: datetime | None = None
-    why: tuple[str, list[str]] = ("", [])
-    later = at  # where the segment after this one starts (or `at`)
-    for index in range(len(segments) - 1, -1, -1):
-        start, invoices, refs = segments[index]
-        last = index == len(segments) - 1
-        if not last and standing(invoices, rules, later - TICK).stage != target:
-            return since, *why  # the events at `later` changed the stage
-        if standing(invoices, rules, start).stage == target:
-            since, why, later = start, ("the events at that instant", refs), start
-            continue  # monotone: the target stage all through this segment
-        for t, crossing in crossings(invoices, thresholds):
-            if start < t and (t <= at if last else t < later) and standing(invoices, rules, t).stage == target:
-                return t, crossing, []
-        return since, *why
-    if target == "none":
-        return None, "never in another stage", []
-    return since, *why
+    return segments

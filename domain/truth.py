@@ -14,7 +14,7 @@ from typing import Any
 from datetime import datetime
 
 from domain.catalog import Catalog
-from domain.dunning import DunningInvoice, Standing, next_action, stage_since, standing
+from domain.dunning import DAY, DunningInvoice, Standing, next_action, stage_since, standing
 from domain.facts import AccountFacts, InvoiceFact
 from domain.trusted import trusted
 from domain.rules import Rules
@@ -27,7 +27,7 @@ from domain.state import (
     TrueSubscription,
 )
 
-__all__ = ["Because", "TrueState", "true_state"]
+__all__ = ["Because", "TrueState", "decided_until", "restated", "true_state"]
 
 
 def _because(rule: str, *refs: str) -> Because:
@@ -71,10 +71,12 @@ def true_state(facts: AccountFacts, catalog: Catalog, rules: Rules, at: datetime
     because = Reasons(explain=explain)
     views = [DunningInvoice(i.invoice_id, i.status, i.due_at, i.attempt_count) for i in facts.invoices.values()]
     now = standing(views, rules, at)
-    _explain_dunning(now, facts, rules, because)
+    if explain:
+        _explain_dunning(now, facts, rules, because)
     since, since_why, since_refs = stage_since(facts.dunning_history, rules, at)
-    because.note("stage_since", 
-        f"stage {now.stage} since {'ever' if since is None else since.isoformat()}: {since_why}", *since_refs)
+    if explain:
+        because.note("stage_since",
+            f"stage {now.stage} since {'ever' if since is None else since.isoformat()}: {since_why}", *since_refs)
     next_at, next_why = next_action(views, rules, at)
     because.note("next_action_at", next_why)
 
@@ -168,20 +170,21 @@ def _invoices(facts: AccountFacts, because: Reasons) -> dict[str, TrueInvoice]:
             currency=i.currency, amount_due=i.amount_due, amount_paid=i.amount_paid,
             amount_remaining=i.amount_due - i.amount_paid,
             attempt_count=i.attempt_count, due_at=i.due_at)
-        key = f"invoices.{invoice_id}"
-        if i.authority == "stripe":
-            why = f"Stripe invoice {i.stripe_invoice_id} decides it (the invoice has a stripe_invoice_id Stripe knows)"
-            because.note(f"{key}.status", f"status = {i.status}: {why}", i.stripe_ref or "")
-            because.note(f"{key}.amount_paid", f"amount_paid = {i.amount_paid}: {why}", i.stripe_ref or "")
-            because.note(f"{key}.attempt_count", f"attempt_count = {i.attempt_count}: {why}", i.stripe_ref or "")
-        else:
-            why = ("billing_prod.invoices decides it (no stripe_invoice_id)" if not i.stripe_invoice_id
-                   else f"billing_prod.invoices decides it (Stripe does not know {i.stripe_invoice_id})")
-            because.note(f"{key}.status", f"status = {i.status}: {why}", i.row_ref)
-            because.note(f"{key}.amount_paid", f"amount_paid = {i.amount_paid}: {why}", i.row_ref)
-            because.note(f"{key}.attempt_count", 
-                f"attempt_count = {i.attempt_count}: the number of its billing_prod.charges", *i.charge_refs)
-        because.note(f"{key}.amount_due", f"amount_due = {i.amount_due}: billing_prod.invoices", i.row_ref)
+        if because.explain:  # the reasons' text is most of the cost: built only when shown
+            key = f"invoices.{invoice_id}"
+            if i.authority == "stripe":
+                why = f"Stripe invoice {i.stripe_invoice_id} decides it (the invoice has a stripe_invoice_id Stripe knows)"
+                because.note(f"{key}.status", f"status = {i.status}: {why}", i.stripe_ref or "")
+                because.note(f"{key}.amount_paid", f"amount_paid = {i.amount_paid}: {why}", i.stripe_ref or "")
+                because.note(f"{key}.attempt_count", f"attempt_count = {i.attempt_count}: {why}", i.stripe_ref or "")
+            else:
+                why = ("billing_prod.invoices decides it (no stripe_invoice_id)" if not i.stripe_invoice_id
+                       else f"billing_prod.invoices decides it (Stripe does not know {i.stripe_invoice_id})")
+                because.note(f"{key}.status", f"status = {i.status}: {why}", i.row_ref)
+                because.note(f"{key}.amount_paid", f"amount_paid = {i.amount_paid}: {why}", i.row_ref)
+                because.note(f"{key}.attempt_count", 
+                    f"attempt_count = {i.attempt_count}: the number of its billing_prod.charges", *i.charge_refs)
+            because.note(f"{key}.amount_due", f"amount_due = {i.amount_due}: billing_prod.invoices", i.row_ref)
     return result
 
 
@@ -198,10 +201,11 @@ def _stripe_invoices(facts: AccountFacts, because: Reasons) -> dict[str, TrueStr
             status=s.status, amount_due=amount_due, amount_paid=s.amount_paid,
             amount_remaining=amount_due - s.amount_paid,
             attempt_count=s.attempt_count)
-        because.note(f"stripe_invoices.{sid}", 
-            f"status {s.status}, attempt_count {s.attempt_count}, amount_paid {s.amount_paid}: the Stripe invoice; "
-            f"amount_due {amount_due}: " + ("billing_prod.invoices" if billing else "Stripe (no billing invoice)"),
-            s.ref, billing.row_ref if billing else "")
+        if because.explain:
+            because.note(f"stripe_invoices.{sid}",
+                f"status {s.status}, attempt_count {s.attempt_count}, amount_paid {s.amount_paid}: the Stripe invoice; "
+                f"amount_due {amount_due}: " + ("billing_prod.invoices" if billing else "Stripe (no billing invoice)"),
+                s.ref, billing.row_ref if billing else "")
     return result
 
 
@@ -224,3 +228,30 @@ def _subscription(facts: AccountFacts, because: Reasons) -> TrueSubscription | N
     because.note("subscription", "the account's Stripe subscription with the latest created", s.ref)
     return trusted(TrueSubscription, subscription_id=s.subscription_id, status=s.status,
                    current_period_end=s.current_period_end)
+
+
+def decided_until(state: TrueState) -> datetime | None:
+    """Until when (exclusive; None: for ever) `state` stays what true_state says at any later
+    instant, but for `as_of` and `days_overdue` (see `restated`), while no event arrives.
+
+    With the facts fixed, the standing moves only at crossings (domain/dunning.py). Stage and
+    bad_debt hold until next_action_at (rules-v1 §2), so do stage_since, status, delinquent, the
+    entitlements and next_action_at itself; failed_attempts and past_due_invoices also move when
+    an open invoice falls due without changing the stage, so the earliest such due_at after
+    as_of ends it too. The invoices, Stripe invoices, customer and subscription are the facts'."""
+    ends = [i.due_at for i in state.invoices.values()
+            if i.status == "open" and i.due_at is not None and i.due_at > state.as_of]
+    if state.next_action_at is not None:
+        ends.append(state.next_action_at)
+    return min(ends, default=None)
+
+
+def restated(state: TrueState, at: datetime, rules: Rules) -> TrueState:
+    """`state` (true_state at state.as_of, explain off) as true_state would say it at `at`, for
+    state.as_of <= at < decided_until(state): the same but for as_of, the rules' version name and
+    days_overdue, which counts whole days since the oldest past-due invoice fell due."""
+    days = 0
+    if state.past_due_invoices:
+        due = state.invoices[state.past_due_invoices[0]].due_at
+        days = (at - due) // DAY  # type: ignore[operator]
+    return state.model_copy(update={"as_of": at, "rules_version": rules.version, "days_overdue": days})

@@ -27,11 +27,28 @@ from domain.held import HeldRow, ParkedRecord
 from domain.legacy_tables import COMPARED_BY_STORE
 from eventlog.account_log import EVENTS_TABLE, decode_event
 from eventlog.tables_present import has_tables
-from projections.read_model.facts_store import Keep, KeptFactsReader, can_keep, decode, keep, usable
+from domain.rules import Rules
+from domain.state import TrueState
+from projections.read_model.facts_store import TABLE as KEPT_TABLE
+from projections.read_model.facts_store import (
+    DecisionKey, Keep, KeptFactsReader, can_keep, decode, decode_state, keep, usable,
+)
 
 P = TypeVar("P")
-# An account's source for the fold: its events, or (no events read) its kept facts as of T.
-Source = tuple[list[AccountEvent], AccountFacts | None]
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What stands for an account's events at T: its kept facts (as of T), or the decision kept
+    beside them (restated at T; then `facts` is None), and the stream version they reflect."""
+
+    stream_version: int
+    facts: AccountFacts | None = None
+    decided: TrueState | None = None
+
+
+# An account's source for the fold: its events, or (no events read) what is kept for it.
+Source = tuple[list[AccountEvent], Stored | None]
 
 
 @dataclass(frozen=True)
@@ -66,10 +83,11 @@ class RangeReader(Protocol):
         "store.table" (rows of accounts the log does not know are left out)."""
         ...
 
-    def kept_accounts(self, accounts: AccountRange, as_of: datetime
+    def kept_accounts(self, accounts: AccountRange, as_of: datetime, decided: tuple[DecisionKey, Rules] | None = None
                       ) -> Iterator[tuple[str, Source, dict[str, list[dict]]]]:
         """As `accounts`, but an account whose kept facts stand for a fold at `as_of`
-        (read_model/facts_store.usable) comes with them and without its events."""
+        (read_model/facts_store.usable) comes with them and without its events; with `decided`
+        (the key and rules of this plan), with its kept decision instead when that stands."""
         ...
 
     def keep(self, rows: Sequence[Keep]) -> None:
@@ -90,10 +108,10 @@ class StoreReader:
         legacy = [legacy_rows(self.dsns[store], store, accounts) for store in COMPARED_BY_STORE]
         return by_account(account_events(self.dsns["eventstore"], accounts), legacy)
 
-    def kept_accounts(self, accounts: AccountRange, as_of: datetime
+    def kept_accounts(self, accounts: AccountRange, as_of: datetime, decided: tuple[DecisionKey, Rules] | None = None
                       ) -> Iterator[tuple[str, Source, dict[str, list[dict]]]]:
         legacy = [legacy_rows(self.dsns[store], store, accounts) for store in COMPARED_BY_STORE]
-        return by_account(kept_or_events(self.dsns["eventstore"], accounts, as_of), legacy)
+        return by_account(kept_or_events(self.dsns["eventstore"], accounts, as_of, decided), legacy)
 
     def keep(self, rows: Sequence[Keep]) -> None:
         if rows and can_keep(self.dsns["eventstore"]):
@@ -110,8 +128,19 @@ def account_ids(eventstore_dsn: str) -> list[str]:
 
 
 def account_ranges(eventstore_dsn: str, parts: int) -> list[AccountRange]:
-    """Splits the accounts in the log into `parts` ranges of about equal size."""
-    ids = account_ids(eventstore_dsn)
+    """Splits the accounts in the log into `parts` ranges of about equal size.
+
+    The ranges cover every id whatever their bounds (the first and last are open), so the bounds
+    need only be a fair sample: the kept facts' accounts when there are enough of them (an index
+    read of ~10k keys, measured ~0.4 s less than the log's distinct streams on 445k events), else
+    the log's streams."""
+    ids: list[str] = []
+    with psycopg.connect(eventstore_dsn) as conn:
+        if has_tables(conn, KEPT_TABLE):
+            ids = sorted(row[0] for row in conn.execute(sql.SQL("SELECT account_id FROM {}").format(
+                sql.Identifier(KEPT_TABLE))))
+    if len(ids) < parts:
+        ids = account_ids(eventstore_dsn)
     if parts <= 1 or len(ids) < parts:
         return [AccountRange()]
     bounds = [ids[len(ids) * i // parts] for i in range(1, parts)]
@@ -145,14 +174,17 @@ def account_events(eventstore_dsn: str, accounts: AccountRange) -> Iterator[tupl
         yield current, batch
 
 
-def kept_or_events(eventstore_dsn: str, accounts: AccountRange, as_of: datetime) -> Iterator[tuple[str, Source]]:
-    """Each stream of the range in id order: its kept facts when they stand for a fold at `as_of`,
-    else its events. The heads and the kept rows come from one snapshot; the streams to replay are
-    read by id (all of the range when nothing kept is usable)."""
+def kept_or_events(eventstore_dsn: str, accounts: AccountRange, as_of: datetime,
+                   decided: tuple[DecisionKey, Rules] | None = None) -> Iterator[tuple[str, Source]]:
+    """Each stream of the range in id order: what is kept for it when its facts stand for a fold
+    at `as_of` (its decision, when `decided` is given and it stands; else the facts), else its
+    events. The heads and the kept rows come from one snapshot; the streams to replay are read by
+    id (all of the range when nothing kept is usable)."""
     reader = KeptFactsReader(eventstore_dsn)
     try:
         collate = _needs_collate(reader.conn)
-        heads = reader.heads(accounts.where("originator_id", collate=collate))
+        heads = reader.heads(accounts.where("originator_id", collate=collate),
+                             walk=not collate and accounts.ids is None)  # an interval of the index's order
         kept = reader.kept(accounts.where("account_id", collate=collate))
         use = {account for account, head in heads.items() if usable(kept.get(account), head, as_of)}
         if not use:
@@ -162,10 +194,19 @@ def kept_or_events(eventstore_dsn: str, accounts: AccountRange, as_of: datetime)
         replay = tuple(sorted(set(heads) - use))
         folded = ((a, (events, None)) for a, events in
                   (account_events(eventstore_dsn, AccountRange(ids=replay)) if replay else iter(())))
-        stored = ((a, data) for a, data in reader.facts(accounts.where("account_id", collate=collate),
-                                                         _order("account_id", collate), use))
+        stored = ((a, (is_decision, data)) for a, is_decision, data in reader.facts(
+            accounts.where("account_id", collate=collate), _order("account_id", collate), use, as_of,
+            decided[0] if decided else None))
         for account_id, source in heapq.merge(folded, stored, key=itemgetter(0)):
-            yield account_id, source if isinstance(source, tuple) else ([], decode(source, as_of))
+            if isinstance(source[0], list):
+                yield account_id, source  # type: ignore[misc]
+                continue
+            version = heads[account_id]
+            if source[0]:
+                assert decided is not None
+                yield account_id, ([], Stored(version, decided=decode_state(source[1], as_of, decided[1])))
+            else:
+                yield account_id, ([], Stored(version, facts=decode(source[1], as_of)))
     finally:
         reader.close()
 

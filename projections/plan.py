@@ -33,10 +33,10 @@ from domain.fold import fold
 from domain.held import HeldRow, hold
 from domain.rules import Rules
 from domain.state import TrueState
-from domain.truth import true_state
+from domain.truth import decided_until, true_state
 from projections.executor import Executor, InlineExecutor
 from projections.legacy_rows import AccountRange, RangeReader, StoreReader, account_ranges, catalog_events
-from projections.read_model.facts_store import Keep, encode, keepable
+from projections.read_model.facts_store import Decision, Keep, decision_key, encode, encode_state, keepable
 
 KEEP_BATCH = 1_000  # accounts' facts per upsert
 
@@ -124,7 +124,7 @@ def evaluate(dsns: Mapping[str, str], rules: Rules, as_of: datetime, catalog: Ca
              *, explain: bool, reader: RangeReader | None = None, kept_facts: bool = True
              ) -> Iterator[tuple[int, TrueState, list[Correction], list[HeldRow]]]:
     """Each account of the log in `accounts`, in id order: how many events it folded (0 when its
-    kept facts stood for them), its true state, its corrections (none for an account cf_prod does
+    kept facts, or the decision kept beside them, stood for them: facts_store.py), its true state, its corrections (none for an account cf_prod does
     not know) and its held rows. Streams: one account at a time; the parked rows of the range are
     read once, before. `reader` is what it reads from (default: the stores of `dsns`)."""
     reader = reader or StoreReader(dsns)
@@ -135,14 +135,25 @@ def evaluate(dsns: Mapping[str, str], rules: Rules, as_of: datetime, catalog: Ca
                                        parked.get(account_id, ()), rules, as_of, explain=explain)
         return
     keeping: list[Keep] = []
-    for account_id, (events, kept), rows in reader.kept_accounts(accounts, as_of):
-        facts = kept if kept is not None else fold(events, as_of=as_of, legacy=False)
-        if kept is None and (version := keepable(events, as_of)) is not None:
-            keeping.append(Keep(account_id, *version, encode(facts)))
+    key = decision_key(rules, catalog)
+    decided = (key, rules) if not explain else None  # a kept decision has no reasons
+    for account_id, (events, stored), rows in reader.kept_accounts(accounts, as_of, decided):
+        if stored is not None and stored.decided is not None:  # the decision kept at an earlier T stands
+            state = stored.decided
+            yield 0, state, *hold(state, catalog, parked.get(account_id, ()), rows, corrections_for(state, rows))
+            continue
+        facts = stored.facts if stored is not None and stored.facts is not None else fold(events, as_of=as_of,
+                                                                                             legacy=False)
+        state, corrections, held = decide(facts, rows, catalog, parked.get(account_id, ()), rules, as_of,
+                                          explain=explain)
+        version = (stored.stream_version, None) if stored is not None else keepable(events, as_of)
+        if version is not None and (stored is None or not explain):
+            decision = None if explain else Decision(encode_state(state), as_of, decided_until(state), key)
+            keeping.append(Keep(account_id, *version, None if stored is not None else encode(facts), decision))
             if len(keeping) >= KEEP_BATCH:
                 reader.keep(keeping)
                 keeping = []
-        yield len(events), *decide(facts, rows, catalog, parked.get(account_id, ()), rules, as_of, explain=explain)
+        yield len(events), state, corrections, held
     reader.keep(keeping)
 
 

@@ -2,7 +2,8 @@
 
     read_model_facts        per account: the facts the fold produced (they do not depend on the
                             rules), the stream version they reflect, the latest source time of an
-                            event in them that the truth reads, and the fold's code version
+                            event in them that the truth reads, and the fold's code version; and
+                            the decision last made from them (decided_*: facts_store.py)
     read_model_generation   a projection under one rules version + digest (blue/green): its rules
                             text, its T, its partition count; at most one is `active`
     read_model_partition    a partition of a generation that is built: committed with its states,
@@ -63,6 +64,14 @@ CREATE INDEX IF NOT EXISTS read_model_state_timer ON read_model_state (generatio
 -- backfill: what a built partition found (orjson: its changes against the active rules, its
 -- corrections against the legacy rows), committed with its states, so a resumed run reports it too
 ALTER TABLE read_model_partition ADD COLUMN IF NOT EXISTS report bytea;
+-- kept decisions beside the facts (facts_store.py): the true state decided from them at decided_as_of,
+-- standing until decided_until (NULL: ever) under those rules and that catalog
+ALTER TABLE read_model_facts
+    ADD COLUMN IF NOT EXISTS decided_state          bytea,        -- TrueState JSON (explain off)
+    ADD COLUMN IF NOT EXISTS decided_as_of          timestamptz,
+    ADD COLUMN IF NOT EXISTS decided_until          timestamptz,
+    ADD COLUMN IF NOT EXISTS decided_rules_digest   text,         -- rules digest / DECIDED_BY
+    ADD COLUMN IF NOT EXISTS decided_catalog_digest text;         -- the catalog folded at decided_as_of
 """
 
 

@@ -21,6 +21,7 @@ from domain.rules import RULES_V1
 from domain.truth import true_state
 from projections.legacy_rows import AccountRange, StoreReader, catalog_events
 from projections.plan import plan
+from projections.read_model.tables import ensure_read_model
 from tests.support.fleet import FLEET_NOW, a_fleet
 
 pytestmark = pytest.mark.integration
@@ -108,3 +109,73 @@ def test_plan_on_a_read_only_event_store_uses_the_kept_facts_and_writes_none(tmp
         plan(dsns, RULES_V1, FLEET_NOW)
         again = plan(read_only, RULES_V1, FLEET_NOW)
         assert corrections(again) == expected and again.events_folded < 0.1 * full.events_folded
+
+
+def decisions(dsns) -> dict[str, tuple]:
+    """account -> (decided_as_of, decided_until, decided_rules_digest) of the kept decisions."""
+    with psycopg.connect(dsns["eventstore"]) as conn:
+        return {r[0]: r[1:] for r in conn.execute(
+            "SELECT account_id, decided_as_of, decided_until, decided_rules_digest FROM read_model_facts "
+            "WHERE decided_state IS NOT NULL")}
+
+
+def test_kept_decisions_say_what_a_full_replay_says_later_and_after_the_catalog_rules_or_streams_change(tmp_path):
+    with a_fleet(tmp_path, accounts=200, drifting=30) as fleet:
+        dsns = fleet.dsns
+        t0 = FLEET_NOW
+        plan(dsns, RULES_V1, t0)  # folds everything, keeps the facts and the decisions at t0
+        decided = decisions(dsns)
+        assert len(decided) > 0.9 * len(kept_rows(dsns)) and {d[0] for d in decided.values()} == {t0}
+        assert corrections(plan(dsns, RULES_V1, t0)) == corrections(plan(dsns, RULES_V1, t0, kept_facts=False))
+        assert decisions(dsns) == decided, "standing decisions are used, not made again"
+
+        t1 = t0 + timedelta(days=4)  # some accounts' next_action_at (or an invoice falling due) comes before t1
+        ending = {a for a, (_, until, _) in decided.items() if until is not None and until <= t1}
+        assert ending and len(ending) < len(decided)
+        assert corrections(plan(dsns, RULES_V1, t1)) == corrections(plan(dsns, RULES_V1, t1, kept_facts=False))
+        at_t1 = decisions(dsns)
+        assert {a for a, d in at_t1.items() if d[0] == t1} == ending, "exactly the ended decisions are made again"
+        assert corrections(plan(dsns, RULES_V1, t1)) == corrections(plan(dsns, RULES_V1, t1, kept_facts=False))
+
+        with psycopg.connect(dsns["cf_prod"]) as conn:  # the catalog changes: every decision is made again
+            conn.execute("DELETE FROM product_config WHERE plan = 'pro' AND feature = 'api_access'")
+        fleet.recompute("ingest", "--source", "cf_prod")
+        t2 = max(e.source_time for e in catalog_events(dsns["eventstore"]))  # the deletion, observed at its read
+        never_ending = {a for a, d in decisions(dsns).items() if d[1] is None}
+        assert never_ending and fold_catalog(catalog_events(dsns["eventstore"]), as_of=t2) != fold_catalog(
+            catalog_events(dsns["eventstore"]), as_of=t1), "the catalog at t2 is not the one at t1"
+        assert corrections(plan(dsns, RULES_V1, t2)) == corrections(plan(dsns, RULES_V1, t2, kept_facts=False))
+        assert {d[0] for d in decisions(dsns).values()} == {t2}, "every decision is made again, the unending too"
+        t1 = t2
+
+        stricter = RULES_V1.model_copy(update={"version": "v9", "bad_debt_days_overdue": 5})
+        assert stricter.digest != RULES_V1.digest
+        assert corrections(plan(dsns, stricter, t1)) == corrections(plan(dsns, stricter, t1, kept_facts=False))
+        assert {d[2].split("/")[0] for d in decisions(dsns).values()} == {stricter.digest}
+        assert corrections(plan(dsns, RULES_V1, t1)) == corrections(plan(dsns, RULES_V1, t1, kept_facts=False))
+
+        moved = sorted(decided)[::10]
+        with psycopg.connect(dsns["billing_prod"]) as conn:
+            conn.execute("UPDATE invoices SET status = 'void', updated_at = %s WHERE account_id = ANY(%s) "
+                         "AND invoice_id IN (SELECT max(invoice_id) FROM invoices GROUP BY account_id)",
+                         (t1 - timedelta(hours=1), moved))
+        fleet.recompute("ingest", "--source", "billing_prod")
+        assert corrections(plan(dsns, RULES_V1, t1)) == corrections(plan(dsns, RULES_V1, t1, kept_facts=False))
+        assert corrections(plan(dsns, RULES_V1, t1)) == corrections(plan(dsns, RULES_V1, t1, kept_facts=False))
+
+
+def test_kept_facts_from_before_the_decisions_are_read_and_nothing_is_kept_until_the_table_is_migrated(tmp_path):
+    with a_fleet(tmp_path, accounts=60, drifting=10) as fleet:
+        dsns = fleet.dsns
+        expected = corrections(plan(dsns, RULES_V1, FLEET_NOW, kept_facts=False))
+        plan(dsns, RULES_V1, FLEET_NOW)
+        with psycopg.connect(dsns["eventstore"]) as conn:  # the table as the kept facts made it
+            conn.execute("ALTER TABLE read_model_facts DROP COLUMN decided_state, DROP COLUMN decided_as_of, "
+                         "DROP COLUMN decided_until, DROP COLUMN decided_rules_digest, DROP COLUMN decided_catalog_digest")
+        before = kept_rows(dsns)
+        again = plan(dsns, RULES_V1, FLEET_NOW)
+        assert corrections(again) == expected and kept_rows(dsns) == before
+        with psycopg.connect(dsns["eventstore"]) as conn:
+            ensure_read_model(conn)
+        assert corrections(plan(dsns, RULES_V1, FLEET_NOW)) == expected and len(decisions(dsns)) == len(before)
+        assert corrections(plan(dsns, RULES_V1, FLEET_NOW)) == expected

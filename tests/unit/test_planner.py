@@ -18,7 +18,7 @@ from domain.diff import Correction
 from domain.events import AccountEvent
 from domain.held import HeldRow
 from domain.rules import RULES_V1
-from projections.legacy_rows import AccountRange, RangeReader, Source, by_account
+from projections.legacy_rows import AccountRange, RangeReader, Source, Stored, by_account
 from projections.plan import evaluate, plan_account, plan_range
 from projections.read_model.facts_store import Keep, Kept, decode, usable
 from domain.fold import FOLD_VERSION
@@ -80,19 +80,19 @@ class FakeReader:
         legacy = [(a, self.rows[a]) for a in sorted(self.rows) if _within(a, accounts)]
         return by_account(log, [iter(legacy)])
 
-    def kept_accounts(self, accounts: AccountRange, as_of: datetime
+    def kept_accounts(self, accounts: AccountRange, as_of: datetime, decided=None
                       ) -> Iterator[tuple[str, Source, dict[str, list[dict]]]]:
         """As the real reader: kept facts where `usable` says they stand for the fold, else the events."""
         for account_id, events, rows in self.accounts(accounts):
             k = self.kept.get(account_id)
             meta = k and Kept(account_id, k.stream_version, k.latest_source_time, FOLD_VERSION)
             if usable(meta, max(e.originator_version for e in events), as_of):
-                yield account_id, ([], decode(k.facts, as_of)), rows
+                yield account_id, ([], Stored(k.stream_version, facts=decode(k.facts, as_of))), rows
             else:
                 yield account_id, (events, None), rows
 
     def keep(self, rows: Sequence[Keep]) -> None:
-        self.kept.update({k.account_id: k for k in rows})
+        self.kept.update({k.account_id: k for k in rows if k.facts is not None})  # (it keeps no decisions)
 
 
 def _within(account: str, accounts: AccountRange) -> bool:
