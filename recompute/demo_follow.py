@@ -13,7 +13,10 @@ arrive, with its lag from the cause to the correction committed (`correction_aud
              account's dunning stage goes 'none' -> 'grace' (nothing new is written at that instant:
              the follower's timer does it)
 
-Then SIGTERM: the follower finishes its batch and exits 0. Whatever does not come within TIMEOUT is
+Each lag is also shown as the follower kept it for the report (`correction_audit.caused_at`: the
+Stripe event's `created`, whole seconds; the legacy commit as its change stream tells it; the
+timer's instant). Then SIGTERM: the follower finishes its batch and exits 0, and the demo's report
+is written again, with its correction lag section. Whatever does not come within TIMEOUT is
 one line and a False return (exit 1), never a hang.
 """
 
@@ -34,10 +37,14 @@ from pathlib import Path
 
 import orjson
 import psycopg
+from psycopg import sql
 import requests
 import stripe
 
 from domain.legacy_tables import STORES
+from domain.partitions import PARTITIONS
+from domain.rules import RULES_V1
+from eventlog.account_log import EVENTS_TABLE
 from ingestion.legacy.cdc.setup import setup_store
 from recompute.embedded import embedded_dsns, ensure_logical_decoding
 
@@ -64,17 +71,23 @@ def run_follow(data_dir: Path, *, say: Callable[[str], None]) -> bool:
                 say(f"follower     recompute project --follow --port 0 (pid {follower.process.pid}), "
                     f"serving on {follower.url}")
                 say(f"             {follower.first_pass}")
+                say(f"             caught up: every partition at the log's head ({_caught_up(dsns):,} events)")
                 lags.append(_webhook(dsns, follower.url, calm[0], say))
                 lags.append(_drift(dsns, calm[1], say))
                 lags.append(_timer(dsns, calm[2], say))
                 code = follower.stop()
-        except DemoFailed as failed:
-            say(f"FAILED       {failed}")
+        except (DemoFailed, psycopg.Error, requests.RequestException, OSError) as failed:
+            say(f"FAILED       {' '.join(str(failed).split())}")
             errors.seek(0)
             for line in errors.read().splitlines()[-5:]:
                 say(f"             follower: {line}")
             return False
     say(f"stopped      SIGTERM: {follower.last_line}; exit {code}")
+    from recompute.cli.report import write_report
+
+    path = data_dir / "demo-report.html"
+    size, _, _ = write_report(dsns, RULES_V1, datetime.now(UTC), path)
+    say(f"report       again, now with the correction lag ({size / 1024:,.0f} KiB): {path}")
     say(f"follow       3 corrections arrived ({', '.join(lags)}); the follower exited {code}")
     return code == 0
 
@@ -129,23 +142,27 @@ def _timer(dsns: dict[str, str], account: str, say: Callable[[str], None]) -> st
 def _arrived(dsns: dict[str, str], account: str, since: int, cause: datetime, what: str, say: Callable[[str], None],
              *, stage: str | None = None, label: str = "  corrected") -> str:
     """Waits for the account's applied corrections recorded after audit id `since` (one setting
-    `stage`, when given), says them with the lag from `cause` to their commit, and returns the lag."""
+    `stage`, when given) in a run that has closed (its cause times written), says them with the lag
+    from `cause` to their commit and the follower's own, and returns the lag."""
     deadline = time.monotonic() + TIMEOUT + max(0.0, (cause - datetime.now(UTC)).total_seconds())
-    query = ("SELECT tbl, key, col, from_value, to_value, settled_at FROM correction_audit WHERE account_id = %s "
-             "AND id > %s AND status = 'applied'" + (" AND col = 'stage' AND to_value = %s" if stage else "")
-             + " ORDER BY id")
+    query = ("SELECT tbl, key, col, from_value, to_value, settled_at, caused_at FROM correction_audit "
+             "WHERE account_id = %s AND id > %s AND status = 'applied' AND run_id IN "
+             "(SELECT run_id FROM apply_run WHERE finished_at IS NOT NULL)"
+             + (" AND col = 'stage' AND to_value = %s" if stage else "") + " ORDER BY id")
     params = (account, since, orjson.dumps(stage).decode()) if stage else (account, since)
     while time.monotonic() < deadline:
         with psycopg.connect(dsns["eventstore"]) as conn:
             rows = conn.execute(query, params).fetchall()
         if rows:
-            table, key, column, old, new, settled = rows[0]
+            table, key, column, old, new, *_ = rows[0]
             lag = (max(r[5] for r in rows) - cause).total_seconds()
             change = f".{column} {_shown(old)} -> {_shown(new)}" if column else " inserted (" + ", ".join(
                 f"{k} {v}" for k, v in (new or {}).items() if k in ("status", "attempt_count")) + ")"
             more = f" (+{len(rows) - 1} more)" if len(rows) > 1 else ""
-            say(f"  {label.strip():<9}  {table}[{next(iter(key.values())) if key else account}]{change}{more}, "
-                f"{lag:.2f} s after the {what}")
+            kept = max(((r[5] - r[6]).total_seconds() for r in rows if r[6]), default=None)
+            say(f"  {label.strip():<9}  {table}[{next(iter(key.values())) if key else account}]{change}{more}")
+            say(f"             {lag:.2f} s after the {what} to the correction committed"
+                + ("" if kept is None else f" (the follower's own lag, kept for the report: {kept:.2f} s)"))
             return f"{what} {lag:.2f} s"
         time.sleep(0.1)
     raise DemoFailed(f"no correction of {account} within {TIMEOUT:g} s of the {what}")
@@ -156,6 +173,21 @@ def _shown(value: object) -> str:
     if isinstance(value, str) and re.match(r"\d{4}-\d\d-\d\dT", value):
         return f"{datetime.fromisoformat(value):%H:%M:%S.%f}"[:-3]
     return repr(value)
+
+
+def _caught_up(dsns: dict[str, str]) -> int:
+    """Waits until the follower has read the whole log (each partition's position at its head), so
+    that what the demo does next is all each correction is caused by; returns the head."""
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        with psycopg.connect(dsns["eventstore"]) as conn:
+            head = conn.execute(sql.SQL("SELECT coalesce(max(notification_id), 0) FROM {}").format(
+                sql.Identifier(EVENTS_TABLE))).fetchone()[0]
+            parts, low = conn.execute("SELECT count(*), min(position) FROM follow_position").fetchone()
+        if parts == PARTITIONS and low >= head:
+            return head
+        time.sleep(0.2)
+    raise DemoFailed(f"the follower did not catch up with the log within {TIMEOUT:g} s")
 
 
 def _last_audit(dsns: dict[str, str]) -> int:

@@ -69,16 +69,19 @@ def test_demo_follow_shows_a_webhook_a_drift_and_a_timer_corrected_live_with_the
                                                          re.M)
         lines = live.replace(str(data_dir), "<tmp>").splitlines()
         assert len(out.splitlines()) < 80 and max(len(line) for line in lines) <= 120
+        lag = r"\n +(-?\d+\.\d\d) s after the {} to the correction committed \(the follower's own lag, kept for the report: "
         webhook = re.search(r"^webhook .*invoice\.payment_failed .*signed: 200\n  corrected  subs\.subs_invoice\[in_\w+\]"
-                            r" inserted \(status open, attempt_count 1\), (\d+\.\d\d) s after the webhook$", live, re.M)
+                            r" inserted \(status open, attempt_count 1\)" + lag.format("webhook"), live, re.M)
         drift = re.search(r"^drift .*subs_dunning\[(acc_\d+)\]\.stage 'none' -> 'retrying'\n  corrected  "
-                          r"subs\.subs_dunning\[\1\]\.stage 'retrying' -> 'none', (\d+\.\d\d) s after the drift$", live, re.M)
-        timer = re.search(r"^timer .*of (acc_\d+): open, due at .*\n.*\n  at due +\S+dunning\[\1\]\.stage 'none' -> "
-                          r"'grace'.*, (-?\d+\.\d\d) s after the timer$", live, re.M)
+                          r"subs\.subs_dunning\[\1\]\.stage 'retrying' -> 'none'" + lag.format("drift"), live, re.M)
+        timer = re.search(r"^timer .*of (acc_\d+): open, due at .*\n.*\n.*\n  at due +\S+dunning\[\1\]\.stage 'none' -> "
+                          r"'grace'.*" + lag.format("timer"), live, re.M)
         assert webhook and drift and timer, live
         assert float(timer.group(2)) >= 0, "the stage changed before the invoice fell due"
         assert re.search(r"^stopped +SIGTERM: stopped: the batch in hand was finished; leases released; exit 0$", live,
                          re.M)
+        report = Path(re.search(r"^report +again, now with the correction lag .*: (\S+\.html)$", live, re.M).group(1))
+        assert 'id="lag-table"' in report.read_text()
         assert re.search(r"^follow +3 corrections arrived \(webhook .* s, drift .* s, timer .* s\); the follower "
                          r"exited 0$", live, re.M)
     finally:
