@@ -24,6 +24,6 @@ def test_a_project_pass_gives_the_report_a_correction_lag_section_which_a_report
     assert data.lag is not None and sum(r["n"] for r in data.lag) == 3  # stage, attempts and delinquent of one account
     assert all(0 <= r["p50"] <= r["p99"] <= r["max"] for r in data.lag)
     page = render_html(data, generated_at=datetime.now(UTC))
-    assert 'id="lag-table"' in page and "p99" in page
+    assert 'id="lag-table"' in page and 'id="lag-chart"' in page and 'data-series="p99"' in page
     without = ReportData(as_of=data.as_of, rules_version="v1", fleet=data.fleet, history=data.history)
     assert 'id="lag"' not in render_html(without, generated_at=datetime.now(UTC))
