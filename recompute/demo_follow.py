@@ -142,7 +142,7 @@ def _timer(dsns: dict[str, str], account: str, say: Callable[[str], None]) -> st
 def _arrived(dsns: dict[str, str], account: str, since: int, cause: datetime, what: str, say: Callable[[str], None],
              *, stage: str | None = None, label: str = "  corrected") -> str:
     """Waits for the account's applied corrections recorded after audit id `since` (one setting
-    `stage`, when given) in a run that has closed (its cause times written), says them with the lag
+    `stage`, when given) in a run that has finished, says them with the lag
     from `cause` to their commit and the follower's own, and returns the lag."""
     deadline = time.monotonic() + TIMEOUT + max(0.0, (cause - datetime.now(UTC)).total_seconds())
     query = ("SELECT tbl, key, col, from_value, to_value, settled_at, caused_at FROM correction_audit "
