@@ -98,7 +98,8 @@ CREATE TABLE IF NOT EXISTS correction_audit (
     status        text NOT NULL,           -- pending | applied | stale | abandoned
     recorded_at   timestamptz NOT NULL DEFAULT now(),
     settled_at    timestamptz,             -- when it was applied (or found stale / abandoned)
-    rules_digest  text                     -- Rules.digest (NULL: recorded before digests; see UPGRADES)
+    rules_digest  text,                    -- Rules.digest (NULL: recorded before digests; see UPGRADES)
+    caused_at     timestamptz              -- a follower's: when what caused it happened (NULL: apply's)
 );
 CREATE INDEX IF NOT EXISTS correction_audit_account ON correction_audit (account_id, id);
 CREATE INDEX IF NOT EXISTS correction_audit_event ON correction_audit (event_id);
@@ -132,6 +133,7 @@ CREATE TABLE IF NOT EXISTS known_rules (
 UPGRADES = (
     ("apply_run", "rules_digest", "ALTER TABLE apply_run ADD COLUMN IF NOT EXISTS rules_digest text"),
     ("correction_audit", "rules_digest", "ALTER TABLE correction_audit ADD COLUMN IF NOT EXISTS rules_digest text"),
+    ("correction_audit", "caused_at", "ALTER TABLE correction_audit ADD COLUMN IF NOT EXISTS caused_at timestamptz"),
     ("parked_record", "waiting_for", """
 ALTER TABLE stripe_customer_account ALTER COLUMN account_id DROP NOT NULL;
 ALTER TABLE parked_record ADD COLUMN IF NOT EXISTS waiting_for text;     -- a Stripe customer id

@@ -185,13 +185,15 @@ def pending_by_store(left: Sequence[tuple[Intent, str]]) -> dict[str, tuple[list
 
 
 def apply_batch(dsns: Mapping[str, str], run: RunInfo, plans: list[AccountPlan], result: ApplyResult,
-                on_step: Step) -> None:
-    """Steps 3-5 for one batch of planned accounts (also what a follower of `project` runs)."""
+                on_step: Step, *, also: Callable[[psycopg.Connection], None] = lambda _: None) -> None:
+    """Steps 3-5 for one batch of planned accounts (also what a follower of `project` runs); `also`
+    writes more in the transaction that records the intents."""
     intents, events = intents_for(plans, run)
     if not intents:
         return
     with _es(dsns["eventstore"]) as conn, conn.transaction():
         intents = record(conn, run, intents, events)
+        also(conn)
     on_step("recorded")
     outcomes: list[Outcome] = []
     for store in STORES:

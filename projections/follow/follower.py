@@ -197,7 +197,8 @@ class Follower:
                     withheld = {p.state.account_id or "" for p in plans}
                 else:
                     causes = cause_times(conn, [p.state.account_id or "" for p in plans], min(pos.values()), head, due)
-                    result, committed = write_plans(self.dsns, self.rules, self.owner, plans, now, self.on_step)
+                    result, committed = write_plans(self.dsns, self.rules, self.owner, plans, now, self.on_step,
+                                                     causes)
                     report.applied, report.stale = result.count("applied"), result.count("stale")
                     for account_id in {c.account_id for c, status in result.done if status == "applied"}:
                         if account_id in causes:

@@ -1,8 +1,9 @@
 """What a follower writes for the accounts it corrects: an apply run of its own, through apply's
 protocol (projections/apply/protocol.apply_batch: intents, compare-and-set writes, settle), and
-when what caused each correction happened (for `recompute_correction_lag_seconds`).
+when what caused each correction happened (for `recompute_correction_lag_seconds`, and kept in
+`correction_audit.caused_at` for the report's correction lag).
 
-    write_plans(dsns, rules, owner, plans, now, on_step) -> (ApplyResult, committed_at)
+    write_plans(dsns, rules, owner, plans, now, on_step, causes) -> (ApplyResult, committed_at)
     cause_times(conn, accounts, after, upto, due) -> {account: instant}
 """
 
@@ -24,14 +25,16 @@ from projections.apply.protocol import ApplyResult, apply_batch, start_run
 
 
 def write_plans(dsns: Mapping[str, str], rules: Rules, owner: str, plans: list[AccountPlan], now: datetime,
-                on_step: Callable[[str], None]) -> tuple[ApplyResult, datetime]:
-    """One apply run (apply_run, marked as the follower's in follow_run for the breaker) for `plans`."""
+                on_step: Callable[[str], None], causes: Mapping[str, datetime] | None = None
+                ) -> tuple[ApplyResult, datetime]:
+    """One apply run (apply_run, marked as the follower's in follow_run for the breaker) for `plans`;
+    the transaction recording its intents also records `causes` (account -> instant) in them."""
     run = RunInfo(str(uuid.uuid4()), rules.version, now, rules.digest)
     start_run(dsns["eventstore"], run, rules, also=lambda c: c.execute(
         "INSERT INTO follow_run (run_id, owner) VALUES (%s, %s)", (run.run_id, owner)))
     result = ApplyResult(run_id=run.run_id, as_of=now, rules_version=run.rules_version,
                          rules_digest=run.rules_digest or "")
-    apply_batch(dsns, run, plans, result, on_step)
+    apply_batch(dsns, run, plans, result, on_step, also=lambda conn: _keep_causes(conn, run.run_id, causes or {}))
     committed = datetime.now(UTC)
     summary = {"kind": "follow", "owner": owner, "accounts_checked": len(plans),
                "accounts_disagreeing": len({c.account_id for c, s in result.done if s != "applied"}),
@@ -41,6 +44,13 @@ def write_plans(dsns: Mapping[str, str], rules: Rules, owner: str, plans: list[A
         conn.execute("UPDATE apply_run SET finished_at = %s, summary = %s WHERE run_id = %s",
                      (committed, Jsonb(summary), run.run_id))
     return result, committed
+
+
+def _keep_causes(conn: psycopg.Connection, run_id: str, causes: Mapping[str, datetime]) -> None:
+    """correction_audit.caused_at of the run's intents, for the report's correction lag."""
+    conn.execute("UPDATE correction_audit a SET caused_at = c.at FROM unnest(%s::text[], %s::timestamptz[]) "
+                 "AS c(account_id, at) WHERE a.run_id = %s AND a.account_id = c.account_id",
+                 (list(causes), list(causes.values()), run_id))
 
 
 def cause_times(conn: psycopg.Connection, accounts: Sequence[str], after: int, upto: int,

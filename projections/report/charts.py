@@ -17,6 +17,7 @@ STORE_COLOURS = {"cf_prod": "#4477aa", "billing_prod": "#ee6677", "subs": "#2288
 SERIES_COLOURS = {"true": "#333333", "billing_prod.dunning": STORE_COLOURS["billing_prod"],
                   "subs.subs_dunning": STORE_COLOURS["subs"]}
 STATUS_COLOURS = {"sent": "#228833", "ready": "#ccbb44", "held": "#aa3377", "void": "#bbbbbb"}
+LAG_COLOURS = {"p50": "#4477aa", "p99": "#ee6677", "max": "#bbbbbb"}
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class Mark:
     y: float
     w: float
     h: float
-    value: int
+    value: float
     label: str
     colour: str
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -121,6 +122,23 @@ def columns_over_time(rows: Sequence[Mapping[str, Any]]) -> Chart:
         if i in (0, len(buckets) - 1) or len(buckets) <= 8:
             texts.append((x + bar_w / 2, plot_h + 26, b.isoformat()[:16].replace("T", " "), "middle"))
     return Chart(max(left + len(buckets) * (bar_w + gap) + 60, 320), plot_h + 36, marks, texts)
+
+
+def lag_over_time(rows: Sequence[Mapping[str, Any]]) -> Chart:
+    """Correction lag per bucket (rows: {"at", "p50", "p99", "max"}, seconds): a group of three bars a bucket."""
+    peak = max((r["max"] for r in rows), default=0.0) or 1.0
+    left, plot_h, bar_w, gap = 50, 160, max(4.0, min(14.0, 720 / max(len(rows), 1) / 3 - 2)), 10
+    marks, texts = [], [(left - 6, 14, f"{peak:.2f} s", "end"), (left - 6, plot_h + 10, "0", "end")]
+    for i, r in enumerate(rows):
+        x = left + i * (3 * bar_w + gap)
+        for j, series in enumerate(LAG_COLOURS):
+            h = max(plot_h * r[series] / peak, 1.0)
+            marks.append(Mark(x + j * bar_w, 10.0 + plot_h - h, bar_w, h, round(r[series], 3),
+                              f"{r['at'].isoformat()[:16]} {series}", LAG_COLOURS[series],
+                              {"series": series, "at": r["at"].isoformat()}))
+        if i in (0, len(rows) - 1) or len(rows) <= 6:
+            texts.append((x + 1.5 * bar_w, plot_h + 26, r["at"].isoformat()[:16].replace("T", " "), "middle"))
+    return Chart(max(left + len(rows) * (3 * bar_w + gap) + 80, 320), plot_h + 36, marks, texts)
 
 
 def hbars(items: Sequence[tuple[str, Mapping[str, int]]], colours: Mapping[str, str], label_w: int = 260) -> Chart:

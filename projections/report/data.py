@@ -5,15 +5,18 @@
 The pass is plan's own (projections/plan.py `evaluate`, one process per range of accounts), but it
 keeps counts instead of corrections (aggregate.py). The history is read in one REPEATABLE READ
 transaction: corrections applied over time by table (`correction_audit`), the domain events of
-the outbox by type and status, the parked records by reason. The top drifting accounts are
+the outbox by type and status, the parked records by reason; and, once followers of `project`
+have corrected something, the correction lag (from `caused_at`, when what caused a correction
+happened, to `settled_at`, when it committed) as p50/p99/max per bucket of the committed times. The top drifting accounts are
 explained (projections/explain.py) for the page. Writes nothing.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -70,6 +73,7 @@ def gather(dsns: Mapping[str, str], rules: Rules, as_of: datetime, *, workers: i
             for part in pool.map(aggregate_range, *zip(*[(dict(dsns), rules, as_of, catalog, r) for r in ranges])):
                 fleet.merge(part)
     data = ReportData(as_of=as_of, rules_version=rules.version, fleet=fleet, history=read_history(dsns["eventstore"]))
+    data.lag = read_lag(dsns["eventstore"], data.history.bucket)
     data.explanations = explanations(dsns, [account for _, account in fleet.top], rules, as_of)
     return data
 
@@ -106,6 +110,32 @@ def read_history(eventstore_dsn: str) -> History:
                 "SELECT source, tbl, reason, count(*) AS n, (array_agg(key ORDER BY id))[1:3] AS examples "
                 "FROM parked_record WHERE resolved_at IS NULL GROUP BY 1, 2, 3").fetchall())
     return data
+
+
+def read_lag(eventstore_dsn: str, bucket: str) -> list[dict[str, Any]] | None:
+    """The followers' correction lag per `bucket` of the committed times; None when none has a cause time."""
+    with psycopg.connect(eventstore_dsn, options="-c TimeZone=UTC") as conn:
+        if not has_tables(conn, "correction_audit") or not conn.execute(
+                "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+                "AND table_name = 'correction_audit' AND column_name = 'caused_at'").fetchone():
+            return None
+        return lag_by_bucket(conn.execute(
+            "SELECT date_trunc(%s, settled_at), greatest(0, extract(epoch FROM settled_at - caused_at))::float8 "
+            "FROM correction_audit WHERE status = 'applied' AND caused_at IS NOT NULL", (bucket,))) or None
+
+
+def lag_by_bucket(rows: Iterable[tuple[datetime, float]]) -> list[dict[str, Any]]:
+    """Pure: (bucket, lag in seconds) rows as {"at", "n", "p50", "p99", "max"} per bucket, in time order;
+    a percentile is the nearest rank (a lag that happened, never one between two)."""
+    lags: dict[datetime, list[float]] = {}
+    for at, lag in rows:
+        lags.setdefault(at, []).append(lag)
+    return [{"at": at, "n": len(xs), "p50": _rank(xs, 0.50), "p99": _rank(xs, 0.99), "max": xs[-1]}
+            for at, xs in sorted((at, sorted(xs)) for at, xs in lags.items())]
+
+
+def _rank(ordered: list[float], share: float) -> float:
+    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
 
 
 def bucket_for(first: datetime | None, last: datetime | None) -> str:

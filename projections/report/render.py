@@ -15,7 +15,8 @@ from typing import Any
 import jinja2
 
 from projections.report.aggregate import STAGE_COPIES, STAGES
-from projections.report.charts import STATUS_COLOURS, STORE_COLOURS, columns_over_time, hbars, heatmap, stage_bars
+from projections.report.charts import (
+    LAG_COLOURS, STATUS_COLOURS, STORE_COLOURS, columns_over_time, hbars, heatmap, lag_over_time, stage_bars)
 from projections.report.data import ReportData
 
 _ENV = jinja2.Environment(loader=jinja2.PackageLoader("projections.report", "."), autoescape=True,
@@ -44,6 +45,7 @@ def page(data: ReportData) -> dict[str, Any]:
                         key=lambda row: (-row[2], row[0], row[1])),
         "stages": stage_bars(fleet.stages), "stage_names": STAGES, "stage_series": ["true", *STAGE_COPIES],
         "applied": columns_over_time(history.applied) if history.applied else None,
+        "lag": lag_over_time(data.lag) if data.lag else None, "lag_colours": LAG_COLOURS,
         "applied_by_table": sorted(by_table.items()), "applied_total": sum(by_table.values()),
         "outbox": hbars(sorted(outbox.items()), STATUS_COLOURS, label_w=200) if outbox else None,
         "outbox_rows": sorted(outbox.items()), "outbox_total": sum(r["n"] for r in history.outbox),

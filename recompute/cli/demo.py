@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime
 
 import click
@@ -25,7 +26,8 @@ def demo_apply_step(wiring, at: datetime) -> tuple[ApplyResult, str]:
 @click.option("--drifting", type=click.IntRange(0), default=138, show_default=True)
 @click.option("--seed", type=int, default=42, show_default=True)
 @click.option("--verbose", is_flag=True, help="Every step's details and the explanations in full.")
-def demo(accounts: int, drifting: int, seed: int, verbose: bool) -> None:
+@click.option("--follow", is_flag=True, help="Then continuous projection: a webhook, a drift and a timer corrected live.")
+def demo(accounts: int, drifting: int, seed: int, verbose: bool, follow: bool) -> None:
     """On the embedded default: a fleet with drift, ingest, plan, apply, plan again, explain one account."""
     from recompute.demo import run_demo
 
@@ -33,3 +35,8 @@ def demo(accounts: int, drifting: int, seed: int, verbose: bool) -> None:
         raise click.BadParameter(f"{drifting} drifting accounts out of {accounts}", param_hint="--drifting")
     run_demo(read_settings(), accounts=accounts, drifting=drifting, seed=seed, say=click.echo, apply_step=demo_apply_step,
              verbose=verbose)
+    if follow:
+        from recompute.demo_follow import run_follow
+
+        if not run_follow(read_settings().data_dir, say=click.echo):
+            sys.exit(1)
