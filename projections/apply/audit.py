@@ -12,6 +12,7 @@ The caller owns the transaction: `record` and `settle` each run inside one.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -70,19 +71,18 @@ def record(conn: psycopg.Connection, run: RunInfo, intents: Sequence[Intent],
     ids = [row[0] for row in conn.execute(
         "SELECT nextval(pg_get_serial_sequence('correction_audit', 'id')) FROM generate_series(1, %s)",
         (len(intents),))]
-    with conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO correction_audit (id, run_id, account_id, store, tbl, op, key, col, from_value, to_value, "
-            "sets, rules_version, rules_digest, as_of, causes, event_id, status) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'pending')",
-            [(audit_id, run.run_id, i.correction.account_id, i.store, i.correction.table, i.correction.op,
-              Jsonb(i.correction.key), i.correction.column, Jsonb(i.correction.from_), Jsonb(i.correction.to),
-              Jsonb(i.sets), run.rules_version, run.rules_digest, run.as_of, Jsonb(list(i.causes)), i.event_id)
-             for audit_id, i in zip(ids, intents, strict=True)])
-        cur.executemany(
-            "INSERT INTO outbox_event (event_id, run_id, account_id, type, subject, status) "
-            "VALUES (%s, %s, %s, %s, %s, 'held')",
-            [(e.event_id, run.run_id, e.account_id, e.type, e.subject) for e in events])
+    with conn.cursor() as cur:  # COPY: one stream per table, not a statement per row
+        with cur.copy("COPY correction_audit (id, run_id, account_id, store, tbl, op, key, col, from_value, "
+                      "to_value, sets, rules_version, rules_digest, as_of, causes, event_id, status) "
+                      "FROM STDIN") as copy:
+            for audit_id, i in zip(ids, intents, strict=True):
+                copy.write_row((audit_id, run.run_id, i.correction.account_id, i.store, i.correction.table,
+                                i.correction.op, Jsonb(i.correction.key), i.correction.column,
+                                Jsonb(i.correction.from_), Jsonb(i.correction.to), Jsonb(i.sets), run.rules_version,
+                                run.rules_digest, run.as_of, Jsonb(list(i.causes)), i.event_id, "pending"))
+        with cur.copy("COPY outbox_event (event_id, run_id, account_id, type, subject, status) FROM STDIN") as copy:
+            for e in events:
+                copy.write_row((e.event_id, run.run_id, e.account_id, e.type, e.subject, "held"))
     return [replace(i, audit_id=audit_id) for audit_id, i in zip(ids, intents, strict=True)]
 
 
@@ -102,14 +102,18 @@ def settle(conn: psycopg.Connection, outcomes: Sequence[Outcome]) -> dict[str, i
             "WHERE a.event_id IN (SELECT event_id FROM correction_audit WHERE id = ANY(%s)) "
             "AND e.status = 'held' ORDER BY a.id", ([o.audit_id for o in outcomes],)).fetchall()
     counts = {"ready": 0, "void": 0}
-    with conn.pipeline():  # one round trip for the lot, not one per event
-        for event_id, status, body in finished_events(rows):
-            if status == "void":
-                conn.execute("UPDATE outbox_event SET status = 'void' WHERE event_id = %s", (event_id,))
-            else:
-                conn.execute("UPDATE outbox_event SET status = 'ready', body = %s, ready_at = now() "
-                             "WHERE event_id = %s", (Jsonb(body), event_id))
-            counts[status] += 1
+    finished = finished_events(rows)
+    for _, status, _ in finished:
+        counts[status] += 1
+    if finished:  # one statement for the lot
+        conn.execute(
+            "UPDATE outbox_event e SET status = u.status, "
+            "body = CASE WHEN u.status = 'ready' THEN u.body::jsonb ELSE e.body END, "
+            "ready_at = CASE WHEN u.status = 'ready' THEN now() ELSE e.ready_at END "
+            "FROM unnest(%s::uuid[], %s::text[], %s::text[]) AS u(event_id, status, body) "
+            "WHERE e.event_id = u.event_id",
+            ([str(event_id) for event_id, _, _ in finished], [status for _, status, _ in finished],
+             [None if body is None else json.dumps(body) for _, _, body in finished]))
     return counts
 
 

@@ -20,6 +20,7 @@ Connections that run these must use TimeZone=UTC, so to_jsonb renders timestamps
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -86,24 +87,17 @@ def spec_of(c: Correction) -> WriteSpec:
 
 
 def statement(c: Correction, sets: Mapping[str, Any]) -> tuple[sql.Composed, dict[str, Any]]:
+    """An update's statement is one object per shape (table, column, bookkeeping set), built once:
+    a writer renders each shape once per connection (write_store) and the server prepares it."""
     spec = spec_of(c)
     if unknown := sorted(set(sets) - set(spec.bookkeeping)):
         raise WriteRefused(f"{c.table}: {', '.join(unknown)} is not set by the projector")
     params: dict[str, Any] = {"account": c.account_id}
     if c.op == "update":
-        column_type = spec.writable[c.column]  # type: ignore[index]
-        assignments = [_assign(c.column, "to", column_type)]  # type: ignore[arg-type]
         params.update(to=c.to, **{"from": c.from_})
-        for name in sorted(sets):
-            assignments.append(_assign(name, f"set_{name}", spec.bookkeeping[name]))
-            params[f"set_{name}"] = sets[name]
-        if spec.stamp:
-            assignments.append(sql.SQL("{} = now()").format(sql.Identifier(spec.stamp)))
-        where = [*_key_match(spec, c, params), _matches(c.column, "from", column_type)]  # type: ignore[arg-type]
-        if spec.only:
-            where.append(sql.SQL(spec.only))
-        return sql.SQL("UPDATE {} SET {} WHERE {}").format(
-            sql.Identifier(spec.name), sql.SQL(", ").join(assignments), sql.SQL(" AND ").join(where)), params
+        params.update({f"set_{name}": sets[name] for name in sets})
+        _key_params(spec, c, params)
+        return _update(c.table, c.column or "", tuple(sorted(sets))), params
     if c.op == "insert":
         types = {**spec.key, **spec.writable, **spec.bookkeeping, **spec.identity}
         columns = sorted(c.to)
@@ -139,6 +133,22 @@ def probe(c: Correction) -> tuple[sql.Composed, dict[str, Any]]:
     return sql.SQL("SELECT 1 FROM {} WHERE {}").format(sql.Identifier(spec.name), sql.SQL(" AND ").join(where)), params
 
 
+@functools.cache
+def _update(table: str, column: str, sets: tuple[str, ...]) -> sql.Composed:
+    spec = SPECS[table]
+    column_type = spec.writable[column]
+    assignments = [_assign(column, "to", column_type)]
+    for name in sets:
+        assignments.append(_assign(name, f"set_{name}", spec.bookkeeping[name]))
+    if spec.stamp:
+        assignments.append(sql.SQL("{} = now()").format(sql.Identifier(spec.stamp)))
+    where = [*_key_sql(spec), _matches(column, "from", column_type)]
+    if spec.only:
+        where.append(sql.SQL(spec.only))
+    return sql.SQL("UPDATE {} SET {} WHERE {}").format(
+        sql.Identifier(spec.name), sql.SQL(", ").join(assignments), sql.SQL(" AND ").join(where))
+
+
 def _assign(column: str, param: str, sql_type: str) -> sql.Composed:
     return sql.SQL("{} = {}::{}").format(sql.Identifier(column), sql.Placeholder(param), sql.SQL(sql_type))
 
@@ -149,11 +159,19 @@ def _matches(column: str, param: str, sql_type: str) -> sql.Composed:
 
 
 def _key_match(spec: WriteSpec, c: Correction, params: dict[str, Any]) -> list[sql.Composable]:
-    where: list[sql.Composable] = []
-    for column, sql_type in spec.key.items():
+    _key_params(spec, c, params)
+    return _key_sql(spec)
+
+
+def _key_params(spec: WriteSpec, c: Correction, params: dict[str, Any]) -> None:
+    for column in spec.key:
         params[f"k_{column}"] = c.key[column]  # type: ignore[index]
-        where.append(sql.SQL("{} = {}::{}").format(sql.Identifier(column), sql.Placeholder(f"k_{column}"),
-                                                   sql.SQL(sql_type)))
+
+
+def _key_sql(spec: WriteSpec) -> list[sql.Composable]:
+    where: list[sql.Composable] = [
+        sql.SQL("{} = {}::{}").format(sql.Identifier(column), sql.Placeholder(f"k_{column}"), sql.SQL(sql_type))
+        for column, sql_type in spec.key.items()]
     if "account_id" not in spec.key:
         where.append(sql.SQL("account_id = %(account)s"))
     return where

@@ -3,8 +3,9 @@
     relay(eventstore_dsn, broker_url) -> RelayReport
 
 kombu, to a durable topic exchange `recompute.events`, routing key = event type, persistent
-messages (delivery_mode=2), publisher confirms (py-amqp `confirm_publish`): a message counts as
-sent only once the broker has confirmed it. Events are taken in outbox order with
+messages (delivery_mode=2), publisher confirms (RabbitMQ's confirm.select on the channel): a
+message counts as sent only once the broker has confirmed it; a batch is published back to back and
+its confirms awaited once (`_Confirms`), not one round trip per message. Events are taken in outbox order with
 `FOR UPDATE SKIP LOCKED` (two relays never publish the same event at once) and marked sent in the
 transaction that took them. A crash between the broker's confirm and that commit publishes the
 event again later, under the same message_id (the event id): delivery is at least once, and the
@@ -12,12 +13,14 @@ id is the consumers' idempotency key.
 
 Errors: the broker unreachable or refusing (kombu `OperationalError`, the transport's connection
 and channel errors, `MessageNacked`, a socket timeout) stop the relay; what was confirmed is marked
-sent, the rest waits, and the report says why. kombu's own `retry_policy` retries a lost connection
-a couple of times first. Database errors propagate.
+sent, the rest waits (for the next relay), and the report says why. kombu's `retry_policy` retries
+the first connection a couple of times. Database errors propagate.
 """
 
 from __future__ import annotations
 
+import socket
+import time
 from dataclasses import dataclass
 
 import psycopg
@@ -28,6 +31,7 @@ from kombu.exceptions import OperationalError
 EXCHANGE = Exchange("recompute.events", type="topic", durable=True)
 RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
 BATCH = 500
+CONFIRM_TIMEOUT_S = 10.0
 
 
 class BrokerRefused(Exception):
@@ -62,11 +66,12 @@ def relay(eventstore_dsn: str, broker_url: str, *, batch: int = BATCH) -> RelayR
     with psycopg.connect(eventstore_dsn, autocommit=True) as conn:  # each batch its own transaction
         if _waiting(conn) == 0:
             return RelayReport(0, 0)
-        broker = Connection(broker_url, connect_timeout=5, transport_options={"confirm_publish": True})
+        broker = Connection(broker_url, connect_timeout=5)
         failures = (OperationalError, MessageNacked, OSError, *broker.connection_errors, *broker.channel_errors)
         try:
             broker.ensure_connection(**RETRY_POLICY)
             producer = broker.Producer()
+            confirms = _Confirms(broker)
             while error is None:
                 with conn.transaction():
                     rows = conn.execute(
@@ -74,16 +79,16 @@ def relay(eventstore_dsn: str, broker_url: str, *, batch: int = BATCH) -> RelayR
                         "ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED", (batch,)).fetchall()
                     if not rows:
                         break
-                    sent = []
-                    for event_id, event_type, body in rows:
-                        try:
+                    try:
+                        for event_id, event_type, body in rows:  # the batch goes out, then its confirms come
                             _publish(producer, str(event_id), event_type, body)
-                        except failures as failure:
-                            error = _say(failure)
-                            break
-                        sent.append(event_id)
-                    conn.execute("UPDATE outbox_event SET status = 'sent', sent_at = now(), attempts = attempts + 1 "
-                                 "WHERE event_id = ANY(%s)", (sent,))
+                        confirms.wait(len(rows))
+                        sent = [event_id for event_id, _, _ in rows]
+                    except failures as failure:
+                        error = _say(failure)
+                        sent = [event_id for event_id, _, _ in rows[:confirms.through_batch()]]
+                    conn.execute("UPDATE outbox_event SET status = 'sent', sent_at = clock_timestamp(), "
+                                 "attempts = attempts + 1 WHERE event_id = ANY(%s)", (sent,))
                     published += len(sent)
         except failures as failure:
             error = _say(failure)
@@ -92,12 +97,57 @@ def relay(eventstore_dsn: str, broker_url: str, *, batch: int = BATCH) -> RelayR
         return RelayReport(published, _waiting(conn), error)
 
 
+class _Confirms:
+    """Publisher confirms for a batch (RabbitMQ's confirm.select): its messages are published back
+    to back and the broker's acks (delivery tags 1, 2, ... on the channel; `multiple` covers every
+    tag up to it) awaited once, not a round trip per message. A nack, or acks missing after
+    CONFIRM_TIMEOUT_S, fails the batch from its first message not acked on."""
+
+    def __init__(self, broker: Connection) -> None:
+        self._channel = broker.default_channel
+        self._connection = broker.connection
+        self._channel.confirm_select()
+        self._base = 0  # the tags of earlier batches
+        self._acked: set[int] = set()
+        self._nacked = False
+        self._channel.events["basic_ack"].add(self._on_ack)
+        self._channel.events["basic_nack"].add(self._on_nack)
+
+    def _on_ack(self, tag: int, multiple: bool) -> None:
+        self._acked.update(range(self._base + 1, tag + 1) if multiple else (tag,))
+
+    def _on_nack(self, tag: int, multiple: bool) -> None:
+        self._nacked = True
+
+    def through_batch(self) -> int:
+        """How many messages of the current batch, from its first on, the broker acked."""
+        n = 0
+        while self._base + n + 1 in self._acked:
+            n += 1
+        return n
+
+    def wait(self, count: int) -> None:
+        deadline = time.monotonic() + CONFIRM_TIMEOUT_S
+        while self.through_batch() < count and not self._nacked:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout(f"{count - self.through_batch()} of {count} publishes not confirmed "
+                                     f"within {CONFIRM_TIMEOUT_S:g}s")
+            try:
+                self._connection.drain_events(timeout=left)
+            except socket.timeout:
+                continue
+        if self._nacked:
+            raise MessageNacked()
+        self._base += count
+        self._acked = {tag for tag in self._acked if tag > self._base}
+
+
 def _publish(producer, event_id: str, event_type: str, body: str) -> None:
     producer.publish(
         body.encode(), exchange=EXCHANGE, routing_key=event_type, declare=[EXCHANGE],
         content_type="application/json", content_encoding="utf-8", delivery_mode=2,
         message_id=event_id, type=event_type, headers={"idempotency_key": event_id},
-        retry=True, retry_policy=RETRY_POLICY, confirm_timeout=10,
     )
 
 
