@@ -125,12 +125,7 @@ class Collection:
             self.blobs[oid] = orjson.dumps(item)
             if not item.get("deleted"):
                 entries.append((self._key(item, source), oid, self._values(item)))
-        entries.sort()
-        for key, oid, values in entries:
-            self.listed[oid] = (key, values)
-            self.all.append(key)
-            for f, v in values.items():
-                self.by[f].setdefault(v, []).append(key)
+        self._index(entries)
 
     def load_file(self, path: Path, source: str, *, since: int | None = None) -> None:
         """`load` streamed from a JSONL file: only each object's keys and indexed fields are held,
@@ -155,6 +150,10 @@ class Collection:
                 self.blobs[oid] = (start, len(body))
                 if not item.get("deleted"):
                     entries.append((self._key(item, source), oid, self._values(item)))
+        self._index(entries)
+
+    def _index(self, entries: list) -> None:
+        """Lists the (key, id, indexed values) of the objects loaded, in key order."""
         entries.sort()
         for key, oid, values in entries:
             self.listed[oid] = (key, values)

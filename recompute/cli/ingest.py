@@ -9,21 +9,19 @@ stream's lock so the two never interleave.
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 
 import click
 import psycopg
 import stripe
 
-from domain.legacy_tables import STORES, TABLES_BY_STORE
-from ingestion.jobs import IngestJob, run_ingest
-from ingestion.report import IngestReport
+from domain.legacy_tables import STORES
+from ingestion.jobs import IngestJob
+from ingestion.streamed_jobs import snapshot_jobs, snapshots_while_streaming
 from ingestion.legacy.cdc.replication import ReplicationError
-from ingestion.legacy.cdc.setup import has_stream, published_tables, resync_lock
+from ingestion.legacy.cdc.setup import has_stream, resync_lock
 from ingestion.legacy.cdc.stream import LegacyChangeStream, NotSetUp
 from ingestion.legacy.cdc.pgoutput import lsn_text
 from recompute.bootstrap import SOURCES
@@ -62,41 +60,13 @@ def ingest(source: str, follow: bool, interval: float, resync: bool, batch_size:
                         and has_stream(job.source, wiring.dsns[job.source], eventstore)]
             streams: list[LegacyChangeStream] = []
             if not resync:
-                jobs = _snapshot_jobs(jobs, streamed, wiring.dsns)
+                jobs = snapshot_jobs(jobs, streamed, wiring.dsns)
                 streams = [held.enter_context(LegacyChangeStream(store=store, legacy_dsn=wiring.dsns[store],
                                                                  eventstore_dsn=eventstore)) for store in streamed]
         except _FAILURES as error:
             raise RunFailed(f"ingest failed: {' '.join(str(error).split())}")
         _passes(jobs, streams, follow=follow, interval=interval, workers=workers,
                 held_streams=[(eventstore, store) for store in streamed] if resync else [])
-
-
-def _snapshot_jobs(jobs: list[IngestJob], streamed: list[str], dsns: dict[str, str]) -> list[IngestJob]:
-    """The jobs left for snapshots: a streamed store only for its tables the stream does not carry."""
-    left = []
-    for job in jobs:
-        if job.source not in streamed:
-            left.append(job)
-            continue
-        published = published_tables(job.source, dsns[job.source])
-        unpublished = tuple(spec.table for spec in TABLES_BY_STORE[job.source] if spec.table not in published)
-        if unpublished:
-            left.append(dataclasses.replace(job, tables=unpublished))
-    return left
-
-
-def _snapshots_while_streaming(jobs: list[IngestJob], streams: list[LegacyChangeStream], *,
-                               workers: int) -> list[IngestReport]:
-    """The snapshot jobs, while the streams go on being read: a stream left unread for
-    wal_sender_timeout (60 s) is cut off by its server."""
-    if not jobs:
-        return []
-    with ThreadPoolExecutor(1) as pool:
-        running = pool.submit(run_ingest, jobs, workers=workers)
-        while streams and not running.done():
-            for stream in streams:
-                stream.poll(0.1)
-        return running.result()
 
 
 def _passes(jobs: list[IngestJob], streams: list[LegacyChangeStream], *, follow: bool, interval: float,
@@ -109,7 +79,7 @@ def _passes(jobs: list[IngestJob], streams: list[LegacyChangeStream], *, follow:
             with ExitStack() as held:  # resync: each pass holds the streams' stores, taken before its snapshots
                 for eventstore, store in held_streams:
                     held.enter_context(resync_lock(eventstore, store))
-                reports = _snapshots_while_streaming(jobs, streams, workers=workers)
+                reports = snapshots_while_streaming(jobs, streams, workers=workers)
             for report in reports:
                 waiting = f", waiting {report.waiting}" if report.source == "stripe" else ""
                 click.echo(f"{report.source}: read {report.rows_read}, appended {report.appended}, "

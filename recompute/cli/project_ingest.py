@@ -26,7 +26,7 @@ from ingestion.legacy.cdc.setup import has_stream
 from ingestion.legacy.cdc.stream import LegacyChangeStream, NotSetUp
 from ingestion.report import IngestReport
 from recompute.bootstrap import Wiring
-from recompute.cli.ingest import _snapshot_jobs, _snapshots_while_streaming
+from ingestion.streamed_jobs import snapshot_jobs, snapshots_while_streaming
 
 FAILURES = (psycopg.Error, stripe.StripeError, OSError, ReplicationError, NotSetUp)
 SNAPSHOT_BESIDE_STREAMS_S = 5.0  # the tables no stream carries, when the store has a stream
@@ -48,7 +48,7 @@ class Sources:
         legacy = [job for job in jobs if job.source in STORES]
         eventstore = wiring.dsns["eventstore"]
         streamed = [job.source for job in legacy if has_stream(job.source, wiring.dsns[job.source], eventstore)]
-        sources = cls(wiring, _snapshot_jobs(legacy, streamed, wiring.dsns),
+        sources = cls(wiring, snapshot_jobs(legacy, streamed, wiring.dsns),
                       [job for job in jobs if job.source == "stripe"], streamed)
         try:
             for store in streamed:
@@ -72,7 +72,7 @@ class Sources:
         """The snapshots and Stripe (the streams read meanwhile), then each stream up to the server's
         flush LSN: the reports, and what each stream appended."""
         before = {store: stream.appended for store, stream in self.streams.items()}
-        reports = _snapshots_while_streaming([*self.snapshots, *self.stripe], list(self.streams.values()), workers=3)
+        reports = snapshots_while_streaming([*self.snapshots, *self.stripe], list(self.streams.values()), workers=3)
         for stream in self.streams.values():
             stream.catch_up()
         return reports, {store: stream.appended - before[store] for store, stream in self.streams.items()}
@@ -100,7 +100,7 @@ class Sources:
                 next_stripe = now + stripe_interval
             if due:
                 try:
-                    _snapshots_while_streaming(due, list(self.streams.values()), workers=1)
+                    snapshots_while_streaming(due, list(self.streams.values()), workers=1)
                 except FAILURES as error:
                     say(f"ingest failed, retrying: {' '.join(str(error).split())}")
             if not self.streams and not self.broken:
