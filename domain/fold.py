@@ -27,6 +27,7 @@ order they arrive in, and an evt_ id counts once (the first one folded).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import datetime
 from functools import singledispatch
@@ -49,6 +50,23 @@ TRUTH_READS = frozenset({
 def read_by_truth(event: AccountEvent) -> bool:
     """Whether some rule reads this event (its table is in TRUTH_READS)."""
     return (event.store, event.table) in TRUTH_READS
+
+
+_TRUTH_TABLE = re.compile(b'"table":"(?:' + b"|".join(
+    re.escape(table.encode()) for table in sorted({t for _, t in TRUTH_READS})) + b')"')
+_ANY_TABLE = b'"table":"'
+
+
+def may_be_read_by_truth(state: bytes) -> bool:
+    """On an event's stored state (its JSON, eventlog/account_log.encode_state), before decoding
+    it: False only when `read_by_truth` is surely False (no false negatives; a True is settled by
+    `read_by_truth` after decoding, as `fold(legacy=False)` does anyway).
+
+    The state is compact JSON (orjson, as pydantic would write it): its top-level `table` reads
+    `"table":"<name>"`, and these bytes cannot occur inside a JSON string (a quote in a string is
+    escaped). So a state naming no table of TRUTH_READS that way is not read; one with no
+    `"table":"` at all (some other spacing) is kept for the decoder to judge."""
+    return _TRUTH_TABLE.search(state) is not None or _ANY_TABLE not in state
 
 
 class UnknownEvent(TypeError):

@@ -23,6 +23,7 @@ from psycopg import sql
 from domain.diff import WRITABLE
 from domain.events import CATALOG_STREAM, AccountEvent
 from domain.facts import AccountFacts
+from domain.fold import may_be_read_by_truth
 from domain.held import HeldRow, ParkedRecord
 from domain.legacy_tables import COMPARED_BY_STORE
 from eventlog.account_log import EVENTS_TABLE, decode_event
@@ -108,6 +109,11 @@ class StoreReader:
         legacy = [legacy_rows(self.dsns[store], store, accounts) for store in COMPARED_BY_STORE]
         return by_account(account_events(self.dsns["eventstore"], accounts), legacy)
 
+    def truth_accounts(self, accounts: AccountRange) -> Iterator[tuple[str, TruthStream, dict[str, list[dict]]]]:
+        """As `accounts`, each stream read by `truth_events` (for `fold(legacy=False)`)."""
+        legacy = [legacy_rows(self.dsns[store], store, accounts) for store in COMPARED_BY_STORE]
+        return by_account(((s.account_id, s) for s in truth_events(self.dsns["eventstore"], accounts)), legacy)
+
     def kept_accounts(self, accounts: AccountRange, as_of: datetime, decided: tuple[DecisionKey, Rules] | None = None
                       ) -> Iterator[tuple[str, Source, dict[str, list[dict]]]]:
         legacy = [legacy_rows(self.dsns[store], store, accounts) for store in COMPARED_BY_STORE]
@@ -155,6 +161,64 @@ def catalog_events(eventstore_dsn: str) -> list[AccountEvent]:
 def account_events(eventstore_dsn: str, accounts: AccountRange) -> Iterator[tuple[str, list[AccountEvent]]]:
     current: str | None = None
     batch: list[AccountEvent] = []
+    for originator_id, version, topic, state in _event_rows(eventstore_dsn, accounts):
+        if originator_id != current:
+            if current is not None:
+                yield current, batch
+            current, batch = originator_id, []
+        batch.append(decode_event(topic, state, originator_id, version))
+    if current is not None:
+        yield current, batch
+
+
+@dataclass
+class TruthStream:
+    """One account's stream as `fold(legacy=False)` needs it: the events some rule may read
+    decoded (domain/fold.may_be_read_by_truth), the others kept undecoded; with the stream's
+    length and head version, which do not depend on what was decoded."""
+
+    account_id: str
+    events: list[AccountEvent]
+    others: list[tuple[int, str, bytes]]  # (version, topic, state) of the events left undecoded
+    count: int
+    head: int
+
+    def for_fold(self, as_of: datetime) -> list[AccountEvent]:
+        """Events whose `fold(..., as_of=as_of, legacy=False)` equals that of the whole stream.
+
+        The fold keeps only truth events, in the order it sorts them into, so leaving out events
+        no rule reads changes nothing, but for one thing: with legacy=False the account id comes
+        from the stream once any event is at or before T. When no decoded event is, the rest is
+        decoded too (rare: an account whose every truth event is after T)."""
+        if not self.others or any(e.source_time <= as_of for e in self.events):
+            return self.events
+        decoded = [(e.originator_version, e) for e in self.events]
+        decoded += [(v, decode_event(topic, state, self.account_id, v)) for v, topic, state in self.others]
+        return [e for _, e in sorted(decoded, key=itemgetter(0))]
+
+
+def truth_events(eventstore_dsn: str, accounts: AccountRange) -> Iterator[TruthStream]:
+    """account_events for `fold(legacy=False)`: each account's stream, decoding only the events
+    some rule may read (a third of a fleet's events are not: subs_*, schedules, billing's
+    dunning, Stripe charges and payment intents)."""
+    current: TruthStream | None = None
+    for originator_id, version, topic, state in _event_rows(eventstore_dsn, accounts):
+        if current is None or originator_id != current.account_id:
+            if current is not None:
+                yield current
+            current = TruthStream(originator_id, [], [], 0, 0)
+        current.count += 1
+        current.head = version
+        if may_be_read_by_truth(state):
+            current.events.append(decode_event(topic, state, originator_id, version))
+        else:
+            current.others.append((version, topic, state))
+    if current is not None:
+        yield current
+
+
+def _event_rows(eventstore_dsn: str, accounts: AccountRange) -> Iterator[tuple[str, int, str, bytes]]:
+    """(originator_id, version, topic, state) of the range's events, by account then version."""
     with psycopg.connect(eventstore_dsn) as conn, conn.cursor() as cur:
         collate = _needs_collate(conn)
         query = sql.SQL(
@@ -164,14 +228,7 @@ def account_events(eventstore_dsn: str, accounts: AccountRange) -> Iterator[tupl
                  _order("originator_id", collate))
         with cur.copy(query) as copy:
             copy.set_types(["text", "int8", "text", "bytea"])
-            for originator_id, version, topic, state in copy.rows():
-                if originator_id != current:
-                    if current is not None:
-                        yield current, batch
-                    current, batch = originator_id, []
-                batch.append(decode_event(topic, state, originator_id, version))
-    if current is not None:
-        yield current, batch
+            yield from copy.rows()
 
 
 def kept_or_events(eventstore_dsn: str, accounts: AccountRange, as_of: datetime,

@@ -1,7 +1,8 @@
 """One partition of a backfill: the unit of work an executor runs (one Dask task each).
 
 For every account of the partition (domain/partitions.partition_of) the whole stream is read
-(legacy_rows.StoreReader over AccountRange(ids=...)) and folded once at T; from the same facts come
+(legacy_rows.StoreReader.truth_accounts over AccountRange(ids=...): only the events some rule may
+read are decoded) and folded once at T; from the same facts come
 the true state under the new rules and under the active rules, and the corrections of the new
 rules against the live legacy rows (plan.decide: exactly what `plan --rules FILE` finds). Then,
 in ONE transaction on the event store: the partition's old states in this generation are deleted,
@@ -24,7 +25,7 @@ from domain.catalog import Catalog
 from domain.fold import fold
 from domain.rules import Rules
 from domain.truth import true_state
-from projections.legacy_rows import AccountRange, RangeReader, StoreReader
+from projections.legacy_rows import AccountRange, StoreReader
 from projections.plan import decide
 from projections.read_model.changes import state_changes
 
@@ -42,7 +43,7 @@ class PartitionJob:
     position: int  # the log's highest notification id when the backfill started
 
 
-def build_partition(job: PartitionJob, *, reader: RangeReader | None = None) -> bytes:
+def build_partition(job: PartitionJob, *, reader: StoreReader | None = None) -> bytes:
     """Builds and commits one partition; returns its report (orjson: accounts_checked, events,
     changes, corrections), the same bytes its row keeps."""
     reader = reader or StoreReader(job.dsns)
@@ -60,18 +61,19 @@ def build_partition(job: PartitionJob, *, reader: RangeReader | None = None) -> 
             if job.account_ids:
                 accounts = AccountRange(ids=job.account_ids)
                 parked = reader.parked(accounts)
-                for account_id, events, rows in reader.accounts(accounts):
-                    events_read += len(events)
-                    facts = fold(events, as_of=job.as_of, legacy=False)  # the truth reads no observed rows
+                for account_id, stream, rows in reader.truth_accounts(accounts):
+                    events_read += stream.count
+                    # the truth reads no observed rows, nor the events truth_events leaves undecoded
+                    facts = fold(stream.for_fold(job.as_of), as_of=job.as_of, legacy=False)
                     state, found, _ = decide(facts, rows, job.catalog, parked.get(account_id, ()), job.rules,
                                                  job.as_of)
                     copy.write_row((job.generation, account_id, job.partition, state.model_dump_json(),
-                                    state.next_action_at, events[-1].originator_version if events else 0, job.as_of))
+                                    state.next_action_at, stream.head, job.as_of))
                     if not state.account_exists:
                         continue
                     checked += 1
                     corrections += [c.as_json() for c in found]
-                    before = true_state(facts, job.catalog, job.active_rules, job.as_of)
+                    before = true_state(facts, job.catalog, job.active_rules, job.as_of, explain=False)
                     changes += state_changes(before, state)
         report = orjson.dumps({"accounts_checked": checked, "events": events_read, "changes": changes,
                                "corrections": corrections, "active_rules_version": job.active_rules.version,
