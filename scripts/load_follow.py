@@ -28,6 +28,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -138,6 +139,29 @@ def percentiles(values: list[float]) -> str:
     return f"p50 {at(0.5) * 1000:.0f} ms, p99 {at(0.99) * 1000:.0f} ms, max {values[-1] * 1000:.0f} ms (n={len(values)})"
 
 
+def steps_summary(path: Path, start: float, end: float) -> str:
+    """The follower's steps that ended during the load: how many, their size and duration, and
+    the mean time between consecutive labels (each phase named by the label ending it)."""
+    steps = [s for s in map(orjson.loads, path.read_text().splitlines()) if start <= s["at"] <= end]
+    steps = [s for s in steps if s["accounts"]]
+    if not steps:
+        return "steps: none during the load"
+    phases: dict[str, float] = {}
+    for step in steps:
+        before = 0.0
+        for label, at in sorted(step["marks"].items(), key=lambda kv: kv[1]):
+            name = label.split(":")[0] if label.startswith("wrote:") else label
+            phases[name] = phases.get(name, 0.0) + at - before
+            before = at
+    total = [s["marks"]["after"] for s in steps]
+    n = len(steps)
+    lines = [f"steps during the load: {n} ({n / (end - start):.1f}/s), accounts a step: mean "
+             f"{sum(s['accounts'] for s in steps) / n:.0f}, max {max(s['accounts'] for s in steps)}; "
+             f"step time {percentiles(total)}; mean per phase (ending at):"]
+    lines += [f"  {name:<24} {1000 * t / n:6.1f} ms  {100 * t / sum(total):4.1f}%" for name, t in phases.items()]
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rate", type=float, default=500.0, help="legacy changes a second")
@@ -150,6 +174,8 @@ def main() -> int:
     parser.add_argument("--writers", type=int, default=4, help="threads writing the legacy changes")
     parser.add_argument("--correcting", type=float, default=1.0,
                         help="share of the legacy changes that need corrections (the rest: billing_email)")
+    parser.add_argument("--profile", metavar="FILE", default=None,
+                        help="py-spy record the follower's process during the load (collapsed stacks by thread)")
     args = parser.parse_args()
     url_broker = broker_url()
     with scratch_databases(*STORES) as dsns:
@@ -161,7 +187,9 @@ def main() -> int:
         if not args.snapshots:
             subprocess.run([*RECOMPUTE, "cdc", "setup"], env=env, capture_output=True, text=True, timeout=300,
                            check=True)
-        process = subprocess.Popen([*RECOMPUTE, "project", "--follow", "--port", "0", "--max-share", "1"], env=env,
+        timings = Path(tempfile.mkdtemp(prefix="load_follow_")) / "steps.jsonl"
+        process = subprocess.Popen([*RECOMPUTE, "project", "--follow", "--port", "0", "--max-share", "1",
+                                    "--step-timings", str(timings)], env=env,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             url = None
@@ -197,11 +225,20 @@ def main() -> int:
             threads += [threading.Thread(target=webhook_sender,  # a POST takes ~20-40 ms here: a few senders
                                          args=(url, stripe_accounts[i::3], args.webhooks / 3, args.seconds, stop,
                                                changes)) for i in range(3)]
+            spy = None
+            if args.profile:
+                spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid",
+                                        str(process.pid), "--duration", str(int(args.seconds)), "--rate", "100",
+                                        "--format", "raw", "--threads", "--nonblocking", "-o", args.profile],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for t in threads:
                 t.start()
             for t in threads:
                 t.join()
-            elapsed = (datetime.now(UTC) - load_started).total_seconds()
+            if spy is not None:
+                spy.wait(timeout=60)
+            load_ended = datetime.now(UTC)
+            elapsed = (load_ended - load_started).total_seconds()
             kinds = {k: sum(c.kind == k for c in changes) for k in ("legacy", "webhook")}
             legacy_all = kinds['legacy'] + len(quiet)
             print(f"sent: {legacy_all} legacy changes ({legacy_all / elapsed:.0f}/s; {kinds['legacy']} needing "
@@ -233,6 +270,7 @@ def main() -> int:
         print(f"{kind}: to correction committed: {percentiles(committed)}")
         print(f"{kind}: to event published:      {percentiles(published)}")
         print(f"{kind}: changes with no correction after them: {missed}")
+    print(steps_summary(timings, load_started.timestamp(), load_ended.timestamp()))
     print(f"project --follow exited {code} on SIGTERM")
     return 0
 

@@ -36,25 +36,23 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import psycopg
-from psycopg import sql
 
 from domain.catalog import fold_catalog
 from domain.events import AccountEvent
 from domain.partitions import partition_of
 from domain.rules import Rules, parse_rules
-from eventlog.account_log import EVENTS_TABLE
 from projections.apply.account_plans import AccountPlan
 from projections.apply.protocol import APPLY_LOCK, ApplyResult, recover
 from projections.apply.relay import RelayReport, relay
 from projections.follow import breaker, leases, tracking
 from projections.follow.generation import ActiveGeneration, active_or_new
 from projections.follow.writes import cause_times, write_plans
-from projections.legacy_rows import AccountRange, catalog_events
-from projections.plan import evaluate
+from projections.follow.evaluation import evaluate_accounts, read_step
+from projections.follow.streams import StreamCache
+from projections.legacy_rows import catalog_events
 from projections.read_model.tables import ensure_read_model
 
 Clock = Callable[[], datetime]
-EXPLAIN_UP_TO = 2_000  # accounts per batch evaluated with their reasons (the audit's causes) in one pass
 
 
 def new_owner() -> str:
@@ -80,6 +78,7 @@ class StepReport:
     more: bool = False  # the batch was full: more events wait
     relay: RelayReport | None = None
     switched: str | None = None  # the active generation changed (backfill --apply): what to
+    marks: dict[str, float] = field(default_factory=dict)  # seconds from the step's start to each on_step label
 
 
 class Follower:
@@ -103,6 +102,7 @@ class Follower:
         self.after_commit = after_commit or self._relay
         self.held: dict[int, int] = {}
         self._catalog: list[AccountEvent] | None = None  # the product_config stream, read again when it grows
+        self._streams = StreamCache()  # the accounts' events as last read
         self._conn = self._connect()
         ensure_read_model(self._conn)
         tracking.ensure_tracking(self._conn)
@@ -133,6 +133,12 @@ class Follower:
 
     def step(self) -> StepReport:
         report = StepReport()
+        started = time.perf_counter()
+
+        def mark(label: str) -> None:
+            report.marks[label] = time.perf_counter() - started
+            self.on_step(label)
+
         if self._conn.broken or self._conn.closed:  # the server went away and came back: a new session
             self._conn = self._connect()
         report.switched = self._follow_active()
@@ -149,7 +155,7 @@ class Follower:
             report.partitions = len(held)
             if not held:
                 return report
-            self.on_step("fenced")
+            mark("fenced")
             count = self.generation.partitions
 
             def ours(account_id: str) -> bool:
@@ -178,9 +184,10 @@ class Follower:
             if not gate.open:
                 approved = set(tracking.withheld(conn, gen, parts))
                 accounts |= approved
+            mark("read")
             states, plans = self._evaluate(sorted(accounts), now)
             report.accounts = len(states)
-            self.on_step("evaluated")
+            mark("evaluated")
             withheld: set[str] = set()
             if plans:
                 if not gate.open:
@@ -197,7 +204,7 @@ class Follower:
                     withheld = {p.state.account_id or "" for p in plans}
                 else:
                     causes = cause_times(conn, [p.state.account_id or "" for p in plans], min(pos.values()), head, due)
-                    result, committed = write_plans(self.dsns, self.rules, self.owner, plans, now, self.on_step,
+                    result, committed = write_plans(self.dsns, self.rules, self.owner, plans, now, mark,
                                                      causes)
                     report.applied, report.stale = result.count("applied"), result.count("stale")
                     for account_id in {c.account_id for c, status in result.done if status == "applied"}:
@@ -205,14 +212,16 @@ class Follower:
                             self.on_lag(max(0.0, (committed - causes[account_id]).total_seconds()))
                     if approved & {p.state.account_id for p in plans}:
                         breaker.restart_window(conn)  # what the operator let through counts for no window
+                    mark("written")
             report.withheld = len(withheld)
             tracking.upsert_states(conn, gen, states)
             tracking.clear_timers(conn, gen, due.keys() - {s.account_id for s in states})  # none to re-arm
             tracking.set_withheld(conn, gen, [(s.account_id, s.partition) for s in states], withheld)
             tracking.advance(conn, gen, {p: max(pos[p], head) for p in parts})
-            self.on_step("committing")
-        self.on_step("committed")
+            mark("committing")
+        mark("committed")
         self.after_commit(report)
+        report.marks["after"] = time.perf_counter() - started
         return report
 
     def _relay(self, report: StepReport) -> None:
@@ -238,28 +247,16 @@ class Follower:
             return [], []
         catalog = fold_catalog(self._catalog or [], as_of=now)
         count = self.generation.partitions
-        heads = self._stream_heads(accounts)
-        states, plans = [], []
-        for _, state, corrections, _held in evaluate(self.dsns, self.rules, now, catalog,
-                                                     AccountRange(ids=tuple(accounts)),
-                                                     explain=len(accounts) <= EXPLAIN_UP_TO):
+        step = read_step(self.dsns, self._conn, self._streams, accounts)
+        evaluated, plans = evaluate_accounts(self.dsns, step, self.rules, now, catalog, accounts)
+        states = []
+        for state, _ in evaluated:
             account_id = state.account_id or ""
             states.append(tracking.StateRow(account_id, partition_of(account_id, count),
                                             state.model_dump(mode="json", exclude={"because"}),
-                                            state.next_action_at, heads.get(account_id, 0), now))
-            if corrections and state.account_exists:
-                plans.append(AccountPlan(state, corrections))
-        if plans and len(accounts) > EXPLAIN_UP_TO:  # the reasons for the few that get written
-            from projections.apply.account_plans import replan
-            plans = replan(self.dsns, self.rules, now, catalog, [p.state.account_id or "" for p in plans])
+                                            state.next_action_at, step.events[account_id][-1].originator_version,
+                                            now))
         return states, plans
-
-    def _stream_heads(self, accounts: list[str]) -> dict[str, int]:
-        """Each account's stream version now: what its state reflects at least (read before the
-        evaluation, which may see later events too; a later event marks the account dirty again)."""
-        return dict(self._conn.execute(sql.SQL(
-            "SELECT originator_id, max(originator_version) FROM {} WHERE originator_id = ANY(%s) GROUP BY 1"
-        ).format(sql.Identifier(EVENTS_TABLE)), (accounts,)).fetchall())
 
     def _accounts_known(self, conn: psycopg.Connection) -> int:
         return conn.execute("SELECT count(*) FROM ingest_row_digest WHERE store = 'cf_prod' AND tbl = 'accounts' "

@@ -61,8 +61,10 @@ from recompute.settings import read_settings
 @click.option("--lease", "lease_s", type=click.FloatRange(0.5), default=10.0, show_default=True,
               help="Seconds a partition lease lasts; a dead follower's partitions are taken over after it.")
 @click.option("--resume", is_flag=True, help="Close the circuit breaker, so the followers write again; then exit.")
+@click.option("--step-timings", type=click.Path(dir_okay=False), default=None, hidden=True,
+              help="Append each step's timings to this file, a JSON line a step (scripts/load_follow.py).")
 def project(keep_going: bool, rules_path: str | None, port: int | None, host: str, stripe_interval: float,
-            legacy_interval: float, max_share: float, lease_s: float, resume: bool) -> None:
+            legacy_interval: float, max_share: float, lease_s: float, resume: bool, step_timings: str | None) -> None:
     """Continuous projection: ingest, re-evaluate changed and due accounts, apply (one pass; --follow keeps going)."""
     if resume:
         _resume()
@@ -127,7 +129,8 @@ def project(keep_going: bool, rules_path: str | None, port: int | None, host: st
             thread.start()
         wake = Wake(wiring.dsns["eventstore"])
         try:
-            follow(follower, stop, wake, on_report=_say, on_error=lambda error: click.echo(
+            on_report = _say if step_timings is None else _timed(_say, step_timings)
+            follow(follower, stop, wake, on_report=on_report, on_error=lambda error: click.echo(
                 f"recompute: project: {' '.join(str(error).split())}; retrying", err=True))
         finally:
             stop.set()
@@ -193,6 +196,20 @@ def _say(report: StepReport, *, always: bool = False) -> None:
     if report.tripped:
         click.echo(f"circuit breaker opened: {report.tripped}; projecting goes on, writing waits for "
                    "`recompute project --resume`", err=True)
+
+
+def _timed(say: Callable[[StepReport], None], path: str) -> Callable[[StepReport], None]:
+    """`say`, and each step's marks (seconds from its start to each label) with its sizes, appended to `path`."""
+    import json
+    import time
+
+    out = open(path, "a", buffering=1)
+
+    def on_report(report: StepReport) -> None:
+        say(report)
+        out.write(json.dumps({"at": time.time(), "accounts": report.accounts, "events": report.events,
+                              "applied": report.applied, "marks": report.marks}) + "\n")
+    return on_report
 
 
 @dataclass

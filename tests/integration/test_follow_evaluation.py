@@ -1,0 +1,56 @@
+"""The follower's evaluation (events through its StreamCache, reasons only for the corrected) says
+exactly what plan's own loop says reading every stream whole with reasons, over a generated fleet,
+also after the streams moved under a warm cache."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import psycopg
+
+from domain.catalog import fold_catalog
+from domain.rules import RULES_V1
+from projections.follow.evaluation import evaluate_accounts, read_step
+from projections.follow.streams import StreamCache
+from projections.legacy_rows import AccountRange, account_ids, catalog_events
+from projections.plan import evaluate
+from tests.support.fleet import FLEET_NOW, a_fleet
+
+
+def _old_path(dsns, accounts, now):
+    catalog = fold_catalog(catalog_events(dsns["eventstore"]), as_of=now)
+    found = {}
+    for _, state, corrections, _ in evaluate(dsns, RULES_V1, now, catalog, AccountRange(ids=tuple(accounts)),
+                                             explain=True, kept_facts=False):
+        found[state.account_id] = (state, corrections)
+    return found
+
+
+def _new_path(dsns, cache, accounts, now):
+    catalog = fold_catalog(catalog_events(dsns["eventstore"]), as_of=now)
+    with psycopg.connect(dsns["eventstore"], autocommit=True) as conn:
+        step = read_step(dsns, conn, cache, accounts)
+    return evaluate_accounts(dsns, step, RULES_V1, now, catalog, accounts)
+
+
+def _same(dsns, cache, accounts, now):
+    old = _old_path(dsns, accounts, now)
+    evaluated, plans = _new_path(dsns, cache, accounts, now)
+    assert {s.account_id: (s.model_dump(exclude={"because"}), c) for s, c in evaluated} == {
+        a: (s.model_dump(exclude={"because"}), c) for a, (s, c) in old.items()}
+    assert {p.state.account_id: (p.state.model_dump(), p.corrections) for p in plans} == {
+        a: (s.model_dump(), c) for a, (s, c) in old.items() if c and s.account_exists}
+    return plans
+
+
+def test_the_followers_evaluation_agrees_with_plans_loop_over_a_fleet_also_after_its_streams_moved(tmp_path):
+    with a_fleet(tmp_path, accounts=120, drifting=30) as fleet:
+        accounts = account_ids(fleet.dsns["eventstore"])
+        cache = StreamCache()
+        assert _same(fleet.dsns, cache, accounts, FLEET_NOW)  # the fleet drifts: there is something to plan
+        with psycopg.connect(fleet.dsns["subs"]) as conn:  # the streams move: a re-ingest appends to some
+            conn.execute("UPDATE subs_dunning SET stage = 'retrying' WHERE account_id = ANY(%s)", (accounts[:15],))
+        fleet.recompute("ingest")
+        read = cache.read_events
+        _same(fleet.dsns, cache, accounts, datetime.now(UTC))
+        assert 0 < cache.read_events - read < read  # only what was appended was read again
