@@ -10,7 +10,9 @@ range, so memory is one account per process.
 Kept facts (projections/read_model/facts_store.py): an account whose kept facts stand for a fold
 at T (same fold version, stream not moved, T at or after the latest truth event they reflect) is
 not replayed; every other one is, and after a full fold at a T past all its truth events its facts
-are kept (one upsert per KEEP_BATCH accounts). `kept_facts=False` replays everything and keeps
+are kept (one upsert per KEEP_BATCH accounts), with the decision made from them and what the diff
+found against the live rows; when that still stands (facts_store.py: kept results) plan reads
+neither the account's rows nor its state. `kept_facts=False` replays everything and keeps
 nothing (the exactness test and the benchmarks). Keeping facts writes only the read model's own
 table, never a legacy store or the log, and is skipped when the event store cannot be written.
 """
@@ -23,7 +25,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, overload
 
 from domain.catalog import Catalog, fold_catalog
 from domain.diff import Correction, corrections_for
@@ -35,8 +37,13 @@ from domain.rules import Rules
 from domain.state import TrueState
 from domain.truth import decided_until, true_state
 from projections.executor import Executor, InlineExecutor
-from projections.legacy_rows import AccountRange, RangeReader, StoreReader, account_ranges, catalog_events
-from projections.read_model.facts_store import Decision, Keep, decision_key, encode, encode_state, keepable
+from projections.legacy_rows import (
+    AccountRange, Deciding, RangeReader, StoreReader, account_ranges, catalog_events,
+)
+from projections.read_model.facts_store import (
+    Decision, Found, Keep, Known, RowsDigests, decision_key, encode, encode_result, encode_state, keepable,
+    parked_digest,
+)
 
 KEEP_BATCH = 1_000  # accounts' facts per upsert
 
@@ -49,6 +56,7 @@ class PlanResult:
     accounts_checked: int = 0
     events_folded: int = 0
     accounts_read: int = 0  # streams of the log evaluated (an account cf_prod does not know too), folded or kept
+    accounts_known: int = 0  # of those, the accounts whose kept result stood: rows not read, nothing diffed
     corrections: list[Correction] = field(default_factory=list)
     held: list[HeldRow] = field(default_factory=list)  # rows of the accounts checked that nothing is planned for
 
@@ -60,6 +68,7 @@ class PlanResult:
         self.accounts_checked += other.accounts_checked
         self.events_folded += other.events_folded
         self.accounts_read += other.accounts_read
+        self.accounts_known += other.accounts_known
         self.corrections.extend(other.corrections)
         self.held.extend(other.held)
 
@@ -110,9 +119,10 @@ def plan_range(dsns: dict[str, str], rules: Rules, as_of: datetime, catalog: Cat
     result = PlanResult(as_of=as_of, rules_version=rules.version, rules_digest=rules.digest)
     gc.freeze()  # what is alive now lives for the whole run; the collector need not walk it per account
     for events_folded, state, corrections, held in evaluate(dsns, rules, as_of, catalog, accounts, explain=False,
-                                                             reader=reader, kept_facts=kept_facts):
+                                                             reader=reader, kept_facts=kept_facts, states=False):
         result.events_folded += events_folded
         result.accounts_read += 1
+        result.accounts_known += isinstance(state, Known)
         if state.account_exists:
             result.accounts_checked += 1
             result.corrections.extend(corrections)
@@ -120,13 +130,31 @@ def plan_range(dsns: dict[str, str], rules: Rules, as_of: datetime, catalog: Cat
     return result
 
 
+Evaluated = tuple[int, TrueState, list[Correction], list[HeldRow]]
+
+
+@overload
 def evaluate(dsns: Mapping[str, str], rules: Rules, as_of: datetime, catalog: Catalog, accounts: AccountRange,
-             *, explain: bool, reader: RangeReader | None = None, kept_facts: bool = True
-             ) -> Iterator[tuple[int, TrueState, list[Correction], list[HeldRow]]]:
+             *, explain: bool, reader: RangeReader | None = None, kept_facts: bool = True,
+             states: Literal[True] = True) -> Iterator[Evaluated]: ...
+
+
+@overload
+def evaluate(dsns: Mapping[str, str], rules: Rules, as_of: datetime, catalog: Catalog, accounts: AccountRange,
+             *, explain: bool, reader: RangeReader | None = None, kept_facts: bool = True,
+             states: Literal[False]) -> Iterator[tuple[int, TrueState | Known, list[Correction], list[HeldRow]]]: ...
+
+
+def evaluate(dsns: Mapping[str, str], rules: Rules, as_of: datetime, catalog: Catalog, accounts: AccountRange,
+             *, explain: bool, reader: RangeReader | None = None, kept_facts: bool = True, states: bool = True
+             ) -> Iterator[tuple[int, TrueState | Known, list[Correction], list[HeldRow]]]:
     """Each account of the log in `accounts`, in id order: how many events it folded (0 when its
-    kept facts, or the decision kept beside them, stood for them: facts_store.py), its true state, its corrections (none for an account cf_prod does
-    not know) and its held rows. Streams: one account at a time; the parked rows of the range are
-    read once, before. `reader` is what it reads from (default: the stores of `dsns`)."""
+    kept facts, or the decision kept beside them, stood for them: facts_store.py), its true state,
+    its corrections (none for an account cf_prod does not know) and its held rows. With
+    `states=False` (plan: it needs only whether the account exists), an account whose kept result
+    stands comes with that `Known` instead of its state, its rows not read. Streams: one account
+    at a time; the parked rows of the range are read once, before. `reader` is what it reads from
+    (default: the stores of `dsns`)."""
     reader = reader or StoreReader(dsns)
     parked = reader.parked(accounts)
     if not kept_facts:
@@ -136,25 +164,40 @@ def evaluate(dsns: Mapping[str, str], rules: Rules, as_of: datetime, catalog: Ca
         return
     keeping: list[Keep] = []
     key = decision_key(rules, catalog)
-    decided = (key, rules) if not explain else None  # a kept decision has no reasons
-    for account_id, (events, stored), rows in reader.kept_accounts(accounts, as_of, decided):
+    # a kept decision has no reasons; a kept result no state
+    decided = None if explain else Deciding(key, rules, None if states else parked)
+    for account_id, (events, stored), rows, digests in reader.kept_accounts(accounts, as_of, decided):
+        if stored is not None and stored.known is not None:  # what the standing decision found stands too
+            yield 0, stored.known, stored.known.corrections, stored.known.held
+            continue
+        account_parked = parked.get(account_id, ())
         if stored is not None and stored.decided is not None:  # the decision kept at an earlier T stands
             state = stored.decided
-            yield 0, state, *hold(state, catalog, parked.get(account_id, ()), rows, corrections_for(state, rows))
+            corrections, held = hold(state, catalog, account_parked, rows, corrections_for(state, rows))
+            if stored.decided_as_of is not None:
+                keeping.append(Keep(account_id, stored.stream_version, None, None, found=found(
+                    state, corrections, held, account_parked, digests), result_for=(stored.decided_as_of, key)))
+            yield 0, state, corrections, held
             continue
         facts = stored.facts if stored is not None and stored.facts is not None else fold(events, as_of=as_of,
                                                                                              legacy=False)
-        state, corrections, held = decide(facts, rows, catalog, parked.get(account_id, ()), rules, as_of,
-                                          explain=explain)
+        state, corrections, held = decide(facts, rows, catalog, account_parked, rules, as_of, explain=explain)
         version = (stored.stream_version, None) if stored is not None else keepable(events, as_of)
         if version is not None and (stored is None or not explain):
-            decision = None if explain else Decision(encode_state(state), as_of, decided_until(state), key)
+            decision = None if explain else Decision(encode_state(state), as_of, decided_until(state), key,
+                                                     found(state, corrections, held, account_parked, digests))
             keeping.append(Keep(account_id, *version, None if stored is not None else encode(facts), decision))
             if len(keeping) >= KEEP_BATCH:
                 reader.keep(keeping)
                 keeping = []
         yield len(events), state, corrections, held
     reader.keep(keeping)
+
+
+def found(state: TrueState, corrections: list[Correction], held: list[HeldRow], parked: Sequence[HeldRow],
+          digests: RowsDigests) -> Found:
+    """What to keep of what the diff found from a decision, and what against (facts_store.Found)."""
+    return Found(encode_result(Known(state.account_exists, corrections, held)), parked_digest(parked), digests)
 
 
 def plan_account(events: Sequence[AccountEvent], rows: Mapping[str, Sequence[dict]], catalog: Catalog,

@@ -60,7 +60,7 @@ def read_step(dsns: Mapping[str, str], conn: psycopg.Connection, cache: StreamCa
     ids = AccountRange(ids=tuple(accounts))
     rows: dict[str, dict[str, list[dict]]] = {}
     for store in COMPARED_BY_STORE:
-        for account_id, tables in legacy_rows(dsns[store], store, ids):
+        for account_id, tables, _ in legacy_rows(dsns[store], store, ids):
             rows.setdefault(account_id, {}).update(tables)
     return StepRows(cache.read(conn, accounts), rows, parked_rows(dsns["eventstore"], ids))
 

@@ -5,6 +5,8 @@
     encode(facts) / decode(data, as_of)            orjson (pydantic's JSON) of AccountFacts
     decision_key(rules, catalog) -> DecisionKey    what a kept decision was decided under
     encode_state(state) / decode_state(...)        a kept decision, and it restated at a later T
+    encode_result(...) / decode_result(data)       what a decision found against the account's rows (Known)
+    parked_digest(rows), rows_digests(...)         what a kept result was found for (pure)
     KeptFactsReader(dsn)                           the rows of a range, their streams' heads, the bytes
     keep(dsn, rows)                                one upsert per batch (skipped on a read-only store)
 
@@ -30,6 +32,21 @@ a plan at T when the facts stand (`usable`: so the decision's facts are the fold
 digest and the catalog (cf_prod.product_config folded at T) are those it was decided under,
 DECIDED_BY (the truth's code version) is unchanged, and decided_as_of <= T < decided_until. Then
 plan skips decoding the facts and the truth and diffs the restated state against the live rows.
+
+Kept results (`decided_result`, `decided_parked_digest`, `decided_rows_digest`). Beside a decision
+a plan keeps what the diff and the hold found from it (the corrections, the held rows, whether
+cf_prod knows the account: `Known`), with what they were found against: a digest of the account's
+parked rows (`parked_digest`) and, per legacy store, a digest the store made of the account's
+compared rows (projections/legacy_rows.py, ROWS_DIGEST). corrections_for and hold read the state,
+the catalog, the parked rows and the live rows, and nothing of the state that `restated` changes
+(as_of, days_overdue, rules_version). So while the decision stands (its key names the catalog, and
+DIFFED_BY the diff's and the hold's code), the parked rows are the same and every store's digest
+is unchanged, a plan at any T where the decision stands would find the same: it yields the kept
+result without reading the rows, decoding the state or diffing. A store's digest changes with any
+compared row of the account (an update, an insert, a delete), with the store's table shapes and
+with the session settings that shape its JSON. The result is written only with its decision (or,
+for a decision that stands, guarded by that decision: `result_for`), and new facts or a new
+decision clear it.
 """
 
 from __future__ import annotations
@@ -39,13 +56,16 @@ from dataclasses import dataclass
 from datetime import datetime
 import hashlib
 
+import orjson
 import psycopg
 from psycopg import sql
 
 from domain.catalog import Catalog
+from domain.diff import Correction
 from domain.events import AccountEvent
 from domain.facts import AccountFacts
 from domain.fold import FOLD_VERSION, read_by_truth
+from domain.held import HeldRow
 from domain.rules import Rules
 from domain.state import TrueState
 from domain.truth import restated
@@ -54,39 +74,68 @@ from eventlog.tables_present import has_tables
 
 TABLE = "read_model_facts"
 DECIDED_BY = "truth-1"  # bump when domain/truth.py or domain/dunning.py would decide differently
+DIFFED_BY = "diff-1"  # bump when domain/diff.py, domain/held.py or the compared tables would find differently
 
 
 @dataclass(frozen=True)
 class DecisionKey:
-    """What a kept decision was decided under: the rules (digest and DECIDED_BY) and the catalog."""
+    """What a kept decision was decided under: the rules (digest, DECIDED_BY, DIFFED_BY) and the catalog."""
 
     rules: str
     catalog: str
 
 
 def decision_key(rules: Rules, catalog: Catalog) -> DecisionKey:
-    return DecisionKey(f"{rules.digest}/{DECIDED_BY}",
+    return DecisionKey(f"{rules.digest}/{DECIDED_BY}/{DIFFED_BY}",
                        hashlib.sha256(catalog.model_dump_json().encode()).hexdigest()[:16])
 
 
 @dataclass(frozen=True)
+class Known:
+    """What plan found for an account from a decision: whether cf_prod knows it, its corrections
+    and its held rows (what `plan_range` needs of it; the state itself is not decoded)."""
+
+    account_exists: bool
+    corrections: list[Correction]
+    held: list[HeldRow]
+
+
+# Per legacy store (in COMPARED_BY_STORE's order), the digest it made of the account's rows (None: it has none).
+RowsDigests = tuple[bytes | None, ...]
+
+
+@dataclass(frozen=True)
+class Found:
+    """A kept result: `Known` (encoded) and what it was found against."""
+
+    data: bytes  # encode_result
+    parked: bytes | None  # parked_digest of the account's parked rows
+    rows: RowsDigests
+
+
+@dataclass(frozen=True)
 class Decision:
-    """A true state to keep beside the facts: decided at as_of, standing until `until` (None: ever)."""
+    """A true state to keep beside the facts: decided at as_of, standing until `until` (None: ever),
+    with what was found from it (None: nothing kept of it)."""
 
     state: bytes
     as_of: datetime
     until: datetime | None
     key: DecisionKey
+    found: Found | None = None
 
 
 @dataclass(frozen=True)
 class Kept:
-    """A read_model_facts row without its facts."""
+    """A read_model_facts row without its facts; with the kept result when the decision beside
+    them stands at the T and under the key it was read for (KeptFactsReader.kept)."""
 
     account_id: str
     stream_version: int
     latest_source_time: datetime | None
     fold_version: str
+    decided_as_of: datetime | None = None  # of a decision that stands (None: none does)
+    found: Found | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +147,10 @@ class Keep:
     latest_source_time: datetime | None
     facts: bytes | None  # None: the facts kept stand; only the decision is new
     decision: Decision | None = None
+    # With neither facts nor a decision: a result found from the decision kept at `result_for`
+    # (its decided_as_of, under `decision_key`), which still stands.
+    found: Found | None = None
+    result_for: tuple[datetime, DecisionKey] | None = None
 
 
 def keepable(events: Sequence[AccountEvent], as_of: datetime) -> tuple[int, datetime] | None:
@@ -144,6 +197,51 @@ def decode_state(data: bytes, as_of: datetime, rules: Rules) -> TrueState:
     return restated(TrueState.model_validate_json(data), as_of, rules)
 
 
+def encode_result(known: Known) -> bytes:
+    return orjson.dumps([known.account_exists, [c.as_json() for c in known.corrections],
+                         [h.as_json() for h in known.held]])
+
+
+def decode_result(data: bytes) -> Known:
+    """A kept result as plan found it (JSON round-trips a Correction's and a HeldRow's values:
+    they are JSON values, ISO instants and the keys' JSON, as the rows gave them)."""
+    exists, corrections, held = orjson.loads(data)
+    return Known(exists, [Correction.model_validate(c) for c in corrections], [HeldRow.model_validate(h) for h in held])
+
+
+def parked_digest(parked: Sequence[HeldRow]) -> bytes | None:
+    """What a kept result must have been found against for an account with these parked rows."""
+    if not parked:
+        return None
+    return hashlib.sha256(orjson.dumps([h.as_json() for h in parked])).digest()
+
+
+def encode_rows_digests(rows: RowsDigests) -> bytes:
+    """One byte a store (0: no rows, 1: a 32-byte SHA-256 follows), so the column is one bytea."""
+    return b"".join(b"\x00" if d is None else b"\x01" + d for d in rows)
+
+
+def decode_rows_digests(data: bytes) -> RowsDigests:
+    found: list[bytes | None] = []
+    at = 0
+    while at < len(data):
+        if data[at] == 0:
+            found.append(None)
+            at += 1
+        else:
+            found.append(data[at + 1:at + 33])
+            at += 33
+    return tuple(found)
+
+
+def stands(key: DecisionKey, as_of: datetime) -> sql.Composable:
+    """The SQL condition that the row's kept decision stands for a plan at `as_of` under `key`."""
+    return sql.SQL(
+        "decided_state IS NOT NULL AND decided_rules_digest = {} AND decided_catalog_digest = {} "
+        "AND decided_as_of <= {at} AND (decided_until IS NULL OR {at} < decided_until)").format(
+        sql.Literal(key.rules), sql.Literal(key.catalog), at=sql.Literal(as_of))
+
+
 class KeptFactsReader:
     """One REPEATABLE READ, read-only snapshot of a range's kept facts and its streams' heads, so
     the facts read match the heads they were judged by."""
@@ -175,39 +273,49 @@ class KeptFactsReader:
             query = sql.SQL("SELECT originator_id, max(originator_version) FROM {t} WHERE {w} GROUP BY 1")
         return dict(self.conn.execute(query.format(t=sql.Identifier(EVENTS_TABLE), w=where)).fetchall())
 
-    def kept(self, where: sql.Composable) -> dict[str, Kept]:
-        """The kept rows of the range (`where` on account_id), without their facts."""
+    def kept(self, where: sql.Composable, key: DecisionKey | None = None, as_of: datetime | None = None
+             ) -> dict[str, Kept]:
+        """The kept rows of the range (`where` on account_id), without their facts; given `key` and
+        `as_of`, with the kept result of each whose decision stands then (`stands`)."""
         if not self.present:
             return {}
-        return {row[0]: Kept(*row) for row in self.conn.execute(sql.SQL(
-            "SELECT account_id, stream_version, latest_source_time, fold_version FROM {} WHERE {}"
-        ).format(sql.Identifier(TABLE), where))}
+        if key is None or as_of is None or not self.decisions:
+            return {row[0]: Kept(*row) for row in self.conn.execute(sql.SQL(
+                "SELECT account_id, stream_version, latest_source_time, fold_version FROM {} WHERE {}"
+            ).format(sql.Identifier(TABLE), where))}
+        found: dict[str, Kept] = {}
+        with self.conn.cursor(binary=True) as cur:
+            for account_id, version, latest, fold_version, decided_as_of, data, parked, rows in cur.execute(sql.SQL(
+                    "SELECT account_id, stream_version, latest_source_time, fold_version, "
+                    "CASE WHEN s THEN decided_as_of END, CASE WHEN s THEN decided_result END, "
+                    "CASE WHEN s THEN decided_parked_digest END, CASE WHEN s THEN decided_rows_digest END "
+                    "FROM (SELECT *, {} AS s FROM {} WHERE {}) k").format(
+                    stands(key, as_of), sql.Identifier(TABLE), where)):
+                result = None if data is None else Found(data, parked, decode_rows_digests(rows))
+                found[account_id] = Kept(account_id, version, latest, fold_version, decided_as_of, result)
+        return found
 
-    def facts(self, where: sql.Composable, order: sql.Composable, wanted: set[str], as_of: datetime,
+    def facts(self, order: sql.Composable, wanted: Sequence[str], as_of: datetime,
               key: DecisionKey | None = None) -> Iterator[tuple[str, bool, bytes]]:
-        """The `wanted` accounts of the range in account order, each with its kept decision when it
-        stands at `as_of` under `key` (True, the state's bytes), else its facts (False, their bytes).
-        Only the bytes used are read; the others' rows are skipped. `wanted` accounts' facts stand."""
+        """The `wanted` accounts in account order (their facts stand), each with its kept decision
+        when it stands at `as_of` under `key` (True, the state's bytes), else its facts (False,
+        their bytes). Only the bytes used are read."""
         if not self.present or not wanted:
             return
-        stands: sql.Composable = sql.SQL("false")
-        if key is not None and self.decisions:
-            stands = sql.SQL(
-                "decided_state IS NOT NULL AND decided_rules_digest = {} AND decided_catalog_digest = {} "
-                "AND decided_as_of <= {at} AND (decided_until IS NULL OR {at} < decided_until)").format(
-                sql.Literal(key.rules), sql.Literal(key.catalog), at=sql.Literal(as_of))
+        decided: sql.Composable = stands(key, as_of) if key is not None and self.decisions else sql.SQL("false")
         with self.conn.cursor() as cur, cur.copy(sql.SQL(
                 "COPY (SELECT account_id, stands, CASE WHEN stands THEN {} ELSE facts END "
-                "FROM (SELECT *, {} AS stands FROM {} WHERE {}) k ORDER BY {}) TO STDOUT (FORMAT BINARY)"
-        ).format(sql.Identifier("decided_state") if self.decisions else sql.SQL("NULL"), stands,
-                 sql.Identifier(TABLE), where, order)) as copy:
+                "FROM (SELECT *, {} AS stands FROM {} WHERE account_id = ANY({})) k ORDER BY {}) "
+                "TO STDOUT (FORMAT BINARY)"
+        ).format(sql.Identifier("decided_state") if self.decisions else sql.SQL("NULL"), decided,
+                 sql.Identifier(TABLE), sql.Literal(list(wanted)), order)) as copy:
             copy.set_types(["text", "bool", "bytea"])
-            for account_id, decided, data in copy.rows():
-                if account_id in wanted:
-                    yield account_id, decided, data
+            yield from copy.rows()
 
 
-DECIDED = ("decided_state", "decided_as_of", "decided_until", "decided_rules_digest", "decided_catalog_digest")
+DECIDED = ("decided_state", "decided_as_of", "decided_until", "decided_rules_digest", "decided_catalog_digest",
+           "decided_result", "decided_parked_digest", "decided_rows_digest")
+FOUND = DECIDED[-3:]
 _DECIDED = sql.SQL(", ").join(map(sql.Identifier, DECIDED))
 
 
@@ -219,7 +327,7 @@ def _set_decided(source: str) -> sql.Composable:
 UPSERT = sql.SQL(
     "INSERT INTO {table} (account_id, stream_version, latest_source_time, fold_version, facts, {decided}) "
     "SELECT * FROM unnest(%s::text[], %s::integer[], %s::timestamptz[], %s::text[], %s::bytea[], "
-    "%s::bytea[], %s::timestamptz[], %s::timestamptz[], %s::text[], %s::text[]) "
+    "%s::bytea[], %s::timestamptz[], %s::timestamptz[], %s::text[], %s::text[], %s::bytea[], %s::bytea[], %s::bytea[]) "
     "ON CONFLICT (account_id) DO UPDATE SET stream_version = EXCLUDED.stream_version, "
     "latest_source_time = EXCLUDED.latest_source_time, fold_version = EXCLUDED.fold_version, facts = EXCLUDED.facts, "
     "{set_decided} "  # new facts: the decision given with them, or none (an older one was not decided from them)
@@ -229,10 +337,20 @@ UPSERT = sql.SQL(
 # A new decision beside facts already kept: only while they are still the facts it was decided from.
 DECIDE = sql.SQL(
     "UPDATE {table} t SET {set_decided} FROM unnest(%s::text[], %s::integer[], "
-    "%s::bytea[], %s::timestamptz[], %s::timestamptz[], %s::text[], %s::text[]) "
+    "%s::bytea[], %s::timestamptz[], %s::timestamptz[], %s::text[], %s::text[], %s::bytea[], %s::bytea[], %s::bytea[]) "
     "AS d(account_id, stream_version, {decided}) "
     "WHERE t.account_id = d.account_id AND t.stream_version = d.stream_version AND t.fold_version = %s"
 ).format(table=sql.Identifier(TABLE), decided=_DECIDED, set_decided=_set_decided("d"))
+# A result found from a decision that stood: only while that decision is still the one kept.
+FIND = sql.SQL(
+    "UPDATE {table} t SET {set_found} FROM unnest(%s::text[], %s::integer[], %s::timestamptz[], %s::text[], "
+    "%s::text[], %s::bytea[], %s::bytea[], %s::bytea[]) "
+    "AS d(account_id, stream_version, decided_as_of, decided_rules_digest, decided_catalog_digest, {found}) "
+    "WHERE t.account_id = d.account_id AND t.stream_version = d.stream_version AND t.fold_version = %s "
+    "AND t.decided_state IS NOT NULL AND t.decided_as_of = d.decided_as_of "
+    "AND t.decided_rules_digest = d.decided_rules_digest AND t.decided_catalog_digest = d.decided_catalog_digest"
+).format(table=sql.Identifier(TABLE), found=sql.SQL(", ").join(map(sql.Identifier, FOUND)),
+         set_found=sql.SQL(", ").join(sql.SQL("{0} = d.{0}").format(sql.Identifier(c)) for c in FOUND))
 
 
 def has_decisions(conn: psycopg.Connection) -> bool:
@@ -255,10 +373,14 @@ def can_keep(dsn: str) -> bool:
     return bool(row and row[0])
 
 
+def _found(found: Found | None) -> tuple[object, ...]:
+    return (None,) * len(FOUND) if found is None else (found.data, found.parked, encode_rows_digests(found.rows))
+
+
 def _decided(rows: Sequence[Keep]) -> list[list[object]]:
     """The decision columns of `rows`, one list a column (NULLs where a row has none)."""
-    found = [(r.decision.state, r.decision.as_of, r.decision.until, r.decision.key.rules, r.decision.key.catalog)
-             if r.decision else (None,) * len(DECIDED) for r in rows]
+    found = [(r.decision.state, r.decision.as_of, r.decision.until, r.decision.key.rules, r.decision.key.catalog,
+              *_found(r.decision.found)) if r.decision else (None,) * len(DECIDED) for r in rows]
     return [list(column) for column in zip(*found)] if found else [[] for _ in DECIDED]
 
 
@@ -269,6 +391,7 @@ def keep(conn: psycopg.Connection, rows: Sequence[Keep]) -> None:
         return
     folded = [r for r in rows if r.facts is not None]
     decided = [r for r in rows if r.facts is None and r.decision is not None]
+    found = [r for r in rows if r.facts is None and r.decision is None and r.found and r.result_for]
     with conn.transaction(), conn.cursor(binary=True) as cur:  # binary: the bytes go as bytes, not hex text
         if folded:
             cur.execute(UPSERT, ([r.account_id for r in folded], [r.stream_version for r in folded],
@@ -277,3 +400,7 @@ def keep(conn: psycopg.Connection, rows: Sequence[Keep]) -> None:
         if decided:
             cur.execute(DECIDE, ([r.account_id for r in decided], [r.stream_version for r in decided],
                                   *_decided(decided), FOLD_VERSION))
+        if found:
+            columns = [(r.account_id, r.stream_version, r.result_for[0], r.result_for[1].rules,
+                        r.result_for[1].catalog, *_found(r.found)) for r in found if r.result_for]
+            cur.execute(FIND, (*[list(c) for c in zip(*columns)], FOLD_VERSION))

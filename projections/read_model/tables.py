@@ -3,7 +3,8 @@
     read_model_facts        per account: the facts the fold produced (they do not depend on the
                             rules), the stream version they reflect, the latest source time of an
                             event in them that the truth reads, and the fold's code version; and
-                            the decision last made from them (decided_*: facts_store.py)
+                            the decision last made from them and what it found against the
+                            live rows (decided_*: facts_store.py)
     read_model_generation   a projection under one rules version + digest (blue/green): its rules
                             text, its T, its partition count; at most one is `active`
     read_model_partition    a partition of a generation that is built: committed with its states,
@@ -72,6 +73,12 @@ ALTER TABLE read_model_facts
     ADD COLUMN IF NOT EXISTS decided_until          timestamptz,
     ADD COLUMN IF NOT EXISTS decided_rules_digest   text,         -- rules digest / DECIDED_BY
     ADD COLUMN IF NOT EXISTS decided_catalog_digest text;         -- the catalog folded at decided_as_of
+-- kept results beside the decisions (facts_store.py): what the diff and the hold found from the
+-- decision, and what against: the account's parked rows and each legacy store's digest of its rows
+ALTER TABLE read_model_facts
+    ADD COLUMN IF NOT EXISTS decided_result         bytea,        -- orjson [exists, corrections, held]
+    ADD COLUMN IF NOT EXISTS decided_parked_digest  bytea,        -- SHA-256 of the parked rows (NULL: none)
+    ADD COLUMN IF NOT EXISTS decided_rows_digest    bytea;        -- per store: 0, or 1 and its SHA-256
 """
 
 

@@ -69,6 +69,7 @@ def test_plan_with_kept_facts_says_what_a_full_replay_says_before_and_after_stre
         assert orjson.dumps([c.as_json() for c in full.corrections]) == with_observed_rows(dsns, FLEET_NOW)
         assert len(kept) > 0.9 * full.accounts_checked, "the facts of (nearly) every account are kept"
         assert second.events_folded < 0.1 * full.events_folded
+        assert second.accounts_known > 0.9 * full.accounts_checked, "the second plan stands on the kept results"
 
         moved = sorted(kept)[::10]
         with psycopg.connect(dsns["billing_prod"]) as conn:
@@ -179,3 +180,44 @@ def test_kept_facts_from_before_the_decisions_are_read_and_nothing_is_kept_until
             ensure_read_model(conn)
         assert corrections(plan(dsns, RULES_V1, FLEET_NOW)) == expected and len(decisions(dsns)) == len(before)
         assert corrections(plan(dsns, RULES_V1, FLEET_NOW)) == expected
+
+
+def test_a_kept_result_stands_only_while_the_accounts_rows_and_parked_rows_are_those_it_was_found_for(tmp_path):
+    """Beside a kept decision, plan keeps what the diff found against the account's live rows (and
+    a digest of them, made by each store): a row changed, deleted or inserted after that plan, or
+    a row parked since, is found by the next plan though the log did not move."""
+    with a_fleet(tmp_path, accounts=120, drifting=20) as fleet:
+        dsns = fleet.dsns
+
+        def as_full_replay():
+            kept = plan(dsns, RULES_V1, FLEET_NOW)
+            assert corrections(kept) == corrections(plan(dsns, RULES_V1, FLEET_NOW, kept_facts=False))
+            return kept
+
+        plan(dsns, RULES_V1, FLEET_NOW)  # folds, decides, keeps the decisions and what they found
+        steady = as_full_replay()
+        assert steady.accounts_known > 0.9 * steady.accounts_read, "the kept results stand"
+        agreeing = sorted(set(kept_rows(dsns)) - {c.account_id for c in steady.corrections}
+                          - {h.account_id for h in steady.held})
+        changed, deleted, inserted, parked = agreeing[1], agreeing[5], agreeing[9], agreeing[13]
+        with psycopg.connect(dsns["cf_prod"]) as conn:  # none of it ingested: no stream moves
+            conn.execute("UPDATE accounts SET status = CASE status WHEN 'active' THEN 'suspended' ELSE 'active' END "
+                         "WHERE account_id = %s", (changed,))
+            conn.execute("DELETE FROM entitlements WHERE account_id = %s AND enabled AND source = 'plan'", (deleted,))
+            conn.execute("INSERT INTO entitlements VALUES (%s, 'no_such_feature', true, 'plan', now())", (inserted,))
+        after = as_full_replay()
+        assert {changed, deleted, inserted} <= {c.account_id for c in after.corrections}
+        assert after.accounts_known == steady.accounts_known - 3, "only the three accounts' rows were read"
+        assert as_full_replay().accounts_known == steady.accounts_known, "their results are kept anew"
+
+        with psycopg.connect(dsns["cf_prod"]) as conn:  # a row parked, then put back as it was: same rows
+            (feature,) = conn.execute("SELECT feature FROM entitlements WHERE account_id = %s AND source = 'plan' "
+                                      "ORDER BY feature LIMIT 1", (parked,)).fetchone()
+            conn.execute("UPDATE entitlements SET source = 'vip' WHERE account_id = %s AND feature = %s",
+                         (parked, feature))
+            conn.commit()
+            fleet.recompute("ingest", "--source", "cf_prod")
+            conn.execute("UPDATE entitlements SET source = 'plan' WHERE account_id = %s AND feature = %s",
+                         (parked, feature))
+        held = as_full_replay()
+        assert parked in {h.account_id for h in held.held}

@@ -68,3 +68,36 @@ def test_every_field_of_the_facts_is_decoded_as_validation_would_make_it():
     assert decoded == AccountFacts.model_validate_json(data) == facts
     assert decoded.model_dump() == facts.model_dump() and decoded.model_dump_json() == facts.model_dump_json()
     assert facts.dunning_history and facts.invoices and facts.manual_entitlements
+
+
+def test_a_kept_result_decodes_to_what_the_diff_and_the_hold_found():
+    from datetime import UTC, datetime
+
+    from domain.diff import Correction
+    from domain.held import HeldRow
+    from projections.read_model.facts_store import Known, decode_result, encode_result
+
+    corrections = [
+        Correction(account_id=ACCOUNT, table="cf_prod.accounts", op="update", key={"account_id": ACCOUNT},
+                   column="status", from_="suspended", to="active"),
+        Correction(account_id=ACCOUNT, table="subs.subs_dunning", op="insert", key={"account_id": ACCOUNT},
+                   column=None, from_=None, to={"stage": "grace", "attempt_count": 2,
+                                               "next_action_at": "2026-03-04T00:00:00+00:00", "ratio": 1.0}),
+        Correction(account_id=ACCOUNT, table="subs.subs_customer", op="delete", key={"id": 7}, column=None,
+                   from_={"id": 7, "stripe_customer_id": "cus_x", "created_at": "2025-01-01T00:00:00+00:00"}, to=None),
+    ]
+    held = [HeldRow(account_id=ACCOUNT, table="cf_prod.entitlements", key={"account_id": ACCOUNT, "feature": "sso"},
+                    reason="source 'vip'", parked_at=datetime(2026, 2, 1, 12, 30, tzinfo=UTC)),
+            HeldRow(account_id=ACCOUNT, table="cf_prod.entitlements", key={"account_id": ACCOUNT, "feature": "api"},
+                    reason="plan 'x' is not in product_config", parked_at=None)]
+
+    for known in (Known(True, corrections, held), Known(False, [], []), Known(True, [], [])):
+        assert decode_result(encode_result(known)) == known
+
+
+def test_the_digests_of_the_rows_are_one_column_and_back():
+    from projections.read_model.facts_store import decode_rows_digests, encode_rows_digests, parked_digest
+
+    for rows in ((None, None, None), (b"\x00" * 32, None, b"\x01" * 32), (bytes(range(32)),) * 3, ()):
+        assert decode_rows_digests(encode_rows_digests(rows)) == rows
+    assert parked_digest([]) is None

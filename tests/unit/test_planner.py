@@ -77,19 +77,19 @@ class FakeReader:
     def accounts(self, accounts: AccountRange) -> Iterator[tuple[str, list[AccountEvent], dict[str, list[dict]]]]:
         self.reads.append(("accounts", accounts))
         log = ((a, self.events[a]) for a in sorted(self.events) if _within(a, accounts))
-        legacy = [(a, self.rows[a]) for a in sorted(self.rows) if _within(a, accounts)]
-        return by_account(log, [iter(legacy)])
+        legacy = [(a, self.rows[a], None) for a in sorted(self.rows) if _within(a, accounts)]
+        return ((a, events, rows) for a, events, rows, _ in by_account(log, [iter(legacy)]))
 
     def kept_accounts(self, accounts: AccountRange, as_of: datetime, decided=None
-                      ) -> Iterator[tuple[str, Source, dict[str, list[dict]]]]:
+                      ) -> Iterator[tuple[str, Source, dict[str, list[dict]], tuple]]:
         """As the real reader: kept facts where `usable` says they stand for the fold, else the events."""
         for account_id, events, rows in self.accounts(accounts):
             k = self.kept.get(account_id)
             meta = k and Kept(account_id, k.stream_version, k.latest_source_time, FOLD_VERSION)
             if usable(meta, max(e.originator_version for e in events), as_of):
-                yield account_id, ([], Stored(k.stream_version, facts=decode(k.facts, as_of))), rows
+                yield account_id, ([], Stored(k.stream_version, facts=decode(k.facts, as_of))), rows, (None,)
             else:
-                yield account_id, (events, None), rows
+                yield account_id, (events, None), rows, (None,)
 
     def keep(self, rows: Sequence[Keep]) -> None:
         self.kept.update({k.account_id: k for k in rows if k.facts is not None})  # (it keeps no decisions)
