@@ -19,6 +19,7 @@ import heapq
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import groupby
 from operator import itemgetter
 from typing import Protocol, TypeVar
 
@@ -131,15 +132,17 @@ class StoreReader:
         return parked_rows(self.dsns["eventstore"], accounts)
 
     def accounts(self, accounts: AccountRange) -> Iterator[tuple[str, list[AccountEvent], dict[str, list[dict]]]]:
-        legacy = [legacy_rows(self.dsns[store], store, accounts) for store in COMPARED_BY_STORE]
-        return ((a, events, rows) for a, events, rows, _ in by_account(
-            account_events(self.dsns["eventstore"], accounts), legacy))
+        return self._with_rows(account_events(self.dsns["eventstore"], accounts), accounts)
 
     def truth_accounts(self, accounts: AccountRange) -> Iterator[tuple[str, TruthStream, dict[str, list[dict]]]]:
         """As `accounts`, each stream read by `truth_events` (for `fold(legacy=False)`)."""
+        return self._with_rows(((s.account_id, s) for s in truth_events(self.dsns["eventstore"], accounts)),
+                               accounts)
+
+    def _with_rows(self, streams: Iterator[tuple[str, P]], accounts: AccountRange) -> Iterator[tuple[str, P, Rows]]:
+        """Each stream with its account's legacy rows from every store (no digests asked for)."""
         legacy = [legacy_rows(self.dsns[store], store, accounts) for store in COMPARED_BY_STORE]
-        return ((a, stream, rows) for a, stream, rows, _ in by_account(
-            ((s.account_id, s) for s in truth_events(self.dsns["eventstore"], accounts)), legacy))
+        return ((a, stream, rows) for a, stream, rows, _ in by_account(streams, legacy))
 
     def kept_accounts(self, accounts: AccountRange, as_of: datetime, decided: Deciding | None = None
                       ) -> Iterator[tuple[str, Source, Rows, RowsDigests]]:
@@ -201,16 +204,8 @@ def catalog_events(eventstore_dsn: str) -> list[AccountEvent]:
 
 
 def account_events(eventstore_dsn: str, accounts: AccountRange) -> Iterator[tuple[str, list[AccountEvent]]]:
-    current: str | None = None
-    batch: list[AccountEvent] = []
-    for originator_id, version, topic, state in _event_rows(eventstore_dsn, accounts):
-        if originator_id != current:
-            if current is not None:
-                yield current, batch
-            current, batch = originator_id, []
-        batch.append(decode_event(topic, state, originator_id, version))
-    if current is not None:
-        yield current, batch
+    for account_id, rows in groupby(_event_rows(eventstore_dsn, accounts), key=itemgetter(0)):
+        yield account_id, [decode_event(topic, state, account_id, version) for _, version, topic, state in rows]
 
 
 @dataclass
@@ -243,20 +238,16 @@ def truth_events(eventstore_dsn: str, accounts: AccountRange) -> Iterator[TruthS
     """account_events for `fold(legacy=False)`: each account's stream, decoding only the events
     some rule may read (a third of a fleet's events are not: subs_*, schedules, billing's
     dunning, Stripe charges and payment intents)."""
-    current: TruthStream | None = None
-    for originator_id, version, topic, state in _event_rows(eventstore_dsn, accounts):
-        if current is None or originator_id != current.account_id:
-            if current is not None:
-                yield current
-            current = TruthStream(originator_id, [], [], 0, 0)
-        current.count += 1
-        current.head = version
-        if may_be_read_by_truth(state):
-            current.events.append(decode_event(topic, state, originator_id, version))
-        else:
-            current.others.append((version, topic, state))
-    if current is not None:
-        yield current
+    for account_id, rows in groupby(_event_rows(eventstore_dsn, accounts), key=itemgetter(0)):
+        stream = TruthStream(account_id, [], [], 0, 0)
+        for _, version, topic, state in rows:
+            stream.count += 1
+            stream.head = version
+            if may_be_read_by_truth(state):
+                stream.events.append(decode_event(topic, state, account_id, version))
+            else:
+                stream.others.append((version, topic, state))
+        yield stream
 
 
 def _event_rows(eventstore_dsn: str, accounts: AccountRange) -> Iterator[tuple[str, int, str, bytes]]:

@@ -271,6 +271,7 @@ def main() -> int:
         print(f"{kind}: to event published:      {percentiles(published)}")
         print(f"{kind}: changes with no correction after them: {missed}")
     print(steps_summary(timings, load_started.timestamp(), load_ended.timestamp()))
+    shutil.rmtree(timings.parent, ignore_errors=True)
     print(f"project --follow exited {code} on SIGTERM")
     return 0
 
