@@ -8,8 +8,11 @@ and in one run prints: the binary COPY of the whole event table (`COPY (SELECT *
 recompute_events) TO STDOUT (FORMAT binary)`, read and discarded: the floor); the backfill
 (rules v1 with suspension at 30 days, against v1; 32 partitions on a Dask LocalCluster of
 --workers processes, its start included) in events/s and as a share of the floor; each worker's
-peak RSS; `plan --rules` on the same cluster for comparison; and one partition run again inline under cProfile, split into reading, folding, the
-true states, the diff and the COPY of the states.
+peak RSS; `plan --rules` on the same cluster for comparison; the ceiling of any fold on this
+machine: the same reads with nothing decoded, folded or written, on the same cluster, both as the
+backfill's 32 partitions read them and in the cheapest layout (one account range per worker: each
+legacy table scanned once); and one partition run again inline under cProfile, split into reading,
+folding, the true states, the diff and the COPY of the states.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import argparse
 import cProfile
 import os
 import pstats
-import resource
 import sys
 import time
 from datetime import UTC, datetime
@@ -31,7 +33,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench_plan import ingested_fleet  # noqa: E402
+from domain.legacy_tables import COMPARED_BY_STORE  # noqa: E402
+from domain.partitions import PARTITIONS, partition_of  # noqa: E402
 from domain.rules import RULES_V1, parse_rules  # noqa: E402
+from projections.legacy_rows import (  # noqa: E402
+    AccountRange, StoreSnapshot, _event_rows, account_ids, account_ranges, parked_rows,
+)
 from projections.plan import plan  # noqa: E402
 from projections.read_model.backfill import _jobs, backfill  # noqa: E402
 from projections.read_model.partition import build_partition  # noqa: E402
@@ -52,6 +59,34 @@ def copy_floor(eventstore: str) -> tuple[int, float]:
             for chunk in copy:
                 size += len(chunk)
     return size, time.perf_counter() - started
+
+
+def peak_rss_kb() -> int:
+    """This process's peak RSS. VmHWM, not ru_maxrss: ru_maxrss survives fork+exec on Linux, so a
+    worker spawned by a parent that has just built the fleet would report the parent's peak."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM"))
+
+
+def reads_only(item: tuple[dict[str, str], AccountRange]) -> int:
+    """What a partition reads (its events' rows, its parked rows, every store's rows of its
+    accounts), nothing decoded, folded, diffed or written: the floor of any fold over these reads."""
+    dsns, accounts = item
+    rows = sum(1 for _ in _event_rows(dsns["eventstore"], accounts))
+    parked_rows(dsns["eventstore"], accounts)
+    for store in COMPARED_BY_STORE:
+        snapshot = StoreSnapshot(dsns[store], store)
+        try:
+            rows += sum(1 for _ in snapshot.rows(accounts))
+        finally:
+            snapshot.close()
+    return rows
+
+
+def timed_reads(executor: DaskExecutor, items: list[tuple[dict[str, str], AccountRange]]) -> float:
+    started = time.perf_counter()
+    list(executor.map(reads_only, items))
+    return time.perf_counter() - started
 
 
 def main() -> None:
@@ -75,10 +110,14 @@ def main() -> None:
     with DaskExecutor(workers=args.workers) as executor:
         result = backfill(dsns, rules, RULES_V2, RULES_V1, NOW, executor=executor, now=NOW)
         took = time.perf_counter() - started
-        rss = executor.connect().run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+        rss = executor.connect().run(peak_rss_kb)
         started = time.perf_counter()
         planned = plan(dsns, rules, NOW, workers=args.workers, executor=executor, kept_facts=False)  # a full replay
         plan_s = time.perf_counter() - started
+        ids = account_ids(dsns["eventstore"])
+        hashed = [(dsns, AccountRange(ids=tuple(a for a in ids if partition_of(a) == p))) for p in range(PARTITIONS)]
+        ranged = [(dsns, r) for r in account_ranges(dsns["eventstore"], args.workers)]
+        hashed_s, ranged_s = timed_reads(executor, hashed), timed_reads(executor, ranged)
     rate = result.events_replayed / took
     print(f"backfill, {args.workers} workers, 32 partitions: {result.events_replayed} events in {took:.2f}s = "
           f"{rate:,.0f} events/s = {rate / (events / floor_s):.2f} of the COPY floor; "
@@ -86,6 +125,10 @@ def main() -> None:
     print("peak RSS per worker: " + ", ".join(f"{kb / 1024:.0f} MB" for kb in sorted(rss.values())))
     print(f"plan --rules on the same cluster (started): {planned.events_folded} events in {plan_s:.2f}s = "
           f"{planned.events_folded / plan_s:,.0f} events/s; backfill/plan = {rate / (planned.events_folded / plan_s):.2f}")
+    for label, seconds in (("32 hash partitions", hashed_s), (f"{args.workers} ranges, one per worker", ranged_s)):
+        print(f"reads alone, nothing decoded, folded or written ({label}): {seconds:.2f}s = "
+              f"{floor_s / seconds:.2f} of the COPY floor; a fold would have {3 * floor_s - seconds:+.2f}s "
+              f"for all its work at 1/3 of the floor")
     print(f"load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
     job = _jobs(dsns, result.generation, rules, RULES_V1, 0, [0])[0]
