@@ -7,10 +7,9 @@ from collections.abc import Sequence
 from types import TracebackType
 
 import psycopg
-from psycopg import sql
 
-from domain.events import CATALOG_STREAM, AccountEvent
-from eventlog.account_log import EVENTS_TABLE, append_events, decode_event, open_log
+from domain.events import AccountEvent
+from eventlog.account_log import account_ids, append_events, decode_event, open_log
 from eventlog.protocol import EventNotification
 
 
@@ -33,10 +32,7 @@ class PostgresEventLog:
 
     def account_ids(self) -> list[str]:
         with psycopg.connect(self.dsn) as conn:
-            rows = conn.execute(sql.SQL(
-                "SELECT DISTINCT originator_id COLLATE \"C\" AS id FROM {} WHERE originator_id <> %s ORDER BY 1"
-            ).format(sql.Identifier(EVENTS_TABLE)), (CATALOG_STREAM,)).fetchall()
-        return [row[0] for row in rows]
+            return account_ids(conn)
 
     def notifications(self, start: int, limit: int) -> list[EventNotification]:
         found = self._log.recorder.select_notifications(start, limit)

@@ -34,6 +34,7 @@ from domain.fold import may_be_read_by_truth
 from domain.held import HeldRow, ParkedRecord
 from domain.legacy_tables import COMPARED_BY_STORE
 from eventlog.account_log import EVENTS_TABLE, decode_event
+from eventlog.account_log import account_ids as log_account_ids
 from eventlog.tables_present import has_tables
 from domain.rules import Rules
 from domain.state import TrueState
@@ -180,9 +181,7 @@ class StoreReader:
 def account_ids(eventstore_dsn: str) -> list[str]:
     """Every account in the log, in code-point order."""
     with psycopg.connect(eventstore_dsn) as conn:
-        return [row[0] for row in conn.execute(sql.SQL(
-            "SELECT DISTINCT originator_id COLLATE \"C\" AS id FROM {} WHERE originator_id <> %s ORDER BY 1"
-        ).format(sql.Identifier(EVENTS_TABLE)), (CATALOG_STREAM,))]
+        return log_account_ids(conn)
 
 
 def account_ranges(eventstore_dsn: str, parts: int) -> list[AccountRange]:
