@@ -47,6 +47,8 @@ def stage_store(job: StageJob) -> int:
     snapshot = StoreSnapshot(job.dsns[job.store], job.store)
     try:
         with psycopg.connect(job.dsns["eventstore"]) as conn, conn.transaction():
+            # two runs of one task at once (a lost worker's task rerun while the first still runs): one after the other
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('recompute.staged_rows'), hashtext(%s))", (job.store,))
             conn.execute(f"DELETE FROM {TABLE} WHERE store = %s", (job.store,))
             with conn.cursor() as cur, cur.copy(
                     f"COPY {TABLE} (generation, partition, store, account_id, rows) FROM STDIN") as copy:
