@@ -120,14 +120,16 @@ class Follower:
         self._conn.close()
 
     def take_share(self, *, within_s: float | None = None, poll_s: float = 0.2) -> None:
-        """Claims until this follower holds its fair share and no partition is left unheld (a dead
-        follower's expire within the lease time), or `within_s` (default: the lease and a bit) passed:
-        what a one-pass `project` does first, so it neither skips a dead follower's partitions nor
-        takes a live one's."""
+        """Claims until this follower holds its fair share and every other partition has a holder
+        seen renewing since (a live follower does within a third of its lease; a dead one's lease
+        and membership expire, and they are claimed), or `within_s` (default: the lease and a bit)
+        passed: what a one-pass `project` does first, so it neither skips a dead follower's
+        partitions, even one killed a moment ago, nor takes a live one's."""
         deadline = time.monotonic() + (self.lease_s * 1.5 + 1 if within_s is None else within_s)
+        since = leases.heartbeats(self._conn)
         while True:
             self.held = leases.balance(self._conn, self.owner, self.lease_s)
-            if leases.settled(self._conn, self.owner) or time.monotonic() >= deadline:
+            if leases.settled(self._conn, self.owner, since) or time.monotonic() >= deadline:
                 return
             time.sleep(poll_s)
 

@@ -9,6 +9,8 @@ per segment with an owner and a timeout).
     fence(conn, owner, held, ttl_s) -> {partition: epoch} inside the writing transaction: renews and
                                                           row-locks the leases still ours (same epoch)
     release(conn, owner)                                  a clean exit: partitions free at once
+    settled(conn, owner, since) -> bool                   a one pass holds its share, the rest have
+                                                          holders seen alive since `heartbeats`
 
 The fence is the guard: a follower writes an account only inside a transaction whose `fence` still
 returned its partition. `fence` takes the lease rows FOR UPDATE (an UPDATE), so while a follower
@@ -21,6 +23,8 @@ the survivors' fair share grows.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from datetime import datetime
 
 import psycopg
 
@@ -102,13 +106,25 @@ def release(conn: psycopg.Connection, owner: str) -> None:
         conn.execute("DELETE FROM follow_member WHERE owner = %s", (owner,))
 
 
-def settled(conn: psycopg.Connection, owner: str) -> bool:
-    """Every partition has a live holder and `owner` holds its fair share: nothing is left to claim."""
-    free, live, total, mine = conn.execute(
+def heartbeats(conn: psycopg.Connection) -> dict[str, datetime]:
+    """Each member's alive_until now: what `settled` compares with, to see who has said so since."""
+    return dict(conn.execute("SELECT owner, alive_until FROM follow_member").fetchall())
+
+
+def settled(conn: psycopg.Connection, owner: str, since: Mapping[str, datetime]) -> bool:
+    """Every partition has a holder seen alive and `owner` holds its fair share: nothing is left to
+    claim. A holder is seen alive once it renewed its membership past `since` (its `heartbeats`
+    when the caller began) or joined after; until then it may be a follower killed a moment ago,
+    whose lease and membership still stand but which will never do its partitions."""
+    free, unseen, live, total, mine = conn.execute(
         "SELECT (SELECT count(*) FROM follow_lease WHERE owner IS NULL OR expires_at <= now()), "
+        "(SELECT count(*) FROM follow_lease l LEFT JOIN follow_member m ON m.owner = l.owner "
+        "  LEFT JOIN unnest(%s::text[], %s::timestamptz[]) AS s(owner, alive_until) ON s.owner = l.owner "
+        "  WHERE l.owner <> %s AND l.expires_at > now() AND (m.owner IS NULL OR m.alive_until <= s.alive_until)), "
         "(SELECT count(*) FROM follow_member WHERE alive_until > now()), (SELECT count(*) FROM follow_lease), "
-        "(SELECT count(*) FROM follow_lease WHERE owner = %s AND expires_at > now())", (owner,)).fetchone()
-    return free == 0 and mine >= min(fair_share(total, live), total)
+        "(SELECT count(*) FROM follow_lease WHERE owner = %s AND expires_at > now())",
+        (list(since), list(since.values()), owner, owner)).fetchone()
+    return free == 0 and unseen == 0 and mine >= min(fair_share(total, live), total)
 
 
 def owners(conn: psycopg.Connection) -> dict[str, list[int]]:

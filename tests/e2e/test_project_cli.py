@@ -18,6 +18,8 @@ import psycopg
 import pytest
 import requests
 
+from domain.partitions import partition_of
+from projections.follow import leases
 from tests.support.follow import (
     RECOMPUTE, a_calm_world, an_overdue_invoice, applied, dunning_stage, env_of, project,
 )
@@ -179,6 +181,33 @@ def test_two_followers_share_the_partitions_and_a_killed_ones_accounts_are_still
     assert code == 0
     done = applied(dsns)
     assert not [c for c, n in Counter(done).items() if n > 1] and len(done) == 3 * len(accounts)
+
+
+def test_a_one_pass_right_after_a_kill_9_also_corrects_the_accounts_of_the_killed_followers_partitions(world):
+    """The killed follower's lease and membership still stand when the one pass starts: the one
+    pass must not take it for a live follower that will do its half (it never renews)."""
+    dsns, accounts = world
+    project(dsns)  # the generation and every state, first
+    with following(dsns, "--lease", "8") as one, following(dsns, "--lease", "8") as two:
+        by_pid = {one.pid: one, two.pid: two}
+
+        def split() -> dict[str, list[int]] | None:
+            with psycopg.connect(dsns["eventstore"]) as conn:
+                held = leases.owners(conn)
+            return held if sorted(map(len, held.values())) == [16, 16] else None
+
+        held = eventually(split, what="16 partitions each")
+        partition = partition_of(accounts[5], 32)
+        [killed] = [by_pid[int(owner.split(":")[1])] for owner, parts in held.items() if partition in parts]
+        [stopped] = [p for p in (one, two) if p is not killed]
+        killed.send_signal(signal.SIGKILL)
+        killed.wait()
+        code, _ = stop(stopped)  # a clean exit: its half is free at once
+    assert code == 0
+    for account in accounts:
+        an_overdue_invoice(dsns, account, days=5)
+    project(dsns, "--max-share", "1")
+    assert {a for a, *_ in applied(dsns)} == set(accounts)
 
 
 def test_follow_polls_stripes_events_api_every_interval_when_a_key_is_set(world):
