@@ -44,6 +44,9 @@ CREATE TABLE IF NOT EXISTS ingest_row_digest (
     key_json    text NOT NULL,  -- the row's key as recorded, for its deletion event
     PRIMARY KEY (store, tbl, key)
 );
+-- the parked rows, which every plan range, backfill partition and follower step asks for
+-- (legacy_rows.parked_rows): without it each read every digest (3.2M rows at 100k accounts: 0.5 s)
+CREATE INDEX IF NOT EXISTS ingest_row_digest_parked ON ingest_row_digest (store, tbl) WHERE parked;
 CREATE TABLE IF NOT EXISTS ingest_checkpoint (
     source      text PRIMARY KEY,
     position    jsonb NOT NULL,
