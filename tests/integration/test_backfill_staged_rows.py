@@ -6,7 +6,6 @@ a backfill, and nothing stays staged once the generation is built."""
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 
 import orjson
@@ -24,6 +23,7 @@ from projections.read_model.staged_rows import StageJob, stage_store, staged_row
 from projections.read_model.tables import ensure_read_model
 from tests.e2e.test_backfill_fleet import RULES_V2
 from tests.support.fleet import FLEET_NOW, a_fleet
+from tests.support.table_stats import table_reads
 
 pytestmark = pytest.mark.integration
 
@@ -74,19 +74,8 @@ def test_a_partitions_staged_rows_are_the_rows_every_store_holds_for_its_account
 
 
 def rows_read(dsn: str, tables: tuple[str, ...]) -> dict[str, tuple[int, int]]:
-    """Each table's rows read so far (by sequential scans and through indexes) and its rows, once
-    every other session of the database has ended (a backend flushes its statistics before it
-    leaves pg_stat_activity)."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        for _ in range(100):
-            if not conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                                "AND pid <> pg_backend_pid()").fetchone()[0]:
-                break
-            time.sleep(0.05)
-        conn.execute("SELECT pg_stat_clear_snapshot()")
-        return {table: (read, live) for table, read, live in conn.execute(
-            "SELECT relname, coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0), n_live_tup "
-            "FROM pg_stat_user_tables WHERE relname = ANY(%s)", (list(tables),))}
+    """Each table's rows read so far (by sequential scans and through indexes) and its rows."""
+    return {table: (seq + fetched, live) for table, (seq, fetched, live) in table_reads(dsn, tables).items()}
 
 
 def test_a_backfill_reads_each_legacy_row_once_and_keeps_nothing_staged(fleet):
