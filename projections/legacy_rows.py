@@ -65,8 +65,6 @@ class Stored:
 Source = tuple[list[AccountEvent], Stored | None]
 # An account's legacy rows by "store.table".
 Rows = dict[str, list[dict]]
-# (account_id, its rows, its store's ROWS_DIGEST or None) of one source of legacy rows, sorted by account.
-LegacyRows = Iterator[tuple[str, Rows, bytes | None]]
 
 
 @dataclass(frozen=True)
@@ -137,20 +135,15 @@ class StoreReader:
     def accounts(self, accounts: AccountRange) -> Iterator[tuple[str, list[AccountEvent], dict[str, list[dict]]]]:
         return self._with_rows(account_events(self.dsns["eventstore"], accounts), accounts)
 
-    def truth_accounts(self, accounts: AccountRange, legacy: LegacyRows | None = None
-                       ) -> Iterator[tuple[str, TruthStream, dict[str, list[dict]]]]:
-        """As `accounts`, each stream read by `truth_events` (for `fold(legacy=False)`); with
-        `legacy`, the accounts' rows are those it gives (every store's, sorted by account), not
-        read from the stores (backfill's staged rows: read_model/staged_rows.py)."""
+    def truth_accounts(self, accounts: AccountRange) -> Iterator[tuple[str, TruthStream, dict[str, list[dict]]]]:
+        """As `accounts`, each stream read by `truth_events` (for `fold(legacy=False)`)."""
         return self._with_rows(((s.account_id, s) for s in truth_events(self.dsns["eventstore"], accounts)),
-                               accounts, legacy)
+                               accounts)
 
-    def _with_rows(self, streams: Iterator[tuple[str, P]], accounts: AccountRange, legacy: LegacyRows | None = None
-                   ) -> Iterator[tuple[str, P, Rows]]:
+    def _with_rows(self, streams: Iterator[tuple[str, P]], accounts: AccountRange) -> Iterator[tuple[str, P, Rows]]:
         """Each stream with its account's legacy rows from every store (no digests asked for)."""
-        stores = [legacy] if legacy is not None else [
-            legacy_rows(self.dsns[store], store, accounts) for store in COMPARED_BY_STORE]
-        return ((a, stream, rows) for a, stream, rows, _ in by_account(streams, stores))
+        legacy = [legacy_rows(self.dsns[store], store, accounts) for store in COMPARED_BY_STORE]
+        return ((a, stream, rows) for a, stream, rows, _ in by_account(streams, legacy))
 
     def kept_accounts(self, accounts: AccountRange, as_of: datetime, decided: Deciding | None = None
                       ) -> Iterator[tuple[str, Source, Rows, RowsDigests]]:
@@ -320,7 +313,7 @@ def kept_or_events(eventstore_dsn: str, reader: KeptFactsReader, accounts: Accou
             yield account_id, ([], Stored(version, facts=decode(source[1], as_of)))
 
 
-def legacy_rows(dsn: str, store: str, accounts: AccountRange) -> LegacyRows:
+def legacy_rows(dsn: str, store: str, accounts: AccountRange) -> Iterator[tuple[str, Rows, bytes | None]]:
     """(account_id, {"store.table": rows}, None) for every compared table of one store, sorted by account."""
     snapshot = StoreSnapshot(dsn, store)
     try:
@@ -385,19 +378,12 @@ class StoreSnapshot:
             return {row[0] for row in cur.execute(query, (ids, [given[a] for a in ids]))}
 
     def rows(self, accounts: AccountRange, skip: Sequence[str] = (), digests: bool = False
-             ) -> LegacyRows:
+             ) -> Iterator[tuple[str, Rows, bytes | None]]:
         """(account_id, {"store.table": rows}, ROWS_DIGEST or None) of every account of the range
         with rows here but those of `skip`, sorted by account.
 
         One row per account (`json_agg`), not per legacy row: psycopg's per-row cost was most of what
         reading the stores took in Python (measured on 10,000 accounts: 221k rows -> 10k)."""
-        for account_id, document, digest in self.documents(accounts, skip, digests):
-            yield account_id, parse_rows(document), digest
-
-    def documents(self, accounts: AccountRange, skip: Sequence[str] = (), digests: bool = False
-                  ) -> Iterator[tuple[str, bytes, bytes | None]]:
-        """As `rows`, each account's rows as the store sent them: a JSON array of [table, row]
-        (parse_rows reads it)."""
         columns = sql.SQL("{tbl} AS tbl, row_to_json(t) AS row" + (", {tag}::bytea || record_send(t) AS r"
                                                                     if digests else ""))
         query = sql.SQL("COPY (SELECT account_id, json_agg(json_build_array(tbl, row))::text, {} FROM ({}) u "
@@ -406,15 +392,11 @@ class StoreSnapshot:
             _order("account_id", self.collate))
         with self.conn.cursor() as cur, cur.copy(query) as copy:
             copy.set_types(["text", "bytea", "bytea"])
-            yield from copy.rows()
-
-
-def parse_rows(document: bytes, into: Rows | None = None) -> Rows:
-    """An account's rows by "store.table" from a store's JSON array of [table, row] (added to `into`)."""
-    rows: Rows = {} if into is None else into
-    for table, row in orjson.loads(document):
-        rows.setdefault(table, []).append(row)
-    return rows
+            for account_id, document, digest in copy.rows():
+                rows: Rows = {}
+                for table, row in orjson.loads(document):
+                    rows.setdefault(table, []).append(row)
+                yield account_id, rows, digest
 
 
 def parked_rows(eventstore_dsn: str, accounts: AccountRange) -> dict[str, list[HeldRow]]:
@@ -492,7 +474,7 @@ def _order(column: str, collate: bool) -> sql.Composable:
 
 
 def by_account(
-    events: Iterator[tuple[str, P]], legacy: Sequence[LegacyRows]
+    events: Iterator[tuple[str, P]], legacy: Sequence[Iterator[tuple[str, Rows, bytes | None]]]
 ) -> Iterator[tuple[str, P, Rows, RowsDigests]]:
     """Each account of the log with its events (or what stands for them), its current legacy rows
     by "store.table" and each store's digest of them (None: no rows there, or none made); `legacy`
@@ -511,6 +493,6 @@ def by_account(
         yield account_id, account_events_, rows, tuple(digests)
 
 
-def _numbered(i: int, store: LegacyRows) -> Iterator[tuple[str, int, Rows, bytes | None]]:
+def _numbered(i: int, store: Iterator[tuple[str, Rows, bytes | None]]) -> Iterator[tuple[str, int, Rows, bytes | None]]:
     for account_id, rows, digest in store:
         yield account_id, i, rows, digest

@@ -10,9 +10,8 @@ recompute_events) TO STDOUT (FORMAT binary)`, read and discarded: the floor); th
 --workers processes, its start included) in events/s and as a share of the floor; each worker's
 peak RSS; `plan --rules` on the same cluster for comparison; the ceiling of any fold on this
 machine: the same reads with nothing decoded, folded or written, on the same cluster: as the
-backfill reads them (each store staged once, then 32 partitions), as its partitions read them
-before (each scanning every legacy table), and in the cheapest layout (one account range per
-worker, each legacy table scanned once per worker); and one partition run again inline under cProfile, split into reading,
+backfill's 32 partitions read them, and in the cheapest layout (one account range per worker:
+each legacy table scanned once per worker); and one partition run again inline under cProfile, split into reading,
 folding, the true states, the diff and the COPY of the states.
 """
 
@@ -24,7 +23,6 @@ import os
 import pstats
 import sys
 import time
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -44,7 +42,6 @@ from projections.legacy_rows import (  # noqa: E402
 from projections.plan import plan  # noqa: E402
 from projections.read_model.backfill import _jobs, backfill  # noqa: E402
 from projections.read_model.partition import build_partition  # noqa: E402
-from projections.read_model.staged_rows import StageJob, drop_staged, stage_jobs, stage_store, staged_rows  # noqa: E402
 from recompute.dask_executor import DaskExecutor  # noqa: E402
 from tests.e2e.test_backfill_fleet import RULES_V2  # noqa: E402
 
@@ -71,18 +68,15 @@ def peak_rss_kb() -> int:
         return next(int(line.split()[1]) for line in status if line.startswith("VmHWM"))
 
 
-Read = tuple[dict[str, str], AccountRange, int | None]  # (dsns, accounts, generation whose staged rows to read)
+Read = tuple[dict[str, str], AccountRange]
 
 
 def reads_only(item: Read) -> int:
-    """What a partition reads (its events' rows, its parked rows, its accounts' rows: staged, or
-    from every store), nothing decoded, folded, diffed or written: the floor of any fold over them."""
-    dsns, accounts, staged = item
+    """What a partition reads (its events' rows, its parked rows, every store's rows of its
+    accounts), nothing decoded, folded, diffed or written: the floor of any fold over these reads."""
+    dsns, accounts = item
     rows = sum(1 for _ in _event_rows(dsns["eventstore"], accounts))
     parked_rows(dsns["eventstore"], accounts)
-    if staged is not None:
-        partition = partition_of(accounts.ids[0]) if accounts.ids else 0
-        return rows + sum(1 for _ in staged_rows(dsns["eventstore"], staged, partition))
     for store in COMPARED_BY_STORE:
         snapshot = StoreSnapshot(dsns[store], store)
         try:
@@ -92,9 +86,8 @@ def reads_only(item: Read) -> int:
     return rows
 
 
-def timed_reads(executor: DaskExecutor, items: list[Read], stage: Sequence[StageJob] = ()) -> float:
+def timed_reads(executor: DaskExecutor, items: list[Read]) -> float:
     started = time.perf_counter()
-    list(executor.map(stage_store, stage))
     list(executor.map(reads_only, items))
     return time.perf_counter() - started
 
@@ -126,14 +119,9 @@ def main() -> None:
         plan_s = time.perf_counter() - started
         ids = account_ids(dsns["eventstore"])
         parts = [AccountRange(ids=tuple(a for a in ids if partition_of(a) == p)) for p in range(PARTITIONS)]
-        gen = result.generation.id
-        reads = {"32 partitions, rows staged as backfill reads them": timed_reads(
-                     executor, [(dsns, a, gen) for a in parts], stage_jobs(dsns, gen, PARTITIONS, list(range(PARTITIONS)))),
-                 "32 partitions, each reading the stores": timed_reads(executor, [(dsns, a, None) for a in parts]),
+        reads = {"32 partitions, as the backfill reads them": timed_reads(executor, [(dsns, a) for a in parts]),
                  f"{args.workers} ranges, one per worker": timed_reads(
-                     executor, [(dsns, r, None) for r in account_ranges(dsns["eventstore"], args.workers)])}
-        with psycopg.connect(dsns["eventstore"]) as conn:
-            drop_staged(conn, gen)
+                     executor, [(dsns, r) for r in account_ranges(dsns["eventstore"], args.workers)])}
     rate = result.events_replayed / took
     print(f"backfill, {args.workers} workers, 32 partitions: {result.events_replayed} events in {took:.2f}s = "
           f"{rate:,.0f} events/s = {rate / (events / floor_s):.2f} of the COPY floor; "

@@ -5,8 +5,7 @@ with `activate`, the switch to it and its corrections written through the apply 
     result = backfill(dsns, rules, rules_text, active_rules, as_of, executor=executor, now=now)
     applied = activate(dsns, result, rules, options, executor=executor)    # --apply
 
-Each legacy store is read once a run, before the partitions (read_model/staged_rows.py). One
-backfill at a time (an advisory lock, freed if the process dies). A killed run leaves the
+One backfill at a time (an advisory lock, freed if the process dies). A killed run leaves the
 active generation as it was (the switch is one transaction) and the partitions it committed; a
 rerun of the same rules resumes from them. Killed after the switch, the rerun finds its rules
 active at that T and only finishes the writes (apply's recovery settles what was in flight).
@@ -36,7 +35,6 @@ from projections.plan import PlanResult
 from projections.read_model.generations import Generation, Opened, active_generation, done_partitions, finish, \
     open_generation, read_generation, switch
 from projections.read_model.partition import PartitionJob, build_partition
-from projections.read_model.staged_rows import drop_staged, stage_jobs, stage_store
 from projections.read_model.tables import ensure_read_model
 
 _LOCK_ID = 7_310_009
@@ -107,13 +105,10 @@ def backfill(dsns: Mapping[str, str], rules: Rules, rules_text: str, active_rule
         if todo:
             jobs = _jobs(dict(dsns), gen, rules, active_rules, position, todo)
             on_progress(len(done), gen.partitions)
-            list(executor.map(stage_store, stage_jobs(dict(dsns), gen.id, gen.partitions, todo)))
             for report in executor.map(build_partition, jobs):
                 reports.append(report)
                 on_progress(len(reports), gen.partitions)
-        with conn.transaction():
-            finish(conn, gen.id)
-            drop_staged(conn, gen.id)
+        finish(conn, gen.id)
         result.generation = read_generation(conn, gen.id)
     for report in reports:
         part = orjson.loads(report)
@@ -158,7 +153,7 @@ def _jobs(dsns: dict[str, str], gen: Generation, rules: Rules, active_rules: Rul
         if mine is not None:
             mine.append(account_id)
     return [PartitionJob(dsns=dsns, generation=gen.id, partition=p, account_ids=tuple(ids[p]), rules=rules,
-                         active_rules=active_rules, as_of=gen.as_of, catalog=catalog, position=position, staged=True)
+                         active_rules=active_rules, as_of=gen.as_of, catalog=catalog, position=position)
             for p in todo]
 
 

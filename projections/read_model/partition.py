@@ -2,7 +2,7 @@
 
 For every account of the partition (domain/partitions.partition_of) the whole stream is read
 (legacy_rows.StoreReader.truth_accounts over AccountRange(ids=...): only the events some rule may
-read are decoded), with its legacy rows as staged for it (staged_rows.py), and folded once at T; from the same facts come
+read are decoded) and folded once at T; from the same facts come
 the true state under the new rules and under the active rules, and the corrections of the new
 rules against the live legacy rows (plan.decide: exactly what `plan --rules FILE` finds). Then,
 in ONE transaction on the event store: the partition's old states in this generation are deleted,
@@ -28,7 +28,6 @@ from domain.truth import true_state
 from projections.legacy_rows import AccountRange, StoreReader
 from projections.plan import decide
 from projections.read_model.changes import state_changes
-from projections.read_model.staged_rows import staged_rows
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,6 @@ class PartitionJob:
     as_of: datetime
     catalog: Catalog
     position: int  # the log's highest notification id when the backfill started
-    staged: bool = False  # its legacy rows are staged (staged_rows.py), not read from the stores
 
 
 def build_partition(job: PartitionJob, *, reader: StoreReader | None = None) -> bytes:
@@ -63,8 +61,7 @@ def build_partition(job: PartitionJob, *, reader: StoreReader | None = None) -> 
             if job.account_ids:
                 accounts = AccountRange(ids=job.account_ids)
                 parked = reader.parked(accounts)
-                legacy = staged_rows(job.dsns["eventstore"], job.generation, job.partition) if job.staged else None
-                for account_id, stream, rows in reader.truth_accounts(accounts, legacy):
+                for account_id, stream, rows in reader.truth_accounts(accounts):
                     events_read += stream.count
                     # the truth reads no observed rows, nor the events truth_events leaves undecoded
                     facts = fold(stream.for_fold(job.as_of), as_of=job.as_of, legacy=False)

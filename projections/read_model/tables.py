@@ -11,8 +11,6 @@
                             so a rerun (or a lost Dask worker's task) starts from what is done
     read_model_state        per generation and account: the true state, `next_action_at` (indexed:
                             the timer queue of `project --follow`), the stream version it reflects
-    read_model_staged_rows  a running backfill's legacy rows by partition, each store read once
-                            (staged_rows.py; unlogged scratch, dropped when the generation is built)
 
 Every write that changes what a reader sees (a partition's states and its row, the switch of the
 active generation) commits in one transaction.
@@ -81,16 +79,6 @@ ALTER TABLE read_model_facts
     ADD COLUMN IF NOT EXISTS decided_result         bytea,        -- orjson [exists, corrections, held]
     ADD COLUMN IF NOT EXISTS decided_parked_digest  bytea,        -- SHA-256 of the parked rows (NULL: none)
     ADD COLUMN IF NOT EXISTS decided_rows_digest    bytea;        -- per store: 0, or 1 and its SHA-256
--- backfill: each legacy store's rows of the accounts of the partitions to build, read once a run
--- (staged_rows.py); scratch, so unlogged
-CREATE UNLOGGED TABLE IF NOT EXISTS read_model_staged_rows (
-    generation  bigint  NOT NULL REFERENCES read_model_generation (id) ON DELETE CASCADE,
-    partition   integer NOT NULL,
-    store       text    NOT NULL,
-    account_id  text    NOT NULL,
-    rows        bytea   NOT NULL,                -- JSON array of [table, row], as the store sent it
-    PRIMARY KEY (generation, partition, account_id, store)
-);
 """
 
 
