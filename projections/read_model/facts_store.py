@@ -69,7 +69,7 @@ from domain.held import HeldRow
 from domain.rules import Rules
 from domain.state import TrueState
 from domain.truth import restated
-from eventlog.account_log import EVENTS_TABLE
+from eventlog.account_log import EVENTS_TABLE, walked_heads
 from eventlog.tables_present import has_tables
 
 TABLE = "read_model_facts"
@@ -259,18 +259,11 @@ class KeptFactsReader:
         """Each stream of the range and its head (`where` on originator_id).
 
         With `walk` (only for a `where` that is an interval of the index's order), one descent of
-        the primary key per stream, from the top of the range down: the first entry of a stream is
-        its head. Measured on 445k events: 0.13 s for 5,000 streams against 0.5-0.75 s for the
-        GROUP BY, which reads every event's heap row."""
+        the primary key per stream (eventlog/account_log.walked_heads), not a GROUP BY reading
+        every event's heap row."""
         if walk:
-            query = sql.SQL(
-                "WITH RECURSIVE s AS ((SELECT originator_id, originator_version FROM {t} WHERE {w} "
-                "ORDER BY originator_id DESC, originator_version DESC LIMIT 1) UNION ALL "
-                "SELECT n.originator_id, n.originator_version FROM s, LATERAL (SELECT originator_id, originator_version "
-                "FROM {t} WHERE originator_id < s.originator_id AND {w} "
-                "ORDER BY originator_id DESC, originator_version DESC LIMIT 1) n) SELECT * FROM s")
-        else:
-            query = sql.SQL("SELECT originator_id, max(originator_version) FROM {t} WHERE {w} GROUP BY 1")
+            return walked_heads(self.conn, where)
+        query = sql.SQL("SELECT originator_id, max(originator_version) FROM {t} WHERE {w} GROUP BY 1")
         return dict(self.conn.execute(query.format(t=sql.Identifier(EVENTS_TABLE), w=where)).fetchall())
 
     def kept(self, where: sql.Composable, key: DecisionKey | None = None, as_of: datetime | None = None
