@@ -1,19 +1,24 @@
-"""Configuration, read in one place from the environment (cli.md, "Configuration").
+"""Configuration, read in one place from the environment and `RECOMPUTE_CONFIG` (cli.md, "Configuration").
 
-Nothing here opens a connection; `SettingsError` names the variable that is missing or unusable,
-and the command line turns it into one line and exit code 2.
+Every setting is read by its environment name: from the environment when set there (non-empty), else
+from the config file (`recompute/config_file.py`), else its default; `Settings.origins` records which.
+Nothing here opens a connection; `SettingsError` names the variable that is missing or unusable (a
+value from the config file: the file and the key), and the command line turns it into one line and
+exit code 2.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
 import psycopg.conninfo
 
 from domain.legacy_tables import STORES
+from recompute.config_file import OWNERS, ConfigFileProblem, read_config_file
 
 DSN_VARIABLES = {
     "cf_prod": "RECOMPUTE_CF_PROD_DSN",
@@ -21,6 +26,14 @@ DSN_VARIABLES = {
     "subs": "RECOMPUTE_SUBS_DSN",
     "eventstore": "RECOMPUTE_EVENTSTORE_DSN",
 }
+CONFIG_VARIABLE = "RECOMPUTE_CONFIG"
+# Every setting, by its environment name: what a config file may hold (besides [owners]).
+SETTING_NAMES = (*DSN_VARIABLES.values(), "RECOMPUTE_RULES", "STRIPE_API_KEY", "RECOMPUTE_STRIPE_API_BASE",
+                 "STRIPE_WEBHOOK_SECRET", "RECOMPUTE_DASK_SCHEDULER", "RECOMPUTE_BROKER_URL", "RECOMPUTE_LOG_FORMAT",
+                 "RECOMPUTE_DATA_DIR")
+PATH_SETTINGS = ("RECOMPUTE_RULES", "RECOMPUTE_DATA_DIR")
+LOG_FORMATS = ("text", "json")
+ENVIRONMENT, DEFAULT = "environment", "default"
 
 
 class SettingsError(Exception):
@@ -41,6 +54,12 @@ class Settings:
     broker_url: str | None
     data_dir: Path  # where the embedded default keeps its PostgreSQL
     dask_scheduler: str | None = None  # RECOMPUTE_DASK_SCHEDULER; None: a LocalCluster of --workers
+    log_format: str = "text"  # RECOMPUTE_LOG_FORMAT: "text" or "json"
+    owners: Mapping[str, str] = field(default_factory=dict)  # the config file's [owners], as written
+    # where each setting came from, by its environment name (and "owners"): "environment", "config file PATH"
+    # or "default"
+    origins: Mapping[str, str] = field(default_factory=dict)
+    configured: Mapping[str, str] = field(default_factory=dict)  # the value of each one set, as written
 
     @property
     def needs_embedded(self) -> bool:
@@ -49,43 +68,78 @@ class Settings:
 
 def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
+    config_path = env.get(CONFIG_VARIABLE) or None
+    file = None
+    if config_path is not None:
+        try:
+            file = read_config_file(Path(config_path), SETTING_NAMES)
+        except ConfigFileProblem as problem:
+            raise SettingsError(CONFIG_VARIABLE, f"config file {config_path}: {problem}") from None
+    configured: dict[str, str] = {}
+    origins = dict.fromkeys(SETTING_NAMES, DEFAULT)
+    for name in SETTING_NAMES:
+        if env.get(name):
+            configured[name], origins[name] = env[name], ENVIRONMENT
+        elif file is not None and file.settings.get(name):
+            configured[name], origins[name] = _from_file(file.path, name, file.settings[name]), f"config file {file.path}"
+    try:
+        settings = _settings(configured, env)
+    except SettingsError as error:
+        if origins.get(error.variable, DEFAULT) not in (ENVIRONMENT, DEFAULT):
+            raise SettingsError(CONFIG_VARIABLE, f"config file {config_path}: {error}") from None
+        raise
+    origins[OWNERS] = f"config file {file.path}" if file is not None else DEFAULT
+    return dataclasses.replace(settings, owners=file.owners if file else {}, origins=origins, configured=configured)
+
+
+def _from_file(path: Path, name: str, value: str) -> str:
+    """A relative path in the config file is relative to the file's folder, not to where recompute runs."""
+    return str(path.parent / value) if name in PATH_SETTINGS and not Path(value).is_absolute() else value
+
+
+def _settings(values: Mapping[str, str], env: Mapping[str, str]) -> Settings:
+    """The settings from their values by name (each non-empty, from the environment or the file)."""
     dsns: dict[str, str | None] = {}
     for store, variable in DSN_VARIABLES.items():
-        value = env.get(variable) or None
+        value = values.get(variable)
         if value is not None:
             _check_conninfo(variable, value)
         dsns[store] = value
     _all_legacy_or_none(dsns)
 
-    rules = env.get("RECOMPUTE_RULES") or None
+    rules = values.get("RECOMPUTE_RULES")
     if rules is not None and not Path(rules).is_file():
         raise SettingsError("RECOMPUTE_RULES", f"no rules file at {rules!r}")
 
-    api_base = env.get("RECOMPUTE_STRIPE_API_BASE") or None
+    api_base = values.get("RECOMPUTE_STRIPE_API_BASE")
     if api_base is not None and not api_base.startswith(("http://", "https://")):
         raise SettingsError("RECOMPUTE_STRIPE_API_BASE", f"not an http(s) address: {api_base!r}")
 
-    secret = env.get("STRIPE_WEBHOOK_SECRET") or None
+    secret = values.get("STRIPE_WEBHOOK_SECRET")
     if secret is not None and not secret.startswith("whsec_"):
         raise SettingsError("STRIPE_WEBHOOK_SECRET", "a signing secret starts with 'whsec_'")
 
-    scheduler = env.get("RECOMPUTE_DASK_SCHEDULER") or None
+    scheduler = values.get("RECOMPUTE_DASK_SCHEDULER")
     if scheduler is not None and "://" not in scheduler:
         raise SettingsError("RECOMPUTE_DASK_SCHEDULER", f"not a scheduler address like tcp://host:8786: {scheduler!r}")
 
     default_home = Path(env.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "recompute"
-    data_dir = Path(env.get("RECOMPUTE_DATA_DIR") or default_home)
+    data_dir = Path(values.get("RECOMPUTE_DATA_DIR") or default_home)
     if any(dsn is None for dsn in dsns.values()):
         _check_data_dir(data_dir)
+    log_format = values.get("RECOMPUTE_LOG_FORMAT", "text")
+    if log_format not in LOG_FORMATS:
+        raise SettingsError("RECOMPUTE_LOG_FORMAT", f"{log_format!r} is not one of {', '.join(LOG_FORMATS)}")
     return Settings(
         dsns=dsns,
         rules_path=Path(rules) if rules else None,
-        stripe_api_key=env.get("STRIPE_API_KEY") or None,
+        stripe_api_key=values.get("STRIPE_API_KEY"),
         stripe_api_base=api_base,
         stripe_webhook_secret=secret,
-        broker_url=env.get("RECOMPUTE_BROKER_URL") or None,
+        broker_url=values.get("RECOMPUTE_BROKER_URL"),
         data_dir=data_dir,
         dask_scheduler=scheduler,
+        log_format=log_format,
     )
 
 
@@ -114,4 +168,4 @@ def _check_conninfo(variable: str, value: str) -> None:
     try:
         psycopg.conninfo.conninfo_to_dict(value)
     except psycopg.ProgrammingError as error:
-        raise SettingsError(variable, f"not a libpq connection string: {error}") from None
+        raise SettingsError(variable, f"not a libpq connection string: {' '.join(str(error).split())}") from None

@@ -6,9 +6,12 @@ import sys
 
 import click
 
+from recompute.settings import SettingsError
+
 
 class _Recompute(click.Group):
-    """Usage errors are one line, naming the option or argument (cli.md: exit 2); the rest is click's."""
+    """Usage errors are one line, naming the option or argument (cli.md: exit 2), and so is a setting
+    that is missing or unusable wherever a command reads the settings; the rest is click's."""
 
     def main(self, *args, **kwargs):
         kwargs.pop("standalone_mode", None)
@@ -20,6 +23,9 @@ class _Recompute(click.Group):
         except click.UsageError as error:
             where = f" (see `{error.ctx.command_path} --help`)" if error.ctx else ""
             click.echo(f"recompute: {' '.join(error.format_message().split())}{where}", err=True)
+            sys.exit(2)
+        except SettingsError as error:
+            click.echo(f"recompute: {error}", err=True)
             sys.exit(2)
         except click.ClickException as error:
             error.show()

@@ -155,3 +155,28 @@ def test_plan_of_an_account_the_log_does_not_hold_says_so_when_the_log_is_not_em
     assert result.returncode == 1, result.stderr
     assert "no events for account 'NOPE'" in result.stderr
     assert "run `recompute ingest` first" not in result.stderr
+
+
+# -- RECOMPUTE_CONFIG (issue 22): the settings by their names in a TOML file; the environment wins --
+
+def test_the_stores_named_in_the_config_file_are_the_ones_ingested(stores, tmp_path):
+    create_stores(stores)
+    config = tmp_path / "recompute.toml"
+    config.write_text("".join(f'{name} = "{dsn}"\n' for name, dsn in configured(stores).items()))
+    result = recompute("ingest", env={"RECOMPUTE_CONFIG": str(config)})
+    assert result.returncode == 0, result.stderr
+    assert not nothing_written(stores["eventstore"])
+
+
+@pytest.mark.parametrize("command", [("ingest",), ("relay",), ("status",)])
+def test_an_unknown_key_in_the_config_file_is_one_line_naming_the_file_and_the_key_and_writes_nothing(
+        stores, tmp_path, command):
+    create_stores(stores)
+    config = tmp_path / "recompute.toml"
+    config.write_text('RECOMPUTE_BROKER_ULR = "amqp://guest:guest@127.0.0.1:5672//"\n')
+    result = recompute(*command, env={**configured(stores), "RECOMPUTE_CONFIG": str(config)})
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line == (f"recompute: RECOMPUTE_CONFIG: config file {config}: RECOMPUTE_BROKER_ULR: unknown key "
+                    "(did you mean 'RECOMPUTE_BROKER_URL'?)")
+    assert nothing_written(stores["eventstore"])
