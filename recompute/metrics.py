@@ -5,21 +5,26 @@ stay cheap on a large log: the events per source are counted once and then only 
 notification id counted (ids are issued in commit order: the appends hold the table's EXCLUSIVE
 lock, so nothing can later appear below an id already seen). What happens in this process
 (webhook deliveries by outcome, their latency) is counted here. `recompute_correction_lag_seconds`
-is registered for the continuous projection to observe: `project --port` observes it, and
-`FollowCollector` adds the followers' state (breaker open, accounts withheld, partitions held).
+is registered for the continuous projection to observe: `project --port` observes it.
+`FollowCollector` adds the followers' state (breaker open, accounts withheld, partitions held of
+how many) and `ChangeStreamCollector` each change stream's slot (read, retained WAL), in both
+`serve` and `project --port`. What the alerts read (ops/prometheus/recompute-rules.yml) is all here.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import Counter as Tally
+from collections.abc import Mapping
 
+import psycopg
 import psycopg_pool
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from eventlog.account_log import EVENTS_TABLE
 from eventlog.tables_present import has_tables
+from ingestion.legacy.cdc.setup import stream_status
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -51,6 +56,12 @@ _LAST_RUN = ("SELECT (summary ->> 'accounts_disagreeing')::bigint FROM apply_run
              "ORDER BY finished_at DESC NULLS LAST LIMIT 1")
 _COUNTS = ("SELECT (SELECT count(*) FROM parked_record WHERE resolved_at IS NULL), "
            "(SELECT count(*) FROM outbox_event WHERE status IN ('held', 'ready'))")
+# The age of the oldest of what waits (0 when nothing does): what the alerts on waiting read.
+_OLDEST = ("SELECT coalesce(extract(epoch FROM now() - (SELECT min(created_at) FROM outbox_event "
+           "                                            WHERE status IN ('held', 'ready'))), 0)::float8, "
+           "(SELECT count(*) FROM parked_record WHERE waiting_for IS NOT NULL AND resolved_at IS NULL), "
+           "coalesce(extract(epoch FROM now() - (SELECT min(parked_at) FROM parked_record "
+           "                                     WHERE waiting_for IS NOT NULL AND resolved_at IS NULL)), 0)::float8")
 
 
 class EventStoreCollector:
@@ -72,6 +83,7 @@ class EventStoreCollector:
             applied = conn.execute(_APPLIED).fetchall()
             disagreeing = conn.execute(_LAST_RUN).fetchone()
             parked, waiting = conn.execute(_COUNTS).fetchone()
+            oldest_event, stripe_waiting, oldest_stripe = conn.execute(_OLDEST).fetchone()
             by_source = dict(self._by_source)
         appended = CounterMetricFamily("recompute_events_appended", "Events in the account event log, by source",
                                        labels=["source"])
@@ -91,6 +103,14 @@ class EventStoreCollector:
         yield GaugeMetricFamily("recompute_parked_records", "Records parked with a reason", value=parked)
         yield GaugeMetricFamily("recompute_outbox_waiting", "Outgoing domain events not yet published",
                                 value=waiting)
+        yield GaugeMetricFamily("recompute_outbox_oldest_waiting_seconds",
+                                "Age of the oldest outgoing domain event not yet published (0: none waits)",
+                                value=oldest_event)
+        yield GaugeMetricFamily("recompute_stripe_waiting_objects",
+                                "Stripe objects waiting for their customer to name an account", value=stripe_waiting)
+        yield GaugeMetricFamily("recompute_stripe_waiting_oldest_seconds",
+                                "Age of the oldest Stripe object waiting for its customer's account (0: none waits)",
+                                value=oldest_stripe)
 
 
 class ServeMetrics:
@@ -110,15 +130,19 @@ class ServeMetrics:
                                         "From a source commit to its correction committed",
                                         buckets=LATENCY_BUCKETS, registry=self.registry)
 
-    def watch_followers(self) -> None:
-        """`project --port`: the followers' state too, read at each scrape."""
+    def watch_followers(self, legacy_dsns: Mapping[str, str], eventstore_dsn: str) -> None:
+        """`project --port` and `serve`: the followers' state and the change streams too, read at each
+        scrape (from whichever process is scraped: a lost follower is seen from the others)."""
         self.registry.register(FollowCollector(self._pool))
+        self.registry.register(ChangeStreamCollector(self._pool, legacy_dsns, eventstore_dsn))
 
 
+_STREAMED = "SELECT substr(source, 5) FROM ingest_checkpoint WHERE source LIKE 'cdc:%' ORDER BY 1"
 _FOLLOW = ("SELECT (SELECT open::int FROM follow_breaker WHERE id = 1), "
            "(SELECT count(*) FROM follow_withheld w JOIN read_model_generation g ON g.id = w.generation AND g.active), "
            "(SELECT count(*) FROM follow_lease WHERE owner IS NOT NULL AND expires_at > now()), "
-           "(SELECT count(*) FROM follow_member WHERE alive_until > now())")
+           "(SELECT count(*) FROM follow_member WHERE alive_until > now()), "
+           "(SELECT count(*) FROM follow_lease)")
 
 
 class FollowCollector:
@@ -132,7 +156,7 @@ class FollowCollector:
         with self._pool.connection(timeout=self._timeout) as conn:
             if not has_tables(conn, "follow_breaker", "follow_lease", "follow_withheld", "follow_member"):
                 return
-            paused, withheld, leased, followers = conn.execute(_FOLLOW).fetchone()
+            paused, withheld, leased, followers, partitions = conn.execute(_FOLLOW).fetchone()
         yield GaugeMetricFamily("recompute_follow_writing_paused",
                                 "1 while the circuit breaker keeps the followers from writing (`project --resume`)",
                                 value=paused or 0)
@@ -140,4 +164,40 @@ class FollowCollector:
                                 "Accounts whose corrections wait for the breaker to be resumed", value=withheld)
         yield GaugeMetricFamily("recompute_follow_partitions_leased", "Partitions a live follower holds",
                                 value=leased)
+        yield GaugeMetricFamily("recompute_follow_partitions", "Partitions of the continuous projection",
+                                value=partitions)
         yield GaugeMetricFamily("recompute_followers", "Followers alive", value=followers)
+
+
+class ChangeStreamCollector:
+    """Each change stream that `cdc setup` made (a `cdc:` checkpoint in the event store), read from its
+    legacy server at each scrape (`recompute cdc status`'s figures): whether a reader streams from its
+    slot, and how much WAL the slot retains. A server that cannot be reached counts as a stream down."""
+
+    def __init__(self, pool: psycopg_pool.ConnectionPool, legacy_dsns: Mapping[str, str], eventstore_dsn: str, *,
+                 timeout: float = 5.0) -> None:
+        self._pool = pool
+        self._legacy = dict(legacy_dsns)
+        self._eventstore = eventstore_dsn
+        self._timeout = timeout
+
+    def collect(self):
+        with self._pool.connection(timeout=self._timeout) as conn:
+            if not has_tables(conn, "ingest_checkpoint"):
+                return
+            streamed = [store for (store,) in conn.execute(_STREAMED) if store in self._legacy]
+        up = GaugeMetricFamily("recompute_cdc_stream_up",
+                               "1 while a reader streams from the store's replication slot; 0 when the slot is "
+                               "idle, gone, or its server unreachable", labels=["source"])
+        retained = GaugeMetricFamily("recompute_cdc_slot_retained_wal_bytes",
+                                     "WAL the store's replication slot keeps on its server", labels=["source"])
+        for store in streamed:
+            try:
+                status = stream_status(store, self._legacy[store], self._eventstore)
+            except psycopg.OperationalError:
+                up.add_metric([store], 0)
+                continue
+            up.add_metric([store], 1 if status["exists"] and status["active"] else 0)
+            if status["exists"]:
+                retained.add_metric([store], status["retained_bytes"])
+        yield from (up, retained)

@@ -7,7 +7,7 @@ import errno
 import signal
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import psycopg_pool
 import uvicorn
@@ -52,14 +52,17 @@ def _strerror(error: Exception) -> str:
 
 def run(sock: socket.socket, *, eventstore_dsn: str, make_ingester: Callable[[], StripeIngester],
         secret: str | None, on_ready: Callable[[], None], http: str = "httptools",
-        recording: str = "group") -> None:
+        recording: str = "group", legacy_dsns: Mapping[str, str] | None = None) -> None:
     """Serves on `sock` until SIGTERM/SIGINT, then finishes the requests in flight and returns.
     `on_ready` is called once it serves (and SIGTERM/SIGINT stop it cleanly).
 
     `recording` "group" (one writer, the default) or "thread" (a transaction per delivery, kept for
-    scripts/load_webhooks.py to compare); `http` the parser, "httptools" (on uvloop) or "h11"."""
-    server, _ = build(eventstore_dsn=eventstore_dsn, make_ingester=make_ingester, secret=secret, on_ready=on_ready,
-                      http=http, recording=recording)
+    scripts/load_webhooks.py to compare); `http` the parser, "httptools" (on uvloop) or "h11".
+    `legacy_dsns`: /metrics also says the followers' state and the change streams' slots."""
+    server, metrics = build(eventstore_dsn=eventstore_dsn, make_ingester=make_ingester, secret=secret,
+                            on_ready=on_ready, http=http, recording=recording)
+    if legacy_dsns is not None:
+        metrics.watch_followers(legacy_dsns, eventstore_dsn)
     # uvicorn re-raises the signal it stopped on once it is done; ignoring it then makes the exit 0.
     previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:

@@ -116,7 +116,8 @@ def project(keep_going: bool, rules_path: str | None, port: int | None, host: st
             server, metrics = build(eventstore_dsn=wiring.dsns["eventstore"],
                                     make_ingester=wiring.stripe_job().stripe_ingester, secret=secret,
                                     on_ready=lambda: click.echo(ready))
-            metrics.watch_followers()
+            metrics.watch_followers({store: wiring.dsns[store] for store in STORES},
+                                    wiring.dsns["eventstore"])
             follower.on_lag = metrics.correction_lag.observe
             threads.append(threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="serve",
                                             daemon=True))

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from domain.legacy_tables import STORES
 from recompute.cli.common import wiring_or_exit
 from recompute.cli.group import main
 
@@ -30,4 +31,5 @@ def serve(host: str, port: int, parser: str, recording: str) -> None:
     serving = f"serving on http://{host}:{sock.getsockname()[1]}" + (
         "" if secret else " (webhooks refused: STRIPE_WEBHOOK_SECRET unset)")
     run(sock, eventstore_dsn=wiring.dsns["eventstore"], make_ingester=wiring.stripe_job().stripe_ingester,
-        secret=secret, on_ready=lambda: click.echo(serving), http=parser, recording=recording)
+        secret=secret, on_ready=lambda: click.echo(serving), http=parser, recording=recording,
+        legacy_dsns={store: wiring.dsns[store] for store in STORES})

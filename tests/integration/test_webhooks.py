@@ -184,6 +184,22 @@ def test_a_streamed_store_s_source_lag_is_its_change_stream_s_not_its_stalled_sn
     assert not any("cdc:" in line for line in lines)
 
 
+def test_the_oldest_waiting_stripe_object_and_outbox_event_are_served_as_ages_for_the_alerts(server):
+    (running, eventstore) = server
+    with psycopg.connect(eventstore) as conn:
+        conn.execute("INSERT INTO parked_record (source, tbl, key, reason, position, waiting_for, parked_at) "
+                     "VALUES ('stripe', 'invoice', 'in_1', 'no account yet', 'evt_1', 'cus_1', "
+                     "now() - interval '2 hours')")
+        conn.execute("INSERT INTO outbox_event (event_id, run_id, account_id, type, subject, status, created_at) "
+                     "VALUES (gen_random_uuid(), gen_random_uuid(), 'acc_1', 'DunningStageChanged', 'acc_1', "
+                     "'ready', now() - interval '10 minutes')")
+    lines = requests.get(f"{running.url}/metrics", timeout=5).text.splitlines()
+    samples = dict(line.rsplit(" ", 1) for line in lines if not line.startswith("#"))
+    assert float(samples["recompute_stripe_waiting_objects"]) == 1
+    assert 7200 <= float(samples["recompute_stripe_waiting_oldest_seconds"]) < 7300
+    assert 600 <= float(samples["recompute_outbox_oldest_waiting_seconds"]) < 700
+
+
 def test_with_the_event_store_gone_every_endpoint_answers_503_with_a_reason(server):
     (running, eventstore) = server
     database = psycopg.conninfo.conninfo_to_dict(eventstore)["dbname"]
