@@ -67,7 +67,8 @@ def _owners(table: object) -> dict[str, str]:
     owners: dict[str, str] = {}
     for key, name in table.items():
         if isinstance(name, dict):
-            raise ConfigFileProblem(f"[owners] {key}", 'a nested table: quote a dotted key, e.g. "subs.subs_dunning" = "A3"')
+            raise ConfigFileProblem(f"[owners] {key}",
+                                    'a nested table: quote a dotted key, e.g. "subs.subs_dunning" = "A3"')
         if not isinstance(name, str) or not name.strip():
             raise ConfigFileProblem(f"[owners] {key!r}", f"must name an owner (a non-empty string), not {_kind(name)}")
         owners[key] = name

@@ -81,7 +81,8 @@ def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
         if env.get(name):
             configured[name], origins[name] = env[name], ENVIRONMENT
         elif file is not None and file.settings.get(name):
-            configured[name], origins[name] = _from_file(file.path, name, file.settings[name]), f"config file {file.path}"
+            configured[name] = _from_file(file.path, name, file.settings[name])
+            origins[name] = f"config file {file.path}"
     try:
         settings = _settings(configured, env)
     except SettingsError as error:

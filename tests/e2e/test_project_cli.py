@@ -9,8 +9,6 @@ import signal
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -21,7 +19,7 @@ import requests
 from domain.partitions import partition_of
 from projections.follow import leases
 from tests.support.follow import (
-    RECOMPUTE, a_calm_world, an_overdue_invoice, applied, dunning_stage, env_of, project,
+    RECOMPUTE, a_calm_world, an_overdue_invoice, applied, dunning_stage, env_of, eventually, following, project, stop,
 )
 from tests.support.serve import SECRET, signed
 from tests.support.stripe_world import a_customer, an_event
@@ -33,38 +31,6 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def world(stores):
     return stores, a_calm_world(stores, accounts=10)
-
-
-def eventually(check: Callable[[], object], *, within: float = 60.0, what: str = "") -> object:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if found := check():
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"not within {within:g}s: {what}")
-
-
-@contextmanager
-def following(dsns, *args: str, **env: str) -> Iterator[subprocess.Popen]:
-    process = subprocess.Popen([*RECOMPUTE, "project", "--follow", "--lease", "2", *args],
-                               env=env_of(dsns, PYTHONUNBUFFERED="1", **env), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    try:
-        first = process.stdout.readline()
-        assert first.startswith("projection: generation"), first + process.stderr.read()
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        process.stdout.close()
-        process.stderr.close()
-
-
-def stop(process: subprocess.Popen) -> tuple[int, str]:
-    process.send_signal(signal.SIGTERM)
-    code = process.wait(timeout=60)
-    return code, process.stdout.read()
 
 
 def test_one_pass_corrects_a_legacy_change_and_a_second_pass_writes_nothing_for_its_own_rows(world):

@@ -2,13 +2,19 @@
 
     a_calm_world(dsns, accounts=10)   acc_000001.. on plan pro (api, sso), every legacy row agreeing
     an_overdue_invoice(dsns, account, days=5)   an open invoice due `days` ago (retrying under v1)
+    following(dsns, *args) as process           `project --follow --lease 2 ARGS`, killed after
+    eventually(check, within=60)                polls `check` until it returns something true
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -77,3 +83,35 @@ def applied(dsns: dict[str, str]) -> list[tuple]:
     with psycopg.connect(dsns["eventstore"]) as conn:
         return conn.execute("SELECT account_id, tbl, key::text, col, to_value::text FROM correction_audit "
                             "WHERE status = 'applied' ORDER BY id").fetchall()
+
+
+def eventually(check: Callable[[], object], *, within: float = 60.0, what: str = "") -> object:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if found := check():
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"not within {within:g}s: {what}")
+
+
+@contextmanager
+def following(dsns, *args: str, **env: str) -> Iterator[subprocess.Popen]:
+    process = subprocess.Popen([*RECOMPUTE, "project", "--follow", "--lease", "2", *args],
+                               env=env_of(dsns, PYTHONUNBUFFERED="1", **env), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        first = process.stdout.readline()
+        assert first.startswith("projection: generation"), first + process.stderr.read()
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+        process.stderr.close()
+
+
+def stop(process: subprocess.Popen) -> tuple[int, str]:
+    process.send_signal(signal.SIGTERM)
+    code = process.wait(timeout=60)
+    return code, process.stdout.read()

@@ -1,0 +1,144 @@
+"""The shipped alerts against the real thing: `recompute project --follow --port P` and `recompute serve`
+scraped by Debian's Prometheus server (started here on a free port, its data in a temporary folder),
+with the shipped rules loaded; and each /metrics scrape linted by `promtool check metrics`."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.support.follow import RECOMPUTE, a_calm_world, an_overdue_invoice, env_of, eventually, following
+from tests.support.prometheus import (
+    PROMETHEUS, families_of_scrape, metric_names, promtool, rule_file_with_faster_for, served_family, shipped_rules,
+)
+from tests.support.serve import SECRET, served, serve_env
+
+pytestmark = pytest.mark.integration
+
+# Served once drift attribution (issue 20) is in: the lead removes this set at merge.
+NOT_SERVED_YET = {"recompute_corrections_rewritten_total"}
+# Prometheus's own series, not recompute's
+PROMETHEUS_OWN = {"up"}
+
+
+@pytest.fixture
+def world(stores):
+    accounts = a_calm_world(stores, accounts=10)
+    setup = subprocess.run([*RECOMPUTE, "cdc", "setup", "--source", "cf_prod"], env=env_of(stores),
+                           capture_output=True, text=True, timeout=120)
+    assert setup.returncode == 0, setup.stderr
+    return stores, accounts
+
+
+@contextmanager
+def project_and_serve(dsns) -> Iterator[tuple[str, str]]:
+    """`project --follow --port 0` and `serve --port 0` on the world: their base URLs."""
+    with following(dsns, "--port", "0", STRIPE_WEBHOOK_SECRET=SECRET) as process, \
+            served(serve_env(dsns)) as serve:
+        line = eventually(lambda: process.stdout.readline(), what="project's serving line")
+        follow_url = re.search(r"serving on (http://\S+)", line).group(1)
+        yield follow_url, serve.url
+
+
+def test_a_real_scrape_of_project_and_serve_passes_promtool_and_carries_every_metric_the_alerts_read(world):
+    dsns, _ = world
+    read_by_alerts = set().union(*(metric_names(rule["expr"]) for rule in shipped_rules()))
+    with project_and_serve(dsns) as urls:
+        for url in urls:
+            scrape = eventually(lambda: _scrape_with_follow_state(url), what=f"a scrape of {url} with the followers")
+            linted = promtool("check", "metrics", stdin=scrape)
+            assert linted.returncode == 0, linted.stdout + linted.stderr
+            served = families_of_scrape(scrape)
+            missing = {name for name in read_by_alerts - NOT_SERVED_YET - PROMETHEUS_OWN
+                       if not served_family(name, served)}
+            assert not missing, f"{url}/metrics lacks what the alerts read: {sorted(missing)}"
+
+
+def _scrape_with_follow_state(url: str) -> str | None:
+    text = requests.get(f"{url}/metrics", timeout=10).text
+    return text if "recompute_follow_partitions_leased" in text and "recompute_cdc_stream_up" in text else None
+
+
+def test_prometheus_fires_the_breaker_alert_when_the_breaker_opens_and_clears_it_once_resumed(world, tmp_path):
+    dsns, accounts = world
+    with project_and_serve(dsns) as urls, prometheus(tmp_path, urls) as api:
+        eventually(lambda: _targets_up(api) == 2, within=60, what="both recompute targets scraped")
+        assert "RecomputeBreakerOpen" not in _alerts(api)
+        for account in accounts[:2]:  # 10 accounts, 10% an hour: the second account trips the breaker
+            an_overdue_invoice(dsns, account, days=5)
+        opened = time.monotonic()
+        eventually(lambda: _alerts(api).get("RecomputeBreakerOpen") == "firing", within=90,
+                   what="RecomputeBreakerOpen firing in Prometheus")
+        print(f"RecomputeBreakerOpen firing {time.monotonic() - opened:.1f} s after the invoices were written: "
+              f"{_alerts(api)}")
+        resumed = subprocess.run([*RECOMPUTE, "project", "--resume"], env=env_of(dsns), capture_output=True,
+                                 text=True, timeout=120)
+        assert resumed.returncode == 0, resumed.stderr
+        resumed_at = time.monotonic()
+        eventually(lambda: "RecomputeBreakerOpen" not in _alerts(api), within=90,
+                   what="RecomputeBreakerOpen cleared in Prometheus")
+        print(f"RecomputeBreakerOpen cleared {time.monotonic() - resumed_at:.1f} s after `project --resume`: "
+              f"{_alerts(api)}")
+
+
+@contextmanager
+def prometheus(tmp: Path, targets: tuple[str, str]) -> Iterator[str]:
+    """Prometheus scraping the two recompute processes every second, the shipped rules' expressions
+    evaluated every second with `for: 0s`; its API's base URL."""
+    rules = rule_file_with_faster_for(tmp)
+    follow, serve = (url.removeprefix("http://") for url in targets)
+    config = tmp / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        f"rule_files: ['{rules}']\n"
+        "scrape_configs:\n"
+        f"  - {{job_name: recompute-follow, static_configs: [{{targets: ['{follow}']}}]}}\n"
+        f"  - {{job_name: recompute-serve, static_configs: [{{targets: ['{serve}']}}]}}\n")
+    port = _free_port()
+    process = subprocess.Popen([str(PROMETHEUS), f"--config.file={config}", f"--storage.tsdb.path={tmp / 'data'}",
+                                f"--web.listen-address=127.0.0.1:{port}"],
+                               stdout=subprocess.DEVNULL, stderr=(tmp / "prometheus.log").open("w"))
+    api = f"http://127.0.0.1:{port}"
+    try:
+        eventually(lambda: _ready(api), within=30, what="Prometheus ready")
+        yield api
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _ready(api: str) -> bool:
+    try:
+        return requests.get(f"{api}/-/ready", timeout=2).status_code == 200
+    except requests.ConnectionError:
+        time.sleep(0.2)
+        return False
+
+
+def _targets_up(api: str) -> int:
+    targets = requests.get(f"{api}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+    return sum(target["health"] == "up" for target in targets)
+
+
+def _alerts(api: str) -> dict[str, str]:
+    """Each alert Prometheus holds now, by name: its state (pending or firing)."""
+    alerts = requests.get(f"{api}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
+    return {alert["labels"]["alertname"]: alert["state"] for alert in alerts}
