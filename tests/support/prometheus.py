@@ -3,6 +3,7 @@ rules, and the metric names an expression reads.
 
     promtool(*args, stdin=None)        runs /usr/bin/promtool, returns the completed process
     shipped_rules() -> [rule dicts]    every rule of ops/prometheus/recompute-rules.yml
+    dashboard_expressions() -> [str]   the PromQL of every panel of ops/grafana/recompute.json
     metric_names(expr) -> {names}      the metrics a PromQL expression reads (promql-parser)
 """
 
@@ -59,6 +60,15 @@ def families_of_scrape(text: str) -> set[str]:
         elif line and not line.startswith("#"):
             names.add(line.split("{")[0].split()[0])
     return names
+
+
+def dashboard_expressions() -> list[str]:
+    """The PromQL of every panel of the Grafana dashboard (rows' panels included)."""
+    expressions = []
+    for panel in json.loads(DASHBOARD.read_text())["panels"]:
+        for one in (panel, *panel.get("panels", [])):
+            expressions += [target["expr"] for target in one.get("targets", [])]
+    return expressions
 
 
 def rule_file_with_faster_for(tmp: Path, for_: str = "0s") -> Path:
