@@ -25,6 +25,7 @@ pytestmark = pytest.mark.integration
 
 # Served once drift attribution (issue 20) is in: the lead removes this set at merge.
 NOT_SERVED_YET = {"recompute_corrections_rewritten_total", "recompute_drift_open"}
+METRICS_PAGE = (Path(__file__).resolve().parents[2] / "docs" / "reference" / "metrics.md").read_text()
 # Prometheus's own series, not recompute's
 PROMETHEUS_OWN = {"up"}
 
@@ -62,6 +63,10 @@ def test_a_real_scrape_of_project_and_serve_passes_promtool_and_carries_every_me
                 names = set().union(*map(metric_names, exprs)) - NOT_SERVED_YET - PROMETHEUS_OWN
                 missing = {name for name in names if not served_family(name, served)}
                 assert not missing, f"{url}/metrics lacks what the {reader} read: {sorted(missing)}"
+            families = {line.split()[2] for line in scrape.splitlines() if line.startswith("# TYPE recompute_")}
+            undocumented = {name for name in families
+                            if f"`{name}`" not in METRICS_PAGE and f"`{name}_total`" not in METRICS_PAGE}
+            assert not undocumented, f"docs/reference/metrics.md does not name {sorted(undocumented)}"
 
 
 def _scrape_with_follow_state(url: str) -> str | None:

@@ -12,6 +12,7 @@ import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 CHROMIUM = Path("/usr/bin/chromium")
 _CONSOLE = re.compile(r":CONSOLE(?:\(\d+\))?[:\]].*")
@@ -24,13 +25,15 @@ class Opened:
     screenshot: Path
 
 
-def open_page(page: Path, scratch: Path, *, width: int = 1400, height: int = 2400) -> Opened:
-    screenshot = scratch / f"{page.stem}.png"
+def open_page(page: Path | str, scratch: Path, *, width: int = 1400, height: int = 2400) -> Opened:
+    """`page` a file, or the address of a page a server serves (a site whose scripts load more files)."""
+    url = page if isinstance(page, str) else page.resolve().as_uri()
+    screenshot = scratch / f"{Path(urlparse(url).path).stem or 'page'}.png"
     result = subprocess.run(
         [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          f"--user-data-dir={scratch / 'chromium-profile'}", "--enable-logging=stderr", "--v=0",
-         "--dump-dom", f"--screenshot={screenshot}", f"--window-size={width},{height}", page.resolve().as_uri()],
+         "--dump-dom", f"--screenshot={screenshot}", f"--window-size={width},{height}", url],
         capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     console = [m.group(0) for m in _CONSOLE.finditer(result.stderr)]

@@ -8,7 +8,7 @@ import yaml
 
 from tests.support.prometheus import RULES, RULES_TEST, promtool, shipped_rules
 
-RUNBOOK = "https://recompute.example.com/operations/runbook/#"
+RUNBOOK = "https://recompute.example.com/operations/runbook.html#"
 
 
 def test_the_shipped_rules_are_valid_prometheus_rules():
