@@ -177,7 +177,9 @@ class ChangeStreamCollector:
     def __init__(self, pool: psycopg_pool.ConnectionPool, legacy_dsns: Mapping[str, str], eventstore_dsn: str, *,
                  timeout: float = 5.0) -> None:
         self._pool = pool
-        self._legacy = dict(legacy_dsns)
+        # a legacy server that does not answer costs a scrape `timeout` seconds, not the OS's TCP timeout
+        self._legacy = {store: psycopg.conninfo.make_conninfo(dsn, connect_timeout=max(1, int(timeout)))
+                        for store, dsn in legacy_dsns.items()}
         self._eventstore = eventstore_dsn
         self._timeout = timeout
 
