@@ -44,9 +44,12 @@ def project_and_serve(dsns) -> Iterator[tuple[str, str]]:
     """`project --follow --port 0` and `serve --port 0` on the world: their base URLs."""
     with following(dsns, "--port", "0", STRIPE_WEBHOOK_SECRET=SECRET) as process, \
             served(serve_env(dsns)) as serve:
-        line = eventually(lambda: process.stdout.readline(), what="project's serving line")
-        follow_url = re.search(r"serving on (http://\S+)", line).group(1)
-        yield follow_url, serve.url
+        yield serving_url(process), serve.url
+
+
+def serving_url(process: subprocess.Popen) -> str:
+    line = eventually(lambda: process.stdout.readline(), what="project's serving line")
+    return re.search(r"serving on (http://\S+)", line).group(1)
 
 
 def test_a_real_scrape_of_project_and_serve_passes_promtool_and_carries_every_metric_alerts_and_dashboard_read(
@@ -94,6 +97,37 @@ def test_prometheus_fires_the_breaker_alert_when_the_breaker_opens_and_clears_it
                    what="RecomputeBreakerOpen cleared in Prometheus")
         print(f"RecomputeBreakerOpen cleared {time.monotonic() - resumed_at:.1f} s after `project --resume`: "
               f"{_alerts(api)}")
+
+
+LOST_FOLLOWER = {"RecomputeChangeStreamBroken", "RecomputePartitionsUnheld", "RecomputeTargetDown"}
+
+
+def test_prometheus_fires_when_the_only_follower_is_lost_and_clears_once_one_follows_again(world, tmp_path):
+    """`serve` goes on being scraped: it says the stream is no longer read and the partitions are
+    unheld (from the legacy server and the event store), and Prometheus that the follower is down."""
+    dsns, _ = world
+    with served(serve_env(dsns)) as serve, following(dsns, "--port", "0") as first:
+        follow_url = serving_url(first)
+        with prometheus(tmp_path, (follow_url, serve.url)) as api:
+            eventually(lambda: _targets_up(api) == 2, within=60, what="both recompute targets scraped")
+            eventually(lambda: _stream_read(serve.url), within=60, what="the follower reading the stream")
+            assert not LOST_FOLLOWER & set(_alerts(api))
+            first.kill()
+            first.wait()
+            lost = time.monotonic()
+            eventually(lambda: all(_alerts(api).get(name) == "firing" for name in LOST_FOLLOWER), within=90,
+                       what=f"{sorted(LOST_FOLLOWER)} firing")
+            print(f"firing {time.monotonic() - lost:.1f} s after the follower was killed: {_alerts(api)}")
+            with following(dsns, "--port", follow_url.rsplit(":", 1)[1]) as second:
+                serving_url(second)
+                back = time.monotonic()
+                eventually(lambda: not LOST_FOLLOWER & set(_alerts(api)), within=90,
+                           what=f"{sorted(LOST_FOLLOWER)} cleared")
+                print(f"cleared {time.monotonic() - back:.1f} s after a follower started again: {_alerts(api)}")
+
+
+def _stream_read(url: str) -> bool:
+    return 'recompute_cdc_stream_up{source="cf_prod"} 1.0' in requests.get(f"{url}/metrics", timeout=10).text
 
 
 @contextmanager
