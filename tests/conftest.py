@@ -4,6 +4,8 @@ import pytest
 
 from simulation.harness.databases import STORES, scratch_databases
 
+pytest_plugins = ["tests.support.markers"]
+
 
 @pytest.fixture
 def stores():

@@ -73,6 +73,7 @@ BROKER_REFUSALS = [
 ]
 
 
+@pytest.mark.broker
 @pytest.mark.parametrize(("url", "says"), BROKER_REFUSALS)
 def test_apply_with_broker_credentials_the_broker_refuses_names_the_variable_and_writes_nothing(stores, url, says):
     create_stores(stores)
@@ -84,6 +85,7 @@ def test_apply_with_broker_credentials_the_broker_refuses_names_the_variable_and
     assert nothing_written(stores["eventstore"])
 
 
+@pytest.mark.broker
 @pytest.mark.parametrize(("url", "says"), BROKER_REFUSALS)
 def test_relay_with_nothing_waiting_still_checks_the_broker(stores, url, says):
     create_stores(stores)

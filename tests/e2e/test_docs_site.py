@@ -66,6 +66,7 @@ def test_every_alert_s_runbook_link_lands_on_its_own_entry_of_the_built_runbook(
         assert f'id="{url.fragment}"' in page.read_text(), rule["alert"]
 
 
+@pytest.mark.browser
 @pytest.mark.parametrize("path", ["index.html", "operations/runbook.html", "reference/cli.html",
                                   "reference/configuration.html"])
 def test_the_site_s_pages_open_in_chromium_with_no_console_errors(site, tmp_path, path):

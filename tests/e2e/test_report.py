@@ -45,6 +45,7 @@ def fleet(tmp_path_factory):
         yield built
 
 
+@pytest.mark.browser
 def test_the_report_opens_in_chromium_without_errors_and_its_heat_map_is_what_plan_finds(fleet, tmp_path):
     page = tmp_path / "report.html"
     fleet.recompute("report", "--html", str(page), "--as-of", FLEET_NOW.isoformat())
@@ -111,6 +112,7 @@ def test_a_report_path_in_a_missing_directory_is_a_one_line_usage_error_and_noth
     assert not (tmp_path / "nowhere").exists()
 
 
+@pytest.mark.browser
 def test_the_console_check_sees_what_a_page_logs(tmp_path):
     """The check above means something: a page that logs and throws is seen doing both."""
     page = tmp_path / "noisy.html"

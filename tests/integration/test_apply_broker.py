@@ -13,7 +13,7 @@ import pytest
 from simulation.harness.apply_fleet import NOW, a_consumer, a_drifting_fleet, drain
 from simulation.harness.databases import STORES, scratch_databases
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.broker]
 
 
 @pytest.fixture

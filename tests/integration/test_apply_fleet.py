@@ -20,7 +20,7 @@ from simulation.readback import oracle_corrections
 from simulation.harness.apply_fleet import BROKER_URL, KEYS, NOW, a_consumer, a_drifting_fleet, drain, snapshot
 from simulation.harness.databases import STORES, scratch_databases
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.broker]
 BOOKKEEPING = {"updated_at", "stage_since", "source"}
 # The change of meaning each table's corrections belong to (an independent, coarse restatement).
 MEANING = {"billing_prod.dunning": "dunning", "subs.subs_dunning": "dunning", "subs.subs_account": "flags",
