@@ -1,4 +1,5 @@
-"""Scratch databases on the real PostgreSQL (127.0.0.1:5432, or RECOMPUTE_TEST_PG): made per test, dropped after."""
+"""Scratch databases on the real PostgreSQL (127.0.0.1:5432, or RECOMPUTE_TEST_PG, or the `server` given:
+the tests' own clusters, tests/support/clusters.py): made per test, dropped after."""
 
 from __future__ import annotations
 
@@ -17,22 +18,22 @@ SERVER = os.environ.get("RECOMPUTE_TEST_PG", "host=127.0.0.1 port=5432 user=post
 STORES = (*LEGACY_STORES, "eventstore")
 
 
-def dsn_for(database: str) -> str:
-    return f"{SERVER} dbname={database}"
+def dsn_for(database: str, server: str = SERVER) -> str:
+    return f"{server} dbname={database}"
 
 
 @contextmanager
-def scratch_databases(*names: str) -> Iterator[dict[str, str]]:
-    """Creates one empty database per name (uniquely prefixed) and yields name -> DSN."""
+def scratch_databases(*names: str, server: str = SERVER) -> Iterator[dict[str, str]]:
+    """Creates one empty database per name (uniquely prefixed) on `server` and yields name -> DSN."""
     prefix = f"rt_{uuid.uuid4().hex[:10]}"
     created = {name: f"{prefix}_{name}" for name in names}
-    with psycopg.connect(dsn_for("postgres"), autocommit=True) as admin:
+    with psycopg.connect(dsn_for("postgres", server), autocommit=True) as admin:
         for database in created.values():
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
     try:
-        yield {name: dsn_for(database) for name, database in created.items()}
+        yield {name: dsn_for(database, server) for name, database in created.items()}
     finally:
-        with psycopg.connect(dsn_for("postgres"), autocommit=True) as admin:
+        with psycopg.connect(dsn_for("postgres", server), autocommit=True) as admin:
             drop_replication_slots(admin, list(created.values()))
             for database in created.values():
                 admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))

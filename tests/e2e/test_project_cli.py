@@ -204,6 +204,7 @@ def test_follow_polls_stripes_events_api_every_interval_when_a_key_is_set(world)
     assert code == 0
 
 
+@pytest.mark.logical
 def test_with_change_streams_project_reads_the_legacy_stores_through_them(world):
     dsns, accounts = world
     setup = subprocess.run([*RECOMPUTE, "cdc", "setup"], env=env_of(dsns), capture_output=True, text=True,

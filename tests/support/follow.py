@@ -2,8 +2,9 @@
 
     a_calm_world(dsns, accounts=10)   acc_000001.. on plan pro (api, sso), every legacy row agreeing
     an_overdue_invoice(dsns, account, days=5)   an open invoice due `days` ago (retrying under v1)
-    following(dsns, *args) as process           `project --follow --lease 2 ARGS`, killed after
-    eventually(check, within=60)                polls `check` until it returns something true
+    with following(dsns, *args) as process      `project --follow --lease 2` until stop(process); its
+                                                stderr in process.log_lines as it comes
+    eventually(check, within=60, what=...)      check() polled until it is truthy
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -99,14 +101,21 @@ def following(dsns, *args: str, **env: str) -> Iterator[subprocess.Popen]:
     process = subprocess.Popen([*RECOMPUTE, "project", "--follow", "--lease", "2", *args],
                                env=env_of(dsns, PYTHONUNBUFFERED="1", **env), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
+    drain = None
     try:
         first = process.stdout.readline()
         assert first.startswith("projection: generation"), first + process.stderr.read()
+        lines: list[str] = []  # its stderr, drained as it comes so a chatty process never blocks on the pipe
+        process.log_lines = lines  # type: ignore[attr-defined]
+        drain = threading.Thread(target=lambda: lines.extend(iter(process.stderr.readline, "")), daemon=True)
+        drain.start()
         yield process
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
+        if drain is not None:
+            drain.join(timeout=10)
         process.stdout.close()
         process.stderr.close()
 
