@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 import psycopg
 from psycopg.rows import tuple_row
 
@@ -12,4 +14,31 @@ def has_tables(conn: psycopg.Connection, *names: str) -> bool:
     with conn.cursor(row_factory=tuple_row) as cur:
         row = cur.execute("SELECT bool_and(to_regclass(name) IS NOT NULL) FROM unnest(%s::text[]) name",
                           (list(names),)).fetchone()
+    return bool(row and row[0])
+
+
+_MADE = re.compile(r"CREATE\s+(?:UNIQUE\s+)?(?:TABLE|INDEX)\s+IF\s+NOT\s+EXISTS\s+(\w+)", re.IGNORECASE)
+_ALTER = re.compile(r"ALTER\s+TABLE\s+(\w+)((?:\s*,?\s*ADD\s+COLUMN\s+IF\s+NOT\s+EXISTS\s+\w+[^,;]*)+)",
+                    re.IGNORECASE)
+_ADDED = re.compile(r"ADD\s+COLUMN\s+IF\s+NOT\s+EXISTS\s+(\w+)", re.IGNORECASE)
+
+
+def ddl_objects(ddl: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """Pure: the tables and indexes `ddl` creates (IF NOT EXISTS) and the (table, column) pairs it adds."""
+    text = re.sub(r"--[^\n]*", "", ddl)
+    columns = [(table, column) for table, adds in _ALTER.findall(text) for column in _ADDED.findall(adds)]
+    return _MADE.findall(text), columns
+
+
+def ddl_done(conn: psycopg.Connection, ddl: str) -> bool:
+    """Everything `ddl` makes exists already, so running it would change nothing, but would lock:
+    CREATE INDEX IF NOT EXISTS and ALTER TABLE … ADD COLUMN IF NOT EXISTS lock their table even with
+    nothing to do, against the steps of followers already running (a deadlock, issue 17)."""
+    relations, columns = ddl_objects(ddl)
+    with conn.cursor(row_factory=tuple_row) as cur:
+        row = cur.execute(
+            "SELECT (SELECT bool_and(to_regclass(name) IS NOT NULL) FROM unnest(%s::text[]) name) "
+            "AND (SELECT count(*) FROM unnest(%s::text[], %s::text[]) c(tbl, col) JOIN pg_attribute a "
+            "     ON a.attrelid = to_regclass(c.tbl) AND a.attname = c.col AND NOT a.attisdropped) = %s",
+            (relations, [t for t, _ in columns], [c for _, c in columns], len(columns))).fetchone()
     return bool(row and row[0])

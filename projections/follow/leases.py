@@ -29,6 +29,7 @@ from datetime import datetime
 import psycopg
 
 from domain.partitions import PARTITIONS
+from eventlog.tables_present import ddl_done
 
 DDL = """
 CREATE TABLE IF NOT EXISTS follow_lease (
@@ -47,6 +48,9 @@ CREATE TABLE IF NOT EXISTS follow_member (
 def ensure_leases(conn: psycopg.Connection, partitions: int = PARTITIONS) -> None:
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('recompute.follow.ddl'))")
+        if ddl_done(conn, DDL) and conn.execute("SELECT count(*) >= %s FROM follow_lease",
+                                                (partitions,)).fetchone()[0]:
+            return  # made: nothing to wait for behind the steps of running followers
         conn.execute(DDL)
         conn.execute("INSERT INTO follow_lease (partition) SELECT generate_series(0, %s - 1) ON CONFLICT DO NOTHING",
                      (partitions,))

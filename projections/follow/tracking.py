@@ -24,6 +24,7 @@ from psycopg.types.json import Jsonb
 from domain.events import CATALOG_STREAM
 from domain.partitions import partition_of
 from eventlog.account_log import EVENTS_TABLE
+from eventlog.tables_present import ddl_done
 
 DDL = """
 CREATE TABLE IF NOT EXISTS follow_position (
@@ -60,7 +61,8 @@ INSERT INTO follow_breaker (id) VALUES (1) ON CONFLICT DO NOTHING;
 def ensure_tracking(conn: psycopg.Connection) -> None:
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('recompute.follow.ddl'))")
-        conn.execute(DDL)
+        if not ddl_done(conn, DDL):  # the DDL would lock the tables that running followers' steps use
+            conn.execute(DDL)
 
 
 def positions(conn: psycopg.Connection, generation: int, partitions: Sequence[int]) -> dict[int, int]:

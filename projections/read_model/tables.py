@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import psycopg
 
+from eventlog.tables_present import ddl_done
+
 DDL = """
 CREATE TABLE IF NOT EXISTS read_model_facts (
     account_id          text PRIMARY KEY,
@@ -86,4 +88,5 @@ def ensure_read_model(conn: psycopg.Connection) -> None:
     """Creates the tables if missing (idempotent; under an advisory lock, so concurrent first runs agree)."""
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('recompute.read_model.ddl'))")
-        conn.execute(DDL)
+        if not ddl_done(conn, DDL):  # the DDL would lock the tables that running followers' steps use
+            conn.execute(DDL)

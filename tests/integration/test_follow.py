@@ -4,6 +4,7 @@ and the circuit breaker."""
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import timedelta
 
@@ -206,3 +207,23 @@ def test_after_backfill_apply_switches_the_active_generation_the_follower_follow
         assert dunning_stage(dsns, accounts[2]) == "retrying"
     finally:
         follower.close()
+
+
+def test_a_follower_starting_beside_a_step_in_flight_takes_no_lock_the_step_holds(world):
+    """Defect 8 (followers started together deadlocked in ensure_read_model): the tables exist, so a
+    follower that starts makes nothing and so locks nothing a running step holds (a step reads the
+    partitions' positions, then writes states; the DDL's ALTER TABLE wanted both tables exclusively)."""
+    dsns, _ = world
+    a_follower(dsns).close()  # the tables are made
+    started: list[Follower] = []
+    with psycopg.connect(dsns["eventstore"]) as step:  # a step in flight holds its tables as Follower.step does
+        step.execute("SELECT count(*) FROM read_model_partition JOIN follow_position USING (partition)").fetchone()
+        step.execute("LOCK TABLE read_model_state, read_model_facts, follow_lease, follow_run IN ROW EXCLUSIVE MODE")
+        starting = threading.Thread(target=lambda: started.append(a_follower(dsns)), daemon=True)
+        starting.start()
+        starting.join(timeout=5)
+        blocked = starting.is_alive()
+    starting.join(timeout=30)
+    for follower in started:
+        follower.close()
+    assert not blocked, "the follower starting waited for the step's locks"
