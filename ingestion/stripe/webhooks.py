@@ -18,7 +18,7 @@ time, so one bad delivery fails alone.
 from __future__ import annotations
 
 import asyncio
-import sys
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,6 +30,8 @@ import stripe
 
 TOLERANCE_SECONDS = 300  # stripe's own default for WebhookSignature
 MAX_GROUP = 500
+
+log = logging.getLogger("recompute.serve")
 
 
 class DeliveryRefused(Exception):
@@ -127,7 +129,7 @@ def _answer(waiting: _Waiting, error: Exception | None) -> None:
         return
     reason = store_down_reason(error)
     if reason is None:
-        print(f"recompute serve: could not record {waiting.envelope.get('id')}: {error!r}", file=sys.stderr)
+        log.error("could not record %s: %r", waiting.envelope.get("id"), error, extra={"source": "stripe"})
     waiting.answer.set_exception(StoreDown(reason) if reason else error)
 
 
@@ -144,7 +146,7 @@ class ThreadPerDelivery:
         except Exception as error:  # noqa: BLE001 - passed on as GroupCommit does
             reason = store_down_reason(error)
             if reason is None:
-                print(f"recompute serve: could not record {envelope.get('id')}: {error!r}", file=sys.stderr)
+                log.error("could not record %s: %r", envelope.get("id"), error, extra={"source": "stripe"})
                 raise
             raise StoreDown(reason) from None
 

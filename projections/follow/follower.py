@@ -27,6 +27,7 @@ the account is re-evaluated, agrees, and nothing more is written.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -53,6 +54,18 @@ from projections.legacy_rows import catalog_events
 from projections.read_model.tables import ensure_read_model
 
 Clock = Callable[[], datetime]
+log = logging.getLogger("recompute.follow")
+
+
+def spans(partitions: list[int]) -> str:
+    """Pure: sorted partition numbers as runs, e.g. [0, 1, 2, 5, 7, 8] -> '0-2, 5, 7-8'."""
+    runs: list[list[int]] = []
+    for p in partitions:
+        if runs and p == runs[-1][-1] + 1:
+            runs[-1].append(p)
+        else:
+            runs.append([p])
+    return ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else f"{r[0]}" for r in runs)
 
 
 def new_owner() -> str:
@@ -101,6 +114,7 @@ class Follower:
         self.on_step = on_step
         self.after_commit = after_commit or self._relay
         self.held: dict[int, int] = {}
+        self._breaker_open: bool | None = None  # as last seen: a line when it changes
         self._catalog: list[AccountEvent] | None = None  # the product_config stream, read again when it grows
         self._streams = StreamCache()  # the accounts' events as last read
         self._conn = self._connect()
@@ -114,9 +128,17 @@ class Follower:
         return psycopg.connect(self.dsns["eventstore"], autocommit=True, options="-c TimeZone=UTC",
                                application_name=f"recompute follow {self.owner}")
 
+    @property
+    def session_lost(self) -> bool:
+        """Its event-store session ended under it (the next step opens a new one)."""
+        return self._conn.broken or self._conn.closed
+
     def close(self, *, release: bool = True) -> None:
-        if release and not self._conn.closed:
-            leases.release(self._conn, self.owner)
+        if release and not self.session_lost:
+            try:
+                leases.release(self._conn, self.owner)
+            except psycopg.OperationalError:
+                pass  # the server went away: the leases expire instead
         self._conn.close()
 
     def take_share(self, *, within_s: float | None = None, poll_s: float = 0.2) -> None:
@@ -128,7 +150,7 @@ class Follower:
         deadline = time.monotonic() + (self.lease_s * 1.5 + 1 if within_s is None else within_s)
         since = leases.heartbeats(self._conn)
         while True:
-            self.held = leases.balance(self._conn, self.owner, self.lease_s)
+            self._hold(leases.balance(self._conn, self.owner, self.lease_s))
             if leases.settled(self._conn, self.owner, since) or time.monotonic() >= deadline:
                 return
             time.sleep(poll_s)
@@ -141,10 +163,10 @@ class Follower:
             report.marks[label] = time.perf_counter() - started
             self.on_step(label)
 
-        if self._conn.broken or self._conn.closed:  # the server went away and came back: a new session
+        if self.session_lost:  # the server went away and came back: a new session
             self._conn = self._connect()
         report.switched = self._follow_active()
-        self.held = leases.balance(self._conn, self.owner, self.lease_s)
+        self._hold(leases.balance(self._conn, self.owner, self.lease_s))
         if not self.held:
             return report
         now = self.clock()
@@ -153,7 +175,7 @@ class Follower:
             if not conn.execute("SELECT pg_try_advisory_xact_lock_shared(%s)", (APPLY_LOCK,)).fetchone()[0]:
                 report.busy = True
                 return report
-            self.held = held = leases.fence(conn, self.owner, self.held, self.lease_s)
+            held = self._hold(leases.fence(conn, self.owner, self.held, self.lease_s))
             report.partitions = len(held)
             if not held:
                 return report
@@ -179,6 +201,7 @@ class Follower:
             due = tracking.due_accounts(conn, gen, parts, now)
             report.due = len(due.keys() - dirty)
             gate = breaker.read_breaker(conn)
+            self._say_breaker(gate)
             accounts = dirty | due.keys()
             if catalog_parts:
                 accounts |= set(tracking.accounts_of(conn, gen, sorted(catalog_parts)))
@@ -201,7 +224,8 @@ class Follower:
                                           f"{self.window_s / 3600:g} h, more than {allowed} "
                                           f"({self.max_share:g} of the accounts)")
                         breaker.trip(conn, report.tripped)
-                        gate = breaker.Breaker(open=True)
+                        gate = breaker.Breaker(open=True, reason=report.tripped)
+                        self._say_breaker(gate)
                 if gate.open:
                     withheld = {p.state.account_id or "" for p in plans}
                 else:
@@ -225,6 +249,27 @@ class Follower:
         self.after_commit(report)
         report.marks["after"] = time.perf_counter() - started
         return report
+
+    def _hold(self, held: dict[int, int]) -> dict[int, int]:
+        """What it holds now; a line when that changed (one per change, with the partitions)."""
+        taken, lost = sorted(held.keys() - self.held.keys()), sorted(self.held.keys() - held.keys())
+        if taken:
+            log.info("lease taken: partitions %s", spans(taken), extra={"partitions": spans(taken), "owner": self.owner})
+        if lost:
+            log.warning("lease lost or given up: partitions %s", spans(lost),
+                        extra={"partitions": spans(lost), "owner": self.owner})
+        self.held = held
+        return held
+
+    def _say_breaker(self, gate: breaker.Breaker) -> None:
+        if gate.open == self._breaker_open:
+            return
+        if gate.open:
+            log.warning("circuit breaker opened: %s; projecting goes on, writing waits for `recompute project "
+                        "--resume`", gate.reason or "")
+        elif self._breaker_open is not None:
+            log.info("circuit breaker resumed: writing again (the withheld accounts are evaluated again)")
+        self._breaker_open = gate.open
 
     def _relay(self, report: StepReport) -> None:
         """By default the outbox is relayed after a step that applied something (`project --follow`

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 
@@ -18,8 +19,10 @@ import psycopg
 
 from eventlog.account_log import EVENTS_TABLE
 from projections.follow.follower import Follower, StepReport
+from projections.follow.health import Backoff, Health
 
 Report = Callable[[StepReport], None]
+log = logging.getLogger("recompute.follow")
 
 
 def catch_up(follower: Follower, on_report: Report = lambda _: None, *, max_steps: int = 10_000) -> list[StepReport]:
@@ -35,44 +38,80 @@ def catch_up(follower: Follower, on_report: Report = lambda _: None, *, max_step
 
 
 class Wake:
-    """LISTENs to the appends' NOTIFY (eventlog/account_log.append_events)."""
+    """LISTENs to the appends' NOTIFY (eventlog/account_log.append_events). Its session may be ended
+    under it (a server restart, pg_terminate_backend): the wait then ends as a timeout would, and the
+    next wait LISTENs on a new session (a change meanwhile is found by the step that follows anyway)."""
 
     def __init__(self, eventstore_dsn: str) -> None:
-        self._conn = psycopg.connect(eventstore_dsn, autocommit=True, application_name="recompute follow wake")
-        self._conn.execute(f"LISTEN {EVENTS_TABLE}")
+        self._dsn = eventstore_dsn
+        self._conn: psycopg.Connection | None = None
+        self.health = Health(log, "the LISTEN session (recompute follow wake)", source="eventstore")
+        self._listen()
+
+    def _listen(self) -> bool:
+        try:
+            self._conn = psycopg.connect(self._dsn, autocommit=True, application_name="recompute follow wake")
+            self._conn.execute(f"LISTEN {EVENTS_TABLE}")
+        except psycopg.OperationalError as error:
+            self._drop(error)
+            return False
+        self.health.up("listening again")
+        return True
+
+    def _drop(self, error: Exception) -> None:
+        self.health.down(error, gone="was lost")
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = None
 
     def wait(self, seconds: float, stop: threading.Event, *, slice_s: float = 0.2) -> bool:
         """True as soon as the log grew; False after `seconds` or once `stop` is set."""
+        if self._conn is None and not self._listen():
+            stop.wait(max(seconds, 0.0))
+            return False
         remaining = max(seconds, 0.0)
         while not stop.is_set():
             chunk = min(slice_s, remaining)
-            if any(True for _ in self._conn.notifies(timeout=chunk, stop_after=1)):
-                for _ in self._conn.notifies(timeout=0.0):  # the ones that came meanwhile
-                    pass
-                return True
+            try:
+                if any(True for _ in self._conn.notifies(timeout=chunk, stop_after=1)):  # type: ignore[union-attr]
+                    for _ in self._conn.notifies(timeout=0.0):  # type: ignore[union-attr]  # the ones that came meanwhile
+                        pass
+                    return True
+            except psycopg.OperationalError as error:
+                self._drop(error)
+                stop.wait(max(remaining, 0.0))
+                return False
             remaining -= chunk
             if remaining <= 0:
                 return False
         return False
 
     def close(self) -> None:
-        self._conn.close()
+        if self._conn is not None:
+            self._conn.close()
 
 
 def follow(follower: Follower, stop: threading.Event, wake: Wake, on_report: Report = lambda _: None,
-           on_error: Callable[[Exception], None] = lambda _: None) -> None:
-    """A database that goes away (OperationalError) is said and retried after a second: what the
-    step had not committed is done again by the next one."""
+           backoff: Backoff | None = None) -> None:
+    """Steps until `stop`. The event store going away (a restart, a failover to the same address, a
+    terminated session: OperationalError) is a pause, said once when it goes and once when it is
+    back, retried after a capped, jittered backoff: what the step had not committed is done again
+    by the next one, on a new session."""
+    backoff = backoff or Backoff()
+    eventstore, databases = Health(log, "the event store", source="eventstore"), Health(log, "a database")
     while not stop.is_set():
         try:
             report = follower.step()
-        except psycopg.OperationalError as error:
-            on_error(error)
-            stop.wait(1.0)
+            on_report(report)
+            if report.more:
+                continue
+            due = follower.seconds_to_next_due()
+        except psycopg.OperationalError as error:  # its own session's, or one of a legacy store's or the catalog's
+            (eventstore if follower.session_lost else databases).down(error)
+            stop.wait(backoff.next())
             continue
-        on_report(report)
-        if report.more:
-            continue
-        due = follower.seconds_to_next_due()
+        eventstore.up()
+        databases.up()
+        backoff.reset()
         renew = follower.lease_s / 3
         wake.wait(renew if due is None else min(due, renew), stop)

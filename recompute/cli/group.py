@@ -39,3 +39,13 @@ class _Recompute(click.Group):
 @click.version_option(package_name="recompute", prog_name="recompute", message="%(prog)s %(version)s")
 def main() -> None:
     """Event-sourced projector of billing and dunning state."""
+    from recompute.logs import configure
+    from recompute.settings import SettingsError, read_settings
+
+    try:
+        configure(read_settings().log_format)
+    except SettingsError as error:
+        if error.variable == "RECOMPUTE_LOG_FORMAT":
+            click.echo(f"recompute: {error}", err=True)
+            sys.exit(2)
+        configure()  # the command reads the settings again and says what is wrong (exit 2)

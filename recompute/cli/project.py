@@ -13,6 +13,7 @@ the batch in hand, releases the leases and exits 0.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import signal
@@ -25,7 +26,6 @@ from typing import Any
 
 import click
 import psycopg
-import stripe
 
 from domain.legacy_tables import STORES
 from domain.rules_identity import RulesConflict
@@ -33,6 +33,7 @@ from eventlog.processes import die_with_parent
 from projections.follow.breaker import resume as resume_breaker
 from projections.follow.follower import Follower, StepReport
 from projections.follow.generation import RulesDiffer
+from projections.follow.health import Health
 from projections.follow.loop import Wake, catch_up, follow
 from projections.follow.tracking import ensure_tracking
 from recompute.bootstrap import Wiring
@@ -42,6 +43,8 @@ from recompute.cli.common import (
 from recompute.cli.group import main
 from recompute.cli.project_ingest import FAILURES, Sources
 from recompute.settings import read_settings
+
+log = logging.getLogger("recompute.project")
 
 
 @main.command()
@@ -131,8 +134,7 @@ def project(keep_going: bool, rules_path: str | None, port: int | None, host: st
         wake = Wake(wiring.dsns["eventstore"])
         try:
             on_report = _say if step_timings is None else _timed(_say, step_timings)
-            follow(follower, stop, wake, on_report=on_report, on_error=lambda error: click.echo(
-                f"recompute: project: {' '.join(str(error).split())}; retrying", err=True))
+            follow(follower, stop, wake, on_report=on_report)
         finally:
             stop.set()
             if server is not None:
@@ -193,10 +195,7 @@ def _say(report: StepReport, *, always: bool = False) -> None:
         line += ", recovered " + ", ".join(f"{n} {s}" for s, n in sorted(report.recovered.items()))
     if report.withheld:
         line += f", {report.withheld} accounts withheld (circuit breaker open: `recompute project --resume`)"
-    click.echo(line)
-    if report.tripped:
-        click.echo(f"circuit breaker opened: {report.tripped}; projecting goes on, writing waits for "
-                   "`recompute project --resume`", err=True)
+    click.echo(line)  # the breaker opening is logged by the follower (recompute.follow)
 
 
 def _timed(say: Callable[[StepReport], None], path: str) -> Callable[[StepReport], None]:
@@ -240,37 +239,47 @@ def _ingest_child(wiring: Wiring, stop: Any, legacy_interval: float, stripe_inte
 
 def _ingest_loop(wiring: Wiring, stop: Any, legacy_interval: float, stripe_interval: float) -> None:
     """In the child: the streams polled continuously, the snapshots and Stripe at their intervals
-    (recompute/cli/project_ingest.py); a failure is said and retried."""
-    say = lambda line: click.echo(f"recompute: project: {line}", err=True)  # noqa: E731
+    (recompute/cli/project_ingest.py); a failure is logged once and retried."""
+    starting = Health(log, "ingest", source="ingest")
     while not stop.is_set():
         try:
             sources = Sources.open(wiring)
         except FAILURES as error:
-            say(f"ingest cannot start yet: {' '.join(str(error).split())}")
+            starting.down(error, gone="cannot start")
             stop.wait(1.0)
             continue
+        starting.up("started")
         try:
-            sources.run(stop, legacy_interval, stripe_interval, say)
+            sources.run(stop, legacy_interval, stripe_interval)
         finally:
             sources.close()
 
 
 def _relay_loop(wiring: Wiring, stop: threading.Event, kick: threading.Event) -> None:
     """Publishes the outbox as soon as a step applied something (and every few seconds for what
-    waited on a broker that was down), beside the follower, until stopped; then once more."""
+    waited on a broker that was down), beside the follower, until stopped; then once more. The
+    broker or the event store going away is a line when it goes and one when it is back."""
     from projections.apply.relay import relay
+    broker = Health(log, "the broker", source="broker")
+    eventstore = Health(log, "the event store (relay)", source="eventstore")
+
+    def once() -> None:
+        try:
+            report = relay(wiring.dsns["eventstore"], wiring.settings.broker_url or "")
+        except psycopg.OperationalError as error:
+            eventstore.down(error)
+            return
+        eventstore.up()
+        if report.error:
+            broker.down(f"{report.error}; {report.waiting} events wait in the outbox")
+        else:
+            broker.up(f"{report.published} events published")
+
     while not stop.is_set():
-        kick.wait(5.0)
+        kick.wait(1.0 if broker.is_down or eventstore.is_down else 5.0)
         kick.clear()
-        _quietly(lambda: relay(wiring.dsns["eventstore"], wiring.settings.broker_url or ""))
-    _quietly(lambda: relay(wiring.dsns["eventstore"], wiring.settings.broker_url or ""))
-
-
-def _quietly(work: Callable[[], object]) -> None:
-    try:
-        work()
-    except (psycopg.Error, stripe.StripeError, OSError) as error:
-        click.echo(f"recompute: failed, retrying: {' '.join(str(error).split())}", err=True)
+        once()
+    once()
 
 
 def _resume() -> None:

@@ -6,13 +6,14 @@ by snapshot), Stripe's Events API every --stripe-interval s when STRIPE_API_KEY 
     sources.once()            one pass: each stream up to the server's flush LSN, the snapshots, Stripe
     sources.run(stop, ...)    on until `stop`: the streams polled continuously, snapshots every
                               --legacy-interval s (every SNAPSHOT_BESIDE_STREAMS_S beside streams), Stripe
-                              every --stripe-interval s; a failure is said and retried
+                              every --stripe-interval s; a failure is logged when it starts and
+                              when it ends (recompute.ingest), retried meanwhile
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,9 @@ from ingestion.legacy.cdc.stream import LegacyChangeStream, NotSetUp
 from ingestion.report import IngestReport
 from recompute.bootstrap import Wiring
 from ingestion.streamed_jobs import snapshot_jobs, snapshots_while_streaming
+from projections.follow.health import Health
+
+log = logging.getLogger("recompute.ingest")
 
 FAILURES = (psycopg.Error, stripe.StripeError, OSError, ReplicationError, NotSetUp)
 SNAPSHOT_BESIDE_STREAMS_S = 5.0  # the tables no stream carries, when the store has a stream
@@ -41,6 +45,7 @@ class Sources:
     streamed: list[str]
     streams: dict[str, LegacyChangeStream] = field(default_factory=dict)
     broken: set[str] = field(default_factory=set)  # streams to open again
+    states: dict[str, Health] = field(default_factory=dict)
 
     @classmethod
     def open(cls, wiring: Wiring) -> Sources:
@@ -61,6 +66,16 @@ class Sources:
     def _open_stream(self, store: str) -> None:
         self.streams[store] = LegacyChangeStream(store=store, legacy_dsn=self.wiring.dsns[store],
                                                  eventstore_dsn=self.wiring.dsns["eventstore"])
+        if not self.health(store).is_down:
+            log.info("the %s change stream is open", store, extra={"store": store})
+        self.health(store).up("opened again")
+
+    def health(self, source: str) -> Health:
+        """A change stream's (by store) or a snapshot/Stripe pass's ("ingest") state, said once per change."""
+        if source not in self.states:
+            self.states[source] = Health(log, f"the {source} change stream" if source in STORES else "ingest",
+                                         **({"store": source} if source in STORES else {}))
+        return self.states[source]
 
     def describe(self) -> str:
         streamed = ", ".join(self.streamed) or "none"
@@ -77,17 +92,16 @@ class Sources:
             stream.catch_up()
         return reports, {store: stream.appended - before[store] for store, stream in self.streams.items()}
 
-    def run(self, stop: Any, legacy_interval: float, stripe_interval: float,
-            say: Callable[[str], None]) -> None:
+    def run(self, stop: Any, legacy_interval: float, stripe_interval: float) -> None:
         snapshot_every = max(legacy_interval, SNAPSHOT_BESIDE_STREAMS_S) if self.streams else legacy_interval
         next_snapshot = next_stripe = 0.0
         while not stop.is_set():
-            self._reopen_broken(say)
+            self._reopen_broken()
             for store in list(self.streams):
                 try:
                     self.streams[store].poll(POLL_S)
                 except FAILURES as error:
-                    say(f"{store} change stream: {' '.join(str(error).split())}; opening it again")
+                    self.health(store).down(error, gone="is broken")
                     self._drop(store)
                     self.broken.add(store)
             now = time.monotonic()
@@ -101,8 +115,9 @@ class Sources:
             if due:
                 try:
                     snapshots_while_streaming(due, list(self.streams.values()), workers=1)
+                    self.health("ingest").up()
                 except FAILURES as error:
-                    say(f"ingest failed, retrying: {' '.join(str(error).split())}")
+                    self.health("ingest").down(error, gone="failed")
             if not self.streams and not self.broken:
                 stop.wait(legacy_interval)
             elif not self.streams:
@@ -115,13 +130,13 @@ class Sources:
         except FAILURES:
             pass  # its connection is gone already
 
-    def _reopen_broken(self, say: Callable[[str], None]) -> None:
+    def _reopen_broken(self) -> None:
         for store in sorted(self.broken):
             try:
                 self._open_stream(store)
                 self.broken.discard(store)
             except FAILURES as error:
-                say(f"{store} change stream cannot be opened yet: {' '.join(str(error).split())}")
+                self.health(store).down(error, gone="is broken")  # said when it broke: not at every retry
                 time.sleep(1.0)
 
     def close(self) -> None:

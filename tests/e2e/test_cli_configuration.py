@@ -19,6 +19,7 @@ pytestmark = pytest.mark.integration
         ("RECOMPUTE_RULES", "/nonexistent/rules.toml", "no rules file"),
         ("RECOMPUTE_STRIPE_API_BASE", "ftp://example", "not an http(s) address"),
         ("STRIPE_WEBHOOK_SECRET", "sk_live_oops", "starts with 'whsec_'"),
+        ("RECOMPUTE_LOG_FORMAT", "xml", "'xml' is not one of text, json"),
     ],
 )
 def test_an_unusable_setting_is_one_line_naming_the_variable_with_exit_code_2(stores, variable, value, says):

@@ -1,0 +1,120 @@
+"""`project --follow` under what operators do (issue 17): its server restarted, its LISTEN backend
+terminated, the broker gone for a while, followers started together on a fresh event store. Each on a cluster of the test's own (tests/support/clusters.py)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+import psycopg
+import pytest
+
+from simulation.harness.databases import STORES, scratch_databases
+from tests.support.follow import (
+    RECOMPUTE, a_calm_world, an_overdue_invoice, applied, dunning_stage, env_of, eventually, following, stop,
+)
+from tests.support.proxy import a_proxy
+
+pytestmark = pytest.mark.integration
+
+BROKER = ("127.0.0.1", 5672)
+
+
+@pytest.fixture
+def private_world(private_cluster):
+    with scratch_databases(*STORES, server=private_cluster.server) as dsns:
+        yield private_cluster, dsns, a_calm_world(dsns, accounts=10)
+
+
+def said(process, text: str) -> list[str]:
+    return [line for line in process.log_lines if text in line]
+
+
+@pytest.mark.parametrize("mode", ["fast", "immediate"])
+def test_a_server_restarted_under_the_follower_is_a_logged_pause_and_it_goes_on_correcting(private_world, mode):
+    cluster, dsns, accounts = private_world
+    with following(dsns, "--max-share", "1") as process:
+        an_overdue_invoice(dsns, accounts[0], days=5)
+        eventually(lambda: dunning_stage(dsns, accounts[0]) == "retrying", what="corrected before the restart")
+        cluster.restart(mode)
+        an_overdue_invoice(dsns, accounts[1], days=5)
+        eventually(lambda: dunning_stage(dsns, accounts[1]) == "retrying" or process.poll() is not None,
+                   what="corrected after the restart")
+        assert process.poll() is None, "".join(process.log_lines)
+        eventually(lambda: said(process, "the event store is back"), within=10, what="a line saying it is back")
+        code, _ = stop(process)
+    assert code == 0, "".join(process.log_lines)
+    assert len(said(process, "the event store is gone")) == 1, "".join(process.log_lines)  # not one per retry
+    assert {a for a, *_ in applied(dsns)} == {accounts[0], accounts[1]}
+
+
+def test_the_listen_backend_terminated_is_opened_again_without_an_exit(private_world):
+    cluster, dsns, accounts = private_world
+
+    def wake_pids() -> list[int]:
+        with psycopg.connect(dsns["eventstore"], autocommit=True) as conn:
+            return [pid for (pid,) in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = 'recompute follow wake'")]
+
+    with following(dsns, "--max-share", "1") as process:
+        [first] = eventually(wake_pids, what="the LISTEN session")
+        with psycopg.connect(dsns["eventstore"], autocommit=True) as conn:
+            conn.execute("SELECT pg_terminate_backend(%s)", (first,))
+        an_overdue_invoice(dsns, accounts[2], days=5)
+        eventually(lambda: dunning_stage(dsns, accounts[2]) == "retrying" or process.poll() is not None,
+                   what="corrected after the LISTEN backend was terminated")
+        assert process.poll() is None, "".join(process.log_lines)
+        eventually(lambda: [pid for pid in wake_pids() if pid != first], within=10, what="a new LISTEN session")
+        code, _ = stop(process)
+    assert code == 0, "".join(process.log_lines)
+
+
+def test_a_broker_outage_keeps_events_in_the_outbox_says_so_once_and_sends_them_when_it_is_back(private_world):
+    _, dsns, accounts = private_world
+
+    def outbox() -> dict[str, int]:
+        with psycopg.connect(dsns["eventstore"]) as conn:
+            return dict(conn.execute("SELECT status, count(*) FROM outbox_event GROUP BY status").fetchall())
+
+    with a_proxy(BROKER) as proxy, following(
+            dsns, "--max-share", "1", RECOMPUTE_BROKER_URL=f"amqp://guest:guest@127.0.0.1:{proxy.port}//") as process:
+        an_overdue_invoice(dsns, accounts[3], days=5)
+        eventually(lambda: outbox().get("sent"), what="the first event sent through the proxy")
+        proxy.down()
+        an_overdue_invoice(dsns, accounts[4], days=5)
+        eventually(lambda: dunning_stage(dsns, accounts[4]) == "retrying", what="corrected with the broker down")
+        eventually(lambda: said(process, "the broker is gone"), within=15, what="a line saying the broker is gone")
+        assert outbox().get("ready"), "the event waits in the outbox"
+        time.sleep(6)  # a relay retry or two: still one line
+        proxy.up()
+        eventually(lambda: not outbox().get("ready"), within=20, what="the waiting event sent")
+        eventually(lambda: said(process, "the broker is back"), within=5, what="a line saying it is back")
+        code, _ = stop(process)
+    assert code == 0
+    assert len(said(process, "the broker is gone")) == 1 and len(said(process, "the broker is back")) == 1, \
+        "".join(process.log_lines)
+
+
+def followers_at_once(dsns: dict[str, str], count: int, *args: str) -> list[subprocess.Popen]:
+    return [subprocess.Popen([*RECOMPUTE, "project", "--follow", *args], env=env_of(dsns, PYTHONUNBUFFERED="1"),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(count)]
+
+
+@pytest.mark.parametrize("count", [2, 4])
+def test_followers_started_at_the_same_instant_on_a_fresh_event_store_all_start(private_cluster, count):
+    with scratch_databases(*STORES, server=private_cluster.server) as dsns:
+        a_calm_world(dsns, accounts=10)
+        processes = followers_at_once(dsns, count, "--lease", "2", "--max-share", "1")
+        try:
+            firsts = [p.stdout.readline() for p in processes]
+            time.sleep(1.0)
+            alive = [p.poll() is None for p in processes]
+        finally:
+            for p in processes:
+                p.send_signal(signal.SIGTERM)
+            outs = [p.communicate(timeout=60) for p in processes]
+        errors = "".join(err for _, err in outs)
+        assert all(f.startswith("projection: generation") for f in firsts), errors
+        assert all(alive) and "Deadlock" not in errors, errors
+        assert [p.returncode for p in processes] == [0] * count, errors
