@@ -125,8 +125,14 @@ class Follower:
         leases.ensure_leases(self._conn, self.generation.partitions)
 
     def _connect(self) -> psycopg.Connection:
-        return psycopg.connect(self.dsns["eventstore"], autocommit=True, options="-c TimeZone=UTC",
-                               application_name=f"recompute follow {self.owner}")
+        """Its session cannot outlive its lease: a follower frozen (SIGSTOP, a stalled VM) inside a step,
+        idle in the fence transaction with its lease rows locked, is ended by the server after a lease,
+        its locks freed, so another follower claims its partitions once they expire; a statement
+        blocked as long is ended too. Woken, it finds its session gone and its fence lost."""
+        ms = int(self.lease_s * 1000)
+        return psycopg.connect(self.dsns["eventstore"], autocommit=True, application_name=f"recompute follow {self.owner}",
+                               options=f"-c TimeZone=UTC -c idle_in_transaction_session_timeout={ms} "
+                                       f"-c statement_timeout={ms}")
 
     @property
     def session_lost(self) -> bool:

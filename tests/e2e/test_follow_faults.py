@@ -1,15 +1,20 @@
 """`project --follow` under what operators do (issue 17): its server restarted, its LISTEN backend
-terminated, the broker gone for a while, followers started together on a fresh event store. Each on a cluster of the test's own (tests/support/clusters.py)."""
+terminated, the broker gone for a while, one of two followers frozen inside a step, followers
+started together on a fresh event store. Each on a cluster of the test's own (tests/support/clusters.py)."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
+from contextlib import ExitStack
 
 import psycopg
 import pytest
 
+from domain.partitions import partition_of
+from projections.follow import leases
 from simulation.harness.databases import STORES, scratch_databases
 from tests.support.follow import (
     RECOMPUTE, a_calm_world, an_overdue_invoice, applied, dunning_stage, env_of, eventually, following, stop,
@@ -118,3 +123,64 @@ def test_followers_started_at_the_same_instant_on_a_fresh_event_store_all_start(
         assert all(f.startswith("projection: generation") for f in firsts), errors
         assert all(alive) and "Deadlock" not in errors, errors
         assert [p.returncode for p in processes] == [0] * count, errors
+
+
+@pytest.mark.slow
+def test_a_follower_frozen_inside_a_step_loses_its_partitions_within_the_lease_and_writes_nothing_after(
+        private_cluster):
+    with scratch_databases(*STORES, server=private_cluster.server) as dsns:
+        accounts = a_calm_world(dsns, accounts=60)
+        with ExitStack() as stack:
+            one = stack.enter_context(following(dsns, "--lease", "3", "--max-share", "1"))
+            two = stack.enter_context(following(dsns, "--lease", "3", "--max-share", "1"))
+            with psycopg.connect(dsns["eventstore"], autocommit=True) as conn:
+                eventually(lambda: len(leases.owners(conn)) == 2, what="both followers hold partitions")
+                owner = {int(o.split(":")[1]): o for o in leases.owners(conn)}[one.pid]
+                frozen = freeze_inside_a_step(dsns, conn, one, owner, accounts)
+                assert frozen, "the follower was never caught inside a step"
+                stopped_at = time.monotonic()
+                try:
+                    theirs = [a for a in accounts if partition_of(a, 32) in frozen]
+                    target = theirs[0]
+                    eventually(lambda: set(leases.owners(conn)) == {o for o in leases.owners(conn) if o != owner}
+                               and sum(map(len, leases.owners(conn).values())) == 32,
+                               within=15, what="the live follower holds every partition")
+                    taken_after = time.monotonic() - stopped_at
+                    an_overdue_invoice(dsns, target, days=5, invoice_id=f"inv_frozen_{target[4:]}")
+                    eventually(lambda: dunning_stage(dsns, target) == "retrying", within=15,
+                               what="a drift in the frozen one's partition corrected by the other")
+                finally:
+                    os.kill(one.pid, signal.SIGCONT)
+            time.sleep(2.0)  # the woken one finishes what it had in hand: its fence no longer holds
+            stop(two)
+            stop(one)
+        assert taken_after < 3 * 2.5, f"taken over after {taken_after:.1f} s"
+        written = [row for row in applied(dsns) if row[0] == target]
+        assert len(written) == len(set(written)), "nothing applied twice"
+
+
+def freeze_inside_a_step(dsns, conn, process, owner: str, accounts: list[str], tries: int = 60) -> set[int]:
+    """SIGSTOPs `process` while its session is idle in a step's fence transaction (its lease rows
+    locked: the fence ran, or a statement after it; not balance's transaction, which locks none it
+    keeps): drifts many accounts so its steps are long, stops it, and looks; not inside one: SIGCONT
+    and again. Returns the partitions it held then."""
+    for attempt in range(tries):
+        for account in accounts[attempt % 3::3]:
+            an_overdue_invoice(dsns, account, days=1 + attempt % 5, invoice_id=f"inv_{account[4:]}_f{attempt}")
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            if in_a_step(conn, owner):
+                os.kill(process.pid, signal.SIGSTOP)
+                time.sleep(0.2)
+                if in_a_step(conn, owner):
+                    return set(leases.owners(conn).get(owner, []))
+                os.kill(process.pid, signal.SIGCONT)
+            time.sleep(0.005)
+    return set()
+
+
+def in_a_step(conn, owner: str) -> bool:
+    return bool(conn.execute(
+        "SELECT 1 FROM pg_stat_activity WHERE application_name = %s AND state = 'idle in transaction' "
+        "AND (query LIKE '%%AS h(partition, epoch)%%' OR (query NOT LIKE '%%follow_member%%' "
+        "     AND query NOT LIKE '%%follow_lease%%'))", (f"recompute follow {owner}",)).fetchone())
