@@ -128,7 +128,7 @@ def project(keep_going: bool, rules_path: str | None, port: int | None, host: st
             kick = threading.Event()
             follower.after_commit = lambda report: kick.set() if report.applied else None
             threads.append(threading.Thread(target=_relay_loop, args=(wiring, stop, kick), name="relay", daemon=True))
-        ingesting = _ingest_process(wiring, legacy_interval, stripe_interval)
+        ingesting = _ingest_process(wiring, legacy_interval, stripe_interval, lease_s)
         for thread in threads:
             thread.start()
         wake = Wake(wiring.dsns["eventstore"])
@@ -218,32 +218,34 @@ class _Ingesting:
     stop: Any  # a multiprocessing Event
 
 
-def _ingest_process(wiring: Wiring, legacy_interval: float, stripe_interval: float) -> _Ingesting:
+def _ingest_process(wiring: Wiring, legacy_interval: float, stripe_interval: float, lease_s: float) -> _Ingesting:
     """The ingest loop in a process of its own (forked before any thread starts, dying with this
     one), so reading the stores and projecting use both cores; SIGTERM/SIGINT are the parent's to
     handle: it sets `stop`, and the child finishes the pass in hand."""
     context = multiprocessing.get_context("fork")
     stop = context.Event()
-    process = context.Process(target=_ingest_child, args=(wiring, stop, legacy_interval, stripe_interval, os.getpid()),
+    process = context.Process(target=_ingest_child, args=(wiring, stop, legacy_interval, stripe_interval, lease_s, os.getpid()),
                               name="recompute project ingest", daemon=True)
     process.start()
     return _Ingesting(process, stop)
 
 
-def _ingest_child(wiring: Wiring, stop: Any, legacy_interval: float, stripe_interval: float, parent: int) -> None:
+def _ingest_child(wiring: Wiring, stop: Any, legacy_interval: float, stripe_interval: float, lease_s: float,
+                  parent: int) -> None:
     die_with_parent(parent)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_IGN)
-    _ingest_loop(wiring, stop, legacy_interval, stripe_interval)
+    _ingest_loop(wiring, stop, legacy_interval, stripe_interval, lease_s)
 
 
-def _ingest_loop(wiring: Wiring, stop: Any, legacy_interval: float, stripe_interval: float) -> None:
+def _ingest_loop(wiring: Wiring, stop: Any, legacy_interval: float, stripe_interval: float, lease_s: float) -> None:
     """In the child: the streams polled continuously, the snapshots and Stripe at their intervals
     (recompute/cli/project_ingest.py); a failure is logged once and retried."""
     starting = Health(log, "ingest", source="ingest")
     while not stop.is_set():
         try:
-            sources = Sources.open(wiring)
+            # a frozen follower's streams are ended by the server within its lease (not under 2 s: a busy reader answers late)
+            sources = Sources.open(wiring, sender_timeout_s=max(lease_s, 2.0))
         except FAILURES as error:
             starting.down(error, gone="cannot start")
             stop.wait(1.0)

@@ -46,15 +46,16 @@ class Sources:
     streams: dict[str, LegacyChangeStream] = field(default_factory=dict)
     broken: set[str] = field(default_factory=set)  # streams to open again
     states: dict[str, Health] = field(default_factory=dict)
+    sender_timeout_s: float | None = None  # a frozen reader's slot is released after it (project --follow: the lease)
 
     @classmethod
-    def open(cls, wiring: Wiring) -> Sources:
+    def open(cls, wiring: Wiring, *, sender_timeout_s: float | None = None) -> Sources:
         jobs = wiring.ingest_jobs("all")
         legacy = [job for job in jobs if job.source in STORES]
         eventstore = wiring.dsns["eventstore"]
         streamed = [job.source for job in legacy if has_stream(job.source, wiring.dsns[job.source], eventstore)]
         sources = cls(wiring, snapshot_jobs(legacy, streamed, wiring.dsns),
-                      [job for job in jobs if job.source == "stripe"], streamed)
+                      [job for job in jobs if job.source == "stripe"], streamed, sender_timeout_s=sender_timeout_s)
         try:
             for store in streamed:
                 sources._open_stream(store)
@@ -65,7 +66,8 @@ class Sources:
 
     def _open_stream(self, store: str) -> None:
         self.streams[store] = LegacyChangeStream(store=store, legacy_dsn=self.wiring.dsns[store],
-                                                 eventstore_dsn=self.wiring.dsns["eventstore"])
+                                                 eventstore_dsn=self.wiring.dsns["eventstore"],
+                                                 sender_timeout_s=self.sender_timeout_s)
         if not self.health(store).is_down:
             log.info("the %s change stream is open", store, extra={"store": store})
         self.health(store).up("opened again")

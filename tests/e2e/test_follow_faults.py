@@ -184,3 +184,38 @@ def in_a_step(conn, owner: str) -> bool:
         "SELECT 1 FROM pg_stat_activity WHERE application_name = %s AND state = 'idle in transaction' "
         "AND (query LIKE '%%AS h(partition, epoch)%%' OR (query NOT LIKE '%%follow_member%%' "
         "     AND query NOT LIKE '%%follow_lease%%'))", (f"recompute follow {owner}",)).fetchone())
+
+
+@pytest.mark.slow
+def test_a_frozen_followers_change_streams_are_released_within_its_lease_so_the_other_reads_the_stores(
+        private_world):
+    """The whole follower frozen (its ingest process too): its replication sessions stop answering,
+    and the server ends them after a lease (wal_sender_timeout), so the live follower's ingest opens
+    the slots and a change in a store reaches the legacy stores corrected."""
+    _, dsns, accounts = private_world
+    setup = subprocess.run([*RECOMPUTE, "cdc", "setup"], env=env_of(dsns), capture_output=True, text=True, timeout=120)
+    assert setup.returncode == 0, setup.stderr
+    with ExitStack() as stack:
+        one = stack.enter_context(following(dsns, "--lease", "3", "--max-share", "1"))
+        with psycopg.connect(dsns["eventstore"], autocommit=True) as conn:
+            def active_slots() -> int:
+                return conn.execute("SELECT count(*) FROM pg_replication_slots WHERE active").fetchone()[0]
+            eventually(lambda: active_slots() == 3, what="the first follower reads the three streams")
+            two = stack.enter_context(following(dsns, "--lease", "3", "--max-share", "1"))
+            frozen = [one.pid, *child_pids(one.pid)]
+            for pid in frozen:
+                os.kill(pid, signal.SIGSTOP)
+            try:
+                an_overdue_invoice(dsns, accounts[5], days=5)
+                eventually(lambda: dunning_stage(dsns, accounts[5]) == "retrying", within=20,
+                           what="the change read through the stream by the live follower and corrected")
+            finally:
+                for pid in frozen:
+                    os.kill(pid, signal.SIGCONT)
+        stop(two)
+        stop(one)
+
+
+def child_pids(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as children:
+        return [int(p) for p in children.read().split()]

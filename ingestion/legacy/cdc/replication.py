@@ -27,9 +27,13 @@ class ReplicationError(Exception):
 
 
 class ReplicationConnection:
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, *, sender_timeout_s: float | None = None) -> None:
+        """`sender_timeout_s`: the server ends the session when we have not answered for that long
+        (wal_sender_timeout, per session since PostgreSQL 12; default 60 s): a reader frozen with
+        its follower releases the slot for the one that took its place (issue 17)."""
+        timeout = "" if sender_timeout_s is None else f" -c wal_sender_timeout={int(sender_timeout_s * 1000)}"
         self._conn = psycopg.connect(dsn, replication="database", autocommit=True,
-                                     options="-c DateStyle=ISO -c TimeZone=UTC")
+                                     options="-c DateStyle=ISO -c TimeZone=UTC" + timeout)
         self._pg = self._conn.pgconn
         self.streaming = False
 

@@ -64,7 +64,8 @@ class LegacyChangeStream:
     """Keeps a replication connection and an event-store connection open between polls."""
 
     def __init__(self, *, store: str, legacy_dsn: str, eventstore_dsn: str,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), max_batch: int = 5_000) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), max_batch: int = 5_000,
+                 sender_timeout_s: float | None = None) -> None:
         self.store = store
         self._specs = {spec.table: spec for spec in TABLES_BY_STORE[store]}
         self._clock = clock
@@ -83,7 +84,7 @@ class LegacyChangeStream:
                                f"{' exists but its handoff never finished' if exists else ' is missing'}): "
                                "run `recompute cdc setup`")
             self.position = int(stored["lsn_int"])
-            self._replication = ReplicationConnection(legacy_dsn)
+            self._replication = ReplicationConnection(legacy_dsn, sender_timeout_s=sender_timeout_s)
             self._replication.start(self.slot, publication_name(store), self.position)
         except BaseException:
             self.close()
