@@ -75,6 +75,8 @@ def test_the_listen_backend_terminated_is_opened_again_without_an_exit(private_w
     assert code == 0, "".join(process.log_lines)
 
 
+@pytest.mark.broker
+@pytest.mark.slow
 def test_a_broker_outage_keeps_events_in_the_outbox_says_so_once_and_sends_them_when_it_is_back(private_world):
     _, dsns, accounts = private_world
 
