@@ -43,7 +43,8 @@ def private_cluster():
 
 def pytest_collection_modifyitems(items):
     """Marks `logical` every test of a module that imports the change streams' code or their test
-    helpers (tests/support/cdc.py), so a new change-stream test runs on the logical cluster too."""
+    helpers (tests/support/cdc.py), so a new change-stream test runs on the logical cluster too. A
+    test that only runs `recompute cdc setup` as a process says so itself: @pytest.mark.logical."""
     for item in items:
         module = getattr(item, "module", None)
         if module is not None and _uses_change_streams(module):

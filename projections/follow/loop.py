@@ -69,12 +69,14 @@ class Wake:
         if self._conn is None and not self._listen():
             stop.wait(max(seconds, 0.0))
             return False
+        conn = self._conn
+        assert conn is not None
         remaining = max(seconds, 0.0)
         while not stop.is_set():
             chunk = min(slice_s, remaining)
             try:
-                if any(True for _ in self._conn.notifies(timeout=chunk, stop_after=1)):  # type: ignore[union-attr]
-                    for _ in self._conn.notifies(timeout=0.0):  # type: ignore[union-attr]  # the ones that came meanwhile
+                if any(True for _ in conn.notifies(timeout=chunk, stop_after=1)):
+                    for _ in conn.notifies(timeout=0.0):  # the ones that came meanwhile
                         pass
                     return True
             except psycopg.OperationalError as error:
@@ -102,10 +104,7 @@ def follow(follower: Follower, stop: threading.Event, wake: Wake, on_report: Rep
     while not stop.is_set():
         try:
             report = follower.step()
-            on_report(report)
-            if report.more:
-                continue
-            due = follower.seconds_to_next_due()
+            due = None if report.more else follower.seconds_to_next_due()
         except psycopg.OperationalError as error:  # its own session's, or one of a legacy store's or the catalog's
             (eventstore if follower.session_lost else databases).down(error)
             stop.wait(backoff.next())
@@ -113,5 +112,8 @@ def follow(follower: Follower, stop: threading.Event, wake: Wake, on_report: Rep
         eventstore.up()
         databases.up()
         backoff.reset()
+        on_report(report)
+        if report.more:
+            continue
         renew = follower.lease_s / 3
         wake.wait(renew if due is None else min(due, renew), stop)

@@ -21,7 +21,7 @@ from tests.support.prometheus import (
 )
 from tests.support.serve import SECRET, served, serve_env
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.logical]  # `cdc setup`: on the logical cluster
 
 # Served once drift attribution (issue 20) is in: the lead removes this set at merge.
 NOT_SERVED_YET = {"recompute_corrections_rewritten_total", "recompute_drift_open"}
