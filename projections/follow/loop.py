@@ -100,7 +100,7 @@ def follow(follower: Follower, stop: threading.Event, wake: Wake, on_report: Rep
     back, retried after a capped, jittered backoff: what the step had not committed is done again
     by the next one, on a new session."""
     backoff = backoff or Backoff()
-    eventstore, databases = Health(log, "the event store", source="eventstore"), Health(log, "a database")
+    eventstore, databases = Health(log, "the event store", source="eventstore"), Health(log, "a database", source="legacy store or catalog")
     while not stop.is_set():
         try:
             report = follower.step()

@@ -76,7 +76,7 @@ class Sources:
         """A change stream's (by store) or a snapshot/Stripe pass's ("ingest") state, said once per change."""
         if source not in self.states:
             self.states[source] = Health(log, f"the {source} change stream" if source in STORES else "ingest",
-                                         **({"store": source} if source in STORES else {}))
+                                         **({"store": source} if source in STORES else {"source": "snapshots"}))
         return self.states[source]
 
     def describe(self) -> str:
