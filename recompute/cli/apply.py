@@ -28,6 +28,7 @@ from recompute.cli.common import (
     active_rules_or_exit,
     check_broker_url,
     echo_json,
+    privileges_or_exit,
     relay_line,
     relay_outbox,
     rules_line,
@@ -66,6 +67,7 @@ def apply(as_of: datetime | None, rules_path: str | None, account: str | None, a
     rules = rules_or_exit(rules_path)  # settings first: a bad one writes nothing
     check_broker_url(read_settings().broker_url)
     wiring = wiring_or_exit(reads_legacy=STORES)
+    privileges_or_exit(wiring)
     _refuse_rules_known_otherwise(wiring, rules, rules_path)  # a file that lies about its version, first
     rules = active_rules_or_exit(wiring, rules, rules_path, writes=True)
     workers = workers or default_workers()
@@ -97,6 +99,7 @@ def apply_saved_plan(path: str, *, as_json: bool, force: bool, max_share: float)
     rules = rules_or_exit(None)
     check_broker_url(read_settings().broker_url)
     wiring = wiring_or_exit(reads_legacy=STORES)
+    privileges_or_exit(wiring)
     rules = active_rules_or_exit(wiring, rules, None, writes=True)
     if (saved.rules_version, saved.rules_digest) != (rules.version, rules.digest):
         refuse(f"{path}: made under {rules_line(saved.rules_version, saved.rules_digest)}, but the active rules are "
