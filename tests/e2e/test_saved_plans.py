@@ -83,6 +83,12 @@ def test_apply_plan_writes_every_reviewed_correction_and_lists_the_one_a_legacy_
     assert bodies and all(body["plan_digest"] == document["plan_digest"] for body in bodies)
     left = orjson.loads(fleet.recompute("plan", *AS_OF, "--json").stdout)
     assert {c["account_id"] for c in left["corrections"]} == {moved["account_id"]}
+    fleet.recompute("report", "--html", str(saved.with_suffix(".html")), *AS_OF)
+    page = saved.with_suffix(".html").read_text()
+    plans = page[page.index('<table id="plans-table">'):]
+    plans = plans[:plans.index("</table>")]
+    assert plans.count(document["plan_digest"]) == len({c["table"] for c in document["corrections"]})
+    assert "<td>subs.subs_dunning</td>" in plans
 
 
 def test_a_hand_edited_plan_is_refused_and_nothing_is_written(fleet, saved):
