@@ -24,7 +24,8 @@ from domain.privileges import Finding, findings
 from domain.rules import RulesError, load_rules
 from ingestion.legacy.privileges import observe
 from projections.apply.relay import BrokerRefused, check_broker
-from recompute.settings import DSN_VARIABLES, Settings
+from recompute.bootstrap import Wiring
+from recompute.settings import DSN_VARIABLES, Settings, SettingsError
 
 MASK = "****"
 SECRET_PARAMETERS = ("password", "sslpassword")
@@ -95,6 +96,10 @@ def check(settings: Settings) -> list[Finding]:
                                                 "the outbox"))
         except BrokerRefused as error:
             found.append(Finding("error", f"RECOMPUTE_BROKER_URL: {error}"))
+    try:
+        Wiring(settings=settings, dsns={}).check_stripe()
+    except SettingsError as error:  # names STRIPE_API_KEY or RECOMPUTE_STRIPE_API_BASE
+        found.append(Finding("error", str(error)))
     if settings.dask_scheduler and (problem := _unreachable(settings.dask_scheduler)):
         found.append(Finding("error", f"RECOMPUTE_DASK_SCHEDULER: {problem}"))
     return found

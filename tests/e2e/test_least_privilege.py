@@ -19,6 +19,7 @@ from domain.legacy_tables import STORES as LEGACY
 from simulation.fleet import build_fleet
 from simulation.harness.apply_fleet import NOW, Fleet
 from simulation.harness.databases import STORES, dsn_for, scratch_databases
+from tests.support.cli import no_secrets
 from tests.support.follow import RECOMPUTE, a_calm_world, an_overdue_invoice, dunning_stage, env_of
 from tests.support.rules import SPEC_V1
 
@@ -44,7 +45,8 @@ def as_role(dsns: dict[str, str], role: str) -> dict[str, str]:
 
 
 def run(env_dsns: dict[str, str], *args: str, expect: int = 0) -> subprocess.CompletedProcess:
-    done = subprocess.run([*RECOMPUTE, *args], env=env_of(env_dsns), capture_output=True, text=True, timeout=300)
+    done = no_secrets(subprocess.run([*RECOMPUTE, *args], env=env_of(env_dsns), capture_output=True, text=True,
+                                     timeout=300), env_of(env_dsns))
     assert done.returncode == expect, f"recompute {' '.join(args)}: exit {done.returncode}\n{done.stdout}{done.stderr}"
     return done
 
