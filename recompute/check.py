@@ -25,24 +25,25 @@ from domain.rules import RulesError, load_rules
 from ingestion.legacy.privileges import observe
 from projections.apply.relay import BrokerRefused, check_broker
 from recompute.bootstrap import Wiring
-from recompute.settings import DSN_VARIABLES, Settings, SettingsError
+from recompute.settings import DSN_VARIABLES, SETTING_NAMES, Settings, SettingsError
 
 MASK = "****"
 SECRET_PARAMETERS = ("password", "sslpassword")
 
 
 def settings_listing(settings: Settings) -> list[tuple[str, str]]:
-    """(variable, value as shown) for every setting; unset ones say what happens instead."""
-    values: dict[str, str | None] = {DSN_VARIABLES[name]: dsn for name, dsn in settings.dsns.items()}
-    values |= {"RECOMPUTE_RULES": str(settings.rules_path) if settings.rules_path else None,
-               "STRIPE_API_KEY": settings.stripe_api_key, "RECOMPUTE_STRIPE_API_BASE": settings.stripe_api_base,
-               "STRIPE_WEBHOOK_SECRET": settings.stripe_webhook_secret,
-               "RECOMPUTE_DASK_SCHEDULER": settings.dask_scheduler, "RECOMPUTE_BROKER_URL": settings.broker_url}
+    """(variable, value as shown and where it came from) for every setting; unset ones say what happens instead."""
     unset = {"RECOMPUTE_RULES": "built-in rules v1", "STRIPE_API_KEY": "Stripe is not polled",
              "RECOMPUTE_STRIPE_API_BASE": "Stripe's own", "STRIPE_WEBHOOK_SECRET": "serve refuses webhooks",
-             "RECOMPUTE_DASK_SCHEDULER": "a local cluster", "RECOMPUTE_BROKER_URL": "events wait in the outbox"}
-    return [(name, masked(name, value) if value else f"(unset: {unset.get(name, 'the embedded default')})")
-            for name, value in values.items()]
+             "RECOMPUTE_DASK_SCHEDULER": "a local cluster", "RECOMPUTE_BROKER_URL": "events wait in the outbox",
+             "RECOMPUTE_LOG_FORMAT": "text", "RECOMPUTE_DATA_DIR": str(settings.data_dir)}
+    listing = []
+    for name in SETTING_NAMES:
+        value = settings.configured.get(name)
+        shown = f"{masked(name, value)} ({settings.origins.get(name, 'environment')})" if value else \
+            f"(unset: {unset.get(name, 'the embedded default')})"
+        listing.append((name, shown))
+    return listing
 
 
 def masked(variable: str, value: str) -> str:

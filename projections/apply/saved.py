@@ -26,6 +26,7 @@ from domain.saved_plan import SavedPlan, correction_key
 from eventlog.own_tables import check_known_rules
 from projections.apply.account_plans import AccountPlan, replan
 from projections.apply.audit import RunInfo, correction_of
+from projections.apply.cas_sql import spec_of
 from projections.apply.protocol import (
     ApplyOptions, ApplyResult, Step, _chunks, _es, _exclusive, _finish_run, apply_batch, choose_accounts, recover,
     start_run,
@@ -39,7 +40,10 @@ class PlanAlreadyApplied(RuntimeError):
 
 def apply_saved(dsns: Mapping[str, str], rules: Rules, saved: SavedPlan, options: ApplyOptions = ApplyOptions(),
                 *, on_step: Step = lambda _: None) -> ApplyResult:
-    """`rules` are the active rules; the caller has checked they are the plan's."""
+    """`rules` are the active rules; the caller has checked they are the plan's. A correction rules-v1 §3
+    does not allow (a file whose digest was made anew after an edit) raises WriteRefused before anything."""
+    for c in saved.corrections:
+        spec_of(c)
     result = ApplyResult(run_id=str(uuid.uuid4()), as_of=saved.as_of, rules_version=rules.version,
                          rules_digest=rules.digest, plan_digest=saved.digest)
     eventstore = dsns["eventstore"]

@@ -112,7 +112,7 @@ def apply_saved_plan(path: str, *, as_json: bool, force: bool, max_share: float)
         _refused_rules(conflict, None)
     except (ApplyRefused, ApplyBusy, EarlierRunStillWriting) as error:
         raise RunFailed(str(error))
-    except WriteRefused as error:  # a file whose digest matches but asks for a write rules-v1 §3 forbids
+    except WriteRefused as error:  # checked for every correction of the file before anything is written
         refuse(f"{path}: {error}; nothing was written")
     except psycopg.Error as error:
         raise RunFailed(f"apply failed: {' '.join(str(error).split())}; what was written is recorded, "

@@ -23,7 +23,7 @@ from tests.support.cli import no_secrets
 from tests.support.follow import RECOMPUTE, a_calm_world, an_overdue_invoice, dunning_stage, env_of
 from tests.support.rules import SPEC_V1
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.broker, pytest.mark.slow]
 AS_OF = ("--as-of", NOW.isoformat())
 
 

@@ -20,7 +20,7 @@ from simulation.harness.databases import STORES, scratch_databases
 from simulation.harness.kill_trials import KillTrials
 from tests.support.rules import SPEC_V1
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.broker, pytest.mark.slow]
 AS_OF = ("--as-of", NOW.isoformat())
 STAGES = ("none", "grace", "retrying", "final_notice", "suspended")
 
@@ -147,3 +147,16 @@ def test_apply_plan_killed_at_any_point_then_rerun_writes_each_correction_once(s
     step = saved_trials.steps.index(landmark) + 1
     outcome = saved_trials.run(step=step)
     assert outcome.killed and outcome.ok and outcome.applied_total == saved_trials.expected, (step, outcome)
+
+
+def test_a_plan_whose_digest_was_made_anew_for_a_forbidden_write_is_refused_before_anything(fleet, saved):
+    document = orjson.loads(saved.read_bytes())
+    document["corrections"].append({**document["corrections"][0], "table": "billing_prod.charges", "column": "amount",
+                                     "key": {"charge_id": "ch_1"}})
+    del document["plan_digest"]
+    saved.write_bytes(orjson.dumps({**document, "plan_digest": plan_digest(document)}))
+    before = snapshot(fleet.dsns)
+    refused = fleet.recompute("apply", "--plan", str(saved), "--force", expect=2)
+    assert refused.stderr.strip().splitlines() == [
+        f"recompute: {saved}: billing_prod.charges: not a table the projector writes; nothing was written"]
+    assert snapshot(fleet.dsns) == before and audit_rows(fleet) == []

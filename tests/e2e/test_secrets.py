@@ -15,7 +15,7 @@ from tests.support.follow import a_calm_world
 from tests.support.serve import SECRET
 from tests.support.stripe_world import API_KEY, a_world
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.broker, pytest.mark.slow]
 BROKER = "amqp://guest:guest@127.0.0.1:5672//"
 
 
@@ -37,7 +37,8 @@ def test_check_shows_each_setting_with_its_secrets_masked(env):
         shown = recompute("check", env=full)
         recompute("ingest", env=full)
     assert shown.returncode == 0, shown.stdout + shown.stderr
-    lines = dict(line.split(" = ", 1) for line in shown.stdout.splitlines() if " = " in line)
+    lines = dict(line.removesuffix(" (environment)").split(" = ", 1) for line in shown.stdout.splitlines()
+                 if " = " in line)
     assert "password=****" in lines["RECOMPUTE_SUBS_DSN"]
     assert psycopg.conninfo.conninfo_to_dict(lines["RECOMPUTE_SUBS_DSN"].replace("****", PASSWORD)) == \
         psycopg.conninfo.conninfo_to_dict(env["RECOMPUTE_SUBS_DSN"])
