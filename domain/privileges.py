@@ -121,7 +121,8 @@ def findings(store: str, observed: Observed, *, streams: bool) -> list[Finding]:
         where = f"{store}.{n.name}"
         has = observed.tables.get(n.name)
         if has is None:
-            continue  # the table is missing: reading it says so
+            found.append(Finding("error", f"{where}: no such table (legacy-stores.md names it)"))
+            continue
         lacking = [*(["SELECT"] if not has.select else []),
                    *([f"UPDATE ({', '.join(c for c in n.update if c not in has.update)})"]
                      if set(n.update) - has.update else []),

@@ -51,7 +51,8 @@ def test_replication_is_needed_only_for_a_store_with_a_change_stream():
 
 
 def test_a_superuser_an_owner_and_a_never_written_column_are_warnings():
-    superuser = findings("cf_prod", Observed(role="postgres", superuser=True), streams=True)
+    superuser = findings("cf_prod", Observed(role="postgres", superuser=True, tables=exactly_what_is_needed("cf_prod")),
+                         streams=True)
     assert [f.level for f in superuser] == ["warning"]
     tables = exactly_what_is_needed("billing_prod")
     tables["charges"] = TablePrivileges(select=True, owner=True)
@@ -60,3 +61,10 @@ def test_a_superuser_an_owner_and_a_never_written_column_are_warnings():
     lines = [f.line() for f in findings("billing_prod", Observed(role="r", tables=tables), streams=False)]
     assert lines == ["warning: billing_prod.invoices: role r may UPDATE (amount_due), which recompute never writes",
                      "warning: billing_prod.charges: role r owns the table: it may write any column"]
+
+
+def test_a_missing_table_is_an_error():
+    tables = exactly_what_is_needed("cf_prod")
+    del tables["product_config"]
+    assert [f.line() for f in findings("cf_prod", Observed(role="r", tables=tables), streams=False)] == [
+        "error: cf_prod.product_config: no such table (legacy-stores.md names it)"]
