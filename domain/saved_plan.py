@@ -37,6 +37,7 @@ class SavedPlan:
     accounts_checked: int
     log_position: int
     corrections: tuple[Correction, ...]
+    account: str | None = None  # `plan --account ID --out`: the plan of one account (no share guard, as apply's)
 
     @property
     def accounts(self) -> list[str]:
@@ -48,9 +49,12 @@ def plan_digest(document: dict[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(rest, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def saved_document(plan_json: dict[str, Any], created_at: datetime, log_position: int) -> dict[str, Any]:
-    """`plan --json`'s object plus when it was made and the log position it was computed at, then its digest."""
-    document = {**plan_json, "created_at": created_at.isoformat(), "log_position": log_position}
+def saved_document(plan_json: dict[str, Any], created_at: datetime, log_position: int,
+                   account: str | None = None) -> dict[str, Any]:
+    """`plan --json`'s object plus when it was made and the log position it was computed at (and the one
+    account it was made for, if so), then its digest."""
+    document = {**plan_json, "created_at": created_at.isoformat(), "log_position": log_position,
+                **({"account": account} if account else {})}
     return {**document, DIGEST: plan_digest(document)}
 
 
@@ -67,7 +71,8 @@ def read_document(document: Any, where: str) -> SavedPlan:
         return SavedPlan(digest=document[DIGEST], as_of=datetime.fromisoformat(document["as_of"]),
                          rules_version=str(document["rules_version"]), rules_digest=str(document["rules_digest"]),
                          accounts_checked=int(document["accounts_checked"]),
-                         log_position=int(document["log_position"]), corrections=corrections)
+                         log_position=int(document["log_position"]), corrections=corrections,
+                         account=str(document["account"]) if document.get("account") else None)
     except (KeyError, TypeError, ValueError, ValidationError) as error:
         what = f"no {error}" if isinstance(error, KeyError) else " ".join(str(error).split())
         raise SavedPlanError(f"{where}: not a saved plan recompute can read ({what})") from None

@@ -58,7 +58,8 @@ def apply_saved(dsns: Mapping[str, str], rules: Rules, saved: SavedPlan, options
         result.settled_before.update(settled.values())
         todo = [c for c in saved.corrections if correction_key(c) not in settled]
         disagreeing, _ = choose_accounts(saved.corrections, saved.accounts_checked,
-                                         ApplyOptions(force=options.force, max_share=options.max_share))
+                                         ApplyOptions(account=saved.account, force=options.force,
+                                                      max_share=options.max_share))
         by_account: dict[str, list[Correction]] = {}
         for c in todo:
             by_account.setdefault(c.account_id, []).append(c)

@@ -145,7 +145,7 @@ def plan(as_of: datetime | None, rules_path: str | None, account: str | None, as
     if account and result.accounts_read == 0:
         exit_no_events(account)
     if out:
-        save_plan(Path(out), saved_document(result.as_json(), utc_now(), position))
+        save_plan(Path(out), saved_document(result.as_json(), utc_now(), position, account))
     if as_json:
         echo_json(result.as_json())
     elif sys.stdout.isatty():

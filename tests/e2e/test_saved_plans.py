@@ -160,3 +160,17 @@ def test_a_plan_whose_digest_was_made_anew_for_a_forbidden_write_is_refused_befo
     assert refused.stderr.strip().splitlines() == [
         f"recompute: {saved}: billing_prod.charges: not a table the projector writes; nothing was written"]
     assert snapshot(fleet.dsns) == before and audit_rows(fleet) == []
+
+
+def test_a_saved_plan_of_one_account_is_applied_without_the_share_guard_as_apply_account_is(fleet, tmp_path):
+    planned = orjson.loads(fleet.recompute("plan", *AS_OF, "--json").stdout)
+    account = planned["corrections"][0]["account_id"]
+    path = tmp_path / "one.json"
+    fleet.recompute("plan", *AS_OF, "--account", account, "--out", str(path))
+    done = orjson.loads(fleet.recompute("apply", "--plan", str(path), "--json").stdout)
+    mine = [c for c in planned["corrections"] if c["account_id"] == account]
+    assert done["applied"] == len(mine) and shapes_of(done["corrections"]) == shapes_of(mine)
+
+
+def shapes_of(corrections: list[dict]) -> list[bytes]:
+    return sorted(shape(c) for c in corrections)

@@ -51,3 +51,9 @@ def test_a_file_that_is_not_a_saved_plan_says_so():
         read_document(PLAN, "p.json")
     with pytest.raises(SavedPlanError, match="not a saved plan"):
         read_document([1, 2], "p.json")
+
+
+def test_a_plan_of_one_account_says_so_and_reads_back_with_it():
+    document = orjson.loads(orjson.dumps(saved_document(PLAN, T, 1, account="acc_000042")))
+    assert document["account"] == "acc_000042" and read_document(document, "p.json").account == "acc_000042"
+    assert "account" not in a_saved_plan() and read_document(a_saved_plan(), "p.json").account is None
