@@ -35,6 +35,7 @@ class Correctable:
     insert: bool = False
     delete: bool = False
     only: str | None = None  # rows an update may touch at all (SQL condition)
+    key_assigned: bool = False  # the database assigns a new row's key (bigserial): an insert names none
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ TABLES: tuple[LegacyTable, ...] = (
     LegacyTable("subs", "subs_customer", ("id",), "account_id", None, "created_at",
                 required_times=("created_at",),
                 correctable=Correctable(("stripe_customer_id",), identity=("account_id", "source"), stamp=None,
-                                        new_row_stamp="created_at", insert=True, delete=True),
+                                        new_row_stamp="created_at", insert=True, delete=True, key_assigned=True),
                 sql_types={**_ACCOUNT, "id": "bigint", "stripe_customer_id": "text", "source": "text"}),
     LegacyTable("subs", "subs_dunning", ("account_id",), "account_id", "updated_at",
                 statuses={"stage": DUNNING_STAGES}, counts=("attempt_count",),

@@ -151,9 +151,10 @@ def event_id(account_id: str, meaning: Meaning, rules_version: str, run_id: str,
 
 def event_body(*, event_id: str, type: str, account_id: str, subject: str, rules_version: str,
                rules_digest: str | None, run_id: str, as_of: datetime, occurred_at: datetime,
-               applied: Sequence[tuple[Correction, Sequence[str]]]) -> dict[str, Any]:
+               applied: Sequence[tuple[Correction, Sequence[str]]], plan_digest: str | None = None) -> dict[str, Any]:
     """The published JSON of one event, from the corrections that were applied and their causes.
-    `rules_digest` is None only for an intent recorded before digests were."""
+    `rules_digest` is None only for an intent recorded before digests were; `plan_digest` names the
+    saved plan the corrections came from (`apply --plan`), and is left out otherwise."""
     before: dict[str, Any] = {}
     after: dict[str, Any] = {}
     for c, _ in applied:
@@ -169,6 +170,7 @@ def event_body(*, event_id: str, type: str, account_id: str, subject: str, rules
         "rules_version": rules_version, "rules_digest": rules_digest, "run_id": run_id, "before": before, "after": after,
         "causes": list(dict.fromkeys(ref for _, refs in applied for ref in refs)),
         "corrections": [c.as_json() for c, _ in applied],
+        **({"plan_digest": plan_digest} if plan_digest else {}),
     }
 
 

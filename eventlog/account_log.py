@@ -151,6 +151,16 @@ def log_exists(dsn: str) -> bool:
         return has_tables(conn, EVENTS_TABLE)
 
 
+def log_head(dsn: str) -> int:
+    """The log's highest notification id (0: empty or not made yet): the position a plan is computed at."""
+    with psycopg.connect(dsn) as conn:
+        if not has_tables(conn, EVENTS_TABLE):
+            return 0
+        row = conn.execute(sql.SQL("SELECT coalesce(max(notification_id), 0) FROM {}").format(
+            sql.Identifier(EVENTS_TABLE))).fetchone()
+        return int(row[0]) if row else 0
+
+
 def open_log(dsn: str, *, create_table: bool = False) -> AccountLog:
     return AccountLog(env=eventsourcing_env(dsn, create_table=create_table))
 

@@ -80,7 +80,8 @@ CREATE TABLE IF NOT EXISTS apply_run (
     as_of         timestamptz NOT NULL,
     rules_version text NOT NULL,
     summary       jsonb,
-    rules_digest  text                     -- Rules.digest (NULL: recorded before digests; see UPGRADES)
+    rules_digest  text,                    -- Rules.digest (NULL: recorded before digests; see UPGRADES)
+    plan_digest   text                     -- `apply --plan`: the saved plan's digest (NULL: apply's own plan)
 );
 CREATE TABLE IF NOT EXISTS correction_audit (
     id            bigserial PRIMARY KEY,
@@ -102,7 +103,8 @@ CREATE TABLE IF NOT EXISTS correction_audit (
     recorded_at   timestamptz NOT NULL DEFAULT now(),
     settled_at    timestamptz,             -- when it was applied (or found stale / abandoned)
     rules_digest  text,                    -- Rules.digest (NULL: recorded before digests; see UPGRADES)
-    caused_at     timestamptz              -- a follower's: when what caused it happened (NULL: apply's)
+    caused_at     timestamptz,             -- a follower's: when what caused it happened (NULL: apply's)
+    plan_digest   text                     -- the saved plan it came from (`apply --plan`), NULL otherwise
 );
 CREATE INDEX IF NOT EXISTS correction_audit_account ON correction_audit (account_id, id);
 CREATE INDEX IF NOT EXISTS correction_audit_event ON correction_audit (event_id);
@@ -137,6 +139,8 @@ UPGRADES = (
     ("apply_run", "rules_digest", "ALTER TABLE apply_run ADD COLUMN IF NOT EXISTS rules_digest text"),
     ("correction_audit", "rules_digest", "ALTER TABLE correction_audit ADD COLUMN IF NOT EXISTS rules_digest text"),
     ("correction_audit", "caused_at", "ALTER TABLE correction_audit ADD COLUMN IF NOT EXISTS caused_at timestamptz"),
+    ("apply_run", "plan_digest", "ALTER TABLE apply_run ADD COLUMN IF NOT EXISTS plan_digest text"),
+    ("correction_audit", "plan_digest", "ALTER TABLE correction_audit ADD COLUMN IF NOT EXISTS plan_digest text"),
     ("parked_record", "waiting_for", """
 ALTER TABLE stripe_customer_account ALTER COLUMN account_id DROP NOT NULL;
 ALTER TABLE parked_record ADD COLUMN IF NOT EXISTS waiting_for text;     -- a Stripe customer id

@@ -33,6 +33,7 @@ class RunInfo:
     rules_version: str
     as_of: datetime
     rules_digest: str | None = None  # Rules.digest
+    plan_digest: str | None = None  # `apply --plan`: the saved plan's digest
 
 
 @dataclass(frozen=True)
@@ -73,13 +74,14 @@ def record(conn: psycopg.Connection, run: RunInfo, intents: Sequence[Intent],
         (len(intents),))]
     with conn.cursor() as cur:  # COPY: one stream per table, not a statement per row
         with cur.copy("COPY correction_audit (id, run_id, account_id, store, tbl, op, key, col, from_value, "
-                      "to_value, sets, rules_version, rules_digest, as_of, causes, event_id, status) "
+                      "to_value, sets, rules_version, rules_digest, as_of, causes, event_id, status, plan_digest) "
                       "FROM STDIN") as copy:
             for audit_id, i in zip(ids, intents, strict=True):
                 copy.write_row((audit_id, run.run_id, i.correction.account_id, i.store, i.correction.table,
                                 i.correction.op, Jsonb(i.correction.key), i.correction.column,
                                 Jsonb(i.correction.from_), Jsonb(i.correction.to), Jsonb(i.sets), run.rules_version,
-                                run.rules_digest, run.as_of, Jsonb(list(i.causes)), i.event_id, "pending"))
+                                run.rules_digest, run.as_of, Jsonb(list(i.causes)), i.event_id, "pending",
+                                run.plan_digest))
         with cur.copy("COPY outbox_event (event_id, run_id, account_id, type, subject, status) FROM STDIN") as copy:
             for e in events:
                 copy.write_row((e.event_id, run.run_id, e.account_id, e.type, e.subject, "held"))
@@ -140,7 +142,7 @@ def finished_events(rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, str, d
             event_id=str(event_id), type=first["type"], account_id=first["account_id"], subject=first["subject"],
             rules_version=first["rules_version"], rules_digest=first["rules_digest"], run_id=str(first["run_id"]),
             as_of=first["run_as_of"],
-            occurred_at=max(m["settled_at"] for m in applied),
+            occurred_at=max(m["settled_at"] for m in applied), plan_digest=first.get("plan_digest"),
             applied=[(correction_of(m), m["causes"]) for m in applied])))
     return finished
 
@@ -169,4 +171,9 @@ def past_corrections(eventstore_dsn: str, account_id: str) -> list[dict[str, Any
             (account_id,)).fetchall()
     return [{**correction_of(r).as_json(), "applied_at": r["settled_at"].isoformat(), "run_id": str(r["run_id"]),
              "rules_version": r["rules_version"], "rules_digest": r["rules_digest"], "as_of": r["as_of"].isoformat(), "causes": r["causes"],
-             "sets": r["sets"], "event_id": str(r["event_id"])} for r in rows]
+             "sets": r["sets"], "event_id": str(r["event_id"]), **_plan_digest(r)} for r in rows]
+
+
+def _plan_digest(row: Mapping[str, Any]) -> dict[str, str]:
+    """A correction from a saved plan names it; one from apply's own plan carries nothing more."""
+    return {"plan_digest": row["plan_digest"]} if row.get("plan_digest") else {}

@@ -89,6 +89,8 @@ class ApplyResult:
     done: list[tuple[Correction, str]] = field(default_factory=list)  # (correction, applied | stale)
     events: Counter = field(default_factory=Counter)  # ready, void
     recovered: Counter = field(default_factory=Counter)  # applied, abandoned (intents of earlier runs)
+    plan_digest: str | None = None  # `apply --plan`: the saved plan's
+    settled_before: Counter = field(default_factory=Counter)  # its corrections an interrupted run settled
 
     def count(self, status: str) -> int:
         return sum(1 for _, s in self.done if s == status)
@@ -224,8 +226,9 @@ def start_run(eventstore_dsn: str, run: RunInfo, rules: Rules, *,
               also: Callable[[psycopg.Connection], None] = lambda _: None) -> None:
     """The run's apply_run row and its rules remembered; `also` writes more in that transaction."""
     with _es(eventstore_dsn) as conn, conn.transaction():
-        conn.execute("INSERT INTO apply_run (run_id, as_of, rules_version, rules_digest) VALUES (%s, %s, %s, %s)",
-                     (run.run_id, run.as_of, run.rules_version, run.rules_digest))
+        conn.execute("INSERT INTO apply_run (run_id, as_of, rules_version, rules_digest, plan_digest) "
+                     "VALUES (%s, %s, %s, %s, %s)",
+                     (run.run_id, run.as_of, run.rules_version, run.rules_digest, run.plan_digest))
         remember_rules(conn, rules, run.run_id)
         also(conn)
 

@@ -4,7 +4,8 @@
 
 The pass is plan's own (projections/plan.py `evaluate`, one process per range of accounts), but it
 keeps counts instead of corrections (aggregate.py). The history is read in one REPEATABLE READ
-transaction: corrections applied over time by table (`correction_audit`), the domain events of
+transaction: corrections applied over time by table (`correction_audit`), those of each reviewed
+plan (`apply --plan`, by its digest), the domain events of
 the outbox by type and status, the parked records by reason; and, once followers of `project`
 have corrected something, the correction lag (from `caused_at`, when what caused a correction
 happened, to `settled_at`, when it committed) as p50/p99/max per bucket of the committed times. The top drifting accounts are
@@ -50,6 +51,7 @@ class History:
     outbox: list[dict[str, Any]] = field(default_factory=list)  # {"type", "status", "n"}
     sent: list[dict[str, Any]] = field(default_factory=list)  # {"at", "n"}: events published per bucket
     parked: list[dict[str, Any]] = field(default_factory=list)  # {"source", "table", "reason", "n", "examples"}
+    plans: list[dict[str, Any]] = field(default_factory=list)  # {"plan_digest", "table", "applied", "stale", "first"}
 
 
 @dataclass
@@ -105,6 +107,11 @@ def read_history(eventstore_dsn: str) -> History:
                                       "GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
             data.sent = cur.execute("SELECT date_trunc(%s, sent_at) AS at, count(*) AS n FROM outbox_event "
                                     "WHERE status = 'sent' GROUP BY 1 ORDER BY 1", (data.bucket,)).fetchall()
+            data.plans = cur.execute(  # the corrections of each reviewed plan (`apply --plan`), by table
+                "SELECT plan_digest, tbl AS table, count(*) FILTER (WHERE status = 'applied') AS applied, "
+                "count(*) FILTER (WHERE status = 'stale') AS stale, min(settled_at) AS first FROM correction_audit "
+                "WHERE plan_digest IS NOT NULL GROUP BY 1, 2 ORDER BY min(min(settled_at)) OVER (PARTITION BY "
+                "plan_digest), 1, 2").fetchall()
         if has_tables(conn, "parked_record"):
             data.parked = parked_by_reason(cur.execute(
                 "SELECT source, tbl, reason, count(*) AS n, (array_agg(key ORDER BY id))[1:3] AS examples "

@@ -8,6 +8,7 @@ from recompute.cli import cdc  # noqa: F401
 from recompute.cli import demo  # noqa: F401
 from recompute.cli import embedded  # noqa: F401
 from recompute.cli import explain  # noqa: F401
+from recompute.cli import grants  # noqa: F401
 from recompute.cli import ingest  # noqa: F401
 from recompute.cli import plan  # noqa: F401
 from recompute.cli import project  # noqa: F401

@@ -5,15 +5,20 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from datetime import datetime
+from pathlib import Path
+from typing import NoReturn
 
 import click
+import orjson
 import psycopg
 
 from domain.legacy_tables import STORES
 from domain.rules_identity import RulesConflict
+from domain.saved_plan import SavedPlan, SavedPlanError, read_document
 from projections.apply.cas_sql import WriteRefused
 from projections.apply.protocol import ApplyBusy, ApplyOptions, ApplyRefused, ApplyResult, apply as apply_corrections
 from projections.apply.relay import RelayReport
+from projections.apply.saved import PlanAlreadyApplied, apply_saved
 from projections.apply.writes import EarlierRunStillWriting
 from recompute.cli.common import (
     Instant,
@@ -23,6 +28,7 @@ from recompute.cli.common import (
     active_rules_or_exit,
     check_broker_url,
     echo_json,
+    privileges_or_exit,
     relay_line,
     relay_outbox,
     rules_line,
@@ -47,12 +53,21 @@ from recompute.settings import SettingsError, read_settings
 @click.option("--max-share", type=click.FloatRange(0, 1), default=0.10, show_default=True,
               help="Refuse to change more than this share of the accounts checked.")
 @click.option("--workers", type=click.IntRange(1, 64), default=None, help="Worker processes (default: the CPUs).")
+@click.option("--plan", "plan_path", type=click.Path(dir_okay=False), default=None,
+              help="Write exactly the corrections of a plan saved by `plan --out` (each by compare-and-set).")
 def apply(as_of: datetime | None, rules_path: str | None, account: str | None, as_json: bool, force: bool,
-          max_accounts: int | None, max_share: float, workers: int | None) -> None:
+          max_accounts: int | None, max_share: float, workers: int | None, plan_path: str | None) -> None:
     """Compute the corrections of `plan` and write them, with an audit record and domain events."""
+    if plan_path is not None:
+        given = [name for name, value in (("--as-of", as_of), ("--rules", rules_path), ("--account", account),
+                                          ("--max-accounts", max_accounts)) if value is not None]
+        if given:
+            raise click.UsageError(f"--plan writes the saved plan as it is: {', '.join(given)} cannot change it")
+        return apply_saved_plan(plan_path, as_json=as_json, force=force, max_share=max_share)
     rules = rules_or_exit(rules_path)  # settings first: a bad one writes nothing
     check_broker_url(read_settings().broker_url)
     wiring = wiring_or_exit(reads_legacy=STORES)
+    privileges_or_exit(wiring)
     _refuse_rules_known_otherwise(wiring, rules, rules_path)  # a file that lies about its version, first
     rules = active_rules_or_exit(wiring, rules, rules_path, writes=True)
     workers = workers or default_workers()
@@ -77,6 +92,53 @@ def apply(as_of: datetime | None, rules_path: str | None, account: str | None, a
     echo_json(_as_json(result, report)) if as_json else click.echo(_summary(result, report))
     warn_if_never_ingested(result.accounts_checked)
 
+def apply_saved_plan(path: str, *, as_json: bool, force: bool, max_share: float) -> None:
+    """`apply --plan FILE`: a file that is not the plan it says it is, was made under other rules than
+    the active ones, or was applied already, is refused in one line, exit 2, nothing written."""
+    saved = read_saved_plan_or_exit(path)
+    rules = rules_or_exit(None)
+    check_broker_url(read_settings().broker_url)
+    wiring = wiring_or_exit(reads_legacy=STORES)
+    privileges_or_exit(wiring)
+    rules = active_rules_or_exit(wiring, rules, None, writes=True)
+    if (saved.rules_version, saved.rules_digest) != (rules.version, rules.digest):
+        refuse(f"{path}: made under {rules_line(saved.rules_version, saved.rules_digest)}, but the active rules are "
+               f"{rules_line(rules.version, rules.digest)}; make a new plan with `recompute plan --out`")
+    try:
+        result = apply_saved(wiring.dsns, rules, saved, ApplyOptions(force=force, max_share=max_share))
+    except PlanAlreadyApplied as error:
+        refuse(f"{path}: {error}")
+    except RulesConflict as conflict:
+        _refused_rules(conflict, None)
+    except (ApplyRefused, ApplyBusy, EarlierRunStillWriting) as error:
+        raise RunFailed(str(error))
+    except WriteRefused as error:  # checked for every correction of the file before anything is written
+        refuse(f"{path}: {error}; nothing was written")
+    except psycopg.Error as error:
+        raise RunFailed(f"apply failed: {' '.join(str(error).split())}; what was written is recorded, "
+                        "rerun `apply --plan` to continue")
+    report = relay_outbox(wiring.dsns["eventstore"], wiring.settings.broker_url)
+    echo_json(_as_json(result, report)) if as_json else click.echo(_summary(result, report))
+
+
+def read_saved_plan_or_exit(path: str) -> SavedPlan:
+    try:
+        document = orjson.loads(Path(path).read_bytes())
+    except OSError as error:
+        refuse(f"--plan {path}: {error.strerror or error}")
+    except orjson.JSONDecodeError as error:
+        refuse(f"--plan {path}: not JSON ({error})")
+    try:
+        return read_document(document, path)
+    except SavedPlanError as error:
+        refuse(str(error))
+
+
+def refuse(line: str) -> NoReturn:
+    click.echo(f"recompute: {line}", err=True)
+    sys.exit(2)
+
+
 def _summary(result: ApplyResult, report: RelayReport | None) -> str:
     lines = [f"as of {result.as_of.isoformat()}, {rules_line(result.rules_version, result.rules_digest)}: "
              f"{result.accounts_checked} accounts "
@@ -84,8 +146,16 @@ def _summary(result: ApplyResult, report: RelayReport | None) -> str:
              + (f" in run {result.run_id}" if result.accounts_chosen else "")]
     if result.recovered:
         lines.append("  recovered an interrupted run: " + ", ".join(f"{n} {s}" for s, n in sorted(result.recovered.items())))
+    if result.plan_digest:
+        lines.append(f"  saved plan {result.plan_digest}" + (
+            ": an interrupted run of it had settled " + ", ".join(
+                f"{n} {s}" for s, n in sorted(result.settled_before.items())) if result.settled_before else ""))
     lines.append(f"  {result.count('applied')} corrections applied, {result.count('stale')} stale "
-                 "(changed underneath: left alone, the next run picks them up)")
+                 + ("(the row no longer held `from`: not written; a new plan decides about it)" if result.plan_digest
+                    else "(changed underneath: left alone, the next run picks them up)"))
+    if result.plan_digest:
+        lines += [f"    stale: {c.account_id} {c.table}{'.' + c.column if c.column else ' (' + c.op + ')'} "
+                  f"{c.from_!r} -> {c.to!r}" for c, status in result.done if status == "stale"]
     by_column = Counter((c.table, c.op, c.column, status) for c, status in result.done)
     for (table, op, column, status), n in sorted(by_column.items(), key=lambda kv: tuple(map(str, kv[0]))):
         what = f"{table}.{column}" if column else f"{table} ({op})"
@@ -105,4 +175,6 @@ def _as_json(result: ApplyResult, report: RelayReport | None) -> dict:
                    "published": report.published if report else 0,
                    "waiting": report.waiting if report else None, "broker_error": report.error if report else None},
         "corrections": [{**c.as_json(), "status": status} for c, status in result.done],
+        "stale_corrections": [c.as_json() for c, status in result.done if status == "stale"],
+        "plan_digest": result.plan_digest,
     }

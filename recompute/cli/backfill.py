@@ -21,7 +21,7 @@ from projections.read_model.backfill import BackfillBusy, BackfillResult, activa
 from projections.read_model.active_rules import ActiveRulesUnreadable, read_active_generation
 from recompute.bootstrap import Wiring, default_workers, running
 from recompute.cli.common import Instant, RunFailed, _refuse_rules_known_otherwise, _refused_rules, check_broker_url
-from recompute.cli.common import echo_json, relay_line, relay_outbox, rules_line, rules_or_exit, utc_now, wiring_or_exit
+from recompute.cli.common import echo_json, privileges_or_exit, relay_line, relay_outbox, rules_line, rules_or_exit, utc_now, wiring_or_exit
 from recompute.cli.group import main
 from recompute.progress import progress
 from recompute.settings import SettingsError, read_settings
@@ -48,6 +48,8 @@ def backfill(rules_path: str, as_of: datetime | None, workers: int | None, as_js
     if apply_:
         check_broker_url(read_settings().broker_url)
     wiring = wiring_or_exit(reads_legacy=STORES)
+    if apply_:
+        privileges_or_exit(wiring)
     _refuse_rules_known_otherwise(wiring, rules, rules_path)
     if not log_exists(wiring.dsns["eventstore"]):
         raise RunFailed("the event log holds no accounts; run `recompute ingest` first")

@@ -10,7 +10,7 @@ import psycopg
 from domain.legacy_tables import STORES
 from ingestion.legacy.cdc.replication import ReplicationError
 from ingestion.legacy.cdc.setup import (
-    ServerNotReady, SlotInUse, check_server, drop_store, setup_store, stream_status)
+    ServerNotReady, SlotInUse, check_server, drop_store, owner_sql, setup_store, stream_status)
 from recompute.cli.common import RunFailed, echo_json, wiring_or_exit
 from recompute.cli.group import main
 from recompute.embedded import EmbeddedPostgresError, ensure_logical_decoding
@@ -34,10 +34,19 @@ def cdc() -> None:
 
 @cdc.command("setup")
 @_SOURCE
-def cdc_setup(source: str) -> None:
+@click.option("--print-sql", "print_sql", is_flag=True,
+              help="Print what only the tables' owner may run (the publications), run nothing; then a role "
+                   "with `recompute grants`' privileges runs `cdc setup` itself.")
+def cdc_setup(source: str, print_sql: bool) -> None:
     """Creates each store's publication and replication slot and hands over from its snapshot."""
     stores = _chosen(source)
-    wiring = wiring_or_exit(reads_legacy=stores)
+    wiring = wiring_or_exit(reads_legacy=stores, writes=not print_sql)
+    if print_sql:
+        try:
+            click.echo("\n".join(owner_sql(store, wiring.dsns[store]) for store in stores))
+        except psycopg.Error as error:
+            raise _failed(error)
+        return
     if any(wiring.settings.dsns[store] is None for store in stores):
         try:
             if ensure_logical_decoding(read_settings().data_dir):

@@ -17,6 +17,7 @@ from eventlog.own_tables import check_known_rules
 from projections.read_model.active_rules import ActiveRulesUnreadable, choose, read_active_generation
 from projections.apply.relay import BrokerRefused, RelayReport, check_broker, relay as relay_events
 from recompute.bootstrap import Wiring, wire
+from recompute.check import privilege_errors
 from recompute.embedded import EmbeddedPostgresError
 from recompute.settings import SettingsError, read_settings
 
@@ -128,6 +129,20 @@ def wiring_or_exit(*, uses_stripe: bool = False, reads_legacy: tuple[str, ...] =
         return wire(read_settings(), uses_stripe=uses_stripe, reads_legacy=reads_legacy, writes=writes)
     except (SettingsError, EmbeddedPostgresError) as error:
         click.echo(f"recompute: {error}", err=True)
+        sys.exit(2)
+
+def privileges_or_exit(wiring: Wiring) -> None:
+    """`check`'s short form, before a command writes: one query per legacy store; a role that lacks
+    a privilege the writes need is named, one line each, exit 2, nothing written (`recompute check`
+    also warns of what a role may do beyond them). The embedded default is recompute's own."""
+    if wiring.settings.needs_embedded:
+        return
+    try:
+        lacking = privilege_errors(wiring.dsns)
+    except psycopg.Error as error:
+        raise RunFailed(f"reading the legacy stores' privileges failed: {' '.join(str(error).split())}")
+    if lacking:
+        click.echo("\n".join(f"recompute: {line}" for line in lacking), err=True)
         sys.exit(2)
 
 def echo_json(document: dict) -> None:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from collections import Counter
 from datetime import datetime
+from pathlib import Path
 
 import click
+import orjson
 import psycopg
 
 from domain.legacy_tables import STORES
-from eventlog.account_log import log_exists
+from domain.saved_plan import saved_document
+from eventlog.account_log import log_exists, log_head
 from projections.plan import PlanResult, plan as plan_corrections
 from recompute.cli.common import (
     Instant,
@@ -69,6 +74,18 @@ def _summary(result: PlanResult) -> str:
     return "\n".join(lines + result.held_lines())
 
 
+def save_plan(path: Path, document: dict) -> None:
+    """Whole or not at all: written beside `path`, then renamed over it."""
+    try:
+        with tempfile.NamedTemporaryFile("wb", dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
+            tmp.write(orjson.dumps(document, option=orjson.OPT_INDENT_2))
+        os.replace(tmp.name, path)
+    except OSError as error:
+        raise RunFailed(f"plan --out {path}: {error.strerror or error}")
+    click.echo(f"recompute: plan saved to {path} (plan_digest {document['plan_digest']}); "
+               f"`recompute apply --plan {path}` writes exactly its corrections", err=True)
+
+
 def _print_table(result: PlanResult) -> None:
     """On a terminal: the same, as tables (rich)."""
     from rich.console import Console
@@ -101,8 +118,10 @@ def _print_table(result: PlanResult) -> None:
 @click.option("--account", default=None, help="Only this account.")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--workers", type=click.IntRange(1, 64), default=None, help="Worker processes (default: the CPUs).")
+@click.option("--out", "out", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Save the plan for review; `apply --plan FILE` writes exactly its corrections.")
 def plan(as_of: datetime | None, rules_path: str | None, account: str | None, as_json: bool,
-         workers: int | None) -> None:
+         workers: int | None, out: str | None) -> None:
     """The corrections that would make the legacy stores agree with the true state; writes nothing."""
     rules = rules_or_exit(rules_path)
     wiring = wiring_or_exit(reads_legacy=STORES, writes=False)
@@ -110,6 +129,7 @@ def plan(as_of: datetime | None, rules_path: str | None, account: str | None, as
     _refuse_rules_known_otherwise(wiring, rules, rules_path)
     rules = active_rules_or_exit(wiring, rules, rules_path, writes=False)
     workers = workers or default_workers()
+    position = log_head(wiring.dsns["eventstore"])  # before planning: the plan reflects at least this much
     try:
         with running(wiring.executor(workers, inline=account is not None)) as executor, \
                 progress("plan", unit="ranges") as step:
@@ -124,6 +144,8 @@ def plan(as_of: datetime | None, rules_path: str | None, account: str | None, as
         raise RunFailed(f"plan failed: {error}")
     if account and result.accounts_read == 0:
         exit_no_events(account)
+    if out:
+        save_plan(Path(out), saved_document(result.as_json(), utc_now(), position, account))
     if as_json:
         echo_json(result.as_json())
     elif sys.stdout.isatty():

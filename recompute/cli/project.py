@@ -38,7 +38,7 @@ from projections.follow.loop import Wake, catch_up, follow
 from projections.follow.tracking import ensure_tracking
 from recompute.bootstrap import Wiring
 from recompute.cli.common import (
-    RunFailed, _refuse_rules_known_otherwise, active_rules_or_exit, check_broker_url, relay_line, rules_line, rules_or_exit, wiring_or_exit,
+    RunFailed, _refuse_rules_known_otherwise, active_rules_or_exit, check_broker_url, privileges_or_exit, relay_line, rules_line, rules_or_exit, wiring_or_exit,
 )
 from recompute.cli.group import main
 from recompute.cli.project_ingest import FAILURES, Sources
@@ -87,6 +87,7 @@ def project(keep_going: bool, rules_path: str | None, port: int | None, host: st
             click.echo(f"recompute: {error}", err=True)
             sys.exit(2)
     wiring = wiring_or_exit(uses_stripe=True, reads_legacy=STORES)
+    privileges_or_exit(wiring)
     _refuse_rules_known_otherwise(wiring, rules, rules_path)
     rules = active_rules_or_exit(wiring, rules, rules_path, writes=True)  # only the active rules (exit 2)
     metrics = None

@@ -18,6 +18,7 @@ from kombu import Connection, Queue
 
 from projections.apply.relay import EXCHANGE
 from simulation.fleet import FleetManifest, build_fleet
+from simulation.harness.secrets import leaked
 from simulation.legacy_schema import LEGACY_COLUMNS
 from simulation.stripe_standin import StripeStandIn
 
@@ -51,6 +52,7 @@ class Fleet:
     def recompute(self, *args: str, expect: int = 0, **env: str) -> subprocess.CompletedProcess:
         """Runs the `recompute` command line; checks its exit code."""
         done = subprocess.run([*RECOMPUTE, *args], env=self.env(**env), capture_output=True, text=True, timeout=300)
+        assert not (shown := leaked(done.stdout + done.stderr, self.env(**env))), f"printed the secret of {shown}"
         assert done.returncode == expect, f"recompute {' '.join(args)}: exit {done.returncode}\n{done.stdout}{done.stderr}"
         return done
 

@@ -4,6 +4,7 @@
     outcome = trials.run(step=17)         # SIGKILL at the 17th step of the protocol (applier's on_step)
     outcome = trials.run(after_s=0.02)    # SIGKILL the `recompute apply` command 20 ms after its
                                           # intents are recorded (it is then writing the stores)
+    KillTrials(fleet, applier=...)        # another way in to the protocol (`apply --plan`'s apply_saved)
 
 Each trial copies the fleet's four databases (CREATE DATABASE ... TEMPLATE), kills an apply on the
 copy, checks that every legacy change made so far has its audit record and outbox event, reruns
@@ -18,6 +19,7 @@ import subprocess
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
@@ -25,12 +27,17 @@ import psycopg
 from psycopg import sql
 
 from domain.rules import RULES_V1
-from projections.apply.protocol import ApplyOptions, apply
+from projections.apply.protocol import ApplyOptions, ApplyResult, apply
 from projections.plan import plan
 from simulation.harness.apply_fleet import KEYS, NOW, RECOMPUTE, Fleet, snapshot
 from simulation.harness.databases import STORES, dsn_for
 
 WRITTEN = {"updated_at", "stage_since", "source"}
+Applier = Callable[[dict[str, str], Callable[[str], None]], ApplyResult]  # (dsns, on_step): one run of the protocol
+
+
+def apply_all(dsns: dict[str, str], on_step: Callable[[str], None]) -> ApplyResult:
+    return apply(dsns, RULES_V1, NOW, ApplyOptions(force=True, workers=1), on_step=on_step)
 
 
 @dataclass
@@ -50,14 +57,15 @@ class TrialOutcome:
 
 
 class KillTrials:
-    def __init__(self, fleet: Fleet) -> None:
+    def __init__(self, fleet: Fleet, applier: Applier = apply_all) -> None:
         self.fleet = fleet
+        self.applier = applier
         self.templates = {store: _database(fleet.dsns[store]) for store in STORES}
         self.before = snapshot(fleet.dsns)
         self.expected = len(plan(fleet.dsns, RULES_V1, NOW, workers=1).corrections)
         with self._copy() as dsns:
             steps: list[str] = []
-            apply(dsns, RULES_V1, NOW, ApplyOptions(force=True), on_step=steps.append)
+            self.applier(dsns, steps.append)
         self.steps = steps
 
     def run(self, *, step: int | None = None, after_s: float | None = None) -> TrialOutcome:
@@ -65,7 +73,7 @@ class KillTrials:
             killed = self._kill_at_step(dsns, step) if step is not None else self._kill_after(dsns, after_s or 0)
             changes = _legacy_changes(self.before, snapshot(dsns))
             unaudited = _unaudited(dsns["eventstore"], changes)
-            result = apply(dsns, RULES_V1, NOW, ApplyOptions(force=True))
+            result = self.applier(dsns, lambda _: None)
             with psycopg.connect(dsns["eventstore"]) as conn:
                 applied = conn.execute("SELECT tbl, key::text, col, to_value::text FROM correction_audit "
                                        "WHERE status = 'applied'").fetchall()
@@ -88,7 +96,7 @@ class KillTrials:
                     if seen == step:
                         os.kill(os.getpid(), signal.SIGKILL)
 
-                apply(dsns, RULES_V1, NOW, ApplyOptions(force=True, workers=1), on_step=on_step)
+                self.applier(dsns, on_step)
             finally:
                 os._exit(0)
         _, status = os.waitpid(pid, 0)

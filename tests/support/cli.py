@@ -9,13 +9,24 @@ from pathlib import Path
 
 import psycopg
 
+from simulation.harness.secrets import leaked
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def recompute(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", "from recompute.cli import main; main()", *args],
-                          env={**os.environ, "PYTHONPATH": str(ROOT), **env}, capture_output=True, text=True,
-                          timeout=120)
+    full = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+    done = subprocess.run([sys.executable, "-c", "from recompute.cli import main; main()", *args],
+                          env=full, capture_output=True, text=True, timeout=120)
+    return no_secrets(done, full)
+
+
+def no_secrets(done: subprocess.CompletedProcess, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Every run of the suite's runners: no DSN password, Stripe key, webhook secret or broker password
+    in anything it printed."""
+    shown = leaked(f"{done.stdout}\n{done.stderr}", env)
+    assert not shown, f"recompute {' '.join(map(str, done.args[3:]))} printed the secret of {', '.join(shown)}"
+    return done
 
 
 def configured(stores) -> dict[str, str]:

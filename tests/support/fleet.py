@@ -16,6 +16,7 @@ from simulation.fleet import build_fleet
 from simulation.manifest import FleetManifest
 from simulation.stripe_standin import StripeStandIn
 from simulation.harness.databases import STORES, scratch_databases
+from tests.support.cli import no_secrets
 
 ROOT = Path(__file__).resolve().parents[2]
 FLEET_NOW = datetime(2026, 3, 1, tzinfo=UTC)
@@ -30,8 +31,8 @@ class Fleet:
     env: dict[str, str]
 
     def recompute(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        result = subprocess.run([sys.executable, "-c", "from recompute.cli import main; main()", *args],
-                                env=self.env, capture_output=True, text=True, timeout=300)
+        result = no_secrets(subprocess.run([sys.executable, "-c", "from recompute.cli import main; main()", *args],
+                                           env=self.env, capture_output=True, text=True, timeout=300), self.env)
         if check:
             assert result.returncode == 0, result.stderr
         return result

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import psycopg
 
+from tests.support.cli import no_secrets
 from tests.support.legacy import create_stores, execute
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,8 +69,8 @@ def env_of(dsns: dict[str, str], **extra: str) -> dict[str, str]:
 
 
 def project(dsns: dict[str, str], *args: str, expect: int = 0, **env: str) -> subprocess.CompletedProcess:
-    done = subprocess.run([*RECOMPUTE, "project", *args], env=env_of(dsns, **env), capture_output=True, text=True,
-                          timeout=120)
+    done = no_secrets(subprocess.run([*RECOMPUTE, "project", *args], env=env_of(dsns, **env), capture_output=True,
+                                     text=True, timeout=120), env_of(dsns, **env))
     assert done.returncode == expect, f"project {' '.join(args)}: exit {done.returncode}\n{done.stdout}{done.stderr}"
     return done
 

@@ -91,12 +91,7 @@ def setup_store(store: str, legacy_dsn: str, eventstore_dsn: str) -> SetupReport
         if missing := missing_settings(settings):
             raise ServerNotReady(store, missing)
         report = SetupReport(store=store, slot=slot, publication=publication_name(store))
-        for identity in table_identities(legacy, TABLES_BY_STORE[store]):
-            reason = why_not_published(identity)
-            if reason is None:
-                report.published.append(identity.table)
-            else:
-                report.refused[identity.table] = reason
+        _choose_tables(legacy, report)
         stored = read_position(log, store)
         log.rollback()
         if settings.has_slot and stored is not None and stored.get("slot") == slot:
@@ -128,16 +123,44 @@ def setup_store(store: str, legacy_dsn: str, eventstore_dsn: str) -> SetupReport
         return report
 
 
+def _choose_tables(legacy: psycopg.Connection, report: SetupReport) -> None:
+    for identity in table_identities(legacy, TABLES_BY_STORE[report.store]):
+        reason = why_not_published(identity)
+        if reason is None:
+            report.published.append(identity.table)
+        else:
+            report.refused[identity.table] = reason
+
+
+def owner_sql(store: str, legacy_dsn: str) -> str:
+    """What `setup` runs that only the tables' owner may (the publication), for `cdc setup --print-sql`:
+    once it has run, a role with REPLICATION and `grants`' privileges makes the slot and streams."""
+    with psycopg.connect(legacy_dsn) as legacy:
+        report = SetupReport(store=store, slot=slot_name(legacy.info.dbname), publication=publication_name(store))
+        _choose_tables(legacy, report)
+        statement = _publication_statement(report, exists=False)
+        return f"-- {store}: run as the tables' owner in database {legacy.info.dbname}\n{statement.as_string(legacy)};"
+
+
 def _publish(legacy: psycopg.Connection, report: SetupReport) -> None:
-    tables = sql.SQL(", ").join(map(sql.Identifier, report.published))
-    name = sql.Identifier(report.publication)
+    """Creates the publication, or sets its tables: left alone when it already publishes exactly them
+    (the tables' owner made it, `cdc setup --print-sql`, and the daily role may not alter it)."""
     exists = legacy.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (report.publication,)).fetchone()
+    if exists:
+        current = {name for (name,) in legacy.execute(
+            "SELECT tablename FROM pg_publication_tables WHERE pubname = %s", (report.publication,))}
+        if not report.published or current == set(report.published):
+            return
+    legacy.execute(_publication_statement(report, exists=exists is not None))
+
+
+def _publication_statement(report: SetupReport, *, exists: bool) -> sql.Composed:
+    name = sql.Identifier(report.publication)
     if not report.published:
-        if not exists:
-            legacy.execute(sql.SQL("CREATE PUBLICATION {}").format(name))
-        return
+        return sql.SQL("CREATE PUBLICATION {}").format(name)
+    tables = sql.SQL(", ").join(map(sql.Identifier, report.published))
     verb = "ALTER PUBLICATION {} SET TABLE {}" if exists else "CREATE PUBLICATION {} FOR TABLE {}"
-    legacy.execute(sql.SQL(verb).format(name, tables))
+    return sql.SQL(verb).format(name, tables)
 
 
 def _drop_slot(legacy: psycopg.Connection, slot: str) -> None:
