@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from domain.events import CATALOG_STREAM
-from domain.legacy_tables import LegacyTable
+from domain.legacy_tables import TABLES, LegacyTable
 
 _CURRENCY = re.compile(r"^[a-z]{3}$")
 
@@ -40,8 +40,23 @@ def stream_of(spec: LegacyTable, row: dict[str, Any]) -> str | None:
     return account.strip() if isinstance(account, str) and account.strip() else None
 
 
+# What a column's JSON value (row_to_json) must be, by pg_type.typname: (its Python class, "not ...").
+_JSON_TYPES: dict[str, tuple[type, str]] = {
+    "text": (str, "a string"), "bpchar": (str, "a string"), "timestamptz": (str, "a timestamp"),
+    "bool": (bool, "a boolean"), "int4": (int, "an integer"), "int8": (int, "an integer"),
+}
+
+
+_CHECKS: dict[str, tuple[tuple[str, bool, type, str], ...]] = {
+    spec.name: tuple((name, column.not_null, *_JSON_TYPES[column.type]) for name, column in spec.columns.items())
+    for spec in TABLES
+}
+
+
 def check_row(spec: LegacyTable, row: dict[str, Any]) -> str | None:
-    """Why this row cannot be recorded, or None when it can."""
+    """Why this row cannot be recorded, or None when it can: the first column (in the catalogue's
+    order, keys and account first) that is missing, NULL where legacy-stores.md has NOT NULL, of
+    another JSON type than its column's, or a value the catalogue does not allow."""
     for column in spec.key:
         value = row.get(column)
         if value is None or (value.__class__ is str and not value.strip()):
@@ -50,6 +65,15 @@ def check_row(spec: LegacyTable, row: dict[str, Any]) -> str | None:
         account = row.get(spec.account)
         if account.__class__ is not str or not account.strip():
             return f"belongs to no account: {spec.account} is empty"
+    for name, not_null, json_type, expected in _CHECKS[spec.name]:
+        if name not in row:
+            return f"{name}: no such column"
+        value = row[name]
+        if value is None:
+            if not_null:
+                return f"{name}: null (NOT NULL in legacy-stores.md)"
+        elif value.__class__ is not json_type:  # exactly: a bool is not an integer, a float never is
+            return f"{name}: not {expected}: {value!r}"
     for column, allowed in spec.statuses.items():
         if row.get(column) not in allowed:
             return f"unknown {column} {row.get(column)!r} (expected one of {', '.join(sorted(allowed))})"
