@@ -106,3 +106,37 @@ def hold(state: TrueState, catalog: Catalog, parked: Sequence[HeldRow], rows: Ma
     kept = [c for c in corrections
             if row_identity(c.table, c.key) not in held and not (reason is not None and c.table == ENTITLEMENTS)]
     return kept, [held[where] for where in sorted(held)]
+
+
+# The tables whose rows decide the true state (rules-v1 §1): while one is blocked, every account's
+# truth may rest on rows not read, so nothing at all is corrected.
+DECIDING = frozenset({"cf_prod.accounts", "cf_prod.product_config", "cf_prod.entitlements", "billing_prod.invoices",
+                      "billing_prod.charges"})
+
+
+def withhold_blocked(corrections: Sequence[Correction], held: Sequence[HeldRow],
+                     blocked: Mapping[str, str]) -> tuple[list[Correction], list[HeldRow]]:
+    """Pure: the corrections of no blocked table (none at all while a table deciding the truth is
+    blocked), and the account's held rows with the withheld corrections' rows added, each with why.
+    `blocked`: "store.table" -> why its schema is not the one read (ingestion/legacy/schema.py)."""
+    if not blocked or not corrections:
+        return list(corrections), list(held)
+    deciding = sorted(DECIDING & blocked.keys())
+    kept, withheld = [], {h.where: h for h in held}
+    for c in corrections:
+        table = c.table if c.table in blocked else deciding[0] if deciding else None
+        if table is None:
+            kept.append(c)
+            continue
+        why = f"{BLOCKED_PREFIX}{table} blocked: {blocked[table]}"
+        withheld.setdefault(row_identity(c.table, c.key), HeldRow(account_id=c.account_id, table=c.table,
+                                                                  key=c.key or {}, reason=why, parked_at=None))
+    return kept, [withheld[where] for where in sorted(withheld)]
+
+
+BLOCKED_PREFIX = "table "
+
+
+def blocked_hold(row: HeldRow) -> bool:
+    """Whether the row is held because a table is blocked (withhold_blocked), not for what it says."""
+    return row.parked_at is None and row.reason.startswith(BLOCKED_PREFIX)

@@ -16,6 +16,7 @@
                              version names one meaning for good (domain/rules_identity.py)
     correction_audit         every correction `apply` meant to make (an intent) and what became of it
     outbox_event             outgoing domain events, published by the relay (projections/apply/protocol.py)
+    legacy_table_blocked     legacy tables a reader found not matching the catalogue (ingestion/legacy/schema.py)
 """
 
 from __future__ import annotations
@@ -104,7 +105,9 @@ CREATE TABLE IF NOT EXISTS correction_audit (
     settled_at    timestamptz,             -- when it was applied (or found stale / abandoned)
     rules_digest  text,                    -- Rules.digest (NULL: recorded before digests; see UPGRADES)
     caused_at     timestamptz,             -- a follower's: when what caused it happened (NULL: apply's)
-    plan_digest   text                     -- the saved plan it came from (`apply --plan`), NULL otherwise
+    plan_digest   text,                    -- the saved plan it came from (`apply --plan`), NULL otherwise
+    write_xid     bigint                   -- the legacy store's transaction that writes it, recorded before
+                                           -- any write (NULL: none began): recovery asks whether it committed
 );
 CREATE INDEX IF NOT EXISTS correction_audit_account ON correction_audit (account_id, id);
 CREATE INDEX IF NOT EXISTS correction_audit_event ON correction_audit (event_id);
@@ -124,6 +127,11 @@ CREATE TABLE IF NOT EXISTS outbox_event (
     attempts      integer NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS outbox_event_ready ON outbox_event (seq) WHERE status = 'ready';
+CREATE TABLE IF NOT EXISTS legacy_table_blocked (   -- a legacy table whose schema is not the one read
+    tbl           text PRIMARY KEY,        -- "store.table"
+    reason        text NOT NULL,           -- which columns, and why (ingestion/legacy/schema.py)
+    since         timestamptz NOT NULL DEFAULT now()
+);
 CREATE TABLE IF NOT EXISTS known_rules (
     version       text PRIMARY KEY,
     digest        text NOT NULL,
@@ -141,6 +149,7 @@ UPGRADES = (
     ("correction_audit", "caused_at", "ALTER TABLE correction_audit ADD COLUMN IF NOT EXISTS caused_at timestamptz"),
     ("apply_run", "plan_digest", "ALTER TABLE apply_run ADD COLUMN IF NOT EXISTS plan_digest text"),
     ("correction_audit", "plan_digest", "ALTER TABLE correction_audit ADD COLUMN IF NOT EXISTS plan_digest text"),
+    ("correction_audit", "write_xid", "ALTER TABLE correction_audit ADD COLUMN IF NOT EXISTS write_xid bigint"),
     ("parked_record", "waiting_for", """
 ALTER TABLE stripe_customer_account ALTER COLUMN account_id DROP NOT NULL;
 ALTER TABLE parked_record ADD COLUMN IF NOT EXISTS waiting_for text;     -- a Stripe customer id
@@ -335,3 +344,26 @@ def count_waiting(conn: psycopg.Connection, source: str = "stripe") -> int:
     row = conn.execute("SELECT count(*) FROM parked_record WHERE source = %s AND waiting_for IS NOT NULL "
                        "AND resolved_at IS NULL", (source,)).fetchone()
     return row[0] if row else 0
+
+
+# -- legacy tables blocked by their schema (ingestion/legacy/schema.py) ------------------------------------------
+
+def record_block(conn: psycopg.Connection, table: str, reason: str) -> bool:
+    """Records `table` ("store.table") as blocked, in the caller's transaction; True when it was not
+    blocked for that reason already."""
+    return conn.execute(
+        "INSERT INTO legacy_table_blocked (tbl, reason) VALUES (%s, %s) ON CONFLICT (tbl) DO UPDATE "
+        "SET reason = EXCLUDED.reason, since = now() WHERE legacy_table_blocked.reason <> EXCLUDED.reason "
+        "RETURNING 1", (table, reason)).fetchone() is not None
+
+
+def lift_block(conn: psycopg.Connection, table: str) -> bool:
+    """The table matches again and was read again whole; True when it had been blocked."""
+    return conn.execute("DELETE FROM legacy_table_blocked WHERE tbl = %s RETURNING 1", (table,)).fetchone() is not None
+
+
+def recorded_blocks(conn: psycopg.Connection) -> dict[str, str]:
+    """"store.table" -> why, of every block recorded and not lifted (none in a store made before them)."""
+    if not has_tables(conn, "legacy_table_blocked"):
+        return {}
+    return dict(conn.execute("SELECT tbl, reason FROM legacy_table_blocked ORDER BY tbl").fetchall())

@@ -11,6 +11,7 @@ class TableReport:
     appended: int = 0
     deleted: int = 0
     parked: int = 0
+    blocked: str | None = None  # the table's schema is not the one recompute reads: why (not read at all)
 
 
 @dataclass
@@ -18,6 +19,10 @@ class IngestReport:
     source: str
     tables: dict[str, TableReport] = field(default_factory=dict)
     waiting: int = 0  # Stripe objects left waiting for their customer to name an account (`run`: all of them)
+
+    @property
+    def blocked(self) -> dict[str, str]:
+        return {table: t.blocked for table, t in self.tables.items() if t.blocked is not None}
 
     @property
     def rows_read(self) -> int:

@@ -36,6 +36,7 @@ from domain.legacy_tables import COMPARED_BY_STORE
 from eventlog.account_log import EVENTS_TABLE, decode_event
 from eventlog.account_log import account_ids as log_account_ids
 from eventlog.tables_present import has_tables
+from ingestion.legacy.schema import table_columns
 from domain.rules import Rules
 from domain.state import TrueState
 from projections.read_model.facts_store import TABLE as KEPT_TABLE
@@ -336,10 +337,14 @@ class StoreSnapshot:
 
     def __init__(self, dsn: str, store: str) -> None:
         self.store = store
-        self.tables = COMPARED_BY_STORE[store]
         self.conn = psycopg.connect(dsn, options="-c TimeZone=UTC")
         self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         self.collate = _needs_collate(self.conn)
+        # a table that lost its account column (a blocked table: ingestion/legacy/schema.py) cannot be
+        # read by account; its rows are left out, and no correction of it is planned anyway
+        keyed = {table for table, columns in table_columns(self.conn, list(COMPARED_BY_STORE[store])).items()
+                 if "account_id" in columns}
+        self.tables = tuple(table for table in COMPARED_BY_STORE[store] if table in keyed)
 
     def close(self) -> None:
         self.conn.close()
@@ -369,6 +374,8 @@ class StoreSnapshot:
         """The accounts of `given` (account -> the digest kept of its rows here, None: it had none)
         whose digest is not that now."""
         ids = list(given)
+        if not self.tables:  # none readable: every account that had rows here has none now
+            return {account for account, digest in given.items() if digest is not None}
         query = sql.SQL(
             "SELECT g.account_id FROM unnest(%s::text[], %s::bytea[]) AS g(account_id, digest) LEFT JOIN "
             "(SELECT account_id, {} AS digest FROM ({}) u GROUP BY account_id) d ON d.account_id = g.account_id "
@@ -384,6 +391,8 @@ class StoreSnapshot:
 
         One row per account (`json_agg`), not per legacy row: psycopg's per-row cost was most of what
         reading the stores took in Python (measured on 10,000 accounts: 221k rows -> 10k)."""
+        if not self.tables:
+            return
         columns = sql.SQL("{tbl} AS tbl, row_to_json(t) AS row" + (", {tag}::bytea || record_send(t) AS r"
                                                                     if digests else ""))
         query = sql.SQL("COPY (SELECT account_id, json_agg(json_build_array(tbl, row))::text, {} FROM ({}) u "

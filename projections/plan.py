@@ -32,10 +32,11 @@ from domain.diff import Correction, corrections_for
 from domain.events import AccountEvent
 from domain.facts import AccountFacts
 from domain.fold import fold
-from domain.held import HeldRow, hold
+from domain.held import HeldRow, hold, withhold_blocked
 from domain.rules import Rules
 from domain.state import TrueState
 from domain.truth import decided_until, true_state
+from ingestion.legacy.schema import blocked_tables, describe
 from projections.executor import Executor, InlineExecutor
 from projections.legacy_rows import (
     AccountRange, Deciding, RangeReader, StoreReader, account_ranges, catalog_events,
@@ -59,6 +60,7 @@ class PlanResult:
     accounts_known: int = 0  # of those, the accounts whose kept result stood: rows not read, nothing diffed
     corrections: list[Correction] = field(default_factory=list)
     held: list[HeldRow] = field(default_factory=list)  # rows of the accounts checked that nothing is planned for
+    blocked: dict[str, str] = field(default_factory=dict)  # "store.table" -> why: nothing of it corrected
 
     @property
     def accounts_disagreeing(self) -> int:
@@ -81,13 +83,15 @@ class PlanResult:
             "accounts_disagreeing": self.accounts_disagreeing,
             "corrections": [c.as_json() for c in self.corrections],
             "held": [h.as_json() for h in self.held],
+            "blocked": dict(sorted(self.blocked.items())),
         }
 
     def held_lines(self) -> list[str]:
         """For the text summary: how many rows are held, by reason."""
+        lines = [f"{line}: nothing of it is corrected until its schema matches again" for line in describe(self.blocked)]
         if not self.held:
-            return []
-        lines = [f"held, not corrected: {len(self.held)} rows in {len({h.account_id for h in self.held})} accounts "
+            return lines
+        lines += [f"held, not corrected: {len(self.held)} rows in {len({h.account_id for h in self.held})} accounts "
                  "(`explain ACCOUNT` shows why)"]
         for reason, count in sorted(Counter(h.reason for h in self.held).items(), key=lambda kv: (-kv[1], kv[0])):
             lines.append(f"  {count:>6}  {reason}")
@@ -102,11 +106,12 @@ def plan(dsns: Mapping[str, str], rules: Rules, as_of: datetime, *, account: str
     `kept_facts=False` replays every stream (the benchmarks' and the exactness tests' baseline)."""
     catalog = fold_catalog(catalog_events(dsns["eventstore"]), as_of=as_of)
     ranges = [AccountRange(ids=(account,))] if account else account_ranges(dsns["eventstore"], workers)
-    result = PlanResult(as_of=as_of, rules_version=rules.version, rules_digest=rules.digest)
+    result = PlanResult(as_of=as_of, rules_version=rules.version, rules_digest=rules.digest,
+                        blocked=blocked_tables(dsns))
     if len(ranges) == 1 or executor is None:
         executor = InlineExecutor()
     on_progress(0, len(ranges))
-    task = partial(plan_range, dict(dsns), rules, as_of, catalog, kept_facts=kept_facts)
+    task = partial(plan_range, dict(dsns), rules, as_of, catalog, kept_facts=kept_facts, blocked=result.blocked)
     for done, part in enumerate(executor.map(task, ranges), 1):
         result.merge(part)
         on_progress(done, len(ranges))
@@ -114,12 +119,14 @@ def plan(dsns: Mapping[str, str], rules: Rules, as_of: datetime, *, account: str
 
 
 def plan_range(dsns: dict[str, str], rules: Rules, as_of: datetime, catalog: Catalog,
-               accounts: AccountRange, reader: RangeReader | None = None, kept_facts: bool = True) -> PlanResult:
-    """Plans one range of accounts: the unit of work of one process."""
+               accounts: AccountRange, reader: RangeReader | None = None, kept_facts: bool = True,
+               blocked: Mapping[str, str] | None = None) -> PlanResult:
+    """Plans one range of accounts: the unit of work of one process (`blocked`: evaluate's)."""
     result = PlanResult(as_of=as_of, rules_version=rules.version, rules_digest=rules.digest)
     gc.freeze()  # what is alive now lives for the whole run; the collector need not walk it per account
     for events_folded, state, corrections, held in evaluate(dsns, rules, as_of, catalog, accounts, explain=False,
-                                                             reader=reader, kept_facts=kept_facts, states=False):
+                                                             reader=reader, kept_facts=kept_facts, states=False,
+                                                             blocked=blocked):
         result.events_folded += events_folded
         result.accounts_read += 1
         result.accounts_known += isinstance(state, Known)
@@ -136,17 +143,19 @@ Evaluated = tuple[int, TrueState, list[Correction], list[HeldRow]]
 @overload
 def evaluate(dsns: Mapping[str, str], rules: Rules, as_of: datetime, catalog: Catalog, accounts: AccountRange,
              *, explain: bool, reader: RangeReader | None = None, kept_facts: bool = True,
-             states: Literal[True] = True) -> Iterator[Evaluated]: ...
+             states: Literal[True] = True, blocked: Mapping[str, str] | None = None) -> Iterator[Evaluated]: ...
 
 
 @overload
 def evaluate(dsns: Mapping[str, str], rules: Rules, as_of: datetime, catalog: Catalog, accounts: AccountRange,
              *, explain: bool, reader: RangeReader | None = None, kept_facts: bool = True,
-             states: Literal[False]) -> Iterator[tuple[int, TrueState | Known, list[Correction], list[HeldRow]]]: ...
+             states: Literal[False], blocked: Mapping[str, str] | None = None
+             ) -> Iterator[tuple[int, TrueState | Known, list[Correction], list[HeldRow]]]: ...
 
 
 def evaluate(dsns: Mapping[str, str], rules: Rules, as_of: datetime, catalog: Catalog, accounts: AccountRange,
-             *, explain: bool, reader: RangeReader | None = None, kept_facts: bool = True, states: bool = True
+             *, explain: bool, reader: RangeReader | None = None, kept_facts: bool = True, states: bool = True,
+             blocked: Mapping[str, str] | None = None
              ) -> Iterator[tuple[int, TrueState | Known, list[Correction], list[HeldRow]]]:
     """Each account of the log in `accounts`, in id order: how many events it folded (0 when its
     kept facts, or the decision kept beside them, stood for them: facts_store.py), its true state,
@@ -154,7 +163,19 @@ def evaluate(dsns: Mapping[str, str], rules: Rules, as_of: datetime, catalog: Ca
     `states=False` (plan: it needs only whether the account exists), an account whose kept result
     stands comes with that `Known` instead of its state, its rows not read. Streams: one account
     at a time; the parked rows of the range are read once, before. `reader` is what it reads from
-    (default: the stores of `dsns`)."""
+    (default: the stores of `dsns`). No correction of a `blocked` table is yielded (domain/held.py
+    withhold_blocked; default: the tables blocked now, ingestion/legacy/schema.py, when it reads
+    the stores of `dsns`): its rows are held instead, with why."""
+    if blocked is None:
+        blocked = blocked_tables(dsns) if reader is None else {}
+    for folded, state, corrections, held in _evaluate(dsns, rules, as_of, catalog, accounts, explain=explain,
+                                                      reader=reader, kept_facts=kept_facts, states=states):
+        yield folded, state, *withhold_blocked(corrections, held, blocked)
+
+
+def _evaluate(dsns: Mapping[str, str], rules: Rules, as_of: datetime, catalog: Catalog, accounts: AccountRange,
+              *, explain: bool, reader: RangeReader | None, kept_facts: bool, states: bool
+              ) -> Iterator[tuple[int, TrueState | Known, list[Correction], list[HeldRow]]]:
     reader = reader or StoreReader(dsns)
     parked = reader.parked(accounts)
     if not kept_facts:

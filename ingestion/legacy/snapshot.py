@@ -27,7 +27,9 @@ from domain.legacy_tables import TABLES_BY_STORE, LegacyTable
 from ingestion.legacy.observe import Observations, known_rows
 from ingestion.legacy.tables import key_text, source_time
 from ingestion.report import IngestReport, TableReport
-from eventlog.own_tables import exclusive_ingest
+from eventlog.own_tables import exclusive_ingest, lift_block, record_block
+from ingestion.legacy.schema import log as log_schema
+from ingestion.legacy.schema import problems_of, table_columns
 
 
 class LegacySnapshotIngester:
@@ -94,7 +96,19 @@ class TableIngest:
             source.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             source.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(self.snapshot.exported_id)))
             with exclusive_ingest(log, spec.name):
-                report = self._ingest(spec, source, log, position, read_at)
+                blocked = problems_of(spec, table_columns(source, [spec.table]).get(spec.table))
+                if blocked is not None:  # not the table recompute reads: none of its rows is decoded
+                    report = TableReport(blocked=blocked)
+                    with log.transaction():
+                        if record_block(log, spec.name, blocked):
+                            log_schema.warning("%s blocked: %s (its rows are not read, nothing of it is "
+                                               "corrected, until its schema matches again)", spec.name, blocked)
+                else:
+                    report = self._ingest(spec, source, log, position, read_at)
+                    with log.transaction():  # read again whole: a block it had is lifted
+                        if lift_block(log, spec.name):
+                            log_schema.warning("%s unblocked: its schema matches again, read again whole",
+                                               spec.name)
             source.rollback()
         return report
 

@@ -53,6 +53,7 @@ class Intent:
     causes: tuple[str, ...]
     event_id: str
     audit_id: int = 0
+    write_xid: int | None = None  # the legacy transaction that writes it (None: no write began)
 
     @property
     def store(self) -> str:
@@ -152,7 +153,14 @@ def pending(conn: psycopg.Connection) -> list[tuple[Intent, str]]:
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute("SELECT * FROM correction_audit WHERE status = 'pending' ORDER BY id").fetchall()
     return [(Intent(correction=correction_of(r), sets=r["sets"], causes=tuple(r["causes"]),
-                    event_id=str(r["event_id"]), audit_id=r["id"]), str(r["run_id"])) for r in rows]
+                    event_id=str(r["event_id"]), audit_id=r["id"], write_xid=r.get("write_xid")), str(r["run_id"]))
+            for r in rows]
+
+
+def record_write_xid(conn: psycopg.Connection, intents: Sequence[Intent], xid: int) -> None:
+    """Before the legacy transaction `xid` writes any of `intents`: which transaction that is (committed
+    at once, in its own transaction), so recovery can tell "written by us" from "already so"."""
+    conn.execute("UPDATE correction_audit SET write_xid = %s WHERE id = ANY(%s)", (xid, [i.audit_id for i in intents]))
 
 
 def correction_of(row: Mapping[str, Any]) -> Correction:

@@ -8,16 +8,19 @@ can hold a legacy write together with its audit record. An intent protocol stand
      never runs beside them, and between them their partition leases keep them apart.
      Rules whose version is known with another digest are refused (RulesConflict) before anything.
   1. Recover: intents of an earlier, interrupted run still 'pending' are settled first. Once no
-     session of that run is left on a store, each row is looked at: it holds what the intent
-     writes -> 'applied'; anything else -> 'abandoned' (nothing is written; the fresh plan redoes
-     it if it still needs doing). Their events are finished as in step 5.
+     session of that run is left on a store: its write transaction (the xid recorded with the
+     intents before any write, projections/apply/writes.py) committed and the row holds what the
+     intent writes -> 'applied'; committed without -> 'stale'; it never began or did not commit ->
+     'abandoned' (nothing is written; the fresh plan redoes it if it still needs doing). A row
+     that holds the value proves nothing alone. Their events are finished as in step 5.
   2. Plan (projections/plan.py), choose the accounts (--account, --max-accounts), and refuse
      past the blast-radius guard. Then per batch of accounts, re-planned with their true states:
   3. Intent: in ONE event-store transaction, the audit rows ('pending': account, table, key,
      column, from, to, bookkeeping, rules version and digest, causes) and their outbox events ('held', not
      publishable) are committed. Nothing has been written to a legacy store yet.
-  4. Write: each store in ONE transaction of its own, every write compare-and-set
-     (projections/apply/cas_sql.py). 1 row -> applied; 0 rows -> stale (changed underneath; left alone).
+  4. Write: each store in ONE transaction of its own, its xid recorded with its intents first, every
+     write compare-and-set (projections/apply/cas_sql.py). 1 row -> applied; 0 rows -> stale (changed
+     underneath; left alone); a table the store refuses as not shaped as read -> all of it stale.
   5. Settle: in ONE event-store transaction the audit rows become 'applied'/'stale', an event with
      an applied correction becomes 'ready' with its body fixed, one with none 'void'.
   6. Relay the ready events (projections/apply/relay.py), outside the lock; a broker that is down only
@@ -201,7 +204,7 @@ def apply_batch(dsns: Mapping[str, str], run: RunInfo, plans: list[AccountPlan],
     for store in STORES:
         mine = [i for i in intents if i.store == store]
         if mine:
-            outcomes += write_store(dsns[store], run.run_id, mine, on_step)
+            outcomes += write_store(dsns[store], run.run_id, mine, on_step, eventstore_dsn=dsns["eventstore"])
             on_step(f"committed:{store}")
     with _es(dsns["eventstore"]) as conn, conn.transaction():
         result.events.update(settle(conn, outcomes))

@@ -1,14 +1,24 @@
 """Writing one legacy store, and finding out what a killed run did to it.
 
-    write_store(dsn, run_id, intents) -> [Outcome]      one transaction, compare-and-set per intent
-    resolve_pending(dsn, run_ids, intents) -> [Outcome] after a crash: applied, or abandoned
-    recovered(intents, held, at) -> [Outcome]           the pure decision resolve_pending makes
+    write_store(dsn, run_id, intents, ...) -> [Outcome]  one transaction, compare-and-set per intent
+    resolve_pending(dsn, run_ids, intents) -> [Outcome]  after a crash: applied, stale or abandoned
+    recovered(intents, committed, held, at) -> [Outcome] the pure decision resolve_pending makes
+
+Before its first write, the store's transaction id is recorded with the intents it writes
+(correction_audit.write_xid, committed in the event store): that is what tells "written by us" from
+"already so". A row that holds what an intent writes proves nothing by itself (the intent's `from`
+may have been read from a column that was not there, and the row held the `to` all along).
 
 Every connection of a run carries `application_name = 'recompute apply <run id>'`, so recovery can
 wait until no session of a dead run is left on the store's server (a backend whose client was
-killed ends its transaction, committed or not, within moments) before it looks at the rows: it
-never mistakes a commit still in flight for "not applied". It writes nothing: a correction the
-store already holds was applied; anything else is abandoned, for the fresh plan to redo or drop.
+killed ends its transaction, committed or not, within moments) before it looks: it never mistakes
+a commit still in flight for "not applied". It writes nothing: an intent whose transaction
+committed and whose row holds what it writes was applied (one that committed without it: stale);
+one whose transaction never began or did not commit is abandoned, for the fresh plan to redo or drop.
+
+A write the store refuses because the table is not the one recompute reads (a column renamed,
+dropped or of another type since the plan: `SCHEMA_ERRORS`) writes nothing of that store: its
+intents are stale, and the next plan sees the table blocked (ingestion/legacy/schema.py).
 """
 
 from __future__ import annotations
@@ -17,13 +27,20 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-import psycopg
+import logging
 
-from projections.apply.audit import Intent, Outcome
+import psycopg
+from psycopg import errors
+
+from projections.apply.audit import Intent, Outcome, record_write_xid
 from projections.apply.cas_sql import probe, statement
 
 SESSION_WAIT_S = 30.0
 OPTIONS = "-c TimeZone=UTC -c lock_timeout=30s"
+# The store refused a statement because the table is not shaped as the catalogue says.
+SCHEMA_ERRORS = (errors.UndefinedColumn, errors.UndefinedTable, errors.UndefinedFunction, errors.DatatypeMismatch,
+                 errors.InvalidTextRepresentation, errors.CannotCoerce)
+log = logging.getLogger("recompute.apply")
 
 
 class EarlierRunStillWriting(RuntimeError):
@@ -35,20 +52,30 @@ def session_name(run_id: str) -> str:
 
 
 def write_store(dsn: str, run_id: str, intents: Sequence[Intent],
-                on_step: Callable[[str], None] = lambda _: None) -> list[Outcome]:
+                on_step: Callable[[str], None] = lambda _: None, *, eventstore_dsn: str) -> list[Outcome]:
     store = intents[0].store
     with psycopg.connect(dsn, options=OPTIONS, application_name=session_name(run_id)) as conn:
-        with conn.transaction():
-            with conn.pipeline():  # the statements go out without a round trip each (1 ms a write saved)
-                cursors = []
-                rendered: dict[int, tuple[object, bytes]] = {}  # a shape's text, once (it holds the shape)
-                for intent in intents:
-                    query, params = statement(intent.correction, intent.sets)
-                    text = rendered.get(id(query)) or rendered.setdefault(id(query), (query, query.as_bytes(conn)))
-                    cursors.append(conn.execute(text[1], params))
-                    on_step(f"wrote:{store}")
-            statuses = ["applied" if cursor.rowcount == 1 else "stale" for cursor in cursors]
-            on_step(f"committing:{store}")
+        try:
+            with conn.transaction():
+                xid = conn.execute("SELECT pg_current_xact_id()::text::bigint").fetchone()[0]
+                with psycopg.connect(eventstore_dsn, autocommit=True) as es:
+                    record_write_xid(es, intents, xid)
+                on_step(f"began:{store}")
+                with conn.pipeline():  # the statements go out without a round trip each (1 ms a write saved)
+                    cursors = []
+                    rendered: dict[int, tuple[object, bytes]] = {}  # a shape's text, once (it holds the shape)
+                    for intent in intents:
+                        query, params = statement(intent.correction, intent.sets)
+                        text = rendered.get(id(query)) or rendered.setdefault(id(query),
+                                                                              (query, query.as_bytes(conn)))
+                        cursors.append(conn.execute(text[1], params))
+                        on_step(f"wrote:{store}")
+                statuses = ["applied" if cursor.rowcount == 1 else "stale" for cursor in cursors]
+                on_step(f"committing:{store}")
+        except SCHEMA_ERRORS as error:
+            log.warning("%s: nothing written, %d corrections stale: %s (is a table not the one recompute reads?)",
+                        store, len(intents), " ".join(str(error).split()))
+            statuses = ["stale"] * len(intents)
         at = datetime.now(UTC)
     return [Outcome(i.audit_id, s, at) for i, s in zip(intents, statuses, strict=True)]
 
@@ -56,14 +83,29 @@ def write_store(dsn: str, run_id: str, intents: Sequence[Intent],
 def resolve_pending(dsn: str, run_ids: Sequence[str], intents: Sequence[Intent]) -> list[Outcome]:
     with psycopg.connect(dsn, options=OPTIONS, autocommit=True) as conn:
         _wait_for_sessions_to_end(conn, [session_name(r) for r in run_ids])
-        held = [conn.execute(*probe(i.correction)).fetchone() is not None for i in intents]
-    return recovered(intents, held, datetime.now(UTC))
+        status: dict[int, str | None] = {}
+        for xid in {i.write_xid for i in intents if i.write_xid is not None}:
+            status[xid] = conn.execute("SELECT pg_xact_status(%s::text::xid8)", (str(xid),)).fetchone()[0]
+        committed = [i.write_xid is not None and status[i.write_xid] == "committed" for i in intents]
+        held = [c and _holds(conn, i) for c, i in zip(committed, intents)]
+    return recovered(intents, committed, held, datetime.now(UTC))
 
 
-def recovered(intents: Sequence[Intent], held: Sequence[bool], at: datetime) -> list[Outcome]:
-    """Pure: what became of an interrupted run's pending intents, given whether each one's row holds
-    what the intent writes: 'applied' if it does, else 'abandoned' (never re-executed)."""
-    return [Outcome(i.audit_id, "applied" if h else "abandoned", at) for i, h in zip(intents, held, strict=True)]
+def _holds(conn: psycopg.Connection, intent: Intent) -> bool:
+    try:
+        return conn.execute(*probe(intent.correction)).fetchone() is not None
+    except SCHEMA_ERRORS:  # the column is not there (now): it holds nothing we wrote
+        return False
+
+
+def recovered(intents: Sequence[Intent], committed: Sequence[bool], held: Sequence[bool],
+              at: datetime) -> list[Outcome]:
+    """Pure: what became of an interrupted run's pending intents, given whether each one's write
+    transaction committed and whether its row holds what the intent writes: 'applied' if both,
+    'stale' if it committed without (its compare-and-set found the row changed), else 'abandoned'
+    (nothing was written; never re-executed). A row that holds the value is no proof alone."""
+    return [Outcome(i.audit_id, ("applied" if h else "stale") if c else "abandoned", at)
+            for i, c, h in zip(intents, committed, held, strict=True)]
 
 
 def _wait_for_sessions_to_end(conn: psycopg.Connection, names: list[str]) -> None:

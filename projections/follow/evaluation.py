@@ -13,7 +13,7 @@ state is the same either way but for `because`.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import psycopg
@@ -21,10 +21,11 @@ import psycopg
 from domain.catalog import Catalog
 from domain.diff import Correction
 from domain.events import AccountEvent
-from domain.held import HeldRow
+from domain.held import HeldRow, blocked_hold
 from domain.legacy_tables import COMPARED_BY_STORE
 from domain.rules import Rules
 from domain.state import TrueState
+from ingestion.legacy.schema import blocked_tables
 from projections.apply.account_plans import AccountPlan
 from projections.follow.streams import StreamCache
 from projections.legacy_rows import AccountRange, legacy_rows, parked_rows
@@ -38,6 +39,8 @@ class StepRows:
     events: Mapping[str, list[AccountEvent]]
     rows: Mapping[str, dict[str, list[dict]]]
     parked_by_account: Mapping[str, Sequence[HeldRow]]
+    blocked: Mapping[str, str] = field(default_factory=dict)  # tables whose schema is not the one read
+    withheld_by_block: set[str] = field(default_factory=set)  # accounts evaluate_accounts corrected nothing of
 
     def parked(self, accounts: AccountRange) -> Mapping[str, Sequence[HeldRow]]:
         return self.parked_by_account
@@ -55,26 +58,32 @@ class StepRows:
 
 
 def read_step(dsns: Mapping[str, str], conn: psycopg.Connection, cache: StreamCache,
-              accounts: Sequence[str]) -> StepRows:
-    """The accounts' events (through `cache`, on `conn`), their legacy rows and parked rows."""
+              accounts: Sequence[str], blocked: Mapping[str, str] | None = None) -> StepRows:
+    """The accounts' events (through `cache`, on `conn`), their legacy rows and parked rows; and the
+    tables blocked (`blocked`, else read now: ingestion/legacy/schema.py)."""
     ids = AccountRange(ids=tuple(accounts))
     rows: dict[str, dict[str, list[dict]]] = {}
     for store in COMPARED_BY_STORE:
         for account_id, tables, _ in legacy_rows(dsns[store], store, ids):
             rows.setdefault(account_id, {}).update(tables)
-    return StepRows(cache.read(conn, accounts), rows, parked_rows(dsns["eventstore"], ids))
+    return StepRows(cache.read(conn, accounts), rows, parked_rows(dsns["eventstore"], ids),
+                    blocked_tables(dsns) if blocked is None else blocked)
 
 
 def evaluate_accounts(dsns: Mapping[str, str], step: StepRows, rules: Rules, now: datetime, catalog: Catalog,
                       accounts: Sequence[str]) -> tuple[list[tuple[TrueState, list[Correction]]], list[AccountPlan]]:
-    """Each account of the log among `accounts` (id order): its true state and corrections; and the
-    plans of those with corrections, their states with reasons."""
-    evaluated = [(state, corrections) for _, state, corrections, _ in
-                 evaluate(dsns, rules, now, catalog, AccountRange(ids=tuple(accounts)), explain=False,
-                          reader=step, kept_facts=False)]
+    """Each account of the log among `accounts` (id order): its true state and corrections (none of
+    a blocked table); and the plans of those with corrections, their states with reasons."""
+    evaluated = []
+    step.withheld_by_block.clear()
+    for _, state, corrections, held in evaluate(dsns, rules, now, catalog, AccountRange(ids=tuple(accounts)),
+                                                explain=False, reader=step, kept_facts=False, blocked=step.blocked):
+        evaluated.append((state, corrections))
+        if any(blocked_hold(h) for h in held):
+            step.withheld_by_block.add(state.account_id or "")
     corrected = tuple(state.account_id or "" for state, corrections in evaluated
                       if corrections and state.account_exists)
     plans = [AccountPlan(state, corrections) for _, state, corrections, _ in
              evaluate(dsns, rules, now, catalog, AccountRange(ids=corrected), explain=True, reader=step,
-                      kept_facts=False) if corrections and state.account_exists] if corrected else []
+                      kept_facts=False, blocked=step.blocked) if corrections and state.account_exists] if corrected else []
     return evaluated, plans

@@ -51,6 +51,7 @@ from projections.follow.writes import cause_times, write_plans
 from projections.follow.evaluation import evaluate_accounts, read_step
 from projections.follow.streams import StreamCache
 from projections.legacy_rows import catalog_events
+from ingestion.legacy.schema import blocked_tables
 from projections.read_model.tables import ensure_read_model
 
 Clock = Callable[[], datetime]
@@ -117,6 +118,8 @@ class Follower:
         self._breaker_open: bool | None = None  # as last seen: a line when it changes
         self._catalog: list[AccountEvent] | None = None  # the product_config stream, read again when it grows
         self._streams = StreamCache()  # the accounts' events as last read
+        self._blocked: dict[str, str] = {}  # the legacy tables blocked by their schema, as last read
+        self._withheld_by_block: set[str] = set()  # accounts with corrections a block withheld
         self._conn = self._connect()
         ensure_read_model(self._conn)
         tracking.ensure_tracking(self._conn)
@@ -215,8 +218,9 @@ class Follower:
             if not gate.open:
                 approved = set(tracking.withheld(conn, gen, parts))
                 accounts |= approved
+            blocked = self._blocks(accounts, ours)
             mark("read")
-            states, plans = self._evaluate(sorted(accounts), now)
+            states, plans = self._evaluate(sorted(accounts), now, blocked)
             report.accounts = len(states)
             mark("evaluated")
             withheld: set[str] = set()
@@ -295,13 +299,33 @@ class Follower:
         leases.ensure_leases(self._conn, self.generation.partitions)
         return f"generation {row[0]}, rules {row[1]} (digest {row[2]})"
 
-    def _evaluate(self, accounts: list[str], now: datetime) -> tuple[list[tracking.StateRow], list[AccountPlan]]:
+    def _blocks(self, accounts: set[str], ours: Callable[[str], bool]) -> dict[str, str]:
+        """The tables blocked now (ingestion/legacy/schema.py), said in the log when that changes; once
+        one is lifted, the accounts whose corrections a block withheld are evaluated again (added to
+        `accounts`), so they converge though nothing of theirs changed meanwhile."""
+        if not accounts and not self._withheld_by_block:
+            return self._blocked
+        blocked = blocked_tables(self.dsns)
+        for table in sorted(blocked.keys() - self._blocked.keys()):
+            log.warning("%s blocked: %s; its rows are not corrected until its schema matches again", table,
+                        blocked[table])
+        if lifted := sorted(self._blocked.keys() - blocked.keys()):
+            log.warning("%s unblocked: %d accounts whose corrections it withheld are evaluated again",
+                        ", ".join(lifted), len(self._withheld_by_block))
+            accounts |= {a for a in self._withheld_by_block if ours(a)}
+            self._withheld_by_block = set()
+        self._blocked = blocked
+        return blocked
+
+    def _evaluate(self, accounts: list[str], now: datetime,
+                  blocked: Mapping[str, str]) -> tuple[list[tracking.StateRow], list[AccountPlan]]:
         if not accounts:
             return [], []
         catalog = fold_catalog(self._catalog or [], as_of=now)
         count = self.generation.partitions
-        step = read_step(self.dsns, self._conn, self._streams, accounts)
+        step = read_step(self.dsns, self._conn, self._streams, accounts, blocked)
         evaluated, plans = evaluate_accounts(self.dsns, step, self.rules, now, catalog, accounts)
+        self._withheld_by_block |= step.withheld_by_block
         states = []
         for state, _ in evaluated:
             account_id = state.account_id or ""

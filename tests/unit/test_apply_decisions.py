@@ -1,6 +1,7 @@
 """The decisions of the apply protocol (projections/apply), as pure functions: no database.
 
-    recovered        an interrupted run's pending intent: applied if its row holds what it writes, else abandoned
+    recovered        an interrupted run's pending intent: applied if its write committed and its row holds what
+                     it writes, stale if it committed without, else abandoned
     pending_by_store which store recovery asks about which intents, waiting for which runs
     choose_accounts  the accounts a run changes (--max-accounts N: the first N by id) and the blast-radius guard
     finished_events  which held outbox events become ready (with their body) or void once settled
@@ -33,15 +34,22 @@ def an_intent(audit_id: int, table: str = "subs.subs_dunning", account: str = "a
 
 # -- recovery of an interrupted run -------------------------------------------------------------
 
-def test_a_pending_intent_whose_row_holds_what_it_writes_was_applied_and_any_other_is_abandoned():
+def test_a_pending_intent_whose_write_committed_and_whose_row_holds_what_it_writes_was_applied():
     intents = [an_intent(1), an_intent(2), an_intent(3)]
-    assert recovered(intents, [True, False, True], T) == [
-        Outcome(1, "applied", T), Outcome(2, "abandoned", T), Outcome(3, "applied", T)]
+    assert recovered(intents, [True, True, True], [True, False, True], T) == [
+        Outcome(1, "applied", T), Outcome(2, "stale", T), Outcome(3, "applied", T)]
+
+
+def test_a_row_that_holds_what_the_intent_writes_is_no_proof_when_its_write_never_committed():
+    """The intent `delinquent null -> false` was planned from a renamed column; the row held false all
+    along. Its write failed (or never began): abandoned, not applied, and no event is announced."""
+    assert recovered([an_intent(1), an_intent(2)], [False, False], [True, False], T) == [
+        Outcome(1, "abandoned", T), Outcome(2, "abandoned", T)]
 
 
 def test_recovery_needs_a_verdict_for_every_intent():
     with pytest.raises(ValueError):
-        recovered([an_intent(1), an_intent(2)], [True], T)
+        recovered([an_intent(1), an_intent(2)], [True, True], [True], T)
 
 
 def test_recovery_asks_each_store_about_its_own_intents_and_waits_for_the_runs_that_wrote_them():

@@ -14,6 +14,13 @@ the server send them again, and those whose end LSN <= the stored position are s
 
 Unchanged TOAST values (pgoutput's 'u') are carried forward from the last copy of the row: the
 transaction's own earlier change, else the row's last event in the log (or its parked record).
+
+The server sends a Relation message before a table's first change and again whenever its shape
+changed; each is checked against the catalogue (ingestion/legacy/schema.py). A change under a
+relation that does not match is not decoded: the table is *blocked* (recorded in the transaction
+of the batch, logged once), and the rest of the store goes on. When a table's relation matches
+again, its changes are recorded again and, after that batch commits, the table is read again whole
+by snapshot (`resync_table`), which lifts the block: the rows changed meanwhile are not left held.
 """
 
 from __future__ import annotations
@@ -35,9 +42,14 @@ from ingestion.legacy.cdc.names import checkpoint_source, lock_name, publication
 from ingestion.legacy.cdc.replication import ReplicationConnection, ReplicationError
 from ingestion.legacy.cdc.row_json import json_value, row_json, text_of
 from ingestion.legacy.observe import Known, Observations, known_rows
+from ingestion.legacy.schema import log as log_schema
+from ingestion.legacy.schema import relation_problems, store_problems
+from ingestion.legacy.snapshot import TableIngest, exported_snapshot
 from ingestion.legacy.tables import key_text
+from eventlog.own_tables import record_block, recorded_blocks
 
 STATUS_EVERY = 10.0  # seconds between standby status updates when idle (wal_sender_timeout is 60 s by default)
+BLOCK_CHECK_EVERY = 2.0  # seconds between looks at the live schema of a blocked table
 
 
 class NotSetUp(Exception):
@@ -71,6 +83,7 @@ class LegacyChangeStream:
         self._clock = clock
         self._max_batch = max_batch
         self._legacy_dsn = legacy_dsn
+        self._eventstore_dsn = eventstore_dsn
         self._log = psycopg.connect(eventstore_dsn)
         try:
             stored = read_position(self._log, store)
@@ -90,6 +103,13 @@ class LegacyChangeStream:
             self.close()
             raise
         self._relations: dict[int, po.Relation] = {}
+        self._types: dict[int, str] = {}  # oid -> typname, from the Type messages
+        self._problems: dict[po.Relation, str | None] = {}  # each Relation message checked once
+        self.blocked = {name: why for name, why in recorded_blocks(self._log).items()
+                        if name.split(".", 1)[0] == store}  # "store.table" -> why: its changes are not decoded
+        self._log.rollback()
+        self.resynced: list[str] = []  # tables read again whole after their schema matched again
+        self._last_block_check = 0.0
         self._open: _Txn | None = None
         self._complete: list[_Txn] = []
         self._wal_end = self.position  # the server's latest keepalive: all it decoded so far
@@ -117,7 +137,21 @@ class LegacyChangeStream:
             if recorded is not None:  # None: `ingest --resync` holds the store; they wait for the next poll
                 appended, self._complete = recorded, []
         self._keep_alive()
+        if self.blocked and self._open is None and not self._complete:
+            self._recheck_blocked()
         return appended
+
+    def _recheck_blocked(self) -> None:
+        """A blocked table whose schema matches again but that nobody changes sends no Relation
+        message: every BLOCK_CHECK_EVERY seconds its live schema is looked at, and once it matches it
+        is read again whole (resync_table)."""
+        if time.monotonic() - self._last_block_check < BLOCK_CHECK_EVERY:
+            return
+        self._last_block_check = time.monotonic()
+        with psycopg.connect(self._legacy_dsn, connect_timeout=5) as legacy:
+            still = store_problems(legacy, self.store)
+        for name in sorted(self.blocked.keys() - still.keys()):
+            self.resync_table(name)
 
     def catch_up(self, *, idle_limit: float = 10.0) -> int:
         """Polls until everything the server had flushed when called is recorded; returns events appended."""
@@ -151,6 +185,8 @@ class LegacyChangeStream:
             self._open = None
         elif isinstance(decoded, po.Relation):
             self._relations[decoded.relid] = decoded
+        elif isinstance(decoded, po.TypeInfo):
+            self._types[decoded.oid] = decoded.name
         elif isinstance(decoded, (po.Insert, po.Update, po.Delete)):
             if self._open is not None:
                 self._open.changes.append((self._relations[decoded.relid], decoded))
@@ -201,6 +237,15 @@ class LegacyChangeStream:
             appended = batch.observations.commit(
                 log, [(checkpoint_source(self.store), position_of(last.end_lsn, self.slot))],
                 parked_position=po.lsn_text(last.commit_lsn))
+            with log.transaction():  # (a savepoint: the blocks commit with the batch they were found in)
+                for name, why in batch.blocked.items():
+                    if record_block(log, name, why):
+                        log_schema.warning("%s blocked: %s (its changes are not recorded, nothing of it is "
+                                           "corrected, until its schema matches again)", name, why)
+        self.blocked.update(batch.blocked)
+        for name in sorted(batch.matching - batch.blocked.keys()):
+            if name in self.blocked:
+                self.resync_table(name)
         self.position = last.end_lsn
         self._last_touch = time.monotonic()
         self.appended += appended
@@ -212,6 +257,25 @@ class LegacyChangeStream:
 
     def spec_of(self, relation: po.Relation) -> LegacyTable | None:
         return self._specs.get(relation.name)
+
+    def problem(self, spec: LegacyTable, relation: po.Relation) -> str | None:
+        """Why changes under this Relation message are not decoded (None: its table is the one read)."""
+        if relation not in self._problems:
+            self._problems[relation] = relation_problems(spec, relation, self._types)
+        return self._problems[relation]
+
+    def resync_table(self, name: str) -> None:
+        """The table's schema matches again: it is read again whole by snapshot (through the same
+        digests: only what changed meanwhile is appended), which lifts its block."""
+        spec = self._specs[name.split(".", 1)[1]]
+        with exported_snapshot(self.store, self._legacy_dsn) as snapshot:
+            report = TableIngest(spec=spec, snapshot=snapshot, source_dsn=self._legacy_dsn,
+                                 eventstore_dsn=self._eventstore_dsn).run()
+        if report.blocked is None:
+            self.blocked.pop(name, None)
+            self.resynced.append(name)
+            self.appended += report.appended
+            self.parked += report.parked
 
     def close(self) -> None:
         replication = getattr(self, "_replication", None)
@@ -245,21 +309,37 @@ class _Recording:
         self.stream, self.log, self.recorded_at = stream, log, recorded_at
         self.observations = Observations(stream.store)
         self.rows: dict[tuple[str, str], dict[str, Any]] = {}  # the latest copy of each row seen here
+        self.blocked: dict[str, str] = {}  # "store.table" -> why, as of the batch's last change of it
+        self.matching: set[str] = set()  # tables whose changes here came under a matching relation
         self.known = self._known(txns)
         for txn in txns:
             assert txn.commit is not None
             position, at = po.lsn_text(txn.commit.commit_lsn), txn.commit.commit_time
             for relation, change in txn.changes:
-                spec = stream.spec_of(relation)
+                spec = self._readable(relation)
                 if spec is not None:
                     self._change(spec, relation, change, position, at)
+
+    def _readable(self, relation: po.Relation) -> LegacyTable | None:
+        """The table of a change to record; None for a table not ours, or blocked by its relation."""
+        spec = self.stream.spec_of(relation)
+        if spec is None:
+            return None
+        why = self.stream.problem(spec, relation)
+        if why is not None:
+            self.blocked[spec.name] = why
+            self.matching.discard(spec.name)
+            return None
+        self.blocked.pop(spec.name, None)
+        self.matching.add(spec.name)
+        return spec
 
     def _known(self, txns: list[_Txn]) -> dict[str, dict[str, Known]]:
         keys: dict[str, set[str]] = {}
         for txn in txns:
             for relation, change in txn.changes:
                 spec = self.stream.spec_of(relation)
-                if spec is None or isinstance(change, po.Truncate):
+                if spec is None or isinstance(change, po.Truncate) or self.stream.problem(spec, relation):
                     continue
                 tuples = [change.new] if isinstance(change, po.Insert) else \
                     [change.old] if isinstance(change, po.Delete) else [change.new, change.old]
