@@ -332,6 +332,21 @@ def resolve_waiting(cur: psycopg.Cursor, source: str, customer_ids: Sequence[str
     return cur.fetchall()
 
 
+def stop_waiting(cur: psycopg.Cursor, source: str, reasons: dict[str, str]) -> int:
+    """What waits for these customers waits no more: parked with why (customer -> reason), holding the
+    customers' rows (`lock_customers`) so that a learner racing with it sees it either waiting or
+    parked. Returns how many records."""
+    current = lock_customers(cur, dict.fromkeys(reasons))
+    reasons = {customer: why for customer, why in reasons.items() if not current.get(customer)}  # named meanwhile
+    if not reasons:
+        return 0
+    cur.execute(
+        "UPDATE parked_record p SET waiting_for = NULL, reason = u.reason FROM unnest(%s::text[], %s::text[]) "
+        "AS u(customer, reason) WHERE p.source = %s AND p.waiting_for = u.customer AND p.resolved_at IS NULL",
+        (list(reasons), list(reasons.values()), source))
+    return cur.rowcount
+
+
 def waiting_customers(conn: psycopg.Connection, source: str = "stripe") -> list[str]:
     """The customers that objects still wait for."""
     return [customer for (customer,) in conn.execute(

@@ -39,12 +39,16 @@ from ingestion.stripe.translate import Observation, Rejection, translate_event, 
 from eventlog.account_log import append_events
 from eventlog.own_tables import (
     claim_stripe_ids, count_waiting, customer_accounts, exclusive_ingest, lock_customers, park, park_waiting,
-    resolve_waiting, save_checkpoint, seen_digests, waiting_customers,
+    resolve_waiting, save_checkpoint, seen_digests, stop_waiting, waiting_customers,
 )
 
 SOURCE = "stripe"
 LIST_ORDER = ("customer", "subscription", "invoice")  # customers first: they name the accounts
-LOOKUP_FAILURES = (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError)  # the object keeps waiting
+# A lookup of a waiting object's customer that failed for now (connection, 5xx, rate limit: the client
+# retried them with backoff, max_network_retries): the object keeps waiting for the next run.
+LOOKUP_FAILURES = (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError)
+# One that fails for good (404, 400, 403): the objects waiting for that customer are parked with why.
+LOOKUP_REFUSED = (stripe.InvalidRequestError, stripe.PermissionError)
 
 
 @dataclass(slots=True)
@@ -163,11 +167,14 @@ class StripeIngester:
 
     def _retry_waiting(self, log: psycopg.Connection, table: TableReport) -> None:
         """What waits for a customer: its account may be known by now (a delivery taught it), else
-        Stripe is asked again. A lookup that fails leaves it waiting for the next run."""
+        Stripe is asked again. A lookup that fails for now leaves it waiting for the next run; one
+        that fails for good (the customer deleted or unknown, a 404 or a permission error) parks it
+        with why: one object never fails the run."""
         customers = waiting_customers(log)
         with log.cursor() as cur:
             found: dict[str, str] = customer_accounts(cur, customers)
         log.commit()
+        gone: dict[str, str] = {}  # customer -> why what waits for it belongs to no account, for good
         for customer_id in customers:
             if customer_id in found:
                 continue
@@ -175,10 +182,22 @@ class StripeIngester:
                 customer = self._reader.customer(customer_id)
             except LOOKUP_FAILURES:
                 break  # Stripe is not answering: the rest waits too
-            account = ((customer or {}).get("metadata") or {}).get("account_id")
+            except LOOKUP_REFUSED as error:
+                gone[customer_id] = (f"belongs to no account: Stripe refused the lookup of customer {customer_id} "
+                                     f"({error.http_status} {error.code or type(error).__name__}: "
+                                     f"{' '.join(str(error.user_message or error).split())})")
+                continue
+            if customer is None or customer.get("deleted"):
+                gone[customer_id] = (f"belongs to no account: customer {customer_id} "
+                                     f"{'is deleted' if customer else 'does not exist in Stripe (resource_missing)'}")
+                continue
+            account = (customer.get("metadata") or {}).get("account_id")
             if isinstance(account, str) and account:
                 found[customer_id] = account
         self._commit(log, [], table, {}, learned=found)
+        if gone:
+            with log.transaction(), log.cursor() as cur:
+                table.parked += stop_waiting(cur, SOURCE, gone)
 
     # -- one batch, one transaction ---------------------------------------------------------------
 
