@@ -65,6 +65,7 @@ class StripeObjectObserved(AccountEvent):
     event_id: str | None = None
     event_type: str | None = None
     event_created: AwareDatetime | None = None
+    previous_attributes: dict[str, Any] | None = None  # the event's data.previous_attributes (rules-v1 §1)
     via: Literal["events_api", "webhook", "list"]
 
     @property

@@ -25,7 +25,7 @@ def parse_time(value: Any) -> datetime | None:
 class FactsBuilder:
     """The fold's private, mutable accumulator. Not shared, not returned by `fold`."""
 
-    __slots__ = ("account_id", "count", "rows", "stripe", "seen_event_ids", "invoice_sid",
+    __slots__ = ("account_id", "count", "rows", "stripe", "stripe_ties", "seen_event_ids", "invoice_sid",
                  "sid_invoices", "invoice_due", "charge_invoice", "invoice_charges",
                  "dunning_now", "history")
 
@@ -33,7 +33,8 @@ class FactsBuilder:
         self.account_id = account_id
         self.count = 0
         self.rows: dict[tuple[str, str], dict[str, LegacyRowObserved]] = {}
-        self.stripe: dict[tuple[str, str], tuple[tuple[Any, ...], StripeObjectObserved]] = {}
+        self.stripe: dict[tuple[str, str], tuple[datetime, StripeObjectObserved]] = {}  # created, the latest
+        self.stripe_ties: dict[tuple[str, str], list[StripeObjectObserved]] = {}  # all at that `created`
         self.seen_event_ids: set[str] = set()
         self.invoice_sid: dict[str, str | None] = {}
         self.sid_invoices: dict[str, set[str]] = {}

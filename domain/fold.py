@@ -21,8 +21,9 @@ returns equal facts for every stream keeps it.
 
 Order: exactly the events with source_time <= T, sorted by (source_time, originator_version);
 Python's sort is stable, so events that tie on both keep the order they were given in.
-Stripe observations of one object then compete by (event created, status progress), whatever
-order they arrive in, and an evt_ id counts once (the first one folded).
+Stripe observations of one object then compete by event `created`, and those of one second by
+rules-v1 §1 (domain/same_second.py: previous_attributes, event type, status), decided on the set
+of them whatever order they arrive in; an evt_ id counts once (the first one folded).
 """
 
 from __future__ import annotations
@@ -36,9 +37,9 @@ from domain.authority import resolve_facts
 from domain.events import AccountEvent, CATALOG_STREAM, LegacyRowObserved, StripeObjectObserved
 from domain.facts import AccountFacts, row_key
 from domain.facts_builder import BILLING_CHARGES, BILLING_INVOICES, FactsBuilder, parse_time
-from domain.stripe_shapes import progress
+from domain.same_second import latest
 
-FOLD_VERSION = "1"
+FOLD_VERSION = "2"  # 2: same-second Stripe observations by rules-v1 §1 (issue 18)
 
 # What the truth (domain/truth.py via domain/authority.py) reads: every other table is only observed.
 TRUTH_READS = frozenset({
@@ -137,11 +138,12 @@ def _stripe_object(event: StripeObjectObserved, facts: FactsBuilder) -> FactsBui
         facts.seen_event_ids.add(event.event_id)
     key = (event.table, event.object_id)
     created = event.event_created if event.event_id is not None and event.event_created else event.source_time
-    order = (created, progress(event.table, event.object, deleted=event.deleted))
     current = facts.stripe.get(key)
-    if current is not None and order < current[0]:
+    if current is not None and created < current[0]:
         return facts
-    facts.stripe[key] = (order, event)
+    ties = facts.stripe_ties[key] + [event] if current is not None and created == current[0] else [event]
+    facts.stripe_ties[key] = ties  # every observation with the greatest `created` so far
+    facts.stripe[key] = (created, latest(ties))
     if event.table == "invoice":
         for invoice_id in sorted(facts.sid_invoices.get(event.object_id, ())):
             facts.touch(invoice_id, event)

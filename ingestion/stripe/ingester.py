@@ -275,7 +275,7 @@ class StripeIngester:
             key={"id": observation.object["id"]}, position=position, source_time=observation.source_time,
             recorded_at=self._clock(), object=observation.object, deleted=observation.deleted,
             event_id=observation.event_id, event_type=observation.event_type,
-            event_created=observation.event_created, via=via,
+            event_created=observation.event_created, previous_attributes=observation.previous_attributes, via=via,
         )
 
 

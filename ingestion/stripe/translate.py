@@ -31,6 +31,7 @@ class Observation:
     event_id: str | None = None
     event_type: str | None = None
     event_created: datetime | None = None
+    previous_attributes: dict[str, Any] | None = None  # what the change changed, as it was before
 
 
 @dataclass(frozen=True)
@@ -56,10 +57,12 @@ def translate_event(envelope: Any) -> Observation | Rejection:
     if isinstance(observed, Rejection):
         return Rejection(f"event {event_id} ({event_type}): {observed.reason}")
     at = datetime.fromtimestamp(created, UTC)
+    before = data.get("previous_attributes") if isinstance(data, dict) else None
     return Observation(
         object_type=observed.object_type, object=obj, deleted=observed.deleted, source_time=at,
         account_id=observed.account_id, customer_id=observed.customer_id,
         event_id=event_id, event_type=event_type, event_created=at,
+        previous_attributes=before if isinstance(before, dict) else None,
     )
 
 
