@@ -22,7 +22,8 @@ import psycopg
 from psycopg.rows import dict_row
 
 from eventlog.account_log import EVENTS_TABLE
-from eventlog.own_tables import count_waiting
+from eventlog.own_tables import count_waiting, recorded_blocks
+from ingestion.legacy.schema import describe
 from eventlog.tables_present import has_tables
 from domain.fold import FOLD_VERSION
 from domain.rules import Rules
@@ -51,6 +52,7 @@ class Status:
     active_rules: dict[str, Any] = field(default_factory=dict)  # version, digest, source
     kept_facts: dict[str, int] = field(default_factory=dict)  # accounts, current (this fold version)
     follow: dict[str, Any] | None = None  # projections/follow/status.py (follow's section)
+    blocked: dict[str, str] = field(default_factory=dict)  # legacy tables blocked by their schema -> why
 
     @property
     def outbox_waiting(self) -> int:
@@ -67,6 +69,7 @@ class Status:
                          "age_seconds": round(s.age_seconds, 3)} for s in self.sources],
             "parked_records": sum(self.parked.values()),
             "parked_by_table": self.parked,
+            "blocked_tables": self.blocked,
             "stripe_waiting": self.stripe_waiting,
             "accounts_disagreeing": None if self.last_apply is None else self.last_apply.get("accounts_disagreeing"),
             "outbox": {"waiting": self.outbox_waiting, **self.outbox},
@@ -99,6 +102,7 @@ def read_status(eventstore_dsn: str, *, now: datetime, default_rules: Rules, def
         outbox = {r["status"]: r["n"] for r in cur.execute(
             "SELECT status, count(*) AS n FROM outbox_event GROUP BY status ORDER BY status")}
         follow = follow_status(conn)
+        blocked = recorded_blocks(conn)
         run = cur.execute("SELECT run_id, started_at, finished_at, as_of, rules_version, summary FROM apply_run "
                           "ORDER BY started_at DESC LIMIT 1").fetchone()
     last_apply = None if run is None else {
@@ -109,7 +113,7 @@ def read_status(eventstore_dsn: str, *, now: datetime, default_rules: Rules, def
         "version": generation.rules.version, "digest": generation.rules.digest, "source": f"generation {generation.id}"}
     return Status(now=now, log_events=log["events"], accounts=log["accounts"], sources=sources, parked=parked,
                   stripe_waiting=waiting, outbox=outbox, last_apply=last_apply, projection=projection,
-                  active_rules=active, kept_facts=kept, follow=follow)
+                  active_rules=active, kept_facts=kept, follow=follow, blocked=blocked)
 
 
 def _projection(conn: psycopg.Connection, generation: Generation) -> dict[str, Any]:
@@ -161,6 +165,8 @@ def render_status(status: Status) -> str:
     lines.append(f"parked records: {sum(status.parked.values())}"
                  + "".join(f"\n  {where:<40} {n}" for where, n in status.parked.items()))
     lines.append(f"stripe records waiting for their customer's account: {status.stripe_waiting}")
+    lines.append(f"blocked tables (schema not the one read; nothing of them recorded or corrected): "
+                 f"{len(status.blocked)}" + "".join(f"\n  {line}" for line in describe(status.blocked)))
     run = status.last_apply
     lines.append("last apply: none" if run is None else
                  f"last apply: {run['started_at']} as of {run['as_of']}, rules {run['rules_version']}: "

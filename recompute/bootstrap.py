@@ -11,7 +11,9 @@ import psycopg
 import stripe
 
 from ingestion.jobs import IngestJob
-from domain.legacy_tables import STORES, TABLES_BY_STORE
+from domain.legacy_tables import STORES
+from ingestion.legacy.schema import describe, store_problems
+from ingestion.legacy.schema import log as log_schema
 from ingestion.stripe.reader import StripeApiReader
 from projections.executor import Executor, InlineExecutor
 from recompute.dask_executor import DaskExecutor
@@ -97,27 +99,20 @@ def wire(settings: Settings, *, uses_stripe: bool = False, reads_legacy: Sequenc
 
 
 def _check_legacy_tables(store: str, dsn: str, *, embedded: bool) -> None:
-    """The store holds the tables and columns of legacy-stores.md that recompute reads."""
-    specs = TABLES_BY_STORE[store]
+    """The store holds the tables of legacy-stores.md that recompute reads. A table whose columns are
+    not the ones read (ingestion/legacy/schema.py) is not a bad setting: it is blocked, said here
+    once, and the other tables go on."""
     with psycopg.connect(dsn, connect_timeout=5) as conn:
-        found: dict[str, set[str]] = {}
-        for table, column in conn.execute(
-                "SELECT table_name, column_name FROM information_schema.columns "
-                "WHERE table_schema = ANY(current_schemas(false)) AND table_name = ANY(%s)",
-                ([spec.table for spec in specs],)):
-            found.setdefault(table, set()).add(column)
+        problems = store_problems(conn, store)
         database = conn.info.dbname
-    missing_tables = [spec.table for spec in specs if spec.table not in found]
-    missing_columns = [f"{spec.table}.{column}" for spec in specs if spec.table in found
-                       for column in sorted(spec.columns_named - found[spec.table])]
-    if not missing_tables and not missing_columns:
+    missing_tables = [table.split(".", 1)[1] for table, why in problems.items() if why == "no such table"]
+    for line in describe({table: why for table, why in problems.items() if why != "no such table"}):
+        log_schema.warning("%s (nothing of it is read or corrected until its schema matches again)", line)
+    if not missing_tables:
         return
-    what = (f"no table {', '.join(missing_tables)}" if missing_tables else "") + \
-        ("; " if missing_tables and missing_columns else "") + \
-        (f"no column {', '.join(missing_columns)}" if missing_columns else "")
     hint = ("the embedded default's stores are empty until `recompute demo` fills them; set it to the "
             f"{store} store's DSN") if embedded else f"is it the {store} store of legacy-stores.md?"
-    raise SettingsError(DSN_VARIABLES[store], f"database {database} has {what} ({hint})")
+    raise SettingsError(DSN_VARIABLES[store], f"database {database} has no table {', '.join(missing_tables)} ({hint})")
 
 
 def _check_reachable(variable: str, dsn: str) -> None:

@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, disable_cre
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from eventlog.account_log import EVENTS_TABLE
+from eventlog.own_tables import recorded_blocks
 from eventlog.tables_present import has_tables
 from ingestion.legacy.cdc.setup import stream_status
 
@@ -84,6 +85,7 @@ class EventStoreCollector:
             disagreeing = conn.execute(_LAST_RUN).fetchone()
             parked, waiting = conn.execute(_COUNTS).fetchone()
             oldest_event, stripe_waiting, oldest_stripe = conn.execute(_OLDEST).fetchone()
+            blocked = recorded_blocks(conn)
             by_source = dict(self._by_source)
         appended = CounterMetricFamily("recompute_events_appended", "Events in the account event log, by source",
                                        labels=["source"])
@@ -111,6 +113,12 @@ class EventStoreCollector:
         yield GaugeMetricFamily("recompute_stripe_waiting_oldest_seconds",
                                 "Age of the oldest Stripe object waiting for its customer's account (0: none waits)",
                                 value=oldest_stripe)
+        tables = GaugeMetricFamily("recompute_legacy_table_blocked", "1 for each legacy table whose schema is not "
+                                   "the one recompute reads (nothing of it recorded or corrected), with why",
+                                   labels=["table", "reason"])
+        for table, why in blocked.items():
+            tables.add_metric([table, why], 1)
+        yield tables
 
 
 class ServeMetrics:

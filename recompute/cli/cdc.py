@@ -7,6 +7,8 @@ import sys
 import click
 import psycopg
 
+from ingestion.legacy.schema import blocked_tables, describe
+
 from domain.legacy_tables import STORES
 from ingestion.legacy.cdc.replication import ReplicationError
 from ingestion.legacy.cdc.setup import (
@@ -97,12 +99,17 @@ def cdc_status(source: str, as_json: bool, warn_retained_mb: int) -> None:
     try:
         streams = [stream_status(store, wiring.dsns[store], wiring.dsns["eventstore"],
                                  warn_retained_bytes=warn_retained_mb << 20) for store in _chosen(source)]
+        blocked = blocked_tables(wiring.dsns)
     except psycopg.Error as error:
         raise _failed(error)
+    for s in streams:  # the store's tables whose schema is not the one read: their changes are not recorded
+        s["blocked"] = {table: why for table, why in sorted(blocked.items()) if table.startswith(f"{s['source']}.")}
     if as_json:
         echo_json({"streams": streams})
         return
     for s in streams:
+        for line in describe(s["blocked"]):
+            click.echo(f"{s['source']}: {line}")
         if not s["exists"]:
             click.echo(f"{s['source']}: no stream ({s['warning']})")
             continue

@@ -84,6 +84,9 @@ def _passes(jobs: list[IngestJob], streams: list[LegacyChangeStream], *, follow:
                 waiting = f", waiting {report.waiting}" if report.source == "stripe" else ""
                 click.echo(f"{report.source}: read {report.rows_read}, appended {report.appended}, "
                            f"parked {report.parked}{waiting}")
+                for table, why in sorted(report.blocked.items()):
+                    click.echo(f"{report.source}.{table} blocked: {why} (not read; nothing of it is corrected "
+                               "until its schema matches again)")
             if first:
                 for stream in streams:
                     stream.catch_up()
@@ -95,6 +98,8 @@ def _passes(jobs: list[IngestJob], streams: list[LegacyChangeStream], *, follow:
             for stream, (appended, parked) in zip(streams, counts):
                 click.echo(f"{stream.store}: stream appended {stream.appended - appended}, parked "
                            f"{stream.parked - parked}, recorded up to {lsn_text(stream.position)}")
+                for table, why in sorted(stream.blocked.items()):
+                    click.echo(f"{table} blocked: {why} (its changes are not recorded)")
         except _FAILURES as error:
             raise RunFailed(f"ingest failed: {' '.join(str(error).split())}; what was committed stands, "
                             "rerun to continue")
