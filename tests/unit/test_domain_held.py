@@ -87,3 +87,34 @@ def test_held_rows_read_as_cli_json_with_an_offset():
     assert parked("billing_prod.dunning", "unknown stage 'Retrying'", account_id=ACC).as_json() == {
         "account_id": ACC, "table": "billing_prod.dunning", "key": {"account_id": ACC},
         "reason": "unknown stage 'Retrying'", "parked_at": "2026-03-02T00:00:00+00:00"}
+
+
+# -- tables blocked by their schema (issue 18) ----------------------------------------------------
+
+def test_no_correction_of_a_blocked_table_is_kept_and_its_row_is_held_with_why():
+    from domain.held import blocked_hold, withhold_blocked
+
+    state = a_state(stage="grace")
+    corrections, held = planned(state, drifting_rows())
+    kept, held = withhold_blocked(corrections, held, {"billing_prod.dunning": "stage_since: no such column"})
+    assert "billing_prod.dunning" not in {c.table for c in kept} and kept
+    [row] = held
+    assert (row.table, row.reason) == ("billing_prod.dunning",
+                                       "table billing_prod.dunning blocked: stage_since: no such column")
+    assert blocked_hold(row) and not blocked_hold(parked("cf_prod.entitlements", feature="sso"))
+
+
+def test_while_a_table_the_truth_is_decided_from_is_blocked_nothing_at_all_is_corrected():
+    from domain.held import withhold_blocked
+
+    corrections, held = planned(a_state(stage="grace"), drifting_rows())
+    kept, held = withhold_blocked(corrections, held, {"billing_prod.invoices": "amount_paid: numeric, expected bigint"})
+    assert kept == [] and len(held) == len(corrections)
+    assert {h.reason for h in held} == {"table billing_prod.invoices blocked: amount_paid: numeric, expected bigint"}
+
+
+def test_nothing_is_withheld_when_no_table_is_blocked():
+    from domain.held import withhold_blocked
+
+    corrections, held = planned(a_state(stage="grace"), drifting_rows())
+    assert withhold_blocked(corrections, held, {}) == (corrections, held)
