@@ -150,6 +150,7 @@ UPGRADES = (
     ("apply_run", "plan_digest", "ALTER TABLE apply_run ADD COLUMN IF NOT EXISTS plan_digest text"),
     ("correction_audit", "plan_digest", "ALTER TABLE correction_audit ADD COLUMN IF NOT EXISTS plan_digest text"),
     ("correction_audit", "write_xid", "ALTER TABLE correction_audit ADD COLUMN IF NOT EXISTS write_xid bigint"),
+    ("parked_record", "given_up_at", "ALTER TABLE parked_record ADD COLUMN IF NOT EXISTS given_up_at timestamptz"),
     ("parked_record", "waiting_for", """
 ALTER TABLE stripe_customer_account ALTER COLUMN account_id DROP NOT NULL;
 ALTER TABLE parked_record ADD COLUMN IF NOT EXISTS waiting_for text;     -- a Stripe customer id
@@ -333,17 +334,18 @@ def resolve_waiting(cur: psycopg.Cursor, source: str, customer_ids: Sequence[str
 
 
 def stop_waiting(cur: psycopg.Cursor, source: str, reasons: dict[str, str]) -> int:
-    """What waits for these customers waits no more: parked with why (customer -> reason), holding the
-    customers' rows (`lock_customers`) so that a learner racing with it sees it either waiting or
-    parked. Returns how many records."""
+    """What waits for these customers waits no more: parked with why (customer -> reason), no longer
+    counted as waiting nor looked up (`given_up_at`), holding the customers' rows (`lock_customers`).
+    Should a delivery ever name the customer's account, it is still recorded then (resolve_waiting).
+    Returns how many records."""
     current = lock_customers(cur, dict.fromkeys(reasons))
     reasons = {customer: why for customer, why in reasons.items() if not current.get(customer)}  # named meanwhile
     if not reasons:
         return 0
     cur.execute(
-        "UPDATE parked_record p SET waiting_for = NULL, reason = u.reason FROM unnest(%s::text[], %s::text[]) "
-        "AS u(customer, reason) WHERE p.source = %s AND p.waiting_for = u.customer AND p.resolved_at IS NULL",
-        (list(reasons), list(reasons.values()), source))
+        "UPDATE parked_record p SET given_up_at = now(), reason = u.reason FROM unnest(%s::text[], %s::text[]) "
+        "AS u(customer, reason) WHERE p.source = %s AND p.waiting_for = u.customer AND p.resolved_at IS NULL "
+        "AND p.given_up_at IS NULL", (list(reasons), list(reasons.values()), source))
     return cur.rowcount
 
 
@@ -351,13 +353,13 @@ def waiting_customers(conn: psycopg.Connection, source: str = "stripe") -> list[
     """The customers that objects still wait for."""
     return [customer for (customer,) in conn.execute(
         "SELECT DISTINCT waiting_for FROM parked_record WHERE source = %s AND waiting_for IS NOT NULL "
-        "AND resolved_at IS NULL ORDER BY 1", (source,))]
+        "AND resolved_at IS NULL AND given_up_at IS NULL ORDER BY 1", (source,))]
 
 
 def count_waiting(conn: psycopg.Connection, source: str = "stripe") -> int:
     """How many Stripe objects still wait for their customer to name an account (for `ingest`, `status`)."""
     row = conn.execute("SELECT count(*) FROM parked_record WHERE source = %s AND waiting_for IS NOT NULL "
-                       "AND resolved_at IS NULL", (source,)).fetchone()
+                       "AND resolved_at IS NULL AND given_up_at IS NULL", (source,)).fetchone()
     return row[0] if row else 0
 
 

@@ -41,8 +41,8 @@ class StripeAnswering:
 def waiting_and_parked(eventstore: str) -> tuple[int, list[tuple[str, str]]]:
     with psycopg.connect(eventstore) as conn:
         waiting = conn.execute("SELECT count(*) FROM parked_record WHERE waiting_for IS NOT NULL "
-                               "AND resolved_at IS NULL").fetchone()[0]
-        parked = conn.execute("SELECT key, reason FROM parked_record WHERE waiting_for IS NULL "
+                               "AND resolved_at IS NULL AND given_up_at IS NULL").fetchone()[0]
+        parked = conn.execute("SELECT key, reason FROM parked_record WHERE given_up_at IS NOT NULL "
                               "AND resolved_at IS NULL").fetchall()
     return waiting, parked
 
@@ -73,6 +73,17 @@ def test_an_object_whose_customer_lookup_fails_for_good_is_parked_with_why_and_i
     assert parked[0][1].startswith("belongs to no account: ") and why in parked[0][1]
     again = StripeIngester(reader=reader, eventstore_dsn=eventstore).run()
     assert again.waiting == 0 and reader.lookups == 1  # settled: never asked about again
+
+
+def test_an_object_given_up_on_is_still_recorded_if_a_delivery_later_names_its_customer_s_account(eventstore):
+    reader = StripeAnswering(None)  # Stripe does not know the customer (yet)
+    StripeIngester(reader=reader, eventstore_dsn=eventstore).run()
+    named = an_event("evt_cus_new", "customer.created", {"id": "cus_new", "object": "customer", "created": NOW - 5,
+                                                         "metadata": {"account_id": "acc_000077"}}, NOW - 5)
+    StripeIngester(reader=None, eventstore_dsn=eventstore).record_deliveries([named])
+    assert waiting_and_parked(eventstore) == (0, [])
+    with psycopg.connect(eventstore) as conn:
+        assert conn.execute("SELECT count(*) FROM recompute_events WHERE originator_id = 'acc_000077'").fetchone()[0] == 2
 
 
 @pytest.mark.parametrize("answer", [

@@ -242,10 +242,6 @@ class LegacyChangeStream:
                     if record_block(log, name, why):
                         log_schema.warning("%s blocked: %s (its changes are not recorded, nothing of it is "
                                            "corrected, until its schema matches again)", name, why)
-        self.blocked.update(batch.blocked)
-        for name in sorted(batch.matching - batch.blocked.keys()):
-            if name in self.blocked:
-                self.resync_table(name)
         self.position = last.end_lsn
         self._last_touch = time.monotonic()
         self.appended += appended
@@ -253,6 +249,10 @@ class LegacyChangeStream:
         self._replication.confirm(self.position)
         self._confirmed = max(self._confirmed, self.position)
         self._last_status = time.monotonic()
+        self.blocked.update(batch.blocked)
+        for name in sorted(batch.matching - batch.blocked.keys()):
+            if name in self.blocked:  # its changes come under a matching relation again: read it whole
+                self.resync_table(name)
         return appended
 
     def spec_of(self, relation: po.Relation) -> LegacyTable | None:
