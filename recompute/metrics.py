@@ -60,9 +60,11 @@ _COUNTS = ("SELECT (SELECT count(*) FROM parked_record WHERE resolved_at IS NULL
 # The age of the oldest of what waits (0 when nothing does): what the alerts on waiting read.
 _OLDEST = ("SELECT coalesce(extract(epoch FROM now() - (SELECT min(created_at) FROM outbox_event "
            "                                            WHERE status IN ('held', 'ready'))), 0)::float8, "
-           "(SELECT count(*) FROM parked_record WHERE waiting_for IS NOT NULL AND resolved_at IS NULL), "
+           "(SELECT count(*) FROM parked_record WHERE waiting_for IS NOT NULL AND resolved_at IS NULL "
+           "                                    AND given_up_at IS NULL), "
            "coalesce(extract(epoch FROM now() - (SELECT min(parked_at) FROM parked_record "
-           "                                     WHERE waiting_for IS NOT NULL AND resolved_at IS NULL)), 0)::float8")
+           "                                     WHERE waiting_for IS NOT NULL AND resolved_at IS NULL "
+           "                                     AND given_up_at IS NULL)), 0)::float8")
 
 
 class EventStoreCollector:
