@@ -13,7 +13,7 @@ from tests.support.cli import configured, recompute
 from tests.support.follow import a_calm_world, an_overdue_invoice
 from tests.support.legacy import execute
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 WHY = "delinquent: no such column"
 

@@ -28,7 +28,7 @@ from tests.support.legacy import execute
 from tests.support.localstripe import API_KEY, client, localstripe
 from tests.support.serve import SECRET, serve_env, served
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 GOOD, DECLINED = "4242424242424242", "4000000000000341"  # localstripe: attaches, then charging is declined
 
