@@ -16,6 +16,9 @@
                              version names one meaning for good (domain/rules_identity.py)
     correction_audit         every correction `apply` meant to make (an intent) and what became of it
     outbox_event             outgoing domain events, published by the relay (projections/apply/protocol.py)
+    cdc_stream_health        each legacy store's change stream as its reader last found it: broken (why,
+                             since when) or read, and its tables read by snapshot meanwhile
+                             (ingestion/legacy/cdc/keeper.py; `cdc status` and `status` show it)
 """
 
 from __future__ import annotations
@@ -124,6 +127,13 @@ CREATE TABLE IF NOT EXISTS outbox_event (
     attempts      integer NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS outbox_event_ready ON outbox_event (seq) WHERE status = 'ready';
+CREATE TABLE IF NOT EXISTS cdc_stream_health (
+    store           text PRIMARY KEY,
+    broken          text,                  -- why its stream cannot be read now (NULL: it is read)
+    broken_since    timestamptz,
+    snapshot_tables text[] NOT NULL DEFAULT '{}',  -- not in the publication (or no slot): read by snapshot
+    updated_at      timestamptz NOT NULL DEFAULT now()
+);
 CREATE TABLE IF NOT EXISTS known_rules (
     version       text PRIMARY KEY,
     digest        text NOT NULL,
