@@ -11,8 +11,7 @@ import time
 import psycopg
 import pytest
 
-from eventlog.account_log import open_log
-from domain.events import LegacyRowObserved
+from tests.support.cdc import events_of
 from tests.support.follow import (
     RECOMPUTE, a_calm_world, an_overdue_invoice, env_of, eventually, following, project, stop,
 )
@@ -62,11 +61,7 @@ def drift(dsns, account: str) -> None:
 
 
 def observed(dsns, account: str, table: str) -> list[dict]:
-    log = open_log(dsns["eventstore"])
-    try:
-        return [e.row or {} for e in log.stream(account) if isinstance(e, LegacyRowObserved) and e.table == table]
-    finally:
-        log.close()
+    return [e.row or {} for e in events_of(dsns, account) if e.table == table]
 
 
 def lines_about(process, *words: str) -> list[str]:

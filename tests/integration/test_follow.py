@@ -126,6 +126,25 @@ def test_a_second_follower_takes_half_the_partitions_and_a_dead_ones_are_taken_o
         two.close()
 
 
+def test_a_killed_followers_partitions_are_taken_at_once_not_after_its_lease(world):
+    dsns, _ = world
+    one, two = a_follower(dsns, lease_s=60), a_follower(dsns, lease_s=60)
+    try:
+        one.step()
+        two.step()
+        one.step()
+        two.step()
+        assert len(one.held) == len(two.held) == 16
+        one.close(release=False)  # its session ends, as a killed process's does; its lease has 60 s to run
+        deadline = time.monotonic() + 5
+        while len(two.held) < 32 and time.monotonic() < deadline:
+            time.sleep(0.1)  # (the server drops a closed session from pg_stat_activity a moment later)
+            two.step()
+        assert len(two.held) == 32
+    finally:
+        two.close()
+
+
 def test_a_stale_followers_fence_fails_once_another_holds_its_partition(world):
     dsns, _ = world
     with psycopg.connect(dsns["eventstore"], autocommit=True) as conn:
