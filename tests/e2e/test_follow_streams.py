@@ -11,7 +11,7 @@ import time
 import psycopg
 import pytest
 
-from tests.support.cdc import events_of
+from tests.support.cdc import drop_slot, events_of
 from tests.support.follow import (
     RECOMPUTE, a_calm_world, an_overdue_invoice, env_of, eventually, following, project, stop,
 )
@@ -112,27 +112,11 @@ def test_a_dropped_publication_is_one_log_line_a_broken_stream_and_cdc_setup_rep
     assert len(lines_about(process, "subs change stream open again")) == 1, process.log_lines
 
 
-def drop_slot(dsns, store: str) -> None:
-    """As a DBA would: the reader holding it terminated, then the slot dropped (again, if the reader came back)."""
-    database = psycopg.conninfo.conninfo_to_dict(dsns[store])["dbname"]
-    with psycopg.connect(dsns[store], autocommit=True) as conn:
-        for _ in range(100):
-            conn.execute("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
-                         "WHERE database = %s AND active_pid IS NOT NULL", (database,))
-            try:
-                conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                             "WHERE database = %s", (database,))
-                return
-            except psycopg.errors.ObjectInUse:
-                time.sleep(0.05)
-    raise AssertionError(f"the slot of {store} could not be dropped")
-
-
 def test_a_dropped_slot_is_one_log_line_a_broken_stream_and_cdc_setup_sets_it_up_again_nothing_lost(streaming):
     dsns, accounts = streaming
     with following(dsns, "--max-share", "1") as process:
         a_dunning_account(dsns, accounts[3])
-        drop_slot(dsns, "subs")
+        drop_slot(dsns["subs"])
         execute(dsns["subs"], "UPDATE subs_account SET billing_email = 'no@slot.example' WHERE account_id = %s",
                 (accounts[5],))
         eventually(lambda: subs_stream(dsns)["state"] == "broken", within=30, what="cdc status: broken")
