@@ -191,7 +191,7 @@ class StreamKeeper:
         del self.broken[store]
         seconds = (self.now() - state.since).total_seconds()
         log.info("%s change stream open again (slot %s, from %s) after %.1f s broken",
-                 store, stream.slot, lsn_text(stream.position), seconds)
+                 store, stream.slot, lsn_text(stream.position), seconds, extra={"store": store})
         self._unsaved.add(store)
 
     def _broke(self, store: str, error: BaseException) -> None:
@@ -202,12 +202,12 @@ class StreamKeeper:
         if before is None:
             self.broken[store] = _Broken(why, self.now(), failures, retry_at)
             log.warning("%s change stream broken: %s; retrying with backoff (up to %g s apart)",
-                        store, why.text, self.backoff.cap)
+                        store, why.text, self.backoff.cap, extra={"store": store})
             self._unsaved.add(store)
         else:  # (a failure on probation too: the same state, unless its kind changed)
             self.broken[store] = _Broken(why, before.since, failures, retry_at)
             if why.kind != before.why.kind:
-                log.warning("%s change stream still broken, now: %s", store, why.text)
+                log.warning("%s change stream still broken, now: %s", store, why.text, extra={"store": store})
             self._unsaved.add(store)  # again (`cdc setup` clears it), at most once a retry
 
     def _slot(self, store: str) -> str:
@@ -241,15 +241,15 @@ class StreamKeeper:
             self.snapshot_tables[store] = left
             if before is None and left:
                 log.info("%s: %s not carried by its change stream (%s): read by snapshot",
-                         store, ", ".join(left), _not_carried(store, carried))
+                         store, ", ".join(left), _not_carried(store, carried), extra={"store": store})
             elif before is not None and left != before:
                 if gone := sorted(set(left) - set(before)):
                     log.warning("%s: %s left its change stream (%s): read by snapshot from the next step",
-                                store, ", ".join(gone), _not_carried(store, carried))
+                                store, ", ".join(gone), _not_carried(store, carried), extra={"store": store})
                 if returned := tuple(sorted(set(before) - set(left))):
                     back[store] = returned
                     log.info("%s: %s back in its change stream: read by snapshot once more, then through it",
-                             store, ", ".join(returned))
+                             store, ", ".join(returned), extra={"store": store})
             if left != before:
                 self._unsaved.add(store)
         self._save_health()
