@@ -147,3 +147,17 @@ def test_a_streamed_store_is_read_by_snapshot_only_for_the_tables_its_stream_doe
     assert [(job.source, job.tables) for job in left] == [("cf_prod", None), ("subs", ("subs_dunning",))]
     every = tuple(spec.table for spec in TABLES_BY_STORE["subs"])
     assert snapshot_jobs(jobs, {"subs": every})[-1].tables == every
+
+
+def test_a_slot_another_reader_holds_is_standing_by_not_broken_and_taking_it_over_is_said(caplog):
+    world = World()
+    world.failing["subs"] = 'ERROR: replication slot "recompute_subs" is active for PID 4242'
+    keeper = world.keeper("subs")
+    with caplog.at_level(logging.INFO, logger="recompute.cdc"):
+        keeper.open()
+        world.run(keeper, 6.0)
+        assert world.saved[-1] == [("subs", None, None, [])]  # `cdc status` and `status`: not broken
+        del world.failing["subs"]  # the other reader let go
+        world.run(keeper, 8.0)
+    assert [r.levelname for r in caplog.records] == ["INFO", "INFO"]
+    assert "standing by" in caplog.records[0].getMessage() and "taken over" in caplog.records[1].getMessage()

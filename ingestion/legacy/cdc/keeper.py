@@ -14,7 +14,8 @@ terminated): it is closed and retried on its own schedule, capped exponential ba
 (`Backoff`), never in the path the healthy streams share. Each state change is one log line on
 "recompute.cdc" (broken, why; still broken for another reason; open again) and one row of
 cdc_stream_health, which `cdc status` and `status` read; a retry that fails for the same reason
-says nothing.
+says nothing. A slot another reader holds (a second follower's ingest) is not broken: this one
+stands by, retrying on the same schedule, and takes the stream over when the other lets go.
 
 A table out of the publication (or a store whose slot is gone) is read by snapshot: the snapshot
 compares every row with the digests, so what changed while it was not streamed is recorded at the
@@ -60,6 +61,9 @@ class Backoff:
         return whole * (0.5 + draw / 2)
 
 
+STANDBY = "in_use"  # the kind of a slot another reader holds (a second follower's ingest): not broken
+
+
 @dataclass(frozen=True)
 class Why:
     """Why a stream is broken: `kind` compares states (a retry failing for the same kind says
@@ -89,7 +93,7 @@ def why_broken(error: BaseException | str, *, store: str, slot: str) -> Why:
     if "exists but its handoff never finished" in text:
         return Why("handoff", f"slot {slot}: its handoff never finished: run `recompute cdc setup`")
     if re.search(r"replication slot \"[^\"]*\" is active for pid", lowered):
-        return Why("in_use", f"slot {slot} is in use by another process")
+        return Why(STANDBY, f"slot {slot} is in use by another process")
     if any(gone in lowered for gone in _SERVER_GONE):
         return Why("server", f"its server cannot be reached ({text})")
     return Why(f"other: {text}", text)
@@ -190,8 +194,12 @@ class StreamKeeper:
             return
         del self.broken[store]
         seconds = (self.now() - state.since).total_seconds()
-        log.info("%s change stream open again (slot %s, from %s) after %.1f s broken",
-                 store, stream.slot, lsn_text(stream.position), seconds, extra={"store": store})
+        if state.why.kind == STANDBY:
+            log.info("%s change stream taken over (slot %s, from %s) after %.1f s standing by",
+                     store, stream.slot, lsn_text(stream.position), seconds, extra={"store": store})
+        else:
+            log.info("%s change stream open again (slot %s, from %s) after %.1f s broken",
+                     store, stream.slot, lsn_text(stream.position), seconds, extra={"store": store})
         self._unsaved.add(store)
 
     def _broke(self, store: str, error: BaseException) -> None:
@@ -199,16 +207,20 @@ class StreamKeeper:
         before = self.broken.get(store)
         failures = 1 if before is None else before.failures + 1
         retry_at = self.monotonic() + self.backoff.delay(failures, self.draw())
-        if before is None:
-            self.broken[store] = _Broken(why, self.now(), failures, retry_at)
+        self.broken[store] = _Broken(why, self.now() if before is None else before.since, failures, retry_at)
+        if before is not None and why.kind == before.why.kind:
+            if why.kind != STANDBY:
+                self._unsaved.add(store)  # again (`cdc setup` clears it), at most once a retry
+            return
+        if why.kind == STANDBY:  # another reader (another follower's) has the slot: it is read, not broken
+            log.info("%s change stream read by another process (%s): standing by to take it over",
+                     store, why.text, extra={"store": store})
+        elif before is None or before.why.kind == STANDBY:
             log.warning("%s change stream broken: %s; retrying with backoff (up to %g s apart)",
                         store, why.text, self.backoff.cap, extra={"store": store})
-            self._unsaved.add(store)
-        else:  # (a failure on probation too: the same state, unless its kind changed)
-            self.broken[store] = _Broken(why, before.since, failures, retry_at)
-            if why.kind != before.why.kind:
-                log.warning("%s change stream still broken, now: %s", store, why.text, extra={"store": store})
-            self._unsaved.add(store)  # again (`cdc setup` clears it), at most once a retry
+        else:
+            log.warning("%s change stream still broken, now: %s", store, why.text, extra={"store": store})
+        self._unsaved.add(store)
 
     def _slot(self, store: str) -> str:
         stream = self.streams.get(store)
@@ -260,8 +272,9 @@ class StreamKeeper:
     def _save_health(self) -> None:
         if not self._unsaved:
             return
-        rows = [(store, self.broken[store].why.text if store in self.broken else None,
-                 self.broken[store].since if store in self.broken else None,
+        broken = {store: state for store, state in self.broken.items() if state.why.kind != STANDBY}
+        rows = [(store, broken[store].why.text if store in broken else None,
+                 broken[store].since if store in broken else None,
                  list(self.snapshot_tables.get(store, ()))) for store in sorted(self._unsaved)]
         try:
             if self.saver is not None:
