@@ -266,47 +266,51 @@ def main() -> int:
         followers = [Follower("first", env, args.lease, "--port", "0", *extra.get("first", ())),
                      Follower("second", env, args.lease, *extra.get("second", ()))]
         followers = followers[:args.followers]
-        while followers[0].url is None:
-            if followers[0].process.poll() is not None:
-                raise SystemExit("the first follower did not start:\n" + "\n".join(x[2] for x in followers[0].lines))
-            time.sleep(0.1)
-        announce_customers(followers[0].url, stripe_accounts)
-        time.sleep(5)
-        chaos = Chaos(cluster, dsns, env, followers, proxy)
-        print(f"seed {args.seed}: {args.accounts} accounts ({args.stripe_accounts} with Stripe), {args.rate:g} legacy "
-              f"changes/s + {args.webhooks:g} webhooks/s for {args.minutes:g} min; broker: "
-              f"{'RabbitMQ through a proxy' if broker else 'none'}; faults: "
-              + ", ".join(f"{kind} at {at:.0f}s" for at, kind in plan), flush=True)
-        stop = threading.Event()
-        changes: list[Change] = []
-        quiet: list[int] = []
-        seconds = args.minutes * 60
-        load_started = datetime.now(UTC)
-        writers = [threading.Thread(target=legacy_writer, args=(dsns, legacy_accounts[i::4], args.rate / 4, seconds,
-                                                                 stop, changes, 1.0, quiet)) for i in range(4)]
-        url: Callable[[], str | None] = lambda: followers[0].url  # noqa: E731
-        writers += [threading.Thread(target=webhook_sender, args=(url, stripe_accounts[i::2], args.webhooks / 2,
-                                                                  seconds, stop, changes)) for i in range(2)]
-        for thread in writers:
-            thread.start()
-        t0 = time.time()
         try:
-            for at, kind in plan:
-                time.sleep(max(0.0, t0 + at - time.time()))
-                fault = chaos.run(kind)
-                print(f"  {fault.start - t0:6.1f}s  {kind:<20} {fault.end - fault.start:5.1f}s", flush=True)
+            while followers[0].url is None:
+                if followers[0].process.poll() is not None:
+                    raise SystemExit("the first follower did not start:\n" + "\n".join(x[2] for x in followers[0].lines))
+                time.sleep(0.1)
+            announce_customers(followers[0].url, stripe_accounts)
+            time.sleep(5)
+            chaos = Chaos(cluster, dsns, env, followers, proxy)
+            print(f"seed {args.seed}: {args.accounts} accounts ({args.stripe_accounts} with Stripe), {args.rate:g} legacy "
+                  f"changes/s + {args.webhooks:g} webhooks/s for {args.minutes:g} min; broker: "
+                  f"{'RabbitMQ through a proxy' if broker else 'none'}; faults: "
+                  + ", ".join(f"{kind} at {at:.0f}s" for at, kind in plan), flush=True)
+            stop = threading.Event()
+            changes: list[Change] = []
+            quiet: list[int] = []
+            seconds = args.minutes * 60
+            load_started = datetime.now(UTC)
+            writers = [threading.Thread(target=legacy_writer, args=(dsns, legacy_accounts[i::4], args.rate / 4, seconds,
+                                                                     stop, changes, 1.0, quiet)) for i in range(4)]
+            url: Callable[[], str | None] = lambda: followers[0].url  # noqa: E731
+            writers += [threading.Thread(target=webhook_sender, args=(url, stripe_accounts[i::2], args.webhooks / 2,
+                                                                      seconds, stop, changes)) for i in range(2)]
             for thread in writers:
-                thread.join()
-        finally:
-            stop.set()
-        load_ended = time.time()
-        time.sleep(args.drain_s)
-        codes = [f.stop() for f in followers]
-        if args.log:
-            with open(args.log, "w") as out:
-                for f in followers:
-                    for at, stream, line in f.lines:
-                        out.write(f"{at - t0:8.2f} {f.name} {stream} {line}\n")
+                thread.start()
+            t0 = time.time()
+            try:
+                for at, kind in plan:
+                    time.sleep(max(0.0, t0 + at - time.time()))
+                    fault = chaos.run(kind)
+                    print(f"  {fault.start - t0:6.1f}s  {kind:<20} {fault.end - fault.start:5.1f}s", flush=True)
+                for thread in writers:
+                    thread.join()
+            finally:
+                stop.set()
+            load_ended = time.time()
+            time.sleep(args.drain_s)
+            codes = [f.stop() for f in followers]
+            if args.log:
+                with open(args.log, "w") as out:
+                    for f in followers:
+                        for at, stream, line in f.lines:
+                            out.write(f"{at - t0:8.2f} {f.name} {stream} {line}\n")
+        finally:  # never leave a follower running against a cluster about to go (it would retry for ever)
+            for follower in followers:
+                follower.signal_group(signal.SIGKILL)
         found = lags(changes, applied_since(dsns["eventstore"], load_started))
         checks = final_checks(dsns, env)
     print(f"sent {len(changes) + len(quiet)} legacy changes and webhooks in {load_ended - t0:.0f}s "

@@ -18,7 +18,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,7 @@ from domain.legacy_tables import STORES
 from eventlog.own_tables import ensure_own_schema
 from ingestion.jobs import IngestJob
 from ingestion.legacy.cdc.keeper import StreamKeeper
+from ingestion.legacy.cdc.names import lock_name
 from ingestion.legacy.cdc.replication import ReplicationError
 from ingestion.legacy.cdc.stream import NotSetUp, read_position
 from ingestion.report import IngestReport
@@ -120,7 +122,8 @@ class Sources:
                 next_stripe = now + stripe_interval
             if due:
                 try:
-                    snapshots_while_streaming(due, self._reader(), workers=1)
+                    with stores_held(self.wiring.dsns["eventstore"], due, self.keeper.stores) as runnable:
+                        snapshots_while_streaming(runnable, self._reader(), workers=1)
                     self.passes.up()
                 except FAILURES as error:
                     self.passes.down(error, gone="failed")
@@ -129,3 +132,20 @@ class Sources:
 
     def close(self) -> None:
         self.keeper.close()
+
+
+@contextmanager
+def stores_held(eventstore_dsn: str, jobs: list[IngestJob], streamed: list[str]) -> Iterator[list[IngestJob]]:
+    """The jobs whose store this process may read by snapshot now: a streamed store's only while it
+    holds the store's lock (names.lock_name, the stream's and `ingest --resync`'s), so another
+    follower's ingest, or a `cdc setup` handoff, never snapshots the same tables at the same time
+    (two snapshots comparing with the same digests would both append a row's new version). A store
+    whose lock another holds is left to the next round."""
+    kept = [job for job in jobs if job.source not in streamed]
+    if len(kept) == len(jobs):
+        yield kept
+        return
+    with psycopg.connect(eventstore_dsn, autocommit=True) as conn:
+        taken = {store for store in {job.source for job in jobs if job.source in streamed}
+                 if conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (lock_name(store),)).fetchone()[0]}
+        yield kept + [job for job in jobs if job.source in taken]
