@@ -263,9 +263,9 @@ def main() -> int:
                        timeout=600, check=True)  # the generation, every account's state
         timed = [] if not args.timings else [(name, f"{args.timings}.{name}.jsonl") for name in ("first", "second")]
         extra = {name: ("--step-timings", path) for name, path in timed}
-        followers = [Follower("first", env, args.lease, "--port", "0", *extra.get("first", ())),
-                     Follower("second", env, args.lease, *extra.get("second", ()))]
-        followers = followers[:args.followers]
+        followers = [Follower("first", env, args.lease, "--port", "0", *extra.get("first", ()))]
+        if args.followers == 2:
+            followers.append(Follower("second", env, args.lease, *extra.get("second", ())))
         try:
             while followers[0].url is None:
                 if followers[0].process.poll() is not None:
