@@ -22,8 +22,10 @@ with gaps drawn from --seed:
 
 Then the load stops, the followers get --drain-s to finish, and the checks:
   every account true       `plan --json`: no account disagreeing
-  nothing lost             every change needing a correction has one committed after it;
-                           `ingest --resync` of every legacy store appends nothing
+  nothing lost             `ingest --resync` of every legacy store appends nothing (and, said but
+                           not checked, how many changes found no correction after them: under a
+                           lag of seconds, an invoice overdue then paid before the follower saw
+                           either needs none)
   nothing applied twice    no legacy row version recorded twice running in the log, no cell set to the
                            same value by two applied corrections running (the load never writes those
                            cells itself), no intent left pending
@@ -327,10 +329,11 @@ def main() -> int:
     for name, path in timed[:len(followers)]:
         print(f"{name} follower's " + steps_summary(Path(path), t0, load_ended))
     missed = sum(lag.committed is None for lag in found)
-    print(f"changes with no correction after them: {missed}")
+    print(f"changes with no correction after them: {missed} (not a loss by itself: an invoice overdue and "
+          "paid before the follower saw either needs none; plan and resync below say whether anything was lost)")
     for name, value in checks.items():
         print(f"{name}: {value}")
-    ok = missed == 0 and all(value == 0 for value in checks.values()) and codes == [0, 0]
+    ok = all(value == 0 for value in checks.values()) and all(code == 0 for code in codes)
     print("OK" if ok else "FAILED")
     return 0 if ok else 1
 
