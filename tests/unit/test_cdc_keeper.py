@@ -39,6 +39,9 @@ def test_each_way_a_stream_breaks_is_a_state_of_its_own_and_says_what_to_do():
     assert why("FATAL: terminating connection due to administrator command")[0] == "server"
     assert why('connection failed: connection to server at "127.0.0.1", port 5432 failed: Connection refused')[0] \
         == "server"
+    assert why('connection failed: connection to server at "127.0.0.1", port 31734 failed: FATAL: the database '
+               "system is not yet accepting connections DETAIL: Consistent recovery state has not been yet reached.")[0] \
+        == "server"  # (a restart -m immediate: recovering)
     assert why("something new") == ("other: something new", "something new")
 
 

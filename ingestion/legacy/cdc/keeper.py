@@ -75,7 +75,8 @@ class Why:
 
 _SERVER_GONE = ("connection refused", "server closed the connection", "terminating connection",
                 "the database system is shutting down", "the database system is starting up",
-                "the database system is in recovery mode", "the server ended the replication stream",
+                "the database system is in recovery mode", "the database system is not yet accepting connections",
+                "the server ended the replication stream",
                 "connection timed out", "no route to host", "could not receive data", "could not send data",
                 "ssl connection has been closed", "consuming input failed", "sending query failed")
 
