@@ -20,7 +20,8 @@ with gaps drawn from --seed:
   follower_frozen                   SIGSTOP of the second follower's process group for 15 s, then SIGCONT
   follower_killed                   kill -9 of the first follower's process group, started again at once
 
-Then the load stops, the followers get --drain-s to finish, and the checks:
+Then the load stops, the followers get until they have caught up with the log (at most --drain-s),
+and the checks:
   every account true       `plan --json`: no account disagreeing
   nothing lost             `ingest --resync` of every legacy store appends nothing (and, said but
                            not checked, how many changes found no correction after them: under a
@@ -240,7 +241,8 @@ def main() -> int:
     parser.add_argument("--faults", default="all", help=f"all, or some of: {', '.join(FAULTS)}")
     parser.add_argument("--steady-s", type=float, default=30.0, help="quiet load before the first fault")
     parser.add_argument("--recovery-s", type=float, default=10.0, help="after a fault's end, the recovering phase")
-    parser.add_argument("--drain-s", type=float, default=30.0)
+    parser.add_argument("--drain-s", type=float, default=300.0,
+                        help="at most this long for the followers to catch up with the log after the load")
     parser.add_argument("--followers", type=int, choices=(1, 2), default=2,
                         help="with 1, follower_frozen has none to freeze (leave it out)")
     parser.add_argument("--lease", type=float, default=3.0, help="the followers' --lease")
@@ -303,7 +305,10 @@ def main() -> int:
             finally:
                 stop.set()
             load_ended = time.time()
-            time.sleep(args.drain_s)
+            drained = drain(dsns["eventstore"], args.drain_s)
+            print(f"the followers caught up with the log {drained:.0f}s after the load ended" if drained is not None
+                  else f"the followers had not caught up with the log {args.drain_s:g}s after the load ended",
+                  flush=True)
             codes = [f.stop() for f in followers]
             if args.log:
                 with open(args.log, "w") as out:
@@ -336,6 +341,26 @@ def main() -> int:
     ok = all(value == 0 for value in checks.values()) and all(code == 0 for code in codes)
     print("OK" if ok else "FAILED")
     return 0 if ok else 1
+
+
+def drain(eventstore: str, within_s: float, settled_s: float = 3.0) -> float | None:
+    """Seconds until every partition's position reached the log's head and stayed there `settled_s`
+    (the followers' own writes come back through the streams meanwhile); None: not within `within_s`."""
+    started = time.monotonic()
+    since = None
+    while time.monotonic() - started < within_s:
+        with psycopg.connect(eventstore) as conn:
+            head, low = conn.execute(
+                "SELECT (SELECT max(notification_id) FROM recompute_events), (SELECT min(p.position) FROM "
+                "follow_position p JOIN read_model_generation g ON g.id = p.generation AND g.active)").fetchone()
+        if low is not None and low >= head:
+            since = since or time.monotonic()
+            if time.monotonic() - since >= settled_s:
+                return since - started
+        else:
+            since = None
+        time.sleep(0.5)
+    return None
 
 
 def final_checks(dsns: dict[str, str], env: dict[str, str]) -> dict[str, int]:
