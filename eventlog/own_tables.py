@@ -17,6 +17,9 @@
     correction_audit         every correction `apply` meant to make (an intent) and what became of it
     outbox_event             outgoing domain events, published by the relay (projections/apply/protocol.py)
     legacy_table_blocked     legacy tables a reader found not matching the catalogue (ingestion/legacy/schema.py)
+    cdc_stream_health        each legacy store's change stream as its reader last found it: broken (why,
+                             since when) or read, and its tables read by snapshot meanwhile
+                             (ingestion/legacy/cdc/keeper.py; `cdc status` and `status` show it)
 """
 
 from __future__ import annotations
@@ -131,6 +134,13 @@ CREATE TABLE IF NOT EXISTS legacy_table_blocked (   -- a legacy table whose sche
     tbl           text PRIMARY KEY,        -- "store.table"
     reason        text NOT NULL,           -- which columns, and why (ingestion/legacy/schema.py)
     since         timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS cdc_stream_health (
+    store           text PRIMARY KEY,
+    broken          text,                  -- why its stream cannot be read now (NULL: it is read)
+    broken_since    timestamptz,
+    snapshot_tables text[] NOT NULL DEFAULT '{}',  -- not in the publication (or no slot): read by snapshot
+    updated_at      timestamptz NOT NULL DEFAULT now()
 );
 CREATE TABLE IF NOT EXISTS known_rules (
     version       text PRIMARY KEY,

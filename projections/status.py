@@ -6,7 +6,8 @@
 
 The log (events, accounts), each source's checkpoint and its age, parked records by source and
 table, Stripe records waiting for their customer's account, the outbox by status, and the last
-`apply` run (what it found disagreeing); the active projection (`projection`: the active
+`apply` run (what it found disagreeing); each change stream as its reader last found it
+(`streams`: broken and why, the tables read by snapshot meanwhile); the active projection (`projection`: the active
 generation, its rules, T, accounts, when it was built and activated, the highest log position its
 partitions reflect; null before any `backfill --apply`), the rules active now (`active_rules`: the
 generation's, else the default ones the command line names), and the kept facts (`kept_facts`).
@@ -53,6 +54,7 @@ class Status:
     kept_facts: dict[str, int] = field(default_factory=dict)  # accounts, current (this fold version)
     follow: dict[str, Any] | None = None  # projections/follow/status.py (follow's section)
     blocked: dict[str, str] = field(default_factory=dict)  # legacy tables blocked by their schema -> why
+    streams: list[dict[str, Any]] = field(default_factory=list)  # the change streams as their reader last found them
 
     @property
     def outbox_waiting(self) -> int:
@@ -75,6 +77,7 @@ class Status:
             "outbox": {"waiting": self.outbox_waiting, **self.outbox},
             "last_apply": self.last_apply,
             "follow": self.follow,
+            "streams": self.streams,
         }
 
 
@@ -103,6 +106,12 @@ def read_status(eventstore_dsn: str, *, now: datetime, default_rules: Rules, def
             "SELECT status, count(*) AS n FROM outbox_event GROUP BY status ORDER BY status")}
         follow = follow_status(conn)
         blocked = recorded_blocks(conn)
+        streams = [] if not has_tables(conn, "cdc_stream_health") else [
+            {"store": r["store"], "state": "broken" if r["broken"] else "streaming", "reason": r["broken"],
+             "broken_since": r["broken_since"] and r["broken_since"].isoformat(),
+             "snapshot_tables": r["snapshot_tables"], "updated_at": r["updated_at"].isoformat()}
+            for r in cur.execute("SELECT store, broken, broken_since, snapshot_tables, updated_at "
+                                 "FROM cdc_stream_health ORDER BY store")]
         run = cur.execute("SELECT run_id, started_at, finished_at, as_of, rules_version, summary FROM apply_run "
                           "ORDER BY started_at DESC LIMIT 1").fetchone()
     last_apply = None if run is None else {
@@ -113,7 +122,7 @@ def read_status(eventstore_dsn: str, *, now: datetime, default_rules: Rules, def
         "version": generation.rules.version, "digest": generation.rules.digest, "source": f"generation {generation.id}"}
     return Status(now=now, log_events=log["events"], accounts=log["accounts"], sources=sources, parked=parked,
                   stripe_waiting=waiting, outbox=outbox, last_apply=last_apply, projection=projection,
-                  active_rules=active, kept_facts=kept, follow=follow, blocked=blocked)
+                  active_rules=active, kept_facts=kept, follow=follow, blocked=blocked, streams=streams)
 
 
 def _projection(conn: psycopg.Connection, generation: Generation) -> dict[str, Any]:
@@ -173,6 +182,10 @@ def render_status(status: Status) -> str:
                  f"{run.get('accounts_disagreeing', '?')} accounts disagreeing, {run.get('applied', '?')} applied"
                  + ("" if run["finished_at"] else " (did not finish: the next apply settles it)"))
     lines += follow_lines(status.follow)
+    for stream in status.streams:
+        lines.append(f"{stream['store']} change stream: " + (
+            f"broken since {stream['broken_since']}: {stream['reason']}" if stream["reason"] else "streaming")
+            + (f"; {', '.join(stream['snapshot_tables'])} read by snapshot" if stream["snapshot_tables"] else ""))
     lines.append(f"outbox: {status.outbox_waiting} waiting"
                  + "".join(f", {n} {state}" for state, n in status.outbox.items()))
     return "\n".join(lines)

@@ -31,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -82,31 +83,54 @@ def paced(rate: float, seconds: float, stop: threading.Event, work) -> None:
 def legacy_writer(dsns, accounts: list[str], rate: float, seconds: float, stop, changes: list[Change],
                   correcting: float, quiet: list[int]) -> None:
     """`correcting` of the changes need corrections (an invoice overdue, then paid); the others
-    change a billing-profile column nothing is derived from (subs_account.billing_email)."""
+    change a billing-profile column nothing is derived from (subs_account.billing_email). A change
+    whose server went away (scripts/follow_chaos.py restarts it) is skipped and the connections
+    opened again: only the changes committed are counted."""
     open_invoice: dict[str, str] = {}
     every = max(1, round(1 / correcting)) if correcting > 0 else 0
-    with psycopg.connect(dsns["billing_prod"], autocommit=True) as billing, \
-            psycopg.connect(dsns["subs"], autocommit=True) as subs:
-        def one(n: int) -> None:
-            account = accounts[(n // every if every else n) % len(accounts)]
-            if not every or n % every:
-                subs.execute("UPDATE subs_account SET billing_email = %s, updated_at = now() WHERE account_id = %s",
-                             (f"{n}@example.com", account))
-                quiet.append(1)
-                return
-            if account in open_invoice:
-                billing.execute("UPDATE invoices SET status = 'paid', amount_paid = amount_due, updated_at = now() "
-                                "WHERE invoice_id = %s", (open_invoice.pop(account),))
-            else:
-                invoice = f"inv_{account[4:]}_{n}"
-                billing.execute("INSERT INTO invoices VALUES (%s, %s, NULL, 'open', 'usd', 2900, 0, "
-                                "now() - interval '5 days', now(), now())", (invoice, account))
-                open_invoice[account] = invoice
-            changes.append(Change(account, datetime.now(UTC), "legacy"))
+    held: dict[str, psycopg.Connection] = {}
+
+    def conn(store: str) -> psycopg.Connection:
+        if store not in held or held[store].closed or held[store].broken:
+            held[store] = psycopg.connect(dsns[store], autocommit=True, connect_timeout=5)
+        return held[store]
+
+    def change(n: int) -> None:
+        account = accounts[(n // every if every else n) % len(accounts)]
+        if not every or n % every:
+            conn("subs").execute("UPDATE subs_account SET billing_email = %s, updated_at = now() "
+                                 "WHERE account_id = %s", (f"{n}@example.com", account))
+            quiet.append(1)
+            return
+        if account in open_invoice:
+            conn("billing_prod").execute("UPDATE invoices SET status = 'paid', amount_paid = amount_due, "
+                                         "updated_at = now() WHERE invoice_id = %s", (open_invoice[account],))
+            del open_invoice[account]
+        else:
+            invoice = f"inv_{account[4:]}_{n}"
+            conn("billing_prod").execute("INSERT INTO invoices VALUES (%s, %s, NULL, 'open', 'usd', 2900, 0, "
+                                         "now() - interval '5 days', now(), now())", (invoice, account))
+            open_invoice[account] = invoice
+        changes.append(Change(account, datetime.now(UTC), "legacy"))
+
+    def one(n: int) -> None:
+        try:
+            change(n)
+        except psycopg.OperationalError:
+            for gone in held.values():
+                gone.close()
+            held.clear()
+            time.sleep(0.1)
+    try:
         paced(rate, seconds, stop, one)
+    finally:
+        for open_ in held.values():
+            open_.close()
 
 
-def webhook_sender(url: str, accounts: list[str], rate: float, seconds: float, stop, changes: list[Change]) -> None:
+def webhook_sender(url: str | Callable[[], str | None], accounts: list[str], rate: float, seconds: float, stop,
+                   changes: list[Change]) -> None:
+    """`url`: the receiver's, or where it is now (None: none up); a delivery that fails is not counted."""
     session = requests.Session()
     attempts = dict.fromkeys(accounts, 1)
     last = dict.fromkeys(accounts, 0)
@@ -116,17 +140,69 @@ def webhook_sender(url: str, accounts: list[str], rate: float, seconds: float, s
         now = int(time.time())
         if last[account] >= now:
             return  # one event a second per invoice: Stripe's `created` decides, and never in the future
+        where = url() if callable(url) else url
+        if where is None:
+            return
         last[account] = now
         attempts[account] += 1
         invoice = a_stripe_invoice(f"in_{account}", f"cus_{account}", status="open",
                                    attempt_count=attempts[account], created=now - 3600)
         body = orjson.dumps(an_event(f"evt_{account}_{n}", "invoice.payment_failed", invoice, now))
         sent = datetime.now(UTC)
-        answer = session.post(f"{url}/webhooks/stripe", data=body, timeout=10,
-                              headers={"Stripe-Signature": signed(body), "Content-Type": "application/json"})
+        try:
+            answer = session.post(f"{where}/webhooks/stripe", data=body, timeout=10,
+                                  headers={"Stripe-Signature": signed(body), "Content-Type": "application/json"})
+        except requests.RequestException:
+            attempts[account] -= 1
+            return
         if answer.status_code == 200:
             changes.append(Change(account, sent, "webhook"))
+        else:
+            attempts[account] -= 1
     paced(rate, seconds, stop, one)
+
+
+def announce_customers(url: str, accounts: list[str]) -> None:
+    """A `customer.created` delivery for each account's Stripe customer: the customers first, they name the accounts."""
+    now = int(time.time())
+    for account in accounts:
+        body = orjson.dumps(an_event(f"evt_cus_{account}", "customer.created",
+                                     a_customer(f"cus_{account}", account, created=now - 7200), now - 7200))
+        requests.post(f"{url}/webhooks/stripe", data=body, timeout=10,
+                      headers={"Stripe-Signature": signed(body), "Content-Type": "application/json"})
+
+
+def applied_since(eventstore: str, since: datetime) -> dict[str, list[tuple[datetime, datetime | None]]]:
+    """Each account's applied corrections settled after `since`: (settled_at, its event's sent_at), in order."""
+    with psycopg.connect(eventstore, options="-c TimeZone=UTC") as conn:
+        rows = conn.execute("SELECT a.account_id, a.settled_at, e.sent_at FROM correction_audit a "
+                            "JOIN outbox_event e USING (event_id) WHERE a.status = 'applied' AND a.settled_at > %s "
+                            "ORDER BY a.account_id, a.settled_at", (since,)).fetchall()
+    by_account: dict[str, list[tuple[datetime, datetime | None]]] = {}
+    for account, settled, sent in rows:
+        by_account.setdefault(account, []).append((settled, sent))
+    return by_account
+
+
+@dataclass(frozen=True)
+class Lag:
+    change: Change
+    committed: float | None  # seconds to the first correction of its account committed after it (None: none)
+    published: float | None  # ... and to that correction's event sent
+
+
+def lags(changes: list[Change], by_account: dict[str, list[tuple[datetime, datetime | None]]]) -> list[Lag]:
+    found = []
+    for change in changes:
+        corrections = by_account.get(change.account, [])
+        i = bisect.bisect_left([s for s, _ in corrections], change.at)
+        if i == len(corrections):
+            found.append(Lag(change, None, None))
+            continue
+        settled, sent = corrections[i]
+        found.append(Lag(change, (settled - change.at).total_seconds(),
+                         None if sent is None else (sent - change.at).total_seconds()))
+    return found
 
 
 def percentiles(values: list[float]) -> str:
@@ -200,12 +276,7 @@ def main() -> int:
                 if found := re.search(r"serving on (http://\S+)", line):
                     url = found.group(1)
             threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
-            now = int(time.time())
-            for account in stripe_accounts:  # the customers first: they name the accounts
-                body = orjson.dumps(an_event(f"evt_cus_{account}", "customer.created",
-                                             a_customer(f"cus_{account}", account, created=now - 7200), now - 7200))
-                requests.post(f"{url}/webhooks/stripe", data=body, timeout=10,
-                              headers={"Stripe-Signature": signed(body), "Content-Type": "application/json"})
+            announce_customers(url, stripe_accounts)
             with psycopg.connect(dsns["eventstore"]) as conn:
                 while conn.execute("SELECT count(*) FROM read_model_state").fetchone()[0] < args.accounts:
                     time.sleep(0.5)
@@ -248,28 +319,12 @@ def main() -> int:
         finally:
             process.send_signal(signal.SIGTERM)
             code = process.wait(timeout=120)
-        with psycopg.connect(dsns["eventstore"], options="-c TimeZone=UTC") as conn:
-            rows = conn.execute("SELECT a.account_id, a.settled_at, e.sent_at FROM correction_audit a "
-                                "JOIN outbox_event e USING (event_id) WHERE a.status = 'applied' AND a.settled_at > %s "
-                                "ORDER BY a.account_id, a.settled_at", (load_started,)).fetchall()
-    by_account: dict[str, list[tuple[datetime, datetime | None]]] = {}
-    for account, settled, sent in rows:
-        by_account.setdefault(account, []).append((settled, sent))
+        by_account = applied_since(dsns["eventstore"], load_started)
     for kind in ("legacy", "webhook"):
-        committed, published, missed = [], [], 0
-        for change in (c for c in changes if c.kind == kind):
-            found = by_account.get(change.account, [])
-            i = bisect.bisect_left([s for s, _ in found], change.at)
-            if i == len(found):
-                missed += 1
-                continue
-            settled, sent = found[i]
-            committed.append((settled - change.at).total_seconds())
-            if sent is not None:
-                published.append((sent - change.at).total_seconds())
-        print(f"{kind}: to correction committed: {percentiles(committed)}")
-        print(f"{kind}: to event published:      {percentiles(published)}")
-        print(f"{kind}: changes with no correction after them: {missed}")
+        found = [lag for lag in lags(changes, by_account) if lag.change.kind == kind]
+        print(f"{kind}: to correction committed: {percentiles([x.committed for x in found if x.committed is not None])}")
+        print(f"{kind}: to event published:      {percentiles([x.published for x in found if x.published is not None])}")
+        print(f"{kind}: changes with no correction after them: {sum(x.committed is None for x in found)}")
     print(steps_summary(timings, load_started.timestamp(), load_ended.timestamp()))
     shutil.rmtree(timings.parent, ignore_errors=True)
     print(f"project --follow exited {code} on SIGTERM")

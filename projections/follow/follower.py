@@ -133,7 +133,8 @@ class Follower:
         its locks freed, so another follower claims its partitions once they expire; a statement
         blocked as long is ended too. Woken, it finds its session gone and its fence lost."""
         ms = int(self.lease_s * 1000)
-        return psycopg.connect(self.dsns["eventstore"], autocommit=True, application_name=f"recompute follow {self.owner}",
+        return psycopg.connect(self.dsns["eventstore"], autocommit=True,
+                               application_name=leases.session_name(self.owner),
                                options=f"-c TimeZone=UTC -c idle_in_transaction_session_timeout={ms} "
                                        f"-c statement_timeout={ms}")
 

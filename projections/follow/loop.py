@@ -22,6 +22,9 @@ from projections.follow.follower import Follower, StepReport
 from projections.follow.health import Backoff, Health
 
 Report = Callable[[StepReport], None]
+# a session gone: the server went away, or ended it (a step longer than the lease between two
+# statements: idle_in_transaction_session_timeout, an InternalError, not an OperationalError)
+SESSION_ENDED = (psycopg.OperationalError, psycopg.errors.IdleInTransactionSessionTimeout)
 log = logging.getLogger("recompute.follow")
 
 
@@ -105,7 +108,7 @@ def follow(follower: Follower, stop: threading.Event, wake: Wake, on_report: Rep
         try:
             report = follower.step()
             due = None if report.more else follower.seconds_to_next_due()
-        except psycopg.OperationalError as error:  # its own session's, or one of a legacy store's or the catalog's
+        except SESSION_ENDED as error:  # its own session's, or one of a legacy store's or the catalog's
             (eventstore if follower.session_lost else databases).down(error)
             stop.wait(backoff.next())
             continue

@@ -80,7 +80,11 @@ def cdc_setup(source: str, print_sql: bool) -> None:
         for table in report.newly_published:
             click.echo(f"{store}.{table}: now published; run `recompute ingest --resync` once to record what "
                        "changed in it since it was last read by snapshot")
-        if report.already:
+        if report.repaired:
+            click.echo(f"{store}: {report.repaired}; re-created the slot {report.slot} with its handoff "
+                       f"(publication {report.publication}: {tables}): appended {report.appended} events; "
+                       f"streaming from {report.position}")
+        elif report.already:
             click.echo(f"{store}: already streaming (slot {report.slot}, publication {report.publication}: {tables}), "
                        f"recorded up to {report.position}")
         else:
@@ -110,14 +114,27 @@ def cdc_status(source: str, as_json: bool, warn_retained_mb: int) -> None:
     for s in streams:
         for line in describe(s["blocked"]):
             click.echo(f"{s['source']}: {line}")
-        if not s["exists"]:
+        snapshot = _by_snapshot(s)
+        if s["state"] == "none":
             click.echo(f"{s['source']}: no stream ({s['warning']})")
             continue
+        if not s["exists"]:
+            click.echo(f"{s['source']}: broken: {s['reason']}; recorded up to {s['position']}{snapshot}")
+            continue
         state = f"active (pid {s['active_pid']})" if s["active"] else "idle"
-        line = (f"{s['source']}: slot {s['slot']} {state}, recorded up to {s['position']}, "
+        line = (f"{s['source']}: " + (f"broken: {s['reason']}; " if s["state"] == "broken" else "")
+                + f"slot {s['slot']} {state}, recorded up to {s['position']}, "
                 f"server at {s['server_flush_lsn']}, lag {s['lag_bytes']} B / {s['lag_seconds']:.1f} s, "
-                f"retains {s['retained_bytes'] / 2**20:.1f} MiB of WAL ({s['wal_status']})")
+                f"retains {s['retained_bytes'] / 2**20:.1f} MiB of WAL ({s['wal_status']}){snapshot}")
         click.echo(line + (f"; warning: {s['warning']}" if s.get("warning") else ""))
+
+
+def _by_snapshot(stream: dict) -> str:
+    tables = stream.get("snapshot_tables") or []
+    if not tables:
+        return ""
+    why = f"not in publication {stream['publication']}" if stream["exists"] else "no slot"
+    return f"; {', '.join(tables)} read by snapshot ({why})"
 
 
 @cdc.command("drop")

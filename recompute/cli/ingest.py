@@ -20,6 +20,7 @@ import stripe
 from domain.legacy_tables import STORES
 from ingestion.jobs import IngestJob
 from ingestion.streamed_jobs import snapshot_jobs, snapshots_while_streaming
+from ingestion.legacy.cdc.keeper import tables_not_streamed
 from ingestion.legacy.cdc.replication import ReplicationError
 from ingestion.legacy.cdc.setup import has_stream, resync_lock
 from ingestion.legacy.cdc.stream import LegacyChangeStream, NotSetUp
@@ -60,7 +61,7 @@ def ingest(source: str, follow: bool, interval: float, resync: bool, batch_size:
                         and has_stream(job.source, wiring.dsns[job.source], eventstore)]
             streams: list[LegacyChangeStream] = []
             if not resync:
-                jobs = snapshot_jobs(jobs, streamed, wiring.dsns)
+                jobs = snapshot_jobs(jobs, {store: tables_not_streamed(store, wiring.dsns[store]) for store in streamed})
                 streams = [held.enter_context(LegacyChangeStream(store=store, legacy_dsn=wiring.dsns[store],
                                                                  eventstore_dsn=eventstore)) for store in streamed]
         except _FAILURES as error:
@@ -79,7 +80,8 @@ def _passes(jobs: list[IngestJob], streams: list[LegacyChangeStream], *, follow:
             with ExitStack() as held:  # resync: each pass holds the streams' stores, taken before its snapshots
                 for eventstore, store in held_streams:
                     held.enter_context(resync_lock(eventstore, store))
-                reports = snapshots_while_streaming(jobs, streams, workers=workers)
+                reports = snapshots_while_streaming(jobs, (lambda: [s.poll(0.1) for s in streams]) if streams else None,
+                                                    workers=workers)
             for report in reports:
                 waiting = f", waiting {report.waiting}" if report.source == "stripe" else ""
                 click.echo(f"{report.source}: read {report.rows_read}, appended {report.appended}, "

@@ -1,19 +1,25 @@
 """What `project` ingests with, and how: the legacy stores through their change streams where
-`recompute cdc setup` made one (their tables that no stream carries, and every store without one,
+`recompute cdc setup` made one (the tables a stream does not carry now, and every store without one,
 by snapshot), Stripe's Events API every --stripe-interval s when STRIPE_API_KEY is set.
 
-    Sources.open(wiring)      the streams and the snapshot jobs, held until close()
-    sources.once()            one pass: each stream up to the server's flush LSN, the snapshots, Stripe
-    sources.run(stop, ...)    on until `stop`: the streams polled continuously, snapshots every
-                              --legacy-interval s (every SNAPSHOT_BESIDE_STREAMS_S beside streams), Stripe
-                              every --stripe-interval s; a failure is logged when it starts and
-                              when it ends (recompute.ingest), retried meanwhile
+    Sources.open(wiring)      the streams (ingestion/legacy/cdc/keeper.py) and the snapshot jobs,
+                              held until close()
+    sources.once()            one pass: each open stream up to the server's flush LSN, the snapshots, Stripe
+    sources.run(stop, ...)    on until `stop`: the streams read continuously (a broken one retried on its
+                              own backoff), which tables they carry checked every SNAPSHOT_BESIDE_STREAMS_S,
+                              snapshots every --legacy-interval s (beside streams, every
+                              SNAPSHOT_BESIDE_STREAMS_S), Stripe every --stripe-interval s; a failure of
+                              a snapshot or Stripe pass is logged when it starts and when it ends
+                              (recompute.ingest), a stream's by the keeper (recompute.cdc)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,10 +27,12 @@ import psycopg
 import stripe
 
 from domain.legacy_tables import STORES
+from eventlog.own_tables import ensure_own_schema
 from ingestion.jobs import IngestJob
+from ingestion.legacy.cdc.keeper import StreamKeeper
+from ingestion.legacy.cdc.names import lock_name
 from ingestion.legacy.cdc.replication import ReplicationError
-from ingestion.legacy.cdc.setup import has_stream
-from ingestion.legacy.cdc.stream import LegacyChangeStream, NotSetUp
+from ingestion.legacy.cdc.stream import NotSetUp, read_position
 from ingestion.report import IngestReport
 from recompute.bootstrap import Wiring
 from ingestion.streamed_jobs import snapshot_jobs, snapshots_while_streaming
@@ -34,113 +42,110 @@ log = logging.getLogger("recompute.ingest")
 
 FAILURES = (psycopg.Error, stripe.StripeError, OSError, ReplicationError, NotSetUp)
 SNAPSHOT_BESIDE_STREAMS_S = 5.0  # the tables no stream carries, when the store has a stream
-POLL_S = 0.05  # each stream's wait when it has nothing
+POLL_S = 0.05  # the streams' wait when none has anything
 
 
 @dataclass
 class Sources:
     wiring: Wiring
-    snapshots: list[IngestJob]
+    legacy: list[IngestJob]
     stripe: list[IngestJob]
-    streamed: list[str]
-    streams: dict[str, LegacyChangeStream] = field(default_factory=dict)
-    broken: set[str] = field(default_factory=set)  # streams to open again
-    states: dict[str, Health] = field(default_factory=dict)
-    sender_timeout_s: float | None = None  # a frozen reader's slot is released after it (project --follow: the lease)
+    keeper: StreamKeeper
+    once_more: list[IngestJob] = field(default_factory=list)  # tables back in their stream: one last snapshot
+    passes: Health = field(default_factory=lambda: Health(log, "ingest", source="snapshots"))  # snapshots, Stripe
 
     @classmethod
     def open(cls, wiring: Wiring, *, sender_timeout_s: float | None = None) -> Sources:
+        """`sender_timeout_s`: the streams' wal_sender_timeout (project --follow: its lease), so a
+        frozen reader's slot is released for another follower's ingest."""
         jobs = wiring.ingest_jobs("all")
         legacy = [job for job in jobs if job.source in STORES]
         eventstore = wiring.dsns["eventstore"]
-        streamed = [job.source for job in legacy if has_stream(job.source, wiring.dsns[job.source], eventstore)]
-        sources = cls(wiring, snapshot_jobs(legacy, streamed, wiring.dsns),
-                      [job for job in jobs if job.source == "stripe"], streamed, sender_timeout_s=sender_timeout_s)
+        ensure_own_schema(eventstore)
+        with psycopg.connect(eventstore) as log:
+            streamed = [job.source for job in legacy if read_position(log, job.source) is not None]
+        keeper = StreamKeeper(streamed, wiring.dsns, sender_timeout_s=sender_timeout_s)
+        sources = cls(wiring, legacy, [job for job in jobs if job.source == "stripe"], keeper)
         try:
-            for store in streamed:
-                sources._open_stream(store)
+            keeper.open()
+            keeper.refresh()
         except BaseException:
             sources.close()
             raise
         return sources
 
-    def _open_stream(self, store: str) -> None:
-        self.streams[store] = LegacyChangeStream(store=store, legacy_dsn=self.wiring.dsns[store],
-                                                 eventstore_dsn=self.wiring.dsns["eventstore"],
-                                                 sender_timeout_s=self.sender_timeout_s)
-        if not self.health(store).is_down:
-            log.info("the %s change stream is open", store, extra={"store": store})
-        self.health(store).up("opened again")
-
-    def health(self, source: str) -> Health:
-        """A change stream's (by store) or a snapshot/Stripe pass's ("ingest") state, said once per change."""
-        if source not in self.states:
-            self.states[source] = Health(log, f"the {source} change stream" if source in STORES else "ingest",
-                                         **({"store": source} if source in STORES else {"source": "snapshots"}))
-        return self.states[source]
+    @property
+    def snapshots(self) -> list[IngestJob]:
+        return snapshot_jobs(self.legacy, self.keeper.snapshot_tables)
 
     def describe(self) -> str:
-        streamed = ", ".join(self.streamed) or "none"
-        return f"legacy stores through change streams: {streamed}; by snapshot: " + (
+        streamed = ", ".join(self.keeper.stores) or "none"
+        broken = "".join(f"; {store} stream broken: {state.why.text}" for store, state in self.keeper.broken.items())
+        return f"legacy stores through change streams: {streamed}{broken}; by snapshot: " + (
             ", ".join(f"{j.source}" + (f" ({', '.join(j.tables)})" if j.tables else "") for j in self.snapshots)
             or "nothing")
 
     def once(self) -> tuple[list[IngestReport], dict[str, int]]:
         """The snapshots and Stripe (the streams read meanwhile), then each stream up to the server's
         flush LSN: the reports, and what each stream appended."""
-        before = {store: stream.appended for store, stream in self.streams.items()}
-        reports = snapshots_while_streaming([*self.snapshots, *self.stripe], list(self.streams.values()), workers=3)
-        for stream in self.streams.values():
+        streams = self.keeper.open_streams
+        before = {stream.store: stream.appended for stream in streams}
+        reports = snapshots_while_streaming([*self.snapshots, *self.stripe], self._reader(), workers=3)
+        for stream in streams:
             stream.catch_up()
-        return reports, {store: stream.appended - before[store] for store, stream in self.streams.items()}
+        return reports, {stream.store: stream.appended - before[stream.store] for stream in streams}
+
+    def _reader(self) -> Callable[[], object] | None:
+        return (lambda: self.keeper.read(0.1)) if self.keeper.stores else None
 
     def run(self, stop: Any, legacy_interval: float, stripe_interval: float) -> None:
-        snapshot_every = max(legacy_interval, SNAPSHOT_BESIDE_STREAMS_S) if self.streams else legacy_interval
+        snapshot_every = max(legacy_interval, SNAPSHOT_BESIDE_STREAMS_S) if self.keeper.stores else legacy_interval
         next_snapshot = next_stripe = 0.0
+        next_check = time.monotonic() + SNAPSHOT_BESIDE_STREAMS_S
         while not stop.is_set():
-            self._reopen_broken()
-            for store in list(self.streams):
-                try:
-                    self.streams[store].poll(POLL_S)
-                except FAILURES as error:
-                    self.health(store).down(error, gone="is broken")
-                    self._drop(store)
-                    self.broken.add(store)
+            if self.keeper.stores:
+                self.keeper.read(POLL_S)
             now = time.monotonic()
+            if self.keeper.stores and now >= next_check:
+                for store, tables in self.keeper.refresh().items():
+                    self.once_more += [dataclasses.replace(job, tables=tables) for job in self.legacy if job.source == store]
+                next_check = now + SNAPSHOT_BESIDE_STREAMS_S
             due: list[IngestJob] = []
-            if self.snapshots and now >= next_snapshot:
-                due += self.snapshots
+            if self.once_more:
+                due, self.once_more = self.once_more, []
+            snapshots = self.snapshots
+            if snapshots and now >= next_snapshot:
+                due += snapshots
                 next_snapshot = now + snapshot_every
             if self.stripe and now >= next_stripe:
                 due += self.stripe
                 next_stripe = now + stripe_interval
             if due:
                 try:
-                    snapshots_while_streaming(due, list(self.streams.values()), workers=1)
-                    self.health("ingest").up()
+                    with stores_held(self.wiring.dsns["eventstore"], due, self.keeper.stores) as runnable:
+                        snapshots_while_streaming(runnable, self._reader(), workers=1)
+                    self.passes.up()
                 except FAILURES as error:
-                    self.health("ingest").down(error, gone="failed")
-            if not self.streams and not self.broken:
-                stop.wait(legacy_interval)
-            elif not self.streams:
-                stop.wait(1.0)
-
-    def _drop(self, store: str) -> None:
-        stream = self.streams.pop(store)
-        try:
-            stream.close()
-        except FAILURES:
-            pass  # its connection is gone already
-
-    def _reopen_broken(self) -> None:
-        for store in sorted(self.broken):
-            try:
-                self._open_stream(store)
-                self.broken.discard(store)
-            except FAILURES as error:
-                self.health(store).down(error, gone="is broken")  # said when it broke: not at every retry
-                time.sleep(1.0)
+                    self.passes.down(error, gone="failed")
+            if not self.keeper.stores:
+                stop.wait(legacy_interval if snapshots else 1.0)
 
     def close(self) -> None:
-        for store in list(self.streams):
-            self._drop(store)
+        self.keeper.close()
+
+
+@contextmanager
+def stores_held(eventstore_dsn: str, jobs: list[IngestJob], streamed: list[str]) -> Iterator[list[IngestJob]]:
+    """The jobs whose store this process may read by snapshot now: a streamed store's only while it
+    holds the store's lock (names.lock_name, the stream's and `ingest --resync`'s), so another
+    follower's ingest, or a `cdc setup` handoff, never snapshots the same tables at the same time
+    (two snapshots comparing with the same digests would both append a row's new version). A store
+    whose lock another holds is left to the next round."""
+    kept = [job for job in jobs if job.source not in streamed]
+    if len(kept) == len(jobs):
+        yield kept
+        return
+    with psycopg.connect(eventstore_dsn, autocommit=True) as conn:
+        taken = {store for store in {job.source for job in jobs if job.source in streamed}
+                 if conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (lock_name(store),)).fetchone()[0]}
+        yield kept + [job for job in jobs if job.source in taken]

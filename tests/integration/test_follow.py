@@ -107,20 +107,42 @@ def test_a_timer_still_comes_after_a_restart(world):
         second.close()
 
 
-def test_a_second_follower_takes_half_the_partitions_and_a_dead_ones_are_taken_over_after_the_lease(world):
+def two_halves(dsns, lease_s: float):
+    """Two followers that balanced the partitions between them, half each."""
+    one, two = a_follower(dsns, lease_s=lease_s), a_follower(dsns, lease_s=lease_s)
+    one.step()
+    assert len(one.held) == 32
+    two.step()
+    assert two.held == {}  # nothing free yet: the first gives up its extra at its next step
+    one.step()
+    two.step()
+    assert len(one.held) == len(two.held) == 16 and not one.held.keys() & two.held.keys()
+    return one, two
+
+
+def test_a_second_follower_takes_half_the_partitions_and_a_frozen_ones_are_taken_over_after_the_lease(world):
     dsns, _ = world
-    one, two = a_follower(dsns, lease_s=1.5), a_follower(dsns, lease_s=1.5)
+    one, two = two_halves(dsns, lease_s=1.5)
     try:
-        one.step()
-        assert len(one.held) == 32
-        two.step()
-        assert two.held == {}  # nothing free yet: the first gives up its extra at its next step
-        one.step()
-        two.step()
-        assert len(one.held) == len(two.held) == 16 and not one.held.keys() & two.held.keys()
-        one.close(release=False)  # dies: its leases and membership just expire
+        two.step()  # one steps no more, its session stays: as a frozen process's
+        assert len(two.held) == 16
         time.sleep(1.6)
         two.step()
+        assert len(two.held) == 32
+    finally:
+        one.close(release=False)
+        two.close()
+
+
+def test_a_killed_followers_partitions_are_taken_at_once_not_after_its_lease(world):
+    dsns, _ = world
+    one, two = two_halves(dsns, lease_s=60)
+    try:
+        one.close(release=False)  # its session ends, as a killed process's does; its lease has 60 s to run
+        deadline = time.monotonic() + 5
+        while len(two.held) < 32 and time.monotonic() < deadline:
+            time.sleep(0.1)  # (the server drops a closed session from pg_stat_activity a moment later)
+            two.step()
         assert len(two.held) == 32
     finally:
         two.close()

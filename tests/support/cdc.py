@@ -1,4 +1,5 @@
-"""Helpers for the change-stream tests: a stream per store, read until a condition holds."""
+"""Helpers for the change-stream tests: a stream per store, read until a condition holds; a slot
+dropped under its reader, as a DBA would."""
 
 from __future__ import annotations
 
@@ -49,3 +50,20 @@ def slots_of(dsns: dict[str, str]) -> list[str]:
     with psycopg.connect(dsns["eventstore"]) as conn:
         return [name for (name,) in conn.execute(
             "SELECT slot_name FROM pg_replication_slots WHERE database = ANY(%s) ORDER BY 1", (databases,))]
+
+
+def drop_slot(dsn: str) -> None:
+    """The slot of the database `dsn` names dropped, its reader terminated first (and again, if the
+    reader came back before the drop)."""
+    database = psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for _ in range(200):
+            conn.execute("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
+                         "WHERE database = %s AND active_pid IS NOT NULL", (database,))
+            try:
+                conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                             "WHERE database = %s", (database,))
+                return
+            except psycopg.errors.ObjectInUse:
+                time.sleep(0.05)
+    raise AssertionError(f"the slot of {database} stayed in use")

@@ -92,6 +92,10 @@ class ReplicationConnection:
         while self._pg.flush() == 1:
             select.select([], [self._pg.socket], [], 1.0)
 
+    def fileno(self) -> int:
+        """The socket, to wait on several streams at once (select)."""
+        return self._pg.socket
+
     def close(self) -> None:
         self._conn.close()
 

@@ -10,10 +10,15 @@ snapshot is in the slot, every change before it is in the snapshot.
 
 A store whose slot exists but whose position was never stored (a setup that died mid-handoff)
 gets a new slot and the handoff again: the digests make the second one append only what is missing.
+So does a stream broken under a running reader (`setup` repairs it while followers run): its slot
+dropped (or lost), or its publication dropped (a slot sees a publication only from a position after
+the publication was made, so a publication made again needs a new slot). The handoff holds the
+store's lock: the reader records nothing until the new position is stored, then reads from it.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -54,6 +59,7 @@ class SetupReport:
     refused: dict[str, str] = field(default_factory=dict)  # table -> why it is not published
     already: bool = False
     newly_published: list[str] = field(default_factory=list)  # added to an existing stream: resync once
+    repaired: str = ""  # what was broken, when the stream existed and was made again
     position: str = ""
     appended: int = 0
 
@@ -93,16 +99,27 @@ def setup_store(store: str, legacy_dsn: str, eventstore_dsn: str) -> SetupReport
         report = SetupReport(store=store, slot=slot, publication=publication_name(store))
         _choose_tables(legacy, report)
         stored = read_position(log, store)
+        broken = stream_broken(log, store)
         log.rollback()
+        publication_exists = _publication_exists(legacy, report.publication)
+        publication_unseen = f'publication "{report.publication}" does not exist' in (broken or "")
         if settings.has_slot and stored is not None and stored.get("slot") == slot:
-            report.already, report.position = True, stored["lsn"]
-            before = {name for (name,) in legacy.execute(
-                "SELECT tablename FROM pg_publication_tables WHERE pubname = %s", (report.publication,))}
-            _publish(legacy, report)  # tables may have gained a key since
-            report.newly_published = [table for table in report.published if table not in before]
-            return report
-        if settings.has_slot:  # a handoff that never finished: start it again
+            if publication_exists and not publication_unseen:
+                report.already, report.position = True, stored["lsn"]
+                before = {name for (name,) in legacy.execute(
+                    "SELECT tablename FROM pg_publication_tables WHERE pubname = %s", (report.publication,))}
+                _publish(legacy, report)  # tables may have gained a key since
+                report.newly_published = [table for table in report.published if table not in before]
+                return report
+            report.repaired = (f"publication {report.publication} was missing: made it again" if not publication_exists
+                               else f"the stream could not see publication {report.publication} at its position")
+            _drop_slot(legacy, slot, take_over=True)
+        elif settings.has_slot:  # a handoff that never finished: start it again
             _drop_slot(legacy, slot)
+        elif stored is not None:
+            report.repaired = f"slot {slot} was missing"
+        log.execute("SELECT pg_advisory_lock(hashtext(%s))", (lock_name(store),))  # the reader waits (session lock)
+        log.commit()
         _publish(legacy, report)
         replication = ReplicationConnection(legacy_dsn)
         try:
@@ -117,6 +134,9 @@ def setup_store(store: str, legacy_dsn: str, eventstore_dsn: str) -> SetupReport
             with log.transaction():
                 log.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (lock_name(store),))
                 save_checkpoint(log, checkpoint_source(store), position_of(consistent_point, slot))
+                if has_tables(log, "cdc_stream_health"):  # its reader says so again if it still cannot read it
+                    log.execute("UPDATE cdc_stream_health SET broken = NULL, broken_since = NULL, updated_at = now() "
+                                "WHERE store = %s", (store,))
             report.position = lsn_text(consistent_point)
         finally:
             replication.close()
@@ -142,6 +162,18 @@ def owner_sql(store: str, legacy_dsn: str) -> str:
         return f"-- {store}: run as the tables' owner in database {legacy.info.dbname}\n{statement.as_string(legacy)};"
 
 
+def stream_broken(log: psycopg.Connection, store: str) -> str | None:
+    """Why the store's reader last found its stream broken (None: read, or no reader said)."""
+    if not has_tables(log, "cdc_stream_health"):
+        return None
+    row = log.execute("SELECT broken FROM cdc_stream_health WHERE store = %s", (store,)).fetchone()
+    return row[0] if row else None
+
+
+def _publication_exists(legacy: psycopg.Connection, publication: str) -> bool:
+    return legacy.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,)).fetchone() is not None
+
+
 def _publish(legacy: psycopg.Connection, report: SetupReport) -> None:
     """Creates the publication, or sets its tables: left alone when it already publishes exactly them
     (the tables' owner made it, `cdc setup --print-sql`, and the daily role may not alter it)."""
@@ -163,13 +195,26 @@ def _publication_statement(report: SetupReport, *, exists: bool) -> sql.Composed
     return sql.SQL(verb).format(name, tables)
 
 
-def _drop_slot(legacy: psycopg.Connection, slot: str) -> None:
-    active = legacy.execute("SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone()
-    if active and active[0] is not None:
-        raise SlotInUse(f"slot {slot} is in use by process {active[0]} (a running `ingest --follow` or "
-                        "`project --follow`?): stop it first")
-    if active:
-        legacy.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+def _drop_slot(legacy: psycopg.Connection, slot: str, *, take_over: bool = False, within_s: float = 10.0) -> None:
+    """Drops the slot; one in use is refused, unless `take_over` (a broken stream `setup` makes again):
+    then its reader's connection is terminated (its reader retries, and reads the new slot)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        active = legacy.execute("SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone()
+        if not active:
+            return
+        if active[0] is not None and not take_over:
+            raise SlotInUse(f"slot {slot} is in use by process {active[0]} (a running `ingest --follow` or "
+                            "`project --follow`?): stop it first")
+        if active[0] is not None:
+            legacy.execute("SELECT pg_terminate_backend(%s, 5000)", (active[0],))
+        try:
+            legacy.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+            return
+        except psycopg.errors.ObjectInUse:  # its reader came back meanwhile
+            if time.monotonic() > deadline:
+                raise SlotInUse(f"slot {slot} stayed in use by its reader for {within_s:g} s") from None
+            time.sleep(0.05)
 
 
 def drop_store(store: str, legacy_dsn: str, eventstore_dsn: str) -> list[str]:
@@ -217,20 +262,35 @@ def stream_status(store: str, legacy_dsn: str, eventstore_dsn: str, *, now: date
             "pg_wal_lsn_diff(pg_current_wal_flush_lsn(), restart_lsn)::bigint, "
             "pg_wal_lsn_diff(pg_current_wal_flush_lsn(), confirmed_flush_lsn)::bigint "
             "FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone()
-    stored, recorded_at = None, None
+        publication_exists = _publication_exists(legacy, publication_name(store))
+        published = {name for (name,) in legacy.execute(
+            "SELECT tablename FROM pg_publication_tables WHERE pubname = %s", (publication_name(store),))}
+    stored, recorded_at, broken = None, None, None
     with psycopg.connect(eventstore_dsn) as log:
         if has_tables(log, "ingest_checkpoint"):
             row = log.execute("SELECT position, updated_at FROM ingest_checkpoint WHERE source = %s",
                               (checkpoint_source(store),)).fetchone()
             if row:
                 stored, recorded_at = row
+        broken = stream_broken(log, store)
     status: dict[str, Any] = {"source": store, "slot": slot, "publication": publication_name(store),
                               "exists": found is not None, "server_flush_lsn": server_flush,
                               "position": stored["lsn"] if stored else None}
-    if found is None:
-        status["warning"] = "no slot: run `recompute cdc setup`" if stored is None else \
-            "the slot is gone (dropped, or lost in a failover): run `recompute cdc drop`, then `cdc setup`"
+    if found is None and stored is None:
+        status.update(state="none", warning="no slot: run `recompute cdc setup`")
         return status
+    carried = published if found is not None else set()
+    status["snapshot_tables"] = [spec.table for spec in TABLES_BY_STORE[store] if spec.table not in carried]
+    status["state"], status["reason"] = "streaming", None
+    if found is None:
+        status.update(state="broken", reason=f"slot {slot} is missing (dropped, or lost in a failover): "
+                                             "run `recompute cdc setup`")
+        return status
+    if not publication_exists:
+        status.update(state="broken", reason=f'publication "{publication_name(store)}" does not exist: '
+                                             "run `recompute cdc setup`")
+    elif broken:
+        status.update(state="broken", reason=broken)
     active, pid, confirmed, restart, wal_status, safe_size, retained, lag_bytes = found
     lag_seconds = 0.0 if not lag_bytes or lag_bytes <= 0 or recorded_at is None else \
         max(0.0, (now - recorded_at).total_seconds())

@@ -227,8 +227,11 @@ class LegacyChangeStream:
             if not log.execute("SELECT pg_try_advisory_xact_lock(hashtext(%s))", (lock_name(self.store),)).fetchone()[0]:
                 return None  # a resync holds the store: keep them and keep answering the server meanwhile
             stored = read_position(log, self.store)
-            floor = int(stored["lsn_int"]) if stored else self.position
-            txns = [t for t in txns if t.commit is not None and t.commit.end_lsn > floor]
+            if stored is None or int(stored["lsn_int"]) != self.position:
+                raise ReplicationError(  # `cdc setup` made the stream again (a new slot, its handoff), or `cdc drop` ran
+                    f"{self.store}: the stream's stored position moved from {po.lsn_text(self.position)} to "
+                    f"{stored['lsn'] if stored else 'none'} under this reader: reading it again from there")
+            txns = [t for t in txns if t.commit is not None and t.commit.end_lsn > self.position]
             if not txns:
                 return 0
             batch = _Recording(self, log, txns, recorded_at)
@@ -254,6 +257,9 @@ class LegacyChangeStream:
             if name in self.blocked:  # its changes come under a matching relation again: read it whole
                 self.resync_table(name)
         return appended
+
+    def fileno(self) -> int:
+        return self._replication.fileno()
 
     def spec_of(self, relation: po.Relation) -> LegacyTable | None:
         return self._specs.get(relation.name)
