@@ -17,11 +17,10 @@ returned its partition. `fence` takes the lease rows FOR UPDATE (an UPDATE), so 
 writes, a claim of its partitions (FOR UPDATE SKIP LOCKED) passes them by; once its lease expired
 and another follower claimed the partition (epoch + 1), its next `fence` no longer returns it.
 A dead follower's partitions are claimable when its lease expires (ttl_s); its membership too, so
-the survivors' fair share grows. Sooner when its session is gone: a follower's event-store
-session carries its owner (`application_name`, SESSION_NAME), and a killed process's session ends
-with it, so a restarted or surviving follower takes its partitions at once (a frozen or cut-off
-one keeps its session until its server notices: its lease runs out as before; the fence keeps a
-holder that lost its partition from writing it, whichever way it lost it).
+the survivors' fair share grows. Only then: a holder whose event-store session is gone is not
+taken for dead, since a server restart, a terminated backend or the supervisor's backoff end the
+session of a live follower too (its session still carries its owner as `application_name`,
+SESSION_NAME, for an operator to see).
 """
 
 from __future__ import annotations
@@ -50,9 +49,6 @@ CREATE TABLE IF NOT EXISTS follow_member (
 
 
 SESSION_NAME = "recompute follow {owner}"  # the application_name of a follower's event-store session
-# a holder (lease.owner / member.owner) with no session of that name: its process is gone
-_GONE = ("NOT EXISTS (SELECT FROM pg_stat_activity a WHERE a.application_name = "
-         "left('recompute follow ' || {0}, 63))")
 
 
 def session_name(owner: str) -> str:
@@ -82,9 +78,8 @@ def balance(conn: psycopg.Connection, owner: str, ttl_s: float) -> dict[int, int
         conn.execute("INSERT INTO follow_member (owner, alive_until) VALUES (%s, now() + make_interval(secs => %s)) "
                      "ON CONFLICT (owner) DO UPDATE SET alive_until = excluded.alive_until", (owner, ttl_s))
         conn.execute("DELETE FROM follow_member WHERE alive_until < now() - interval '1 hour'")
-        live, total = conn.execute("SELECT (SELECT count(*) FROM follow_member m WHERE alive_until > now() "
-                                   f"AND (m.owner = %s OR NOT {_GONE.format('m.owner')})), "
-                                   "(SELECT count(*) FROM follow_lease)", (owner,)).fetchone()
+        live, total = conn.execute("SELECT (SELECT count(*) FROM follow_member WHERE alive_until > now()), "
+                                   "(SELECT count(*) FROM follow_lease)").fetchone()
         share = fair_share(total, live)
         mine = _held(conn, owner)
         if len(mine) > share:
@@ -97,8 +92,7 @@ def balance(conn: psycopg.Connection, owner: str, ttl_s: float) -> dict[int, int
             for p, epoch in conn.execute(
                     "UPDATE follow_lease l SET owner = %s, epoch = l.epoch + 1, "
                     "expires_at = now() + make_interval(secs => %s) FROM ("
-                    " SELECT partition FROM follow_lease f WHERE (owner IS NULL OR expires_at <= now() OR "
-                    f"{_GONE.format('f.owner')}) "
+                    " SELECT partition FROM follow_lease WHERE (owner IS NULL OR expires_at <= now()) "
                     " AND owner IS DISTINCT FROM %s ORDER BY partition FOR UPDATE SKIP LOCKED LIMIT %s) c "
                     "WHERE l.partition = c.partition RETURNING l.partition, l.epoch",
                     (owner, ttl_s, owner, share - len(mine))):

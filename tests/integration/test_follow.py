@@ -134,16 +134,16 @@ def test_a_second_follower_takes_half_the_partitions_and_a_frozen_ones_are_taken
         two.close()
 
 
-def test_a_killed_followers_partitions_are_taken_at_once_not_after_its_lease(world):
+def test_a_follower_whose_session_is_gone_keeps_its_partitions_until_its_lease_runs_out(world):
+    """A session ends for a live follower too (a server restart, a terminated backend, the
+    supervisor's backoff): only the lease says a holder is gone."""
     dsns, _ = world
     one, two = two_halves(dsns, lease_s=60)
     try:
-        one.close(release=False)  # its session ends, as a killed process's does; its lease has 60 s to run
-        deadline = time.monotonic() + 5
-        while len(two.held) < 32 and time.monotonic() < deadline:
-            time.sleep(0.1)  # (the server drops a closed session from pg_stat_activity a moment later)
-            two.step()
-        assert len(two.held) == 32
+        one.close(release=False)  # its session ends; its lease has 60 s to run
+        time.sleep(0.5)  # (the server drops a closed session from pg_stat_activity a moment later)
+        two.step()
+        assert len(two.held) == 16
     finally:
         two.close()
 
