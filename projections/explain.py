@@ -15,12 +15,12 @@ from typing import Any
 
 from domain.catalog import fold_catalog
 from domain.diff import Correction, corrections_for
+from domain.drift import recorded_rows
 from domain.events import CATALOG_STREAM, AccountEvent, LegacyRowObserved, StripeObjectObserved
-from domain.facts import AccountFacts
 from domain.fold import fold
 from domain.held import HeldRow, ParkedRecord, hold
 from domain.refs import key_text, ref_of
-from domain.legacy_tables import COMPARED_BY_STORE, TABLES
+from domain.legacy_tables import TABLES
 from domain.rules import Rules
 from domain.state import TrueState
 from domain.truth import true_state
@@ -113,12 +113,6 @@ def explanation(account_id: str, events: list[AccountEvent], catalog_events: lis
         later_events=len(events) - len(folded), corrections=corrections, held=held,
         rules_digest=rules.digest,
     )
-
-
-def recorded_rows(facts: AccountFacts) -> dict[str, list[dict]]:
-    """The compared legacy tables' rows of the account as last recorded, by "store.table"."""
-    return {f"{store}.{table}": [row.row for row in facts.rows(store, table)]
-            for store, tables in COMPARED_BY_STORE.items() for table in tables}
 
 
 def timeline_entry(event: AccountEvent) -> dict[str, Any]:
