@@ -30,8 +30,29 @@ WRITABLE: dict[str, frozenset[str]] = {
 }
 
 
+Cause = Literal["wrong_write", "missed_change", "missing", "overwrote_correction"]
+CAUSES: tuple[Cause, ...] = ("wrong_write", "missed_change", "missing", "overwrote_correction")
+
+
+class Drift(BaseModel):
+    """Where one correction's drift came from (cli.md, "Where drift comes from"; domain/drift.py)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cause: Cause
+    since: datetime
+    owner: str
+    by: str
+    rewrites: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {"cause": self.cause, "since": self.since.isoformat(), "owner": self.owner, "by": self.by,
+                "rewrites": self.rewrites}
+
+
 class Correction(BaseModel):
-    """One change to one legacy row, in the JSON shape of cli.md (`from` is a Python keyword: `from_`)."""
+    """One change to one legacy row, in the JSON shape of cli.md (`from` is a Python keyword: `from_`).
+    `drift` is where its drift came from, once domain/drift.py has said it (None until then)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
@@ -42,9 +63,16 @@ class Correction(BaseModel):
     column: str | None
     from_: Any = Field(alias="from")
     to: Any
+    drift: Drift | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", by_alias=True)
+        found = self.model_dump(mode="json", by_alias=True, exclude={"drift"})
+        if self.drift is not None:
+            found["drift"] = self.drift.as_json()
+        return found
+
+    def without_drift(self) -> Correction:
+        return self if self.drift is None else self.model_copy(update={"drift": None})
 
 
 def corrections_for(state: TrueState, rows: Mapping[str, Sequence[Row]]) -> list[Correction]:

@@ -31,12 +31,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from domain.catalog import Catalog
-from domain.diff import Correction, corrections_for, same
+from domain.diff import Cause, Correction, Drift, corrections_for, same
 from domain.events import AccountEvent
-from domain.facts import AccountFacts, LegacyRow, Frozen, row_key
+from domain.facts import AccountFacts, LegacyRow, row_key
 from domain.fold import fold, read_by_truth
 from domain.legacy_tables import COMPARED_BY_STORE
 from domain.owners import Owners
@@ -45,23 +45,7 @@ from domain.rules import Rules
 from domain.state import TrueState
 from domain.truth import decided_until, true_state
 
-Cause = Literal["wrong_write", "missed_change", "missing", "overwrote_correction"]
-CAUSES: tuple[Cause, ...] = ("wrong_write", "missed_change", "missing", "overwrote_correction")
 Target = tuple[str, str, str | None, str | None]  # table, op, row key, column
-
-
-class Drift(Frozen):
-    """Where one correction's drift came from (cli.md, "Where drift comes from")."""
-
-    cause: Cause
-    since: datetime
-    owner: str
-    by: str
-    rewrites: int = 0
-
-    def as_json(self) -> dict[str, Any]:
-        return {"cause": self.cause, "since": self.since.isoformat(), "owner": self.owner, "by": self.by,
-                "rewrites": self.rewrites}
 
 
 @dataclass(frozen=True)
@@ -99,6 +83,10 @@ class _Point:
     facts: AccountFacts
     state: TrueState
     drifting: frozenset[Target]
+
+
+def with_drift(corrections: Sequence[Correction], drifts: Sequence[Drift]) -> list[Correction]:
+    return [c.model_copy(update={"drift": d}) for c, d in zip(corrections, drifts, strict=True)]
 
 
 def drift_origins(corrections: Sequence[Correction], events: Iterable[AccountEvent], catalog: Catalog,

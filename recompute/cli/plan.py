@@ -24,6 +24,7 @@ from recompute.cli.common import (
     active_rules_or_exit,
     echo_json,
     exit_no_events,
+    owners_or_exit,
     rules_line,
     rules_or_exit,
     utc_now,
@@ -124,6 +125,7 @@ def plan(as_of: datetime | None, rules_path: str | None, account: str | None, as
          workers: int | None, out: str | None) -> None:
     """The corrections that would make the legacy stores agree with the true state; writes nothing."""
     rules = rules_or_exit(rules_path)
+    owners = owners_or_exit()
     wiring = wiring_or_exit(reads_legacy=STORES, writes=False)
     at = as_of or utc_now()
     _refuse_rules_known_otherwise(wiring, rules, rules_path)
@@ -134,7 +136,7 @@ def plan(as_of: datetime | None, rules_path: str | None, account: str | None, as
         with running(wiring.executor(workers, inline=account is not None)) as executor, \
                 progress("plan", unit="ranges") as step:
             result = plan_corrections(wiring.dsns, rules, at, account=account, workers=workers, executor=executor,
-                                      on_progress=step) \
+                                      on_progress=step, owners=owners) \
                 if log_exists(wiring.dsns["eventstore"]) else PlanResult(as_of=at, rules_version=rules.version,
                                                                          rules_digest=rules.digest)
     except SettingsError as error:  # RECOMPUTE_DASK_SCHEDULER unreachable
