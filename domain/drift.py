@@ -89,6 +89,16 @@ def with_drift(corrections: Sequence[Correction], drifts: Sequence[Drift]) -> li
     return [c.model_copy(update={"drift": d}) for c, d in zip(corrections, drifts, strict=True)]
 
 
+def open_drift(corrections: Iterable[Correction]) -> dict[str, dict[str, int]]:
+    """Corrections by owner and cause ({owner: {cause: n}}, both sorted), of those whose drift is said."""
+    counts: dict[str, dict[str, int]] = {}
+    for c in corrections:
+        if c.drift is not None:
+            mine = counts.setdefault(c.drift.owner, {})
+            mine[c.drift.cause] = mine.get(c.drift.cause, 0) + 1
+    return {owner: dict(sorted(causes.items())) for owner, causes in sorted(counts.items())}
+
+
 def drift_origins(corrections: Sequence[Correction], events: Iterable[AccountEvent], catalog: Catalog,
                   rules: Rules, at: datetime, *, owners: Owners = Owners(),
                   past: Sequence[PastCorrection] = ()) -> list[Drift]:

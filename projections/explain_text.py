@@ -39,9 +39,10 @@ def render_text(ex: Any) -> str:
     lines += _timeline(ex.timeline, ex.later_events, short)
     lines += ["", "true state: each field, because of which rule and which events"]
     lines += _state(state, short)
-    lines += _section(f"corrections ({len(ex.corrections)}), each with where its drift came from",
-                      [_change(c.op, c.table, c.key, c.column, c.from_, c.to)
-                       + ("" if c.drift is None else "\n    " + drift_words(c, short)) for c in ex.corrections])
+    lines += ["", f"corrections ({len(ex.corrections)}), each with where its drift came from"]
+    for c in ex.corrections:
+        lines += _wrap("  ", _change(c.op, c.table, c.key, c.column, c.from_, c.to))
+        lines += _wrap("      ", drift_words(c, short)) if c.drift is not None else []
     lines += ["", f"held, not corrected ({len(ex.held)})"]
     for h in ex.held:
         lines.append(f"  {h.table}[{key_text(h.key)}]" + (f" (parked {_time(h.parked_at.isoformat())})"

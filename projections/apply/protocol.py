@@ -46,6 +46,7 @@ from psycopg.types.json import Jsonb
 
 from domain.catalog import fold_catalog
 from domain.diff import Correction
+from domain.drift import open_drift
 from domain.legacy_tables import STORES
 from domain.owners import Owners
 from domain.outgoing import bookkeeping, causes, event_id, meanings
@@ -242,7 +243,8 @@ def start_run(eventstore_dsn: str, run: RunInfo, rules: Rules, *,
 def _finish_run(eventstore_dsn: str, result: ApplyResult) -> None:
     summary = {"accounts_checked": result.accounts_checked, "accounts_disagreeing": result.accounts_disagreeing,
                "accounts_chosen": result.accounts_chosen, "applied": result.count("applied"),
-               "stale": result.count("stale"), "events": dict(result.events), "recovered": dict(result.recovered)}
+               "stale": result.count("stale"), "events": dict(result.events), "recovered": dict(result.recovered),
+               "drift_open": open_drift(c for c, _ in result.done)}
     with _es(eventstore_dsn) as conn:
         conn.execute("UPDATE apply_run SET finished_at = %s, summary = %s WHERE run_id = %s",
                      (datetime.now(UTC), Jsonb(summary), result.run_id))

@@ -35,6 +35,10 @@ class PlayedFleet:
     at: datetime  # T
     env: dict[str, str]
     dsns: dict[str, str]
+    how: str
+
+    def recompute(self, *args: str) -> str:
+        return _run(*args, env=self.env)
 
 
 def _run(*args: str, env: dict[str, str]) -> str:
@@ -97,7 +101,7 @@ def played_fleet(tmp_path: Path, *, how: Literal["snapshot", "stream"], per_stor
             _run("ingest", "--source", "all", env=env)
             plan = json.loads(_run("plan", "--json", "--as-of", at.isoformat(), env=env))
             try:
-                yield PlayedFleet(fleet, plan, at, env, dsns)
+                yield PlayedFleet(fleet, plan, at, env, dsns, how)
             finally:
                 if how == "stream":
                     _run("cdc", "drop", env=env)
