@@ -28,15 +28,15 @@ that a later observed write set to something else. Only the drifting accounts pa
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from domain.catalog import Catalog
 from domain.diff import Cause, Correction, Drift, corrections_for, same
-from domain.events import AccountEvent
-from domain.facts import AccountFacts, LegacyRow, row_key
+from domain.events import AccountEvent, LegacyRowObserved
+from domain.facts import AccountFacts, row_key
 from domain.fold import fold, read_by_truth
 from domain.legacy_tables import COMPARED_BY_STORE
 from domain.owners import Owners
@@ -74,13 +74,16 @@ def recorded_rows(facts: AccountFacts) -> dict[str, list[dict[str, Any]]]:
             for store, tables in COMPARED_BY_STORE.items() for table in tables}
 
 
+Observed = dict[str, dict[str, LegacyRowObserved]]  # "store.table" -> row key -> its latest observation
+
+
 @dataclass(frozen=True)
 class _Point:
-    """One instant of the walk: the facts and state there, and the corrections they call for."""
+    """One instant of the walk: the corrected tables' rows and the state there, and the corrections they call for."""
 
     at: datetime
     crossing: bool  # a threshold crossing, not an event instant
-    facts: AccountFacts
+    rows: Observed
     state: TrueState
     drifting: frozenset[Target]
 
@@ -118,10 +121,10 @@ def drift_origins(corrections: Sequence[Correction], events: Iterable[AccountEve
     open_ = set(wanted)
     value_at_t: dict[Target, Any] = {}
     for instant in instants:
-        for point in reversed(_segment(folded, catalog, rules, instant, end, include_end=later is None)):
+        for point in reversed(_segment(folded, tables, catalog, rules, instant, end, include_end=later is None)):
             if later is None:
-                value_at_t = {t: _value(point.facts, t) for t in wanted}
-            for t in [t for t in open_ if t not in point.drifting or not _same_value(_value(point.facts, t),
+                value_at_t = {t: _value(point.rows, t) for t in wanted}
+            for t in [t for t in open_ if t not in point.drifting or not _same_value(_value(point.rows, t),
                                                                                     value_at_t[t])]:
                 if later is not None:
                     starts[t] = (later, point)
@@ -133,56 +136,82 @@ def drift_origins(corrections: Sequence[Correction], events: Iterable[AccountEve
     for t in open_:  # drifting since the first instant the log knows
         if later is not None:
             starts[t] = (later, None)
-    at_end = fold(folded, as_of=at)
+    at_end = _observed(folded, tables, at)
     return [_origin(c, starts.get(target_of(c)), folded, at_end, owners, past, at) for c in corrections]
 
 
-def _segment(folded: Sequence[AccountEvent], catalog: Catalog, rules: Rules, instant: datetime, end: datetime,
-             *, include_end: bool) -> list[_Point]:
+def _observed(folded: Sequence[AccountEvent], tables: Collection[str], instant: datetime) -> Observed:
+    """The latest observation of each row of `tables` as of `instant` (a row seen gone is not there)."""
+    rows: Observed = {table: {} for table in tables}
+    for e in folded:
+        if e.source_time > instant:
+            break
+        mine = rows.get(f"{e.store}.{e.table}") if isinstance(e, LegacyRowObserved) else None
+        if mine is not None:
+            if e.row is None:  # type: ignore[attr-defined]
+                mine.pop(row_key(e.key), None)
+            else:
+                mine[row_key(e.key)] = e  # type: ignore[assignment]
+    return rows
+
+
+def _segment(folded: Sequence[AccountEvent], tables: Collection[str], catalog: Catalog, rules: Rules,
+             instant: datetime, end: datetime, *, include_end: bool) -> list[_Point]:
     """The points from `instant` (an event instant) up to `end` (excluded, but for T itself): the
-    event instant and every threshold crossing after it, in time order."""
-    facts = fold(folded, as_of=instant)
-    rows = recorded_rows(facts)
+    event instant and every threshold crossing after it, in time order. The truth's fold leaves the
+    observed rows out (fold(legacy=False)); the corrected tables' rows are looked up here."""
+    facts = fold(folded, as_of=instant, legacy=False)
+    observed = _observed(folded, tables, instant)
+    rows = {table: [found[k].row or {} for k in sorted(found)] for table, found in observed.items()}
     points = []
     when, crossing = instant, False
     while True:
         state = true_state(facts, catalog, rules, when, explain=False)
-        points.append(_Point(when, crossing, facts, state, frozenset(target_of(c) for c in corrections_for(state, rows))))
+        points.append(_Point(when, crossing, observed, state, _drifting(state, rows, tables)))
         after = decided_until(state)
         if after is None or after >= end:
             break
         when, crossing = after, True
     if include_end and points[-1].at < end:
         state = true_state(facts, catalog, rules, end, explain=False)
-        points.append(_Point(end, True, facts, state, frozenset(target_of(c) for c in corrections_for(state, rows))))
+        points.append(_Point(end, True, observed, state, _drifting(state, rows, tables)))
     return points
 
 
-def _value(facts: AccountFacts, target: Target) -> Any:
+def _drifting(state: TrueState, rows: Mapping[str, Sequence[Mapping[str, Any]]],
+              tables: Collection[str]) -> frozenset[Target]:
+    return frozenset(target_of(c) for c in corrections_for(state, rows, only=tables))
+
+
+def _value(rows: Observed, target: Target) -> Any:
     """What the row holds of the target: the column's value (an update), whether the row is there."""
     table, op, key, column = target
-    row = _row(facts, table, key)
+    row = _row(rows, table, key)
     if op == "update":
-        return _ABSENT if row is None else row.row.get(column or "")
+        return _ABSENT if row is None else _column(row, column)
     return row is not None
 
 
 _ABSENT = object()
 
 
+def _column(observed: LegacyRowObserved, column: str | None) -> Any:
+    return (observed.row or {}).get(column or "")
+
+
 def _same_value(a: Any, b: Any) -> bool:
     return a is b if _ABSENT in (a, b) else same(a, b)
 
 
-def _row(facts: AccountFacts, table: str, key: str | None) -> LegacyRow | None:
-    rows = facts.legacy.get(table, {})
+def _row(observed: Observed, table: str, key: str | None) -> LegacyRowObserved | None:
+    rows = observed.get(table, {})
     if key is None:  # a subs_customer row to insert: any row of the account
         return next(iter(rows.values()), None)
     return rows.get(key)
 
 
 def _origin(c: Correction, start: tuple[_Point, _Point | None] | None, folded: Sequence[AccountEvent],
-            at_end: AccountFacts, owners: Owners, past: Sequence[PastCorrection], at: datetime) -> Drift:
+            at_end: Observed, owners: Owners, past: Sequence[PastCorrection], at: datetime) -> Drift:
     target = target_of(c)
     _, op, key, column = target
     current = _row(at_end, c.table, key)
@@ -190,12 +219,12 @@ def _origin(c: Correction, start: tuple[_Point, _Point | None] | None, folded: S
     rewrites = _rewrites(target, folded, past, at)
     if start is None:  # the log's rows do not drift at T: the live row changed after the last observation
         return Drift(cause="wrong_write", since=current.source_time if current else at, owner=owner,
-                     by=current.ref if current else f"unobserved:{c.table}[{key}]", rewrites=rewrites)
+                     by=ref_of(current) if current else f"unobserved:{c.table}[{key}]", rewrites=rewrites)
     s, before = start
     at_s = [e for e in folded if e.source_time == s.at] if not s.crossing else []
     row_events = [e for e in at_s if f"{e.store}.{e.table}" == c.table and (key is None or row_key(e.key) == key)]
-    row_s = _row(s.facts, c.table, key)
-    row_b = _row(before.facts, c.table, key) if before is not None else None
+    row_s = _row(s.rows, c.table, key)
+    row_b = _row(before.rows, c.table, key) if before is not None else None
     truth_by = _truth_by(s, before, at_s, column)
     drift = _Found(s.at, owner, rewrites)
     if op == "insert":
@@ -203,7 +232,7 @@ def _origin(c: Correction, start: tuple[_Point, _Point | None] | None, folded: S
             return drift.of("missing", ref_of(row_events[-1]))
         return drift.of("missing", truth_by)
     wrote = bool(row_events) and row_s is not None and (
-        row_b is None or op == "delete" or not same(row_b.row.get(column or ""), row_s.row.get(column or "")))
+        row_b is None or op == "delete" or not same(_column(row_b, column), _column(row_s, column)))
     if wrote:
         overwrote = op == "update" and any(p.target == target and p.at <= s.at for p in past)
         return drift.of("overwrote_correction" if overwrote else "wrong_write", ref_of(row_events[-1]))
@@ -211,7 +240,7 @@ def _origin(c: Correction, start: tuple[_Point, _Point | None] | None, folded: S
         # the row was already wrong when the log first knew both it and the account
         first = row_s or current
         if first is not None:
-            return Drift(cause="wrong_write", since=min(first.source_time, s.at), owner=owner, by=first.ref,
+            return Drift(cause="wrong_write", since=min(first.source_time, s.at), owner=owner, by=ref_of(first),
                          rewrites=rewrites)
     return drift.of("missed_change", truth_by)
 
