@@ -75,7 +75,7 @@ def owners_from(raw: Mapping[str, Any], where: str = "[owners]") -> Owners:
     for key, name in raw.items():
         _check_key(key, where)
         if not isinstance(name, str) or not name.strip():
-            raise OwnersError(f"{where}: {key!r}: the owner must be a non-empty name, got {name!r}")
+            raise OwnersError(f"{where} {key!r}: the owner must be a non-empty name, got {name!r}")
         merged[key] = name.strip()
     return Owners(merged)
 
@@ -86,9 +86,9 @@ def _check_key(key: str, where: str) -> None:
     name = f"{store}.{table}"
     if name not in CORRECTION_ORDER:
         known = ", ".join(CORRECTION_ORDER)
-        raise OwnersError(f"{where}: {key!r}: unknown table {name!r} (one of {known})")
+        raise OwnersError(f"{where} {key!r}: unknown table {name!r} (one of {known})")
     if column:
         columns = correctable(BY_NAME[name]).compared
         if column not in columns:
-            raise OwnersError(f"{where}: {key!r}: unknown column {column!r} of {name} "
+            raise OwnersError(f"{where} {key!r}: unknown column {column!r} of {name} "
                               f"(one of {', '.join(columns)})")

@@ -123,7 +123,8 @@ def owners_or_exit() -> Owners:
     """The ownership map (domain/owners.py): the defaults with RECOMPUTE_CONFIG's [owners] over them;
     an entry naming no compared table or column, or no owner, is refused in one line, exit 2."""
     try:
-        return owners_from(read_settings().owners, "RECOMPUTE_CONFIG [owners]")
+        settings = read_settings()
+        return owners_from(settings.owners, f"RECOMPUTE_CONFIG: {settings.origins.get('owners', 'default')}: [owners]")
     except (SettingsError, OwnersError) as error:
         click.echo(f"recompute: {error}", err=True)
         sys.exit(2)

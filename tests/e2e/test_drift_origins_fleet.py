@@ -17,7 +17,7 @@ from simulation.drift_stories import Expected
 from tests.support.browser import Marks, open_page
 from tests.support.drift_fleet import played_fleet
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # plays two fleets in real time: ~2 min
 
 SCREENSHOTS = Path("/tmp/recompute-drift-report")  # outside the repository, to be looked at
 COMMIT = timedelta(seconds=1)  # a change stream times a write by its commit, just after the instant it was made at
@@ -66,6 +66,7 @@ def test_explain_says_each_drift_in_words_and_as_plan_does(played):
     assert f"when Stripe's {evt} made it 'none'; its writer (A3) did not follow" in text
 
 
+@pytest.mark.browser
 def test_the_reports_owner_by_cause_cells_sum_to_plans_corrections_in_chromium(played, tmp_path):
     page = tmp_path / "report.html"
     played.recompute("report", "--html", str(page), "--as-of", played.at.isoformat())

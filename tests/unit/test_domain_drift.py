@@ -191,5 +191,5 @@ def test_subs_customer_rows_are_owned_by_their_source():
     ({"billing_prod.charges": "A3"}, "'billing_prod.charges': unknown table 'billing_prod.charges'"),
 ])
 def test_an_ownership_override_naming_no_compared_table_or_column_or_no_owner_is_refused(raw, message):
-    with pytest.raises(OwnersError, match="^conf.toml \\[owners\\]: " + message.replace("[", "\\[").replace(".", "\\.")):
+    with pytest.raises(OwnersError, match="^conf.toml \\[owners\\] " + message.replace("[", "\\[").replace(".", "\\.")):
         owners_from(raw, "conf.toml [owners]")
