@@ -7,12 +7,13 @@ each, and `drift_origins` says each correction's cause, since, owner, by and rew
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from domain.catalog import Catalog
 from domain.diff import Correction
 from domain.drift import drift_origins, with_drift
+from domain.events import AccountEvent
 from domain.owners import Owners
 from domain.rules import Rules
 from projections.apply.audit import applied_corrections
@@ -20,8 +21,10 @@ from projections.legacy_rows import AccountRange, account_events
 
 
 def attach_drift(eventstore_dsn: str, catalog: Catalog, rules: Rules, as_of: datetime,
-                 corrections: Sequence[Correction], owners: Owners) -> list[Correction]:
-    """`corrections` (in their order), each with its drift."""
+                 corrections: Sequence[Correction], owners: Owners, *,
+                 streams: Mapping[str, Sequence[AccountEvent]] | None = None) -> list[Correction]:
+    """`corrections` (in their order), each with its drift; `streams`: the accounts' whole streams
+    when the caller has read them already (a follower's step), else they are read here."""
     by_account: dict[str, list[Correction]] = {}
     for c in corrections:
         by_account.setdefault(c.account_id, []).append(c)
@@ -30,7 +33,9 @@ def attach_drift(eventstore_dsn: str, catalog: Catalog, rules: Rules, as_of: dat
     accounts = sorted(by_account)
     past = applied_corrections(eventstore_dsn, accounts)
     said: dict[str, list[Correction]] = {}
-    for account_id, events in account_events(eventstore_dsn, AccountRange(ids=tuple(accounts))):
+    read = ((a, streams[a]) for a in accounts if a in streams) if streams is not None else \
+        account_events(eventstore_dsn, AccountRange(ids=tuple(accounts)))
+    for account_id, events in read:
         mine = by_account.get(account_id)
         if mine:
             said[account_id] = with_drift(mine, drift_origins(mine, events, catalog, rules, as_of, owners=owners,

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from domain.catalog import Catalog
 from domain.diff import Correction
+from domain.events import AccountEvent
 from domain.owners import Owners
 from domain.rules import Rules
 from projections.drift import attach_drift
@@ -36,8 +37,12 @@ def replan(dsns: Mapping[str, str], rules: Rules, as_of: datetime, catalog: Cata
              for _, state, corrections, _ in evaluate(dsns, rules, as_of, catalog, AccountRange(ids=tuple(accounts)),
                                                    explain=True)
              if state.account_exists]
-    if owners is None:
-        return plans
-    said = iter(attach_drift(dsns["eventstore"], catalog, rules, as_of,
-                             [c for p in plans for c in p.corrections], owners))
+    return plans if owners is None else with_drift(dsns["eventstore"], catalog, rules, as_of, plans, owners)
+
+
+def with_drift(eventstore_dsn: str, catalog: Catalog, rules: Rules, as_of: datetime, plans: Sequence[AccountPlan],
+               owners: Owners, *, streams: Mapping[str, Sequence[AccountEvent]] | None = None) -> list[AccountPlan]:
+    """The plans, each correction with its drift (projections/drift.py; `streams`: already read)."""
+    said = iter(attach_drift(eventstore_dsn, catalog, rules, as_of, [c for p in plans for c in p.corrections], owners,
+                             streams=streams))
     return [AccountPlan(p.state, [next(said) for _ in p.corrections]) for p in plans]
