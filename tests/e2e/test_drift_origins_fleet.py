@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
@@ -20,11 +20,12 @@ from tests.support.drift_fleet import played_fleet
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # plays two fleets in real time: ~2 min
 
 SCREENSHOTS = Path("/tmp/recompute-drift-report")  # outside the repository, to be looked at
-COMMIT = timedelta(seconds=1)  # a change stream times a write by its commit, just after the instant it was made at
 
 
-def mismatches(expected: list[Expected], corrections: list[dict], *, exact_writes: bool) -> list[str]:
-    """What differs between the manifest and the plan's corrections, one line each."""
+def mismatches(expected: list[Expected], corrections: list[dict],
+               committed: dict[datetime, tuple[datetime, datetime]] | None = None) -> list[str]:
+    """What differs between the manifest and the plan's corrections, one line each. `committed`
+    (a change stream's run): a legacy write's `since` is its commit, within its phase's commits."""
     found = {(c["account_id"], c["table"], c["op"], c["column"]): c for c in corrections}
     wanted = {(e.account_id, e.table, e.op, e.column): e for e in expected}
     problems = [f"not in the manifest: {k}" for k in sorted(set(found) - set(wanted), key=str)]
@@ -32,7 +33,11 @@ def mismatches(expected: list[Expected], corrections: list[dict], *, exact_write
     for key in sorted(set(found) & set(wanted), key=str):
         e, drift = wanted[key], found[key]["drift"]
         since = datetime.fromisoformat(drift["since"])
-        on_time = since == e.instant if exact_writes or not e.legacy_write else e.instant <= since < e.instant + COMMIT
+        if committed is None or not e.legacy_write:
+            on_time = since == e.instant
+        else:
+            began, ended = committed[e.instant]
+            on_time = began <= since <= ended
         if (drift["cause"], drift["owner"], drift["rewrites"]) != (e.cause, e.owner, e.rewrites) or not on_time \
                 or not e.matches_ref(drift["by"]):
             problems.append(f"{key}: drift {drift}, manifest {e}")
@@ -48,7 +53,7 @@ def played(request, tmp_path_factory):
 def test_every_corrections_drift_is_the_cause_owner_instant_and_ref_the_fleet_wrote(played):
     corrections = played.plan["corrections"]
     assert corrections and all(c["drift"]["since"] <= played.at.isoformat() for c in corrections)
-    problems = mismatches(played.fleet.expected, corrections, exact_writes=played.how == "snapshot")
+    problems = mismatches(played.fleet.expected, corrections, played.committed if played.how == "stream" else None)
     assert problems == [], "\n".join(problems)
     assert {e.cause for e in played.fleet.expected} == {"wrong_write", "missed_change", "missing",
                                                         "overwrote_correction"}

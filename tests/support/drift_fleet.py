@@ -36,6 +36,7 @@ class PlayedFleet:
     env: dict[str, str]
     dsns: dict[str, str]
     how: str
+    committed: dict[datetime, tuple[datetime, datetime]]  # a phase's instant -> when its writes committed
 
     def recompute(self, *args: str) -> str:
         return _run(*args, env=self.env)
@@ -53,13 +54,16 @@ def _wait_until(at: datetime) -> None:
         time.sleep(delay)
 
 
-def _commit(dsns: dict[str, str], writes: list[Write]) -> None:
-    """One transaction per store, in STORES order."""
+def _commit(dsns: dict[str, str], writes: list[Write]) -> tuple[datetime, datetime]:
+    """One transaction per store, in STORES order; returns when the commits began and ended (a
+    change stream times each write by its commit: within that window)."""
+    began = datetime.now(UTC)
     for store in ("cf_prod", "billing_prod", "subs"):
         mine = [w for w in writes if w[0] == store]
         if mine:
             with psycopg.connect(dsns[store]) as conn:
                 write(conn, mine)
+    return began, datetime.now(UTC)
 
 
 def _next_second(after: timedelta = timedelta(seconds=1)) -> datetime:
@@ -83,9 +87,10 @@ def played_fleet(tmp_path: Path, *, how: Literal["snapshot", "stream"], per_stor
                 for store in ("cf_prod", "billing_prod", "subs"):
                     _run("ingest", "--source", store, env=env)
 
+            committed: dict[datetime, tuple[datetime, datetime]] = {}
             for phase, at in (("A", fleet.instants["S"]), ("B", fleet.instants["B"])):
                 _wait_until(at)
-                _commit(dsns, fleet.phases[phase])
+                committed[at] = _commit(dsns, fleet.phases[phase])
                 ingest_legacy()
             _wait_until(fleet.instants["X"] + timedelta(seconds=1))
             _run("ingest", "--source", "all", env=env)  # Stripe's payments and failures too
@@ -95,13 +100,13 @@ def played_fleet(tmp_path: Path, *, how: Literal["snapshot", "stream"], per_stor
             rewritten_at = _next_second()
             writes = fleet.rewrite(rewritten_at)
             _wait_until(rewritten_at)
-            _commit(dsns, writes)
+            committed[rewritten_at] = _commit(dsns, writes)
             at = _next_second()
             _wait_until(at + timedelta(seconds=1))
             _run("ingest", "--source", "all", env=env)
             plan = json.loads(_run("plan", "--json", "--as-of", at.isoformat(), env=env))
             try:
-                yield PlayedFleet(fleet, plan, at, env, dsns, how)
+                yield PlayedFleet(fleet, plan, at, env, dsns, how, committed)
             finally:
                 if how == "stream":
                     _run("cdc", "drop", env=env)
