@@ -12,7 +12,7 @@ is the authority for existence, so there is nothing true to write.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -30,8 +30,29 @@ WRITABLE: dict[str, frozenset[str]] = {
 }
 
 
+Cause = Literal["wrong_write", "missed_change", "missing", "overwrote_correction"]
+CAUSES: tuple[Cause, ...] = ("wrong_write", "missed_change", "missing", "overwrote_correction")
+
+
+class Drift(BaseModel):
+    """Where one correction's drift came from (cli.md, "Where drift comes from"; domain/drift.py)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cause: Cause
+    since: datetime
+    owner: str
+    by: str
+    rewrites: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {"cause": self.cause, "since": self.since.isoformat(), "owner": self.owner, "by": self.by,
+                "rewrites": self.rewrites}
+
+
 class Correction(BaseModel):
-    """One change to one legacy row, in the JSON shape of cli.md (`from` is a Python keyword: `from_`)."""
+    """One change to one legacy row, in the JSON shape of cli.md (`from` is a Python keyword: `from_`).
+    `drift` is where its drift came from, once domain/drift.py has said it (None until then)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
@@ -42,23 +63,28 @@ class Correction(BaseModel):
     column: str | None
     from_: Any = Field(alias="from")
     to: Any
+    drift: Drift | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", by_alias=True)
+        found = self.model_dump(mode="json", by_alias=True, exclude={"drift"})
+        if self.drift is not None:
+            found["drift"] = self.drift.as_json()
+        return found
+
+    def without_drift(self) -> Correction:
+        return self if self.drift is None else self.model_copy(update={"drift": None})
 
 
-def corrections_for(state: TrueState, rows: Mapping[str, Sequence[Row]]) -> list[Correction]:
+def corrections_for(state: TrueState, rows: Mapping[str, Sequence[Row]], *,
+                    only: Collection[str] | None = None) -> list[Correction]:
+    """`only`: the corrections of these tables ("store.table") and no others (all when None)."""
     if not state.account_exists or state.account_id is None:
         return []
     found: list[Correction] = []
     diff = _Differ(state.account_id, found)
-    _invoices(state, rows, diff)
-    _dunning(state, rows, diff)
-    _flags(state, rows, diff)
-    _subscription(state, rows, diff)
-    _customer(state, rows, diff)
-    _account(state, rows, diff)
-    _entitlements(state, rows, diff)
+    for tables, section in _SECTIONS:
+        if only is None or not tables.isdisjoint(only):
+            section(state, rows, diff)
     order = {table: i for i, table in enumerate(CORRECTION_ORDER)}
     return sorted(found, key=lambda c: (order[c.table], _sort_text(c.key), c.op, c.column or ""))
 
@@ -172,6 +198,17 @@ def _entitlements(state: TrueState, rows: Mapping[str, Sequence[Row]], diff: _Di
             diff.insert("cf_prod.entitlements", {"account_id": state.account_id, "feature": feature},
                         {"account_id": state.account_id, "feature": feature, "enabled": True,
                          "source": entitlement_source(state)})
+
+
+_SECTIONS: tuple[tuple[frozenset[str], Callable[[TrueState, Mapping[str, Sequence[Row]], _Differ], None]], ...] = (
+    (frozenset({"billing_prod.invoices", "subs.subs_invoice"}), _invoices),
+    (frozenset({"billing_prod.dunning", "subs.subs_dunning"}), _dunning),
+    (frozenset({"subs.subs_account"}), _flags),
+    (frozenset({"subs.subs_subscription"}), _subscription),
+    (frozenset({"subs.subs_customer"}), _customer),
+    (frozenset({"cf_prod.accounts"}), _account),
+    (frozenset({"cf_prod.entitlements"}), _entitlements),
+)
 
 
 def entitlement_source(state: TrueState) -> str:

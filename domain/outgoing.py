@@ -100,12 +100,14 @@ def because_keys(c: Correction, state: TrueState) -> tuple[str, ...]:
 def causes(c: Correction, state: TrueState) -> tuple[str, ...]:
     """The refs of the `because` entries that decided the written columns. A value that holds because
     nothing happened (stage none, 0 attempts, not bad debt) has none of its own: then the events
-    that show nothing happened, the account's invoices (`stage`) or, failing those, its row (`status`)."""
+    that show nothing happened, the account's invoices (`stage`) or, failing those, its row (`status`).
+    The correction's drift, when said, adds what caused it (`drift.by`) last."""
+    by = (c.drift.by,) if c.drift is not None else ()
     for keys in (because_keys(c, state), ("stage",), ("status",)):
         refs = [ref for key in keys if key in state.because for ref in state.because[key].refs]
         if refs:
-            return tuple(dict.fromkeys(refs))
-    return ()
+            return tuple(dict.fromkeys([*refs, *by]))
+    return by
 
 
 def meanings(corrections: Sequence[Correction], state: TrueState) -> list[Meaning]:
@@ -182,4 +184,5 @@ def row_ref(c: Correction) -> str:
 
 
 def _canonical(c: Correction) -> str:
-    return orjson.dumps(c.as_json(), option=orjson.OPT_SORT_KEYS).decode()
+    """What names a correction in an event id: its change, not what is said of its drift."""
+    return orjson.dumps(c.without_drift().as_json(), option=orjson.OPT_SORT_KEYS).decode()

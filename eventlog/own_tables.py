@@ -109,8 +109,9 @@ CREATE TABLE IF NOT EXISTS correction_audit (
     rules_digest  text,                    -- Rules.digest (NULL: recorded before digests; see UPGRADES)
     caused_at     timestamptz,             -- a follower's: when what caused it happened (NULL: apply's)
     plan_digest   text,                    -- the saved plan it came from (`apply --plan`), NULL otherwise
-    write_xid     bigint                   -- the legacy store's transaction that writes it, recorded before
+    write_xid     bigint,                  -- the legacy store's transaction that writes it, recorded before
                                            -- any write (NULL: none began): recovery asks whether it committed
+    drift         jsonb                    -- where its drift came from (cli.md; NULL: not said)
 );
 CREATE INDEX IF NOT EXISTS correction_audit_account ON correction_audit (account_id, id);
 CREATE INDEX IF NOT EXISTS correction_audit_event ON correction_audit (event_id);
@@ -161,6 +162,7 @@ UPGRADES = (
     ("correction_audit", "plan_digest", "ALTER TABLE correction_audit ADD COLUMN IF NOT EXISTS plan_digest text"),
     ("correction_audit", "write_xid", "ALTER TABLE correction_audit ADD COLUMN IF NOT EXISTS write_xid bigint"),
     ("parked_record", "given_up_at", "ALTER TABLE parked_record ADD COLUMN IF NOT EXISTS given_up_at timestamptz"),
+    ("correction_audit", "drift", "ALTER TABLE correction_audit ADD COLUMN IF NOT EXISTS drift jsonb"),
     ("parked_record", "waiting_for", """
 ALTER TABLE stripe_customer_account ALTER COLUMN account_id DROP NOT NULL;
 ALTER TABLE parked_record ADD COLUMN IF NOT EXISTS waiting_for text;     -- a Stripe customer id

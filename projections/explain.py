@@ -15,16 +15,17 @@ from typing import Any
 
 from domain.catalog import fold_catalog
 from domain.diff import Correction, corrections_for
+from domain.drift import PastCorrection, drift_origins, recorded_rows, with_drift
+from domain.owners import Owners
 from domain.events import CATALOG_STREAM, AccountEvent, LegacyRowObserved, StripeObjectObserved
-from domain.facts import AccountFacts
 from domain.fold import fold
 from domain.held import HeldRow, ParkedRecord, hold
 from domain.refs import key_text, ref_of
-from domain.legacy_tables import COMPARED_BY_STORE, TABLES
+from domain.legacy_tables import TABLES
 from domain.rules import Rules
 from domain.state import TrueState
 from domain.truth import true_state
-from projections.apply.audit import past_corrections
+from projections.apply.audit import applied_corrections, past_corrections
 from projections.legacy_rows import parked_records
 from eventlog.postgres_log import PostgresEventLog
 from eventlog.protocol import EventLog
@@ -75,7 +76,7 @@ class Explanation:
 
 
 def explain(dsns: Mapping[str, str], account_id: str, rules: Rules, as_of: datetime, *,
-            log: EventLog | None = None) -> Explanation:
+            log: EventLog | None = None, owners: Owners = Owners()) -> Explanation:
     """`log`: an open log to read through (a long-lived process opens it once); else one is opened here."""
     opened = log or PostgresEventLog(dsns["eventstore"])
     try:
@@ -85,7 +86,9 @@ def explain(dsns: Mapping[str, str], account_id: str, rules: Rules, as_of: datet
             opened.close()
     parked = parked_records(dsns["eventstore"], account_id)
     holding = [row for row in (record.held_row(account_id) for record in parked) if row is not None]
-    return replace(explanation(account_id, events, catalog_events, rules, as_of, parked=holding),
+    past = applied_corrections(dsns["eventstore"], [account_id]).get(account_id, [])
+    return replace(explanation(account_id, events, catalog_events, rules, as_of, parked=holding, owners=owners,
+                               past=past),
                    past_corrections=past_corrections(dsns["eventstore"], account_id), parked=parked)
 
 
@@ -95,7 +98,8 @@ def read_streams(log: EventLog, account_id: str) -> tuple[list[AccountEvent], li
 
 
 def explanation(account_id: str, events: list[AccountEvent], catalog_events: list[AccountEvent],
-                rules: Rules, as_of: datetime, *, parked: Sequence[HeldRow] = ()) -> Explanation:
+                rules: Rules, as_of: datetime, *, parked: Sequence[HeldRow] = (), owners: Owners = Owners(),
+                past: Sequence[PastCorrection] = ()) -> Explanation:
     """Pure: the whole explanation from the account's events and the catalog's.
 
     The drift is against the legacy rows as the log recorded them up to T, not as they are now:
@@ -108,17 +112,13 @@ def explanation(account_id: str, events: list[AccountEvent], catalog_events: lis
                     key=lambda e: (e.source_time, e.originator_version))
     rows = recorded_rows(facts)
     corrections, held = hold(state, catalog, parked, rows, corrections_for(state, rows))
+    corrections = with_drift(corrections, drift_origins(corrections, events, catalog, rules, as_of, owners=owners,
+                                                        past=past))
     return Explanation(
         account_id=account_id, as_of=as_of, state=state, timeline=[timeline_entry(e) for e in folded],
         later_events=len(events) - len(folded), corrections=corrections, held=held,
         rules_digest=rules.digest,
     )
-
-
-def recorded_rows(facts: AccountFacts) -> dict[str, list[dict]]:
-    """The compared legacy tables' rows of the account as last recorded, by "store.table"."""
-    return {f"{store}.{table}": [row.row for row in facts.rows(store, table)]
-            for store, tables in COMPARED_BY_STORE.items() for table in tables}
 
 
 def timeline_entry(event: AccountEvent) -> dict[str, Any]:

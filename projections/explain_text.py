@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from domain.diff import Correction
 from domain.legacy_tables import STORES
 from domain.refs import key_text, short_refs, shorten
 from domain.state import Because, TrueState
@@ -38,8 +39,10 @@ def render_text(ex: Any) -> str:
     lines += _timeline(ex.timeline, ex.later_events, short)
     lines += ["", "true state: each field, because of which rule and which events"]
     lines += _state(state, short)
-    lines += _section(f"corrections ({len(ex.corrections)})",
-                      [_change(c.op, c.table, c.key, c.column, c.from_, c.to) for c in ex.corrections])
+    lines += ["", f"corrections ({len(ex.corrections)}), each with where its drift came from"]
+    for c in ex.corrections:
+        lines += _wrap("  ", _change(c.op, c.table, c.key, c.column, c.from_, c.to))
+        lines += _wrap("      ", drift_words(c, short)) if c.drift is not None else []
     lines += ["", f"held, not corrected ({len(ex.held)})"]
     for h in ex.held:
         lines.append(f"  {h.table}[{key_text(h.key)}]" + (f" (parked {_time(h.parked_at.isoformat())})"
@@ -220,3 +223,43 @@ def _wrap(head: str, text: str) -> list[str]:
 def _time(iso: str) -> str:
     """2026-03-01T00:00:00.123+00:00 -> 2026-03-01 00:00:00 (times are UTC)."""
     return iso[:19].replace("T", " ")
+
+
+_CAUSE_WORDS = {"wrong_write": "wrong write", "missed_change": "missed change", "missing": "missing",
+                "overwrote_correction": "overwrote a correction"}
+
+
+def drift_words(c: Correction, short: Mapping[str, str] | None = None) -> str:
+    """Where a correction's drift came from, in a sentence (cli.md's causes), e.g. "subs_dunning.stage
+    has been 'retrying' since 2026-02-11 09:30:00, when Stripe's evt_1 changed it; its writer (A3) did not follow"."""
+    d = c.drift
+    if d is None:
+        return ""
+    table = c.table.split(".", 1)[1]
+    where = f"{table}.{c.column}" if c.column else f"{table}[{key_text(dict(c.key)) if c.key else 'new'}]"
+    since = _time(d.since.isoformat())
+    by = _by_words(d.by, short or {})
+    again = f"; written over {d.rewrites} time{'s' if d.rewrites != 1 else ''} since the projector corrected it" \
+        if d.rewrites else ""
+    if d.cause == "missed_change":
+        said = (f"{where} has been {_short_value(c.from_)} since {since}, when {by} made it {_short_value(c.to)}; "
+                f"its writer ({d.owner}) did not follow")
+    elif d.cause == "wrong_write":
+        said = f"{where} was set to {_short_value(c.from_)} at {since} by {by}, a write of {d.owner}'s the truth never had"
+    elif d.cause == "overwrote_correction":
+        said = (f"{where} was corrected by the projector, then set to {_short_value(c.from_)} again at {since} "
+                f"by {by} ({d.owner})")
+    elif c.op == "insert":
+        said = f"{where} has been missing since {since}, when {by} called for it; its writer ({d.owner}) did not write it"
+    else:
+        said = f"{where} has been missing since {since}, deleted by {by} ({d.owner})"
+    return f"[{_CAUSE_WORDS[d.cause]}] {said}{again}"
+
+
+def _by_words(by: str, short: Mapping[str, str]) -> str:
+    if by.startswith("rule:"):
+        name, _, at = by[len("rule:"):].partition("@")
+        return f"the rules' threshold for {name} (crossed at {_time(at)})"
+    if by.startswith("evt_"):
+        return f"Stripe's {by}"
+    return shorten(by, short)

@@ -33,10 +33,12 @@ from domain.events import AccountEvent
 from domain.facts import AccountFacts
 from domain.fold import fold
 from domain.held import HeldRow, hold, withhold_blocked
+from domain.owners import Owners
 from domain.rules import Rules
 from domain.state import TrueState
 from domain.truth import decided_until, true_state
 from ingestion.legacy.schema import blocked_tables, describe
+from projections.drift import attach_drift
 from projections.executor import Executor, InlineExecutor
 from projections.legacy_rows import (
     AccountRange, Deciding, RangeReader, StoreReader, account_ranges, catalog_events,
@@ -100,10 +102,13 @@ class PlanResult:
 
 def plan(dsns: Mapping[str, str], rules: Rules, as_of: datetime, *, account: str | None = None,
          workers: int = 2, kept_facts: bool = True, executor: Executor | None = None,
-         on_progress: Callable[[int, int], None] = lambda done, total: None) -> PlanResult:
+         on_progress: Callable[[int, int], None] = lambda done, total: None,
+         owners: Owners | None = Owners()) -> PlanResult:
     """Every account (or one) planned: the accounts split into `workers` ranges, each range a piece
     of work for `executor` (the Dask one from bootstrap; one account or range runs here).
-    `kept_facts=False` replays every stream (the benchmarks' and the exactness tests' baseline)."""
+    `kept_facts=False` replays every stream (the benchmarks' and the exactness tests' baseline).
+    Each correction says where its drift came from (projections/drift.py) by `owners`; None: not
+    said (apply, which says it for the corrections it writes)."""
     catalog = fold_catalog(catalog_events(dsns["eventstore"]), as_of=as_of)
     ranges = [AccountRange(ids=(account,))] if account else account_ranges(dsns["eventstore"], workers)
     result = PlanResult(as_of=as_of, rules_version=rules.version, rules_digest=rules.digest,
@@ -111,7 +116,8 @@ def plan(dsns: Mapping[str, str], rules: Rules, as_of: datetime, *, account: str
     if len(ranges) == 1 or executor is None:
         executor = InlineExecutor()
     on_progress(0, len(ranges))
-    task = partial(plan_range, dict(dsns), rules, as_of, catalog, kept_facts=kept_facts, blocked=result.blocked)
+    task = partial(plan_range, dict(dsns), rules, as_of, catalog, kept_facts=kept_facts, blocked=result.blocked,
+                   owners=owners)
     for done, part in enumerate(executor.map(task, ranges), 1):
         result.merge(part)
         on_progress(done, len(ranges))
@@ -120,8 +126,9 @@ def plan(dsns: Mapping[str, str], rules: Rules, as_of: datetime, *, account: str
 
 def plan_range(dsns: dict[str, str], rules: Rules, as_of: datetime, catalog: Catalog,
                accounts: AccountRange, reader: RangeReader | None = None, kept_facts: bool = True,
-               blocked: Mapping[str, str] | None = None) -> PlanResult:
-    """Plans one range of accounts: the unit of work of one process (`blocked`: evaluate's)."""
+               blocked: Mapping[str, str] | None = None, owners: Owners | None = None) -> PlanResult:
+    """Plans one range of accounts: the unit of work of one process (`blocked`: evaluate's; with
+    `owners`, each correction with its drift)."""
     result = PlanResult(as_of=as_of, rules_version=rules.version, rules_digest=rules.digest)
     gc.freeze()  # what is alive now lives for the whole run; the collector need not walk it per account
     for events_folded, state, corrections, held in evaluate(dsns, rules, as_of, catalog, accounts, explain=False,
@@ -134,6 +141,8 @@ def plan_range(dsns: dict[str, str], rules: Rules, as_of: datetime, catalog: Cat
             result.accounts_checked += 1
             result.corrections.extend(corrections)
             result.held.extend(held)
+    if owners is not None and result.corrections:
+        result.corrections = attach_drift(dsns["eventstore"], catalog, rules, as_of, result.corrections, owners)
     return result
 
 

@@ -74,6 +74,7 @@ class Status:
             "blocked_tables": self.blocked,
             "stripe_waiting": self.stripe_waiting,
             "accounts_disagreeing": None if self.last_apply is None else self.last_apply.get("accounts_disagreeing"),
+            "drift_open": None if self.last_apply is None else self.last_apply.get("drift_open"),
             "outbox": {"waiting": self.outbox_waiting, **self.outbox},
             "last_apply": self.last_apply,
             "follow": self.follow,
@@ -181,6 +182,8 @@ def render_status(status: Status) -> str:
                  f"last apply: {run['started_at']} as of {run['as_of']}, rules {run['rules_version']}: "
                  f"{run.get('accounts_disagreeing', '?')} accounts disagreeing, {run.get('applied', '?')} applied"
                  + ("" if run["finished_at"] else " (did not finish: the next apply settles it)"))
+    for owner, causes in ((run or {}).get("drift_open") or {}).items():
+        lines.append(f"  drift open at that apply, {owner}: " + ", ".join(f"{n} {cause}" for cause, n in causes.items()))
     lines += follow_lines(status.follow)
     for stream in status.streams:
         lines.append(f"{stream['store']} change stream: " + (

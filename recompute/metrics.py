@@ -55,6 +55,13 @@ FROM head GROUP BY 1"""
 _APPLIED = "SELECT tbl, count(*) FROM correction_audit WHERE status = 'applied' GROUP BY tbl ORDER BY tbl"
 _LAST_RUN = ("SELECT (summary ->> 'accounts_disagreeing')::bigint FROM apply_run WHERE summary IS NOT NULL "
              "ORDER BY finished_at DESC NULLS LAST LIMIT 1")
+_DRIFT_OPEN = ("SELECT o.key, c.key, c.value::bigint FROM (SELECT summary FROM apply_run WHERE summary IS NOT NULL "
+               "ORDER BY finished_at DESC NULLS LAST LIMIT 1) r, jsonb_each(r.summary -> 'drift_open') o, "
+               "jsonb_each_text(o.value) c ORDER BY 1, 2")
+# A column the projector corrected and a legacy writer set wrong again: counted when the projector
+# corrects it once more (its audit row's drift says overwrote_correction, and who wrote it).
+_REWRITTEN = ("SELECT drift ->> 'owner', tbl, count(*) FROM correction_audit WHERE status = 'applied' "
+              "AND drift ->> 'cause' = 'overwrote_correction' GROUP BY 1, 2 ORDER BY 1, 2")
 _COUNTS = ("SELECT (SELECT count(*) FROM parked_record WHERE resolved_at IS NULL), "
            "(SELECT count(*) FROM outbox_event WHERE status IN ('held', 'ready'))")
 # The age of the oldest of what waits (0 when nothing does): what the alerts on waiting read.
@@ -85,6 +92,8 @@ class EventStoreCollector:
             ages = conn.execute(_CHECKPOINT_AGES).fetchall()
             applied = conn.execute(_APPLIED).fetchall()
             disagreeing = conn.execute(_LAST_RUN).fetchone()
+            drift_open = conn.execute(_DRIFT_OPEN).fetchall()
+            rewritten = conn.execute(_REWRITTEN).fetchall() if _has_drift(conn) else []
             parked, waiting = conn.execute(_COUNTS).fetchone()
             oldest_event, stripe_waiting, oldest_stripe = conn.execute(_OLDEST).fetchone()
             blocked = recorded_blocks(conn)
@@ -104,6 +113,16 @@ class EventStoreCollector:
         yield from (appended, lag, corrections)
         yield GaugeMetricFamily("recompute_accounts_disagreeing", "Accounts disagreeing at the last apply",
                                 value=disagreeing[0] if disagreeing else None)
+        open_ = GaugeMetricFamily("recompute_drift_open", "Corrections the last apply found, by owner and cause",
+                                  labels=["owner", "cause"])
+        for owner, cause, n in drift_open:
+            open_.add_metric([owner, cause], n)
+        again = CounterMetricFamily("recompute_corrections_rewritten",
+                                    "Corrected columns a legacy writer set wrong again, by owner and store.table",
+                                    labels=["owner", "table"])
+        for owner, table, n in rewritten:
+            again.add_metric([owner, table], n)
+        yield from (open_, again)
         yield GaugeMetricFamily("recompute_parked_records", "Records parked with a reason", value=parked)
         yield GaugeMetricFamily("recompute_outbox_waiting", "Outgoing domain events not yet published",
                                 value=waiting)
@@ -121,6 +140,12 @@ class EventStoreCollector:
         for table, why in blocked.items():
             tables.add_metric([table, why], 1)
         yield tables
+
+
+def _has_drift(conn: psycopg.Connection) -> bool:
+    """correction_audit.drift exists (an event store made before it gains it at the next apply)."""
+    return conn.execute("SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+                        "AND table_name = 'correction_audit' AND column_name = 'drift'").fetchone() is not None
 
 
 class ServeMetrics:

@@ -14,7 +14,10 @@ from datetime import datetime
 
 from domain.catalog import Catalog
 from domain.diff import Correction
+from domain.events import AccountEvent
+from domain.owners import Owners
 from domain.rules import Rules
+from projections.drift import attach_drift
 from domain.state import TrueState
 from projections.plan import evaluate
 from projections.legacy_rows import AccountRange
@@ -27,9 +30,19 @@ class AccountPlan:
 
 
 def replan(dsns: Mapping[str, str], rules: Rules, as_of: datetime, catalog: Catalog,
-           accounts: Sequence[str]) -> list[AccountPlan]:
-    """The true state and corrections of each of `accounts` that exists, in id order."""
-    return [AccountPlan(state, corrections)
-            for _, state, corrections, _ in evaluate(dsns, rules, as_of, catalog, AccountRange(ids=tuple(accounts)),
-                                                  explain=True)
-            if state.account_exists]
+           accounts: Sequence[str], *, owners: Owners | None = None) -> list[AccountPlan]:
+    """The true state and corrections of each of `accounts` that exists, in id order (with
+    `owners`, each correction with its drift: projections/drift.py)."""
+    plans = [AccountPlan(state, corrections)
+             for _, state, corrections, _ in evaluate(dsns, rules, as_of, catalog, AccountRange(ids=tuple(accounts)),
+                                                   explain=True)
+             if state.account_exists]
+    return plans if owners is None else with_drift(dsns["eventstore"], catalog, rules, as_of, plans, owners)
+
+
+def with_drift(eventstore_dsn: str, catalog: Catalog, rules: Rules, as_of: datetime, plans: Sequence[AccountPlan],
+               owners: Owners, *, streams: Mapping[str, Sequence[AccountEvent]] | None = None) -> list[AccountPlan]:
+    """The plans, each correction with its drift (projections/drift.py; `streams`: already read)."""
+    said = iter(attach_drift(eventstore_dsn, catalog, rules, as_of, [c for p in plans for c in p.corrections], owners,
+                             streams=streams))
+    return [AccountPlan(p.state, [next(said) for _ in p.corrections]) for p in plans]

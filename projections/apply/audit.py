@@ -22,7 +22,8 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from domain.diff import Correction
+from domain.diff import Correction, Drift
+from domain.drift import PastCorrection
 from domain.outgoing import event_body
 from eventlog.tables_present import has_tables
 
@@ -75,14 +76,16 @@ def record(conn: psycopg.Connection, run: RunInfo, intents: Sequence[Intent],
         (len(intents),))]
     with conn.cursor() as cur:  # COPY: one stream per table, not a statement per row
         with cur.copy("COPY correction_audit (id, run_id, account_id, store, tbl, op, key, col, from_value, "
-                      "to_value, sets, rules_version, rules_digest, as_of, causes, event_id, status, plan_digest) "
+                      "to_value, sets, rules_version, rules_digest, as_of, causes, event_id, status, plan_digest, "
+                      "drift) "
                       "FROM STDIN") as copy:
             for audit_id, i in zip(ids, intents, strict=True):
+                drift = i.correction.drift
                 copy.write_row((audit_id, run.run_id, i.correction.account_id, i.store, i.correction.table,
                                 i.correction.op, Jsonb(i.correction.key), i.correction.column,
                                 Jsonb(i.correction.from_), Jsonb(i.correction.to), Jsonb(i.sets), run.rules_version,
                                 run.rules_digest, run.as_of, Jsonb(list(i.causes)), i.event_id, "pending",
-                                run.plan_digest))
+                                run.plan_digest, None if drift is None else Jsonb(drift.as_json())))
         with cur.copy("COPY outbox_event (event_id, run_id, account_id, type, subject, status) FROM STDIN") as copy:
             for e in events:
                 copy.write_row((e.event_id, run.run_id, e.account_id, e.type, e.subject, "held"))
@@ -164,8 +167,24 @@ def record_write_xid(conn: psycopg.Connection, intents: Sequence[Intent], xid: i
 
 
 def correction_of(row: Mapping[str, Any]) -> Correction:
+    drift = row.get("drift")
     return Correction(account_id=row["account_id"], table=row["tbl"], op=row["op"], key=row["key"],
-                      column=row["col"], from_=row["from_value"], to=row["to_value"])
+                      column=row["col"], from_=row["from_value"], to=row["to_value"],
+                      drift=Drift.model_validate(drift) if drift else None)
+
+
+def applied_corrections(eventstore_dsn: str, accounts: Sequence[str]) -> dict[str, list[PastCorrection]]:
+    """The accounts' applied corrections (what domain/drift.py counts rewrites against), by account."""
+    found: dict[str, list[PastCorrection]] = {}
+    with psycopg.connect(eventstore_dsn, options="-c TimeZone=UTC") as conn:
+        if not accounts or not has_tables(conn, "correction_audit"):
+            return found
+        rows = conn.execute(
+            "SELECT account_id, tbl, op, key, col, to_value, settled_at FROM correction_audit "
+            "WHERE account_id = ANY(%s) AND status = 'applied' ORDER BY settled_at, id", (list(accounts),))
+        for account_id, table, op, key, column, to, at in rows:
+            found.setdefault(account_id, []).append(PastCorrection(table, op, key, column, to, at))
+    return found
 
 
 def past_corrections(eventstore_dsn: str, account_id: str) -> list[dict[str, Any]]:

@@ -46,7 +46,9 @@ from psycopg.types.json import Jsonb
 
 from domain.catalog import fold_catalog
 from domain.diff import Correction
+from domain.drift import open_drift
 from domain.legacy_tables import STORES
+from domain.owners import Owners
 from domain.outgoing import bookkeeping, causes, event_id, meanings
 from domain.rules import Rules
 from projections.apply.audit import Intent, Outcome, OutgoingEvent, RunInfo, pending, record, settle
@@ -78,6 +80,7 @@ class ApplyOptions:
     max_share: float = 0.10
     workers: int = 2
     batch_accounts: int = 1000
+    owners: Owners = field(default_factory=Owners)  # who writes what: each correction's drift names its owner
 
 
 @dataclass
@@ -113,7 +116,8 @@ def apply(dsns: Mapping[str, str], rules: Rules, as_of: datetime, options: Apply
         recover(dsns, result)
         on_step("recovered")
         if planned is None:
-            planned = plan(dsns, rules, as_of, account=options.account, workers=options.workers, executor=executor)
+            planned = plan(dsns, rules, as_of, account=options.account, workers=options.workers, executor=executor,
+                           owners=None)  # drift is said for what each batch writes
         on_step("planned")
         disagreeing, chosen = choose_accounts(planned.corrections, planned.accounts_checked, options)
         result.accounts_checked, result.accounts_disagreeing = planned.accounts_checked, len(disagreeing)
@@ -124,7 +128,7 @@ def apply(dsns: Mapping[str, str], rules: Rules, as_of: datetime, options: Apply
         start_run(dsns["eventstore"], run, rules)
         catalog = fold_catalog(catalog_events(dsns["eventstore"]), as_of=as_of)
         for batch in _chunks(chosen, options.batch_accounts):
-            apply_batch(dsns, run, replan(dsns, rules, as_of, catalog, batch), result, on_step)
+            apply_batch(dsns, run, replan(dsns, rules, as_of, catalog, batch, owners=options.owners), result, on_step)
         _finish_run(dsns["eventstore"], result)
     return result
 
@@ -239,7 +243,8 @@ def start_run(eventstore_dsn: str, run: RunInfo, rules: Rules, *,
 def _finish_run(eventstore_dsn: str, result: ApplyResult) -> None:
     summary = {"accounts_checked": result.accounts_checked, "accounts_disagreeing": result.accounts_disagreeing,
                "accounts_chosen": result.accounts_chosen, "applied": result.count("applied"),
-               "stale": result.count("stale"), "events": dict(result.events), "recovered": dict(result.recovered)}
+               "stale": result.count("stale"), "events": dict(result.events), "recovered": dict(result.recovered),
+               "drift_open": open_drift(c for c, _ in result.done)}
     with _es(eventstore_dsn) as conn:
         conn.execute("UPDATE apply_run SET finished_at = %s, summary = %s WHERE run_id = %s",
                      (datetime.now(UTC), Jsonb(summary), result.run_id))

@@ -23,10 +23,11 @@ from domain.diff import Correction
 from domain.events import AccountEvent
 from domain.held import HeldRow, blocked_hold
 from domain.legacy_tables import COMPARED_BY_STORE
+from domain.owners import Owners
 from domain.rules import Rules
 from domain.state import TrueState
 from ingestion.legacy.schema import blocked_tables
-from projections.apply.account_plans import AccountPlan
+from projections.apply.account_plans import AccountPlan, with_drift
 from projections.follow.streams import StreamCache
 from projections.legacy_rows import AccountRange, legacy_rows, parked_rows
 from projections.plan import evaluate
@@ -71,9 +72,11 @@ def read_step(dsns: Mapping[str, str], conn: psycopg.Connection, cache: StreamCa
 
 
 def evaluate_accounts(dsns: Mapping[str, str], step: StepRows, rules: Rules, now: datetime, catalog: Catalog,
-                      accounts: Sequence[str]) -> tuple[list[tuple[TrueState, list[Correction]]], list[AccountPlan]]:
+                      accounts: Sequence[str], owners: Owners | None = None
+                      ) -> tuple[list[tuple[TrueState, list[Correction]]], list[AccountPlan]]:
     """Each account of the log among `accounts` (id order): its true state and corrections (none of
-    a blocked table); and the plans of those with corrections, their states with reasons."""
+    a blocked table); and the plans of those with corrections, their states with reasons (with
+    `owners`, each correction with its drift, from the streams the step read)."""
     evaluated = []
     step.withheld_by_block.clear()
     for _, state, corrections, held in evaluate(dsns, rules, now, catalog, AccountRange(ids=tuple(accounts)),
@@ -86,4 +89,6 @@ def evaluate_accounts(dsns: Mapping[str, str], step: StepRows, rules: Rules, now
     plans = [AccountPlan(state, corrections) for _, state, corrections, _ in
              evaluate(dsns, rules, now, catalog, AccountRange(ids=corrected), explain=True, reader=step,
                       kept_facts=False, blocked=step.blocked) if corrections and state.account_exists] if corrected else []
+    if plans and owners is not None:
+        plans = with_drift(dsns["eventstore"], catalog, rules, now, plans, owners, streams=step.events)
     return evaluated, plans

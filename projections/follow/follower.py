@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 import psycopg
 
 from domain.catalog import fold_catalog
+from domain.owners import Owners
 from domain.events import AccountEvent
 from domain.partitions import partition_of
 from domain.rules import Rules, parse_rules
@@ -101,8 +102,9 @@ class Follower:
                  window_s: float = breaker.WINDOW_S, broker_url: str | None = None,
                  on_lag: Callable[[float], None] = lambda _: None,
                  on_step: Callable[[str], None] = lambda _: None,
-                 after_commit: Callable[[StepReport], None] | None = None) -> None:
+                 after_commit: Callable[[StepReport], None] | None = None, owners: Owners = Owners()) -> None:
         self.dsns = dict(dsns)
+        self.owners = owners  # who writes what (domain/owners.py): each correction's drift names its writer
         self.rules = rules
         self.owner = owner or new_owner()
         self.clock = clock
@@ -325,7 +327,7 @@ class Follower:
         catalog = fold_catalog(self._catalog or [], as_of=now)
         count = self.generation.partitions
         step = read_step(self.dsns, self._conn, self._streams, accounts, blocked)
-        evaluated, plans = evaluate_accounts(self.dsns, step, self.rules, now, catalog, accounts)
+        evaluated, plans = evaluate_accounts(self.dsns, step, self.rules, now, catalog, accounts, self.owners)
         self._withheld_by_block |= step.withheld_by_block
         states = []
         for state, _ in evaluated:

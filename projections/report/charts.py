@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from domain.diff import CAUSES
 from domain.legacy_tables import BY_NAME, CORRECTION_ORDER, STORES, correctable
 from projections.report.aggregate import STAGE_COPIES, STAGES
 
@@ -67,6 +68,25 @@ def heatmap(cells: Mapping[tuple[str, str], int], accounts_checked: int) -> Char
                               ink="#ffffff" if peak and n / peak > 0.4 else "#222222"))
     width = label_w + max(len(c) for _, c in rows) * (cell_w + gap)
     return Chart(width, top + len(rows) * (cell_h + gap), marks, texts)
+
+
+def drift_grid(corrections: Mapping[tuple[str, str], int], accounts: Mapping[tuple[str, str], int]) -> Chart:
+    """Drift by owner (rows) and cause (columns): each cell's corrections, with its accounts beside."""
+    label_w, cell_w, cell_h, gap, top = 200, 172, 38, 4, 24
+    owners = sorted({owner for owner, _ in corrections})
+    peak = max(corrections.values(), default=0)
+    marks = []
+    texts = [(label_w + j * (cell_w + gap) + 8, top - 8, cause, "start") for j, cause in enumerate(CAUSES)]
+    for i, owner in enumerate(owners):
+        y = top + i * (cell_h + gap)
+        texts.append((label_w - 10, y + cell_h / 2 + 5, owner, "end"))
+        for j, cause in enumerate(CAUSES):
+            n = corrections.get((owner, cause), 0)
+            marks.append(Mark(label_w + j * (cell_w + gap), y, cell_w, cell_h, n, f"{owner} {cause}", heat(n, peak),
+                              {"owner": owner, "cause": cause, "accounts": accounts.get((owner, cause), 0),
+                               "share": f"{accounts.get((owner, cause), 0):,} accounts"},
+                              ink="#ffffff" if peak and n / peak > 0.4 else "#222222"))
+    return Chart(label_w + len(CAUSES) * (cell_w + gap), top + len(owners) * (cell_h + gap), marks, texts)
 
 
 def heat(n: int, peak: int) -> str:

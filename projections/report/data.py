@@ -18,6 +18,8 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from itertools import groupby
+from operator import attrgetter
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -26,6 +28,8 @@ import psycopg
 from psycopg.rows import dict_row
 
 from domain.catalog import Catalog, fold_catalog
+from domain.diff import Correction
+from domain.owners import Owners
 from domain.rules import Rules
 from eventlog.postgres_log import PostgresEventLog
 from eventlog.processes import worker_pool
@@ -33,7 +37,9 @@ from eventlog.tables_present import has_tables
 from projections.explain import explain, render_text
 from projections.legacy_rows import AccountRange, account_ranges, catalog_events
 from projections.plan import evaluate
-from projections.report.aggregate import Aggregate
+from projections.apply.audit import applied_corrections
+from projections.drift import attach_drift
+from projections.report.aggregate import Aggregate, applied_times
 
 # A bucket of the "over time" charts: the smallest unit that keeps the bars at most MAX_BUCKETS.
 BUCKETS = (("minute", 60), ("hour", 3_600), ("day", 86_400), ("week", 604_800), ("month", 2_629_746))
@@ -64,28 +70,40 @@ class ReportData:
     explanations: dict[str, str] = field(default_factory=dict)  # account -> explain's text
 
 
-def gather(dsns: Mapping[str, str], rules: Rules, as_of: datetime, *, workers: int = 2) -> ReportData:
+def gather(dsns: Mapping[str, str], rules: Rules, as_of: datetime, *, workers: int = 2,
+           owners: Owners = Owners()) -> ReportData:
     catalog = fold_catalog(catalog_events(dsns["eventstore"]), as_of=as_of)
     fleet = Aggregate()
     ranges = account_ranges(dsns["eventstore"], workers)
     if len(ranges) == 1:
-        fleet.merge(aggregate_range(dict(dsns), rules, as_of, catalog, ranges[0]))
+        fleet.merge(aggregate_range(dict(dsns), rules, as_of, catalog, ranges[0], owners))
     else:
         with worker_pool(len(ranges)) as pool:
-            for part in pool.map(aggregate_range, *zip(*[(dict(dsns), rules, as_of, catalog, r) for r in ranges])):
+            for part in pool.map(aggregate_range, *zip(*[(dict(dsns), rules, as_of, catalog, r, owners)
+                                                          for r in ranges])):
                 fleet.merge(part)
     data = ReportData(as_of=as_of, rules_version=rules.version, fleet=fleet, history=read_history(dsns["eventstore"]))
     data.lag = read_lag(dsns["eventstore"], data.history.bucket)
-    data.explanations = explanations(dsns, [account for _, account in fleet.top], rules, as_of)
+    data.explanations = explanations(dsns, [account for _, account in fleet.top], rules, as_of, owners)
     return data
 
 
 def aggregate_range(dsns: dict[str, str], rules: Rules, as_of: datetime, catalog: Catalog,
-                    accounts: AccountRange) -> Aggregate:
-    """One range of accounts, counted: the unit of work of one process."""
+                    accounts: AccountRange, owners: Owners | None = None) -> Aggregate:
+    """One range of accounts, counted: the unit of work of one process; with `owners`, where the
+    drift came from too (projections/drift.py, the drifting accounts only)."""
     counts = Aggregate()
+    drifting: list[Correction] = []
     for _, state, corrections, held in evaluate(dsns, rules, as_of, catalog, accounts, explain=False):
         counts.add(state, corrections, held)
+        drifting.extend(corrections)
+    if owners is None or not drifting:
+        return counts
+    said = attach_drift(dsns["eventstore"], catalog, rules, as_of, drifting, owners)
+    rewritten = sorted({c.account_id for c in said if c.drift is not None and c.drift.cause == "overwrote_correction"})
+    past = applied_corrections(dsns["eventstore"], rewritten) if rewritten else {}
+    for account_id, mine in groupby(said, key=attrgetter("account_id")):
+        counts.add_drift(list(mine), as_of, applied_times(past.get(account_id, ())))
     return counts
 
 
@@ -168,12 +186,14 @@ def parked_by_reason(rows: list[dict[str, Any]], limit: int = 20) -> list[dict[s
             for (source, table, reason), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]]
 
 
-def explanations(dsns: Mapping[str, str], accounts: list[str], rules: Rules, as_of: datetime) -> dict[str, str]:
+def explanations(dsns: Mapping[str, str], accounts: list[str], rules: Rules, as_of: datetime,
+                 owners: Owners = Owners()) -> dict[str, str]:
     """explain's text of each account, read through one open log."""
     if not accounts:
         return {}
     log = PostgresEventLog(dsns["eventstore"])
     try:
-        return {account: render_text(explain(dsns, account, rules, as_of, log=log)) for account in accounts}
+        return {account: render_text(explain(dsns, account, rules, as_of, log=log, owners=owners))
+                for account in accounts}
     finally:
         log.close()

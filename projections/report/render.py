@@ -14,9 +14,10 @@ from typing import Any
 
 import jinja2
 
-from projections.report.aggregate import STAGE_COPIES, STAGES
+from projections.report.aggregate import AGES, STAGE_COPIES, STAGES
 from projections.report.charts import (
-    LAG_COLOURS, STATUS_COLOURS, STORE_COLOURS, columns_over_time, hbars, heatmap, lag_over_time, stage_bars)
+    LAG_COLOURS, STATUS_COLOURS, STORE_COLOURS, columns_over_time, drift_grid, hbars, heatmap, lag_over_time,
+    stage_bars)
 from projections.report.data import ReportData
 
 _ENV = jinja2.Environment(loader=jinja2.PackageLoader("projections.report", "."), autoescape=True,
@@ -54,6 +55,15 @@ def page(data: ReportData) -> dict[str, Any]:
         "held": held, "held_total": sum(fleet.held.values()),
         "top": fleet.top, "store_colours": STORE_COLOURS, "status_colours": STATUS_COLOURS,
         "examples": sorted(fleet.examples, key=lambda c: (c.table, c.column or "", c.account_id))[:12],
+        "drift_grid": drift_grid(fleet.drift_corrections, fleet.drift_accounts),
+        "drift_total": sum(fleet.drift_corrections.values()),
+        "drift_rows": sorted(((o, c, n, fleet.drift_accounts[(o, c)]) for (o, c), n in fleet.drift_corrections.items()),
+                             key=lambda row: (-row[2], row[0], row[1])),
+        "drift_age": hbars([(label, {"accounts": fleet.drift_age.get(label, 0)}) for label, _ in AGES],
+                           {"accounts": "#ee6677"}, label_w=140),
+        "rewritten": sorted(fleet.rewritten.items(), key=lambda kv: (-kv[1], kv[0])),
+        "rewritten_after": [(label, fleet.rewritten_after.get(label, 0)) for label, _ in AGES],
+        "patterns": fleet.top_patterns(),
     }
 
 

@@ -28,6 +28,7 @@ from recompute.cli.common import (
     active_rules_or_exit,
     check_broker_url,
     echo_json,
+    owners_or_exit,
     privileges_or_exit,
     relay_line,
     relay_outbox,
@@ -66,13 +67,14 @@ def apply(as_of: datetime | None, rules_path: str | None, account: str | None, a
         return apply_saved_plan(plan_path, as_json=as_json, force=force, max_share=max_share)
     rules = rules_or_exit(rules_path)  # settings first: a bad one writes nothing
     check_broker_url(read_settings().broker_url)
+    owners = owners_or_exit()
     wiring = wiring_or_exit(reads_legacy=STORES)
     privileges_or_exit(wiring)
     _refuse_rules_known_otherwise(wiring, rules, rules_path)  # a file that lies about its version, first
     rules = active_rules_or_exit(wiring, rules, rules_path, writes=True)
     workers = workers or default_workers()
     options = ApplyOptions(account=account, force=force, max_accounts=max_accounts, max_share=max_share,
-                           workers=workers)
+                           workers=workers, owners=owners)
     try:
         with running(wiring.executor(workers, inline=account is not None)) as executor:
             result = apply_corrections(wiring.dsns, rules, as_of or utc_now(), options, executor=executor)

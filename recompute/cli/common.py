@@ -11,6 +11,7 @@ import click
 import orjson
 import psycopg
 
+from domain.owners import Owners, OwnersError, owners_from
 from domain.rules import RULES_V1, Rules, RulesError, load_rules
 from domain.rules_identity import RulesConflict
 from eventlog.own_tables import check_known_rules
@@ -117,6 +118,17 @@ def _refused_rules(conflict: RulesConflict, path: str | None) -> NoReturn:
         where, these = f"{'' if path else 'RECOMPUTE_RULES: '}rules file {chosen}", "this file's rules"
     click.echo(f"recompute: {where}: {conflict.said_of(these)}", err=True)
     sys.exit(2)
+
+def owners_or_exit() -> Owners:
+    """The ownership map (domain/owners.py): the defaults with RECOMPUTE_CONFIG's [owners] over them;
+    an entry naming no compared table or column, or no owner, is refused in one line, exit 2."""
+    try:
+        settings = read_settings()
+        return owners_from(settings.owners, f"RECOMPUTE_CONFIG: {settings.origins.get('owners', 'default')}: [owners]")
+    except (SettingsError, OwnersError) as error:
+        click.echo(f"recompute: {error}", err=True)
+        sys.exit(2)
+
 
 def rules_line(version: str, digest: str) -> str:
     return f"rules {version} (digest {digest})"

@@ -15,6 +15,7 @@ from recompute.cli.common import (
     active_rules_or_exit,
     echo_json,
     exit_no_events,
+    owners_or_exit,
     rules_or_exit,
     utc_now,
     wiring_or_exit,
@@ -32,13 +33,14 @@ def explain(account_id: str, as_of: datetime | None, rules_path: str | None, as_
     from projections.explain import explain as explain_account, render_text
 
     rules = rules_or_exit(rules_path)
+    owners = owners_or_exit()
     wiring = wiring_or_exit(writes=False)
     if not log_exists(wiring.dsns["eventstore"]):
         exit_no_events(account_id)
     _refuse_rules_known_otherwise(wiring, rules, rules_path)
     rules = active_rules_or_exit(wiring, rules, rules_path, writes=False)
     try:
-        explanation = explain_account(wiring.dsns, account_id, rules, as_of or utc_now())
+        explanation = explain_account(wiring.dsns, account_id, rules, as_of or utc_now(), owners=owners)
     except psycopg.Error as error:
         raise RunFailed(f"explain failed: {error}")
     if not explanation.timeline and not explanation.later_events:

@@ -13,6 +13,7 @@ import click
 import orjson
 import psycopg
 
+from domain.drift import open_drift
 from domain.legacy_tables import STORES
 from domain.saved_plan import saved_document
 from eventlog.account_log import log_exists, log_head
@@ -24,6 +25,7 @@ from recompute.cli.common import (
     active_rules_or_exit,
     echo_json,
     exit_no_events,
+    owners_or_exit,
     rules_line,
     rules_or_exit,
     utc_now,
@@ -61,12 +63,20 @@ def _first(result: PlanResult) -> list[tuple[str, str, str, str]]:
             for c in result.corrections[:FIRST]]
 
 
+def _drift_lines(result: PlanResult) -> list[str]:
+    """Where the drift comes from: corrections by owner and cause (explain ACCOUNT says each one)."""
+    return [f"  {owner:<20} " + ", ".join(f"{n} {cause}" for cause, n in causes.items())
+            for owner, causes in open_drift(result.corrections).items()]
+
+
 def _summary(result: PlanResult) -> str:
     """Plain text (not a terminal): one line per drifting column, then the first corrections; stable."""
     lines = [_headline(result)]
     for table, op, column, count, accounts in _by_column(result):
         what = f"{table}.{column}" if column else f"{table} ({op})"
         lines.append(f"  {what:<48} {count:>6} {op:<6} in {accounts} accounts")
+    if drift := _drift_lines(result):
+        lines += ["where the drift comes from (corrections by owner and cause):", *drift]
     if result.corrections:
         lines.append(f"first corrections ({min(FIRST, len(result.corrections))} of {len(result.corrections)}; "
                      "--json lists them all):")
@@ -101,6 +111,9 @@ def _print_table(result: PlanResult) -> None:
         for store_table, op, column, count, accounts in _by_column(result):
             table.add_row(store_table, column or "", op, f"{count:,}", f"{accounts:,}")
         console.print(table)
+        if drift := _drift_lines(result):
+            console.print("\n".join(["where the drift comes from (corrections by owner and cause):", *drift]),
+                          highlight=False)
         first = Table(title=f"first corrections ({min(FIRST, len(result.corrections))} of "
                             f"{len(result.corrections)}; --json lists them all)", title_justify="left")
         for name in ("account", "where", "from", "to"):
@@ -124,6 +137,7 @@ def plan(as_of: datetime | None, rules_path: str | None, account: str | None, as
          workers: int | None, out: str | None) -> None:
     """The corrections that would make the legacy stores agree with the true state; writes nothing."""
     rules = rules_or_exit(rules_path)
+    owners = owners_or_exit()
     wiring = wiring_or_exit(reads_legacy=STORES, writes=False)
     at = as_of or utc_now()
     _refuse_rules_known_otherwise(wiring, rules, rules_path)
@@ -134,7 +148,7 @@ def plan(as_of: datetime | None, rules_path: str | None, account: str | None, as
         with running(wiring.executor(workers, inline=account is not None)) as executor, \
                 progress("plan", unit="ranges") as step:
             result = plan_corrections(wiring.dsns, rules, at, account=account, workers=workers, executor=executor,
-                                      on_progress=step) \
+                                      on_progress=step, owners=owners) \
                 if log_exists(wiring.dsns["eventstore"]) else PlanResult(as_of=at, rules_version=rules.version,
                                                                          rules_digest=rules.digest)
     except SettingsError as error:  # RECOMPUTE_DASK_SCHEDULER unreachable

@@ -38,7 +38,8 @@ from projections.follow.loop import Wake, catch_up, follow
 from projections.follow.tracking import ensure_tracking
 from recompute.bootstrap import Wiring
 from recompute.cli.common import (
-    RunFailed, _refuse_rules_known_otherwise, active_rules_or_exit, check_broker_url, privileges_or_exit, relay_line, rules_line, rules_or_exit, wiring_or_exit,
+    RunFailed, _refuse_rules_known_otherwise, active_rules_or_exit, check_broker_url, owners_or_exit,
+    privileges_or_exit, relay_line, rules_line, rules_or_exit, wiring_or_exit,
 )
 from recompute.cli.group import main
 from recompute.cli.project_ingest import FAILURES, Sources
@@ -86,6 +87,7 @@ def project(keep_going: bool, rules_path: str | None, port: int | None, host: st
         except ServeError as error:
             click.echo(f"recompute: {error}", err=True)
             sys.exit(2)
+    owners = owners_or_exit()
     wiring = wiring_or_exit(uses_stripe=True, reads_legacy=STORES)
     privileges_or_exit(wiring)
     _refuse_rules_known_otherwise(wiring, rules, rules_path)
@@ -93,7 +95,7 @@ def project(keep_going: bool, rules_path: str | None, port: int | None, host: st
     metrics = None
     try:
         follower = Follower(wiring.dsns, rules, lease_s=lease_s, max_share=max_share,
-                            broker_url=wiring.settings.broker_url)
+                            broker_url=wiring.settings.broker_url, owners=owners)
     except RulesDiffer as differ:
         click.echo(f"recompute: project: {differ}", err=True)
         sys.exit(2)

@@ -11,6 +11,7 @@ import click
 import psycopg
 
 from domain.legacy_tables import STORES
+from domain.owners import Owners
 from domain.rules import Rules
 from eventlog.account_log import log_exists
 from recompute.cli.common import (
@@ -18,6 +19,7 @@ from recompute.cli.common import (
     RunFailed,
     _refuse_rules_known_otherwise,
     active_rules_or_exit,
+    owners_or_exit,
     rules_or_exit,
     utc_now,
     wiring_or_exit,
@@ -25,14 +27,14 @@ from recompute.cli.common import (
 from recompute.cli.group import main
 
 
-def write_report(dsns: Mapping[str, str], rules: Rules, as_of: datetime, path: Path, *, workers: int = 2
-                 ) -> tuple[int, float, float]:
+def write_report(dsns: Mapping[str, str], rules: Rules, as_of: datetime, path: Path, *, workers: int = 2,
+                 owners: Owners = Owners()) -> tuple[int, float, float]:
     """Gathers, renders and saves the page; returns (bytes, seconds gathering, seconds rendering)."""
     from projections.report.data import gather
     from projections.report.render import render_html, save
 
     started = time.perf_counter()
-    data = gather(dsns, rules, as_of, workers=workers)
+    data = gather(dsns, rules, as_of, workers=workers, owners=owners)
     gathered = time.perf_counter()
     html = render_html(data, generated_at=utc_now())
     rendered = time.perf_counter()
@@ -52,13 +54,15 @@ def report(html_path: Path, as_of: datetime | None, workers: int) -> None:
     except BadReportPath as error:
         raise click.UsageError(str(error))
     rules = rules_or_exit(None)
+    owners = owners_or_exit()
     wiring = wiring_or_exit(reads_legacy=STORES, writes=False)
     _refuse_rules_known_otherwise(wiring, rules, None)
     rules = active_rules_or_exit(wiring, rules, None, writes=False)  # the active generation's, as plan's
     if not log_exists(wiring.dsns["eventstore"]):
         raise RunFailed("report: nothing ingested yet (run `recompute ingest` first)")
     try:
-        size, gathering, rendering = write_report(wiring.dsns, rules, as_of or utc_now(), html_path, workers=workers)
+        size, gathering, rendering = write_report(wiring.dsns, rules, as_of or utc_now(), html_path, workers=workers,
+                                                   owners=owners)
     except BadReportPath as error:
         raise click.UsageError(str(error))
     except psycopg.Error as error:

@@ -183,3 +183,21 @@ def test_an_unknown_key_in_the_config_file_is_one_line_naming_the_file_and_the_k
     assert line == (f"recompute: RECOMPUTE_CONFIG: config file {config}: RECOMPUTE_BROKER_ULR: unknown key "
                     "(did you mean 'RECOMPUTE_BROKER_URL'?)")
     assert nothing_written(stores["eventstore"])
+
+
+@pytest.mark.parametrize(("owners", "says"), [
+    ('"subs.subs_dunnings" = "A3"', "'subs.subs_dunnings': unknown table 'subs.subs_dunnings' (one of "),
+    ('"subs.subs_account.billing_email" = "A1"',
+     "'subs.subs_account.billing_email': unknown column 'billing_email' of subs.subs_account (one of bad_debt, "
+     "delinquent)"),
+])
+def test_an_owner_for_a_table_or_column_recompute_does_not_compare_is_one_line_and_writes_nothing(
+        stores, tmp_path, owners, says):
+    create_stores(stores)
+    config = tmp_path / "recompute.toml"
+    config.write_text(f"[owners]\n{owners}\n")
+    result = recompute("plan", env={**configured(stores), "RECOMPUTE_CONFIG": str(config)})
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"recompute: RECOMPUTE_CONFIG: config file {config}: [owners] {says}")
+    assert nothing_written(stores["eventstore"])

@@ -4,39 +4,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from html.parser import HTMLParser
 
 import pytest
 
-from tests.support.browser import open_page
+from tests.support.browser import Marks, open_page
 from tests.support.fleet import FLEET_NOW, a_fleet
 
 pytestmark = pytest.mark.integration
-
-
-class Marks(HTMLParser):
-    """Every element's attributes, by tag and id / class, from the DOM Chromium built."""
-
-    def __init__(self, dom: str) -> None:
-        super().__init__()
-        self.elements: list[tuple[str, dict[str, str]]] = []
-        self.feed(dom)
-
-    def handle_starttag(self, tag, attrs):
-        self.elements.append((tag, {k: v or "" for k, v in attrs}))
-
-    def by_id(self, element_id: str) -> dict[str, str]:
-        return next(attrs for _, attrs in self.elements if attrs.get("id") == element_id)
-
-    def marks(self, chart_id: str, kind: str) -> list[dict[str, str]]:
-        """The rects of kind `kind` inside the svg `chart_id`."""
-        found, inside = [], False
-        for tag, attrs in self.elements:
-            if tag == "svg":
-                inside = attrs.get("id") == chart_id
-            elif inside and tag == "rect" and attrs.get("class") == kind:
-                found.append(attrs)
-        return found
 
 
 @pytest.fixture(scope="module")

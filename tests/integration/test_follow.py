@@ -68,6 +68,27 @@ def test_a_changed_account_is_corrected_once_and_the_rows_written_back_cause_no_
         follower.close()
 
 
+def test_a_followers_corrections_are_audited_with_where_their_drift_came_from(world):
+    dsns, accounts = world
+    follower = a_follower(dsns)
+    try:
+        catch_up(follower)
+        invoice = an_overdue_invoice(dsns, accounts[3], days=5)
+        ingest(dsns)
+        catch_up(follower)
+    finally:
+        follower.close()
+    with psycopg.connect(dsns["eventstore"]) as conn:
+        drifts = conn.execute("SELECT tbl, col, drift FROM correction_audit WHERE status = 'applied'").fetchall()
+    assert len(drifts) == 3 and all(drift is not None for _, _, drift in drifts)
+    # no dunning row, and subs_account not delinquent, until the invoice, 5 days overdue, appeared:
+    # A3's handler did not follow
+    found = f"billing_prod.invoices[{invoice}]"
+    assert {(table, d["cause"], d["owner"], d["by"].split("@")[0]) for table, _, d in drifts} == {
+        ("billing_prod.dunning", "missing", "A3", found), ("subs.subs_dunning", "missing", "A3", found),
+        ("subs.subs_account", "missed_change", "A3", found)}
+
+
 def test_an_invoice_crossing_three_days_overdue_moves_the_account_to_retrying_when_its_timer_comes(world):
     dsns, accounts = world
     an_overdue_invoice(dsns, accounts[0], days=3, seconds=-60)  # 3 days overdue in a minute

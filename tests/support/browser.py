@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import subprocess
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -38,3 +39,28 @@ def open_page(page: Path | str, scratch: Path, *, width: int = 1400, height: int
     assert result.returncode == 0, result.stderr[-2000:]
     console = [m.group(0) for m in _CONSOLE.finditer(result.stderr)]
     return Opened(dom=result.stdout, console=console, screenshot=screenshot)
+
+
+class Marks(HTMLParser):
+    """Every element's attributes, by tag and id / class, from the DOM Chromium built."""
+
+    def __init__(self, dom: str) -> None:
+        super().__init__()
+        self.elements: list[tuple[str, dict[str, str]]] = []
+        self.feed(dom)
+
+    def handle_starttag(self, tag, attrs):
+        self.elements.append((tag, {k: v or "" for k, v in attrs}))
+
+    def by_id(self, element_id: str) -> dict[str, str]:
+        return next(attrs for _, attrs in self.elements if attrs.get("id") == element_id)
+
+    def marks(self, chart_id: str, kind: str) -> list[dict[str, str]]:
+        """The rects of kind `kind` inside the svg `chart_id`."""
+        found, inside = [], False
+        for tag, attrs in self.elements:
+            if tag == "svg":
+                inside = attrs.get("id") == chart_id
+            elif inside and tag == "rect" and attrs.get("class") == kind:
+                found.append(attrs)
+        return found

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from domain.diff import Correction
+from domain.diff import Correction, Drift
 from domain.held import HeldRow
 from projections.report.aggregate import Aggregate
 from projections.report.charts import heatmap, stage_bars
@@ -98,3 +98,29 @@ def test_the_page_draws_every_section_it_has_data_for_and_says_so_where_it_has_n
     empty = render_html(ReportData(as_of=T, rules_version="v1", fleet=Aggregate()), generated_at=T)
     assert "No drift" in empty and "Nothing applied yet" in empty and "No parked records" in empty
     assert "<script" not in full and "http" not in full.replace('xmlns="http://www.w3.org/2000/svg"', "")
+
+
+def drifted(c: Correction, cause: str, owner: str, since, by: str) -> Correction:
+    return c.model_copy(update={"drift": Drift(cause=cause, since=since, owner=owner, by=by)})
+
+
+def test_drift_is_counted_by_owner_and_cause_by_age_and_pattern_and_merges_across_partitions():
+    paid = "evt_1Paid"
+    acc_1 = [drifted(fix("acc_1", "subs.subs_dunning", "stage", "retrying", "none"), "missed_change", "A3",
+                     T - timedelta(days=2), paid),
+             drifted(fix("acc_1", "subs.subs_account", "delinquent", True, False), "missed_change", "A3",
+                     T - timedelta(days=2), paid)]
+    acc_2 = [drifted(fix("acc_2", "subs.subs_dunning", "stage", "retrying", "none"), "overwrote_correction", "A3",
+                     T - timedelta(minutes=5), "subs.subs_dunning[acc_2]@snap:9")]
+    left, right = Aggregate(), Aggregate()
+    left.add_drift(acc_1, T)
+    right.add_drift(acc_2, T, {("subs.subs_dunning", "update", "account_id=acc_2", "stage"): T - timedelta(minutes=35)})
+    left.merge(right)
+    assert left.drift_corrections == {("A3", "missed_change"): 2, ("A3", "overwrote_correction"): 1}
+    assert left.drift_accounts == {("A3", "missed_change"): 1, ("A3", "overwrote_correction"): 1}
+    assert left.drift_age == {"1 – 7 days": 1, "< 1 hour": 1}
+    assert left.rewritten == {("A3", "subs.subs_dunning"): 1} and left.rewritten_after == {"< 1 hour": 1}
+    assert left.top_patterns() == {"A3": [
+        ("subs_account.delinquent not following a Stripe event", 1),
+        ("subs_dunning.stage corrected, then set wrong again by a write to subs_dunning", 1),
+        ("subs_dunning.stage not following a Stripe event", 1)]}

@@ -1,0 +1,286 @@
+"""Where each correction's drift came from: cause, since, owner, by, rewrites (cli.md). Pure.
+
+    drift_origins(corrections, events, catalog, rules, at, owners=..., past=...) -> list[Drift]
+
+The account's log holds every observed version of its legacy rows (with their times) and every
+event the truth reads, so the drift of a (table, row, column) can be replayed: at an instant t it
+drifts exactly when `corrections_for(true_state at t, the rows as observed at t)` proposes the
+same correction. Between two instants where an event happened or a threshold was crossed (an
+invoice falling due, days_overdue reaching a rule's number: `decided_until`), nothing that decides
+it changes. So the walk goes back from T over those instants (only the events the truth reads and
+the observations of the tables being corrected), and the current drift began at the earliest
+instant s of the unbroken stretch ending at T; what happened at s says why:
+
+    wrong_write           a write to the row at s changed the column to a value the truth at s did
+                          not have (a write and a truth change at the same instant: the write is
+                          judged against the truth after the change, so the write is the cause)
+    overwrote_correction  the same, after the projector had corrected that column (`past`)
+    missed_change         the truth changed at s (an event, or a threshold crossing:
+                          `rule:<stage or field>@<instant>`) and the row did not follow
+    missing               the row should exist and does not: since the truth called for it, or
+                          since it was deleted
+
+When the drift reaches back to the first instant the log knows of the row or the account (history
+starts after the drift), `since` is the row's first observation: the earliest instant the log can
+vouch for. `rewrites` counts the earlier corrections of the same column (from the audit, `past`)
+that a later observed write set to something else. Only the drifting accounts pay for this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from domain.catalog import Catalog
+from domain.diff import Cause, Correction, Drift, corrections_for, same
+from domain.events import AccountEvent, LegacyRowObserved
+from domain.facts import AccountFacts, row_key
+from domain.fold import fold, read_by_truth
+from domain.legacy_tables import COMPARED_BY_STORE
+from domain.owners import Owners
+from domain.refs import ref_of
+from domain.rules import Rules
+from domain.state import TrueState
+from domain.truth import decided_until, true_state
+
+Target = tuple[str, str, str | None, str | None]  # table, op, row key, column
+
+
+@dataclass(frozen=True)
+class PastCorrection:
+    """A correction the projector applied earlier (the audit), and when it was applied."""
+
+    table: str
+    op: str
+    key: Mapping[str, Any] | None
+    column: str | None
+    to: Any
+    at: datetime
+
+    @property
+    def target(self) -> Target:
+        return self.table, self.op, None if self.key is None else row_key(dict(self.key)), self.column
+
+
+def target_of(c: Correction) -> Target:
+    return c.table, c.op, None if c.key is None else row_key(c.key), c.column
+
+
+def recorded_rows(facts: AccountFacts) -> dict[str, list[dict[str, Any]]]:
+    """The compared legacy tables' rows of the account as last recorded, by "store.table"."""
+    return {f"{store}.{table}": [row.row for row in facts.rows(store, table)]
+            for store, tables in COMPARED_BY_STORE.items() for table in tables}
+
+
+Observed = dict[str, dict[str, LegacyRowObserved]]  # "store.table" -> row key -> its latest observation
+
+
+@dataclass(frozen=True)
+class _Point:
+    """One instant of the walk: the corrected tables' rows and the state there, and the corrections they call for."""
+
+    at: datetime
+    crossing: bool  # a threshold crossing, not an event instant
+    rows: Observed
+    state: TrueState
+    drifting: frozenset[Target]
+
+
+def with_drift(corrections: Sequence[Correction], drifts: Sequence[Drift]) -> list[Correction]:
+    return [c.model_copy(update={"drift": d}) for c, d in zip(corrections, drifts, strict=True)]
+
+
+def open_drift(corrections: Iterable[Correction]) -> dict[str, dict[str, int]]:
+    """Corrections by owner and cause ({owner: {cause: n}}, both sorted), of those whose drift is said."""
+    counts: dict[str, dict[str, int]] = {}
+    for c in corrections:
+        if c.drift is not None:
+            mine = counts.setdefault(c.drift.owner, {})
+            mine[c.drift.cause] = mine.get(c.drift.cause, 0) + 1
+    return {owner: dict(sorted(causes.items())) for owner, causes in sorted(counts.items())}
+
+
+def drift_origins(corrections: Sequence[Correction], events: Iterable[AccountEvent], catalog: Catalog,
+                  rules: Rules, at: datetime, *, owners: Owners = Owners(),
+                  past: Sequence[PastCorrection] = ()) -> list[Drift]:
+    """Each correction's drift origin (in the corrections' order), from the account's events
+    (all of them: the legacy rows' observations too), the rules and T; `past`: the account's
+    applied corrections from the audit."""
+    if not corrections:
+        return []
+    folded = sorted((e for e in events if e.source_time <= at), key=lambda e: (e.source_time, e.originator_version))
+    tables = {c.table for c in corrections}
+    wanted = {target_of(c) for c in corrections}
+    instants = sorted({e.source_time for e in folded
+                       if read_by_truth(e) or f"{e.store}.{e.table}" in tables}, reverse=True)
+    starts: dict[Target, tuple[_Point, _Point | None]] = {}
+    later: _Point | None = None  # the point after the one being looked at, in time
+    end = at
+    open_ = set(wanted)
+    value_at_t: dict[Target, Any] = {}
+    for instant in instants:
+        for point in reversed(_segment(folded, tables, catalog, rules, instant, end, include_end=later is None)):
+            if later is None:
+                value_at_t = {t: _value(point.rows, t) for t in wanted}
+            for t in [t for t in open_ if t not in point.drifting or not _same_value(_value(point.rows, t),
+                                                                                    value_at_t[t])]:
+                if later is not None:
+                    starts[t] = (later, point)
+                open_.discard(t)
+            later = point
+        end = instant
+        if not open_:
+            break
+    for t in open_:  # drifting since the first instant the log knows
+        if later is not None:
+            starts[t] = (later, None)
+    at_end = _observed(folded, tables, at)
+    return [_origin(c, starts.get(target_of(c)), folded, at_end, owners, past, at) for c in corrections]
+
+
+def _observed(folded: Sequence[AccountEvent], tables: Collection[str], instant: datetime) -> Observed:
+    """The latest observation of each row of `tables` as of `instant` (a row seen gone is not there)."""
+    rows: Observed = {table: {} for table in tables}
+    for e in folded:
+        if e.source_time > instant:
+            break
+        mine = rows.get(f"{e.store}.{e.table}") if isinstance(e, LegacyRowObserved) else None
+        if mine is not None:
+            if e.row is None:  # type: ignore[attr-defined]
+                mine.pop(row_key(e.key), None)
+            else:
+                mine[row_key(e.key)] = e  # type: ignore[assignment]
+    return rows
+
+
+def _segment(folded: Sequence[AccountEvent], tables: Collection[str], catalog: Catalog, rules: Rules,
+             instant: datetime, end: datetime, *, include_end: bool) -> list[_Point]:
+    """The points from `instant` (an event instant) up to `end` (excluded, but for T itself): the
+    event instant and every threshold crossing after it, in time order. The truth's fold leaves the
+    observed rows out (fold(legacy=False)); the corrected tables' rows are looked up here."""
+    facts = fold(folded, as_of=instant, legacy=False)
+    observed = _observed(folded, tables, instant)
+    rows = {table: [found[k].row or {} for k in sorted(found)] for table, found in observed.items()}
+    points = []
+    when, crossing = instant, False
+    while True:
+        state = true_state(facts, catalog, rules, when, explain=False)
+        points.append(_Point(when, crossing, observed, state, _drifting(state, rows, tables)))
+        after = decided_until(state)
+        if after is None or after >= end:
+            break
+        when, crossing = after, True
+    if include_end and points[-1].at < end:
+        state = true_state(facts, catalog, rules, end, explain=False)
+        points.append(_Point(end, True, observed, state, _drifting(state, rows, tables)))
+    return points
+
+
+def _drifting(state: TrueState, rows: Mapping[str, Sequence[Mapping[str, Any]]],
+              tables: Collection[str]) -> frozenset[Target]:
+    return frozenset(target_of(c) for c in corrections_for(state, rows, only=tables))
+
+
+def _value(rows: Observed, target: Target) -> Any:
+    """What the row holds of the target: the column's value (an update), whether the row is there."""
+    table, op, key, column = target
+    row = _row(rows, table, key)
+    if op == "update":
+        return _ABSENT if row is None else _column(row, column)
+    return row is not None
+
+
+_ABSENT = object()
+
+
+def _column(observed: LegacyRowObserved, column: str | None) -> Any:
+    return (observed.row or {}).get(column or "")
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    return a is b if _ABSENT in (a, b) else same(a, b)
+
+
+def _row(observed: Observed, table: str, key: str | None) -> LegacyRowObserved | None:
+    rows = observed.get(table, {})
+    if key is None:  # a subs_customer row to insert: any row of the account
+        return next(iter(rows.values()), None)
+    return rows.get(key)
+
+
+def _origin(c: Correction, start: tuple[_Point, _Point | None] | None, folded: Sequence[AccountEvent],
+            at_end: Observed, owners: Owners, past: Sequence[PastCorrection], at: datetime) -> Drift:
+    target = target_of(c)
+    _, op, key, column = target
+    current = _row(at_end, c.table, key)
+    owner = owners.owner(c.table, column, current.row if current is not None else None)
+    rewrites = _rewrites(target, folded, past, at)
+    if start is None:  # the log's rows do not drift at T: the live row changed after the last observation
+        return Drift(cause="wrong_write", since=current.source_time if current else at, owner=owner,
+                     by=ref_of(current) if current else f"unobserved:{c.table}[{key}]", rewrites=rewrites)
+    s, before = start
+    at_s = [e for e in folded if e.source_time == s.at] if not s.crossing else []
+    row_events = [e for e in at_s if f"{e.store}.{e.table}" == c.table and (key is None or row_key(e.key) == key)]
+    row_s = _row(s.rows, c.table, key)
+    row_b = _row(before.rows, c.table, key) if before is not None else None
+    truth_by = _truth_by(s, before, at_s, column)
+    drift = _Found(s.at, owner, rewrites)
+    if op == "insert":
+        if row_b is not None and row_s is None and row_events:
+            return drift.of("missing", ref_of(row_events[-1]))
+        return drift.of("missing", truth_by)
+    wrote = bool(row_events) and row_s is not None and (
+        row_b is None or op == "delete" or not same(_column(row_b, column), _column(row_s, column)))
+    if wrote:
+        overwrote = op == "update" and any(p.target == target and p.at <= s.at for p in past)
+        return drift.of("overwrote_correction" if overwrote else "wrong_write", ref_of(row_events[-1]))
+    if before is None or not before.state.account_exists or row_b is None:
+        # the row was already wrong when the log first knew both it and the account
+        first = row_s or current
+        if first is not None:
+            return Drift(cause="wrong_write", since=min(first.source_time, s.at), owner=owner, by=ref_of(first),
+                         rewrites=rewrites)
+    return drift.of("missed_change", truth_by)
+
+
+@dataclass(frozen=True)
+class _Found:
+    since: datetime
+    owner: str
+    rewrites: int
+
+    def of(self, cause: Cause, by: str) -> Drift:
+        return Drift(cause=cause, since=self.since, owner=self.owner, by=by, rewrites=self.rewrites)
+
+
+def _truth_by(s: _Point, before: _Point | None, at_s: Sequence[AccountEvent], column: str | None) -> str:
+    """What changed the truth at s: the last event there the truth reads, or the rule crossed."""
+    truth = [e for e in at_s if read_by_truth(e)]
+    if truth:
+        return ref_of(truth[-1])
+    stage_moved = before is None or before.state.stage != s.state.stage
+    name = s.state.stage if stage_moved or column is None else column
+    if not s.crossing and at_s:
+        return ref_of(at_s[-1])
+    return f"rule:{name}@{s.at.isoformat()}"
+
+
+def _rewrites(target: Target, folded: Sequence[AccountEvent], past: Sequence[PastCorrection], at: datetime) -> int:
+    """The earlier corrections of the target that a later observed write undid (before T)."""
+    table, op, key, column = target
+    count = 0
+    for p in past:
+        if p.target != target or p.at > at:
+            continue
+        for e in folded:
+            if e.source_time <= p.at or f"{e.store}.{e.table}" != table or (key is not None and row_key(e.key) != key):
+                continue
+            if op == "update" and e.row is not None and not same(e.row.get(column or ""), p.to):  # type: ignore[attr-defined]
+                count += 1
+                break
+            if op == "insert" and e.row is None:  # type: ignore[attr-defined]
+                count += 1
+                break
+    return count
