@@ -23,8 +23,6 @@ from tests.support.serve import SECRET, served, serve_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.logical]  # `cdc setup`: on the logical cluster
 
-# Served once drift attribution (issue 20) is in: the lead removes this set at merge.
-NOT_SERVED_YET = {"recompute_corrections_rewritten_total", "recompute_drift_open"}
 METRICS_PAGE = (Path(__file__).resolve().parents[2] / "docs" / "reference" / "metrics.md").read_text()
 # Prometheus's own series, not recompute's
 PROMETHEUS_OWN = {"up"}
@@ -63,7 +61,7 @@ def test_a_real_scrape_of_project_and_serve_passes_promtool_and_carries_every_me
             assert linted.returncode == 0, linted.stdout + linted.stderr
             served = families_of_scrape(scrape)
             for reader, exprs in read.items():
-                names = set().union(*map(metric_names, exprs)) - NOT_SERVED_YET - PROMETHEUS_OWN
+                names = set().union(*map(metric_names, exprs)) - PROMETHEUS_OWN
                 missing = {name for name in names if not served_family(name, served)}
                 assert not missing, f"{url}/metrics lacks what the {reader} read: {sorted(missing)}"
             families = {line.split()[2] for line in scrape.splitlines() if line.startswith("# TYPE recompute_")}
