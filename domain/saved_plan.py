@@ -22,6 +22,7 @@ from domain.diff import Correction
 
 DIGEST = "plan_digest"
 _CORRECTION_FIELDS = ("account_id", "table", "op", "key", "column", "from", "to")
+_OPTIONAL_FIELDS = ("drift",)  # where the drift came from, kept for the audit; a plan made without it reads too
 
 
 class SavedPlanError(ValueError):
@@ -66,7 +67,8 @@ def read_document(document: Any, where: str) -> SavedPlan:
         raise SavedPlanError(f"{where}: its content does not match its {DIGEST} (edited since `plan --out` "
                              "wrote it?); refusing to apply it")
     try:
-        corrections = tuple(Correction.model_validate({k: c[k] for k in _CORRECTION_FIELDS})
+        corrections = tuple(Correction.model_validate({k: c[k] for k in _CORRECTION_FIELDS}
+                                                      | {k: c[k] for k in _OPTIONAL_FIELDS if c.get(k)})
                             for c in document["corrections"])
         return SavedPlan(digest=document[DIGEST], as_of=datetime.fromisoformat(document["as_of"]),
                          rules_version=str(document["rules_version"]), rules_digest=str(document["rules_digest"]),

@@ -14,7 +14,8 @@ PLAN = {"as_of": T.isoformat(), "rules_version": "v1", "rules_digest": "abc", "a
         "accounts_disagreeing": 1, "held": [],
         "corrections": [{"account_id": "acc_000042", "table": "subs.subs_dunning", "op": "update",
                          "key": {"account_id": "acc_000042"}, "column": "stage", "from": "none", "to": "retrying",
-                         "drift": {"cause": "missed_change"}}]}
+                         "drift": {"cause": "missed_change", "since": "2026-02-11T09:30:00+00:00", "owner": "A3",
+                                   "by": "evt_1", "rewrites": 0}}]}
 
 
 def a_saved_plan() -> dict:
@@ -25,6 +26,11 @@ def test_a_saved_plan_reads_back_with_its_corrections_rules_and_position():
     saved = read_document(a_saved_plan(), "p.json")
     assert (saved.rules_version, saved.rules_digest, saved.log_position, saved.as_of) == ("v1", "abc", 1234, T)
     assert [c.as_json()["to"] for c in saved.corrections] == ["retrying"] and saved.accounts == ["acc_000042"]
+
+
+def test_a_saved_plan_keeps_each_corrections_drift_for_the_audit():
+    [correction] = read_document(a_saved_plan(), "p.json").corrections
+    assert correction.drift is not None and correction.drift.as_json() == PLAN["corrections"][0]["drift"]
 
 
 def test_reindenting_the_file_keeps_its_digest():
