@@ -105,6 +105,9 @@ def test_a_dropped_publication_is_one_log_line_a_broken_stream_and_cdc_setup_rep
         eventually(lambda: subs_stream(dsns)["state"] == "streaming", within=30, what="the stream open again")
         drift(dsns, accounts[3])  # through the stream again
         eventually(lambda: subs_stage(dsns, accounts[3]) == "retrying", within=30, what="the drift corrected")
+        # the keeper says "open again" once the stream has held for a while: stopping sooner cuts the line off
+        eventually(lambda: lines_about(process, "subs change stream open again"), within=30,
+                   what="a line saying the stream is open again")
         code, _ = stop(process)
     assert code == 0
     assert "while@broken.example" in [row.get("billing_email") for row in observed(dsns, accounts[5], "subs_account")]
@@ -127,6 +130,9 @@ def test_a_dropped_slot_is_one_log_line_a_broken_stream_and_cdc_setup_sets_it_up
         eventually(lambda: subs_stream(dsns)["state"] == "streaming", within=30, what="the stream open again")
         drift(dsns, accounts[3])
         eventually(lambda: subs_stage(dsns, accounts[3]) == "retrying", within=30, what="the drift corrected")
+        # the keeper says "open again" once the stream has held for a while: stopping sooner cuts the line off
+        eventually(lambda: lines_about(process, "subs change stream open again"), within=30,
+                   what="a line saying the stream is open again")
         code, _ = stop(process)
     assert code == 0
     assert "no@slot.example" in [row.get("billing_email") for row in observed(dsns, accounts[5], "subs_account")]

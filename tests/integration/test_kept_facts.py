@@ -66,7 +66,9 @@ def test_plan_with_kept_facts_says_what_a_full_replay_says_before_and_after_stre
         second = plan(dsns, RULES_V1, FLEET_NOW)
 
         assert corrections(first) == corrections(second) == corrections(full)
-        assert orjson.dumps([c.as_json() for c in full.corrections]) == with_observed_rows(dsns, FLEET_NOW)
+        # the per-account reader below says nothing of where drift came from: compared without it
+        assert orjson.dumps([c.model_copy(update={"drift": None}).as_json() for c in full.corrections]) \
+            == with_observed_rows(dsns, FLEET_NOW)
         assert len(kept) > 0.9 * full.accounts_checked, "the facts of (nearly) every account are kept"
         assert second.events_folded < 0.1 * full.events_folded
         assert second.accounts_known > 0.9 * full.accounts_checked, "the second plan stands on the kept results"
