@@ -20,6 +20,7 @@ from tests.support.prometheus import (
     PROMETHEUS, dashboard_expressions, families_of_scrape, metric_names, promtool, rule_file_with_faster_for, served_family, shipped_rules,
 )
 from tests.support.serve import SECRET, served, serve_env
+from tests.support.processes import terminate
 
 pytestmark = [pytest.mark.integration, pytest.mark.logical]  # `cdc setup`: on the logical cluster
 
@@ -150,12 +151,7 @@ def prometheus(tmp: Path, targets: tuple[str, str]) -> Iterator[str]:
         eventually(lambda: _ready(api), within=30, what="Prometheus ready")
         yield api
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        terminate(process)
 
 
 def _free_port() -> int:

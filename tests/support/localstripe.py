@@ -16,6 +16,8 @@ from contextlib import contextmanager
 
 import stripe
 
+from tests.support.processes import terminate
+
 API_KEY = "sk_test_localstripe"
 _RUN = """
 import sys
@@ -51,12 +53,7 @@ def localstripe() -> Iterator[str]:
                 time.sleep(0.1)
         yield base
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        terminate(process, timeout=10)
 
 
 def client(base: str) -> stripe.StripeClient:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import stripe
+from tests.support.processes import terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "whsec_test_recompute"
@@ -51,13 +51,7 @@ def served(env: dict[str, str], *args: str, stderr=subprocess.DEVNULL) -> Iterat
             raise RuntimeError(f"recompute serve did not start: {line!r} (exit {process.wait()})")
         yield Served(url=found.group(1), port=int(found.group(2)), process=process)
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        terminate(process)
         process.stdout.close()
 
 
