@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 import psycopg
+import psycopg.conninfo
 
 from domain.legacy_tables import STORES
 
@@ -23,9 +24,13 @@ STORE_NAMES: tuple[str, ...] = get_args(Store)
 assert STORE_NAMES[:-1] == STORES, "Stores' fields follow the catalogue's list of legacy stores"
 
 Connection = psycopg.Connection  # the type callers hint with, so they need not import the driver
+Cursor = psycopg.Cursor
 errors = psycopg.errors
 Error = psycopg.Error
 OperationalError = psycopg.OperationalError
+ProgrammingError = psycopg.ProgrammingError  # what parse_dsn raises on a string that is not libpq's
+parse_dsn = psycopg.conninfo.conninfo_to_dict  # a libpq string (key=value or URI) -> its parameters
+make_dsn = psycopg.conninfo.make_conninfo  # parameters (and optionally a string to extend) -> a libpq string
 
 APP = "recompute"
 
@@ -58,20 +63,34 @@ class Stores:
 
     def connect(self, store: str = "eventstore", *, purpose: str | None = None, autocommit: bool = False,
                 read_only: bool = False, statement_timeout: str | None = None, lock_timeout: str | None = None,
-                idle_in_transaction_timeout: str | None = None, **kwargs: Any) -> psycopg.Connection[Any]:
+                idle_in_transaction_timeout: str | None = None, session: Mapping[str, str] | None = None,
+                **kwargs: Any) -> psycopg.Connection[Any]:
         """A new connection to `store`. `purpose` becomes the session's `application_name`
-        (`recompute <purpose>`, or as given when it already starts with `recompute`). Extra keyword
-        arguments go to psycopg (`replication="database"` for a change stream)."""
-        options = ["-c TimeZone=UTC"]
-        if read_only:
-            options.append("-c default_transaction_read_only=on")
-        if statement_timeout:
-            options.append(f"-c statement_timeout={statement_timeout}")
-        if lock_timeout:
-            options.append(f"-c lock_timeout={lock_timeout}")
-        if idle_in_transaction_timeout:
-            options.append(f"-c idle_in_transaction_session_timeout={idle_in_transaction_timeout}")
-        name = APP if purpose is None else purpose if purpose.startswith(APP) else f"{APP} {purpose}"
+        (`recompute <purpose>`, or as given when it already starts with `recompute`); `session`: further
+        parameters it starts with (`-c name=value`). Extra keyword arguments go to psycopg
+        (`replication="database"` for a change stream)."""
         kwargs.setdefault("connect_timeout", self.connect_timeout)
-        return psycopg.connect(self.dsn(store), autocommit=autocommit, options=" ".join(options),
-                               application_name=name, **kwargs)
+        return connect_to(self.dsn(store), purpose=purpose, autocommit=autocommit, read_only=read_only,
+                          statement_timeout=statement_timeout, lock_timeout=lock_timeout,
+                          idle_in_transaction_timeout=idle_in_transaction_timeout, session=session, **kwargs)
+
+
+def connect_to(dsn: str, *, purpose: str | None = None, autocommit: bool = False, read_only: bool = False,
+               statement_timeout: str | None = None, lock_timeout: str | None = None,
+               idle_in_transaction_timeout: str | None = None, session: Mapping[str, str] | None = None,
+               **kwargs: Any) -> psycopg.Connection[Any]:
+    """`Stores.connect` for a server that is not (yet) one of the Stores: the embedded server's
+    administration database, or a setting checked before the Stores are built."""
+    options = ["-c TimeZone=UTC"]
+    if read_only:
+        options.append("-c default_transaction_read_only=on")
+    if statement_timeout:
+        options.append(f"-c statement_timeout={statement_timeout}")
+    if lock_timeout:
+        options.append(f"-c lock_timeout={lock_timeout}")
+    if idle_in_transaction_timeout:
+        options.append(f"-c idle_in_transaction_session_timeout={idle_in_transaction_timeout}")
+    options += [f"-c {name}={value}" for name, value in (session or {}).items()]
+    name = APP if purpose is None else purpose if purpose.startswith(APP) else f"{APP} {purpose}"
+    kwargs.setdefault("connect_timeout", Stores.connect_timeout)
+    return psycopg.connect(dsn, autocommit=autocommit, options=" ".join(options), application_name=name, **kwargs)
