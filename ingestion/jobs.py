@@ -18,13 +18,13 @@ from ingestion.report import IngestReport, TableReport
 from ingestion.stripe.ingester import StripeIngester
 from ingestion.stripe.reader import StripeApiReader
 from eventlog.processes import worker_pool
+from eventlog.stores import Stores
 
 
 @dataclass(frozen=True)
 class IngestJob:
     source: str  # cf_prod | billing_prod | subs | stripe
-    eventstore_dsn: str
-    source_dsn: str | None = None  # a legacy store's
+    stores: Stores
     stripe_api_key: str | None = None
     stripe_api_base: str | None = None
     batch_size: int = 20_000
@@ -34,12 +34,10 @@ class IngestJob:
         """With STRIPE_API_KEY it polls and looks up customers; without, it only takes deliveries (serve)."""
         reader = StripeApiReader(api_key=self.stripe_api_key, api_base=self.stripe_api_base) \
             if self.stripe_api_key else None
-        return StripeIngester(reader=reader, eventstore_dsn=self.eventstore_dsn, batch_size=min(self.batch_size, 5_000))
+        return StripeIngester(reader=reader, stores=self.stores, batch_size=min(self.batch_size, 5_000))
 
     def legacy_ingester(self) -> LegacySnapshotIngester:
-        assert self.source_dsn is not None
-        return LegacySnapshotIngester(store=self.source, source_dsn=self.source_dsn,
-                                      eventstore_dsn=self.eventstore_dsn, batch_size=self.batch_size,
+        return LegacySnapshotIngester(store=self.source, stores=self.stores, batch_size=self.batch_size,
                                       tables=self.tables)
 
 
@@ -57,7 +55,7 @@ def run_ingest(jobs: Sequence[IngestJob], *, workers: int = 3) -> list[IngestRep
         units: list[IngestJob | TableIngest] = [job for job in jobs if job.source == "stripe"]
         for job in jobs:
             if job.source != "stripe" and job.tables != ():
-                snapshot = snapshots.enter_context(exported_snapshot(job.source, job.source_dsn))
+                snapshot = snapshots.enter_context(exported_snapshot(job.source, job.stores))
                 units += job.legacy_ingester().table_runs(snapshot)
         if workers <= 1 or len(units) == 1:
             results = [_run(unit) for unit in units]

@@ -29,6 +29,7 @@ from projections.apply.audit import applied_corrections, past_corrections
 from projections.legacy_rows import parked_records
 from eventlog.postgres_log import PostgresEventLog
 from eventlog.protocol import EventLog
+from eventlog.stores import Stores
 
 # The columns worth a glance in a one-line summary of a legacy row, per table of domain/legacy_tables.py.
 _SUMMARY_COLUMNS = {
@@ -75,21 +76,21 @@ class Explanation:
         }
 
 
-def explain(dsns: Mapping[str, str], account_id: str, rules: Rules, as_of: datetime, *,
+def explain(stores: Stores, account_id: str, rules: Rules, as_of: datetime, *,
             log: EventLog | None = None, owners: Owners = Owners()) -> Explanation:
     """`log`: an open log to read through (a long-lived process opens it once); else one is opened here."""
-    opened = log or PostgresEventLog(dsns["eventstore"])
+    opened = log or PostgresEventLog(stores.eventstore)
     try:
         events, catalog_events = read_streams(opened, account_id)
     finally:
         if log is None:
             opened.close()
-    parked = parked_records(dsns["eventstore"], account_id)
+    parked = parked_records(stores.eventstore, account_id)
     holding = [row for row in (record.held_row(account_id) for record in parked) if row is not None]
-    past = applied_corrections(dsns["eventstore"], [account_id]).get(account_id, [])
+    past = applied_corrections(stores.eventstore, [account_id]).get(account_id, [])
     return replace(explanation(account_id, events, catalog_events, rules, as_of, parked=holding, owners=owners,
                                past=past),
-                   past_corrections=past_corrections(dsns["eventstore"], account_id), parked=parked)
+                   past_corrections=past_corrections(stores, account_id), parked=parked)
 
 
 def read_streams(log: EventLog, account_id: str) -> tuple[list[AccountEvent], list[AccountEvent]]:

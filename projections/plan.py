@@ -37,6 +37,7 @@ from domain.owners import Owners
 from domain.rules import Rules
 from domain.state import TrueState
 from domain.truth import decided_until, true_state
+from eventlog.stores import Stores
 from ingestion.legacy.schema import blocked_tables, describe
 from projections.drift import attach_drift
 from projections.executor import Executor, InlineExecutor
@@ -112,7 +113,7 @@ def plan(dsns: Mapping[str, str], rules: Rules, as_of: datetime, *, account: str
     catalog = fold_catalog(catalog_events(dsns["eventstore"]), as_of=as_of)
     ranges = [AccountRange(ids=(account,))] if account else account_ranges(dsns["eventstore"], workers)
     result = PlanResult(as_of=as_of, rules_version=rules.version, rules_digest=rules.digest,
-                        blocked=blocked_tables(dsns))
+                        blocked=blocked_tables(Stores.from_dsns(dsns)))
     if len(ranges) == 1 or executor is None:
         executor = InlineExecutor()
     on_progress(0, len(ranges))
@@ -176,7 +177,7 @@ def evaluate(dsns: Mapping[str, str], rules: Rules, as_of: datetime, catalog: Ca
     withhold_blocked; default: the tables blocked now, ingestion/legacy/schema.py, when it reads
     the stores of `dsns`): its rows are held instead, with why."""
     if blocked is None:
-        blocked = blocked_tables(dsns) if reader is None else {}
+        blocked = blocked_tables(Stores.from_dsns(dsns)) if reader is None else {}
     for folded, state, corrections, held in _evaluate(dsns, rules, as_of, catalog, accounts, explain=explain,
                                                       reader=reader, kept_facts=kept_facts, states=states):
         yield folded, state, *withhold_blocked(corrections, held, blocked)

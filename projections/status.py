@@ -1,6 +1,6 @@
 """`recompute status`: what the event store says about the projector, read in one snapshot.
 
-    read_status(eventstore_dsn, now=, default_rules=, default_source=) -> Status     one REPEATABLE READ
+    read_status(stores, now=, default_rules=, default_source=) -> Status     one REPEATABLE READ
                                                     transaction, writes nothing
     Status.as_json() / render_status(status)        what `status --json` and `status` print
 
@@ -24,6 +24,7 @@ from psycopg.rows import dict_row
 
 from eventlog.account_log import EVENTS_TABLE
 from eventlog.own_tables import count_waiting, recorded_blocks
+from eventlog.stores import Stores
 from ingestion.legacy.schema import describe
 from eventlog.tables_present import has_tables
 from domain.fold import FOLD_VERSION
@@ -82,11 +83,11 @@ class Status:
         }
 
 
-def read_status(eventstore_dsn: str, *, now: datetime, default_rules: Rules, default_source: str) -> Status:
+def read_status(stores: Stores, *, now: datetime, default_rules: Rules, default_source: str) -> Status:
     """`default_rules` (named by `default_source`: "RECOMPUTE_RULES" or "built in") are the active
     rules when no generation is active."""
     defaults = {"version": default_rules.version, "digest": default_rules.digest, "source": default_source}
-    with psycopg.connect(eventstore_dsn, options="-c TimeZone=UTC") as conn:
+    with stores.connect(purpose="status") as conn:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         cur = conn.cursor(row_factory=dict_row)
         if not has_tables(conn, EVENTS_TABLE):

@@ -1,4 +1,10 @@
-"""The composition root: settings in, connected components out. The only place that wires I/O."""
+"""The composition root: settings in, adapters out. The only place that wires I/O.
+
+`wire(settings)` checks the settings against the servers, then returns the `App`: the `Stores` (every
+connection is opened through them), the event log, the executor, the relay and the rules source. A
+command receives what it needs from the App and passes the adapters on by keyword; Dask tasks and
+worker processes receive the `Stores`, which are frozen and picklable (so is the App).
+"""
 
 from __future__ import annotations
 
@@ -7,36 +13,74 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-import psycopg
 import stripe
 
-from ingestion.jobs import IngestJob
 from domain.legacy_tables import STORES
+from domain.rules import RULES_V1, Rules, load_rules
+from eventlog.own_tables import ensure_own_schema, upgrade_own_schema
+from eventlog.postgres_log import PostgresEventLog
+from eventlog.stores import OperationalError, Stores
+from ingestion.jobs import IngestJob
 from ingestion.legacy.schema import describe, store_problems
 from ingestion.legacy.schema import log as log_schema
 from ingestion.stripe.reader import StripeApiReader
+from projections.apply.relay import RelayReport, relay
 from projections.executor import Executor, InlineExecutor
+from projections.read_model.active_rules import Generation, active_generation
+from projections.read_model.tables import ensure_read_model
 from recompute.dask_executor import DaskExecutor
 from recompute.embedded import embedded_dsns
-from eventlog.own_tables import ensure_own_schema, upgrade_own_schema
-from projections.read_model.tables import ensure_read_model
 from recompute.settings import DSN_VARIABLES, Settings, SettingsError
 
 SOURCES = (*STORES, "stripe")
 
 
 @dataclass(frozen=True)
-class Wiring:
+class RulesSource:
+    """Where a command's rules come from: a file (--rules, else RECOMPUTE_RULES, else the built-in
+    v1) and the active generation (projections/read_model/active_rules.py chooses between them)."""
+
+    stores: Stores
+    path: str | None  # RECOMPUTE_RULES
+
+    def configured(self, path: str | None = None) -> Rules:
+        """Raises RulesError (saying what and where) for a file that does not parse."""
+        chosen = path or self.path
+        return RULES_V1 if chosen is None else load_rules(chosen)
+
+    def active(self) -> Generation | None:
+        """The active generation (None before any `backfill --apply`); reads only."""
+        with self.stores.connect(purpose="rules", read_only=True) as conn:
+            return active_generation(conn)
+
+
+@dataclass(frozen=True)
+class App:
+    """The adapters of one command. Frozen and picklable: `project` hands it to its ingest process."""
+
     settings: Settings
-    dsns: dict[str, str]  # every store and "eventstore", resolved
+    stores: Stores
+
+    @property
+    def rules(self) -> RulesSource:
+        return RulesSource(stores=self.stores, path=self.settings.rules_path)
+
+    def event_log(self) -> PostgresEventLog:
+        """The event log, opened (it holds a pool of the library's): close it, or use it in `with`."""
+        return PostgresEventLog(self.stores.eventstore)
+
+    def relay(self) -> RelayReport | None:
+        """Publishes the outbox to RECOMPUTE_BROKER_URL; None when it is not set (the events wait)."""
+        if not self.settings.broker_url:
+            return None
+        return relay(stores=self.stores, broker_url=self.settings.broker_url)
 
     def ingest_jobs(self, source: str, *, batch_size: int = 20_000) -> list[IngestJob]:
         chosen = SOURCES if source == "all" else (source,)
         jobs = []
         for name in chosen:
             if name in STORES:
-                jobs.append(IngestJob(source=name, eventstore_dsn=self.dsns["eventstore"],
-                                      source_dsn=self.dsns[name], batch_size=batch_size))
+                jobs.append(IngestJob(source=name, stores=self.stores, batch_size=batch_size))
             elif self.settings.stripe_api_key:
                 jobs.append(self.stripe_job(batch_size=batch_size))
             elif source == "stripe":
@@ -52,28 +96,31 @@ class Wiring:
         return DaskExecutor(workers=workers, scheduler=self.settings.dask_scheduler)
 
     def check_stripe(self) -> None:
-        """Raises SettingsError naming the variable when Stripe cannot be used as configured."""
-        if not self.settings.stripe_api_key:
-            return
-        reader = StripeApiReader(api_key=self.settings.stripe_api_key, api_base=self.settings.stripe_api_base,
-                                 max_network_retries=1)
-        try:
-            reader.check()
-        except stripe.AuthenticationError as error:
-            raise SettingsError("STRIPE_API_KEY", f"Stripe refused it: {error.user_message}") from None
-        except stripe.APIConnectionError:
-            variable = "RECOMPUTE_STRIPE_API_BASE" if self.settings.stripe_api_base else "STRIPE_API_KEY"
-            where = self.settings.stripe_api_base or "api.stripe.com"
-            raise SettingsError(variable, f"cannot reach Stripe at {where}") from None
+        check_stripe(self.settings)
 
     def stripe_job(self, *, batch_size: int = 5_000) -> IngestJob:
-        return IngestJob(source="stripe", eventstore_dsn=self.dsns["eventstore"],
-                         stripe_api_key=self.settings.stripe_api_key, stripe_api_base=self.settings.stripe_api_base,
-                         batch_size=batch_size)
+        return IngestJob(source="stripe", stores=self.stores, stripe_api_key=self.settings.stripe_api_key,
+                         stripe_api_base=self.settings.stripe_api_base, batch_size=batch_size)
+
+
+def check_stripe(settings: Settings) -> None:
+    """Raises SettingsError naming the variable when Stripe cannot be used as configured."""
+    if not settings.stripe_api_key:
+        return
+    reader = StripeApiReader(api_key=settings.stripe_api_key, api_base=settings.stripe_api_base,
+                             max_network_retries=1)
+    try:
+        reader.check()
+    except stripe.AuthenticationError as error:
+        raise SettingsError("STRIPE_API_KEY", f"Stripe refused it: {error.user_message}") from None
+    except stripe.APIConnectionError:
+        variable = "RECOMPUTE_STRIPE_API_BASE" if settings.stripe_api_base else "STRIPE_API_KEY"
+        where = settings.stripe_api_base or "api.stripe.com"
+        raise SettingsError(variable, f"cannot reach Stripe at {where}") from None
 
 
 def wire(settings: Settings, *, uses_stripe: bool = False, reads_legacy: Sequence[str] = (),
-         writes: bool = True) -> Wiring:
+         writes: bool = True) -> App:
     """Resolves the embedded default where a DSN is unset, checks every database answers, that the
     legacy stores the command reads hold their tables, and Stripe when the command uses it; only
     then, for a command that `writes`, prepares our tables: a bad setting writes nothing, and a
@@ -82,27 +129,28 @@ def wire(settings: Settings, *, uses_stripe: bool = False, reads_legacy: Sequenc
     if settings.needs_embedded:
         embedded = embedded_dsns(settings.data_dir)
         dsns = {store: dsn or embedded[store] for store, dsn in dsns.items()}
-    for store, dsn in dsns.items():
-        _check_reachable(DSN_VARIABLES[store], dsn)
+    stores = Stores.from_dsns(dsns)  # type: ignore[arg-type]
+    for store in dsns:
+        _check_reachable(stores, store)
     for store in reads_legacy:
-        _check_legacy_tables(store, dsns[store], embedded=settings.dsns[store] is None)
-    wiring = Wiring(settings=settings, dsns=dsns)  # type: ignore[arg-type]
+        _check_legacy_tables(stores, store, embedded=settings.dsns[store] is None)
+    app = App(settings=settings, stores=stores)
     if uses_stripe:
-        wiring.check_stripe()
+        app.check_stripe()
     if writes:
-        ensure_own_schema(dsns["eventstore"])
-        with psycopg.connect(dsns["eventstore"]) as conn:
+        ensure_own_schema(stores.eventstore)
+        with stores.connect(purpose="bootstrap") as conn:
             ensure_read_model(conn)  # so that a later plan can keep the facts it folds (it creates nothing)
     else:
-        upgrade_own_schema(dsns["eventstore"])
-    return wiring
+        upgrade_own_schema(stores.eventstore)
+    return app
 
 
-def _check_legacy_tables(store: str, dsn: str, *, embedded: bool) -> None:
+def _check_legacy_tables(stores: Stores, store: str, *, embedded: bool) -> None:
     """The store holds the tables of legacy-stores.md that recompute reads. A table whose columns are
     not the ones read (ingestion/legacy/schema.py) is not a bad setting: it is blocked, said here
     once, and the other tables go on."""
-    with psycopg.connect(dsn, connect_timeout=5) as conn:
+    with stores.connect(store, purpose="bootstrap") as conn:
         problems = store_problems(conn, store)
         database = conn.info.dbname
     missing_tables = [table.split(".", 1)[1] for table, why in problems.items() if why == "no such table"]
@@ -115,12 +163,12 @@ def _check_legacy_tables(store: str, dsn: str, *, embedded: bool) -> None:
     raise SettingsError(DSN_VARIABLES[store], f"database {database} has no table {', '.join(missing_tables)} ({hint})")
 
 
-def _check_reachable(variable: str, dsn: str) -> None:
+def _check_reachable(stores: Stores, store: str) -> None:
     try:
-        psycopg.connect(dsn, connect_timeout=5).close()
-    except psycopg.OperationalError as error:
+        stores.connect(store, purpose="bootstrap").close()
+    except OperationalError as error:
         reason = " ".join(str(error).split())
-        raise SettingsError(variable, f"cannot connect: {reason}") from None
+        raise SettingsError(DSN_VARIABLES[store], f"cannot connect: {reason}") from None
 
 
 def default_workers() -> int:

@@ -3,7 +3,7 @@
     settings_listing(settings) -> [(variable, shown)]   each setting, its secret parts masked
     masked(variable, value) -> str                       a value as it may be shown anywhere
     check(settings) -> [Finding]                         the full check: servers, the event store, privileges
-    privilege_errors(dsns) -> [str]                      the short form `apply` and `project` run first:
+    privilege_errors(stores) -> [str]                    the short form `apply` and `project` run first:
                                                          one query per legacy store, errors only
 
 A finding is one line; errors are what a command would fail on (exit 2), warnings what a role may do
@@ -13,18 +13,16 @@ beyond what recompute needs (domain/privileges.py).
 from __future__ import annotations
 
 import socket
-from collections.abc import Mapping
 from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
-import psycopg.conninfo
 
 from domain.legacy_tables import STORES
 from domain.privileges import Finding, findings
 from domain.rules import RulesError, load_rules
 from ingestion.legacy.privileges import observe
 from projections.apply.relay import BrokerRefused, check_broker
-from recompute.bootstrap import Wiring
+from eventlog.stores import Connection, Error, ProgrammingError, Stores, connect_to, make_dsn, parse_dsn
+from recompute.bootstrap import check_stripe
 from recompute.settings import DSN_VARIABLES, SETTING_NAMES, Settings, SettingsError
 
 MASK = "****"
@@ -59,10 +57,10 @@ def masked(variable: str, value: str) -> str:
 def masked_dsn(dsn: str) -> str:
     """A libpq string (key=value or URI) with its password replaced."""
     try:
-        params = psycopg.conninfo.conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError:
+        params = parse_dsn(dsn)
+    except ProgrammingError:
         return MASK
-    return psycopg.conninfo.make_conninfo(**{k: MASK if k in SECRET_PARAMETERS else v for k, v in params.items()})
+    return make_dsn(**{k: MASK if k in SECRET_PARAMETERS else v for k, v in params.items()})
 
 
 def masked_url(url: str) -> str:
@@ -85,10 +83,10 @@ def check(settings: Settings) -> list[Finding]:
         if dsn is None:
             continue  # the embedded default: recompute's own server, nothing to grant
         try:
-            with psycopg.connect(dsn, connect_timeout=5) as conn:
+            with connect_to(dsn, purpose="check") as conn:
                 found += [Finding(f.level, f"{variable}: {f.text}") for f in
                           (_eventstore(conn) if name == "eventstore" else _store(conn, name))]
-        except psycopg.Error as error:
+        except Error as error:
             found.append(Finding("error", f"{variable}: cannot connect: {' '.join(str(error).split())}"))
     if settings.broker_url:
         try:
@@ -98,7 +96,7 @@ def check(settings: Settings) -> list[Finding]:
         except BrokerRefused as error:
             found.append(Finding("error", f"RECOMPUTE_BROKER_URL: {error}"))
     try:
-        Wiring(settings=settings, dsns={}).check_stripe()
+        check_stripe(settings)
     except SettingsError as error:  # names STRIPE_API_KEY or RECOMPUTE_STRIPE_API_BASE
         found.append(Finding("error", str(error)))
     if settings.dask_scheduler and (problem := _unreachable(settings.dask_scheduler)):
@@ -106,21 +104,21 @@ def check(settings: Settings) -> list[Finding]:
     return found
 
 
-def privilege_errors(dsns: Mapping[str, str]) -> list[str]:
+def privilege_errors(stores: Stores) -> list[str]:
     """The short form: one query per legacy store; what its role lacks, one line each."""
     lines = []
     for store in STORES:
-        with psycopg.connect(dsns[store], connect_timeout=5) as conn:
+        with stores.connect(store, purpose="check") as conn:
             lines += [f"{DSN_VARIABLES[store]}: {f.text}" for f in _store(conn, store) if f.level == "error"]
     return lines
 
 
-def _store(conn: psycopg.Connection, store: str) -> list[Finding]:
+def _store(conn: Connection, store: str) -> list[Finding]:
     observed, streams = observe(conn, store)
     return findings(store, observed, streams=streams)
 
 
-def _eventstore(conn: psycopg.Connection) -> list[Finding]:
+def _eventstore(conn: Connection) -> list[Finding]:
     """recompute makes and writes its own tables there: it needs CREATE on the schema (owning the database does it)."""
     role, schema, superuser, create = conn.execute(
         "SELECT current_user, current_schema(), rolsuper, has_schema_privilege(current_schema(), 'CREATE') "

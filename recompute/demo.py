@@ -39,7 +39,7 @@ from simulation.stripe_world import StripeWorld
 
 API_KEY = "sk_test_recompute_demo"
 STAGE_FIELDS = ("stage", "days_overdue", "failed_attempts", "delinquent", "next_action_at")
-ApplyStep = Callable[..., tuple[Any, str]]  # (wiring, at) -> (ApplyResult, a line on the events' relay)
+ApplyStep = Callable[..., tuple[Any, str]]  # (app, at) -> (ApplyResult, a line on the events' relay)
 
 
 def run_demo(settings: Settings, *, accounts: int, drifting: int, seed: int, say: Callable[[str], None],
@@ -60,10 +60,10 @@ def run_demo(settings: Settings, *, accounts: int, drifting: int, seed: int, say
             "corrections injected)")
         with StripeStandIn(StripeWorld.load(stripe_dir), api_key=API_KEY) as stripe:
             more(f"             Stripe stand-in at {stripe.base_url}")
-            wiring = wire(replace(settings, dsns=dsns, stripe_api_key=API_KEY, stripe_api_base=stripe.base_url),
+            app = wire(replace(settings, dsns=dsns, stripe_api_key=API_KEY, stripe_api_base=stripe.base_url),
                           uses_stripe=True)
             t = time.perf_counter()
-            reports = run_ingest(wiring.ingest_jobs("all"))
+            reports = run_ingest(app.ingest_jobs("all"))
             say(f"ingest       {sum(r.rows_read for r in reports):,} rows and Stripe events read, "
                 f"{sum(r.appended for r in reports):,} events appended to the account log "
                 f"({time.perf_counter() - t:.1f}s)")
@@ -84,7 +84,7 @@ def run_demo(settings: Settings, *, accounts: int, drifting: int, seed: int, say
             more(f"     {line}")
 
         account = _interesting(first)
-        before = explain(dsns, account, RULES_V1, at)
+        before = explain(app.stores, account, RULES_V1, at)
         say(f"\nexplain {account}, before apply: its dunning stage is wrong")
         for line in render_brief(before, STAGE_FIELDS):
             say(line)
@@ -93,10 +93,10 @@ def run_demo(settings: Settings, *, accounts: int, drifting: int, seed: int, say
         report_path = settings.data_dir / "demo-report.html"
         from recompute.cli.report import write_report
 
-        size, gathering, rendering = write_report(dsns, RULES_V1, at, report_path)
+        size, gathering, rendering = write_report(app.stores, RULES_V1, at, report_path)
 
         if apply_step is not None:
-            result, relay = apply_step(wiring, at)
+            result, relay = apply_step(app, at)
             history = read_history(dsns["eventstore"])
             say(f"\napply        {result.count('applied')} corrections written in {result.accounts_chosen} accounts, "
                 f"each with its audit record; {result.count('stale')} stale")
@@ -104,9 +104,9 @@ def run_demo(settings: Settings, *, accounts: int, drifting: int, seed: int, say
                                       subsequent_indent=" " * 13):
                 say(line)
             say(f"             {relay}")
-            run_ingest(wiring.ingest_jobs("cf_prod") + wiring.ingest_jobs("billing_prod")
-                       + wiring.ingest_jobs("subs"))
-            after = explain(dsns, account, RULES_V1, datetime.now(UTC))
+            run_ingest(app.ingest_jobs("cf_prod") + app.ingest_jobs("billing_prod")
+                       + app.ingest_jobs("subs"))
+            after = explain(app.stores, account, RULES_V1, datetime.now(UTC))
             say(f"\nexplain {account}, after apply and ingest: {len(after.corrections)} corrections left")
             for line in render_brief(after, STAGE_FIELDS[:1]):
                 say(line)

@@ -36,16 +36,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
-import psycopg
-from psycopg import sql
 import requests
 import stripe
 
 from domain.legacy_tables import STORES
 from domain.partitions import PARTITIONS
 from domain.rules import RULES_V1
-from eventlog.account_log import EVENTS_TABLE
+from eventlog.account_log import log_head
 from ingestion.legacy.cdc.setup import setup_store
+from eventlog.stores import Error, Stores
 from recompute.embedded import embedded_dsns, ensure_logical_decoding
 
 DEMO_SECRET = "whsec_recompute_demo"
@@ -58,25 +57,25 @@ class DemoFailed(Exception):
 
 
 def run_follow(data_dir: Path, *, say: Callable[[str], None]) -> bool:
-    dsns = embedded_dsns(data_dir)
+    stores = Stores.from_dsns(embedded_dsns(data_dir))
     restarted = ensure_logical_decoding(data_dir)
-    streams = [setup_store(store, dsns[store], dsns["eventstore"]) for store in STORES]
+    streams = [setup_store(store, stores) for store in STORES]
     say(f"\ncdc setup    {'wal_level = logical, the embedded server restarted; ' if restarted else ''}"
         f"{len(streams)} change streams ({', '.join(STORES)})")
     lags: list[str] = []
     with tempfile.TemporaryFile("w+") as errors:
         try:
-            calm = _calm_accounts(dsns, 3)
+            calm = _calm_accounts(stores, 3)
             with _Follower(data_dir, errors) as follower:
                 say(f"follower     recompute project --follow --port 0 (pid {follower.process.pid}), "
                     f"serving on {follower.url}")
                 say(f"             {follower.first_pass}")
-                say(f"             caught up: every partition at the log's head ({_caught_up(dsns):,} events)")
-                lags.append(_webhook(dsns, follower.url, calm[0], say))
-                lags.append(_drift(dsns, calm[1], say))
-                lags.append(_timer(dsns, calm[2], say))
+                say(f"             caught up: every partition at the log's head ({_caught_up(stores):,} events)")
+                lags.append(_webhook(stores, follower.url, calm[0], say))
+                lags.append(_drift(stores, calm[1], say))
+                lags.append(_timer(stores, calm[2], say))
                 code = follower.stop()
-        except (DemoFailed, psycopg.Error, requests.RequestException, OSError) as failed:
+        except (DemoFailed, Error, requests.RequestException, OSError) as failed:
             say(f"FAILED       {' '.join(str(failed).split())}")
             errors.seek(0)
             for line in errors.read().splitlines()[-5:]:
@@ -86,14 +85,14 @@ def run_follow(data_dir: Path, *, say: Callable[[str], None]) -> bool:
     from recompute.cli.report import write_report
 
     path = data_dir / "demo-report.html"
-    size, _, _ = write_report(dsns, RULES_V1, datetime.now(UTC), path)
+    size, _, _ = write_report(stores, RULES_V1, datetime.now(UTC), path)
     say(f"report       again, now with the correction lag ({size / 1024:,.0f} KiB): {path}")
     say(f"follow       3 corrections arrived ({', '.join(lags)}); the follower exited {code}")
     return code == 0
 
 
-def _webhook(dsns: dict[str, str], url: str, account: str, say: Callable[[str], None]) -> str:
-    with psycopg.connect(dsns["subs"]) as conn:
+def _webhook(stores: Stores, url: str, account: str, say: Callable[[str], None]) -> str:
+    with stores.connect("subs", purpose="demo") as conn:
         customer = conn.execute("SELECT stripe_customer_id FROM subs_customer WHERE account_id = %s ORDER BY id "
                                 "LIMIT 1", (account,)).fetchone()[0]
     now = int(time.time())
@@ -106,7 +105,7 @@ def _webhook(dsns: dict[str, str], url: str, account: str, say: Callable[[str], 
              "type": "invoice.payment_failed", "data": {"object": invoice}, "livemode": False, "pending_webhooks": 0,
              "request": {"id": None, "idempotency_key": None}}
     body = orjson.dumps(event)
-    since, at = _last_audit(dsns), datetime.now(UTC)
+    since, at = _last_audit(stores), datetime.now(UTC)
     answer = requests.post(f"{url}/webhooks/stripe", data=body, timeout=10, headers={
         "Stripe-Signature": stripe.WebhookSignature.generate_signature_header(body.decode(), DEMO_SECRET),
         "Content-Type": "application/json"})
@@ -114,32 +113,32 @@ def _webhook(dsns: dict[str, str], url: str, account: str, say: Callable[[str], 
         raise DemoFailed(f"the webhook was refused: {answer.status_code} {answer.text[:80]}")
     say(f"\nwebhook      a payment fails: invoice.payment_failed of a new invoice {invoice_id} of {account}, "
         f"signed: {answer.status_code}")
-    return _arrived(dsns, account, since, at, "webhook", say)
+    return _arrived(stores, account, since, at, "webhook", say)
 
 
-def _drift(dsns: dict[str, str], account: str, say: Callable[[str], None]) -> str:
-    since = _last_audit(dsns)
-    with psycopg.connect(dsns["subs"]) as conn:
+def _drift(stores: Stores, account: str, say: Callable[[str], None]) -> str:
+    since = _last_audit(stores)
+    with stores.connect("subs", purpose="demo") as conn:
         conn.execute("UPDATE subs_dunning SET stage = 'retrying', updated_at = now() WHERE account_id = %s", (account,))
     at = datetime.now(UTC)
     say(f"\ndrift        a legacy writer sets subs.subs_dunning[{account}].stage 'none' -> 'retrying'")
-    return _arrived(dsns, account, since, at, "drift", say)
+    return _arrived(stores, account, since, at, "drift", say)
 
 
-def _timer(dsns: dict[str, str], account: str, say: Callable[[str], None]) -> str:
-    since = _last_audit(dsns)
+def _timer(stores: Stores, account: str, say: Callable[[str], None]) -> str:
+    since = _last_audit(stores)
     due = datetime.now(UTC) + timedelta(seconds=DUE_IN)
     invoice_id = f"inv_demo_{int(due.timestamp())}"
-    with psycopg.connect(dsns["billing_prod"]) as conn:
+    with stores.connect("billing_prod", purpose="demo") as conn:
         conn.execute("INSERT INTO invoices VALUES (%s, %s, NULL, 'open', 'usd', 2900, 0, %s, now(), now())",
                      (invoice_id, account, due))
     say(f"\ntimer        billing_prod.invoices[{invoice_id}] of {account}: open, due at {due:%H:%M:%S.%f}"[:-3]
         + f" ({DUE_IN:g} s from now)")
-    _arrived(dsns, account, since, datetime.now(UTC), "invoice", say, label="  written  ")
-    return _arrived(dsns, account, since, due, "timer", say, stage="grace", label="  at due   ")
+    _arrived(stores, account, since, datetime.now(UTC), "invoice", say, label="  written  ")
+    return _arrived(stores, account, since, due, "timer", say, stage="grace", label="  at due   ")
 
 
-def _arrived(dsns: dict[str, str], account: str, since: int, cause: datetime, what: str, say: Callable[[str], None],
+def _arrived(stores: Stores, account: str, since: int, cause: datetime, what: str, say: Callable[[str], None],
              *, stage: str | None = None, label: str = "  corrected") -> str:
     """Waits for the account's applied corrections recorded after audit id `since` (one setting
     `stage`, when given) in a run that has finished, says them with the lag
@@ -151,7 +150,7 @@ def _arrived(dsns: dict[str, str], account: str, since: int, cause: datetime, wh
              + (" AND col = 'stage' AND to_value = %s" if stage else "") + " ORDER BY id")
     params = (account, since, orjson.dumps(stage).decode()) if stage else (account, since)
     while time.monotonic() < deadline:
-        with psycopg.connect(dsns["eventstore"]) as conn:
+        with stores.connect("eventstore", purpose="demo") as conn:
             rows = conn.execute(query, params).fetchall()
         if rows:
             table, key, column, old, new, *_ = rows[0]
@@ -175,14 +174,13 @@ def _shown(value: object) -> str:
     return repr(value)
 
 
-def _caught_up(dsns: dict[str, str]) -> int:
+def _caught_up(stores: Stores) -> int:
     """Waits until the follower has read the whole log (each partition's position at its head), so
     that what the demo does next is all each correction is caused by; returns the head."""
     deadline = time.monotonic() + TIMEOUT
     while time.monotonic() < deadline:
-        with psycopg.connect(dsns["eventstore"]) as conn:
-            head = conn.execute(sql.SQL("SELECT coalesce(max(notification_id), 0) FROM {}").format(
-                sql.Identifier(EVENTS_TABLE))).fetchone()[0]
+        head = log_head(stores.eventstore)
+        with stores.connect("eventstore", purpose="demo") as conn:
             parts, low = conn.execute("SELECT count(*), min(position) FROM follow_position").fetchone()
         if parts == PARTITIONS and low >= head:
             return head
@@ -190,18 +188,18 @@ def _caught_up(dsns: dict[str, str]) -> int:
     raise DemoFailed(f"the follower did not catch up with the log within {TIMEOUT:g} s")
 
 
-def _last_audit(dsns: dict[str, str]) -> int:
-    with psycopg.connect(dsns["eventstore"]) as conn:
+def _last_audit(stores: Stores) -> int:
+    with stores.connect("eventstore", purpose="demo") as conn:
         return conn.execute("SELECT coalesce(max(id), 0) FROM correction_audit").fetchone()[0]
 
 
-def _calm_accounts(dsns: dict[str, str], count: int) -> list[str]:
+def _calm_accounts(stores: Stores, count: int) -> list[str]:
     """Accounts in good standing in both dunning tables (no invoice open and past due): each change
     the demo makes to one of them is the only thing that moves it."""
-    with psycopg.connect(dsns["subs"]) as conn:
+    with stores.connect("subs", purpose="demo") as conn:
         subs = {a for a, in conn.execute("SELECT d.account_id FROM subs_dunning d JOIN subs_customer c USING "
                                          "(account_id) WHERE d.stage = 'none'")}
-    with psycopg.connect(dsns["billing_prod"]) as conn:
+    with stores.connect("billing_prod", purpose="demo") as conn:
         billing = {a for a, in conn.execute("SELECT account_id FROM dunning WHERE stage = 'none'")}
     chosen = sorted(subs & billing)[:count]
     if len(chosen) < count:

@@ -12,10 +12,10 @@ import time
 import warnings
 from pathlib import Path
 
-import psycopg
 from psycopg import sql
 
 from domain.legacy_tables import STORES
+from eventlog.stores import connect_to
 
 DATABASES = {**{store: store for store in STORES}, "eventstore": "recompute"}
 
@@ -45,7 +45,7 @@ def embedded_dsns(data_dir: Path, *, fresh: bool = False) -> dict[str, str]:
     databases that are missing; `fresh` drops and recreates all of them (the demo)."""
     server = _server(data_dir)
     admin_uri = server.get_uri("postgres")
-    with psycopg.connect(admin_uri, autocommit=True) as conn:
+    with connect_to(admin_uri, purpose="embedded", autocommit=True) as conn:
         existing = {row[0] for row in conn.execute("SELECT datname FROM pg_database")}
         for name in DATABASES.values():
             if fresh:
@@ -70,7 +70,7 @@ def ensure_logical_decoding(data_dir: Path) -> bool:
     itself (ALTER SYSTEM) and restarts it (pg_ctl restart keeps its options and socket); True when
     it had to. A configured server is the DBA's: `cdc setup` only says what it lacks."""
     server = _server(data_dir)
-    with psycopg.connect(server.get_uri("postgres"), autocommit=True) as conn:
+    with connect_to(server.get_uri("postgres"), purpose="embedded", autocommit=True) as conn:
         if conn.execute("SHOW wal_level").fetchone()[0] == "logical":
             return False
         conn.execute("ALTER SYSTEM SET wal_level = logical")

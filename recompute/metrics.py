@@ -14,16 +14,17 @@ how many) and `ChangeStreamCollector` each change stream's slot (read, retained 
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from collections import Counter as Tally
-from collections.abc import Mapping
 
-import psycopg
 import psycopg_pool
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from domain.legacy_tables import STORES
 from eventlog.account_log import EVENTS_TABLE
 from eventlog.own_tables import recorded_blocks
+from eventlog.stores import Connection, OperationalError, Stores
 from eventlog.tables_present import has_tables
 from ingestion.legacy.cdc.setup import stream_status
 
@@ -142,7 +143,7 @@ class EventStoreCollector:
         yield tables
 
 
-def _has_drift(conn: psycopg.Connection) -> bool:
+def _has_drift(conn: Connection) -> bool:
     """correction_audit.drift exists (an event store made before it gains it at the next apply)."""
     return conn.execute("SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
                         "AND table_name = 'correction_audit' AND column_name = 'drift'").fetchone() is not None
@@ -165,11 +166,11 @@ class ServeMetrics:
                                         "From a source commit to its correction committed",
                                         buckets=LATENCY_BUCKETS, registry=self.registry)
 
-    def watch_followers(self, legacy_dsns: Mapping[str, str], eventstore_dsn: str) -> None:
+    def watch_followers(self, stores: Stores) -> None:
         """`project --port` and `serve`: the followers' state and the change streams too, read at each
         scrape (from whichever process is scraped: a lost follower is seen from the others)."""
         self.registry.register(FollowCollector(self._pool))
-        self.registry.register(ChangeStreamCollector(self._pool, legacy_dsns, eventstore_dsn))
+        self.registry.register(ChangeStreamCollector(self._pool, stores))
 
 
 _STREAMED = "SELECT substr(source, 5) FROM ingest_checkpoint WHERE source LIKE 'cdc:%' ORDER BY 1"
@@ -209,20 +210,17 @@ class ChangeStreamCollector:
     legacy server at each scrape (`recompute cdc status`'s figures): whether a reader streams from its
     slot, and how much WAL the slot retains. A server that cannot be reached counts as a stream down."""
 
-    def __init__(self, pool: psycopg_pool.ConnectionPool, legacy_dsns: Mapping[str, str], eventstore_dsn: str, *,
-                 timeout: float = 5.0) -> None:
+    def __init__(self, pool: psycopg_pool.ConnectionPool, stores: Stores, *, timeout: float = 5.0) -> None:
         self._pool = pool
         # a legacy server that does not answer costs a scrape `timeout` seconds, not the OS's TCP timeout
-        self._legacy = {store: psycopg.conninfo.make_conninfo(dsn, connect_timeout=max(1, int(timeout)))
-                        for store, dsn in legacy_dsns.items()}
-        self._eventstore = eventstore_dsn
+        self._stores = replace(stores, connect_timeout=max(1, int(timeout)))
         self._timeout = timeout
 
     def collect(self):
         with self._pool.connection(timeout=self._timeout) as conn:
             if not has_tables(conn, "ingest_checkpoint"):
                 return
-            streamed = [store for (store,) in conn.execute(_STREAMED) if store in self._legacy]
+            streamed = [store for (store,) in conn.execute(_STREAMED) if store in STORES]
         up = GaugeMetricFamily("recompute_cdc_stream_up",
                                "1 while a reader streams from the store's replication slot; 0 when the slot is "
                                "idle, gone, or its server unreachable", labels=["source"])
@@ -230,8 +228,8 @@ class ChangeStreamCollector:
                                      "WAL the store's replication slot keeps on its server", labels=["source"])
         for store in streamed:
             try:
-                status = stream_status(store, self._legacy[store], self._eventstore)
-            except psycopg.OperationalError:
+                status = stream_status(store, self._stores)
+            except OperationalError:
                 up.add_metric([store], 0)
                 continue
             up.add_metric([store], 1 if status["exists"] and status["active"] else 0)

@@ -7,11 +7,12 @@ import errno
 import signal
 import socket
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 import psycopg_pool
 import uvicorn
 
+from eventlog.stores import Stores
 from ingestion.stripe.ingester import StripeIngester
 from ingestion.stripe.webhooks import GroupCommit, ThreadPerDelivery, pooled_recorder
 from recompute.http import WebhookApp
@@ -50,19 +51,19 @@ def _strerror(error: Exception) -> str:
     return getattr(error, "strerror", None) or str(error)
 
 
-def run(sock: socket.socket, *, eventstore_dsn: str, make_ingester: Callable[[], StripeIngester],
+def run(sock: socket.socket, *, stores: Stores, make_ingester: Callable[[], StripeIngester],
         secret: str | None, on_ready: Callable[[], None], http: str = "httptools",
-        recording: str = "group", legacy_dsns: Mapping[str, str] | None = None) -> None:
+        recording: str = "group", watch_followers: bool = False) -> None:
     """Serves on `sock` until SIGTERM/SIGINT, then finishes the requests in flight and returns.
     `on_ready` is called once it serves (and SIGTERM/SIGINT stop it cleanly).
 
     `recording` "group" (one writer, the default) or "thread" (a transaction per delivery, kept for
     scripts/load_webhooks.py to compare); `http` the parser, "httptools" (on uvloop) or "h11".
-    `legacy_dsns`: /metrics also says the followers' state and the change streams' slots."""
-    server, metrics = build(eventstore_dsn=eventstore_dsn, make_ingester=make_ingester, secret=secret,
+    `watch_followers`: /metrics also says the followers' state and the change streams' slots."""
+    server, metrics = build(stores=stores, make_ingester=make_ingester, secret=secret,
                             on_ready=on_ready, http=http, recording=recording)
-    if legacy_dsns is not None:
-        metrics.watch_followers(legacy_dsns, eventstore_dsn)
+    if watch_followers:
+        metrics.watch_followers(stores)
     # uvicorn re-raises the signal it stopped on once it is done; ignoring it then makes the exit 0.
     previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -72,7 +73,7 @@ def run(sock: socket.socket, *, eventstore_dsn: str, make_ingester: Callable[[],
             signal.signal(sig, handler)
 
 
-def build(*, eventstore_dsn: str, make_ingester: Callable[[], StripeIngester], secret: str | None,
+def build(*, stores: Stores, make_ingester: Callable[[], StripeIngester], secret: str | None,
           on_ready: Callable[[], None], http: str = "httptools",
           recording: str = "group") -> tuple[uvicorn.Server, ServeMetrics]:
     """The server of `serve`, not started, and its metrics: `run` runs it in the main thread;
@@ -87,7 +88,7 @@ def build(*, eventstore_dsn: str, make_ingester: Callable[[], StripeIngester], s
         ingesters.one.record_deliveries(envelopes, log=log)
 
     pool = psycopg_pool.ConnectionPool(
-        eventstore_dsn, min_size=2, max_size=10 if threaded else 4, open=False, name="recompute serve",
+        stores.eventstore, min_size=2, max_size=10 if threaded else 4, open=False, name="recompute serve",
         check=psycopg_pool.ConnectionPool.check_connection,
         kwargs={"connect_timeout": 3, "application_name": "recompute serve"})
     recorder = RECORDERS[recording](pooled_recorder(pool, record_deliveries))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-import psycopg.conninfo
+from eventlog.stores import ProgrammingError, parse_dsn
 
 from domain.legacy_tables import STORES
 from recompute.config_file import OWNERS, ConfigFileProblem, read_config_file
@@ -167,6 +167,6 @@ def _check_data_dir(data_dir: Path) -> None:
 
 def _check_conninfo(variable: str, value: str) -> None:
     try:
-        psycopg.conninfo.conninfo_to_dict(value)
-    except psycopg.ProgrammingError as error:
+        parse_dsn(value)
+    except ProgrammingError as error:
         raise SettingsError(variable, f"not a libpq connection string: {' '.join(str(error).split())}") from None

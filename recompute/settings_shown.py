@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import psycopg.conninfo
+from eventlog.stores import ProgrammingError, make_dsn, parse_dsn
 from kombu.utils.url import maybe_sanitize_url
 
 from recompute.settings import DEFAULT, OWNERS, DSN_VARIABLES, SETTING_NAMES, Settings
@@ -75,10 +75,10 @@ def masked(name: str, value: str) -> str:
 def masked_dsn(dsn: str) -> str:
     """The DSN with its password masked, as key=value pairs (a URI is rewritten that way too)."""
     try:
-        params = psycopg.conninfo.conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError:
+        params = parse_dsn(dsn)
+    except ProgrammingError:
         return MASK  # unparseable: it may hold anything
     if "password" in params:
         params["password"] = MASK
-    return psycopg.conninfo.make_conninfo(**params)
+    return make_dsn(**params)
 

@@ -38,6 +38,7 @@ from domain.legacy_tables import STORES as LEGACY_STORES  # noqa: E402
 from domain.rules import RULES_V1  # noqa: E402
 from projections.apply.protocol import ApplyOptions, apply  # noqa: E402
 from simulation.fleet import build_fleet  # noqa: E402
+from eventlog.stores import Stores  # noqa: E402
 
 SERVER = os.environ.get("RECOMPUTE_TEST_PG", "host=127.0.0.1 port=5432 user=postgres")
 BROKER = os.environ.get("RECOMPUTE_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
@@ -110,7 +111,7 @@ def main() -> None:
 
     marks: list[tuple[str, float]] = []
     started = time.perf_counter()
-    inproc = apply(copies, RULES_V1, NOW, ApplyOptions(),
+    inproc = apply(Stores.from_dsns(copies), RULES_V1, NOW, ApplyOptions(),
                    on_step=lambda step: marks.append((step, time.perf_counter() - started)))
     total_s = time.perf_counter() - started
     spent: dict[str, float] = {}

@@ -44,6 +44,7 @@ from projections.read_model.backfill import _jobs, backfill  # noqa: E402
 from projections.read_model.partition import build_partition  # noqa: E402
 from recompute.dask_executor import DaskExecutor  # noqa: E402
 from tests.e2e.test_backfill_fleet import RULES_V2  # noqa: E402
+from eventlog.stores import Stores  # noqa: E402
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 PHASES = {  # cProfile function name -> phase (cumulative time)
@@ -107,7 +108,7 @@ def main() -> None:
 
     started = time.perf_counter()
     with DaskExecutor(workers=args.workers) as executor:
-        result = backfill(dsns, rules, RULES_V2, RULES_V1, NOW, executor=executor, now=NOW)
+        result = backfill(Stores.from_dsns(dsns), rules, RULES_V2, RULES_V1, NOW, executor=executor, now=NOW)
         took = time.perf_counter() - started
         rss = executor.connect().run(peak_rss_kb)
         started = time.perf_counter()

@@ -33,6 +33,7 @@ from ingestion.legacy.cdc.stream import LegacyChangeStream  # noqa: E402
 from ingestion.legacy.observe import Observations  # noqa: E402
 from simulation.harness.databases import named_database  # noqa: E402
 from simulation.legacy_schema import create_legacy_schema  # noqa: E402
+from eventlog.stores import Stores  # noqa: E402
 
 
 def writer(dsn: str, rate: float, seconds: float, invoices: range, counter) -> None:
@@ -77,14 +78,15 @@ def main() -> None:
         return appended
 
     try:
-        handoff = setup_store("billing_prod", legacy, eventstore)
+        stores = Stores(cf_prod="", billing_prod=legacy, subs="", eventstore=eventstore)  # the one store streamed
+        handoff = setup_store("billing_prod", stores)
         print(f"handoff: {handoff.appended} rows in the snapshot, streaming from {handoff.position}")
         Observations.commit = timed_commit
         counter = multiprocessing.Value("l", 0)
         procs = [multiprocessing.Process(target=writer, args=(legacy, args.rate / args.writers, args.seconds,
                                                                range(i, args.invoices, args.writers), counter))
                  for i in range(args.writers)]
-        with LegacyChangeStream(store="billing_prod", legacy_dsn=legacy, eventstore_dsn=eventstore) as stream:
+        with LegacyChangeStream(store="billing_prod", stores=stores) as stream:
             started = time.perf_counter()
             for proc in procs:
                 proc.start()
@@ -108,7 +110,7 @@ def main() -> None:
         if in_log != written:
             sys.exit(1)
     finally:
-        drop_store("billing_prod", legacy, eventstore)
+        drop_store("billing_prod", Stores(cf_prod="", billing_prod=legacy, subs="", eventstore=eventstore))
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from ingestion.stripe.ingester import StripeIngester  # noqa: E402
 from eventlog.own_tables import claim_stripe_ids, ensure_own_schema  # noqa: E402
 from simulation.harness.databases import named_database  # noqa: E402
 from tests.support.stripe_world import NOW, an_event, an_invoice  # noqa: E402
+from eventlog.stores import Stores  # noqa: E402
 
 ACCOUNTS = 1_000
 
@@ -73,7 +74,7 @@ def deliveries_of(deliverer: int, count: int, shared: float) -> list[dict]:
 
 def deliverer(way: str, dsn: str, envelopes: list[dict], start, results) -> None:
     stripe_ingest.claim_stripe_ids = WAYS[way]
-    ingester = StripeIngester(reader=None, eventstore_dsn=dsn)
+    ingester = StripeIngester(reader=None, stores=Stores(cf_prod="", billing_prod="", subs="", eventstore=dsn))
     latencies = []
     with psycopg.connect(dsn) as log:
         start.wait()

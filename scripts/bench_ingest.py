@@ -31,6 +31,7 @@ from ingestion.stripe.reader import StripeApiReader  # noqa: E402
 from eventlog.own_tables import ensure_own_schema  # noqa: E402
 from simulation.fleet import build_fleet  # noqa: E402
 from simulation.harness.databases import named_database  # noqa: E402
+from eventlog.stores import Stores  # noqa: E402
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 API_KEY = "sk_test_bench"
@@ -77,7 +78,8 @@ def main() -> None:
     floor_rows, floor_seconds = copy_floor(dsns)
     legacy_rows = appended = 0
     started = time.perf_counter()
-    jobs = [IngestJob(source=store, eventstore_dsn=eventstore, source_dsn=dsns[store]) for store in TABLES_BY_STORE]
+    stores = Stores.from_dsns({**dsns, "eventstore": eventstore})
+    jobs = [IngestJob(source=store, stores=stores) for store in TABLES_BY_STORE]
     for report in run_ingest(jobs):  # tables side by side in one snapshot per store, as `recompute ingest` does
         legacy_rows += report.rows_read
         appended += report.appended
@@ -87,7 +89,7 @@ def main() -> None:
     try:
         reader = StripeApiReader(api_key=API_KEY, api_base=base_url, max_network_retries=0)
         started = time.perf_counter()
-        stripe_report = StripeIngester(reader=reader, eventstore_dsn=eventstore).run()
+        stripe_report = StripeIngester(reader=reader, stores=stores).run()
         stripe_seconds = time.perf_counter() - started
     finally:
         standin.terminate()

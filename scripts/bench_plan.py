@@ -38,6 +38,7 @@ from eventlog.own_tables import ensure_own_schema  # noqa: E402
 from simulation.fleet import build_fleet  # noqa: E402
 from simulation.world_reader import WorldFileReader  # noqa: E402
 from simulation.harness.databases import named_database  # noqa: E402
+from eventlog.stores import Stores  # noqa: E402
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -56,8 +57,9 @@ def ingested_fleet(accounts: int, drifting: int, *, reuse: bool, prefix: str = "
     started = time.perf_counter()
     build_fleet({s: dsns[s] for s in STORES}, accounts=accounts, seed=7, drifting=drifting, now=NOW, stripe_dir=world)
     ensure_own_schema(dsns["eventstore"])
-    run_ingest([IngestJob(source=s, eventstore_dsn=dsns["eventstore"], source_dsn=dsns[s]) for s in STORES])
-    StripeIngester(reader=WorldFileReader(world), eventstore_dsn=dsns["eventstore"]).run()
+    stores = Stores.from_dsns(dsns)
+    run_ingest([IngestJob(source=s, stores=stores) for s in STORES])
+    StripeIngester(reader=WorldFileReader(world), stores=stores).run()
     print(f"fleet of {accounts} accounts built and ingested in {time.perf_counter() - started:.0f}s", flush=True)
     return dsns
 
@@ -117,7 +119,7 @@ def bench(accounts: int, drifting: int, reuse: bool) -> None:
         timings = []
         for _ in range(20):
             started = time.perf_counter()
-            explained = explain(dsns, account, RULES_V1, NOW, **kwargs)
+            explained = explain(Stores.from_dsns(dsns), account, RULES_V1, NOW, **kwargs)
             timings.append(time.perf_counter() - started)
         print(f"explain, {len(explained.timeline):,} events, {label:<20} {statistics.median(timings) * 1000:>6.1f} ms "
               f"median, {max(timings) * 1000:.1f} ms max   (target <= 50 ms)")

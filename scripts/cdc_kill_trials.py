@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from eventlog.own_tables import ensure_own_schema  # noqa: E402
+from eventlog.stores import Stores  # noqa: E402
 from ingestion.legacy.cdc.setup import drop_store, setup_store  # noqa: E402
 from ingestion.legacy.cdc.stream import LegacyChangeStream  # noqa: E402
 from simulation.harness.databases import named_database  # noqa: E402
@@ -36,8 +37,10 @@ from simulation.legacy_schema import create_legacy_schema  # noqa: E402
 
 READER = """
 import sys
+from eventlog.stores import Stores
 from ingestion.legacy.cdc.stream import LegacyChangeStream
-stream = LegacyChangeStream(store="billing_prod", legacy_dsn=sys.argv[1], eventstore_dsn=sys.argv[2])
+stores = Stores(cf_prod="", billing_prod=sys.argv[1], subs="", eventstore=sys.argv[2])
+stream = LegacyChangeStream(store="billing_prod", stores=stores)
 while True:
     stream.poll(0.1)
 """
@@ -69,8 +72,9 @@ def main() -> None:
         create_legacy_schema(conn, "billing_prod")
     ensure_own_schema(eventstore)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    stores = Stores(cf_prod="", billing_prod=legacy, subs="", eventstore=eventstore)  # the one store streamed
     try:
-        setup_store("billing_prod", legacy, eventstore)
+        setup_store("billing_prod", stores)
         stop, written = multiprocessing.Event(), multiprocessing.Value("l", 0)
         proc = multiprocessing.Process(target=writer, args=(legacy, args.rate, stop, written))
         proc.start()
@@ -87,7 +91,7 @@ def main() -> None:
                 time.sleep(0.05)
         stop.set()
         proc.join()
-        with LegacyChangeStream(store="billing_prod", legacy_dsn=legacy, eventstore_dsn=eventstore) as stream:
+        with LegacyChangeStream(store="billing_prod", stores=stores) as stream:
             stream.catch_up()
         with psycopg.connect(eventstore) as conn:
             counts = conn.execute(
@@ -100,7 +104,7 @@ def main() -> None:
         if not ok:
             sys.exit(1)
     finally:
-        drop_store("billing_prod", legacy, eventstore)
+        drop_store("billing_prod", stores)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
     store_problems(conn, store) -> {"store.table": why}    the live schema of one store's tables
     relation_problems(spec, relation, types) -> why | None  a change stream's Relation message
-    blocked_tables(dsns) -> {"store.table": why}           what plan, apply and the followers withhold
+    blocked_tables(stores) -> {"store.table": why}           what plan, apply and the followers withhold
 
 Every column recompute keys, times, compares, reads or writes must be there with the type it reads
 exactly (domain/legacy_tables.py: `columns`, `schema_problems`). A table that is not is *blocked*:
@@ -22,6 +22,7 @@ import psycopg
 
 from domain.legacy_tables import TABLES_BY_STORE, LegacyTable, schema_problems
 from eventlog.own_tables import recorded_blocks
+from eventlog.stores import Stores
 from ingestion.legacy.cdc.pgoutput import Relation
 
 log = logging.getLogger("recompute.schema")
@@ -62,13 +63,13 @@ def relation_problems(spec: LegacyTable, relation: Relation, types: Mapping[int,
                               for c in relation.columns})
 
 
-def blocked_tables(dsns: Mapping[str, str]) -> dict[str, str]:
+def blocked_tables(stores: Stores) -> dict[str, str]:
     """Every table blocked now: by its live schema, or recorded by a reader and not yet lifted."""
     blocked: dict[str, str] = {}
-    with psycopg.connect(dsns["eventstore"]) as conn:
+    with stores.connect(purpose="schema") as conn:
         blocked.update(recorded_blocks(conn))
     for store in TABLES_BY_STORE:
-        with psycopg.connect(dsns[store], connect_timeout=5) as conn:
+        with stores.connect(store, purpose="schema") as conn:
             blocked.update(store_problems(conn, store))
     return blocked
 

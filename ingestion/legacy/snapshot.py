@@ -28,6 +28,7 @@ from ingestion.legacy.observe import Observations, known_rows
 from ingestion.legacy.tables import key_text, source_time
 from ingestion.report import IngestReport, TableReport
 from eventlog.own_tables import exclusive_ingest, lift_block, record_block
+from eventlog.stores import Stores
 from ingestion.legacy.schema import log as log_schema
 from ingestion.legacy.schema import problems_of, table_columns
 
@@ -35,22 +36,20 @@ from ingestion.legacy.schema import problems_of, table_columns
 class LegacySnapshotIngester:
     """Every table of one store in one snapshot, one after the other, in this process."""
 
-    def __init__(self, *, store: str, source_dsn: str, eventstore_dsn: str, batch_size: int = 20_000,
+    def __init__(self, *, store: str, stores: Stores, batch_size: int = 20_000,
                  tables: tuple[str, ...] | None = None) -> None:
         self._store = store
         self._tables = tables
-        self._source_dsn = source_dsn
-        self._eventstore_dsn = eventstore_dsn
+        self._stores = stores
         self._batch_size = batch_size
 
     def table_runs(self, snapshot: Snapshot) -> list[TableIngest]:
-        return [TableIngest(spec=spec, snapshot=snapshot, source_dsn=self._source_dsn,
-                            eventstore_dsn=self._eventstore_dsn, batch_size=self._batch_size)
+        return [TableIngest(spec=spec, snapshot=snapshot, stores=self._stores, batch_size=self._batch_size)
                 for spec in TABLES_BY_STORE[self._store] if self._tables is None or spec.table in self._tables]
 
     def run(self) -> IngestReport:
         report = IngestReport(source=self._store)
-        with exported_snapshot(self._store, self._source_dsn) as snapshot:
+        with exported_snapshot(self._store, self._stores) as snapshot:
             for run in self.table_runs(snapshot):
                 report.tables[run.spec.table] = run.run()
         return report
@@ -67,9 +66,9 @@ class Snapshot:
 
 
 @contextmanager
-def exported_snapshot(store: str, source_dsn: str) -> Iterator[Snapshot]:
+def exported_snapshot(store: str, stores: Stores) -> Iterator[Snapshot]:
     """Holds a REPEATABLE READ transaction open on the store and yields its exported snapshot."""
-    with psycopg.connect(source_dsn) as conn:
+    with stores.connect(store, purpose="ingest snapshot") as conn:
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         exported, xids, read_at = conn.execute(
             "SELECT pg_export_snapshot(), pg_current_snapshot()::text, transaction_timestamp()").fetchone()
@@ -83,15 +82,14 @@ class TableIngest:
 
     spec: LegacyTable
     snapshot: Snapshot
-    source_dsn: str
-    eventstore_dsn: str
+    stores: Stores
     batch_size: int = 20_000
 
     def run(self) -> TableReport:
         spec, position, read_at = self.spec, self.snapshot.position, self.snapshot.read_at
         with (
-            psycopg.connect(self.source_dsn, options="-c TimeZone=UTC") as source,
-            psycopg.connect(self.eventstore_dsn) as log,
+            self.stores.connect(spec.store, purpose="ingest") as source,
+            self.stores.connect(purpose="ingest") as log,
         ):
             source.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             source.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(self.snapshot.exported_id)))

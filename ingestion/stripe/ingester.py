@@ -27,7 +27,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-import psycopg
 import stripe
 
 from domain.events import StripeObjectObserved
@@ -36,6 +35,7 @@ from ingestion.report import IngestReport, TableReport
 from ingestion.stripe.reader import StripeReader
 from ingestion.stripe.routing import route, route_deferred
 from ingestion.stripe.translate import Observation, Rejection, translate_event, translate_listed
+from eventlog.stores import Connection, Cursor, Stores
 from eventlog.account_log import append_events
 from eventlog.own_tables import (
     claim_stripe_ids, count_waiting, customer_accounts, exclusive_ingest, lock_customers, park, park_waiting,
@@ -79,13 +79,13 @@ class StripeIngester:
         self,
         *,
         reader: StripeReader | None,
-        eventstore_dsn: str,
+        stores: Stores,
         batch_size: int = 5_000,
         lookback: timedelta = timedelta(hours=1),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._reader = reader
-        self._dsn = eventstore_dsn
+        self._stores = stores
         self._batch_size = batch_size
         self._lookback = lookback
         self._clock = clock
@@ -94,7 +94,7 @@ class StripeIngester:
         """Lists (first run), catches up on events, then retries what waits for its customer."""
         assert self._reader is not None, "polling Stripe needs a reader"
         report = IngestReport(source=SOURCE)
-        with psycopg.connect(self._dsn) as log, exclusive_ingest(log, SOURCE):
+        with self._stores.connect(purpose="ingest stripe") as log, exclusive_ingest(log, SOURCE):
             checkpoint = _load_checkpoint(log)
             with log.cursor() as cur:
                 accounts = customer_accounts(cur)  # this run's view of the map; each batch re-reads what it lacks
@@ -113,14 +113,14 @@ class StripeIngester:
         return report
 
     def record_deliveries(self, envelopes: list[dict], *, via: str = "webhook",
-                          log: psycopg.Connection | None = None) -> IngestReport:
+                          log: Connection | None = None) -> IngestReport:
         """Records events pushed to us (webhook deliveries) in one transaction: the same dedup,
         routing and parking as the Events API. On `log` when given (left open), else on a connection
         of its own. Safe to call from several threads at once, each on its own connection."""
         report = IngestReport(source=SOURCE)
         table = report.tables.setdefault(via, TableReport(rows_read=len(envelopes)))
         if log is None:
-            with psycopg.connect(self._dsn) as own:
+            with self._stores.connect(purpose="ingest stripe") as own:
                 report.waiting = self._commit(own, [_event_item(e, via) for e in envelopes], table, {})
         else:
             report.waiting = self._commit(log, [_event_item(e, via) for e in envelopes], table, {})
@@ -128,7 +128,7 @@ class StripeIngester:
 
     # -- list endpoints ------------------------------------------------------------------------
 
-    def _ingest_lists(self, log: psycopg.Connection, report: IngestReport, accounts: dict[str, str]) -> None:
+    def _ingest_lists(self, log: Connection, report: IngestReport, accounts: dict[str, str]) -> None:
         """Every current object, once: each is recorded as `list:<id>` with its digest in the same
         transaction as its event, so a run killed mid-list relists and skips what it recorded."""
         read_at = self._clock()
@@ -147,7 +147,7 @@ class StripeIngester:
 
     # -- events ---------------------------------------------------------------------------------
 
-    def _ingest_events(self, log: psycopg.Connection, report: IngestReport, cursor: int | None,
+    def _ingest_events(self, log: Connection, report: IngestReport, cursor: int | None,
                        accounts: dict[str, str]) -> int | None:
         table = report.tables.setdefault("events", TableReport())
         since = None if cursor is None else cursor - int(self._lookback.total_seconds())
@@ -165,7 +165,7 @@ class StripeIngester:
         self._commit(log, page, table, accounts)
         return newest
 
-    def _retry_waiting(self, log: psycopg.Connection, table: TableReport) -> None:
+    def _retry_waiting(self, log: Connection, table: TableReport) -> None:
         """What waits for a customer: its account may be known by now (a delivery taught it), else
         Stripe is asked again. A lookup that fails for now leaves it waiting for the next run; one
         that fails for good (the customer deleted or unknown, a 404 or a permission error) parks it
@@ -201,7 +201,7 @@ class StripeIngester:
 
     # -- one batch, one transaction ---------------------------------------------------------------
 
-    def _commit(self, log: psycopg.Connection, items: list[_Item], table: TableReport, accounts: dict[str, str],
+    def _commit(self, log: Connection, items: list[_Item], table: TableReport, accounts: dict[str, str],
                 *, learned: dict[str, str] | None = None) -> int:
         """Claims the items' ids and records what the claimed ones produce, in one transaction;
         `accounts` (the caller's view of the map) learns what the batch taught. Returns how many
@@ -245,7 +245,7 @@ class StripeIngester:
             table.appended += append_events(log, batch.events)  # last: it takes the log's table lock
         return len(batch.waiting)
 
-    def _claimed(self, cur: psycopg.Cursor, items: list[_Item], batch: _Batch, table: TableReport) -> list[_Item]:
+    def _claimed(self, cur: Cursor, items: list[_Item], batch: _Batch, table: TableReport) -> list[_Item]:
         """The items whose id this transaction claimed (and those without an id); a known evt_ id
         with another body is parked as a conflict, once per batch."""
         first: dict[str, _Item] = {}
@@ -303,12 +303,12 @@ def _digest(envelope: Any) -> bytes:
     return hashlib.blake2b(orjson.dumps(envelope, option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
 
 
-def _load_checkpoint(log: psycopg.Connection) -> dict:
+def _load_checkpoint(log: Connection) -> dict:
     row = log.execute("SELECT position FROM ingest_checkpoint WHERE source = %s", (SOURCE,)).fetchone()
     log.commit()
     return dict(row[0]) if row else {}
 
 
-def _save_checkpoint(log: psycopg.Connection, checkpoint: dict) -> None:
+def _save_checkpoint(log: Connection, checkpoint: dict) -> None:
     with log.transaction():
         save_checkpoint(log, SOURCE, checkpoint)

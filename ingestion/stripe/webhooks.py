@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import anyio.to_thread
 import orjson
-import psycopg
+from eventlog.stores import OperationalError
 import psycopg_pool
 import stripe
 
@@ -62,7 +62,7 @@ def check_delivery(body: bytes, signature: str | None, secret: str) -> dict:
 
 def store_down_reason(error: Exception) -> str | None:
     """Why the event store is unreachable, when `error` says so (else None: some other failure)."""
-    if isinstance(error, (psycopg.OperationalError, psycopg_pool.PoolTimeout)):
+    if isinstance(error, (OperationalError, psycopg_pool.PoolTimeout)):
         return "event store unavailable: " + " ".join(str(error).split())
     return None
 

@@ -5,7 +5,7 @@
                                     applied correction becomes 'ready' (its body fixed), one with none 'void'
     finished_events(rows)           pure: which held events become 'ready' (with their body) or 'void'
     pending(conn)                   intents of earlier runs that were never settled (a run was killed)
-    past_corrections(dsn, account)  what `explain` shows
+    past_corrections(stores, account)  what `explain` shows
 
 The caller owns the transaction: `record` and `settle` each run inside one.
 """
@@ -23,6 +23,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from domain.diff import Correction, Drift
+from eventlog.stores import Stores
 from domain.drift import PastCorrection
 from domain.outgoing import event_body
 from eventlog.tables_present import has_tables
@@ -174,7 +175,8 @@ def correction_of(row: Mapping[str, Any]) -> Correction:
 
 
 def applied_corrections(eventstore_dsn: str, accounts: Sequence[str]) -> dict[str, list[PastCorrection]]:
-    """The accounts' applied corrections (what domain/drift.py counts rewrites against), by account."""
+    """The accounts' applied corrections (what domain/drift.py counts rewrites against), by account.
+    (Takes the event store's DSN while its callers in plan, apply's replan and the report do.)"""
     found: dict[str, list[PastCorrection]] = {}
     with psycopg.connect(eventstore_dsn, options="-c TimeZone=UTC") as conn:
         if not accounts or not has_tables(conn, "correction_audit"):
@@ -187,9 +189,9 @@ def applied_corrections(eventstore_dsn: str, accounts: Sequence[str]) -> dict[st
     return found
 
 
-def past_corrections(eventstore_dsn: str, account_id: str) -> list[dict[str, Any]]:
+def past_corrections(stores: Stores, account_id: str) -> list[dict[str, Any]]:
     """The account's applied corrections, oldest first, as `explain` shows them."""
-    with psycopg.connect(eventstore_dsn, options="-c TimeZone=UTC") as conn, \
+    with stores.connect(purpose="audit") as conn, \
             conn.cursor(row_factory=dict_row) as cur:
         if not has_tables(conn, "correction_audit"):
             return []

@@ -36,12 +36,11 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import psycopg
 from psycopg.types.json import Jsonb
 
 from domain.catalog import fold_catalog
@@ -58,6 +57,7 @@ from projections.legacy_rows import catalog_events
 from projections.apply.account_plans import AccountPlan, replan
 from projections.apply.writes import resolve_pending, write_store
 from eventlog.own_tables import check_known_rules, remember_rules
+from eventlog.stores import Connection, Stores
 
 _LOCK_ID = 7_310_002
 APPLY_LOCK = _LOCK_ID  # followers take it shared (pg_try_advisory_xact_lock_shared)
@@ -102,7 +102,7 @@ class ApplyResult:
         return sum(1 for _, s in self.done if s == status)
 
 
-def apply(dsns: Mapping[str, str], rules: Rules, as_of: datetime, options: ApplyOptions = ApplyOptions(),
+def apply(stores: Stores, rules: Rules, as_of: datetime, options: ApplyOptions = ApplyOptions(),
           *, on_step: Step = lambda _: None, executor: Executor | None = None,
           planned: PlanResult | None = None) -> ApplyResult:
     """`executor` runs the plan's account ranges (bootstrap's Dask one; None: here). `planned`: a plan
@@ -110,10 +110,11 @@ def apply(dsns: Mapping[str, str], rules: Rules, as_of: datetime, options: Apply
     each batch is still re-planned against the stores as they are when it is written."""
     result = ApplyResult(run_id=str(uuid.uuid4()), as_of=as_of, rules_version=rules.version,
                          rules_digest=rules.digest)
-    with _exclusive(dsns["eventstore"]):
-        with _es(dsns["eventstore"]) as conn:
+    dsns = stores.as_dsns()  # plan and replan take them still (issue 19: the one engine takes the Stores)
+    with _exclusive(stores):
+        with _es(stores) as conn:
             check_known_rules(conn, rules)
-        recover(dsns, result)
+        recover(stores, result)
         on_step("recovered")
         if planned is None:
             planned = plan(dsns, rules, as_of, account=options.account, workers=options.workers, executor=executor,
@@ -125,11 +126,11 @@ def apply(dsns: Mapping[str, str], rules: Rules, as_of: datetime, options: Apply
         if not chosen:
             return result
         run = RunInfo(result.run_id, rules.version, as_of, rules.digest)
-        start_run(dsns["eventstore"], run, rules)
-        catalog = fold_catalog(catalog_events(dsns["eventstore"]), as_of=as_of)
+        start_run(stores, run, rules)
+        catalog = fold_catalog(catalog_events(stores.eventstore), as_of=as_of)
         for batch in _chunks(chosen, options.batch_accounts):
-            apply_batch(dsns, run, replan(dsns, rules, as_of, catalog, batch, owners=options.owners), result, on_step)
-        _finish_run(dsns["eventstore"], result)
+            apply_batch(stores, run, replan(dsns, rules, as_of, catalog, batch, owners=options.owners), result, on_step)
+        _finish_run(stores, result)
     return result
 
 
@@ -167,17 +168,17 @@ def intents_for(plans: Sequence[AccountPlan], run: RunInfo) -> tuple[list[Intent
     return intents, events
 
 
-def recover(dsns: Mapping[str, str], result: ApplyResult, *, only: Callable[[str], bool] | None = None) -> None:
+def recover(stores: Stores, result: ApplyResult, *, only: Callable[[str], bool] | None = None) -> None:
     """Settles the pending intents of earlier runs (`only`: of the accounts it accepts, e.g. a
     follower's partitions)."""
-    with _es(dsns["eventstore"]) as conn:
+    with _es(stores) as conn:
         left = [(i, run) for i, run in pending(conn) if only is None or only(i.correction.account_id)]
     if not left:
         return
     outcomes: list[Outcome] = []
     for store, (run_ids, intents) in pending_by_store(left).items():
-        outcomes += resolve_pending(dsns[store], run_ids, intents)
-    with _es(dsns["eventstore"]) as conn, conn.transaction():
+        outcomes += resolve_pending(stores, store, run_ids, intents)
+    with _es(stores) as conn, conn.transaction():
         result.events.update(settle(conn, outcomes))
     result.recovered.update(o.status for o in outcomes)
 
@@ -193,14 +194,14 @@ def pending_by_store(left: Sequence[tuple[Intent, str]]) -> dict[str, tuple[list
     return found
 
 
-def apply_batch(dsns: Mapping[str, str], run: RunInfo, plans: list[AccountPlan], result: ApplyResult,
-                on_step: Step, *, also: Callable[[psycopg.Connection], None] = lambda _: None) -> None:
+def apply_batch(stores: Stores, run: RunInfo, plans: list[AccountPlan], result: ApplyResult,
+                on_step: Step, *, also: Callable[[Connection], None] = lambda _: None) -> None:
     """Steps 3-5 for one batch of planned accounts (also what a follower of `project` runs); `also`
     writes more in the transaction that records the intents."""
     intents, events = intents_for(plans, run)
     if not intents:
         return
-    with _es(dsns["eventstore"]) as conn, conn.transaction():
+    with _es(stores) as conn, conn.transaction():
         intents = record(conn, run, intents, events)
         also(conn)
     on_step("recorded")
@@ -208,9 +209,9 @@ def apply_batch(dsns: Mapping[str, str], run: RunInfo, plans: list[AccountPlan],
     for store in STORES:
         mine = [i for i in intents if i.store == store]
         if mine:
-            outcomes += write_store(dsns[store], run.run_id, mine, on_step, eventstore_dsn=dsns["eventstore"])
+            outcomes += write_store(stores, run.run_id, mine, on_step)
             on_step(f"committed:{store}")
-    with _es(dsns["eventstore"]) as conn, conn.transaction():
+    with _es(stores) as conn, conn.transaction():
         result.events.update(settle(conn, outcomes))
     on_step("settled")
     status = {o.audit_id: o.status for o in outcomes}
@@ -218,21 +219,21 @@ def apply_batch(dsns: Mapping[str, str], run: RunInfo, plans: list[AccountPlan],
 
 
 @contextmanager
-def _exclusive(eventstore_dsn: str) -> Iterator[None]:
-    with psycopg.connect(eventstore_dsn, autocommit=True) as conn:
+def _exclusive(stores: Stores) -> Iterator[None]:
+    with stores.connect(purpose="apply", autocommit=True) as conn:
         if not conn.execute("SELECT pg_try_advisory_lock(%s)", (_LOCK_ID,)).fetchone()[0]:
             raise ApplyBusy("another `recompute apply` is running; try again when it has finished")
         yield  # the lock goes with the session, also when the process is killed
 
 
-def _es(eventstore_dsn: str) -> psycopg.Connection:
-    return psycopg.connect(eventstore_dsn, options="-c TimeZone=UTC")
+def _es(stores: Stores) -> Connection:
+    return stores.connect(purpose="apply")
 
 
-def start_run(eventstore_dsn: str, run: RunInfo, rules: Rules, *,
-              also: Callable[[psycopg.Connection], None] = lambda _: None) -> None:
+def start_run(stores: Stores, run: RunInfo, rules: Rules, *,
+              also: Callable[[Connection], None] = lambda _: None) -> None:
     """The run's apply_run row and its rules remembered; `also` writes more in that transaction."""
-    with _es(eventstore_dsn) as conn, conn.transaction():
+    with _es(stores) as conn, conn.transaction():
         conn.execute("INSERT INTO apply_run (run_id, as_of, rules_version, rules_digest, plan_digest) "
                      "VALUES (%s, %s, %s, %s, %s)",
                      (run.run_id, run.as_of, run.rules_version, run.rules_digest, run.plan_digest))
@@ -240,12 +241,12 @@ def start_run(eventstore_dsn: str, run: RunInfo, rules: Rules, *,
         also(conn)
 
 
-def _finish_run(eventstore_dsn: str, result: ApplyResult) -> None:
+def _finish_run(stores: Stores, result: ApplyResult) -> None:
     summary = {"accounts_checked": result.accounts_checked, "accounts_disagreeing": result.accounts_disagreeing,
                "accounts_chosen": result.accounts_chosen, "applied": result.count("applied"),
                "stale": result.count("stale"), "events": dict(result.events), "recovered": dict(result.recovered),
                "drift_open": open_drift(c for c, _ in result.done)}
-    with _es(eventstore_dsn) as conn:
+    with _es(stores) as conn:
         conn.execute("UPDATE apply_run SET finished_at = %s, summary = %s WHERE run_id = %s",
                      (datetime.now(UTC), Jsonb(summary), result.run_id))
 

@@ -1,6 +1,6 @@
 """The relay: publishes the outbox's ready events to the broker, then marks them sent.
 
-    relay(eventstore_dsn, broker_url) -> RelayReport
+    relay(stores=..., broker_url=...) -> RelayReport
 
 kombu, to a durable topic exchange `recompute.events`, routing key = event type, persistent
 messages (delivery_mode=2), publisher confirms (RabbitMQ's confirm.select on the channel): a
@@ -23,10 +23,12 @@ import socket
 import time
 from dataclasses import dataclass
 
-import psycopg
 from amqp.exceptions import AccessRefused, MessageNacked, NotAllowed
 from kombu import Connection, Exchange
 from kombu.exceptions import OperationalError
+
+from eventlog.stores import Stores
+from eventlog.stores import Connection as Session  # kombu's Connection is the broker's
 
 EXCHANGE = Exchange("recompute.events", type="topic", durable=True)
 RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
@@ -61,9 +63,9 @@ class RelayReport:
     error: str | None = None
 
 
-def relay(eventstore_dsn: str, broker_url: str, *, batch: int = BATCH) -> RelayReport:
+def relay(*, stores: Stores, broker_url: str, batch: int = BATCH) -> RelayReport:
     published, error = 0, None
-    with psycopg.connect(eventstore_dsn, autocommit=True) as conn:  # each batch its own transaction
+    with stores.connect(purpose="relay", autocommit=True) as conn:  # each batch its own transaction
         if _waiting(conn) == 0:
             return RelayReport(0, 0)
         broker = Connection(broker_url, connect_timeout=5)
@@ -151,13 +153,13 @@ def _publish(producer, event_id: str, event_type: str, body: str) -> None:
     )
 
 
-def waiting_events(eventstore_dsn: str) -> int:
+def waiting_events(stores: Stores) -> int:
     """How many domain events wait in the outbox to be published."""
-    with psycopg.connect(eventstore_dsn) as conn:
+    with stores.connect(purpose="relay") as conn:
         return _waiting(conn)
 
 
-def _waiting(conn: psycopg.Connection) -> int:
+def _waiting(conn: Session) -> int:
     return conn.execute("SELECT count(*) FROM outbox_event WHERE status = 'ready'").fetchone()[0]
 
 

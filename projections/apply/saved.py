@@ -14,7 +14,6 @@ finished at the end: a finished run is what "already applied" means.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 
 import psycopg
 from psycopg.rows import dict_row
@@ -24,6 +23,7 @@ from domain.diff import Correction
 from domain.rules import Rules
 from domain.saved_plan import SavedPlan, correction_key
 from eventlog.own_tables import check_known_rules
+from eventlog.stores import Stores
 from projections.apply.account_plans import AccountPlan, replan
 from projections.apply.audit import RunInfo, correction_of
 from projections.apply.cas_sql import spec_of
@@ -38,7 +38,7 @@ class PlanAlreadyApplied(RuntimeError):
     """A run of this saved plan has finished; nothing was written."""
 
 
-def apply_saved(dsns: Mapping[str, str], rules: Rules, saved: SavedPlan, options: ApplyOptions = ApplyOptions(),
+def apply_saved(stores: Stores, rules: Rules, saved: SavedPlan, options: ApplyOptions = ApplyOptions(),
                 *, on_step: Step = lambda _: None) -> ApplyResult:
     """`rules` are the active rules; the caller has checked they are the plan's. A correction rules-v1 §3
     does not allow (a file whose digest was made anew after an edit) raises WriteRefused before anything."""
@@ -46,14 +46,13 @@ def apply_saved(dsns: Mapping[str, str], rules: Rules, saved: SavedPlan, options
         spec_of(c)
     result = ApplyResult(run_id=str(uuid.uuid4()), as_of=saved.as_of, rules_version=rules.version,
                          rules_digest=rules.digest, plan_digest=saved.digest)
-    eventstore = dsns["eventstore"]
-    with _exclusive(eventstore):
-        with _es(eventstore) as conn:
+    with _exclusive(stores):
+        with _es(stores) as conn:
             check_known_rules(conn, rules)
             refuse_if_applied(conn, saved.digest)
-        recover(dsns, result)
+        recover(stores, result)
         on_step("recovered")
-        with _es(eventstore) as conn:
+        with _es(stores) as conn:
             settled = settled_corrections(conn, saved.digest)
         result.settled_before.update(settled.values())
         todo = [c for c in saved.corrections if correction_key(c) not in settled]
@@ -66,17 +65,17 @@ def apply_saved(dsns: Mapping[str, str], rules: Rules, saved: SavedPlan, options
         result.accounts_checked, result.accounts_disagreeing = saved.accounts_checked, len(disagreeing)
         result.accounts_chosen = len(by_account)
         run = RunInfo(result.run_id, rules.version, saved.as_of, rules.digest, plan_digest=saved.digest)
-        start_run(eventstore, run, rules)
+        start_run(stores, run, rules)
         on_step("started")
         if by_account:
-            catalog = fold_catalog(catalog_events(eventstore), as_of=saved.as_of)
+            catalog = fold_catalog(catalog_events(stores.eventstore), as_of=saved.as_of)
             for batch in _chunks(sorted(by_account), options.batch_accounts):
-                states = {p.state.account_id: p.state for p in replan(dsns, rules, saved.as_of, catalog, batch)}
-                apply_batch(dsns, run, [AccountPlan(states[a], by_account[a]) for a in batch if a in states],
+                states = {p.state.account_id: p.state for p in replan(stores.as_dsns(), rules, saved.as_of, catalog, batch)}
+                apply_batch(stores, run, [AccountPlan(states[a], by_account[a]) for a in batch if a in states],
                             result, on_step)
                 # an account cf_prod no longer has as of T: nothing of it is written
                 result.done += [(c, "stale") for a in batch if a not in states for c in by_account[a]]
-        _finish_run(eventstore, result)
+        _finish_run(stores, result)
     return result
 
 

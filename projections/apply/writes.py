@@ -1,7 +1,7 @@
 """Writing one legacy store, and finding out what a killed run did to it.
 
-    write_store(dsn, run_id, intents, ...) -> [Outcome]  one transaction, compare-and-set per intent
-    resolve_pending(dsn, run_ids, intents) -> [Outcome]  after a crash: applied, stale or abandoned
+    write_store(stores, run_id, intents, ...) -> [Outcome]  one transaction, compare-and-set per intent
+    resolve_pending(stores, store, run_ids, intents) -> [Outcome]  after a crash: applied, stale or abandoned
     recovered(intents, committed, held, at) -> [Outcome] the pure decision resolve_pending makes
 
 Before its first write, the store's transaction id is recorded with the intents it writes
@@ -32,11 +32,12 @@ import logging
 import psycopg
 from psycopg import errors
 
+from eventlog.stores import Stores
 from projections.apply.audit import Intent, Outcome, record_write_xid
 from projections.apply.cas_sql import probe, statement
 
 SESSION_WAIT_S = 30.0
-OPTIONS = "-c TimeZone=UTC -c lock_timeout=30s"
+LOCK_TIMEOUT = "30s"  # a legacy write waits no longer for a row another session holds
 # The store refused a statement because the table is not shaped as the catalogue says.
 SCHEMA_ERRORS = (errors.UndefinedColumn, errors.UndefinedTable, errors.UndefinedFunction, errors.DatatypeMismatch,
                  errors.InvalidTextRepresentation, errors.CannotCoerce)
@@ -51,14 +52,14 @@ def session_name(run_id: str) -> str:
     return f"recompute apply {run_id}"
 
 
-def write_store(dsn: str, run_id: str, intents: Sequence[Intent],
-                on_step: Callable[[str], None] = lambda _: None, *, eventstore_dsn: str) -> list[Outcome]:
+def write_store(stores: Stores, run_id: str, intents: Sequence[Intent],
+                on_step: Callable[[str], None] = lambda _: None) -> list[Outcome]:
     store = intents[0].store
-    with psycopg.connect(dsn, options=OPTIONS, application_name=session_name(run_id)) as conn:
+    with stores.connect(store, purpose=session_name(run_id), lock_timeout=LOCK_TIMEOUT) as conn:
         try:
             with conn.transaction():
                 xid = conn.execute("SELECT pg_current_xact_id()::text::bigint").fetchone()[0]
-                with psycopg.connect(eventstore_dsn, autocommit=True) as es:
+                with stores.connect(purpose="apply", autocommit=True) as es:
                     record_write_xid(es, intents, xid)
                 on_step(f"began:{store}")
                 with conn.pipeline():  # the statements go out without a round trip each (1 ms a write saved)
@@ -80,8 +81,8 @@ def write_store(dsn: str, run_id: str, intents: Sequence[Intent],
     return [Outcome(i.audit_id, s, at) for i, s in zip(intents, statuses, strict=True)]
 
 
-def resolve_pending(dsn: str, run_ids: Sequence[str], intents: Sequence[Intent]) -> list[Outcome]:
-    with psycopg.connect(dsn, options=OPTIONS, autocommit=True) as conn:
+def resolve_pending(stores: Stores, store: str, run_ids: Sequence[str], intents: Sequence[Intent]) -> list[Outcome]:
+    with stores.connect(store, purpose="apply-recovery", lock_timeout=LOCK_TIMEOUT, autocommit=True) as conn:
         _wait_for_sessions_to_end(conn, [session_name(r) for r in run_ids])
         status: dict[int, str | None] = {}
         for xid in {i.write_xid for i in intents if i.write_xid is not None}:

@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import psycopg
+from eventlog.stores import Connection
 
 WINDOW_S = 3600.0
 
@@ -47,29 +47,29 @@ class Breaker:
                 "reason": self.reason, "resumed_at": self.resumed_at and self.resumed_at.isoformat()}
 
 
-def read_breaker(conn: psycopg.Connection) -> Breaker:
+def read_breaker(conn: Connection) -> Breaker:
     row = conn.execute("SELECT open, tripped_at, reason, resumed_at FROM follow_breaker WHERE id = 1").fetchone()
     return Breaker(*row) if row else Breaker(open=False)
 
 
-def trip(conn: psycopg.Connection, reason: str) -> None:
+def trip(conn: Connection, reason: str) -> None:
     conn.execute("UPDATE follow_breaker SET open = true, tripped_at = now(), reason = %s WHERE id = 1 AND NOT open",
                  (reason,))
 
 
-def resume(conn: psycopg.Connection) -> bool:
+def resume(conn: Connection) -> bool:
     """Closes the breaker; False when it was not open."""
     with conn.transaction():
         return conn.execute("UPDATE follow_breaker SET open = false, resumed_at = now() WHERE id = 1 AND open"
                             ).rowcount == 1
 
 
-def restart_window(conn: psycopg.Connection) -> None:
+def restart_window(conn: Connection) -> None:
     """After the accounts withheld until a resume are written: the window starts again after them."""
     conn.execute("UPDATE follow_breaker SET resumed_at = clock_timestamp() WHERE id = 1 AND NOT open")
 
 
-def corrected_in_window(conn: psycopg.Connection, now: datetime, window_s: float = WINDOW_S) -> set[str]:
+def corrected_in_window(conn: Connection, now: datetime, window_s: float = WINDOW_S) -> set[str]:
     since = now - timedelta(seconds=window_s)
     resumed = read_breaker(conn).resumed_at
     if resumed is not None and resumed > since:

@@ -26,6 +26,7 @@ from domain.legacy_tables import COMPARED_BY_STORE
 from domain.owners import Owners
 from domain.rules import Rules
 from domain.state import TrueState
+from eventlog.stores import Stores
 from ingestion.legacy.schema import blocked_tables
 from projections.apply.account_plans import AccountPlan, with_drift
 from projections.follow.streams import StreamCache
@@ -68,7 +69,7 @@ def read_step(dsns: Mapping[str, str], conn: psycopg.Connection, cache: StreamCa
         for account_id, tables, _ in legacy_rows(dsns[store], store, ids):
             rows.setdefault(account_id, {}).update(tables)
     return StepRows(cache.read(conn, accounts), rows, parked_rows(dsns["eventstore"], ids),
-                    blocked_tables(dsns) if blocked is None else blocked)
+                    blocked_tables(Stores.from_dsns(dsns)) if blocked is None else blocked)
 
 
 def evaluate_accounts(dsns: Mapping[str, str], step: StepRows, rules: Rules, now: datetime, catalog: Catalog,

@@ -36,8 +36,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import psycopg
 
+from eventlog.stores import Connection, OperationalError, Stores
 from domain.catalog import fold_catalog
 from domain.owners import Owners
 from domain.events import AccountEvent
@@ -97,13 +97,14 @@ class StepReport:
 
 
 class Follower:
-    def __init__(self, dsns: Mapping[str, str], rules: Rules, *, owner: str | None = None, clock: Clock = utc_now,
+    def __init__(self, stores: Stores, rules: Rules, *, owner: str | None = None, clock: Clock = utc_now,
                  lease_s: float = 10.0, batch_events: int = 20_000, max_share: float = 0.10,
                  window_s: float = breaker.WINDOW_S, broker_url: str | None = None,
                  on_lag: Callable[[float], None] = lambda _: None,
                  on_step: Callable[[str], None] = lambda _: None,
                  after_commit: Callable[[StepReport], None] | None = None, owners: Owners = Owners()) -> None:
-        self.dsns = dict(dsns)
+        self.stores = stores
+        self.dsns = stores.as_dsns()  # the evaluation's readers take them still (issue 19: the one engine)
         self.owners = owners  # who writes what (domain/owners.py): each correction's drift names its writer
         self.rules = rules
         self.owner = owner or new_owner()
@@ -129,16 +130,14 @@ class Follower:
         self.generation, self.created_generation = active_or_new(self._conn, rules, clock())
         leases.ensure_leases(self._conn, self.generation.partitions)
 
-    def _connect(self) -> psycopg.Connection:
+    def _connect(self) -> Connection:
         """Its session cannot outlive its lease: a follower frozen (SIGSTOP, a stalled VM) inside a step,
         idle in the fence transaction with its lease rows locked, is ended by the server after a lease,
         its locks freed, so another follower claims its partitions once they expire; a statement
         blocked as long is ended too. Woken, it finds its session gone and its fence lost."""
-        ms = int(self.lease_s * 1000)
-        return psycopg.connect(self.dsns["eventstore"], autocommit=True,
-                               application_name=leases.session_name(self.owner),
-                               options=f"-c TimeZone=UTC -c idle_in_transaction_session_timeout={ms} "
-                                       f"-c statement_timeout={ms}")
+        ms = f"{int(self.lease_s * 1000)}ms"
+        return self.stores.connect(purpose=leases.session_name(self.owner), autocommit=True,
+                                   idle_in_transaction_timeout=ms, statement_timeout=ms)
 
     @property
     def session_lost(self) -> bool:
@@ -149,7 +148,7 @@ class Follower:
         if release and not self.session_lost:
             try:
                 leases.release(self._conn, self.owner)
-            except psycopg.OperationalError:
+            except OperationalError:
                 pass  # the server went away: the leases expire instead
         self._conn.close()
 
@@ -199,7 +198,7 @@ class Follower:
 
             if conn.execute("SELECT EXISTS (SELECT FROM correction_audit WHERE status = 'pending')").fetchone()[0]:
                 recovered = ApplyResult(run_id="", as_of=now, rules_version=self.rules.version)
-                recover(self.dsns, recovered, only=ours)
+                recover(self.stores, recovered, only=ours)
                 report.recovered = dict(recovered.recovered)
             gen = self.generation.id
             parts = sorted(held)
@@ -209,7 +208,7 @@ class Follower:
             report.more = len(rows) == self.batch_events
             dirty, catalog_parts, report.events = tracking.mark_dirty(rows, pos, count)
             if catalog_parts or self._catalog is None:
-                self._catalog = catalog_events(self.dsns["eventstore"])
+                self._catalog = catalog_events(self.stores.eventstore)
             due = tracking.due_accounts(conn, gen, parts, now)
             report.due = len(due.keys() - dirty)
             gate = breaker.read_breaker(conn)
@@ -243,7 +242,7 @@ class Follower:
                     withheld = {p.state.account_id or "" for p in plans}
                 else:
                     causes = cause_times(conn, [p.state.account_id or "" for p in plans], min(pos.values()), head, due)
-                    result, committed = write_plans(self.dsns, self.rules, self.owner, plans, now, mark,
+                    result, committed = write_plans(self.stores, self.rules, self.owner, plans, now, mark,
                                                      causes)
                     report.applied, report.stale = result.count("applied"), result.count("stale")
                     for account_id in {c.account_id for c, status in result.done if status == "applied"}:
@@ -288,7 +287,7 @@ class Follower:
         """By default the outbox is relayed after a step that applied something (`project --follow`
         relays in a thread of its own instead, so a slow broker never holds the next batch)."""
         if self.broker_url and report.applied:
-            report.relay = relay(self.dsns["eventstore"], self.broker_url)
+            report.relay = relay(stores=self.stores, broker_url=self.broker_url)
 
     def _follow_active(self) -> str | None:
         """A `backfill --apply` switched the active generation: follow it, under its rules."""
@@ -308,7 +307,7 @@ class Follower:
         `accounts`), so they converge though nothing of theirs changed meanwhile."""
         if not accounts and not self._withheld_by_block:
             return self._blocked
-        blocked = blocked_tables(self.dsns)
+        blocked = blocked_tables(self.stores)
         for table in sorted(blocked.keys() - self._blocked.keys()):
             log.warning("%s blocked: %s; its rows are not corrected until its schema matches again", table,
                         blocked[table])
@@ -338,7 +337,7 @@ class Follower:
                                             now))
         return states, plans
 
-    def _accounts_known(self, conn: psycopg.Connection) -> int:
+    def _accounts_known(self, conn: Connection) -> int:
         return conn.execute("SELECT count(*) FROM ingest_row_digest WHERE store = 'cf_prod' AND tbl = 'accounts' "
                             "AND stream IS NOT NULL").fetchone()[0]
 

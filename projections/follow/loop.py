@@ -15,8 +15,8 @@ import logging
 import threading
 from collections.abc import Callable
 
-import psycopg
 
+from eventlog.stores import Connection, OperationalError, Stores, errors
 from eventlog.account_log import EVENTS_TABLE
 from projections.follow.follower import Follower, StepReport
 from projections.follow.health import Backoff, Health
@@ -24,7 +24,7 @@ from projections.follow.health import Backoff, Health
 Report = Callable[[StepReport], None]
 # a session gone: the server went away, or ended it (a step longer than the lease between two
 # statements: idle_in_transaction_session_timeout, an InternalError, not an OperationalError)
-SESSION_ENDED = (psycopg.OperationalError, psycopg.errors.IdleInTransactionSessionTimeout)
+SESSION_ENDED = (OperationalError, errors.IdleInTransactionSessionTimeout)
 log = logging.getLogger("recompute.follow")
 
 
@@ -45,17 +45,17 @@ class Wake:
     under it (a server restart, pg_terminate_backend): the wait then ends as a timeout would, and the
     next wait LISTENs on a new session (a change meanwhile is found by the step that follows anyway)."""
 
-    def __init__(self, eventstore_dsn: str) -> None:
-        self._dsn = eventstore_dsn
-        self._conn: psycopg.Connection | None = None
+    def __init__(self, stores: Stores) -> None:
+        self._stores = stores
+        self._conn: Connection | None = None
         self.health = Health(log, "the LISTEN session (recompute follow wake)", source="eventstore")
         self._listen()
 
     def _listen(self) -> bool:
         try:
-            self._conn = psycopg.connect(self._dsn, autocommit=True, application_name="recompute follow wake")
+            self._conn = self._stores.connect(purpose="recompute follow wake", autocommit=True)
             self._conn.execute(f"LISTEN {EVENTS_TABLE}")
-        except psycopg.OperationalError as error:
+        except OperationalError as error:
             self._drop(error)
             return False
         self.health.up("listening again")
@@ -82,7 +82,7 @@ class Wake:
                     for _ in conn.notifies(timeout=0.0):  # the ones that came meanwhile
                         pass
                     return True
-            except psycopg.OperationalError as error:
+            except OperationalError as error:
                 self._drop(error)
                 stop.wait(max(remaining, 0.0))
                 return False

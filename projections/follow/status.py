@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg
+from eventlog.stores import Connection
 
 from eventlog.tables_present import has_tables
 from projections.follow.breaker import read_breaker
 from projections.follow.leases import owners
 
 
-def follow_status(conn: psycopg.Connection) -> dict[str, Any] | None:
+def follow_status(conn: Connection) -> dict[str, Any] | None:
     if not has_tables(conn, "follow_lease", "follow_breaker", "follow_withheld", "follow_position"):
         return None
     held = owners(conn)

@@ -2,8 +2,8 @@
 the active one (projections/read_model/generations.py), partition by partition on an executor;
 with `activate`, the switch to it and its corrections written through the apply protocol.
 
-    result = backfill(dsns, rules, rules_text, active_rules, as_of, executor=executor, now=now)
-    applied = activate(dsns, result, rules, options, executor=executor)    # --apply
+    result = backfill(stores, rules, rules_text, active_rules, as_of, executor=executor, now=now)
+    applied = activate(stores, result, rules, options, executor=executor)    # --apply
 
 One backfill at a time (an advisory lock, freed if the process dies). A killed run leaves the
 active generation as it was (the switch is one transaction) and the partitions it committed; a
@@ -13,21 +13,20 @@ active at that T and only finishes the writes (apply's recovery settles what was
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 import orjson
-import psycopg
-from psycopg import sql
 
 from domain.catalog import fold_catalog
 from domain.diff import Correction
 from domain.partitions import PARTITIONS, partition_of
 from domain.rules import Rules
-from eventlog.account_log import EVENTS_TABLE
+from eventlog.account_log import log_head
+from eventlog.stores import Connection, Stores
 from projections.apply.protocol import ApplyOptions, ApplyResult, apply, check_blast_radius
 from projections.executor import Executor
 from projections.legacy_rows import account_ids, catalog_events
@@ -77,13 +76,12 @@ class BackfillResult:
                 "applied": applied}
 
 
-def backfill(dsns: Mapping[str, str], rules: Rules, rules_text: str, active_rules: Rules, as_of: datetime | None,
+def backfill(stores: Stores, rules: Rules, rules_text: str, active_rules: Rules, as_of: datetime | None,
              *, executor: Executor, now: datetime, reuse_active: bool = False, partitions: int = PARTITIONS,
              on_progress: Progress = lambda done, total: None) -> BackfillResult:
     """Builds (or resumes) the generation of `rules` at `as_of` (None: the pending one's T, else now).
     With `reuse_active`, a generation of these rules already active at that T is taken as built."""
-    es = dsns["eventstore"]
-    with _exclusive(es) as conn:
+    with _exclusive(stores) as conn:
         ensure_read_model(conn)
         active = active_generation(conn)
         if reuse_active and active is not None and active.rules_digest == rules.digest \
@@ -96,14 +94,13 @@ def backfill(dsns: Mapping[str, str], rules: Rules, rules_text: str, active_rule
         done = done_partitions(conn, gen.id)
         if not already_active:  # a partition built against rules since replaced is built again
             done = {p: r for p, r in done.items() if _against(r) == active_rules.digest}
-        position = conn.execute(sql.SQL("SELECT coalesce(max(notification_id), 0) FROM {}").format(
-            sql.Identifier(EVENTS_TABLE))).fetchone()[0]
+        position = log_head(stores.eventstore)
         result = BackfillResult(gen, active_rules.version, resumed=opened.resumed, partitions_resumed=len(done),
                                 dropped=opened.dropped, already_active=already_active)
         reports = list(done.values())
         todo = [p for p in range(gen.partitions) if p not in done]
         if todo:
-            jobs = _jobs(dict(dsns), gen, rules, active_rules, position, todo)
+            jobs = _jobs(stores, gen, rules, active_rules, position, todo)
             on_progress(len(done), gen.partitions)
             for report in executor.map(build_partition, jobs):
                 reports.append(report)
@@ -122,20 +119,20 @@ def backfill(dsns: Mapping[str, str], rules: Rules, rules_text: str, active_rule
     return result
 
 
-def activate(dsns: Mapping[str, str], result: BackfillResult, rules: Rules, options: ApplyOptions, *,
+def activate(stores: Stores, result: BackfillResult, rules: Rules, options: ApplyOptions, *,
              executor: Executor, on_step: Callable[[str], None] = lambda _: None) -> ApplyResult:
     """--apply: the share guard (ApplyRefused: nothing switched, nothing written), then the switch
     in one transaction, then the corrections through the apply protocol (CAS, audit, outbox)."""
     check_blast_radius(result.accounts_disagreeing, result.accounts_checked, options)
     if not result.already_active:
-        with psycopg.connect(dsns["eventstore"]) as conn:
+        with stores.connect(purpose="backfill") as conn:
             switch(conn, result.generation.id)
     on_step("switched")
     g = result.generation
     planned = PlanResult(as_of=g.as_of, rules_version=rules.version, rules_digest=rules.digest,
                          accounts_checked=result.accounts_checked, events_folded=result.events_replayed,
                          corrections=list(result.corrections))
-    return apply(dsns, rules, g.as_of, replace(options, force=True), planned=planned, executor=executor,
+    return apply(stores, rules, g.as_of, replace(options, force=True), planned=planned, executor=executor,
                  on_step=on_step)
 
 
@@ -144,22 +141,22 @@ def _against(report: bytes) -> str | None:
     return orjson.loads(report).get("active_rules_digest") if report else None
 
 
-def _jobs(dsns: dict[str, str], gen: Generation, rules: Rules, active_rules: Rules, position: int,
+def _jobs(stores: Stores, gen: Generation, rules: Rules, active_rules: Rules, position: int,
           todo: list[int]) -> list[PartitionJob]:
-    catalog = fold_catalog(catalog_events(dsns["eventstore"]), as_of=gen.as_of)
+    catalog = fold_catalog(catalog_events(stores.eventstore), as_of=gen.as_of)
     ids: dict[int, list[str]] = {p: [] for p in todo}
-    for account_id in account_ids(dsns["eventstore"]):
+    for account_id in account_ids(stores.eventstore):
         mine = ids.get(partition_of(account_id, gen.partitions))
         if mine is not None:
             mine.append(account_id)
-    return [PartitionJob(dsns=dsns, generation=gen.id, partition=p, account_ids=tuple(ids[p]), rules=rules,
+    return [PartitionJob(dsns=stores.as_dsns(), generation=gen.id, partition=p, account_ids=tuple(ids[p]), rules=rules,
                          active_rules=active_rules, as_of=gen.as_of, catalog=catalog, position=position)
             for p in todo]
 
 
 @contextmanager
-def _exclusive(eventstore_dsn: str) -> Iterator[psycopg.Connection]:
-    with psycopg.connect(eventstore_dsn, autocommit=True, options="-c TimeZone=UTC") as conn:
+def _exclusive(stores: Stores) -> Iterator[Connection]:
+    with stores.connect(purpose="backfill", autocommit=True) as conn:
         if not conn.execute("SELECT pg_try_advisory_lock(%s)", (_LOCK_ID,)).fetchone()[0]:
             raise BackfillBusy("another `recompute backfill` is running; try again when it has finished")
         yield conn

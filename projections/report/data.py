@@ -32,6 +32,7 @@ from domain.diff import Correction
 from domain.owners import Owners
 from domain.rules import Rules
 from eventlog.postgres_log import PostgresEventLog
+from eventlog.stores import Stores
 from eventlog.processes import worker_pool
 from eventlog.tables_present import has_tables
 from projections.explain import explain, render_text
@@ -193,7 +194,7 @@ def explanations(dsns: Mapping[str, str], accounts: list[str], rules: Rules, as_
         return {}
     log = PostgresEventLog(dsns["eventstore"])
     try:
-        return {account: render_text(explain(dsns, account, rules, as_of, log=log, owners=owners))
+        return {account: render_text(explain(Stores.from_dsns(dsns), account, rules, as_of, log=log, owners=owners))
                 for account in accounts}
     finally:
         log.close()

@@ -10,7 +10,7 @@ from typing import NoReturn
 
 import click
 import orjson
-import psycopg
+from eventlog.stores import Error
 
 from domain.legacy_tables import STORES
 from domain.rules_identity import RulesConflict
@@ -36,7 +36,7 @@ from recompute.cli.common import (
     rules_or_exit,
     utc_now,
     warn_if_never_ingested,
-    wiring_or_exit,
+    app_or_exit,
 )
 from recompute.bootstrap import default_workers, running
 from recompute.cli.group import main
@@ -68,16 +68,16 @@ def apply(as_of: datetime | None, rules_path: str | None, account: str | None, a
     rules = rules_or_exit(rules_path)  # settings first: a bad one writes nothing
     check_broker_url(read_settings().broker_url)
     owners = owners_or_exit()
-    wiring = wiring_or_exit(reads_legacy=STORES)
-    privileges_or_exit(wiring)
-    _refuse_rules_known_otherwise(wiring, rules, rules_path)  # a file that lies about its version, first
-    rules = active_rules_or_exit(wiring, rules, rules_path, writes=True)
+    app = app_or_exit(reads_legacy=STORES)
+    privileges_or_exit(app)
+    _refuse_rules_known_otherwise(app, rules, rules_path)  # a file that lies about its version, first
+    rules = active_rules_or_exit(app, rules, rules_path, writes=True)
     workers = workers or default_workers()
     options = ApplyOptions(account=account, force=force, max_accounts=max_accounts, max_share=max_share,
                            workers=workers, owners=owners)
     try:
-        with running(wiring.executor(workers, inline=account is not None)) as executor:
-            result = apply_corrections(wiring.dsns, rules, as_of or utc_now(), options, executor=executor)
+        with running(app.executor(workers, inline=account is not None)) as executor:
+            result = apply_corrections(app.stores, rules, as_of or utc_now(), options, executor=executor)
     except SettingsError as error:  # RECOMPUTE_DASK_SCHEDULER unreachable
         click.echo(f"recompute: {error}", err=True)
         sys.exit(2)
@@ -87,10 +87,10 @@ def apply(as_of: datetime | None, rules_path: str | None, account: str | None, a
         raise RunFailed(str(error))
     except WriteRefused as error:  # a bug: the plan proposed a write rules-v1 §3 forbids
         raise RunFailed(f"apply refused a write: {error}; nothing of that store's batch was written")
-    except psycopg.Error as error:
+    except Error as error:
         raise RunFailed(f"apply failed: {' '.join(str(error).split())}; what was written is recorded, "
                         "rerun to continue")
-    report = relay_outbox(wiring.dsns["eventstore"], wiring.settings.broker_url)
+    report = relay_outbox(app)
     echo_json(_as_json(result, report)) if as_json else click.echo(_summary(result, report))
     warn_if_never_ingested(result.accounts_checked)
 
@@ -100,14 +100,14 @@ def apply_saved_plan(path: str, *, as_json: bool, force: bool, max_share: float)
     saved = read_saved_plan_or_exit(path)
     rules = rules_or_exit(None)
     check_broker_url(read_settings().broker_url)
-    wiring = wiring_or_exit(reads_legacy=STORES)
-    privileges_or_exit(wiring)
-    rules = active_rules_or_exit(wiring, rules, None, writes=True)
+    app = app_or_exit(reads_legacy=STORES)
+    privileges_or_exit(app)
+    rules = active_rules_or_exit(app, rules, None, writes=True)
     if (saved.rules_version, saved.rules_digest) != (rules.version, rules.digest):
         refuse(f"{path}: made under {rules_line(saved.rules_version, saved.rules_digest)}, but the active rules are "
                f"{rules_line(rules.version, rules.digest)}; make a new plan with `recompute plan --out`")
     try:
-        result = apply_saved(wiring.dsns, rules, saved, ApplyOptions(force=force, max_share=max_share))
+        result = apply_saved(app.stores, rules, saved, ApplyOptions(force=force, max_share=max_share))
     except PlanAlreadyApplied as error:
         refuse(f"{path}: {error}")
     except RulesConflict as conflict:
@@ -116,10 +116,10 @@ def apply_saved_plan(path: str, *, as_json: bool, force: bool, max_share: float)
         raise RunFailed(str(error))
     except WriteRefused as error:  # checked for every correction of the file before anything is written
         refuse(f"{path}: {error}; nothing was written")
-    except psycopg.Error as error:
+    except Error as error:
         raise RunFailed(f"apply failed: {' '.join(str(error).split())}; what was written is recorded, "
                         "rerun `apply --plan` to continue")
-    report = relay_outbox(wiring.dsns["eventstore"], wiring.settings.broker_url)
+    report = relay_outbox(app)
     echo_json(_as_json(result, report)) if as_json else click.echo(_summary(result, report))
 
 

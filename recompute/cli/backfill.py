@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 import click
-import psycopg
+from eventlog.stores import Error
 
 from domain.legacy_tables import STORES
 from domain.rules import RULES_V1, Rules
@@ -18,10 +18,10 @@ from projections.apply.cas_sql import WriteRefused
 from projections.apply.protocol import ApplyBusy, ApplyOptions, ApplyRefused, ApplyResult
 from projections.apply.writes import EarlierRunStillWriting
 from projections.read_model.backfill import BackfillBusy, BackfillResult, activate, backfill as build
-from projections.read_model.active_rules import ActiveRulesUnreadable, read_active_generation
-from recompute.bootstrap import Wiring, default_workers, running
+from projections.read_model.active_rules import ActiveRulesUnreadable
+from recompute.bootstrap import App, default_workers, running
 from recompute.cli.common import Instant, RunFailed, _refuse_rules_known_otherwise, _refused_rules, check_broker_url
-from recompute.cli.common import echo_json, privileges_or_exit, relay_line, relay_outbox, rules_line, rules_or_exit, utc_now, wiring_or_exit
+from recompute.cli.common import echo_json, privileges_or_exit, relay_line, relay_outbox, rules_line, rules_or_exit, utc_now, app_or_exit
 from recompute.cli.group import main
 from recompute.progress import progress
 from recompute.settings import SettingsError, read_settings
@@ -47,22 +47,22 @@ def backfill(rules_path: str, as_of: datetime | None, workers: int | None, as_js
     rules_text = Path(rules_path).read_text()
     if apply_:
         check_broker_url(read_settings().broker_url)
-    wiring = wiring_or_exit(reads_legacy=STORES)
+    app = app_or_exit(reads_legacy=STORES)
     if apply_:
-        privileges_or_exit(wiring)
-    _refuse_rules_known_otherwise(wiring, rules, rules_path)
-    if not log_exists(wiring.dsns["eventstore"]):
+        privileges_or_exit(app)
+    _refuse_rules_known_otherwise(app, rules, rules_path)
+    if not log_exists(app.stores.eventstore):
         raise RunFailed("the event log holds no accounts; run `recompute ingest` first")
-    active = active_rules(wiring)
+    active = active_rules(app)
     options = ApplyOptions(force=force, max_share=max_share)
     applied: ApplyResult | None = None
     try:
-        with running(wiring.executor(workers or default_workers())) as executor, \
+        with running(app.executor(workers or default_workers())) as executor, \
                 progress("backfill", unit="partitions") as step:
-            result = build(wiring.dsns, rules, rules_text, active, as_of, executor=executor, now=utc_now(),
+            result = build(app.stores, rules, rules_text, active, as_of, executor=executor, now=utc_now(),
                            reuse_active=apply_, on_progress=step)
             if apply_:
-                applied = activate(wiring.dsns, result, rules, options, executor=executor)
+                applied = activate(app.stores, result, rules, options, executor=executor)
     except SettingsError as error:  # RECOMPUTE_DASK_SCHEDULER unreachable
         click.echo(f"recompute: {error}", err=True)
         sys.exit(2)
@@ -72,10 +72,10 @@ def backfill(rules_path: str, as_of: datetime | None, workers: int | None, as_js
         raise RunFailed(str(error))
     except WriteRefused as error:
         raise RunFailed(f"apply refused a write: {error}; nothing of that store's batch was written")
-    except psycopg.Error as error:
+    except Error as error:
         raise RunFailed(f"backfill failed: {' '.join(str(error).split())}; what was committed is kept, "
                         "rerun to continue")
-    report = relay_outbox(wiring.dsns["eventstore"], wiring.settings.broker_url) if applied else None
+    report = relay_outbox(app) if applied else None
     if as_json:
         document = result.as_json(applied=applied is not None)
         if applied is not None:
@@ -87,14 +87,14 @@ def backfill(rules_path: str, as_of: datetime | None, workers: int | None, as_js
         click.echo(_summary(result, active, applied) + (f"\n  {relay_line(report)}" if applied else ""))
 
 
-def active_rules(wiring: Wiring) -> Rules:
+def active_rules(app: App) -> Rules:
     """The active generation's rules; before any `backfill --apply`, RECOMPUTE_RULES or v1."""
     try:
-        generation = read_active_generation(wiring.dsns["eventstore"])
+        generation = app.rules.active()
     except ActiveRulesUnreadable as error:
         raise RunFailed(str(error))
     if generation is None:
-        return rules_or_exit(None) if wiring.settings.rules_path else RULES_V1
+        return rules_or_exit(None) if app.settings.rules_path else RULES_V1
     return generation.rules
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 import click
-import psycopg
+from eventlog.stores import Error
 
 from ingestion.legacy.schema import blocked_tables, describe
 
@@ -13,7 +13,7 @@ from domain.legacy_tables import STORES
 from ingestion.legacy.cdc.replication import ReplicationError
 from ingestion.legacy.cdc.setup import (
     ServerNotReady, SlotInUse, check_server, drop_store, owner_sql, setup_store, stream_status)
-from recompute.cli.common import RunFailed, echo_json, wiring_or_exit
+from recompute.cli.common import RunFailed, echo_json, app_or_exit
 from recompute.cli.group import main
 from recompute.embedded import EmbeddedPostgresError, ensure_logical_decoding
 from recompute.settings import DSN_VARIABLES, read_settings
@@ -42,14 +42,14 @@ def cdc() -> None:
 def cdc_setup(source: str, print_sql: bool) -> None:
     """Creates each store's publication and replication slot and hands over from its snapshot."""
     stores = _chosen(source)
-    wiring = wiring_or_exit(reads_legacy=stores, writes=not print_sql)
+    app = app_or_exit(reads_legacy=stores, writes=not print_sql)
     if print_sql:
         try:
-            click.echo("\n".join(owner_sql(store, wiring.dsns[store]) for store in stores))
-        except psycopg.Error as error:
+            click.echo("\n".join(owner_sql(store, app.stores) for store in stores))
+        except Error as error:
             raise _failed(error)
         return
-    if any(wiring.settings.dsns[store] is None for store in stores):
+    if any(app.settings.dsns[store] is None for store in stores):
         try:
             if ensure_logical_decoding(read_settings().data_dir):
                 click.echo("embedded PostgreSQL: set wal_level = logical and restarted it")
@@ -58,21 +58,21 @@ def cdc_setup(source: str, print_sql: bool) -> None:
     lacking = []
     for store in stores:
         try:
-            check_server(store, wiring.dsns[store])
+            check_server(store, app.stores)
         except ServerNotReady as error:
             lacking.append(f"recompute: cdc setup: {DSN_VARIABLES[store]}: {error}")
-        except psycopg.Error as error:
+        except Error as error:
             raise _failed(error)
     if lacking:  # nothing made anywhere: the DBA changes the settings, then runs setup again
         click.echo("\n".join(lacking), err=True)
         sys.exit(2)
     for store in stores:
         try:
-            report = setup_store(store, wiring.dsns[store], wiring.dsns["eventstore"])
+            report = setup_store(store, app.stores)
         except ServerNotReady as error:
             click.echo(f"recompute: cdc setup: {DSN_VARIABLES[store]}: {error}", err=True)
             sys.exit(2)
-        except (psycopg.Error, ReplicationError, SlotInUse) as error:
+        except (Error, ReplicationError, SlotInUse) as error:
             raise _failed(error)
         for table, reason in report.refused.items():
             click.echo(f"{store}.{table}: {reason}")
@@ -99,12 +99,12 @@ def cdc_setup(source: str, print_sql: bool) -> None:
               help="Warn when a slot retains more WAL than this.")
 def cdc_status(source: str, as_json: bool, warn_retained_mb: int) -> None:
     """Each stream's position, its lag behind the server (bytes, seconds) and the WAL its slot retains."""
-    wiring = wiring_or_exit(writes=False)
+    app = app_or_exit(writes=False)
     try:
-        streams = [stream_status(store, wiring.dsns[store], wiring.dsns["eventstore"],
+        streams = [stream_status(store, app.stores,
                                  warn_retained_bytes=warn_retained_mb << 20) for store in _chosen(source)]
-        blocked = blocked_tables(wiring.dsns)
-    except psycopg.Error as error:
+        blocked = blocked_tables(app.stores)
+    except Error as error:
         raise _failed(error)
     for s in streams:  # the store's tables whose schema is not the one read: their changes are not recorded
         s["blocked"] = {table: why for table, why in sorted(blocked.items()) if table.startswith(f"{s['source']}.")}
@@ -141,10 +141,10 @@ def _by_snapshot(stream: dict) -> str:
 @_SOURCE
 def cdc_drop(source: str) -> None:
     """Removes what `setup` made (slot, publication, the stream's position): the store is left as it was."""
-    wiring = wiring_or_exit(writes=False)
+    app = app_or_exit(writes=False)
     for store in _chosen(source):
         try:
-            removed = drop_store(store, wiring.dsns[store], wiring.dsns["eventstore"])
-        except (psycopg.Error, SlotInUse) as error:
+            removed = drop_store(store, app.stores)
+        except (Error, SlotInUse) as error:
             raise _failed(error)
         click.echo(f"{store}: removed {', '.join(removed)}" if removed else f"{store}: nothing to remove")

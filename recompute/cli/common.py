@@ -1,4 +1,4 @@
-"""What several commands share: the run failure, the instant type, reading the rules and the wiring (exiting 2 on bad configuration), JSON output, the relay step."""
+"""What several commands share: the run failure, the instant type, reading the rules and the app (exiting 2 on bad configuration), JSON output, the relay step."""
 
 from __future__ import annotations
 
@@ -9,15 +9,15 @@ import sys
 from kombu import Connection
 import click
 import orjson
-import psycopg
 
 from domain.owners import Owners, OwnersError, owners_from
 from domain.rules import RULES_V1, Rules, RulesError, load_rules
 from domain.rules_identity import RulesConflict
 from eventlog.own_tables import check_known_rules
-from projections.read_model.active_rules import ActiveRulesUnreadable, choose, read_active_generation
-from projections.apply.relay import BrokerRefused, RelayReport, check_broker, relay as relay_events
-from recompute.bootstrap import Wiring, wire
+from eventlog.stores import Error
+from projections.read_model.active_rules import ActiveRulesUnreadable, choose
+from projections.apply.relay import BrokerRefused, RelayReport, check_broker
+from recompute.bootstrap import App, wire
 from recompute.check import privilege_errors
 from recompute.embedded import EmbeddedPostgresError
 from recompute.settings import SettingsError, read_settings
@@ -70,7 +70,7 @@ def rules_or_exit(path: str | None) -> Rules:
         click.echo(f"recompute: {named_by}{error}", err=True)
         sys.exit(2)
 
-def active_rules_or_exit(wiring: Wiring, rules: Rules, path: str | None, *, writes: bool) -> Rules:
+def active_rules_or_exit(app: App, rules: Rules, path: str | None, *, writes: bool) -> Rules:
     """The rules the command runs under (projections/read_model/active_rules.choose): `rules` as
     rules_or_exit read them, checked against the active rules. `writes` (apply, project): only the
     active rules; other rules are refused (exit 2, saying to run backfill). plan and explain run
@@ -83,10 +83,10 @@ def active_rules_or_exit(wiring: Wiring, rules: Rules, path: str | None, *, writ
     else:
         default = rules_or_exit(None)
     try:
-        active = read_active_generation(wiring.dsns["eventstore"])
+        active = app.rules.active()
     except ActiveRulesUnreadable as error:
         raise RunFailed(str(error))
-    except psycopg.Error as error:
+    except Error as error:
         raise RunFailed(f"reading the active rules failed: {' '.join(str(error).split())}")
     choice = choose(rules if path else None, default, active, default_from_env=default_path is not None,
                     writes=writes)
@@ -97,16 +97,15 @@ def active_rules_or_exit(wiring: Wiring, rules: Rules, path: str | None, *, writ
         click.echo(f"recompute: {choice.warning}", err=True)
     return choice.rules
 
-def _refuse_rules_known_otherwise(wiring: Wiring, rules: Rules, path: str | None) -> None:
+def _refuse_rules_known_otherwise(app: App, rules: Rules, path: str | None) -> None:
     """Rules whose version is built in, or was used by an earlier `apply`, with another digest are
     refused (exit 2) with both digests. Reads only (`apply` checks again under its lock)."""
     try:
-        with psycopg.connect(wiring.dsns["eventstore"],
-                             options="-c TimeZone=UTC -c default_transaction_read_only=on") as conn:
+        with app.stores.connect(purpose="rules", read_only=True) as conn:
             check_known_rules(conn, rules)
     except RulesConflict as conflict:
         _refused_rules(conflict, path)
-    except psycopg.Error as error:
+    except Error as error:
         raise RunFailed(f"reading the known rules versions failed: {' '.join(str(error).split())}")
 
 def _refused_rules(conflict: RulesConflict, path: str | None) -> NoReturn:
@@ -136,22 +135,22 @@ def rules_line(version: str, digest: str) -> str:
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
-def wiring_or_exit(*, uses_stripe: bool = False, reads_legacy: tuple[str, ...] = (), writes: bool = True) -> Wiring:
+def app_or_exit(*, uses_stripe: bool = False, reads_legacy: tuple[str, ...] = (), writes: bool = True) -> App:
     try:
         return wire(read_settings(), uses_stripe=uses_stripe, reads_legacy=reads_legacy, writes=writes)
     except (SettingsError, EmbeddedPostgresError) as error:
         click.echo(f"recompute: {error}", err=True)
         sys.exit(2)
 
-def privileges_or_exit(wiring: Wiring) -> None:
+def privileges_or_exit(app: App) -> None:
     """`check`'s short form, before a command writes: one query per legacy store; a role that lacks
     a privilege the writes need is named, one line each, exit 2, nothing written (`recompute check`
     also warns of what a role may do beyond them). The embedded default is recompute's own."""
-    if wiring.settings.needs_embedded:
+    if app.settings.needs_embedded:
         return
     try:
-        lacking = privilege_errors(wiring.dsns)
-    except psycopg.Error as error:
+        lacking = privilege_errors(app.stores)
+    except Error as error:
         raise RunFailed(f"reading the legacy stores' privileges failed: {' '.join(str(error).split())}")
     if lacking:
         click.echo("\n".join(f"recompute: {line}" for line in lacking), err=True)
@@ -185,12 +184,11 @@ def check_broker_url(url: str | None) -> str | None:
     click.echo(f"recompute: RECOMPUTE_BROKER_URL: {problem}", err=True)
     sys.exit(2)
 
-def relay_outbox(eventstore_dsn: str, broker_url: str | None) -> RelayReport | None:
-    if not broker_url:
-        return None
+def relay_outbox(app: App) -> RelayReport | None:
+    """The App's relay, its database errors a RunFailed (the events wait in the outbox)."""
     try:
-        return relay_events(eventstore_dsn, broker_url)
-    except psycopg.Error as error:
+        return app.relay()
+    except Error as error:
         raise RunFailed(f"relay failed: {' '.join(str(error).split())}; the events wait in the outbox")
 
 def relay_line(report: RelayReport | None) -> str:

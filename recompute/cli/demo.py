@@ -14,11 +14,11 @@ from recompute.cli.group import main
 from recompute.settings import read_settings
 
 
-def demo_apply_step(wiring, at: datetime) -> tuple[ApplyResult, str]:
+def demo_apply_step(app, at: datetime) -> tuple[ApplyResult, str]:
     """`recompute demo`'s apply (recompute/demo.py), on its own freshly made databases: what it did,
     and a line on its events' relay."""
-    result = apply_corrections(wiring.dsns, RULES_V1, at, ApplyOptions(force=True))
-    return result, relay_line(relay_outbox(wiring.dsns["eventstore"], wiring.settings.broker_url))
+    result = apply_corrections(app.stores, RULES_V1, at, ApplyOptions(force=True))
+    return result, relay_line(relay_outbox(app))
 
 
 @main.command()

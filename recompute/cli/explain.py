@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import click
-import psycopg
+from eventlog.stores import Error
 
 from eventlog.account_log import log_exists
 from recompute.cli.common import (
@@ -18,7 +18,7 @@ from recompute.cli.common import (
     owners_or_exit,
     rules_or_exit,
     utc_now,
-    wiring_or_exit,
+    app_or_exit,
 )
 from recompute.cli.group import main
 
@@ -34,14 +34,14 @@ def explain(account_id: str, as_of: datetime | None, rules_path: str | None, as_
 
     rules = rules_or_exit(rules_path)
     owners = owners_or_exit()
-    wiring = wiring_or_exit(writes=False)
-    if not log_exists(wiring.dsns["eventstore"]):
+    app = app_or_exit(writes=False)
+    if not log_exists(app.stores.eventstore):
         exit_no_events(account_id)
-    _refuse_rules_known_otherwise(wiring, rules, rules_path)
-    rules = active_rules_or_exit(wiring, rules, rules_path, writes=False)
+    _refuse_rules_known_otherwise(app, rules, rules_path)
+    rules = active_rules_or_exit(app, rules, rules_path, writes=False)
     try:
-        explanation = explain_account(wiring.dsns, account_id, rules, as_of or utc_now(), owners=owners)
-    except psycopg.Error as error:
+        explanation = explain_account(app.stores, account_id, rules, as_of or utc_now(), owners=owners)
+    except Error as error:
         raise RunFailed(f"explain failed: {error}")
     if not explanation.timeline and not explanation.later_events:
         exit_no_events(account_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 import click
-import psycopg.conninfo
+from eventlog.stores import parse_dsn
 
 from domain.legacy_tables import STORES
 from domain.privileges import grants_sql, quote_ident
@@ -36,7 +36,7 @@ def _databases() -> dict[str, str]:
         dsns = read_settings().dsns
     except SettingsError:
         return {}
-    return {store: psycopg.conninfo.conninfo_to_dict(dsn).get("dbname") or store
+    return {store: parse_dsn(dsn).get("dbname") or store
             for store, dsn in dsns.items() if dsn}
 
 

@@ -14,7 +14,7 @@ import time
 from contextlib import ExitStack
 
 import click
-import psycopg
+from eventlog.stores import Error, Stores
 import stripe
 
 from domain.legacy_tables import STORES
@@ -26,11 +26,11 @@ from ingestion.legacy.cdc.setup import has_stream, resync_lock
 from ingestion.legacy.cdc.stream import LegacyChangeStream, NotSetUp
 from ingestion.legacy.cdc.pgoutput import lsn_text
 from recompute.bootstrap import SOURCES
-from recompute.cli.common import RunFailed, wiring_or_exit
+from recompute.cli.common import RunFailed, app_or_exit
 from recompute.cli.group import main
 from recompute.settings import SettingsError
 
-_FAILURES = (psycopg.Error, stripe.StripeError, OSError, ReplicationError, NotSetUp)
+_FAILURES = (Error, stripe.StripeError, OSError, ReplicationError, NotSetUp)
 
 
 @main.command()
@@ -45,41 +45,41 @@ _FAILURES = (psycopg.Error, stripe.StripeError, OSError, ReplicationError, NotSe
               help="Processes: each legacy table and the Stripe catch-up is a unit of work.")
 def ingest(source: str, follow: bool, interval: float, resync: bool, batch_size: int, workers: int) -> None:
     """Append every change since the last checkpoint to the account event log."""
-    wiring = wiring_or_exit(uses_stripe=source in ("stripe", "all"),
+    app = app_or_exit(uses_stripe=source in ("stripe", "all"),
                             reads_legacy=STORES if source == "all" else tuple({source} & set(STORES)))
     try:
-        jobs = wiring.ingest_jobs(source, batch_size=batch_size)
+        jobs = app.ingest_jobs(source, batch_size=batch_size)
     except SettingsError as error:
         click.echo(f"recompute: {error}", err=True)
         sys.exit(2)
-    if source == "all" and not wiring.settings.stripe_api_key:
+    if source == "all" and not app.settings.stripe_api_key:
         click.echo("stripe: skipped: STRIPE_API_KEY is not set, so Stripe is not polled")
-    eventstore = wiring.dsns["eventstore"]
+    stores = app.stores
     with ExitStack() as held:
         try:
             streamed = [job.source for job in jobs if job.source in STORES
-                        and has_stream(job.source, wiring.dsns[job.source], eventstore)]
+                        and has_stream(job.source, stores)]
             streams: list[LegacyChangeStream] = []
             if not resync:
-                jobs = snapshot_jobs(jobs, {store: tables_not_streamed(store, wiring.dsns[store]) for store in streamed})
-                streams = [held.enter_context(LegacyChangeStream(store=store, legacy_dsn=wiring.dsns[store],
-                                                                 eventstore_dsn=eventstore)) for store in streamed]
+                jobs = snapshot_jobs(jobs, {store: tables_not_streamed(store, stores) for store in streamed})
+                streams = [held.enter_context(LegacyChangeStream(store=store, stores=stores))
+                           for store in streamed]
         except _FAILURES as error:
             raise RunFailed(f"ingest failed: {' '.join(str(error).split())}")
         _passes(jobs, streams, follow=follow, interval=interval, workers=workers,
-                held_streams=[(eventstore, store) for store in streamed] if resync else [])
+                held_streams=[(stores, store) for store in streamed] if resync else [])
 
 
 def _passes(jobs: list[IngestJob], streams: list[LegacyChangeStream], *, follow: bool, interval: float,
-            workers: int, held_streams: list[tuple[str, str]]) -> None:
+            workers: int, held_streams: list[tuple[Stores, str]]) -> None:
     first = True
     while True:
         started = time.perf_counter()
         counts = [(stream.appended, stream.parked) for stream in streams]
         try:
             with ExitStack() as held:  # resync: each pass holds the streams' stores, taken before its snapshots
-                for eventstore, store in held_streams:
-                    held.enter_context(resync_lock(eventstore, store))
+                for stores, store in held_streams:
+                    held.enter_context(resync_lock(stores, store))
                 reports = snapshots_while_streaming(jobs, (lambda: [s.poll(0.1) for s in streams]) if streams else None,
                                                     workers=workers)
             for report in reports:

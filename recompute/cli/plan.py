@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 import orjson
-import psycopg
+from eventlog.stores import Error
 
 from domain.drift import open_drift
 from domain.legacy_tables import STORES
@@ -30,7 +30,7 @@ from recompute.cli.common import (
     rules_or_exit,
     utc_now,
     warn_if_never_ingested,
-    wiring_or_exit,
+    app_or_exit,
 )
 from recompute.bootstrap import default_workers, running
 from recompute.cli.group import main
@@ -138,23 +138,23 @@ def plan(as_of: datetime | None, rules_path: str | None, account: str | None, as
     """The corrections that would make the legacy stores agree with the true state; writes nothing."""
     rules = rules_or_exit(rules_path)
     owners = owners_or_exit()
-    wiring = wiring_or_exit(reads_legacy=STORES, writes=False)
+    app = app_or_exit(reads_legacy=STORES, writes=False)
     at = as_of or utc_now()
-    _refuse_rules_known_otherwise(wiring, rules, rules_path)
-    rules = active_rules_or_exit(wiring, rules, rules_path, writes=False)
+    _refuse_rules_known_otherwise(app, rules, rules_path)
+    rules = active_rules_or_exit(app, rules, rules_path, writes=False)
     workers = workers or default_workers()
-    position = log_head(wiring.dsns["eventstore"])  # before planning: the plan reflects at least this much
+    position = log_head(app.stores.eventstore)  # before planning: the plan reflects at least this much
     try:
-        with running(wiring.executor(workers, inline=account is not None)) as executor, \
+        with running(app.executor(workers, inline=account is not None)) as executor, \
                 progress("plan", unit="ranges") as step:
-            result = plan_corrections(wiring.dsns, rules, at, account=account, workers=workers, executor=executor,
+            result = plan_corrections(app.stores.as_dsns(), rules, at, account=account, workers=workers, executor=executor,
                                       on_progress=step, owners=owners) \
-                if log_exists(wiring.dsns["eventstore"]) else PlanResult(as_of=at, rules_version=rules.version,
+                if log_exists(app.stores.eventstore) else PlanResult(as_of=at, rules_version=rules.version,
                                                                          rules_digest=rules.digest)
     except SettingsError as error:  # RECOMPUTE_DASK_SCHEDULER unreachable
         click.echo(f"recompute: {error}", err=True)
         sys.exit(2)
-    except psycopg.Error as error:
+    except Error as error:
         raise RunFailed(f"plan failed: {error}")
     if account and result.accounts_read == 0:
         exit_no_events(account)

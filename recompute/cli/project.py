@@ -25,7 +25,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 import click
-import psycopg
+from eventlog.stores import OperationalError
 
 from domain.legacy_tables import STORES
 from domain.rules_identity import RulesConflict
@@ -36,10 +36,10 @@ from projections.follow.generation import RulesDiffer
 from projections.follow.health import Health
 from projections.follow.loop import Wake, catch_up, follow
 from projections.follow.tracking import ensure_tracking
-from recompute.bootstrap import Wiring
+from recompute.bootstrap import App
 from recompute.cli.common import (
     RunFailed, _refuse_rules_known_otherwise, active_rules_or_exit, check_broker_url, owners_or_exit,
-    privileges_or_exit, relay_line, rules_line, rules_or_exit, wiring_or_exit,
+    privileges_or_exit, relay_line, rules_line, rules_or_exit, app_or_exit,
 )
 from recompute.cli.group import main
 from recompute.cli.project_ingest import FAILURES, Sources
@@ -88,14 +88,14 @@ def project(keep_going: bool, rules_path: str | None, port: int | None, host: st
             click.echo(f"recompute: {error}", err=True)
             sys.exit(2)
     owners = owners_or_exit()
-    wiring = wiring_or_exit(uses_stripe=True, reads_legacy=STORES)
-    privileges_or_exit(wiring)
-    _refuse_rules_known_otherwise(wiring, rules, rules_path)
-    rules = active_rules_or_exit(wiring, rules, rules_path, writes=True)  # only the active rules (exit 2)
+    app = app_or_exit(uses_stripe=True, reads_legacy=STORES)
+    privileges_or_exit(app)
+    _refuse_rules_known_otherwise(app, rules, rules_path)
+    rules = active_rules_or_exit(app, rules, rules_path, writes=True)  # only the active rules (exit 2)
     metrics = None
     try:
-        follower = Follower(wiring.dsns, rules, lease_s=lease_s, max_share=max_share,
-                            broker_url=wiring.settings.broker_url, owners=owners)
+        follower = Follower(app.stores, rules, lease_s=lease_s, max_share=max_share,
+                            broker_url=app.settings.broker_url, owners=owners)
     except RulesDiffer as differ:
         click.echo(f"recompute: project: {differ}", err=True)
         sys.exit(2)
@@ -108,7 +108,7 @@ def project(keep_going: bool, rules_path: str | None, port: int | None, host: st
                f"follower {follower.owner}")
     try:
         if not keep_going:
-            _one_pass(wiring, follower)
+            _one_pass(app, follower)
             return
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -116,25 +116,24 @@ def project(keep_going: bool, rules_path: str | None, port: int | None, host: st
         threads, server = [], None
         if sock is not None:
             from recompute.server import build
-            secret = wiring.settings.stripe_webhook_secret
+            secret = app.settings.stripe_webhook_secret
             ready = f"serving on http://{host}:{sock.getsockname()[1]}" + (
                 "" if secret else " (webhooks refused: STRIPE_WEBHOOK_SECRET unset)")
-            server, metrics = build(eventstore_dsn=wiring.dsns["eventstore"],
-                                    make_ingester=wiring.stripe_job().stripe_ingester, secret=secret,
+            server, metrics = build(stores=app.stores,
+                                    make_ingester=app.stripe_job().stripe_ingester, secret=secret,
                                     on_ready=lambda: click.echo(ready))
-            metrics.watch_followers({store: wiring.dsns[store] for store in STORES},
-                                    wiring.dsns["eventstore"])
+            metrics.watch_followers(app.stores)
             follower.on_lag = metrics.correction_lag.observe
             threads.append(threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="serve",
                                             daemon=True))
-        if wiring.settings.broker_url:
+        if app.settings.broker_url:
             kick = threading.Event()
             follower.after_commit = lambda report: kick.set() if report.applied else None
-            threads.append(threading.Thread(target=_relay_loop, args=(wiring, stop, kick), name="relay", daemon=True))
-        ingesting = _ingest_process(wiring, legacy_interval, stripe_interval, lease_s)
+            threads.append(threading.Thread(target=_relay_loop, args=(app, stop, kick), name="relay", daemon=True))
+        ingesting = _ingest_process(app, legacy_interval, stripe_interval, lease_s)
         for thread in threads:
             thread.start()
-        wake = Wake(wiring.dsns["eventstore"])
+        wake = Wake(app.stores)
         try:
             on_report = _say if step_timings is None else _timed(_say, step_timings)
             follow(follower, stop, wake, on_report=on_report)
@@ -155,8 +154,8 @@ def project(keep_going: bool, rules_path: str | None, port: int | None, host: st
         follower.close()
 
 
-def _one_pass(wiring: Wiring, follower: Follower) -> None:
-    sources = Sources.open(wiring)
+def _one_pass(app: App, follower: Follower) -> None:
+    sources = Sources.open(app)
     try:
         click.echo(sources.describe())
         ingested, streamed = sources.once()
@@ -181,9 +180,9 @@ def _one_pass(wiring: Wiring, follower: Follower) -> None:
         total.partitions = max(total.partitions, r.partitions)
         total.relay = r.relay or total.relay
     _say(total, always=True)
-    if wiring.settings.broker_url is None or total.relay is None:
+    if app.settings.broker_url is None or total.relay is None:
         from recompute.cli.common import relay_outbox
-        total.relay = relay_outbox(wiring.dsns["eventstore"], wiring.settings.broker_url)
+        total.relay = relay_outbox(app)
     click.echo(relay_line(total.relay))
 
 
@@ -221,34 +220,34 @@ class _Ingesting:
     stop: Any  # a multiprocessing Event
 
 
-def _ingest_process(wiring: Wiring, legacy_interval: float, stripe_interval: float, lease_s: float) -> _Ingesting:
+def _ingest_process(app: App, legacy_interval: float, stripe_interval: float, lease_s: float) -> _Ingesting:
     """The ingest loop in a process of its own (forked before any thread starts, dying with this
     one), so reading the stores and projecting use both cores; SIGTERM/SIGINT are the parent's to
     handle: it sets `stop`, and the child finishes the pass in hand."""
     context = multiprocessing.get_context("fork")
     stop = context.Event()
-    process = context.Process(target=_ingest_child, args=(wiring, stop, legacy_interval, stripe_interval, lease_s, os.getpid()),
+    process = context.Process(target=_ingest_child, args=(app, stop, legacy_interval, stripe_interval, lease_s, os.getpid()),
                               name="recompute project ingest", daemon=True)
     process.start()
     return _Ingesting(process, stop)
 
 
-def _ingest_child(wiring: Wiring, stop: Any, legacy_interval: float, stripe_interval: float, lease_s: float,
+def _ingest_child(app: App, stop: Any, legacy_interval: float, stripe_interval: float, lease_s: float,
                   parent: int) -> None:
     die_with_parent(parent)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_IGN)
-    _ingest_loop(wiring, stop, legacy_interval, stripe_interval, lease_s)
+    _ingest_loop(app, stop, legacy_interval, stripe_interval, lease_s)
 
 
-def _ingest_loop(wiring: Wiring, stop: Any, legacy_interval: float, stripe_interval: float, lease_s: float) -> None:
+def _ingest_loop(app: App, stop: Any, legacy_interval: float, stripe_interval: float, lease_s: float) -> None:
     """In the child: the streams polled continuously, the snapshots and Stripe at their intervals
     (recompute/cli/project_ingest.py); a failure is logged once and retried."""
     starting = Health(log, "ingest", source="ingest")
     while not stop.is_set():
         try:
             # a frozen follower's streams are ended by the server within its lease (not under 2 s: a busy reader answers late)
-            sources = Sources.open(wiring, sender_timeout_s=max(lease_s, 2.0))
+            sources = Sources.open(app, sender_timeout_s=max(lease_s, 2.0))
         except FAILURES as error:
             starting.down(error, gone="cannot start")
             stop.wait(1.0)
@@ -260,7 +259,7 @@ def _ingest_loop(wiring: Wiring, stop: Any, legacy_interval: float, stripe_inter
             sources.close()
 
 
-def _relay_loop(wiring: Wiring, stop: threading.Event, kick: threading.Event) -> None:
+def _relay_loop(app: App, stop: threading.Event, kick: threading.Event) -> None:
     """Publishes the outbox as soon as a step applied something (and every few seconds for what
     waited on a broker that was down), beside the follower, until stopped; then once more. The
     broker or the event store going away is a line when it goes and one when it is back."""
@@ -270,8 +269,8 @@ def _relay_loop(wiring: Wiring, stop: threading.Event, kick: threading.Event) ->
 
     def once() -> None:
         try:
-            report = relay(wiring.dsns["eventstore"], wiring.settings.broker_url or "")
-        except psycopg.OperationalError as error:
+            report = relay(stores=app.stores, broker_url=app.settings.broker_url or "")
+        except OperationalError as error:
             eventstore.down(error)
             return
         eventstore.up()
@@ -288,8 +287,8 @@ def _relay_loop(wiring: Wiring, stop: threading.Event, kick: threading.Event) ->
 
 
 def _resume() -> None:
-    wiring = wiring_or_exit()
-    with psycopg.connect(wiring.dsns["eventstore"], autocommit=True) as conn:
+    app = app_or_exit()
+    with app.stores.connect(purpose="project", autocommit=True) as conn:
         ensure_tracking(conn)
         if resume_breaker(conn):
             click.echo("circuit breaker closed: the followers write again (withheld accounts are re-evaluated)")

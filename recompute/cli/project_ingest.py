@@ -2,7 +2,7 @@
 `recompute cdc setup` made one (the tables a stream does not carry now, and every store without one,
 by snapshot), Stripe's Events API every --stripe-interval s when STRIPE_API_KEY is set.
 
-    Sources.open(wiring)      the streams (ingestion/legacy/cdc/keeper.py) and the snapshot jobs,
+    Sources.open(app)      the streams (ingestion/legacy/cdc/keeper.py) and the snapshot jobs,
                               held until close()
     sources.once()            one pass: each open stream up to the server's flush LSN, the snapshots, Stripe
     sources.run(stop, ...)    on until `stop`: the streams read continuously (a broken one retried on its
@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import psycopg
+from eventlog.stores import Error, Stores
 import stripe
 
 from domain.legacy_tables import STORES
@@ -34,20 +34,20 @@ from ingestion.legacy.cdc.names import lock_name
 from ingestion.legacy.cdc.replication import ReplicationError
 from ingestion.legacy.cdc.stream import NotSetUp, read_position
 from ingestion.report import IngestReport
-from recompute.bootstrap import Wiring
+from recompute.bootstrap import App
 from ingestion.streamed_jobs import snapshot_jobs, snapshots_while_streaming
 from projections.follow.health import Health
 
 log = logging.getLogger("recompute.ingest")
 
-FAILURES = (psycopg.Error, stripe.StripeError, OSError, ReplicationError, NotSetUp)
+FAILURES = (Error, stripe.StripeError, OSError, ReplicationError, NotSetUp)
 SNAPSHOT_BESIDE_STREAMS_S = 5.0  # the tables no stream carries, when the store has a stream
 POLL_S = 0.05  # the streams' wait when none has anything
 
 
 @dataclass
 class Sources:
-    wiring: Wiring
+    app: App
     legacy: list[IngestJob]
     stripe: list[IngestJob]
     keeper: StreamKeeper
@@ -55,17 +55,16 @@ class Sources:
     passes: Health = field(default_factory=lambda: Health(log, "ingest", source="snapshots"))  # snapshots, Stripe
 
     @classmethod
-    def open(cls, wiring: Wiring, *, sender_timeout_s: float | None = None) -> Sources:
+    def open(cls, app: App, *, sender_timeout_s: float | None = None) -> Sources:
         """`sender_timeout_s`: the streams' wal_sender_timeout (project --follow: its lease), so a
         frozen reader's slot is released for another follower's ingest."""
-        jobs = wiring.ingest_jobs("all")
+        jobs = app.ingest_jobs("all")
         legacy = [job for job in jobs if job.source in STORES]
-        eventstore = wiring.dsns["eventstore"]
-        ensure_own_schema(eventstore)
-        with psycopg.connect(eventstore) as log:
+        ensure_own_schema(app.stores.eventstore)
+        with app.stores.connect(purpose="ingest") as log:
             streamed = [job.source for job in legacy if read_position(log, job.source) is not None]
-        keeper = StreamKeeper(streamed, wiring.dsns, sender_timeout_s=sender_timeout_s)
-        sources = cls(wiring, legacy, [job for job in jobs if job.source == "stripe"], keeper)
+        keeper = StreamKeeper(streamed, app.stores, sender_timeout_s=sender_timeout_s)
+        sources = cls(app, legacy, [job for job in jobs if job.source == "stripe"], keeper)
         try:
             keeper.open()
             keeper.refresh()
@@ -79,7 +78,7 @@ class Sources:
         return snapshot_jobs(self.legacy, self.keeper.snapshot_tables)
 
     def describe(self) -> str:
-        streamed = ", ".join(self.keeper.stores) or "none"
+        streamed = ", ".join(self.keeper.streamed) or "none"
         broken = "".join(f"; {store} stream broken: {state.why.text}" for store, state in self.keeper.broken.items())
         return f"legacy stores through change streams: {streamed}{broken}; by snapshot: " + (
             ", ".join(f"{j.source}" + (f" ({', '.join(j.tables)})" if j.tables else "") for j in self.snapshots)
@@ -96,17 +95,17 @@ class Sources:
         return reports, {stream.store: stream.appended - before[stream.store] for stream in streams}
 
     def _reader(self) -> Callable[[], object] | None:
-        return (lambda: self.keeper.read(0.1)) if self.keeper.stores else None
+        return (lambda: self.keeper.read(0.1)) if self.keeper.streamed else None
 
     def run(self, stop: Any, legacy_interval: float, stripe_interval: float) -> None:
-        snapshot_every = max(legacy_interval, SNAPSHOT_BESIDE_STREAMS_S) if self.keeper.stores else legacy_interval
+        snapshot_every = max(legacy_interval, SNAPSHOT_BESIDE_STREAMS_S) if self.keeper.streamed else legacy_interval
         next_snapshot = next_stripe = 0.0
         next_check = time.monotonic() + SNAPSHOT_BESIDE_STREAMS_S
         while not stop.is_set():
-            if self.keeper.stores:
+            if self.keeper.streamed:
                 self.keeper.read(POLL_S)
             now = time.monotonic()
-            if self.keeper.stores and now >= next_check:
+            if self.keeper.streamed and now >= next_check:
                 for store, tables in self.keeper.refresh().items():
                     self.once_more += [dataclasses.replace(job, tables=tables) for job in self.legacy if job.source == store]
                 next_check = now + SNAPSHOT_BESIDE_STREAMS_S
@@ -122,12 +121,12 @@ class Sources:
                 next_stripe = now + stripe_interval
             if due:
                 try:
-                    with stores_held(self.wiring.dsns["eventstore"], due, self.keeper.stores) as runnable:
+                    with stores_held(self.app.stores, due, self.keeper.streamed) as runnable:
                         snapshots_while_streaming(runnable, self._reader(), workers=1)
                     self.passes.up()
                 except FAILURES as error:
                     self.passes.down(error, gone="failed")
-            if not self.keeper.stores:
+            if not self.keeper.streamed:
                 stop.wait(legacy_interval if snapshots else 1.0)
 
     def close(self) -> None:
@@ -135,7 +134,7 @@ class Sources:
 
 
 @contextmanager
-def stores_held(eventstore_dsn: str, jobs: list[IngestJob], streamed: list[str]) -> Iterator[list[IngestJob]]:
+def stores_held(stores: Stores, jobs: list[IngestJob], streamed: list[str]) -> Iterator[list[IngestJob]]:
     """The jobs whose store this process may read by snapshot now: a streamed store's only while it
     holds the store's lock (names.lock_name, the stream's and `ingest --resync`'s), so another
     follower's ingest, or a `cdc setup` handoff, never snapshots the same tables at the same time
@@ -145,7 +144,7 @@ def stores_held(eventstore_dsn: str, jobs: list[IngestJob], streamed: list[str])
     if len(kept) == len(jobs):
         yield kept
         return
-    with psycopg.connect(eventstore_dsn, autocommit=True) as conn:
+    with stores.connect(purpose="ingest", autocommit=True) as conn:
         taken = {store for store in {job.source for job in jobs if job.source in streamed}
                  if conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (lock_name(store),)).fetchone()[0]}
         yield kept + [job for job in jobs if job.source in taken]

@@ -7,7 +7,7 @@ import sys
 import click
 
 from projections.apply.relay import waiting_events
-from recompute.cli.common import RunFailed, check_broker_url, relay_line, relay_outbox, wiring_or_exit
+from recompute.cli.common import RunFailed, check_broker_url, relay_line, relay_outbox, app_or_exit
 from recompute.cli.group import main
 from recompute.settings import read_settings
 
@@ -20,11 +20,11 @@ def relay() -> None:
         click.echo("recompute: RECOMPUTE_BROKER_URL: not set, so events cannot be published", err=True)
         sys.exit(2)
     unreachable = check_broker_url(broker_url)
-    wiring = wiring_or_exit()
+    app = app_or_exit()
     if unreachable:  # even with nothing waiting: the operator asked whether events can flow
         raise RunFailed(f"the broker is unreachable ({unreachable}); "
-                        f"{waiting_events(wiring.dsns['eventstore'])} events wait in the outbox")
-    report = relay_outbox(wiring.dsns["eventstore"], broker_url)
+                        f"{waiting_events(app.stores)} events wait in the outbox")
+    report = relay_outbox(app)
     click.echo(relay_line(report))
     if report.error:
         raise RunFailed(f"the broker is unreachable ({report.error}); {report.waiting} events wait in the outbox")

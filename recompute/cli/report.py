@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 
 import click
-import psycopg
+from eventlog.stores import Error, Stores
 
 from domain.legacy_tables import STORES
 from domain.owners import Owners
@@ -22,19 +21,19 @@ from recompute.cli.common import (
     owners_or_exit,
     rules_or_exit,
     utc_now,
-    wiring_or_exit,
+    app_or_exit,
 )
 from recompute.cli.group import main
 
 
-def write_report(dsns: Mapping[str, str], rules: Rules, as_of: datetime, path: Path, *, workers: int = 2,
+def write_report(stores: Stores, rules: Rules, as_of: datetime, path: Path, *, workers: int = 2,
                  owners: Owners = Owners()) -> tuple[int, float, float]:
     """Gathers, renders and saves the page; returns (bytes, seconds gathering, seconds rendering)."""
     from projections.report.data import gather
     from projections.report.render import render_html, save
 
     started = time.perf_counter()
-    data = gather(dsns, rules, as_of, workers=workers, owners=owners)
+    data = gather(stores.as_dsns(), rules, as_of, workers=workers, owners=owners)
     gathered = time.perf_counter()
     html = render_html(data, generated_at=utc_now())
     rendered = time.perf_counter()
@@ -55,16 +54,16 @@ def report(html_path: Path, as_of: datetime | None, workers: int) -> None:
         raise click.UsageError(str(error))
     rules = rules_or_exit(None)
     owners = owners_or_exit()
-    wiring = wiring_or_exit(reads_legacy=STORES, writes=False)
-    _refuse_rules_known_otherwise(wiring, rules, None)
-    rules = active_rules_or_exit(wiring, rules, None, writes=False)  # the active generation's, as plan's
-    if not log_exists(wiring.dsns["eventstore"]):
+    app = app_or_exit(reads_legacy=STORES, writes=False)
+    _refuse_rules_known_otherwise(app, rules, None)
+    rules = active_rules_or_exit(app, rules, None, writes=False)  # the active generation's, as plan's
+    if not log_exists(app.stores.eventstore):
         raise RunFailed("report: nothing ingested yet (run `recompute ingest` first)")
     try:
-        size, gathering, rendering = write_report(wiring.dsns, rules, as_of or utc_now(), html_path, workers=workers,
+        size, gathering, rendering = write_report(app.stores, rules, as_of or utc_now(), html_path, workers=workers,
                                                    owners=owners)
     except BadReportPath as error:
         raise click.UsageError(str(error))
-    except psycopg.Error as error:
+    except Error as error:
         raise RunFailed(f"report failed: {error}")
     click.echo(f"wrote {html_path} ({size / 1024:,.0f} KiB; gathered in {gathering:.1f}s, rendered in {rendering:.2f}s)")

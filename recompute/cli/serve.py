@@ -6,8 +6,7 @@ import sys
 
 import click
 
-from domain.legacy_tables import STORES
-from recompute.cli.common import wiring_or_exit
+from recompute.cli.common import app_or_exit
 from recompute.cli.group import main
 
 
@@ -26,10 +25,10 @@ def serve(host: str, port: int, parser: str, recording: str) -> None:
     except ServeError as error:
         click.echo(f"recompute: {error}", err=True)
         sys.exit(2)
-    wiring = wiring_or_exit()
-    secret = wiring.settings.stripe_webhook_secret
+    app = app_or_exit()
+    secret = app.settings.stripe_webhook_secret
     serving = f"serving on http://{host}:{sock.getsockname()[1]}" + (
         "" if secret else " (webhooks refused: STRIPE_WEBHOOK_SECRET unset)")
-    run(sock, eventstore_dsn=wiring.dsns["eventstore"], make_ingester=wiring.stripe_job().stripe_ingester,
+    run(sock, stores=app.stores, make_ingester=app.stripe_job().stripe_ingester,
         secret=secret, on_ready=lambda: click.echo(serving), http=parser, recording=recording,
-        legacy_dsns={store: wiring.dsns[store] for store in STORES})
+        watch_followers=True)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import click
-import psycopg
+from eventlog.stores import Error
 
-from recompute.cli.common import RunFailed, echo_json, rules_or_exit, utc_now, wiring_or_exit
+from recompute.cli.common import RunFailed, echo_json, rules_or_exit, utc_now, app_or_exit
 from recompute.settings import read_settings
 from recompute.cli.group import main
 
@@ -19,13 +19,13 @@ def status(as_json: bool) -> None:
     from projections.status import read_status, render_status
 
     default_rules = rules_or_exit(None)
-    wiring = wiring_or_exit(writes=False)
+    app = app_or_exit(writes=False)
     source = "RECOMPUTE_RULES" if read_settings().rules_path else "built in"
     try:
-        found = read_status(wiring.dsns["eventstore"], now=utc_now(), default_rules=default_rules,
+        found = read_status(app.stores, now=utc_now(), default_rules=default_rules,
                             default_source=source)
     except ActiveRulesUnreadable as error:
         raise RunFailed(f"status failed: {error}")
-    except psycopg.Error as error:
+    except Error as error:
         raise RunFailed(f"status failed: {' '.join(str(error).split())}")
     echo_json(found.as_json()) if as_json else click.echo(render_status(found))

@@ -27,6 +27,7 @@ import psycopg
 from psycopg import sql
 
 from domain.rules import RULES_V1
+from eventlog.stores import Stores
 from projections.apply.protocol import ApplyOptions, ApplyResult, apply
 from projections.plan import plan
 from simulation.harness.apply_fleet import KEYS, NOW, RECOMPUTE, Fleet, snapshot
@@ -37,7 +38,7 @@ Applier = Callable[[dict[str, str], Callable[[str], None]], ApplyResult]  # (dsn
 
 
 def apply_all(dsns: dict[str, str], on_step: Callable[[str], None]) -> ApplyResult:
-    return apply(dsns, RULES_V1, NOW, ApplyOptions(force=True, workers=1), on_step=on_step)
+    return apply(Stores.from_dsns(dsns), RULES_V1, NOW, ApplyOptions(force=True, workers=1), on_step=on_step)
 
 
 @dataclass

@@ -18,6 +18,7 @@ import pytest
 
 from ingestion.legacy.snapshot import LegacySnapshotIngester
 from eventlog.own_tables import ensure_own_schema
+from eventlog.stores import Stores
 from tests.support.legacy import a_dunning_row, a_plan, an_account, an_entitlement, an_invoice, create_stores, execute
 
 pytestmark = pytest.mark.integration
@@ -51,7 +52,7 @@ def world(stores):
 def ingest(dsns) -> int:
     parked = 0
     for store in ("cf_prod", "billing_prod", "subs"):
-        parked += LegacySnapshotIngester(store=store, source_dsn=dsns[store], eventstore_dsn=dsns["eventstore"]).run().parked
+        parked += LegacySnapshotIngester(store=store, stores=Stores.from_dsns(dsns)).run().parked
     return parked
 
 

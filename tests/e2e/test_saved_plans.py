@@ -12,6 +12,7 @@ import pytest
 
 from domain.rules import RULES_V1
 from domain.saved_plan import plan_digest, read_document, saved_document
+from eventlog.stores import Stores
 from projections.apply.protocol import ApplyOptions
 from projections.apply.saved import apply_saved
 from projections.plan import plan
@@ -139,7 +140,7 @@ def saved_trials(tmp_path_factory):
         document = orjson.loads(orjson.dumps(saved_document(planned.as_json(), NOW, 1)))
         reviewed = read_document(document, "reviewed.json")
         yield KillTrials(fleet, applier=lambda copy, on_step: apply_saved(
-            copy, RULES_V1, reviewed, ApplyOptions(force=True, workers=1), on_step=on_step))
+            Stores.from_dsns(copy), RULES_V1, reviewed, ApplyOptions(force=True, workers=1), on_step=on_step))
 
 
 @pytest.mark.parametrize("landmark", ["started", "recorded", "committing:billing_prod", "committed:subs", "settled"])

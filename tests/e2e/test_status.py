@@ -8,6 +8,7 @@ import pytest
 
 from tests.support.cli import configured, nothing_written, recompute
 from tests.support.legacy import an_account, create_stores, execute
+from eventlog.stores import Stores
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +48,7 @@ def test_status_counts_stripe_objects_waiting_for_their_account_until_a_mapping_
 
     create_stores(stores)
     ensure_own_schema(stores["eventstore"])
-    webhooks = StripeIngester(reader=None, eventstore_dsn=stores["eventstore"])
+    webhooks = StripeIngester(reader=None, stores=Stores.from_dsns(stores))
     webhooks.record_deliveries([an_event("evt_inv", "invoice.payment_failed", an_invoice(customer_id="cus_new"), NOW)])
 
     waiting = json.loads(recompute("status", "--json", env=configured(stores)).stdout)

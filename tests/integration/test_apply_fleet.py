@@ -19,6 +19,7 @@ from projections.apply.relay import relay
 from simulation.readback import oracle_corrections
 from simulation.harness.apply_fleet import BROKER_URL, KEYS, NOW, a_consumer, a_drifting_fleet, drain, snapshot
 from simulation.harness.databases import STORES, scratch_databases
+from eventlog.stores import Stores
 
 pytestmark = [pytest.mark.integration, pytest.mark.broker]
 BOOKKEEPING = {"updated_at", "stage_since", "source"}
@@ -35,8 +36,8 @@ def applied(tmp_path_factory):
         before = snapshot(dsns)
         planned = plan(dsns, RULES_V1, NOW, workers=1)
         with a_consumer() as queue:
-            result = apply(dsns, RULES_V1, NOW, ApplyOptions(force=True))
-            report = relay(dsns["eventstore"], BROKER_URL)
+            result = apply(Stores.from_dsns(dsns), RULES_V1, NOW, ApplyOptions(force=True))
+            report = relay(stores=Stores.from_dsns(dsns), broker_url=BROKER_URL)
             received = drain(queue)
         after = snapshot(dsns)
         fleet.ingest()

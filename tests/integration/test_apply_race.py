@@ -15,6 +15,7 @@ from projections.plan import plan
 from eventlog.own_tables import ensure_own_schema
 from simulation.harness.apply_fleet import NOW, a_drifting_fleet
 from simulation.harness.databases import STORES, scratch_databases
+from eventlog.stores import Stores
 
 pytestmark = pytest.mark.integration
 STAGES = ("grace", "retrying", "final_notice", "suspended")
@@ -45,7 +46,7 @@ def test_a_writer_that_commits_while_apply_waits_on_its_row_lock_is_not_overwrit
                    (theirs, target.account_id))  # holds the row lock, not committed yet
     outcome = {}
     runner = threading.Thread(target=lambda: outcome.update(
-        result=apply(dsns, RULES_V1, NOW, ApplyOptions(force=True, workers=1))))
+        result=apply(Stores.from_dsns(dsns), RULES_V1, NOW, ApplyOptions(force=True, workers=1))))
     runner.start()
     try:
         _wait_until_apply_waits_on_a_lock(dsns["subs"])
@@ -62,7 +63,7 @@ def test_a_writer_that_commits_while_apply_waits_on_its_row_lock_is_not_overwrit
     assert result.count("applied") == len(result.done) - 1
 
     fleet.ingest()  # the next run sees the writer's value, still not the truth, and corrects it
-    again = apply(dsns, RULES_V1, NOW, ApplyOptions(force=True))
+    again = apply(Stores.from_dsns(dsns), RULES_V1, NOW, ApplyOptions(force=True))
     assert [(c.table, c.column, c.from_, c.to, s) for c, s in again.done] == \
         [("subs.subs_dunning", "stage", theirs, target.to, "applied")]
 
@@ -86,7 +87,7 @@ def test_rows_changed_between_plan_and_write_are_left_alone_whatever_the_operati
                          (insert.key["stripe_invoice_id"], insert.account_id))
             conn.execute("UPDATE subs_customer SET source = %s WHERE id = %s", (flipped, delete.key["id"]))
 
-    result = apply(dsns, RULES_V1, NOW, ApplyOptions(force=True), on_step=legacy_writers_strike)
+    result = apply(Stores.from_dsns(dsns), RULES_V1, NOW, ApplyOptions(force=True), on_step=legacy_writers_strike)
     stale = {(c.table, c.op) for c, s in result.done if s == "stale"}
     assert stale == {("cf_prod.accounts", "update"), ("subs.subs_invoice", "insert"), ("subs.subs_customer", "delete")}
     with psycopg.connect(dsns["cf_prod"]) as conn:
@@ -114,4 +115,4 @@ def test_a_second_apply_refuses_to_run_beside_the_first(stores):
     with psycopg.connect(stores["eventstore"], autocommit=True) as first:
         first.execute("SELECT pg_advisory_lock(7310002)")  # what a running apply holds
         with pytest.raises(ApplyBusy, match="another `recompute apply` is running"):
-            apply(stores, RULES_V1, NOW, ApplyOptions())
+            apply(Stores.from_dsns(stores), RULES_V1, NOW, ApplyOptions())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import psycopg
 import pytest
 
 from eventlog.own_tables import ensure_own_schema
+from eventlog.stores import Stores
 from ingestion.legacy.cdc.names import slot_name
 from ingestion.legacy.cdc.setup import drop_store, published_tables, resync_lock, setup_store
 from ingestion.legacy.cdc import stream as cdc_stream
@@ -39,7 +41,7 @@ def world(stores):
 
 
 def set_up(dsns, *stores_):
-    return {store: setup_store(store, dsns[store], dsns["eventstore"]) for store in stores_ or
+    return {store: setup_store(store, Stores.from_dsns(dsns)) for store in stores_ or
             ("cf_prod", "billing_prod", "subs")}
 
 
@@ -76,6 +78,8 @@ def test_a_reader_closed_and_reopened_records_only_what_came_after(world, monkey
 
 KILLED_AFTER_COMMIT = """
 import os, signal, sys
+import json
+from eventlog.stores import Stores
 from ingestion.legacy.cdc import replication, stream as cdc_stream
 from ingestion.legacy.observe import Observations
 
@@ -92,7 +96,7 @@ def die_before_confirming(self, flushed, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)  # the events are committed, the slot never hears of it
     return confirm(self, flushed, **kwargs)
 replication.ReplicationConnection.confirm = die_before_confirming
-s = cdc_stream.LegacyChangeStream(store=sys.argv[1], legacy_dsn=sys.argv[2], eventstore_dsn=sys.argv[3])
+s = cdc_stream.LegacyChangeStream(store=sys.argv[1], stores=Stores.from_dsns(json.loads(sys.argv[2])))
 s.catch_up()
 """
 
@@ -109,7 +113,7 @@ CHANGES = {  # per store: a table, its insert, update and delete
 
 
 def run_killed_after_commit(dsns, store):
-    done = subprocess.run([sys.executable, "-c", KILLED_AFTER_COMMIT, store, dsns[store], dsns["eventstore"]],
+    done = subprocess.run([sys.executable, "-c", KILLED_AFTER_COMMIT, store, json.dumps(dict(dsns))],
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, timeout=60)
     assert done.returncode == -signal.SIGKILL, done.stderr
 
@@ -191,15 +195,15 @@ def test_an_update_that_leaves_a_toasted_value_unchanged_carries_it_forward(worl
     assert unchanged_sent == ["billing_email"]  # the server did not send it
     last = [e for e in events_of(world) if e.table == "subs_account"][-1]
     assert last.row["bad_debt"] is True and last.row["billing_email"] == big
-    assert LegacySnapshotIngester(store="subs", source_dsn=world["subs"],  # the same digest as a snapshot's
-                                  eventstore_dsn=world["eventstore"]).run().appended == 0
+    assert LegacySnapshotIngester(store="subs",  # the same digest as a snapshot's
+                                  stores=Stores.from_dsns(world)).run().appended == 0
 
 
 def test_a_table_without_a_replica_identity_is_not_published_and_its_owners_updates_still_work(world):
     execute(world["billing_prod"], "ALTER TABLE schedules DROP CONSTRAINT schedules_pkey")
     report = set_up(world, "billing_prod")["billing_prod"]
     assert "schedules" not in report.published and "no primary key" in report.refused["schedules"]
-    assert published_tables("billing_prod", world["billing_prod"]) == {"invoices", "charges", "dunning"}
+    assert published_tables("billing_prod", Stores.from_dsns(world)) == {"invoices", "charges", "dunning"}
     execute(world["billing_prod"], "INSERT INTO schedules VALUES ('inv_000042_01', 1, 'acc_000042', "
             "'2026-03-02Z', 'pending')")
     execute(world["billing_prod"], "UPDATE schedules SET status = 'done'")  # would fail if it were published
@@ -213,8 +217,7 @@ def test_a_table_without_a_replica_identity_is_not_published_and_its_owners_upda
 
 def test_resync_appends_only_real_differences_and_the_stream_then_adds_nothing_for_them(world):
     set_up(world, "billing_prod")
-    resync = LegacySnapshotIngester(store="billing_prod", source_dsn=world["billing_prod"],
-                                    eventstore_dsn=world["eventstore"])
+    resync = LegacySnapshotIngester(store="billing_prod", stores=Stores.from_dsns(world))
     assert resync.run().appended == 0
     execute(world["billing_prod"], "UPDATE invoices SET status = 'paid', amount_paid = 2900")
     execute(world["billing_prod"], "UPDATE invoices SET status = 'paid'")  # the same values again
@@ -244,11 +247,11 @@ def test_a_row_the_stream_builds_has_the_digest_of_postgresql_s_own_row_to_json(
 
 def test_drop_removes_the_slot_the_publication_and_the_position(world):
     set_up(world, "cf_prod")
-    assert drop_store("cf_prod", world["cf_prod"], world["eventstore"]) == [
+    assert drop_store("cf_prod", Stores.from_dsns(world)) == [
         f"slot {slot_name(dbname(world['cf_prod']))}", "publication recompute_cf_prod"]
-    assert slots_of(world) == [] and published_tables("cf_prod", world["cf_prod"]) == set()
+    assert slots_of(world) == [] and published_tables("cf_prod", Stores.from_dsns(world)) == set()
     with pytest.raises(NotSetUp):
-        LegacyChangeStream(store="cf_prod", legacy_dsn=world["cf_prod"], eventstore_dsn=world["eventstore"])
+        LegacyChangeStream(store="cf_prod", stores=Stores.from_dsns(world))
 
 
 def dbname(dsn: str) -> str:
@@ -292,7 +295,7 @@ def test_while_a_resync_holds_the_store_the_stream_keeps_its_transactions_and_re
     set_up(world, "billing_prod")
     execute(world["billing_prod"], "UPDATE invoices SET amount_paid = 100")
     with a_stream(world, "billing_prod") as stream:
-        with resync_lock(world["eventstore"], "billing_prod"):
+        with resync_lock(Stores.from_dsns(world), "billing_prod"):
             assert read_until(stream, lambda: bool(stream._complete), limit=5.0) == 0
         assert stream.poll(0.5) == 1
     assert [e.row["amount_paid"] for e in events_of(world) if e.table == "invoices"] == [0, 100]
@@ -301,14 +304,13 @@ def test_while_a_resync_holds_the_store_the_stream_keeps_its_transactions_and_re
 def test_a_setup_that_died_mid_handoff_is_done_again_by_the_next_without_duplicates(world):
     from ingestion.legacy.cdc.replication import ReplicationConnection
 
-    ingest_billing = LegacySnapshotIngester(store="billing_prod", source_dsn=world["billing_prod"],
-                                            eventstore_dsn=world["eventstore"])
+    ingest_billing = LegacySnapshotIngester(store="billing_prod", stores=Stores.from_dsns(world))
     assert ingest_billing.run().appended == 1  # a batch-ingested history first
-    dead = ReplicationConnection(world["billing_prod"])  # the slot made, its position never stored
+    dead = ReplicationConnection(Stores.from_dsns(world), "billing_prod")  # the slot made, its position never stored
     dead.create_slot(slot_name(dbname(world["billing_prod"])))
     dead.close()
     with pytest.raises(NotSetUp, match="handoff never finished"):
-        LegacyChangeStream(store="billing_prod", legacy_dsn=world["billing_prod"], eventstore_dsn=world["eventstore"])
+        LegacyChangeStream(store="billing_prod", stores=Stores.from_dsns(world))
     an_invoice(world, "inv_000042_02")
     report = set_up(world, "billing_prod")["billing_prod"]
     assert not report.already and report.appended == 1  # only the invoice the log lacked

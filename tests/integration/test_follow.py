@@ -20,13 +20,14 @@ from projections.follow.follower import Follower, utc_now
 from projections.follow.loop import catch_up
 from projections.status import read_status, render_status
 from tests.support.follow import a_calm_world, an_overdue_invoice, applied, dunning_stage
+from eventlog.stores import Stores
 
 pytestmark = pytest.mark.integration
 
 
 def ingest(dsns) -> None:
     for store in ("cf_prod", "billing_prod", "subs"):
-        LegacySnapshotIngester(store=store, source_dsn=dsns[store], eventstore_dsn=dsns["eventstore"]).run()
+        LegacySnapshotIngester(store=store, stores=Stores.from_dsns(dsns)).run()
 
 
 class Clock:
@@ -46,7 +47,7 @@ def world(stores):
 
 
 def a_follower(dsns, **options) -> Follower:
-    return Follower(dsns, RULES_V1, **{"lease_s": 2.0, **options})
+    return Follower(Stores.from_dsns(dsns), RULES_V1, **{"lease_s": 2.0, **options})
 
 
 def test_a_changed_account_is_corrected_once_and_the_rows_written_back_cause_no_further_write(world):
@@ -198,7 +199,7 @@ def test_too_many_corrections_open_the_breaker_which_keeps_projecting_until_resu
         ingest(dsns)
         [still] = catch_up(follower)
         assert still.withheld == 1 and still.applied == 0  # open: projecting goes on, writing waits
-        said = render_status(read_status(dsns["eventstore"], now=utc_now(), default_rules=RULES_V1,
+        said = render_status(read_status(Stores.from_dsns(dsns), now=utc_now(), default_rules=RULES_V1,
                                           default_source="built in"))
         assert "circuit breaker: OPEN since" in said and "3 accounts withheld" in said and "--resume" in said
         with psycopg.connect(dsns["eventstore"], autocommit=True) as conn:

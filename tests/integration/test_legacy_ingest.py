@@ -13,6 +13,7 @@ from ingestion.legacy.snapshot import LegacySnapshotIngester
 from eventlog.account_log import open_log
 from eventlog.own_tables import ensure_own_schema
 from tests.support.legacy import a_customer_mapping, a_plan, an_account, an_invoice, create_stores, execute
+from eventlog.stores import Stores
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +32,7 @@ def world(stores):
 def ingest_all(dsns) -> dict[str, int]:
     appended = {}
     for store in ("cf_prod", "billing_prod", "subs"):
-        report = LegacySnapshotIngester(store=store, source_dsn=dsns[store], eventstore_dsn=dsns["eventstore"]).run()
+        report = LegacySnapshotIngester(store=store, stores=Stores.from_dsns(dsns)).run()
         appended[store] = report.appended
     return appended
 
@@ -113,15 +114,13 @@ def test_a_change_the_row_does_not_date_is_timed_at_the_read(world):
 )
 def test_a_bad_row_is_parked_with_its_reason_and_ingest_goes_on(world, statement, reason):
     execute(world["billing_prod"], statement)
-    report = LegacySnapshotIngester(store="billing_prod", source_dsn=world["billing_prod"],
-                                    eventstore_dsn=world["eventstore"]).run()
+    report = LegacySnapshotIngester(store="billing_prod", stores=Stores.from_dsns(world)).run()
     assert (report.parked, report.appended) == (1, 1)  # the good invoice is still recorded
     with psycopg.connect(world["eventstore"]) as conn:
         parked = conn.execute("SELECT source, tbl, reason, record FROM parked_record").fetchall()
     assert len(parked) == 1 and parked[0][:2] == ("billing_prod", "invoices")
     assert reason in parked[0][2]
-    again = LegacySnapshotIngester(store="billing_prod", source_dsn=world["billing_prod"],
-                                   eventstore_dsn=world["eventstore"]).run()
+    again = LegacySnapshotIngester(store="billing_prod", stores=Stores.from_dsns(world)).run()
     assert (again.parked, again.appended) == (0, 0)  # parked once, not at every run
 
 

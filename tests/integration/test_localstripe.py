@@ -27,6 +27,7 @@ from tests.support.follow import a_calm_world
 from tests.support.legacy import execute
 from tests.support.localstripe import API_KEY, client, localstripe
 from tests.support.serve import SECRET, serve_env, served
+from eventlog.stores import Stores
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -157,11 +158,11 @@ def test_every_stripe_derived_column_equals_what_localstripe_lists_for_every_acc
         assert events <= seen_ids(stores["eventstore"]), "every event came by webhook"
         billing_knows(stores, base)
         for store in ("cf_prod", "billing_prod", "subs"):
-            LegacySnapshotIngester(store=store, source_dsn=stores[store], eventstore_dsn=stores["eventstore"]).run()
+            LegacySnapshotIngester(store=store, stores=Stores.from_dsns(stores)).run()
         reader = StripeApiReader(api_key=API_KEY, api_base=base, max_network_retries=0)
-        report = StripeIngester(reader=reader, eventstore_dsn=stores["eventstore"]).run()  # lists, then events
+        report = StripeIngester(reader=reader, stores=Stores.from_dsns(stores)).run()  # lists, then events
         assert report.waiting == 0 and report.rows_read >= len(events)
-        result = apply(stores, RULES_V1, datetime.now(UTC), ApplyOptions(force=True, workers=1))
+        result = apply(Stores.from_dsns(stores), RULES_V1, datetime.now(UTC), ApplyOptions(force=True, workers=1))
         assert result.count("applied") > 0 and result.count("stale") == 0
 
         expected = stripe_says(base)

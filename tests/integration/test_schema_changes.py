@@ -24,6 +24,7 @@ from projections.plan import plan
 from tests.support.cdc import a_stream
 from tests.support.follow import a_calm_world, an_overdue_invoice, dunning_stage
 from tests.support.legacy import execute
+from eventlog.stores import Stores
 
 pytestmark = pytest.mark.integration
 
@@ -96,7 +97,7 @@ class Ingest:
         self.streams = {}
         if via == "stream":
             for store in ("cf_prod", "billing_prod", "subs"):
-                setup_store(store, dsns[store], dsns["eventstore"])
+                setup_store(store, Stores.from_dsns(dsns))
                 self.streams[store] = stack.enter_context(a_stream(dsns, store))
 
     def run(self, until=lambda: True, limit: float = 30.0) -> None:
@@ -104,8 +105,7 @@ class Ingest:
         while True:
             if self.via == "snapshot":
                 for store in ("cf_prod", "billing_prod", "subs"):
-                    LegacySnapshotIngester(store=store, source_dsn=self.dsns[store],
-                                           eventstore_dsn=self.dsns["eventstore"]).run()
+                    LegacySnapshotIngester(store=store, stores=Stores.from_dsns(self.dsns)).run()
             else:
                 for stream in self.streams.values():
                     stream.catch_up()
@@ -132,7 +132,7 @@ def test_a_table_whose_schema_changes_is_blocked_while_the_follower_goes_on_and_
     with ExitStack() as stack:
         ingest = Ingest(stores, via, stack)
         ingest.run()
-        follower = Follower(stores, RULES_V1, lease_s=2.0)
+        follower = Follower(Stores.from_dsns(stores), RULES_V1, lease_s=2.0)
         stack.callback(follower.close)
         assert sum(r.applied for r in catch_up(follower)) == 0
 
@@ -141,7 +141,7 @@ def test_a_table_whose_schema_changes_is_blocked_while_the_follower_goes_on_and_
         overdue = an_overdue_invoice(stores, accounts[3], days=5)  # retrying: every table has something to fix
         ingest.run(until=lambda: recorded_block(stores, change.table) is not None)
         assert change.why in (recorded_block(stores, change.table) or "")  # the reader saw it, and says why
-        assert change.why in blocked_tables(stores)[change.table]
+        assert change.why in blocked_tables(Stores.from_dsns(stores))[change.table]
 
         catch_up(follower)  # goes on: no exception, nothing written to the blocked table
         assert audit(stores, change.table) == []
@@ -155,7 +155,7 @@ def test_a_table_whose_schema_changes_is_blocked_while_the_follower_goes_on_and_
 
         execute(stores[change.store], change.restores)
         ingest.run(until=lambda: recorded_block(stores, change.table) is None
-                   and change.table not in blocked_tables(stores))
+                   and change.table not in blocked_tables(Stores.from_dsns(stores)))
         assert recorded_block(stores, change.table) is None
         catch_up(follower)
         ingest.run()  # the follower's own writes come back
@@ -177,7 +177,7 @@ def test_a_follower_goes_on_and_writes_nothing_of_a_table_whose_compared_column_
     ensure_own_schema(stores["eventstore"])
     ingest = Ingest(stores, "snapshot", None)
     ingest.run()
-    follower = Follower(stores, RULES_V1, lease_s=2.0)
+    follower = Follower(Stores.from_dsns(stores), RULES_V1, lease_s=2.0)
     try:
         catch_up(follower)
         execute(stores["subs"], "ALTER TABLE subs_account RENAME delinquent TO is_delinquent")

@@ -11,6 +11,7 @@ from eventlog.account_log import open_log
 from eventlog.own_tables import ensure_own_schema
 from simulation.stripe_standin import StripeStandIn
 from tests.support.stripe_world import API_KEY, NOW, a_customer, a_world, an_event, an_invoice
+from tests.support.stores import eventstore_only
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +30,7 @@ def eventstore(stores):
 
 def ingest(stripe, eventstore):
     reader = StripeApiReader(api_key=API_KEY, api_base=stripe.base_url, max_network_retries=0)
-    return StripeIngester(reader=reader, eventstore_dsn=eventstore).run()
+    return StripeIngester(reader=reader, stores=eventstore_only(eventstore)).run()
 
 
 def stream(eventstore, account="acc_000042"):
@@ -110,7 +111,7 @@ def test_a_wrong_api_key_fails_with_the_clients_own_error_and_records_nothing(st
 
     reader = StripeApiReader(api_key="sk_test_wrong", api_base=stripe.base_url, max_network_retries=0)
     with pytest.raises(stripe_lib.AuthenticationError):
-        StripeIngester(reader=reader, eventstore_dsn=eventstore).run()
+        StripeIngester(reader=reader, stores=eventstore_only(eventstore)).run()
     assert stream(eventstore) == []
 
 
@@ -118,7 +119,7 @@ def test_a_wrong_api_key_fails_with_the_clients_own_error_and_records_nothing(st
 
 def deliveries(eventstore):
     """An ingester that only takes deliveries (serve without STRIPE_API_KEY)."""
-    return StripeIngester(reader=None, eventstore_dsn=eventstore)
+    return StripeIngester(reader=None, stores=eventstore_only(eventstore))
 
 
 def recorded_ids(eventstore) -> list[str]:

@@ -38,6 +38,7 @@ from simulation.stripe_standin import StripeStandIn
 from simulation.stripe_world import StripeWorld
 from simulation.harness.databases import scratch_databases
 from tests.support.stripe_world import API_KEY, NOW, an_event, an_invoice
+from tests.support.stores import eventstore_only
 
 pytestmark = pytest.mark.integration
 AS_OF = datetime.fromtimestamp(NOW, UTC)
@@ -94,7 +95,7 @@ def test_any_interleaving_records_each_event_once_and_the_state_of_a_clean_inges
         with psycopg.connect(dsn) as conn:
             conn.execute(f"TRUNCATE {OWN_TABLES}")
     with StripeStandIn(StripeWorld(now=NOW, customers=api_customers, events=events), api_key=API_KEY) as stripe:
-        StripeIngester(reader=_reader(stripe), eventstore_dsn=logs["reference"]).run()
+        StripeIngester(reader=_reader(stripe), stores=eventstore_only(logs["reference"])).run()
     with StripeStandIn(StripeWorld(now=NOW, customers=api_customers), api_key=API_KEY) as stripe:
         _interleave(data, events, stripe, logs["eventstore"])
     interleaved, clean = _log(logs["eventstore"]), _log(logs["reference"])
@@ -106,7 +107,7 @@ def test_any_interleaving_records_each_event_once_and_the_state_of_a_clean_inges
 
 
 def _interleave(data, events: list[dict], stripe: StripeStandIn, dsn: str) -> None:
-    ingester = StripeIngester(reader=_reader(stripe), eventstore_dsn=dsn, batch_size=2)
+    ingester = StripeIngester(reader=_reader(stripe), stores=eventstore_only(dsn), batch_size=2)
     published, in_flight = 0, []  # in_flight: deliveries not answered yet
     kill_at = data.draw(st.integers(1, len(events)), label="kill at step")  # every event is delivered: reached
     step = 0  # runs and deliveries

@@ -13,6 +13,7 @@ import stripe
 from eventlog.own_tables import ensure_own_schema
 from ingestion.stripe.ingester import StripeIngester
 from tests.support.stripe_world import NOW, a_subscription, an_event
+from tests.support.stores import eventstore_only
 
 pytestmark = pytest.mark.integration
 
@@ -66,21 +67,21 @@ FORBIDDEN = stripe.PermissionError("The provided key does not have access to cus
 def test_an_object_whose_customer_lookup_fails_for_good_is_parked_with_why_and_ingest_goes_on(
         eventstore, answer, why):
     reader = StripeAnswering(answer)
-    first = StripeIngester(reader=reader, eventstore_dsn=eventstore).run()  # no exception: not exit 1
+    first = StripeIngester(reader=reader, stores=eventstore_only(eventstore)).run()  # no exception: not exit 1
     assert first.waiting == 0
     waiting, parked = waiting_and_parked(eventstore)
     assert waiting == 0 and len(parked) == 1 and parked[0][0] == "sub_new"
     assert parked[0][1].startswith("belongs to no account: ") and why in parked[0][1]
-    again = StripeIngester(reader=reader, eventstore_dsn=eventstore).run()
+    again = StripeIngester(reader=reader, stores=eventstore_only(eventstore)).run()
     assert again.waiting == 0 and reader.lookups == 1  # settled: never asked about again
 
 
 def test_an_object_given_up_on_is_still_recorded_if_a_delivery_later_names_its_customer_s_account(eventstore):
     reader = StripeAnswering(None)  # Stripe does not know the customer (yet)
-    StripeIngester(reader=reader, eventstore_dsn=eventstore).run()
+    StripeIngester(reader=reader, stores=eventstore_only(eventstore)).run()
     named = an_event("evt_cus_new", "customer.created", {"id": "cus_new", "object": "customer", "created": NOW - 5,
                                                          "metadata": {"account_id": "acc_000077"}}, NOW - 5)
-    StripeIngester(reader=None, eventstore_dsn=eventstore).record_deliveries([named])
+    StripeIngester(reader=None, stores=eventstore_only(eventstore)).record_deliveries([named])
     assert waiting_and_parked(eventstore) == (0, [])
     with psycopg.connect(eventstore) as conn:
         assert conn.execute("SELECT count(*) FROM recompute_events WHERE originator_id = 'acc_000077'").fetchone()[0] == 2
@@ -92,7 +93,7 @@ def test_an_object_given_up_on_is_still_recorded_if_a_delivery_later_names_its_c
 ])
 def test_an_object_whose_customer_lookup_fails_for_now_keeps_waiting_for_the_next_run(eventstore, answer):
     reader = StripeAnswering(answer)
-    assert StripeIngester(reader=reader, eventstore_dsn=eventstore).run().waiting == 1
+    assert StripeIngester(reader=reader, stores=eventstore_only(eventstore)).run().waiting == 1
     reader.answer = {"id": "cus_new", "object": "customer", "metadata": {"account_id": "acc_000077"}}
-    assert StripeIngester(reader=reader, eventstore_dsn=eventstore).run().waiting == 0
+    assert StripeIngester(reader=reader, stores=eventstore_only(eventstore)).run().waiting == 0
     assert waiting_and_parked(eventstore) == (0, [])

@@ -12,11 +12,12 @@ import psycopg
 from domain.events import LegacyRowObserved
 from eventlog.account_log import open_log
 from ingestion.legacy.cdc.stream import LegacyChangeStream
+from eventlog.stores import Stores
 
 
 @contextmanager
 def a_stream(dsns: dict[str, str], store: str) -> Iterator[LegacyChangeStream]:
-    stream = LegacyChangeStream(store=store, legacy_dsn=dsns[store], eventstore_dsn=dsns["eventstore"])
+    stream = LegacyChangeStream(store=store, stores=Stores.from_dsns(dsns))
     try:
         yield stream
     finally:

@@ -15,6 +15,7 @@ from ingestion.jobs import IngestJob
 from ingestion.legacy.cdc.keeper import Backoff, StreamKeeper, why_broken
 from ingestion.legacy.cdc.stream import NotSetUp
 from ingestion.streamed_jobs import snapshot_jobs
+from eventlog.stores import STORE_NAMES, Stores
 
 
 def test_the_backoff_doubles_from_its_base_up_to_its_cap_drawn_in_the_upper_half():
@@ -84,7 +85,7 @@ class World:
 
     def keeper(self, *stores: str) -> StreamKeeper:
         start = datetime(2026, 3, 1, tzinfo=UTC)
-        return StreamKeeper(list(stores), {store: f"dbname={store}" for store in stores}, backoff=Backoff(base=0.25, cap=5.0), draw=lambda: 0.0,
+        return StreamKeeper(list(stores), Stores.from_dsns({store: f"dbname={store}" for store in STORE_NAMES}), backoff=Backoff(base=0.25, cap=5.0), draw=lambda: 0.0,
                             monotonic=lambda: self.t, now=lambda: start + timedelta(seconds=self.t),
                             opener=self.opener, saver=self.saved.append)  # type: ignore[arg-type]
 
@@ -145,7 +146,7 @@ def test_a_reason_that_changes_while_broken_is_one_more_line_and_the_same_one_ag
 
 
 def test_a_streamed_store_is_read_by_snapshot_only_for_the_tables_its_stream_does_not_carry():
-    jobs = [IngestJob(source=store, eventstore_dsn="") for store in ("cf_prod", "billing_prod", "subs")]
+    jobs = [IngestJob(source=store, stores=Stores.from_dsns({s: f"dbname={s}" for s in STORE_NAMES})) for store in ("cf_prod", "billing_prod", "subs")]
     left = snapshot_jobs(jobs, {"billing_prod": (), "subs": ("subs_dunning",)})
     assert [(job.source, job.tables) for job in left] == [("cf_prod", None), ("subs", ("subs_dunning",))]
     every = tuple(spec.table for spec in TABLES_BY_STORE["subs"])

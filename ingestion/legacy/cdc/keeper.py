@@ -1,6 +1,6 @@
 """The change streams of a long-running reader (`project --follow`), checked rather than assumed.
 
-    keeper = StreamKeeper(stores, dsns)     the stores `cdc setup` made a stream for
+    keeper = StreamKeeper(streamed, stores)  the stores `cdc setup` made a stream for
     keeper.open()                           opens each stream; one that cannot be opened is broken
     keeper.read(max_wait)                   waits on every open stream at once (one select), reads
                                             each, reopens the broken ones whose retry has come
@@ -41,6 +41,7 @@ from ingestion.legacy.cdc.names import publication_name, slot_name
 from ingestion.legacy.cdc.pgoutput import lsn_text
 from ingestion.legacy.cdc.replication import ReplicationError
 from ingestion.legacy.cdc.stream import LegacyChangeStream, NotSetUp
+from eventlog.stores import Stores, parse_dsn
 
 log = logging.getLogger("recompute.cdc")
 
@@ -115,8 +116,8 @@ class _Broken:
 
 @dataclass
 class StreamKeeper:
-    stores: list[str]
-    dsns: dict[str, str]
+    streamed: list[str]
+    stores: Stores
     backoff: Backoff = field(default_factory=Backoff)
     draw: Callable[[], float] = random.random
     monotonic: Callable[[], float] = time.monotonic
@@ -131,7 +132,7 @@ class StreamKeeper:
 
     def open(self, *, strict: bool = False) -> None:
         """Opens every stream; with `strict` a failure is raised (a one-pass run), else the stream is broken."""
-        for store in self.stores:
+        for store in self.streamed:
             try:
                 self.streams[store] = self._open(store)
             except STREAM_FAILURES as error:
@@ -143,8 +144,7 @@ class StreamKeeper:
     def _open(self, store: str) -> LegacyChangeStream:
         if self.opener is not None:
             return self.opener(store)
-        return LegacyChangeStream(store=store, legacy_dsn=self.dsns[store], eventstore_dsn=self.dsns["eventstore"],
-                                  sender_timeout_s=self.sender_timeout_s)
+        return LegacyChangeStream(store=store, stores=self.stores, sender_timeout_s=self.sender_timeout_s)
 
     # -- reading --
 
@@ -227,7 +227,7 @@ class StreamKeeper:
         stream = self.streams.get(store)
         if stream is not None:
             return stream.slot
-        return slot_name(psycopg.conninfo.conninfo_to_dict(self.dsns[store]).get("dbname") or "")
+        return slot_name(parse_dsn(self.stores.dsn(store)).get("dbname") or "")
 
     def _close(self, store: str) -> None:
         stream = self.streams.pop(store)
@@ -244,9 +244,9 @@ class StreamKeeper:
         back into its stream, to be read by snapshot once more. A store whose server cannot be asked
         keeps what it had."""
         back: dict[str, tuple[str, ...]] = {}
-        for store in self.stores:
+        for store in self.streamed:
             try:
-                carried = streamed_tables(store, self.dsns[store])
+                carried = streamed_tables(store, self.stores)
             except psycopg.Error:
                 continue
             left = tuple(spec.table for spec in TABLES_BY_STORE[store] if spec.table not in carried)
@@ -281,7 +281,7 @@ class StreamKeeper:
             if self.saver is not None:
                 self.saver(rows)
             else:
-                with psycopg.connect(self.dsns["eventstore"], autocommit=True, connect_timeout=5) as conn:
+                with self.stores.connect(purpose="cdc", autocommit=True) as conn:
                     save_health(conn, rows)
         except psycopg.Error:
             return  # the event store is away too: written at the next state change or retry
@@ -296,17 +296,17 @@ class StreamKeeper:
         return list(self.streams.values())
 
 
-def streamed_tables(store: str, legacy_dsn: str) -> set[str]:
+def streamed_tables(store: str, stores: Stores) -> set[str]:
     """The tables the store's stream carries now: its publication's, while its slot exists."""
-    with psycopg.connect(legacy_dsn, connect_timeout=5) as legacy:
+    with stores.connect(store, purpose="cdc") as legacy:
         return {name for (name,) in legacy.execute(
             "SELECT tablename FROM pg_publication_tables WHERE pubname = %s "
             "AND EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = %s)",
             (publication_name(store), slot_name(legacy.info.dbname)))}
 
 
-def tables_not_streamed(store: str, legacy_dsn: str) -> tuple[str, ...]:
-    carried = streamed_tables(store, legacy_dsn)
+def tables_not_streamed(store: str, stores: Stores) -> tuple[str, ...]:
+    carried = streamed_tables(store, stores)
     return tuple(spec.table for spec in TABLES_BY_STORE[store] if spec.table not in carried)
 
 

@@ -1,6 +1,6 @@
 """A logical replication connection over psycopg 3's `pq` layer (psycopg 3 has no replication API).
 
-    conn = ReplicationConnection(dsn)                       # replication=database, DateStyle ISO, UTC
+    conn = ReplicationConnection(stores, store)             # replication=database, DateStyle ISO, UTC
     consistent_point, snapshot = conn.create_slot("s")      # CREATE_REPLICATION_SLOT ... (SNAPSHOT 'export')
     conn.start("s", "p", from_lsn)                          # START_REPLICATION ... -> COPY_BOTH
     message = conn.read(timeout)                            # XLogData | Keepalive | None
@@ -16,8 +16,9 @@ import select
 import time
 from datetime import UTC, datetime
 
-import psycopg
 from psycopg import pq
+
+from eventlog.stores import Stores
 
 from ingestion.legacy.cdc.pgoutput import Keepalive, XLogData, decode_copy_data, lsn_text, parse_lsn, standby_status
 
@@ -27,13 +28,14 @@ class ReplicationError(Exception):
 
 
 class ReplicationConnection:
-    def __init__(self, dsn: str, *, sender_timeout_s: float | None = None) -> None:
+    def __init__(self, stores: Stores, store: str, *, sender_timeout_s: float | None = None) -> None:
         """`sender_timeout_s`: the server ends the session when we have not answered for that long
         (wal_sender_timeout, per session since PostgreSQL 12; default 60 s): a reader frozen with
         its follower releases the slot for the one that took its place (issue 17)."""
-        timeout = "" if sender_timeout_s is None else f" -c wal_sender_timeout={int(sender_timeout_s * 1000)}"
-        self._conn = psycopg.connect(dsn, replication="database", autocommit=True,
-                                     options="-c DateStyle=ISO -c TimeZone=UTC" + timeout)
+        session = {"DateStyle": "ISO"}
+        if sender_timeout_s is not None:
+            session["wal_sender_timeout"] = str(int(sender_timeout_s * 1000))
+        self._conn = stores.connect(store, purpose="cdc", replication="database", autocommit=True, session=session)
         self._pg = self._conn.pgconn
         self.streaming = False
 

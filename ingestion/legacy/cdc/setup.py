@@ -31,6 +31,7 @@ from psycopg import sql
 from domain.legacy_tables import TABLES_BY_STORE, LegacyTable
 from eventlog.own_tables import save_checkpoint
 from eventlog.tables_present import has_tables
+from eventlog.stores import Stores
 from ingestion.legacy.cdc.names import checkpoint_source, lock_name, publication_name, slot_name
 from ingestion.legacy.cdc.pgoutput import lsn_text
 from ingestion.legacy.cdc.replication import ReplicationConnection
@@ -83,15 +84,16 @@ def table_identities(conn: psycopg.Connection, specs: tuple[LegacyTable, ...]) -
     return [TableIdentity(spec.table, spec.table in found, *found.get(spec.table, ("n", False))) for spec in specs]
 
 
-def check_server(store: str, legacy_dsn: str) -> None:
-    with psycopg.connect(legacy_dsn, connect_timeout=5) as conn:
+def check_server(store: str, stores: Stores) -> None:
+    with stores.connect(store, purpose="cdc setup") as conn:
         missing = missing_settings(server_settings(conn, slot_name(conn.info.dbname)))
     if missing:
         raise ServerNotReady(store, missing)
 
 
-def setup_store(store: str, legacy_dsn: str, eventstore_dsn: str) -> SetupReport:
-    with psycopg.connect(legacy_dsn, autocommit=True) as legacy, psycopg.connect(eventstore_dsn) as log:
+def setup_store(store: str, stores: Stores) -> SetupReport:
+    with stores.connect(store, purpose="cdc setup", autocommit=True) as legacy, \
+            stores.connect(purpose="cdc setup") as log:
         slot = slot_name(legacy.info.dbname)
         settings = server_settings(legacy, slot)
         if missing := missing_settings(settings):
@@ -121,7 +123,7 @@ def setup_store(store: str, legacy_dsn: str, eventstore_dsn: str) -> SetupReport
         log.execute("SELECT pg_advisory_lock(hashtext(%s))", (lock_name(store),))  # the reader waits (session lock)
         log.commit()
         _publish(legacy, report)
-        replication = ReplicationConnection(legacy_dsn)
+        replication = ReplicationConnection(stores, store)
         try:
             consistent_point, exported = replication.create_slot(slot)
             read_at = legacy.execute("SELECT now()").fetchone()[0]
@@ -129,8 +131,7 @@ def setup_store(store: str, legacy_dsn: str, eventstore_dsn: str) -> SetupReport
                                 read_at=read_at)
             specs = {spec.table: spec for spec in TABLES_BY_STORE[store]}
             for table in report.published:
-                report.appended += TableIngest(spec=specs[table], snapshot=snapshot, source_dsn=legacy_dsn,
-                                               eventstore_dsn=eventstore_dsn).run().appended
+                report.appended += TableIngest(spec=specs[table], snapshot=snapshot, stores=stores).run().appended
             with log.transaction():
                 log.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (lock_name(store),))
                 save_checkpoint(log, checkpoint_source(store), position_of(consistent_point, slot))
@@ -152,10 +153,10 @@ def _choose_tables(legacy: psycopg.Connection, report: SetupReport) -> None:
             report.refused[identity.table] = reason
 
 
-def owner_sql(store: str, legacy_dsn: str) -> str:
+def owner_sql(store: str, stores: Stores) -> str:
     """What `setup` runs that only the tables' owner may (the publication), for `cdc setup --print-sql`:
     once it has run, a role with REPLICATION and `grants`' privileges makes the slot and streams."""
-    with psycopg.connect(legacy_dsn) as legacy:
+    with stores.connect(store, purpose="cdc setup") as legacy:
         report = SetupReport(store=store, slot=slot_name(legacy.info.dbname), publication=publication_name(store))
         _choose_tables(legacy, report)
         statement = _publication_statement(report, exists=False)
@@ -217,10 +218,10 @@ def _drop_slot(legacy: psycopg.Connection, slot: str, *, take_over: bool = False
             time.sleep(0.05)
 
 
-def drop_store(store: str, legacy_dsn: str, eventstore_dsn: str) -> list[str]:
+def drop_store(store: str, stores: Stores) -> list[str]:
     """Removes the slot, the publication and the stored position; returns what was removed."""
     removed = []
-    with psycopg.connect(legacy_dsn, autocommit=True) as legacy:
+    with stores.connect(store, purpose="cdc drop", autocommit=True) as legacy:
         slot, publication = slot_name(legacy.info.dbname), publication_name(store)
         if legacy.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone():
             _drop_slot(legacy, slot)
@@ -228,33 +229,33 @@ def drop_store(store: str, legacy_dsn: str, eventstore_dsn: str) -> list[str]:
         if legacy.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,)).fetchone():
             legacy.execute(sql.SQL("DROP PUBLICATION {}").format(sql.Identifier(publication)))
             removed.append(f"publication {publication}")
-    with psycopg.connect(eventstore_dsn) as log:
+    with stores.connect(purpose="cdc drop") as log:
         if has_tables(log, "ingest_checkpoint"):
             log.execute("DELETE FROM ingest_checkpoint WHERE source = %s", (checkpoint_source(store),))
     return removed
 
 
-def has_stream(store: str, legacy_dsn: str, eventstore_dsn: str) -> bool:
+def has_stream(store: str, stores: Stores) -> bool:
     """The store has a slot and a stored position: `ingest` reads its stream rather than a snapshot."""
-    with psycopg.connect(legacy_dsn) as legacy:
+    with stores.connect(store, purpose="cdc") as legacy:
         slot = slot_name(legacy.info.dbname)
         if not legacy.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone():
             return False
-    with psycopg.connect(eventstore_dsn) as log:
+    with stores.connect(purpose="cdc") as log:
         stored = read_position(log, store)
     return stored is not None and stored.get("slot") == slot
 
 
-def published_tables(store: str, legacy_dsn: str) -> set[str]:
-    with psycopg.connect(legacy_dsn) as legacy:
+def published_tables(store: str, stores: Stores) -> set[str]:
+    with stores.connect(store, purpose="cdc") as legacy:
         return {name for (name,) in legacy.execute(
             "SELECT tablename FROM pg_publication_tables WHERE pubname = %s", (publication_name(store),))}
 
 
-def stream_status(store: str, legacy_dsn: str, eventstore_dsn: str, *, now: datetime | None = None,
+def stream_status(store: str, stores: Stores, *, now: datetime | None = None,
                   warn_retained_bytes: int = 1 << 30) -> dict[str, Any]:
     now = now or datetime.now(UTC)
-    with psycopg.connect(legacy_dsn) as legacy:
+    with stores.connect(store, purpose="cdc status") as legacy:
         slot = slot_name(legacy.info.dbname)
         server_flush = legacy.execute("SELECT pg_current_wal_flush_lsn()::text").fetchone()[0]
         found = legacy.execute(
@@ -266,7 +267,7 @@ def stream_status(store: str, legacy_dsn: str, eventstore_dsn: str, *, now: date
         published = {name for (name,) in legacy.execute(
             "SELECT tablename FROM pg_publication_tables WHERE pubname = %s", (publication_name(store),))}
     stored, recorded_at, broken = None, None, None
-    with psycopg.connect(eventstore_dsn) as log:
+    with stores.connect(purpose="cdc status") as log:
         if has_tables(log, "ingest_checkpoint"):
             row = log.execute("SELECT position, updated_at FROM ingest_checkpoint WHERE source = %s",
                               (checkpoint_source(store),)).fetchone()
@@ -309,10 +310,10 @@ def stream_status(store: str, legacy_dsn: str, eventstore_dsn: str, *, now: date
 
 
 @contextmanager
-def resync_lock(eventstore_dsn: str, store: str) -> Iterator[None]:
+def resync_lock(stores: Stores, store: str) -> Iterator[None]:
     """Held by `ingest --resync` around its whole run (taken before its snapshot is exported): the
     stream records nothing meanwhile, and the snapshot sees every change the stream recorded."""
-    with psycopg.connect(eventstore_dsn, autocommit=True) as conn:
+    with stores.connect(purpose="ingest resync", autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (lock_name(store),))
         try:
             yield

@@ -1,6 +1,6 @@
 """The change stream of one legacy store, recorded into the account event log.
 
-    stream = LegacyChangeStream(store="billing_prod", legacy_dsn=..., eventstore_dsn=...)
+    stream = LegacyChangeStream(store="billing_prod", stores=...)
     appended = stream.poll(max_wait=0.5)   # what the server sent; each transaction recorded once
     stream.catch_up()                      # up to the server's flush LSN at the call (`ingest`)
     stream.close()
@@ -47,6 +47,7 @@ from ingestion.legacy.schema import relation_problems, store_problems
 from ingestion.legacy.snapshot import TableIngest, exported_snapshot
 from ingestion.legacy.tables import key_text
 from eventlog.own_tables import record_block, recorded_blocks
+from eventlog.stores import Stores
 
 STATUS_EVERY = 10.0  # seconds between standby status updates when idle (wal_sender_timeout is 60 s by default)
 BLOCK_CHECK_EVERY = 2.0  # seconds between looks at the live schema of a blocked table
@@ -75,20 +76,19 @@ def read_position(log: psycopg.Connection, store: str) -> dict[str, Any] | None:
 class LegacyChangeStream:
     """Keeps a replication connection and an event-store connection open between polls."""
 
-    def __init__(self, *, store: str, legacy_dsn: str, eventstore_dsn: str,
+    def __init__(self, *, store: str, stores: Stores,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC), max_batch: int = 5_000,
                  sender_timeout_s: float | None = None) -> None:
         self.store = store
         self._specs = {spec.table: spec for spec in TABLES_BY_STORE[store]}
         self._clock = clock
         self._max_batch = max_batch
-        self._legacy_dsn = legacy_dsn
-        self._eventstore_dsn = eventstore_dsn
-        self._log = psycopg.connect(eventstore_dsn)
+        self._stores = stores
+        self._log = stores.connect(purpose="cdc")
         try:
             stored = read_position(self._log, store)
             self._log.rollback()
-            with psycopg.connect(legacy_dsn) as legacy:
+            with stores.connect(store, purpose="cdc") as legacy:
                 self.slot = slot_name(legacy.info.dbname)
                 exists = legacy.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s",
                                         (self.slot,)).fetchone()
@@ -97,7 +97,7 @@ class LegacyChangeStream:
                                f"{' exists but its handoff never finished' if exists else ' is missing'}): "
                                "run `recompute cdc setup`")
             self.position = int(stored["lsn_int"])
-            self._replication = ReplicationConnection(legacy_dsn, sender_timeout_s=sender_timeout_s)
+            self._replication = ReplicationConnection(stores, store, sender_timeout_s=sender_timeout_s)
             self._replication.start(self.slot, publication_name(store), self.position)
         except BaseException:
             self.close()
@@ -148,14 +148,14 @@ class LegacyChangeStream:
         if time.monotonic() - self._last_block_check < BLOCK_CHECK_EVERY:
             return
         self._last_block_check = time.monotonic()
-        with psycopg.connect(self._legacy_dsn, connect_timeout=5) as legacy:
+        with self._stores.connect(self.store, purpose="cdc") as legacy:
             still = store_problems(legacy, self.store)
         for name in sorted(self.blocked.keys() - still.keys()):
             self.resync_table(name)
 
     def catch_up(self, *, idle_limit: float = 10.0) -> int:
         """Polls until everything the server had flushed when called is recorded; returns events appended."""
-        with psycopg.connect(self._legacy_dsn, autocommit=True) as legacy:
+        with self._stores.connect(self.store, purpose="cdc", autocommit=True) as legacy:
             target = po.parse_lsn(legacy.execute("SELECT pg_current_wal_flush_lsn()::text").fetchone()[0])
         appended, idle_since = 0, time.monotonic()
         while not (self._open is None and max(self._wal_end, self.position) >= target):
@@ -274,9 +274,8 @@ class LegacyChangeStream:
         """The table's schema matches again: it is read again whole by snapshot (through the same
         digests: only what changed meanwhile is appended), which lifts its block."""
         spec = self._specs[name.split(".", 1)[1]]
-        with exported_snapshot(self.store, self._legacy_dsn) as snapshot:
-            report = TableIngest(spec=spec, snapshot=snapshot, source_dsn=self._legacy_dsn,
-                                 eventstore_dsn=self._eventstore_dsn).run()
+        with exported_snapshot(self.store, self._stores) as snapshot:
+            report = TableIngest(spec=spec, snapshot=snapshot, stores=self._stores).run()
         if report.blocked is None:
             self.blocked.pop(name, None)
             self.resynced.append(name)
