@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import stripe
 
 from domain.legacy_tables import STORES
-from domain.rules import RULES_V1, Rules, load_rules
 from eventlog.own_tables import ensure_own_schema, upgrade_own_schema
 from eventlog.postgres_log import PostgresEventLog
 from eventlog.stores import OperationalError, Stores
@@ -37,16 +36,11 @@ SOURCES = (*STORES, "stripe")
 
 @dataclass(frozen=True)
 class RulesSource:
-    """Where a command's rules come from: a file (--rules, else RECOMPUTE_RULES, else the built-in
-    v1) and the active generation (projections/read_model/active_rules.py chooses between them)."""
+    """Where the active rules come from: the active generation, or before any `backfill --apply`
+    the default ones (RECOMPUTE_RULES, else the built-in v1), which the CLI reads before wiring so
+    that a bad file writes nothing (projections/read_model/active_rules.py chooses between them)."""
 
     stores: Stores
-    path: str | None  # RECOMPUTE_RULES
-
-    def configured(self, path: str | None = None) -> Rules:
-        """Raises RulesError (saying what and where) for a file that does not parse."""
-        chosen = path or self.path
-        return RULES_V1 if chosen is None else load_rules(chosen)
 
     def active(self) -> Generation | None:
         """The active generation (None before any `backfill --apply`); reads only."""
@@ -63,7 +57,7 @@ class App:
 
     @property
     def rules(self) -> RulesSource:
-        return RulesSource(stores=self.stores, path=self.settings.rules_path)
+        return RulesSource(stores=self.stores)
 
     def event_log(self) -> PostgresEventLog:
         """The event log, opened (it holds a pool of the library's): close it, or use it in `with`."""

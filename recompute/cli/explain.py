@@ -40,7 +40,8 @@ def explain(account_id: str, as_of: datetime | None, rules_path: str | None, as_
     _refuse_rules_known_otherwise(app, rules, rules_path)
     rules = active_rules_or_exit(app, rules, rules_path, writes=False)
     try:
-        explanation = explain_account(app.stores, account_id, rules, as_of or utc_now(), owners=owners)
+        with app.event_log() as log:
+            explanation = explain_account(app.stores, account_id, rules, as_of or utc_now(), log=log, owners=owners)
     except Error as error:
         raise RunFailed(f"explain failed: {error}")
     if not explanation.timeline and not explanation.later_events:
