@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from eventlog.stores import ProgrammingError, parse_dsn
-
 from domain.legacy_tables import STORES
+from eventlog.stores import ProgrammingError, parse_dsn
 from recompute.config_file import OWNERS, ConfigFileProblem, read_config_file
 
 DSN_VARIABLES = {

@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from eventlog.stores import ProgrammingError, make_dsn, parse_dsn
 from kombu.utils.url import maybe_sanitize_url
 
+from eventlog.stores import ProgrammingError, make_dsn, parse_dsn
 from recompute.settings import DEFAULT, OWNERS, DSN_VARIABLES, SETTING_NAMES, Settings
 
 MASK = "****"

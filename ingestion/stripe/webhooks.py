@@ -24,9 +24,10 @@ from dataclasses import dataclass
 
 import anyio.to_thread
 import orjson
-from eventlog.stores import OperationalError
 import psycopg_pool
 import stripe
+
+from eventlog.stores import OperationalError
 
 TOLERANCE_SECONDS = 300  # stripe's own default for WebhookSignature
 MAX_GROUP = 500

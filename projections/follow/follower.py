@@ -37,12 +37,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 
-from eventlog.stores import Connection, OperationalError, Stores
 from domain.catalog import fold_catalog
 from domain.owners import Owners
 from domain.events import AccountEvent
 from domain.partitions import partition_of
 from domain.rules import Rules, parse_rules
+from eventlog.stores import Connection, OperationalError, Stores
 from projections.apply.account_plans import AccountPlan
 from projections.apply.protocol import APPLY_LOCK, ApplyResult, recover
 from projections.apply.relay import RelayReport, relay

@@ -16,8 +16,8 @@ import threading
 from collections.abc import Callable
 
 
-from eventlog.stores import Connection, OperationalError, Stores, errors
 from eventlog.account_log import EVENTS_TABLE
+from eventlog.stores import Connection, OperationalError, Stores, errors
 from projections.follow.follower import Follower, StepReport
 from projections.follow.health import Backoff, Health
 

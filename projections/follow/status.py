@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from eventlog.stores import Connection
-
 from eventlog.tables_present import has_tables
 from projections.follow.breaker import read_breaker
 from projections.follow.leases import owners

@@ -10,11 +10,11 @@ from typing import NoReturn
 
 import click
 import orjson
-from eventlog.stores import Error
 
 from domain.legacy_tables import STORES
 from domain.rules_identity import RulesConflict
 from domain.saved_plan import SavedPlan, SavedPlanError, read_document
+from eventlog.stores import Error
 from projections.apply.cas_sql import WriteRefused
 from projections.apply.protocol import ApplyBusy, ApplyOptions, ApplyRefused, ApplyResult, apply as apply_corrections
 from projections.apply.relay import RelayReport

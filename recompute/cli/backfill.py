@@ -8,12 +8,12 @@ from datetime import datetime
 from pathlib import Path
 
 import click
-from eventlog.stores import Error
 
 from domain.legacy_tables import STORES
 from domain.rules import RULES_V1, Rules
 from domain.rules_identity import RulesConflict
 from eventlog.account_log import log_exists
+from eventlog.stores import Error
 from projections.apply.cas_sql import WriteRefused
 from projections.apply.protocol import ApplyBusy, ApplyOptions, ApplyRefused, ApplyResult
 from projections.apply.writes import EarlierRunStillWriting

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 
 import click
-from eventlog.stores import Error
 
+from eventlog.stores import Error
 from ingestion.legacy.schema import blocked_tables, describe
 
 from domain.legacy_tables import STORES

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 
 import click
-from eventlog.stores import Error
 
 from eventlog.account_log import log_exists
+from eventlog.stores import Error
 from recompute.cli.common import (
     Instant,
     RunFailed,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import sys
 
 import click
-from eventlog.stores import parse_dsn
 
 from domain.legacy_tables import STORES
 from domain.privileges import grants_sql, quote_ident
+from eventlog.stores import parse_dsn
 from recompute.check import check as check_all, settings_listing
 from recompute.cli.common import echo_json
 from recompute.cli.group import main

@@ -14,10 +14,10 @@ import time
 from contextlib import ExitStack
 
 import click
-from eventlog.stores import Error, Stores
 import stripe
 
 from domain.legacy_tables import STORES
+from eventlog.stores import Error, Stores
 from ingestion.jobs import IngestJob
 from ingestion.streamed_jobs import snapshot_jobs, snapshots_while_streaming
 from ingestion.legacy.cdc.keeper import tables_not_streamed

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import click
 import orjson
-from eventlog.stores import Error
 
 from domain.drift import open_drift
 from domain.legacy_tables import STORES
 from domain.saved_plan import saved_document
 from eventlog.account_log import log_exists, log_head
+from eventlog.stores import Error
 from projections.plan import PlanResult, plan as plan_corrections
 from recompute.cli.common import (
     Instant,

@@ -25,11 +25,11 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 import click
-from eventlog.stores import OperationalError
 
 from domain.legacy_tables import STORES
 from domain.rules_identity import RulesConflict
 from eventlog.processes import die_with_parent
+from eventlog.stores import OperationalError
 from projections.follow.breaker import resume as resume_breaker
 from projections.follow.follower import Follower, StepReport
 from projections.follow.generation import RulesDiffer

@@ -23,11 +23,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from eventlog.stores import Error, Stores
 import stripe
 
 from domain.legacy_tables import STORES
 from eventlog.own_tables import ensure_own_schema
+from eventlog.stores import Error, Stores
 from ingestion.jobs import IngestJob
 from ingestion.legacy.cdc.keeper import StreamKeeper
 from ingestion.legacy.cdc.names import lock_name

@@ -7,12 +7,12 @@ from datetime import datetime
 from pathlib import Path
 
 import click
-from eventlog.stores import Error, Stores
 
 from domain.legacy_tables import STORES
 from domain.owners import Owners
 from domain.rules import Rules
 from eventlog.account_log import log_exists
+from eventlog.stores import Error, Stores
 from recompute.cli.common import (
     Instant,
     RunFailed,

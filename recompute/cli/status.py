@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import click
-from eventlog.stores import Error
 
+from eventlog.stores import Error
 from recompute.cli.common import RunFailed, echo_json, rules_or_exit, utc_now, app_or_exit
 from recompute.settings import read_settings
 from recompute.cli.group import main
