@@ -18,7 +18,7 @@ from psycopg import sql
 from domain.legacy_tables import STORES as LEGACY
 from simulation.fleet import build_fleet
 from simulation.harness.apply_fleet import NOW, Fleet
-from simulation.harness.databases import STORES, dsn_for, scratch_databases
+from simulation.harness.databases import SERVER, STORES, dsn_for, scratch_databases
 from tests.support.cli import no_secrets
 from tests.support.follow import RECOMPUTE, a_calm_world, an_overdue_invoice, dunning_stage, env_of
 from tests.support.rules import SPEC_V1
@@ -28,15 +28,15 @@ AS_OF = ("--as-of", NOW.isoformat())
 
 
 @contextmanager
-def a_role() -> Iterator[str]:
+def a_role(server: str = SERVER) -> Iterator[str]:
     """A login role with no privileges of its own, dropped afterwards (after the databases it was granted on)."""
     role = f"rt_role_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(dsn_for("postgres"), autocommit=True) as admin:
+    with psycopg.connect(dsn_for("postgres", server), autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
     try:
         yield role
     finally:
-        with psycopg.connect(dsn_for("postgres"), autocommit=True) as admin:
+        with psycopg.connect(dsn_for("postgres", server), autocommit=True) as admin:
             admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
@@ -51,14 +51,14 @@ def run(env_dsns: dict[str, str], *args: str, expect: int = 0) -> subprocess.Com
     return done
 
 
-def grant(dsns: dict[str, str], role: str) -> None:
+def grant(dsns: dict[str, str], role: str, server: str = SERVER) -> None:
     """What an operator does: runs `grants`' SQL in each legacy database as the tables' owner, and gives
     the role its own event store database."""
     for store in LEGACY:
         script = run(dsns, "grants", "--role", role, "--source", store).stdout
         with psycopg.connect(dsns[store], autocommit=True) as owner:
             owner.execute(script.encode())
-    with psycopg.connect(dsn_for("postgres"), autocommit=True) as admin:
+    with psycopg.connect(dsn_for("postgres", server), autocommit=True) as admin:
         database = psycopg.conninfo.conninfo_to_dict(dsns["eventstore"])["dbname"]
         admin.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(database), sql.Identifier(role)))
 
@@ -148,10 +148,11 @@ def test_a_table_level_update_grant_is_warned_of_column_by_column(granted):
         "created_at, currency, due_at, invoice_id, stripe_invoice_id), which recompute never writes")}]
 
 
-def test_project_follow_as_the_granted_role_corrects_changes_read_through_the_change_streams():
-    with a_role() as role, scratch_databases(*STORES) as stores:
+@pytest.mark.logical
+def test_project_follow_as_the_granted_role_corrects_changes_read_through_the_change_streams(logical_server):
+    with a_role(logical_server) as role, scratch_databases(*STORES, server=logical_server) as stores:
         accounts = a_calm_world(stores, accounts=5)
-        grant(stores, role)
+        grant(stores, role, logical_server)
         mine = as_role(stores, role)
         owner = {**stores, "eventstore": mine["eventstore"]}
         for store in LEGACY:  # once, as the tables' owner: the publications
@@ -171,7 +172,7 @@ def test_project_follow_as_the_granted_role_corrects_changes_read_through_the_ch
             first = follower.stdout.readline()  # type: ignore[union-attr]
             assert first.startswith("projection: generation"), first + follower.stderr.read()  # type: ignore[union-attr]
             _eventually(lambda: dunning_stage(stores, accounts[3]) == "retrying")
-            _eventually(lambda: streaming(role) == 3)  # it reads the three change streams as the role
+            _eventually(lambda: streaming(role, logical_server) == 3)  # it reads the three change streams as the role
             an_overdue_invoice(stores, accounts[4], days=5)
             _eventually(lambda: dunning_stage(stores, accounts[4]) == "retrying")
         finally:
@@ -184,8 +185,8 @@ def test_project_follow_as_the_granted_role_corrects_changes_read_through_the_ch
         assert orjson.loads(run(owner, "plan", "--json").stdout)["corrections"] == []
 
 
-def streaming(role: str) -> int:
-    with psycopg.connect(dsn_for("postgres")) as admin:
+def streaming(role: str, server: str) -> int:
+    with psycopg.connect(dsn_for("postgres", server)) as admin:
         return admin.execute("SELECT count(*) FROM pg_stat_replication WHERE usename = %s", (role,)).fetchone()[0]
 
 
