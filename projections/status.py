@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from eventlog.account_log import EVENTS_TABLE
+from eventlog.tail import has_log, head
 from eventlog.own_tables import count_waiting, recorded_blocks
 from eventlog.stores import Stores
 from ingestion.legacy.schema import describe
@@ -90,12 +90,12 @@ def read_status(stores: Stores, *, now: datetime, default_rules: Rules, default_
     with stores.connect(purpose="status") as conn:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         cur = conn.cursor(row_factory=dict_row)
-        if not has_tables(conn, EVENTS_TABLE):
+        if not has_log(conn):
             return Status(now=now, active_rules=defaults)  # nothing ingested yet: not even our tables exist
         generation = active_generation(conn)
         projection = None if generation is None else _projection(conn, generation)
         kept = _kept_facts(conn)
-        log = cur.execute(f"SELECT (SELECT coalesce(max(notification_id), 0) FROM {EVENTS_TABLE}) AS events, "
+        log = cur.execute(f"SELECT {head(conn)} AS events, "
                           "(SELECT count(*) FROM ingest_row_digest WHERE store = 'cf_prod' AND tbl = 'accounts' "
                           "AND stream IS NOT NULL) AS accounts").fetchone()
         sources = [SourceCheckpoint(r["source"], r["updated_at"], (now - r["updated_at"]).total_seconds())

@@ -15,9 +15,8 @@ import logging
 import threading
 from collections.abc import Callable
 
-
-from eventlog.account_log import EVENTS_TABLE
 from eventlog.stores import Connection, OperationalError, Stores, errors
+from eventlog.tail import listen
 from projections.follow.follower import Follower, StepReport
 from projections.follow.health import Backoff, Health
 
@@ -26,7 +25,6 @@ Report = Callable[[StepReport], None]
 # statements: idle_in_transaction_session_timeout, an InternalError, not an OperationalError)
 SESSION_ENDED = (OperationalError, errors.IdleInTransactionSessionTimeout)
 log = logging.getLogger("recompute.follow")
-
 
 def catch_up(follower: Follower, on_report: Report = lambda _: None, *, max_steps: int = 10_000) -> list[StepReport]:
     reports = []
@@ -38,7 +36,6 @@ def catch_up(follower: Follower, on_report: Report = lambda _: None, *, max_step
         if not report.more and not report.busy:
             break
     return reports
-
 
 class Wake:
     """LISTENs to the appends' NOTIFY (eventlog/account_log.append_events). Its session may be ended
@@ -54,7 +51,7 @@ class Wake:
     def _listen(self) -> bool:
         try:
             self._conn = self._stores.connect(purpose="recompute follow wake", autocommit=True)
-            self._conn.execute(f"LISTEN {EVENTS_TABLE}")
+            listen(self._conn)
         except OperationalError as error:
             self._drop(error)
             return False
@@ -94,7 +91,6 @@ class Wake:
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
-
 
 def follow(follower: Follower, stop: threading.Event, wake: Wake, on_report: Report = lambda _: None,
            backoff: Backoff | None = None) -> None:

@@ -16,20 +16,11 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 
-import psycopg
-from psycopg import sql
-
 from domain.events import AccountEvent
-from eventlog.account_log import EVENTS_TABLE, decode_event
+from eventlog.stores import Connection
+from eventlog.tail import events_after
 
 MAX_EVENTS = 500_000  # decoded events held (~1 KB each)
-
-_AFTER = sql.SQL(
-    "SELECT e.originator_id, e.originator_version, e.topic, e.state "
-    "FROM unnest(%s::text[], %s::bigint[]) AS u(id, after) "
-    "JOIN {} e ON e.originator_id = u.id AND e.originator_version > u.after "
-    "ORDER BY e.originator_id, e.originator_version").format(sql.Identifier(EVENTS_TABLE))
-
 
 class StreamCache:
     def __init__(self, max_events: int = MAX_EVENTS) -> None:
@@ -38,7 +29,7 @@ class StreamCache:
         self._held = 0
         self.read_events = 0  # decoded since made (what the cache did not spare)
 
-    def read(self, conn: psycopg.Connection, accounts: Sequence[str]) -> dict[str, list[AccountEvent]]:
+    def read(self, conn: Connection, accounts: Sequence[str]) -> dict[str, list[AccountEvent]]:
         """Each of `accounts` the log has, with all its events (lists the caller must not change)."""
         new = self._after(conn, {a: self._version(a) for a in accounts})
         whole = [a for a, events in new.items() if not _continues(self._streams.get(a, []), events)]
@@ -63,13 +54,8 @@ class StreamCache:
         events = self._streams.get(account)
         return events[-1].originator_version if events else 0
 
-    def _after(self, conn: psycopg.Connection, after: dict[str, int]) -> dict[str, list[AccountEvent]]:
-        if not after:
-            return {}
-        new: dict[str, list[AccountEvent]] = {}
-        with conn.cursor(binary=True) as cur:
-            for account, version, topic, state in cur.execute(_AFTER, (list(after), list(after.values()))):
-                new.setdefault(account, []).append(decode_event(topic, state, account, version))
+    def _after(self, conn: Connection, after: dict[str, int]) -> dict[str, list[AccountEvent]]:
+        new = events_after(conn, after)
         self.read_events += sum(map(len, new.values()))
         return new
 

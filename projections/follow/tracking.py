@@ -7,8 +7,8 @@
     follow_run        the apply runs (apply_run) followers made, by whom: the breaker counts these
     follow_breaker    one row: open (tripped_at, reason) or closed (resumed_at)
 
-    new_events, mark_dirty (pure), positions, advance, due_accounts, earliest_due, upsert_states, ...:
-    the reads and writes of one batch, in the caller's transaction.
+    mark_dirty (pure), positions, advance, due_accounts, earliest_due, upsert_states, ...:
+    the reads and writes of one batch, in the caller's transaction (new events: eventlog/tail.py).
 """
 
 from __future__ import annotations
@@ -18,12 +18,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import psycopg
-from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from domain.events import CATALOG_STREAM
 from domain.partitions import partition_of
-from eventlog.account_log import EVENTS_TABLE
 from eventlog.tables_present import ddl_done
 
 DDL = """
@@ -85,13 +83,6 @@ def advance(conn: psycopg.Connection, generation: int, to: dict[int, int]) -> No
         "SELECT %s, p, pos FROM unnest(%s::int[], %s::bigint[]) AS u(p, pos) "
         "ON CONFLICT (generation, partition) DO UPDATE SET position = excluded.position, updated_at = now()",
         (generation, list(to), list(to.values())))
-
-
-def new_events(conn: psycopg.Connection, after: int, limit: int) -> list[tuple[int, str]]:
-    """(notification id, stream) of at most `limit` events past `after`, in the log's order."""
-    return conn.execute(sql.SQL("SELECT notification_id, originator_id FROM {} WHERE notification_id > %s "
-                                "ORDER BY notification_id LIMIT %s").format(sql.Identifier(EVENTS_TABLE)),
-                        (after, limit)).fetchall()
 
 
 def mark_dirty(rows: Sequence[tuple[int, str]], positions: Mapping[int, int], count: int

@@ -14,11 +14,10 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
 import psycopg
-from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from domain.rules import Rules
-from eventlog.account_log import EVENTS_TABLE
+from eventlog.tail import latest_source_times
 from projections.apply.account_plans import AccountPlan
 from projections.apply.audit import RunInfo
 from eventlog.stores import Stores
@@ -59,10 +58,5 @@ def cause_times(conn: psycopg.Connection, accounts: Sequence[str], after: int, u
     """Per account, when what caused its correction happened: the latest source time of its events
     with notification id in (after, upto], else the instant its timer came due."""
     found: dict[str, datetime] = {a: due[a] for a in accounts if a in due}
-    for account_id, at in conn.execute(sql.SQL(
-            "SELECT originator_id, max((convert_from(state, 'UTF8')::jsonb ->> 'source_time')::timestamptz) "
-            "FROM {} WHERE notification_id > %s AND notification_id <= %s AND originator_id = ANY(%s) "
-            "GROUP BY 1").format(sql.Identifier(EVENTS_TABLE)), (after, upto, list(accounts))):
-        if at is not None:
-            found[account_id] = at
+    found.update(latest_source_times(conn, accounts, after, upto))
     return found

@@ -35,7 +35,7 @@ import orjson
 import psycopg
 
 from domain.legacy_tables import TABLES_BY_STORE, LegacyTable
-from eventlog.account_log import EVENTS_TABLE
+from eventlog.tail import last_row
 from eventlog.tables_present import has_tables
 from ingestion.legacy.cdc import pgoutput as po
 from ingestion.legacy.cdc.names import checkpoint_source, lock_name, publication_name, slot_name
@@ -414,11 +414,7 @@ class _Recording:
                 "SELECT record FROM parked_record WHERE source = %s AND tbl = %s AND key = %s ORDER BY id DESC LIMIT 1",
                 (spec.store, spec.table, key)).fetchone()
         else:
-            found = self.log.execute(
-                f"SELECT convert_from(state, 'UTF8')::jsonb -> 'row' FROM {EVENTS_TABLE} WHERE originator_id = %s "
-                "AND convert_from(state, 'UTF8')::jsonb @> jsonb_build_object('store', %s::text, 'table', %s::text, "
-                "'key', %s::jsonb) ORDER BY originator_version DESC LIMIT 1",
-                (before.stream, spec.store, spec.table, before.key_json)).fetchone()
+            found = (last_row(self.log, before.stream, spec.store, spec.table, before.key_json),)
         return found[0] if found and isinstance(found[0], dict) else None
 
 
