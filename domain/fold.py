@@ -14,7 +14,7 @@ the events it read); everything the truth reads is identical. `explain` keeps th
 against the rows as recorded).
 
 FOLD_VERSION names what this code makes of a stream. The read model keeps facts per account
-(projections/read_model/facts_store.py) and uses them only when they were made by this version:
+(projections/evaluation/kept_facts.py) and uses them only when they were made by this version:
 bump it (any new string) in the commit that changes what `fold` or `resolve_facts` return for
 some stream, or the shape of `AccountFacts`, or the set `read_by_truth` keeps. A refactoring that
 returns equal facts for every stream keeps it.

@@ -7,9 +7,10 @@ order. Events are frozen values: what is appended comes back equal, with its ass
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from domain.events import CATALOG_STREAM, AccountEvent
+from eventlog.account_range import AccountRange
 from eventlog.protocol import EventNotification
 
 
@@ -37,3 +38,18 @@ class InMemoryEventLog:
         first = max(start, 1)
         return [EventNotification(id=i, event=event)
                 for i, event in enumerate(self._order[first - 1:first - 1 + limit], start=first)]
+
+    def head(self) -> int:
+        return len(self._order)
+
+    def new_events(self, after: int, limit: int) -> list[tuple[int, str]]:
+        first = max(after, 0)
+        return [(i, event.originator_id) for i, event in enumerate(self._order[first:first + limit], start=first + 1)]
+
+    def events_after(self, versions: Mapping[str, int]) -> dict[str, list[AccountEvent]]:
+        found = {stream: [e for e in self._streams.get(stream, ()) if e.originator_version > version]
+                 for stream, version in versions.items()}
+        return {stream: events for stream, events in found.items() if events}
+
+    def streams(self, accounts: AccountRange) -> Iterator[tuple[str, list[AccountEvent]]]:
+        return ((stream, list(events)) for stream, events in sorted(self._streams.items()) if accounts.holds(stream))

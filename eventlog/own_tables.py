@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS ingest_row_digest (
     PRIMARY KEY (store, tbl, key)
 );
 -- the parked rows, which every plan range, backfill partition and follower step asks for
--- (legacy_rows.parked_rows): without it each read every digest (3.2M rows at 100k accounts: 0.5 s)
+-- (eventlog/parked.parked_rows): without it each read every digest (3.2M rows at 100k accounts: 0.5 s)
 CREATE INDEX IF NOT EXISTS ingest_row_digest_parked ON ingest_row_digest (store, tbl) WHERE parked;
 CREATE TABLE IF NOT EXISTS ingest_checkpoint (
     source      text PRIMARY KEY,

@@ -13,15 +13,25 @@ The contract:
   catalog stream is not an account).
 - `notifications(start, limit)` is the global order (the library's `select_notifications`): at most
   `limit` events with notification id >= `start`, ids increasing in append order.
+- `head()` is the highest notification id (0: nothing appended); `new_events(after, limit)` the
+  (id, stream) of at most `limit` events with id > `after`, in the global order (a follower's tail).
+- `events_after(versions)` is each given stream's events after the version given for it, in version
+  order; a stream with none (or unknown) is left out (a follower's cache tops up with it).
+- `streams(accounts)` is the key-range bulk read: each stream of the range (eventlog/account_range.py)
+  with all its events, streams in the order Python sorts their ids.
+
+PostgresEventLog answers each from the same functions the product calls on a connection it holds
+(eventlog/tail.py, eventlog/range_reads.py), so this contract covers those queries too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from domain.events import AccountEvent
+from eventlog.account_range import AccountRange
 
 
 @dataclass(frozen=True)
@@ -47,4 +57,20 @@ class EventLog(Protocol):
 
     def notifications(self, start: int, limit: int) -> list[EventNotification]:
         """At most `limit` events in the global order, from notification id `start` on (inclusive)."""
+        ...
+
+    def head(self) -> int:
+        """The highest notification id (0: nothing appended)."""
+        ...
+
+    def new_events(self, after: int, limit: int) -> list[tuple[int, str]]:
+        """(notification id, stream) of at most `limit` events past `after`, in the global order."""
+        ...
+
+    def events_after(self, versions: Mapping[str, int]) -> dict[str, list[AccountEvent]]:
+        """Each stream of `versions` with events after the version given: those, in version order."""
+        ...
+
+    def streams(self, accounts: AccountRange) -> Iterator[tuple[str, list[AccountEvent]]]:
+        """Each stream of `accounts` with its events, in the order Python sorts the ids."""
         ...

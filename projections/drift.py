@@ -17,10 +17,12 @@ from domain.events import AccountEvent
 from domain.owners import Owners
 from domain.rules import Rules
 from projections.apply.audit import applied_corrections
-from projections.legacy_rows import AccountRange, account_events
+from eventlog.account_range import AccountRange
+from eventlog.range_reads import account_events
+from eventlog.stores import Stores
 
 
-def attach_drift(eventstore_dsn: str, catalog: Catalog, rules: Rules, as_of: datetime,
+def attach_drift(stores: Stores, catalog: Catalog, rules: Rules, as_of: datetime,
                  corrections: Sequence[Correction], owners: Owners, *,
                  streams: Mapping[str, Sequence[AccountEvent]] | None = None) -> list[Correction]:
     """`corrections` (in their order), each with its drift; `streams`: the accounts' whole streams
@@ -31,10 +33,10 @@ def attach_drift(eventstore_dsn: str, catalog: Catalog, rules: Rules, as_of: dat
     if not by_account:
         return list(corrections)
     accounts = sorted(by_account)
-    past = applied_corrections(eventstore_dsn, accounts)
+    past = applied_corrections(stores.eventstore, accounts)
     said: dict[str, list[Correction]] = {}
     read = ((a, streams[a]) for a in accounts if a in streams) if streams is not None else \
-        account_events(eventstore_dsn, AccountRange(ids=tuple(accounts)))
+        account_events(stores, AccountRange(ids=tuple(accounts)))
     for account_id, events in read:
         mine = by_account.get(account_id)
         if mine:

@@ -26,7 +26,7 @@ from domain.rules import Rules
 from domain.state import TrueState
 from domain.truth import true_state
 from projections.apply.audit import applied_corrections, past_corrections
-from projections.legacy_rows import parked_records
+from eventlog.parked import parked_records
 from eventlog.postgres_log import PostgresEventLog
 from eventlog.protocol import EventLog
 from eventlog.stores import Stores
@@ -79,13 +79,13 @@ class Explanation:
 def explain(stores: Stores, account_id: str, rules: Rules, as_of: datetime, *,
             log: EventLog | None = None, owners: Owners = Owners()) -> Explanation:
     """`log`: an open log to read through (a long-lived process opens it once); else one is opened here."""
-    opened = log or PostgresEventLog(stores.eventstore)
+    opened = log or PostgresEventLog(stores)
     try:
         events, catalog_events = read_streams(opened, account_id)
     finally:
         if log is None:
             opened.close()
-    parked = parked_records(stores.eventstore, account_id)
+    parked = parked_records(stores, account_id)
     holding = [row for row in (record.held_row(account_id) for record in parked) if row is not None]
     past = applied_corrections(stores.eventstore, [account_id]).get(account_id, [])
     return replace(explanation(account_id, events, catalog_events, rules, as_of, parked=holding, owners=owners,

@@ -70,7 +70,7 @@ def run_demo(settings: Settings, *, accounts: int, drifting: int, seed: int, say
 
         at = datetime.now(UTC)
         t = time.perf_counter()
-        first = plan(dsns, RULES_V1, at)
+        first = plan(app.stores, RULES_V1, at)
         differences = compare_corrections(manifest.expected_corrections, [c.as_json() for c in first.corrections])
         say(f"\nplan         {first.accounts_checked:,} accounts checked, {first.accounts_disagreeing} disagree: "
             f"{len(first.corrections)} corrections ({time.perf_counter() - t:.1f}s); matches the drift injected: "
@@ -97,7 +97,7 @@ def run_demo(settings: Settings, *, accounts: int, drifting: int, seed: int, say
 
         if apply_step is not None:
             result, relay = apply_step(app, at)
-            history = read_history(dsns["eventstore"])
+            history = read_history(app.stores)
             say(f"\napply        {result.count('applied')} corrections written in {result.accounts_chosen} accounts, "
                 f"each with its audit record; {result.count('stale')} stale")
             for line in textwrap.wrap(f"announced {announced(history)}", 118, initial_indent=" " * 13,
@@ -111,7 +111,7 @@ def run_demo(settings: Settings, *, accounts: int, drifting: int, seed: int, say
             for line in render_brief(after, STAGE_FIELDS[:1]):
                 say(line)
             more("\n" + render_text(after) + "\n")
-            again = plan(dsns, RULES_V1, datetime.now(UTC))
+            again = plan(app.stores, RULES_V1, datetime.now(UTC))
             say(f"\nplan again   {again.accounts_disagreeing} accounts disagree, {len(again.corrections)} corrections")
 
     say(f"\nreport       the drift plan found, as a page for a browser ({size / 1024:,.0f} KiB): {report_path}")

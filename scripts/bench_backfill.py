@@ -36,15 +36,17 @@ from bench_plan import ingested_fleet  # noqa: E402
 from domain.legacy_tables import COMPARED_BY_STORE  # noqa: E402
 from domain.partitions import PARTITIONS, partition_of  # noqa: E402
 from domain.rules import RULES_V1, parse_rules  # noqa: E402
-from projections.legacy_rows import (  # noqa: E402
-    AccountRange, _event_rows, account_ids, account_ranges, legacy_rows, parked_rows,
-)
+from eventlog.account_range import AccountRange  # noqa: E402
+from eventlog.parked import parked_rows  # noqa: E402
+from eventlog.range_reads import _event_rows, logged_accounts  # noqa: E402
+from eventlog.stores import Stores  # noqa: E402
+from projections.evaluation.ranges import account_ranges  # noqa: E402
+from projections.legacy_rows import legacy_rows  # noqa: E402
 from projections.plan import plan  # noqa: E402
 from projections.read_model.backfill import _jobs, backfill  # noqa: E402
 from projections.read_model.partition import build_partition  # noqa: E402
 from recompute.dask_executor import DaskExecutor  # noqa: E402
 from tests.e2e.test_backfill_fleet import RULES_V2  # noqa: E402
-from eventlog.stores import Stores  # noqa: E402
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 PHASES = {  # cProfile function name -> phase (cumulative time)
@@ -76,10 +78,11 @@ def reads_only(item: Read) -> int:
     """What a partition reads (its events' rows, its parked rows, every store's rows of its
     accounts), nothing decoded, folded, diffed or written: the floor of any fold over these reads."""
     dsns, accounts = item
-    rows = sum(1 for _ in _event_rows(dsns["eventstore"], accounts))
-    parked_rows(dsns["eventstore"], accounts)
+    stores = Stores.from_dsns(dsns)
+    rows = sum(1 for _ in _event_rows(stores, accounts))
+    parked_rows(stores, accounts)
     for store in COMPARED_BY_STORE:
-        rows += sum(1 for _ in legacy_rows(dsns[store], store, accounts))
+        rows += sum(1 for _ in legacy_rows(stores, store, accounts))
     return rows
 
 
@@ -112,13 +115,13 @@ def main() -> None:
         took = time.perf_counter() - started
         rss = executor.connect().run(peak_rss_kb)
         started = time.perf_counter()
-        planned = plan(dsns, rules, NOW, workers=args.workers, executor=executor, kept_facts=False)  # a full replay
+        planned = plan(Stores.from_dsns(dsns), rules, NOW, workers=args.workers, executor=executor, kept_facts=False)  # a full replay
         plan_s = time.perf_counter() - started
-        ids = account_ids(dsns["eventstore"])
+        ids = logged_accounts(Stores.from_dsns(dsns))
         parts = [AccountRange(ids=tuple(a for a in ids if partition_of(a) == p)) for p in range(PARTITIONS)]
         reads = {"32 partitions, as the backfill reads them": timed_reads(executor, [(dsns, a) for a in parts]),
                  f"{args.workers} ranges, one per worker": timed_reads(
-                     executor, [(dsns, r) for r in account_ranges(dsns["eventstore"], args.workers)])}
+                     executor, [(dsns, r) for r in account_ranges(Stores.from_dsns(dsns), args.workers)])}
     rate = result.events_replayed / took
     print(f"backfill, {args.workers} workers, 32 partitions: {result.events_replayed} events in {took:.2f}s = "
           f"{rate:,.0f} events/s = {rate / (events / floor_s):.2f} of the COPY floor; "

@@ -23,13 +23,14 @@ sys.path.insert(0, str(ROOT))
 
 from domain.owners import Owners  # noqa: E402
 from domain.rules import RULES_V1  # noqa: E402
+from eventlog.stores import Stores  # noqa: E402
 from projections.plan import PlanResult, plan  # noqa: E402
 from bench_plan import NOW, ingested_fleet  # noqa: E402
 
 
 def timed(dsns: dict[str, str], *, owners: Owners | None, kept_facts: bool) -> tuple[float, PlanResult]:
     started = time.perf_counter()
-    result = plan(dsns, RULES_V1, NOW, workers=2, kept_facts=kept_facts, owners=owners)
+    result = plan(Stores.from_dsns(dsns), RULES_V1, NOW, workers=2, kept_facts=kept_facts, owners=owners)
     return time.perf_counter() - started, result
 
 

@@ -34,11 +34,11 @@ from projections.explain import explain  # noqa: E402
 from projections.plan import plan  # noqa: E402
 from eventlog.account_log import append_events  # noqa: E402
 from eventlog.postgres_log import PostgresEventLog  # noqa: E402
+from eventlog.stores import Stores  # noqa: E402
 from eventlog.own_tables import ensure_own_schema  # noqa: E402
 from simulation.fleet import build_fleet  # noqa: E402
 from simulation.world_reader import WorldFileReader  # noqa: E402
 from simulation.harness.databases import named_database  # noqa: E402
-from eventlog.stores import Stores  # noqa: E402
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -104,7 +104,7 @@ def bench(accounts: int, drifting: int, reuse: bool) -> None:
     dsns = ingested_fleet(accounts, drifting, reuse=reuse)
     floor_rows, floor_seconds = copy_floor(dsns["eventstore"])
     started = time.perf_counter()
-    result = plan(dsns, RULES_V1, NOW, workers=2)
+    result = plan(Stores.from_dsns(dsns), RULES_V1, NOW, workers=2)
     plan_seconds = time.perf_counter() - started
     plan_rate, floor_rate = result.events_folded / plan_seconds, floor_rows / floor_seconds
     print(f"events in the log         {floor_rows:>10,}")
@@ -114,7 +114,7 @@ def bench(accounts: int, drifting: int, reuse: bool) -> None:
     print(f"floor: COPY binary        {floor_seconds:>10.2f} s  {floor_rate:>10,.0f} rows/s")
     print(f"plan / floor              {plan_rate / floor_rate:>10.2f}   (target >= 0.33)")
     account = a_long_account(dsns["eventstore"])
-    log = PostgresEventLog(dsns["eventstore"])
+    log = PostgresEventLog(Stores.from_dsns(dsns))
     for label, kwargs in (("cold: opens the log", {}), ("the log open", {"log": log})):
         timings = []
         for _ in range(20):
@@ -134,7 +134,7 @@ def rss(sizes: list[int]) -> None:
         # parent, so RUSAGE_CHILDREN is theirs.
         code = ("import sys, resource; sys.path.insert(0, %r); from datetime import datetime, UTC; "
                 "from domain.rules import RULES_V1; from projections.plan import plan; "
-                "r = plan(%r, RULES_V1, datetime(2026, 3, 1, tzinfo=UTC), workers=2); "
+                "from eventlog.stores import Stores; r = plan(Stores.from_dsns(%r), RULES_V1, datetime(2026, 3, 1, tzinfo=UTC), workers=2); "
                 "hwm = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')); "
                 "print(r.events_folded, hwm, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
                 ) % (str(ROOT), dsns)

@@ -1,4 +1,4 @@
-"""Benchmark: `plan` with kept facts (projections/read_model/facts_store.py) against a full replay.
+"""Benchmark: `plan` with kept facts (projections/evaluation/kept_facts.py) against a full replay.
 
     .venv/bin/python scripts/bench_read_model.py [--accounts 10000] [--reuse] [--changed 0.01] [--rounds 3]
 
@@ -34,13 +34,14 @@ from bench_plan import NOW, ingested_fleet  # noqa: E402
 from domain.events import LegacyRowObserved  # noqa: E402
 from domain.rules import RULES_V1  # noqa: E402
 from eventlog.account_log import append_events  # noqa: E402
+from eventlog.stores import Stores  # noqa: E402
 from projections.plan import PlanResult, plan  # noqa: E402
 from projections.read_model.tables import ensure_read_model  # noqa: E402
 
 
 def timed(dsns: dict[str, str], **kwargs: bool) -> tuple[PlanResult, float]:
     started = time.perf_counter()
-    result = plan(dsns, RULES_V1, NOW, workers=2, **kwargs)
+    result = plan(Stores.from_dsns(dsns), RULES_V1, NOW, workers=2, **kwargs)
     return result, time.perf_counter() - started
 
 

@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench_plan import NOW, ingested_fleet  # noqa: E402
 from domain.rules import RULES_V1  # noqa: E402
+from eventlog.stores import Stores  # noqa: E402
 from projections.plan import plan  # noqa: E402
 from projections.report.data import gather  # noqa: E402
 from projections.report.render import render_html, save  # noqa: E402
@@ -34,10 +35,10 @@ from projections.report.render import render_html, save  # noqa: E402
 def bench(accounts: int, reuse: bool) -> None:
     dsns = ingested_fleet(accounts, accounts * 691 // 10_000, reuse=reuse, prefix="bench_report")
     started = time.perf_counter()
-    planned = plan(dsns, RULES_V1, NOW, workers=2)
+    planned = plan(Stores.from_dsns(dsns), RULES_V1, NOW, workers=2)
     plan_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    data = gather(dsns, RULES_V1, NOW, workers=2)
+    data = gather(Stores.from_dsns(dsns), RULES_V1, NOW, workers=2)
     gather_seconds = time.perf_counter() - started
     renders = []
     for _ in range(5):

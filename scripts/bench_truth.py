@@ -27,7 +27,7 @@ from bench_plan import NOW  # noqa: E402
 from domain.catalog import Catalog  # noqa: E402
 from domain.dunning import DunningInvoice  # noqa: E402
 from domain.rules import RULES_V1  # noqa: E402
-from projections.read_model.facts_store import decode  # noqa: E402
+from projections.evaluation.kept_facts import decode  # noqa: E402
 from tests.support import dunning_oracle  # noqa: E402
 
 CATALOG = Catalog(plans={"free": ("api",), "pro": ("api", "sso")})

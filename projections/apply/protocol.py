@@ -53,7 +53,7 @@ from domain.rules import Rules
 from projections.apply.audit import Intent, Outcome, OutgoingEvent, RunInfo, pending, record, settle
 from projections.executor import Executor
 from projections.plan import PlanResult, plan
-from projections.legacy_rows import catalog_events
+from eventlog.range_reads import catalog_events
 from projections.apply.account_plans import AccountPlan, replan
 from projections.apply.writes import resolve_pending, write_store
 from eventlog.own_tables import check_known_rules, remember_rules
@@ -110,14 +110,13 @@ def apply(stores: Stores, rules: Rules, as_of: datetime, options: ApplyOptions =
     each batch is still re-planned against the stores as they are when it is written."""
     result = ApplyResult(run_id=str(uuid.uuid4()), as_of=as_of, rules_version=rules.version,
                          rules_digest=rules.digest)
-    dsns = stores.as_dsns()  # plan and replan take them still (issue 19: the one engine takes the Stores)
     with _exclusive(stores):
         with _es(stores) as conn:
             check_known_rules(conn, rules)
         recover(stores, result)
         on_step("recovered")
         if planned is None:
-            planned = plan(dsns, rules, as_of, account=options.account, workers=options.workers, executor=executor,
+            planned = plan(stores, rules, as_of, account=options.account, workers=options.workers, executor=executor,
                            owners=None)  # drift is said for what each batch writes
         on_step("planned")
         disagreeing, chosen = choose_accounts(planned.corrections, planned.accounts_checked, options)
@@ -127,9 +126,9 @@ def apply(stores: Stores, rules: Rules, as_of: datetime, options: ApplyOptions =
             return result
         run = RunInfo(result.run_id, rules.version, as_of, rules.digest)
         start_run(stores, run, rules)
-        catalog = fold_catalog(catalog_events(stores.eventstore), as_of=as_of)
+        catalog = fold_catalog(catalog_events(stores), as_of=as_of)
         for batch in _chunks(chosen, options.batch_accounts):
-            apply_batch(stores, run, replan(dsns, rules, as_of, catalog, batch, owners=options.owners), result, on_step)
+            apply_batch(stores, run, replan(stores, rules, as_of, catalog, batch, owners=options.owners), result, on_step)
         _finish_run(stores, result)
     return result
 

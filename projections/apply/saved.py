@@ -31,7 +31,7 @@ from projections.apply.protocol import (
     ApplyOptions, ApplyResult, Step, _chunks, _es, _exclusive, _finish_run, apply_batch, choose_accounts, recover,
     start_run,
 )
-from projections.legacy_rows import catalog_events
+from eventlog.range_reads import catalog_events
 
 
 class PlanAlreadyApplied(RuntimeError):
@@ -68,9 +68,9 @@ def apply_saved(stores: Stores, rules: Rules, saved: SavedPlan, options: ApplyOp
         start_run(stores, run, rules)
         on_step("started")
         if by_account:
-            catalog = fold_catalog(catalog_events(stores.eventstore), as_of=saved.as_of)
+            catalog = fold_catalog(catalog_events(stores), as_of=saved.as_of)
             for batch in _chunks(sorted(by_account), options.batch_accounts):
-                states = {p.state.account_id: p.state for p in replan(stores.as_dsns(), rules, saved.as_of, catalog, batch)}
+                states = {p.state.account_id: p.state for p in replan(stores, rules, saved.as_of, catalog, batch)}
                 apply_batch(stores, run, [AccountPlan(states[a], by_account[a]) for a in batch if a in states],
                             result, on_step)
                 # an account cf_prod no longer has as of T: nothing of it is written

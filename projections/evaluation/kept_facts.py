@@ -1,4 +1,4 @@
-"""The kept facts: per account, what the fold made of its stream, so `plan` need not replay it.
+"""The kept facts: per account, what the fold made of its stream, so an evaluation need not replay it.
 
     keepable(events, as_of) -> (version, time)      pure: may the facts of this fold be kept?
     usable(kept, head, as_of) -> bool              pure: may kept facts stand for a fold at as_of?
@@ -7,8 +7,11 @@
     encode_state(state) / decode_state(...)        a kept decision, and it restated at a later T
     encode_result(...) / decode_result(data)       what a decision found against the account's rows (Known)
     parked_digest(rows), rows_digests(...)         what a kept result was found for (pure)
-    KeptFactsReader(dsn)                           the rows of a range, their streams' heads, the bytes
-    keep(dsn, rows)                                one upsert per batch (skipped on a read-only store)
+    KeptFactsReader(stores)                        the rows of a range, their streams' heads, the bytes
+    keep(conn, rows)                               one upsert per batch (skipped on a read-only store)
+
+The table (`read_model_facts`) is made with the read model's (projections/read_model/tables.py);
+the engine (projections/evaluation/engine.py) is what reads and writes it.
 
 Facts are kept from `fold(..., legacy=False)` (domain/fold.py): they do not depend on the rules,
 and hold no observed legacy rows (plan compares live rows; only explain needs the recorded ones,
@@ -57,7 +60,6 @@ from datetime import datetime
 import hashlib
 
 import orjson
-import psycopg
 from psycopg import sql
 
 from domain.catalog import Catalog
@@ -69,8 +71,10 @@ from domain.held import HeldRow
 from domain.rules import Rules
 from domain.state import TrueState
 from domain.truth import restated
-from eventlog.account_log import EVENTS_TABLE, walked_heads
+from eventlog.range_reads import stream_heads
+from eventlog.stores import Connection, Stores
 from eventlog.tables_present import has_tables
+from projections.legacy_rows import RowsDigests
 
 TABLE = "read_model_facts"
 DECIDED_BY = "truth-1"  # bump when domain/truth.py or domain/dunning.py would decide differently
@@ -98,10 +102,6 @@ class Known:
     account_exists: bool
     corrections: list[Correction]
     held: list[HeldRow]
-
-
-# Per legacy store (in COMPARED_BY_STORE's order), the digest it made of the account's rows (None: it has none).
-RowsDigests = tuple[bytes | None, ...]
 
 
 @dataclass(frozen=True)
@@ -246,8 +246,8 @@ class KeptFactsReader:
     """One REPEATABLE READ, read-only snapshot of a range's kept facts and its streams' heads, so
     the facts read match the heads they were judged by."""
 
-    def __init__(self, dsn: str) -> None:
-        self.conn = psycopg.connect(dsn, options="-c TimeZone=UTC")
+    def __init__(self, stores: Stores) -> None:
+        self.conn = stores.connect(purpose="read kept facts")
         self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         self.present = has_tables(self.conn, TABLE)
         self.decisions = self.present and has_decisions(self.conn)
@@ -256,15 +256,8 @@ class KeptFactsReader:
         self.conn.close()
 
     def heads(self, where: sql.Composable, *, walk: bool = False) -> dict[str, int]:
-        """Each stream of the range and its head (`where` on originator_id).
-
-        With `walk` (only for a `where` that is an interval of the index's order), one descent of
-        the primary key per stream (eventlog/account_log.walked_heads), not a GROUP BY reading
-        every event's heap row."""
-        if walk:
-            return walked_heads(self.conn, where)
-        query = sql.SQL("SELECT originator_id, max(originator_version) FROM {t} WHERE {w} GROUP BY 1")
-        return dict(self.conn.execute(query.format(t=sql.Identifier(EVENTS_TABLE), w=where)).fetchall())
+        """Each stream of the range and its head (`where` on originator_id; `walk`: eventlog/range_reads.stream_heads)."""
+        return stream_heads(self.conn, where, walk=walk)
 
     def kept(self, where: sql.Composable, key: DecisionKey | None = None, as_of: datetime | None = None
              ) -> dict[str, Kept]:
@@ -346,7 +339,7 @@ FIND = sql.SQL(
          set_found=sql.SQL(", ").join(sql.SQL("{0} = d.{0}").format(sql.Identifier(c)) for c in FOUND))
 
 
-def has_decisions(conn: psycopg.Connection) -> bool:
+def has_decisions(conn: Connection) -> bool:
     """read_model_facts has the decided_* columns (a table made before them gets them from the
     next writing command's ensure_read_model; until then no decision is kept or read)."""
     row = conn.execute("SELECT count(*) FROM information_schema.columns WHERE table_schema = current_schema() "
@@ -354,10 +347,10 @@ def has_decisions(conn: psycopg.Connection) -> bool:
     return bool(row and row[0] == len(DECIDED))
 
 
-def can_keep(dsn: str) -> bool:
+def can_keep(stores: Stores) -> bool:
     """The table exists (a writing command made it: plan creates nothing) and this session may
     write it: not a standby, not a read-only default, and granted INSERT and UPDATE."""
-    with psycopg.connect(dsn) as conn:
+    with stores.connect(purpose="keep facts") as conn:
         if not has_tables(conn, TABLE) or not has_decisions(conn):
             return False
         row = conn.execute(
@@ -377,7 +370,7 @@ def _decided(rows: Sequence[Keep]) -> list[list[object]]:
     return [list(column) for column in zip(*found)] if found else [[] for _ in DECIDED]
 
 
-def keep(conn: psycopg.Connection, rows: Sequence[Keep]) -> None:
+def keep(conn: Connection, rows: Sequence[Keep]) -> None:
     """Upserts a batch of kept facts (with their decisions) and adds the decisions beside facts
     already kept, in one transaction, and commits it."""
     if not rows:

@@ -43,6 +43,7 @@ from domain.events import AccountEvent
 from domain.partitions import partition_of
 from domain.rules import Rules, parse_rules
 from eventlog.stores import Connection, OperationalError, Stores
+from eventlog.tail import new_events
 from projections.apply.account_plans import AccountPlan
 from projections.apply.protocol import APPLY_LOCK, ApplyResult, recover
 from projections.apply.relay import RelayReport, relay
@@ -51,7 +52,7 @@ from projections.follow.generation import ActiveGeneration, active_or_new
 from projections.follow.writes import cause_times, write_plans
 from projections.follow.evaluation import evaluate_accounts, read_step
 from projections.follow.streams import StreamCache
-from projections.legacy_rows import catalog_events
+from eventlog.range_reads import catalog_events
 from ingestion.legacy.schema import blocked_tables
 from projections.read_model.tables import ensure_read_model
 
@@ -104,7 +105,6 @@ class Follower:
                  on_step: Callable[[str], None] = lambda _: None,
                  after_commit: Callable[[StepReport], None] | None = None, owners: Owners = Owners()) -> None:
         self.stores = stores
-        self.dsns = stores.as_dsns()  # the evaluation's readers take them still (issue 19: the one engine)
         self.owners = owners  # who writes what (domain/owners.py): each correction's drift names its writer
         self.rules = rules
         self.owner = owner or new_owner()
@@ -203,12 +203,12 @@ class Follower:
             gen = self.generation.id
             parts = sorted(held)
             pos = tracking.positions(conn, gen, parts)
-            rows = tracking.new_events(conn, min(pos.values()), self.batch_events)
+            rows = new_events(conn, min(pos.values()), self.batch_events)
             head = rows[-1][0] if rows else min(pos.values())
             report.more = len(rows) == self.batch_events
             dirty, catalog_parts, report.events = tracking.mark_dirty(rows, pos, count)
             if catalog_parts or self._catalog is None:
-                self._catalog = catalog_events(self.stores.eventstore)
+                self._catalog = catalog_events(self.stores)
             due = tracking.due_accounts(conn, gen, parts, now)
             report.due = len(due.keys() - dirty)
             gate = breaker.read_breaker(conn)
@@ -325,8 +325,8 @@ class Follower:
             return [], []
         catalog = fold_catalog(self._catalog or [], as_of=now)
         count = self.generation.partitions
-        step = read_step(self.dsns, self._conn, self._streams, accounts, blocked)
-        evaluated, plans = evaluate_accounts(self.dsns, step, self.rules, now, catalog, accounts, self.owners)
+        step = read_step(self.stores, self._conn, self._streams, accounts, blocked)
+        evaluated, plans = evaluate_accounts(self.stores, step, self.rules, now, catalog, accounts, self.owners)
         self._withheld_by_block |= step.withheld_by_block
         states = []
         for state, _ in evaluated:

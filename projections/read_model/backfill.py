@@ -29,7 +29,7 @@ from eventlog.account_log import log_head
 from eventlog.stores import Connection, Stores
 from projections.apply.protocol import ApplyOptions, ApplyResult, apply, check_blast_radius
 from projections.executor import Executor
-from projections.legacy_rows import account_ids, catalog_events
+from eventlog.range_reads import catalog_events, logged_accounts
 from projections.plan import PlanResult
 from projections.read_model.generations import Generation, Opened, active_generation, done_partitions, finish, \
     open_generation, read_generation, switch
@@ -143,13 +143,13 @@ def _against(report: bytes) -> str | None:
 
 def _jobs(stores: Stores, gen: Generation, rules: Rules, active_rules: Rules, position: int,
           todo: list[int]) -> list[PartitionJob]:
-    catalog = fold_catalog(catalog_events(stores.eventstore), as_of=gen.as_of)
+    catalog = fold_catalog(catalog_events(stores), as_of=gen.as_of)
     ids: dict[int, list[str]] = {p: [] for p in todo}
-    for account_id in account_ids(stores.eventstore):
+    for account_id in logged_accounts(stores):
         mine = ids.get(partition_of(account_id, gen.partitions))
         if mine is not None:
             mine.append(account_id)
-    return [PartitionJob(dsns=stores.as_dsns(), generation=gen.id, partition=p, account_ids=tuple(ids[p]), rules=rules,
+    return [PartitionJob(stores=stores, generation=gen.id, partition=p, account_ids=tuple(ids[p]), rules=rules,
                          active_rules=active_rules, as_of=gen.as_of, catalog=catalog, position=position)
             for p in todo]
 

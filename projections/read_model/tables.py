@@ -4,7 +4,7 @@
                             rules), the stream version they reflect, the latest source time of an
                             event in them that the truth reads, and the fold's code version; and
                             the decision last made from them and what it found against the
-                            live rows (decided_*: facts_store.py)
+                            live rows (decided_*: projections/evaluation/kept_facts.py)
     read_model_generation   a projection under one rules version + digest (blue/green): its rules
                             text, its T, its partition count; at most one is `active`
     read_model_partition    a partition of a generation that is built: committed with its states,
@@ -67,7 +67,7 @@ CREATE INDEX IF NOT EXISTS read_model_state_timer ON read_model_state (generatio
 -- backfill: what a built partition found (orjson: its changes against the active rules, its
 -- corrections against the legacy rows), committed with its states, so a resumed run reports it too
 ALTER TABLE read_model_partition ADD COLUMN IF NOT EXISTS report bytea;
--- kept decisions beside the facts (facts_store.py): the true state decided from them at decided_as_of,
+-- kept decisions beside the facts (projections/evaluation/kept_facts.py): the true state decided from them at decided_as_of,
 -- standing until decided_until (NULL: ever) under those rules and that catalog
 ALTER TABLE read_model_facts
     ADD COLUMN IF NOT EXISTS decided_state          bytea,        -- TrueState JSON (explain off)
@@ -75,7 +75,7 @@ ALTER TABLE read_model_facts
     ADD COLUMN IF NOT EXISTS decided_until          timestamptz,
     ADD COLUMN IF NOT EXISTS decided_rules_digest   text,         -- rules digest / DECIDED_BY
     ADD COLUMN IF NOT EXISTS decided_catalog_digest text;         -- the catalog folded at decided_as_of
--- kept results beside the decisions (facts_store.py): what the diff and the hold found from the
+-- kept results beside the decisions (projections/evaluation/kept_facts.py): what the diff and the hold found from the
 -- decision, and what against: the account's parked rows and each legacy store's digest of its rows
 ALTER TABLE read_model_facts
     ADD COLUMN IF NOT EXISTS decided_result         bytea,        -- orjson [exists, corrections, held]

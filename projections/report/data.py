@@ -1,9 +1,9 @@
 """The report's data: one pass over the fleet as `plan` makes it, and the event store's history.
 
-    gather(dsns, rules, as_of, workers=) -> ReportData
+    gather(stores, rules, as_of, workers=) -> ReportData
 
-The pass is plan's own (projections/plan.py `evaluate`, one process per range of accounts), but it
-keeps counts instead of corrections (aggregate.py). The history is read in one REPEATABLE READ
+The pass is plan's own (the evaluation engine, projections/evaluation/engine.py, one process per
+range of accounts), but it keeps counts instead of corrections (aggregate.py). The history is read in one REPEATABLE READ
 transaction: corrections applied over time by table (`correction_audit`), those of each reviewed
 plan (`apply --plan`, by its digest), the domain events of
 the outbox by type and status, the parked records by reason; and, once followers of `project`
@@ -17,27 +17,30 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from itertools import groupby
 from operator import attrgetter
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import psycopg
 from psycopg.rows import dict_row
 
 from domain.catalog import Catalog, fold_catalog
 from domain.diff import Correction
 from domain.owners import Owners
 from domain.rules import Rules
+from eventlog.account_range import AccountRange
 from eventlog.postgres_log import PostgresEventLog
-from eventlog.stores import Stores
 from eventlog.processes import worker_pool
+from eventlog.range_reads import catalog_events
+from eventlog.stores import Stores
 from eventlog.tables_present import has_tables
+from ingestion.legacy.schema import blocked_tables
+from projections.evaluation.engine import evaluate
+from projections.evaluation.ranges import account_ranges
+from projections.evaluation.sources import StoreReader
 from projections.explain import explain, render_text
-from projections.legacy_rows import AccountRange, account_ranges, catalog_events
-from projections.plan import evaluate
 from projections.apply.audit import applied_corrections
 from projections.drift import attach_drift
 from projections.report.aggregate import Aggregate, applied_times
@@ -71,46 +74,46 @@ class ReportData:
     explanations: dict[str, str] = field(default_factory=dict)  # account -> explain's text
 
 
-def gather(dsns: Mapping[str, str], rules: Rules, as_of: datetime, *, workers: int = 2,
+def gather(stores: Stores, rules: Rules, as_of: datetime, *, workers: int = 2,
            owners: Owners = Owners()) -> ReportData:
-    catalog = fold_catalog(catalog_events(dsns["eventstore"]), as_of=as_of)
+    catalog = fold_catalog(catalog_events(stores), as_of=as_of)
     fleet = Aggregate()
-    ranges = account_ranges(dsns["eventstore"], workers)
+    ranges = account_ranges(stores, workers)
     if len(ranges) == 1:
-        fleet.merge(aggregate_range(dict(dsns), rules, as_of, catalog, ranges[0], owners))
+        fleet.merge(aggregate_range(stores, rules, as_of, catalog, ranges[0], owners))
     else:
         with worker_pool(len(ranges)) as pool:
-            for part in pool.map(aggregate_range, *zip(*[(dict(dsns), rules, as_of, catalog, r, owners)
+            for part in pool.map(aggregate_range, *zip(*[(stores, rules, as_of, catalog, r, owners)
                                                           for r in ranges])):
                 fleet.merge(part)
-    data = ReportData(as_of=as_of, rules_version=rules.version, fleet=fleet, history=read_history(dsns["eventstore"]))
-    data.lag = read_lag(dsns["eventstore"], data.history.bucket)
-    data.explanations = explanations(dsns, [account for _, account in fleet.top], rules, as_of, owners)
+    data = ReportData(as_of=as_of, rules_version=rules.version, fleet=fleet, history=read_history(stores))
+    data.lag = read_lag(stores, data.history.bucket)
+    data.explanations = explanations(stores, [account for _, account in fleet.top], rules, as_of, owners)
     return data
 
 
-def aggregate_range(dsns: dict[str, str], rules: Rules, as_of: datetime, catalog: Catalog,
+def aggregate_range(stores: Stores, rules: Rules, as_of: datetime, catalog: Catalog,
                     accounts: AccountRange, owners: Owners | None = None) -> Aggregate:
     """One range of accounts, counted: the unit of work of one process; with `owners`, where the
     drift came from too (projections/drift.py, the drifting accounts only)."""
     counts = Aggregate()
     drifting: list[Correction] = []
-    for _, state, corrections, held in evaluate(dsns, rules, as_of, catalog, accounts, explain=False):
-        counts.add(state, corrections, held)
-        drifting.extend(corrections)
+    for e in evaluate(StoreReader(stores), rules, as_of, catalog, accounts, blocked=blocked_tables(stores)):
+        counts.add(e.state, e.corrections, e.held)
+        drifting.extend(e.corrections)
     if owners is None or not drifting:
         return counts
-    said = attach_drift(dsns["eventstore"], catalog, rules, as_of, drifting, owners)
+    said = attach_drift(stores, catalog, rules, as_of, drifting, owners)
     rewritten = sorted({c.account_id for c in said if c.drift is not None and c.drift.cause == "overwrote_correction"})
-    past = applied_corrections(dsns["eventstore"], rewritten) if rewritten else {}
+    past = applied_corrections(stores.eventstore, rewritten) if rewritten else {}
     for account_id, mine in groupby(said, key=attrgetter("account_id")):
         counts.add_drift(list(mine), as_of, applied_times(past.get(account_id, ())))
     return counts
 
 
-def read_history(eventstore_dsn: str) -> History:
+def read_history(stores: Stores) -> History:
     data = History()
-    with psycopg.connect(eventstore_dsn, options="-c TimeZone=UTC") as conn:
+    with stores.connect(purpose="report") as conn:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         cur = conn.cursor(row_factory=dict_row)
         if has_tables(conn, "correction_audit", "outbox_event"):
@@ -138,9 +141,9 @@ def read_history(eventstore_dsn: str) -> History:
     return data
 
 
-def read_lag(eventstore_dsn: str, bucket: str) -> list[dict[str, Any]] | None:
+def read_lag(stores: Stores, bucket: str) -> list[dict[str, Any]] | None:
     """The followers' correction lag per `bucket` of the committed times; None when none has a cause time."""
-    with psycopg.connect(eventstore_dsn, options="-c TimeZone=UTC") as conn:
+    with stores.connect(purpose="report") as conn:
         if not has_tables(conn, "correction_audit") or not conn.execute(
                 "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
                 "AND table_name = 'correction_audit' AND column_name = 'caused_at'").fetchone():
@@ -187,14 +190,14 @@ def parked_by_reason(rows: list[dict[str, Any]], limit: int = 20) -> list[dict[s
             for (source, table, reason), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]]
 
 
-def explanations(dsns: Mapping[str, str], accounts: list[str], rules: Rules, as_of: datetime,
+def explanations(stores: Stores, accounts: list[str], rules: Rules, as_of: datetime,
                  owners: Owners = Owners()) -> dict[str, str]:
     """explain's text of each account, read through one open log."""
     if not accounts:
         return {}
-    log = PostgresEventLog(dsns["eventstore"])
+    log = PostgresEventLog(stores)
     try:
-        return {account: render_text(explain(Stores.from_dsns(dsns), account, rules, as_of, log=log, owners=owners))
+        return {account: render_text(explain(stores, account, rules, as_of, log=log, owners=owners))
                 for account in accounts}
     finally:
         log.close()

@@ -147,7 +147,7 @@ def plan(as_of: datetime | None, rules_path: str | None, account: str | None, as
     try:
         with running(app.executor(workers, inline=account is not None)) as executor, \
                 progress("plan", unit="ranges") as step:
-            result = plan_corrections(app.stores.as_dsns(), rules, at, account=account, workers=workers, executor=executor,
+            result = plan_corrections(app.stores, rules, at, account=account, workers=workers, executor=executor,
                                       on_progress=step, owners=owners) \
                 if log_exists(app.stores.eventstore) else PlanResult(as_of=at, rules_version=rules.version,
                                                                          rules_digest=rules.digest)

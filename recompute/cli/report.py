@@ -33,7 +33,7 @@ def write_report(stores: Stores, rules: Rules, as_of: datetime, path: Path, *, w
     from projections.report.render import render_html, save
 
     started = time.perf_counter()
-    data = gather(stores.as_dsns(), rules, as_of, workers=workers, owners=owners)
+    data = gather(stores, rules, as_of, workers=workers, owners=owners)
     gathered = time.perf_counter()
     html = render_html(data, generated_at=utc_now())
     rendered = time.perf_counter()

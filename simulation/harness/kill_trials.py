@@ -26,8 +26,8 @@ import orjson
 import psycopg
 from psycopg import sql
 
-from domain.rules import RULES_V1
 from eventlog.stores import Stores
+from domain.rules import RULES_V1
 from projections.apply.protocol import ApplyOptions, ApplyResult, apply
 from projections.plan import plan
 from simulation.harness.apply_fleet import KEYS, NOW, RECOMPUTE, Fleet, snapshot
@@ -63,7 +63,7 @@ class KillTrials:
         self.applier = applier
         self.templates = {store: _database(fleet.dsns[store]) for store in STORES}
         self.before = snapshot(fleet.dsns)
-        self.expected = len(plan(fleet.dsns, RULES_V1, NOW, workers=1).corrections)
+        self.expected = len(plan(Stores.from_dsns(fleet.dsns), RULES_V1, NOW, workers=1).corrections)
         with self._copy() as dsns:
             steps: list[str] = []
             self.applier(dsns, steps.append)
@@ -81,7 +81,7 @@ class KillTrials:
                 stuck = conn.execute("SELECT (SELECT count(*) FROM correction_audit WHERE status = 'pending') + "
                                      "(SELECT count(*) FROM outbox_event WHERE status = 'held')").fetchone()[0]
             twice = [c for c, n in Counter(applied).items() if n > 1]
-            left = len(plan(dsns, RULES_V1, NOW, workers=1).corrections)
+            left = len(plan(Stores.from_dsns(dsns), RULES_V1, NOW, workers=1).corrections)
             return TrialOutcome(killed, len(changes), unaudited, result.recovered, len(applied), twice, left, stuck)
 
     def _kill_at_step(self, dsns: dict[str, str], step: int) -> bool:

@@ -10,8 +10,10 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from domain.events import CATALOG_STREAM, AccountEvent, LegacyRowObserved, StripeObjectObserved
+from eventlog.account_range import AccountRange
 from eventlog.in_memory import InMemoryEventLog
 from eventlog.postgres_log import PostgresEventLog
+from eventlog.stores import Stores
 from eventlog.protocol import EventLog
 from simulation.harness.databases import scratch_databases
 
@@ -23,7 +25,7 @@ def log(request) -> Iterator[EventLog]:
     if request.param == "in_memory":
         yield InMemoryEventLog()
         return
-    with scratch_databases("eventstore") as dsns, PostgresEventLog(dsns["eventstore"], create_table=True) as opened:
+    with scratch_databases("eventstore") as dsns, PostgresEventLog(only_the_event_store(dsns), create_table=True) as opened:
         yield opened
 
 
@@ -101,3 +103,38 @@ def test_accounts_are_listed_once_each_sorted_without_the_catalog(log):
     log.append([row("acc_b", 1), row("acc_a", 2), row("acc_b", 3), row(CATALOG_STREAM, 4)])
     log.append([row("acc_a", 5), row("Acc_Z", 6)])
     assert log.account_ids() == ["Acc_Z", "acc_a", "acc_b"]
+
+
+def test_the_head_is_the_last_notification_id_and_new_events_follow_it_in_order(log):
+    assert log.head() == 0 and log.new_events(0, 10) == []
+    log.append([row("acc_a", 1), row("acc_b", 2)])
+    log.append([row("acc_a", 3)])
+    ids = [n.id for n in log.notifications(1, 10)]
+    assert log.head() == ids[-1]
+    assert log.new_events(0, 10) == [(ids[0], "acc_a"), (ids[1], "acc_b"), (ids[2], "acc_a")]
+    assert log.new_events(ids[0], 1) == [(ids[1], "acc_b")]  # past `after`, at most `limit`
+    assert log.new_events(log.head(), 10) == []
+
+
+def test_events_after_a_version_are_what_a_whole_read_adds_past_it(log):
+    log.append([row("acc_a", 1), row("acc_b", 2), row("acc_a", 3), stripe("acc_a", 4)])
+    found = log.events_after({"acc_a": 1, "acc_b": 1, "acc_nobody": 0})
+    assert found == {"acc_a": log.stream("acc_a")[1:]}  # acc_b has nothing past 1; an unknown stream nothing
+    assert [e.originator_version for e in found["acc_a"]] == [2, 3] and isinstance(found["acc_a"][1], type(
+        stripe("acc_a", 4)))
+    assert log.events_after({}) == {} and log.events_after({"acc_b": 0}) == {"acc_b": log.stream("acc_b")}
+
+
+def test_a_key_range_reads_each_of_its_streams_whole_in_code_point_order(log):
+    log.append([row("acc_b", 1), row("Acc_Z", 2), row("acc_a", 3), row(CATALOG_STREAM, 4), row("acc_b", 5)])
+    every = list(log.streams(AccountRange()))
+    assert [stream for stream, _ in every] == ["Acc_Z", "acc_a", "acc_b"]  # no catalog in a key range
+    assert every[2] == ("acc_b", log.stream("acc_b")) and len(every[2][1]) == 2
+    assert [s for s, _ in log.streams(AccountRange(lo="acc_a", hi="acc_b"))] == ["acc_a"]
+    assert [s for s, _ in log.streams(AccountRange(ids=("acc_b", CATALOG_STREAM, "acc_x")))] == [
+        CATALOG_STREAM, "acc_b"] if CATALOG_STREAM < "acc_b" else ["acc_b", CATALOG_STREAM]
+
+
+def only_the_event_store(dsns: dict[str, str]) -> Stores:
+    """The Stores of a scratch event store alone (no legacy store is read here)."""
+    return Stores(cf_prod="", billing_prod="", subs="", eventstore=dsns["eventstore"])

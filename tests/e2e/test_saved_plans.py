@@ -10,9 +10,9 @@ import orjson
 import psycopg
 import pytest
 
+from eventlog.stores import Stores
 from domain.rules import RULES_V1
 from domain.saved_plan import plan_digest, read_document, saved_document
-from eventlog.stores import Stores
 from projections.apply.protocol import ApplyOptions
 from projections.apply.saved import apply_saved
 from projections.plan import plan
@@ -136,7 +136,7 @@ def test_apply_plan_refuses_options_that_would_change_the_plan(fleet, saved):
 def saved_trials(tmp_path_factory):
     with scratch_databases(*STORES) as dsns:
         fleet = a_drifting_fleet(dsns, tmp_path_factory.mktemp("stripe"), accounts=120, drifting=25)
-        planned = plan(dsns, RULES_V1, NOW, workers=1)
+        planned = plan(Stores.from_dsns(dsns), RULES_V1, NOW, workers=1)
         document = orjson.loads(orjson.dumps(saved_document(planned.as_json(), NOW, 1)))
         reviewed = read_document(document, "reviewed.json")
         yield KillTrials(fleet, applier=lambda copy, on_step: apply_saved(

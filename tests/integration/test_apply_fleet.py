@@ -11,6 +11,7 @@ import orjson
 import psycopg
 import pytest
 
+from eventlog.stores import Stores
 from domain.diff import WRITABLE
 from domain.rules import RULES_V1
 from projections.apply.protocol import ApplyOptions, apply
@@ -19,7 +20,6 @@ from projections.apply.relay import relay
 from simulation.readback import oracle_corrections
 from simulation.harness.apply_fleet import BROKER_URL, KEYS, NOW, a_consumer, a_drifting_fleet, drain, snapshot
 from simulation.harness.databases import STORES, scratch_databases
-from eventlog.stores import Stores
 
 pytestmark = [pytest.mark.integration, pytest.mark.broker]
 BOOKKEEPING = {"updated_at", "stage_since", "source"}
@@ -34,14 +34,14 @@ def applied(tmp_path_factory):
     with scratch_databases(*STORES) as dsns:
         fleet = a_drifting_fleet(dsns, tmp_path_factory.mktemp("stripe"))
         before = snapshot(dsns)
-        planned = plan(dsns, RULES_V1, NOW, workers=1)
+        planned = plan(Stores.from_dsns(dsns), RULES_V1, NOW, workers=1)
         with a_consumer() as queue:
             result = apply(Stores.from_dsns(dsns), RULES_V1, NOW, ApplyOptions(force=True))
             report = relay(stores=Stores.from_dsns(dsns), broker_url=BROKER_URL)
             received = drain(queue)
         after = snapshot(dsns)
         fleet.ingest()
-        replanned = plan(dsns, RULES_V1, NOW, workers=1)
+        replanned = plan(Stores.from_dsns(dsns), RULES_V1, NOW, workers=1)
         with psycopg.connect(dsns["eventstore"]) as conn:
             audit = conn.execute("SELECT tbl, op, key, col, from_value, to_value, status, event_id::text, causes "
                                  "FROM correction_audit ORDER BY id").fetchall()

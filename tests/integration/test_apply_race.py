@@ -9,13 +9,13 @@ import time
 import psycopg
 import pytest
 
+from eventlog.stores import Stores
 from domain.rules import RULES_V1
 from projections.apply.protocol import ApplyBusy, ApplyOptions, apply
 from projections.plan import plan
 from eventlog.own_tables import ensure_own_schema
 from simulation.harness.apply_fleet import NOW, a_drifting_fleet
 from simulation.harness.databases import STORES, scratch_databases
-from eventlog.stores import Stores
 
 pytestmark = pytest.mark.integration
 STAGES = ("grace", "retrying", "final_notice", "suspended")
@@ -39,7 +39,7 @@ def statuses(eventstore, account_id):
 
 def test_a_writer_that_commits_while_apply_waits_on_its_row_lock_is_not_overwritten(fleet):
     dsns = fleet.dsns
-    target = one(plan(dsns, RULES_V1, NOW, workers=1).corrections, "subs.subs_dunning", "update", "stage")
+    target = one(plan(Stores.from_dsns(dsns), RULES_V1, NOW, workers=1).corrections, "subs.subs_dunning", "update", "stage")
     theirs = next(s for s in STAGES if s not in (target.from_, target.to))
     writer = psycopg.connect(dsns["subs"])
     writer.execute("UPDATE subs_dunning SET stage = %s, updated_at = now() WHERE account_id = %s",
@@ -70,7 +70,7 @@ def test_a_writer_that_commits_while_apply_waits_on_its_row_lock_is_not_overwrit
 
 def test_rows_changed_between_plan_and_write_are_left_alone_whatever_the_operation(fleet):
     dsns = fleet.dsns
-    planned = plan(dsns, RULES_V1, NOW, workers=1).corrections
+    planned = plan(Stores.from_dsns(dsns), RULES_V1, NOW, workers=1).corrections
     update = one(planned, "cf_prod.accounts", "update", "status")
     insert = one(planned, "subs.subs_invoice", "insert")
     delete = one(planned, "subs.subs_customer", "delete")

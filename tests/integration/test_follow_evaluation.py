@@ -1,6 +1,6 @@
-"""The follower's evaluation (events through its StreamCache, reasons only for the corrected) says
-exactly what plan's own loop says reading every stream whole with reasons, over a generated fleet,
-also after the streams moved under a warm cache."""
+"""The follower's evaluation (events through its StreamCache, each account evaluated once, reasons
+only for the corrected) says exactly what the engine says reading every stream whole with reasons,
+over a generated fleet, also after the streams moved under a warm cache."""
 
 from __future__ import annotations
 
@@ -12,25 +12,30 @@ from domain.catalog import fold_catalog
 from domain.rules import RULES_V1
 from projections.follow.evaluation import evaluate_accounts, read_step
 from projections.follow.streams import StreamCache
-from projections.legacy_rows import AccountRange, account_ids, catalog_events
-from projections.plan import evaluate
+from eventlog.account_range import AccountRange
+from eventlog.range_reads import catalog_events, logged_accounts
+from eventlog.stores import Stores
+from ingestion.legacy.schema import blocked_tables
+from projections.evaluation.engine import evaluate
+from projections.evaluation.sources import StoreReader
 from tests.support.fleet import FLEET_NOW, a_fleet
 
 
 def _old_path(dsns, accounts, now):
-    catalog = fold_catalog(catalog_events(dsns["eventstore"]), as_of=now)
+    catalog = fold_catalog(catalog_events(Stores.from_dsns(dsns)), as_of=now)
     found = {}
-    for _, state, corrections, _ in evaluate(dsns, RULES_V1, now, catalog, AccountRange(ids=tuple(accounts)),
-                                             explain=True, kept_facts=False):
-        found[state.account_id] = (state, corrections)
+    for e in evaluate(StoreReader(Stores.from_dsns(dsns)), RULES_V1, now, catalog, AccountRange(ids=tuple(accounts)),
+                      blocked=blocked_tables(dsns), explain=True, kept_facts=False):
+        found[e.account_id] = (e.state, e.corrections)
     return found
 
 
 def _new_path(dsns, cache, accounts, now):
-    catalog = fold_catalog(catalog_events(dsns["eventstore"]), as_of=now)
+    stores = Stores.from_dsns(dsns)
+    catalog = fold_catalog(catalog_events(stores), as_of=now)
     with psycopg.connect(dsns["eventstore"], autocommit=True) as conn:
-        step = read_step(dsns, conn, cache, accounts)
-    return evaluate_accounts(dsns, step, RULES_V1, now, catalog, accounts)
+        step = read_step(stores, conn, cache, accounts)
+    return evaluate_accounts(stores, step, RULES_V1, now, catalog, accounts)
 
 
 def _same(dsns, cache, accounts, now):
@@ -45,7 +50,7 @@ def _same(dsns, cache, accounts, now):
 
 def test_the_followers_evaluation_agrees_with_plans_loop_over_a_fleet_also_after_its_streams_moved(tmp_path):
     with a_fleet(tmp_path, accounts=120, drifting=30) as fleet:
-        accounts = account_ids(fleet.dsns["eventstore"])
+        accounts = logged_accounts(Stores.from_dsns(fleet.dsns))
         cache = StreamCache()
         assert _same(fleet.dsns, cache, accounts, FLEET_NOW)  # the fleet drifts: there is something to plan
         with psycopg.connect(fleet.dsns["subs"]) as conn:  # the streams move: a re-ingest appends to some

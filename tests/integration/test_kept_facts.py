@@ -1,4 +1,4 @@
-"""Kept facts (projections/read_model/facts_store.py) change how fast `plan` is, never what it says.
+"""Kept facts (projections/evaluation/kept_facts.py) change how fast `plan` is, never what it says.
 
 Over a whole generated fleet, `plan` with kept facts prints the same corrections as a full replay
 (`kept_facts=False`), and as the fold that keeps the observed rows: on an unchanged log, after
@@ -13,13 +13,16 @@ import orjson
 import psycopg
 import pytest
 
+from eventlog.stores import Stores
 from domain.catalog import fold_catalog
 from domain.diff import corrections_for
 from domain.fold import fold
 from domain.held import hold
 from domain.rules import RULES_V1
 from domain.truth import true_state
-from projections.legacy_rows import AccountRange, StoreReader, catalog_events
+from eventlog.account_range import AccountRange
+from eventlog.range_reads import catalog_events
+from projections.evaluation.sources import StoreReader
 from projections.plan import plan
 from projections.read_model.tables import ensure_read_model
 from tests.support.fleet import FLEET_NOW, a_fleet
@@ -33,8 +36,8 @@ def corrections(result) -> bytes:
 
 def with_observed_rows(dsns, as_of) -> bytes:
     """The plan as it was before kept facts: each account folded with every event (facts.legacy too)."""
-    catalog = fold_catalog(catalog_events(dsns["eventstore"]), as_of=as_of)
-    reader = StoreReader(dsns)
+    catalog = fold_catalog(catalog_events(Stores.from_dsns(dsns)), as_of=as_of)
+    reader = StoreReader(Stores.from_dsns(dsns))
     parked = reader.parked(AccountRange())
     found = []
     for account_id, events, rows in reader.accounts(AccountRange()):
@@ -58,12 +61,12 @@ def heads(dsns) -> dict[str, int]:
 def test_plan_with_kept_facts_says_what_a_full_replay_says_before_and_after_streams_move(tmp_path):
     with a_fleet(tmp_path, accounts=200, drifting=30) as fleet:
         dsns = fleet.dsns
-        full = plan(dsns, RULES_V1, FLEET_NOW, kept_facts=False)
+        full = plan(Stores.from_dsns(dsns), RULES_V1, FLEET_NOW, kept_facts=False)
         assert kept_rows(dsns) == {}, "a full replay keeps nothing"
 
-        first = plan(dsns, RULES_V1, FLEET_NOW)
+        first = plan(Stores.from_dsns(dsns), RULES_V1, FLEET_NOW)
         kept = kept_rows(dsns)
-        second = plan(dsns, RULES_V1, FLEET_NOW)
+        second = plan(Stores.from_dsns(dsns), RULES_V1, FLEET_NOW)
 
         assert corrections(first) == corrections(second) == corrections(full)
         # the per-account reader below says nothing of where drift came from: compared without it
@@ -84,33 +87,33 @@ def test_plan_with_kept_facts_says_what_a_full_replay_says_before_and_after_stre
         fleet.recompute("ingest", "--source", "billing_prod")
         fleet.recompute("ingest", "--source", "subs")
 
-        full_after = plan(dsns, RULES_V1, FLEET_NOW, kept_facts=False)
-        after = plan(dsns, RULES_V1, FLEET_NOW)
+        full_after = plan(Stores.from_dsns(dsns), RULES_V1, FLEET_NOW, kept_facts=False)
+        after = plan(Stores.from_dsns(dsns), RULES_V1, FLEET_NOW)
 
         assert corrections(after) == corrections(full_after) != corrections(full)
         assert 0 < after.events_folded < 0.3 * full_after.events_folded, "only the moved streams are folded"
         refreshed = kept_rows(dsns)
         moved_heads = {a: head for a, head in heads(dsns).items() if a in kept and head > kept[a][0]}
         assert moved_heads and {a: refreshed[a][0] for a in moved_heads} == moved_heads, "their facts are kept anew"
-        assert plan(dsns, RULES_V1, FLEET_NOW).events_folded < after.events_folded
+        assert plan(Stores.from_dsns(dsns), RULES_V1, FLEET_NOW).events_folded < after.events_folded
 
         earlier = FLEET_NOW - timedelta(days=20)
-        assert corrections(plan(dsns, RULES_V1, earlier)) == corrections(
-            plan(dsns, RULES_V1, earlier, kept_facts=False))
+        assert corrections(plan(Stores.from_dsns(dsns), RULES_V1, earlier)) == corrections(
+            plan(Stores.from_dsns(dsns), RULES_V1, earlier, kept_facts=False))
         assert kept_rows(dsns) == refreshed, "a fold at an earlier T keeps nothing"
 
 
 def test_plan_on_a_read_only_event_store_uses_the_kept_facts_and_writes_none(tmp_path):
     with a_fleet(tmp_path, accounts=60, drifting=10) as fleet:
         dsns = fleet.dsns
-        full = plan(dsns, RULES_V1, FLEET_NOW, kept_facts=False)
+        full = plan(Stores.from_dsns(dsns), RULES_V1, FLEET_NOW, kept_facts=False)
         expected = corrections(full)
         read_only = {**dsns, "eventstore": dsns["eventstore"] + " options='-c default_transaction_read_only=on'"}
 
-        assert corrections(plan(read_only, RULES_V1, FLEET_NOW)) == expected
+        assert corrections(plan(Stores.from_dsns(read_only), RULES_V1, FLEET_NOW)) == expected
         assert kept_rows(dsns) == {}, "nothing was written"
-        plan(dsns, RULES_V1, FLEET_NOW)
-        again = plan(read_only, RULES_V1, FLEET_NOW)
+        plan(Stores.from_dsns(dsns), RULES_V1, FLEET_NOW)
+        again = plan(Stores.from_dsns(read_only), RULES_V1, FLEET_NOW)
         assert corrections(again) == expected and again.events_folded < 0.1 * full.events_folded
 
 
@@ -126,36 +129,36 @@ def test_kept_decisions_say_what_a_full_replay_says_later_and_after_the_catalog_
     with a_fleet(tmp_path, accounts=200, drifting=30) as fleet:
         dsns = fleet.dsns
         t0 = FLEET_NOW
-        plan(dsns, RULES_V1, t0)  # folds everything, keeps the facts and the decisions at t0
+        plan(Stores.from_dsns(dsns), RULES_V1, t0)  # folds everything, keeps the facts and the decisions at t0
         decided = decisions(dsns)
         assert len(decided) > 0.9 * len(kept_rows(dsns)) and {d[0] for d in decided.values()} == {t0}
-        assert corrections(plan(dsns, RULES_V1, t0)) == corrections(plan(dsns, RULES_V1, t0, kept_facts=False))
+        assert corrections(plan(Stores.from_dsns(dsns), RULES_V1, t0)) == corrections(plan(Stores.from_dsns(dsns), RULES_V1, t0, kept_facts=False))
         assert decisions(dsns) == decided, "standing decisions are used, not made again"
 
         t1 = t0 + timedelta(days=4)  # some accounts' next_action_at (or an invoice falling due) comes before t1
         ending = {a for a, (_, until, _) in decided.items() if until is not None and until <= t1}
         assert ending and len(ending) < len(decided)
-        assert corrections(plan(dsns, RULES_V1, t1)) == corrections(plan(dsns, RULES_V1, t1, kept_facts=False))
+        assert corrections(plan(Stores.from_dsns(dsns), RULES_V1, t1)) == corrections(plan(Stores.from_dsns(dsns), RULES_V1, t1, kept_facts=False))
         at_t1 = decisions(dsns)
         assert {a for a, d in at_t1.items() if d[0] == t1} == ending, "exactly the ended decisions are made again"
-        assert corrections(plan(dsns, RULES_V1, t1)) == corrections(plan(dsns, RULES_V1, t1, kept_facts=False))
+        assert corrections(plan(Stores.from_dsns(dsns), RULES_V1, t1)) == corrections(plan(Stores.from_dsns(dsns), RULES_V1, t1, kept_facts=False))
 
         with psycopg.connect(dsns["cf_prod"]) as conn:  # the catalog changes: every decision is made again
             conn.execute("DELETE FROM product_config WHERE plan = 'pro' AND feature = 'api_access'")
         fleet.recompute("ingest", "--source", "cf_prod")
-        t2 = max(e.source_time for e in catalog_events(dsns["eventstore"]))  # the deletion, observed at its read
+        t2 = max(e.source_time for e in catalog_events(Stores.from_dsns(dsns)))  # the deletion, observed at its read
         never_ending = {a for a, d in decisions(dsns).items() if d[1] is None}
-        assert never_ending and fold_catalog(catalog_events(dsns["eventstore"]), as_of=t2) != fold_catalog(
-            catalog_events(dsns["eventstore"]), as_of=t1), "the catalog at t2 is not the one at t1"
-        assert corrections(plan(dsns, RULES_V1, t2)) == corrections(plan(dsns, RULES_V1, t2, kept_facts=False))
+        assert never_ending and fold_catalog(catalog_events(Stores.from_dsns(dsns)), as_of=t2) != fold_catalog(
+            catalog_events(Stores.from_dsns(dsns)), as_of=t1), "the catalog at t2 is not the one at t1"
+        assert corrections(plan(Stores.from_dsns(dsns), RULES_V1, t2)) == corrections(plan(Stores.from_dsns(dsns), RULES_V1, t2, kept_facts=False))
         assert {d[0] for d in decisions(dsns).values()} == {t2}, "every decision is made again, the unending too"
         t1 = t2
 
         stricter = RULES_V1.model_copy(update={"version": "v9", "bad_debt_days_overdue": 5})
         assert stricter.digest != RULES_V1.digest
-        assert corrections(plan(dsns, stricter, t1)) == corrections(plan(dsns, stricter, t1, kept_facts=False))
+        assert corrections(plan(Stores.from_dsns(dsns), stricter, t1)) == corrections(plan(Stores.from_dsns(dsns), stricter, t1, kept_facts=False))
         assert {d[2].split("/")[0] for d in decisions(dsns).values()} == {stricter.digest}
-        assert corrections(plan(dsns, RULES_V1, t1)) == corrections(plan(dsns, RULES_V1, t1, kept_facts=False))
+        assert corrections(plan(Stores.from_dsns(dsns), RULES_V1, t1)) == corrections(plan(Stores.from_dsns(dsns), RULES_V1, t1, kept_facts=False))
 
         moved = sorted(decided)[::10]
         with psycopg.connect(dsns["billing_prod"]) as conn:
@@ -163,25 +166,25 @@ def test_kept_decisions_say_what_a_full_replay_says_later_and_after_the_catalog_
                          "AND invoice_id IN (SELECT max(invoice_id) FROM invoices GROUP BY account_id)",
                          (t1 - timedelta(hours=1), moved))
         fleet.recompute("ingest", "--source", "billing_prod")
-        assert corrections(plan(dsns, RULES_V1, t1)) == corrections(plan(dsns, RULES_V1, t1, kept_facts=False))
-        assert corrections(plan(dsns, RULES_V1, t1)) == corrections(plan(dsns, RULES_V1, t1, kept_facts=False))
+        assert corrections(plan(Stores.from_dsns(dsns), RULES_V1, t1)) == corrections(plan(Stores.from_dsns(dsns), RULES_V1, t1, kept_facts=False))
+        assert corrections(plan(Stores.from_dsns(dsns), RULES_V1, t1)) == corrections(plan(Stores.from_dsns(dsns), RULES_V1, t1, kept_facts=False))
 
 
 def test_kept_facts_from_before_the_decisions_are_read_and_nothing_is_kept_until_the_table_is_migrated(tmp_path):
     with a_fleet(tmp_path, accounts=60, drifting=10) as fleet:
         dsns = fleet.dsns
-        expected = corrections(plan(dsns, RULES_V1, FLEET_NOW, kept_facts=False))
-        plan(dsns, RULES_V1, FLEET_NOW)
+        expected = corrections(plan(Stores.from_dsns(dsns), RULES_V1, FLEET_NOW, kept_facts=False))
+        plan(Stores.from_dsns(dsns), RULES_V1, FLEET_NOW)
         with psycopg.connect(dsns["eventstore"]) as conn:  # the table as the kept facts made it
             conn.execute("ALTER TABLE read_model_facts DROP COLUMN decided_state, DROP COLUMN decided_as_of, "
                          "DROP COLUMN decided_until, DROP COLUMN decided_rules_digest, DROP COLUMN decided_catalog_digest")
         before = kept_rows(dsns)
-        again = plan(dsns, RULES_V1, FLEET_NOW)
+        again = plan(Stores.from_dsns(dsns), RULES_V1, FLEET_NOW)
         assert corrections(again) == expected and kept_rows(dsns) == before
         with psycopg.connect(dsns["eventstore"]) as conn:
             ensure_read_model(conn)
-        assert corrections(plan(dsns, RULES_V1, FLEET_NOW)) == expected and len(decisions(dsns)) == len(before)
-        assert corrections(plan(dsns, RULES_V1, FLEET_NOW)) == expected
+        assert corrections(plan(Stores.from_dsns(dsns), RULES_V1, FLEET_NOW)) == expected and len(decisions(dsns)) == len(before)
+        assert corrections(plan(Stores.from_dsns(dsns), RULES_V1, FLEET_NOW)) == expected
 
 
 def test_a_kept_result_stands_only_while_the_accounts_rows_and_parked_rows_are_those_it_was_found_for(tmp_path):
@@ -192,11 +195,11 @@ def test_a_kept_result_stands_only_while_the_accounts_rows_and_parked_rows_are_t
         dsns = fleet.dsns
 
         def as_full_replay():
-            kept = plan(dsns, RULES_V1, FLEET_NOW)
-            assert corrections(kept) == corrections(plan(dsns, RULES_V1, FLEET_NOW, kept_facts=False))
+            kept = plan(Stores.from_dsns(dsns), RULES_V1, FLEET_NOW)
+            assert corrections(kept) == corrections(plan(Stores.from_dsns(dsns), RULES_V1, FLEET_NOW, kept_facts=False))
             return kept
 
-        plan(dsns, RULES_V1, FLEET_NOW)  # folds, decides, keeps the decisions and what they found
+        plan(Stores.from_dsns(dsns), RULES_V1, FLEET_NOW)  # folds, decides, keeps the decisions and what they found
         steady = as_full_replay()
         assert steady.accounts_known > 0.9 * steady.accounts_read, "the kept results stand"
         agreeing = sorted(set(kept_rows(dsns)) - {c.account_id for c in steady.corrections}

@@ -1,4 +1,4 @@
-"""Finding the parked rows of a range (legacy_rows.parked_rows: every backfill partition, plan
+"""Finding the parked rows of a range (eventlog/parked.parked_rows: every backfill partition, plan
 range and follower step asks) reads the parked digests only, not every row digest ingest keeps:
 at 100,000 accounts that table holds 3.2M rows and one read of it took 0.5 s of the server's time,
 32 times a backfill."""
@@ -8,7 +8,9 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from projections.legacy_rows import AccountRange, parked_rows
+from eventlog.account_range import AccountRange
+from eventlog.parked import parked_rows
+from eventlog.stores import Stores
 from eventlog.own_tables import ensure_own_schema
 from simulation.harness.databases import scratch_databases
 from tests.support.table_stats import table_reads
@@ -30,6 +32,11 @@ def test_finding_the_parked_rows_reads_only_the_parked_digests():
                          "json_build_object('account_id', stream), 'p' FROM ingest_row_digest WHERE parked")
             conn.execute("ANALYZE ingest_row_digest")
         before = table_reads(es, ("ingest_row_digest",))["ingest_row_digest"][0]
-        found = parked_rows(es, AccountRange())
+        found = parked_rows(only_the_event_store(dsns), AccountRange())
         assert sorted(found) == sorted(f"acc_{i * 500}" for i in range(1, 11))
         assert table_reads(es, ("ingest_row_digest",))["ingest_row_digest"][0] - before < 50_000  # not all 50,000
+
+
+def only_the_event_store(dsns: dict[str, str]) -> Stores:
+    """The Stores of a scratch event store alone (no legacy store is read here)."""
+    return Stores(cf_prod="", billing_prod="", subs="", eventstore=dsns["eventstore"])

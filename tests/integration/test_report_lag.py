@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from eventlog.stores import Stores
 from domain.rules import RULES_V1
 from projections.report.data import ReportData, gather
 from projections.report.render import render_html
@@ -17,10 +18,10 @@ pytestmark = pytest.mark.integration
 def test_a_project_pass_gives_the_report_a_correction_lag_section_which_a_report_without_lag_has_not(stores):
     accounts = a_calm_world(stores, accounts=4)
     project(stores)
-    assert gather(stores, RULES_V1, datetime.now(UTC), workers=1).lag is None, "no follower corrected anything yet"
+    assert gather(Stores.from_dsns(stores), RULES_V1, datetime.now(UTC), workers=1).lag is None, "no follower corrected anything yet"
     an_overdue_invoice(stores, accounts[1], days=5)
     project(stores)
-    data = gather(stores, RULES_V1, datetime.now(UTC), workers=1)
+    data = gather(Stores.from_dsns(stores), RULES_V1, datetime.now(UTC), workers=1)
     assert data.lag is not None and sum(r["n"] for r in data.lag) == 3  # stage, attempts and delinquent of one account
     assert all(0 <= r["p50"] <= r["p99"] <= r["max"] for r in data.lag)
     page = render_html(data, generated_at=datetime.now(UTC))

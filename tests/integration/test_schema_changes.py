@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
+from eventlog.stores import Stores
 from domain.rules import RULES_V1
 from eventlog.own_tables import ensure_own_schema
 from ingestion.legacy.cdc.setup import setup_store
@@ -24,7 +25,6 @@ from projections.plan import plan
 from tests.support.cdc import a_stream
 from tests.support.follow import a_calm_world, an_overdue_invoice, dunning_stage
 from tests.support.legacy import execute
-from eventlog.stores import Stores
 
 pytestmark = pytest.mark.integration
 
@@ -86,7 +86,7 @@ def outbox(dsns) -> list[tuple]:
 
 
 def corrections_left(dsns) -> list:
-    return plan(dsns, RULES_V1, datetime.now(UTC), workers=1).corrections
+    return plan(Stores.from_dsns(dsns), RULES_V1, datetime.now(UTC), workers=1).corrections
 
 
 class Ingest:
@@ -149,7 +149,7 @@ def test_a_table_whose_schema_changes_is_blocked_while_the_follower_goes_on_and_
             assert audit(stores) == []
         assert not any(change.table in (body or "") for *_, body in outbox(stores))
         assert all(status in ("applied",) for *_, status in audit(stores))  # nothing recorded stale or pending
-        held = plan(stores, RULES_V1, datetime.now(UTC), workers=1)
+        held = plan(Stores.from_dsns(stores), RULES_V1, datetime.now(UTC), workers=1)
         assert held.blocked[change.table].startswith(change.why.split(":")[0])
         assert all(c.table != change.table for c in held.corrections)
 

@@ -1,4 +1,4 @@
-"""backfill's fast read (legacy_rows.truth_events: only the events some rule may read are decoded)
+"""backfill's fast read (eventlog/range_reads.truth_events: only the events some rule may read are decoded)
 against the full read (account_events) over a whole generated fleet: the same facts for every
 account, at T and at an earlier instant (where some accounts have no truth event yet), the same
 stream length and head version, and no truth event left undecoded."""
@@ -11,7 +11,9 @@ import pytest
 
 from domain.fold import fold, may_be_read_by_truth, read_by_truth
 from eventlog.account_log import decode_event
-from projections.legacy_rows import AccountRange, _event_rows, account_events, account_ids, truth_events
+from eventlog.account_range import AccountRange
+from eventlog.range_reads import _event_rows, account_events, logged_accounts, truth_events
+from eventlog.stores import Stores
 from tests.support.fleet import FLEET_NOW, a_fleet
 
 pytestmark = pytest.mark.integration
@@ -24,8 +26,8 @@ def fleet(tmp_path_factory):
 
 
 def test_truth_events_fold_to_the_facts_of_the_whole_stream(fleet):
-    es = fleet.dsns["eventstore"]
-    accounts = AccountRange(ids=tuple(account_ids(es)))
+    es = Stores.from_dsns(fleet.dsns)
+    accounts = AccountRange(ids=tuple(logged_accounts(es)))
     whole = dict(account_events(es, accounts))
     streams = list(truth_events(es, accounts))
     assert [s.account_id for s in streams] == list(whole)
@@ -40,6 +42,6 @@ def test_truth_events_fold_to_the_facts_of_the_whole_stream(fleet):
 
 
 def test_no_event_a_rule_reads_is_judged_unread_on_its_stored_state(fleet):
-    for originator_id, version, topic, state in _event_rows(fleet.dsns["eventstore"], AccountRange()):
+    for originator_id, version, topic, state in _event_rows(Stores.from_dsns(fleet.dsns), AccountRange()):
         if read_by_truth(decode_event(topic, state, originator_id, version)):
             assert may_be_read_by_truth(state)

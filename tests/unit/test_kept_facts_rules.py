@@ -1,4 +1,4 @@
-"""What may be kept of a fold and when kept facts stand for one (projections/read_model/facts_store.py, pure parts)."""
+"""What may be kept of a fold and when kept facts stand for one (projections/evaluation/kept_facts.py, pure parts)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from freezegun import freeze_time
 
 from domain.facts import AccountFacts
 from domain.fold import FOLD_VERSION, fold
-from projections.read_model.facts_store import Kept, decode, encode, keepable, usable
+from projections.evaluation.kept_facts import Kept, decode, encode, keepable, usable
 from tests.support.builders import ACCOUNT, DAY, SECOND, T0, an_account, legacy, now, past_due, stripe, stripe_invoice
 
 
@@ -75,7 +75,7 @@ def test_a_kept_result_decodes_to_what_the_diff_and_the_hold_found():
 
     from domain.diff import Correction
     from domain.held import HeldRow
-    from projections.read_model.facts_store import Known, decode_result, encode_result
+    from projections.evaluation.kept_facts import Known, decode_result, encode_result
 
     corrections = [
         Correction(account_id=ACCOUNT, table="cf_prod.accounts", op="update", key={"account_id": ACCOUNT},
@@ -96,7 +96,7 @@ def test_a_kept_result_decodes_to_what_the_diff_and_the_hold_found():
 
 
 def test_the_digests_of_the_rows_are_one_column_and_back():
-    from projections.read_model.facts_store import decode_rows_digests, encode_rows_digests, parked_digest
+    from projections.evaluation.kept_facts import decode_rows_digests, encode_rows_digests, parked_digest
 
     for rows in ((None, None, None), (b"\x00" * 32, None, b"\x01" * 32), (bytes(range(32)),) * 3, ()):
         assert decode_rows_digests(encode_rows_digests(rows)) == rows

@@ -1,8 +1,8 @@
-"""The planner's shell (projections/plan.evaluate, plan_range) over a fake reader: no database.
+"""The evaluation engine (projections/evaluation/engine.py) and plan's range over a fake reader: no database.
 
 The fake holds the log's events and the legacy rows in memory and streams them as the real
 reader does (sorted by account, merged by `by_account`); the per-account decision is the pure
-`plan_account`.
+`plan_account` (domain/decide.py).
 """
 
 from __future__ import annotations
@@ -18,9 +18,14 @@ from domain.diff import Correction
 from domain.events import AccountEvent
 from domain.held import HeldRow
 from domain.rules import RULES_V1
-from projections.legacy_rows import AccountRange, RangeReader, Source, Stored, by_account
-from projections.plan import evaluate, plan_account, plan_range
-from projections.read_model.facts_store import Keep, Kept, decode, usable
+from domain.decide import plan_account
+from eventlog.account_range import AccountRange
+from projections.evaluation.engine import evaluate
+from projections.evaluation.kept import Source, Stored
+from projections.evaluation.kept_facts import Keep, Kept, decode, usable
+from projections.evaluation.sources import Streams
+from projections.legacy_rows import by_account
+from projections.plan import plan_range
 from domain.fold import FOLD_VERSION
 from tests.support.builders import ACCOUNT, SECOND, T0, a_catalog, an_account, now, past_due
 
@@ -62,7 +67,7 @@ def summary(corrections: list[Correction]) -> list[tuple]:
 
 @dataclass
 class FakeReader:
-    """A `RangeReader` over in-memory events and rows; it notes what it was asked to read."""
+    """A `KeptStreams` over in-memory events and rows; it notes what it was asked to read."""
 
     events: dict[str, list[AccountEvent]]
     rows: dict[str, dict[str, list[dict]]] = field(default_factory=dict)
@@ -95,14 +100,27 @@ class FakeReader:
         self.kept.update({k.account_id: k for k in rows if k.facts is not None})  # (it keeps no decisions)
 
 
+@dataclass
+class StreamsOnly:
+    """A `Streams` and no more (as a follower's step): what it reads is replayed, nothing kept."""
+
+    fake: FakeReader
+
+    def parked(self, accounts: AccountRange) -> Mapping[str, Sequence[HeldRow]]:
+        return self.fake.parked(accounts)
+
+    def accounts(self, accounts: AccountRange) -> Iterator[tuple[str, list[AccountEvent], dict[str, list[dict]]]]:
+        return self.fake.accounts(accounts)
+
+
 def _within(account: str, accounts: AccountRange) -> bool:
-    if accounts.ids is not None:
-        return account in accounts.ids
-    return (accounts.lo is None or account >= accounts.lo) and (accounts.hi is None or account < accounts.hi)
+    return accounts.holds(account)
 
 
-def run(reader: RangeReader, accounts: AccountRange = AccountRange(), *, as_of: datetime | None = None):
-    return list(evaluate({}, RULES_V1, as_of or now(), a_catalog(), accounts, explain=False, reader=reader))
+def run(reader: Streams, accounts: AccountRange = AccountRange(), *, as_of: datetime | None = None, **options):
+    """(events folded, state, corrections, held) of each account the engine evaluates."""
+    return [(e.folded, e.state, e.corrections, e.held)
+            for e in evaluate(reader, RULES_V1, as_of or now(), a_catalog(), accounts, blocked={}, **options)]
 
 
 def corrections_of(results, account: str) -> list[Correction]:
@@ -221,3 +239,27 @@ def test_a_t_before_the_latest_event_the_truth_reads_replays_and_keeps_nothing()
 
     assert folded == len(events) and reader.kept == kept_before
     assert state == plan_account(events, agreeing(ACCOUNT), a_catalog(), [], RULES_V1, earlier)[0]
+
+
+def test_a_source_that_keeps_nothing_is_replayed_each_time():
+    fake = FakeReader(events={ACCOUNT: an_account(), OTHER: of(OTHER, an_account())},
+                      rows={ACCOUNT: agreeing(ACCOUNT), OTHER: agreeing(OTHER)})
+    first, second = run(StreamsOnly(fake)), run(StreamsOnly(fake))
+    assert [n for n, *_ in second] == [len(an_account())] * 2 and second == first and fake.kept == {}
+
+
+def test_an_account_with_corrections_is_read_once_and_decided_again_with_its_reasons():
+    rows = {ACCOUNT: agreeing(ACCOUNT, cf_prod__accounts=[accounts_row(ACCOUNT, "suspended")]), OTHER: agreeing(OTHER)}
+    events = an_account()
+    fake = FakeReader(events={ACCOUNT: events, OTHER: of(OTHER, an_account())}, rows=rows)
+
+    evaluated = list(evaluate(StreamsOnly(fake), RULES_V1, now(), a_catalog(), AccountRange(), blocked={},
+                              explain_corrected=True))
+
+    assert fake.reads == [("parked", AccountRange()), ("accounts", AccountRange())]
+    other, mine = evaluated
+    assert other.explained is None and not mine.state.because
+    state, corrections = mine.explained
+    assert (state, corrections) == plan_account(events, rows[ACCOUNT], a_catalog(), [], RULES_V1, now(),
+                                                explain=True)[:2]
+    assert state.because and summary(corrections) == summary(mine.corrections)

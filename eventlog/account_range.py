@@ -1,0 +1,37 @@
+"""Which accounts a bulk read covers: a key range of the log's streams, or a list of ids."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from psycopg import sql
+
+from domain.events import CATALOG_STREAM
+
+
+@dataclass(frozen=True)
+class AccountRange:
+    """Accounts with lo <= id < hi (None: unbounded), or exactly those in `ids`. A key range never
+    holds the catalog stream; a list of ids holds what it names."""
+
+    lo: str | None = None
+    hi: str | None = None
+    ids: tuple[str, ...] | None = None
+
+    def holds(self, account_id: str) -> bool:
+        """Pure: the same test as `where`, in Python's order of strings (code points)."""
+        if self.ids is not None:
+            return account_id in self.ids
+        return (account_id != CATALOG_STREAM and (self.lo is None or account_id >= self.lo)
+                and (self.hi is None or account_id < self.hi))
+
+    def where(self, column: str, *, collate: bool = True) -> sql.Composable:
+        col = sql.SQL("{} COLLATE \"C\"" if collate else "{}").format(sql.Identifier(column))
+        if self.ids is not None:
+            return sql.SQL("{} = ANY({})").format(col, sql.Literal(list(self.ids)))
+        parts: list[sql.Composable] = [sql.SQL("{} <> {}").format(col, sql.Literal(CATALOG_STREAM))]
+        if self.lo is not None:
+            parts.append(sql.SQL("{} >= {}").format(col, sql.Literal(self.lo)))
+        if self.hi is not None:
+            parts.append(sql.SQL("{} < {}").format(col, sql.Literal(self.hi)))
+        return sql.SQL(" AND ").join(parts)

@@ -1,0 +1,132 @@
+"""The kept-facts shortcut of a range: which accounts' kept facts, decisions or results stand at T
+(projections/evaluation/kept_facts.py says when and why), and their sources in id order.
+
+    kept_accounts(stores, accounts, as_of, decided) -> (account, (events, Stored), rows, digests)...
+
+Read in one snapshot of the kept facts with the streams' heads (KeptFactsReader), and one snapshot
+per legacy store: first each store says which standing results' digests changed, then the rows of
+every other account are streamed (an account whose kept result stands is not read at all).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from operator import itemgetter
+
+from domain.events import AccountEvent
+from domain.facts import AccountFacts
+from domain.held import HeldRow
+from domain.legacy_tables import COMPARED_BY_STORE
+from domain.rules import Rules
+from domain.state import TrueState
+from eventlog.account_range import AccountRange
+from eventlog.range_reads import account_events, order, streaming_session
+from eventlog.stores import Stores
+from projections.evaluation.kept_facts import (
+    DecisionKey, Found, Kept, KeptFactsReader, Known, decode, decode_result, decode_state, parked_digest, usable,
+)
+from projections.legacy_rows import Rows, RowsDigests, StoreSnapshot, by_account
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What stands for an account's events at T: its kept facts (as of T), or the decision kept
+    beside them (restated at T, decided at `decided_as_of`; then `facts` is None), or what that
+    decision found against the account's rows (`known`: then neither is decoded, nor its rows
+    read), and the stream version they reflect."""
+
+    stream_version: int
+    facts: AccountFacts | None = None
+    decided: TrueState | None = None
+    decided_as_of: datetime | None = None
+    known: Known | None = None
+
+
+# An account's source for the fold: its events, or (no events read) what is kept for it.
+Source = tuple[list[AccountEvent], Stored | None]
+
+
+@dataclass(frozen=True)
+class Deciding:
+    """What an evaluation decides under, so a kept decision can stand: its key and rules; and, when
+    the caller needs no true state (plan), the range's parked rows, so a kept result can stand too."""
+
+    key: DecisionKey
+    rules: Rules
+    parked: Mapping[str, Sequence[HeldRow]] | None = None  # None: no kept result is used
+
+
+def kept_accounts(stores: Stores, accounts: AccountRange, as_of: datetime, decided: Deciding | None = None
+                  ) -> Iterator[tuple[str, Source, Rows, RowsDigests]]:
+    """KeptStreams.kept_accounts (projections/evaluation/sources.py) on the stores of `stores`."""
+    reader = KeptFactsReader(stores)
+    snapshots = [StoreSnapshot(stores, store) for store in COMPARED_BY_STORE]
+    try:
+        collate = streaming_session(reader.conn)
+        heads = reader.heads(accounts.where("originator_id", collate=collate),
+                             walk=not collate and accounts.ids is None)  # an interval of the index's order
+        kept = reader.kept(accounts.where("account_id", collate=collate), *(
+            (decided.key, as_of) if decided is not None else ()))
+        use = {account for account, head in heads.items() if usable(kept.get(account), head, as_of)}
+        known = standing_results(kept, use, decided, snapshots, accounts)
+        legacy = [store.rows(accounts, skip=sorted(known), digests=decided is not None) for store in snapshots]
+        yield from by_account(kept_or_events(stores, reader, accounts, as_of, heads, kept, use, known, decided,
+                                             collate), legacy)
+    finally:
+        reader.close()
+        for snapshot in snapshots:
+            snapshot.close()
+
+
+def standing_results(kept: Mapping[str, Kept], use: set[str], decided: Deciding | None,
+                     stores: Sequence[StoreSnapshot], accounts: AccountRange) -> dict[str, Found]:
+    """The accounts whose kept result stands: their facts stand (`use`), the decision beside them
+    stands (KeptFactsReader.kept read it so), their parked rows are those it was found against, and
+    no store's digest of their rows changed since (each store compares them itself)."""
+    if decided is None or decided.parked is None:
+        return {}
+    parked = decided.parked
+    candidates = {account: found for account in use if (found := kept[account].found) is not None
+                  and len(found.rows) == len(stores) and found.parked == parked_digest(parked.get(account, ()))}
+    changed: set[str] = set()
+    for i, store in enumerate(stores):
+        if candidates:
+            changed |= store.changed(accounts, {account: found.rows[i] for account, found in candidates.items()})
+    return {account: found for account, found in candidates.items() if account not in changed}
+
+
+def kept_or_events(stores: Stores, reader: KeptFactsReader, accounts: AccountRange, as_of: datetime,
+                   heads: Mapping[str, int], kept: Mapping[str, Kept], use: set[str], known: Mapping[str, Found],
+                   decided: Deciding | None, collate: bool) -> Iterator[tuple[str, Source]]:
+    """Each stream of the range (`heads`) in id order: the kept result when it stands (`known`),
+    else what is kept for it when its facts stand for a fold at `as_of` (`use`: its decision,
+    when `decided` is given and it stands; else the facts), else its events. `reader` is the
+    snapshot `heads` and `use` were read from; the streams to replay are read by id (all of the
+    range when nothing kept is usable)."""
+    if not use:
+        for account_id, events in account_events(stores, accounts):
+            yield account_id, (events, None)
+        return
+    replay = tuple(sorted(set(heads) - use))
+    folded = ((a, (events, None)) for a, events in
+              (account_events(stores, AccountRange(ids=replay)) if replay else iter(())))
+    stored = ((a, (is_decision, data)) for a, is_decision, data in reader.facts(
+        order("account_id", collate), sorted(use - known.keys()), as_of, decided.key if decided else None))
+    results = ((a, (None, known[a].data)) for a in sorted(known))
+    for account_id, source in heapq.merge(folded, stored, results, key=itemgetter(0)):
+        if isinstance(source[0], list):
+            yield account_id, source  # type: ignore[misc]
+            continue
+        version = heads[account_id]
+        if source[0] is None:
+            yield account_id, ([], Stored(version, known=decode_result(source[1])))
+        elif source[0]:
+            assert decided is not None
+            yield account_id, ([], Stored(version, decided=decode_state(source[1], as_of, decided.rules),
+                                          decided_as_of=kept[account_id].decided_as_of))
+        else:
+            yield account_id, ([], Stored(version, facts=decode(source[1], as_of)))
+
