@@ -81,7 +81,8 @@ def connect_to(dsn: str, *, purpose: str | None = None, autocommit: bool = False
                **kwargs: Any) -> psycopg.Connection[Any]:
     """`Stores.connect` for a server that is not (yet) one of the Stores: the embedded server's
     administration database, or a setting checked before the Stores are built."""
-    options = ["-c TimeZone=UTC"]
+    given = psycopg.conninfo.conninfo_to_dict(dsn).get("options")
+    options = [*([str(given)] if given else []), "-c TimeZone=UTC"]  # the string's own options kept
     if read_only:
         options.append("-c default_transaction_read_only=on")
     if statement_timeout:
