@@ -26,7 +26,6 @@ from psycopg import sql
 
 from domain.events import CATALOG_STREAM, AccountEvent
 from domain.trusted import trusted
-from eventlog.tables_present import has_tables
 
 APPLICATION_NAME = "recompute"
 EVENTS_TABLE = "recompute_events"
@@ -143,22 +142,6 @@ def account_ids(conn: psycopg.Connection) -> list[str]:
     over every stream, sorted here (the index is in the database's collation). Measured on 100,000
     accounts, 4.4M events: 1.0-1.2 s, against 2.4-2.9 s for the DISTINCT it replaced."""
     return sorted(walked_heads(conn, sql.SQL("originator_id <> {}").format(sql.Literal(CATALOG_STREAM))))
-
-
-def log_exists(dsn: str) -> bool:
-    """Whether the event store holds the log's table yet (the first `ingest` creates it)."""
-    with psycopg.connect(dsn) as conn:
-        return has_tables(conn, EVENTS_TABLE)
-
-
-def log_head(dsn: str) -> int:
-    """The log's highest notification id (0: empty or not made yet): the position a plan is computed at."""
-    with psycopg.connect(dsn) as conn:
-        if not has_tables(conn, EVENTS_TABLE):
-            return 0
-        row = conn.execute(sql.SQL("SELECT coalesce(max(notification_id), 0) FROM {}").format(
-            sql.Identifier(EVENTS_TABLE))).fetchone()
-        return int(row[0]) if row else 0
 
 
 def open_log(dsn: str, *, create_table: bool = False) -> AccountLog:

@@ -1,8 +1,8 @@
 """The log's tail: what was appended after a position, on a connection the caller holds (so a
 follower reads it in the transaction it writes its position in).
 
-    head(conn)                      the highest notification id (0: empty, or no log yet)
-    has_log(conn)                   whether the event store holds the log's table yet
+    head(conn), log_head(stores)    the highest notification id (0: empty, or no log yet)
+    has_log(conn), log_exists(stores)   whether the event store holds the log's table yet
     listen(conn)                    be woken (NOTIFY) by every append (append_events notifies)
     new_events(conn, after, limit)  (id, stream) of the next events in the global order
     events_after(conn, versions)    each stream's events after a version of it, decoded
@@ -21,7 +21,7 @@ from psycopg import sql
 
 from domain.events import AccountEvent
 from eventlog.account_log import EVENTS_TABLE, decode_event
-from eventlog.stores import Connection
+from eventlog.stores import Connection, Stores
 from eventlog.tables_present import has_tables
 
 _TABLE = sql.Identifier(EVENTS_TABLE)
@@ -36,6 +36,18 @@ def head(conn: Connection[Any]) -> int:
 
 def has_log(conn: Connection[Any]) -> bool:
     return has_tables(conn, EVENTS_TABLE)
+
+
+def log_head(stores: Stores) -> int:
+    """`head` on a connection of its own: the position a plan is computed at."""
+    with stores.connect(purpose="read the log") as conn:
+        return head(conn)
+
+
+def log_exists(stores: Stores) -> bool:
+    """Whether the event store holds the log's table yet (the first `ingest` creates it)."""
+    with stores.connect(purpose="read the log") as conn:
+        return has_log(conn)
 
 
 def listen(conn: Connection[Any]) -> None:

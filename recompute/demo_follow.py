@@ -42,7 +42,7 @@ import stripe
 from domain.legacy_tables import STORES
 from domain.partitions import PARTITIONS
 from domain.rules import RULES_V1
-from eventlog.account_log import log_head
+from eventlog.tail import log_head
 from ingestion.legacy.cdc.setup import setup_store
 from eventlog.stores import Error, Stores
 from recompute.embedded import embedded_dsns, ensure_logical_decoding
@@ -179,7 +179,7 @@ def _caught_up(stores: Stores) -> int:
     that what the demo does next is all each correction is caused by; returns the head."""
     deadline = time.monotonic() + TIMEOUT
     while time.monotonic() < deadline:
-        head = log_head(stores.eventstore)
+        head = log_head(stores)
         with stores.connect("eventstore", purpose="demo") as conn:
             parts, low = conn.execute("SELECT count(*), min(position) FROM follow_position").fetchone()
         if parts == PARTITIONS and low >= head:

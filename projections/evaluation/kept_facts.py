@@ -339,6 +339,13 @@ FIND = sql.SQL(
          set_found=sql.SQL(", ").join(sql.SQL("{0} = d.{0}").format(sql.Identifier(c)) for c in FOUND))
 
 
+def kept_accounts_sorted(conn: Connection) -> list[str]:
+    """The accounts with kept facts, in code-point order (none when the table is not made yet)."""
+    if not has_tables(conn, TABLE):
+        return []
+    return sorted(row[0] for row in conn.execute(sql.SQL("SELECT account_id FROM {}").format(sql.Identifier(TABLE))))
+
+
 def has_decisions(conn: Connection) -> bool:
     """read_model_facts has the decided_* columns (a table made before them gets them from the
     next writing command's ensure_read_model; until then no decision is kept or read)."""

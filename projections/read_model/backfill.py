@@ -25,7 +25,7 @@ from domain.catalog import fold_catalog
 from domain.diff import Correction
 from domain.partitions import PARTITIONS, partition_of
 from domain.rules import Rules
-from eventlog.account_log import log_head
+from eventlog.tail import head
 from eventlog.stores import Connection, Stores
 from projections.apply.protocol import ApplyOptions, ApplyResult, apply, check_blast_radius
 from projections.executor import Executor
@@ -94,7 +94,7 @@ def backfill(stores: Stores, rules: Rules, rules_text: str, active_rules: Rules,
         done = done_partitions(conn, gen.id)
         if not already_active:  # a partition built against rules since replaced is built again
             done = {p: r for p, r in done.items() if _against(r) == active_rules.digest}
-        position = log_head(stores.eventstore)
+        position = head(conn)
         result = BackfillResult(gen, active_rules.version, resumed=opened.resumed, partitions_resumed=len(done),
                                 dropped=opened.dropped, already_active=already_active)
         reports = list(done.values())

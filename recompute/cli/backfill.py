@@ -12,7 +12,7 @@ import click
 from domain.legacy_tables import STORES
 from domain.rules import RULES_V1, Rules
 from domain.rules_identity import RulesConflict
-from eventlog.account_log import log_exists
+from eventlog.tail import log_exists
 from eventlog.stores import Error
 from projections.apply.cas_sql import WriteRefused
 from projections.apply.protocol import ApplyBusy, ApplyOptions, ApplyRefused, ApplyResult
@@ -51,7 +51,7 @@ def backfill(rules_path: str, as_of: datetime | None, workers: int | None, as_js
     if apply_:
         privileges_or_exit(app)
     _refuse_rules_known_otherwise(app, rules, rules_path)
-    if not log_exists(app.stores.eventstore):
+    if not log_exists(app.stores):
         raise RunFailed("the event log holds no accounts; run `recompute ingest` first")
     active = active_rules(app)
     options = ApplyOptions(force=force, max_share=max_share)

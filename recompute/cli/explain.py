@@ -6,7 +6,7 @@ from datetime import datetime
 
 import click
 
-from eventlog.account_log import log_exists
+from eventlog.tail import log_exists
 from eventlog.stores import Error
 from recompute.cli.common import (
     Instant,
@@ -35,7 +35,7 @@ def explain(account_id: str, as_of: datetime | None, rules_path: str | None, as_
     rules = rules_or_exit(rules_path)
     owners = owners_or_exit()
     app = app_or_exit(writes=False)
-    if not log_exists(app.stores.eventstore):
+    if not log_exists(app.stores):
         exit_no_events(account_id)
     _refuse_rules_known_otherwise(app, rules, rules_path)
     rules = active_rules_or_exit(app, rules, rules_path, writes=False)

@@ -15,7 +15,7 @@ import orjson
 from domain.drift import open_drift
 from domain.legacy_tables import STORES
 from domain.saved_plan import saved_document
-from eventlog.account_log import log_exists, log_head
+from eventlog.tail import log_exists, log_head
 from eventlog.stores import Error
 from projections.plan import PlanResult, plan as plan_corrections
 from recompute.cli.common import (
@@ -143,13 +143,13 @@ def plan(as_of: datetime | None, rules_path: str | None, account: str | None, as
     _refuse_rules_known_otherwise(app, rules, rules_path)
     rules = active_rules_or_exit(app, rules, rules_path, writes=False)
     workers = workers or default_workers()
-    position = log_head(app.stores.eventstore)  # before planning: the plan reflects at least this much
+    position = log_head(app.stores)  # before planning: the plan reflects at least this much
     try:
         with running(app.executor(workers, inline=account is not None)) as executor, \
                 progress("plan", unit="ranges") as step:
             result = plan_corrections(app.stores, rules, at, account=account, workers=workers, executor=executor,
                                       on_progress=step, owners=owners) \
-                if log_exists(app.stores.eventstore) else PlanResult(as_of=at, rules_version=rules.version,
+                if log_exists(app.stores) else PlanResult(as_of=at, rules_version=rules.version,
                                                                          rules_digest=rules.digest)
     except SettingsError as error:  # RECOMPUTE_DASK_SCHEDULER unreachable
         click.echo(f"recompute: {error}", err=True)

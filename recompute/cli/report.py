@@ -11,7 +11,7 @@ import click
 from domain.legacy_tables import STORES
 from domain.owners import Owners
 from domain.rules import Rules
-from eventlog.account_log import log_exists
+from eventlog.tail import log_exists
 from eventlog.stores import Error, Stores
 from recompute.cli.common import (
     Instant,
@@ -57,7 +57,7 @@ def report(html_path: Path, as_of: datetime | None, workers: int) -> None:
     app = app_or_exit(reads_legacy=STORES, writes=False)
     _refuse_rules_known_otherwise(app, rules, None)
     rules = active_rules_or_exit(app, rules, None, writes=False)  # the active generation's, as plan's
-    if not log_exists(app.stores.eventstore):
+    if not log_exists(app.stores):
         raise RunFailed("report: nothing ingested yet (run `recompute ingest` first)")
     try:
         size, gathering, rendering = write_report(app.stores, rules, as_of or utc_now(), html_path, workers=workers,
