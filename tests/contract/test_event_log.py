@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from domain.events import CATALOG_STREAM, AccountEvent, LegacyRowObserved, StripeObjectObserved
+from eventlog.account_log import append_events
 from eventlog.account_range import AccountRange
 from eventlog.in_memory import InMemoryEventLog
 from eventlog.postgres_log import PostgresEventLog
@@ -138,3 +139,18 @@ def test_a_key_range_reads_each_of_its_streams_whole_in_code_point_order(log):
 def only_the_event_store(dsns: dict[str, str]) -> Stores:
     """The Stores of a scratch event store alone (no legacy store is read here)."""
     return Stores(cf_prod="", billing_prod="", subs="", eventstore=dsns["eventstore"])
+
+
+@pytest.mark.integration
+def test_an_append_inside_the_callers_transaction_stands_or_falls_with_it():
+    """append_events (eventlog/account_log.py): ingest commits its events with its checkpoint."""
+    with scratch_databases("eventstore") as dsns, PostgresEventLog(only_the_event_store(dsns),
+                                                                   create_table=True) as log:
+        stores = only_the_event_store(dsns)
+        with stores.connect() as conn:
+            with conn.transaction():
+                assert append_events(conn, [row("acc_a", 1), row("acc_a", 2)]) == 2
+            with pytest.raises(RuntimeError), conn.transaction():
+                append_events(conn, [row("acc_b", 3)])
+                raise RuntimeError("the caller's work failed after the append")
+        assert versions(log, "acc_a") == [1, 2] and log.stream("acc_b") == [] and log.head() == 2
