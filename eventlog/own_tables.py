@@ -35,6 +35,7 @@ import psycopg
 from domain.rules import Rules
 from domain.rules_identity import KnownRules, check_identity
 from eventlog.account_log import open_log
+from eventlog.stores import connect_to
 from eventlog.tables_present import has_tables
 
 DDL = """
@@ -183,7 +184,7 @@ _LOCK_ID = 7_310_001  # an advisory lock so concurrent first runs don't race on 
 
 def ensure_own_schema(eventstore_dsn: str) -> None:
     """Creates the event table (through the library) and the projector's tables, once."""
-    with psycopg.connect(eventstore_dsn, autocommit=True) as conn:
+    with connect_to(eventstore_dsn, purpose="schema", autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_ID,))
         try:
             open_log(eventstore_dsn, create_table=True).close()
@@ -196,7 +197,7 @@ def ensure_own_schema(eventstore_dsn: str) -> None:
 def upgrade_own_schema(eventstore_dsn: str) -> None:
     """For the commands that write nothing (plan, explain, status): creates no table, but brings the
     tables an earlier version made up to this version's columns, so that reading them works."""
-    with psycopg.connect(eventstore_dsn, autocommit=True) as conn:
+    with connect_to(eventstore_dsn, purpose="schema", autocommit=True) as conn:
         if not has_tables(conn, "parked_record"):
             return  # nothing made yet: the first command that writes makes it all
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_ID,))
