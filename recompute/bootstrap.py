@@ -61,7 +61,7 @@ class App:
 
     def event_log(self) -> PostgresEventLog:
         """The event log, opened (it holds a pool of the library's): close it, or use it in `with`."""
-        return PostgresEventLog(self.stores.eventstore)
+        return PostgresEventLog(self.stores)
 
     def relay(self) -> RelayReport | None:
         """Publishes the outbox to RECOMPUTE_BROKER_URL; None when it is not set (the events wait)."""

@@ -14,9 +14,9 @@ from eventlog.account_log import append_events
 from eventlog.account_range import AccountRange
 from eventlog.in_memory import InMemoryEventLog
 from eventlog.postgres_log import PostgresEventLog
-from eventlog.stores import Stores
 from eventlog.protocol import EventLog
 from simulation.harness.databases import scratch_databases
+from tests.support.stores import eventstore_only
 
 T = datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=UTC)
 
@@ -26,7 +26,8 @@ def log(request) -> Iterator[EventLog]:
     if request.param == "in_memory":
         yield InMemoryEventLog()
         return
-    with scratch_databases("eventstore") as dsns, PostgresEventLog(only_the_event_store(dsns), create_table=True) as opened:
+    with scratch_databases("eventstore") as dsns, \
+            PostgresEventLog(eventstore_only(dsns["eventstore"]), create_table=True) as opened:
         yield opened
 
 
@@ -136,17 +137,12 @@ def test_a_key_range_reads_each_of_its_streams_whole_in_code_point_order(log):
         CATALOG_STREAM, "acc_b"] if CATALOG_STREAM < "acc_b" else ["acc_b", CATALOG_STREAM]
 
 
-def only_the_event_store(dsns: dict[str, str]) -> Stores:
-    """The Stores of a scratch event store alone (no legacy store is read here)."""
-    return Stores(cf_prod="", billing_prod="", subs="", eventstore=dsns["eventstore"])
-
-
 @pytest.mark.integration
 def test_an_append_inside_the_callers_transaction_stands_or_falls_with_it():
     """append_events (eventlog/account_log.py): ingest commits its events with its checkpoint."""
-    with scratch_databases("eventstore") as dsns, PostgresEventLog(only_the_event_store(dsns),
+    with scratch_databases("eventstore") as dsns, PostgresEventLog(eventstore_only(dsns["eventstore"]),
                                                                    create_table=True) as log:
-        stores = only_the_event_store(dsns)
+        stores = eventstore_only(dsns["eventstore"])
         with stores.connect() as conn:
             with conn.transaction():
                 assert append_events(conn, [row("acc_a", 1), row("acc_a", 2)]) == 2

@@ -25,7 +25,7 @@ def _old_path(dsns, accounts, now):
     catalog = fold_catalog(catalog_events(Stores.from_dsns(dsns)), as_of=now)
     found = {}
     for e in evaluate(StoreReader(Stores.from_dsns(dsns)), RULES_V1, now, catalog, AccountRange(ids=tuple(accounts)),
-                      blocked=blocked_tables(dsns), explain=True, kept_facts=False):
+                      blocked=blocked_tables(Stores.from_dsns(dsns)), explain=True, kept_facts=False):
         found[e.account_id] = (e.state, e.corrections)
     return found
 

@@ -10,9 +10,9 @@ import pytest
 
 from eventlog.account_range import AccountRange
 from eventlog.parked import parked_rows
-from eventlog.stores import Stores
 from eventlog.own_tables import ensure_own_schema
 from simulation.harness.databases import scratch_databases
+from tests.support.stores import eventstore_only
 from tests.support.table_stats import table_reads
 
 pytestmark = pytest.mark.integration
@@ -32,11 +32,6 @@ def test_finding_the_parked_rows_reads_only_the_parked_digests():
                          "json_build_object('account_id', stream), 'p' FROM ingest_row_digest WHERE parked")
             conn.execute("ANALYZE ingest_row_digest")
         before = table_reads(es, ("ingest_row_digest",))["ingest_row_digest"][0]
-        found = parked_rows(only_the_event_store(dsns), AccountRange())
+        found = parked_rows(eventstore_only(dsns["eventstore"]), AccountRange())
         assert sorted(found) == sorted(f"acc_{i * 500}" for i in range(1, 11))
         assert table_reads(es, ("ingest_row_digest",))["ingest_row_digest"][0] - before < 50_000  # not all 50,000
-
-
-def only_the_event_store(dsns: dict[str, str]) -> Stores:
-    """The Stores of a scratch event store alone (no legacy store is read here)."""
-    return Stores(cf_prod="", billing_prod="", subs="", eventstore=dsns["eventstore"])
