@@ -2,6 +2,7 @@
 
     RULES_V1                      the built-in default, exactly rules-v1 §4
     parse_rules(text, source=)    TOML text -> Rules, or RulesError saying what and where
+    rules.to_toml()               Rules -> TOML text that parse_rules reads back as the same Rules
     load_rules(path)              the same, read from a file (the only I/O in domain/)
 
 A stage applies when any of its conditions holds; one without conditions always applies, so it
@@ -86,6 +87,18 @@ class Rules(BaseModel):
     def digest(self) -> str:
         """The first 16 hex digits of the sha256 of canonical_json()."""
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:DIGEST_HEX_DIGITS]
+
+    def to_toml(self) -> str:
+        """The rules as the TOML of rules-v1 §4 (what a generation keeps as its rules text):
+        `parse_rules(rules.to_toml()) == rules`."""
+        lines = [f"version = {_toml_string(self.version)}", f"bad_debt_days_overdue = {self.bad_debt_days_overdue}"]
+        for stage in self.stages:
+            lines += ["", "[[dunning.stage]]", f'name = "{stage.name}"']
+            if stage.days_overdue_at_least is not None:
+                lines.append(f"days_overdue_at_least = {stage.days_overdue_at_least}")
+            if stage.failed_attempts_at_least is not None:
+                lines.append(f"failed_attempts_at_least = {stage.failed_attempts_at_least}")
+        return "\n".join(lines) + "\n"
 
     @property
     def day_thresholds(self) -> tuple[int, ...]:
@@ -208,6 +221,13 @@ def _no_unknown_keys(table: dict[str, Any], allowed: tuple[str, ...], where: str
 def _did_you_mean(word: str, choices: tuple[str, ...], fallback: str = "") -> str:
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else fallback
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string: quotes, backslashes and control characters escaped."""
+    escaped = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+    return '"' + "".join(escaped.get(c) or (f"\\u{ord(c):04x}" if ord(c) < 0x20 or ord(c) == 0x7F else c)
+                         for c in text) + '"'
 
 
 def _show(value: Any) -> str:

@@ -30,7 +30,8 @@ from eventlog.tables_present import has_tables
 from domain.fold import FOLD_VERSION
 from domain.rules import Rules
 from projections.follow.status import follow_lines, follow_status
-from projections.read_model.active_rules import Generation, active_generation
+from projections.read_model import generations
+from projections.read_model.generations import Generation
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ def read_status(stores: Stores, *, now: datetime, default_rules: Rules, default_
         cur = conn.cursor(row_factory=dict_row)
         if not has_log(conn):
             return Status(now=now, active_rules=defaults)  # nothing ingested yet: not even our tables exist
-        generation = active_generation(conn)
+        generation = generations.active(conn)
         projection = None if generation is None else _projection(conn, generation)
         kept = _kept_facts(conn)
         log = cur.execute(f"SELECT {head(conn)} AS events, "

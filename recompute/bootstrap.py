@@ -25,7 +25,8 @@ from ingestion.legacy.schema import log as log_schema
 from ingestion.stripe.reader import StripeApiReader
 from projections.apply.relay import RelayReport, relay
 from projections.executor import Executor, InlineExecutor
-from projections.read_model.active_rules import Generation, active_generation
+from projections.read_model import generations
+from projections.read_model.generations import Generation
 from projections.read_model.tables import ensure_read_model
 from recompute.dask_executor import DaskExecutor
 from recompute.embedded import embedded_dsns
@@ -45,7 +46,7 @@ class RulesSource:
     def active(self) -> Generation | None:
         """The active generation (None before any `backfill --apply`); reads only."""
         with self.stores.connect(purpose="rules", read_only=True) as conn:
-            return active_generation(conn)
+            return generations.active(conn)
 
 
 @dataclass(frozen=True)

@@ -41,19 +41,19 @@ from domain.catalog import fold_catalog
 from domain.owners import Owners
 from domain.events import AccountEvent
 from domain.partitions import partition_of
-from domain.rules import Rules, parse_rules
+from domain.rules import Rules
 from eventlog.stores import Connection, OperationalError, Stores
 from eventlog.tail import new_events
 from projections.apply.account_plans import AccountPlan
 from projections.apply.protocol import APPLY_LOCK, ApplyResult, recover
 from projections.apply.relay import RelayReport, relay
 from projections.follow import breaker, leases, tracking
-from projections.follow.generation import ActiveGeneration, active_or_new
 from projections.follow.writes import cause_times, write_plans
 from projections.follow.evaluation import evaluate_accounts, read_step
 from projections.follow.streams import StreamCache
 from eventlog.range_reads import catalog_events
 from ingestion.legacy.schema import blocked_tables
+from projections.read_model import generations
 from projections.read_model.tables import ensure_read_model
 
 Clock = Callable[[], datetime]
@@ -126,8 +126,8 @@ class Follower:
         self._conn = self._connect()
         ensure_read_model(self._conn)
         tracking.ensure_tracking(self._conn)
-        self.generation: ActiveGeneration
-        self.generation, self.created_generation = active_or_new(self._conn, rules, clock())
+        self.generation: generations.Generation
+        self.generation, self.created_generation = generations.active_or_new(self._conn, rules, clock())
         leases.ensure_leases(self._conn, self.generation.partitions)
 
     def _connect(self) -> Connection:
@@ -291,15 +291,14 @@ class Follower:
 
     def _follow_active(self) -> str | None:
         """A `backfill --apply` switched the active generation: follow it, under its rules."""
-        row = self._conn.execute("SELECT id, rules_version, rules_digest, partitions, rules_text "
-                                 "FROM read_model_generation WHERE active").fetchone()
-        if row is None or row[0] == self.generation.id:
+        found = generations.active(self._conn)
+        if found is None or found.id == self.generation.id:
             return None
-        self.generation = ActiveGeneration(*row[:4])
-        if row[2] != self.rules.digest:
-            self.rules = parse_rules(row[4], source=f"generation {row[0]}")
-        leases.ensure_leases(self._conn, self.generation.partitions)
-        return f"generation {row[0]}, rules {row[1]} (digest {row[2]})"
+        self.generation = found
+        if found.rules_digest != self.rules.digest:
+            self.rules = found.rules
+        leases.ensure_leases(self._conn, found.partitions)
+        return f"generation {found.id}, rules {found.rules_version} (digest {found.rules_digest})"
 
     def _blocks(self, accounts: set[str], ours: Callable[[str], bool]) -> dict[str, str]:
         """The tables blocked now (ingestion/legacy/schema.py), said in the log when that changes; once

@@ -1,8 +1,8 @@
 """The active rules: those of the active generation (`read_model_generation WHERE active`), and
 before any `backfill --apply` the default ones (RECOMPUTE_RULES, else the built-in v1).
 
-    active_generation(dsn) -> Generation | None      reads only; None before any backfill --apply
-    choose(flag, default, active, ...) -> Choice     pure: which rules a command runs under, or why not
+    choose(flag, default, active, ...) -> Choice    pure: which rules a command runs under, or why not
+(the active generation is read by the root's RulesSource through read_model/generations.active)
 
 How a command chooses (cli.md "Rule changes"), rules compared by digest:
   - the active rules are the active generation's; with none, the default ones (RECOMPUTE_RULES,
@@ -17,48 +17,9 @@ A refusal says to run `recompute backfill --rules FILE --apply`, which is how ru
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
-import psycopg
-
-from domain.rules import Rules, RulesError, parse_rules
-from eventlog.tables_present import has_tables
-
-
-class ActiveRulesUnreadable(RuntimeError):
-    """The active generation's rules text no longer parses (a newer or damaged store)."""
-
-
-@dataclass(frozen=True)
-class Generation:
-    id: int
-    rules: Rules
-    as_of: datetime
-    partitions: int
-    created_at: datetime
-    built_at: datetime | None
-    activated_at: datetime | None
-
-
-def active_generation(conn: psycopg.Connection) -> Generation | None:
-    """The active generation, read on `conn` (which may be read-only); None when there is none."""
-    if not has_tables(conn, "read_model_generation"):
-        return None
-    row = conn.execute("SELECT id, rules_text, as_of, partitions, created_at, built_at, activated_at "
-                       "FROM read_model_generation WHERE active").fetchone()
-    if row is None:
-        return None
-    generation_id, text, *rest = row
-    try:
-        rules = parse_rules(text, source=f"read_model_generation {generation_id}")
-    except RulesError as error:
-        raise ActiveRulesUnreadable(f"the active generation's rules do not parse: {error}") from error
-    return Generation(generation_id, rules, *rest)
-
-
-def read_active_generation(eventstore_dsn: str) -> Generation | None:
-    with psycopg.connect(eventstore_dsn, options="-c TimeZone=UTC -c default_transaction_read_only=on") as conn:
-        return active_generation(conn)
+from domain.rules import Rules
+from projections.read_model.generations import Generation
 
 
 @dataclass(frozen=True)

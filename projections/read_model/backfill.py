@@ -31,8 +31,9 @@ from projections.apply.protocol import ApplyOptions, ApplyResult, apply, check_b
 from projections.executor import Executor
 from eventlog.range_reads import catalog_events, logged_accounts
 from projections.plan import PlanResult
-from projections.read_model.generations import Generation, Opened, active_generation, done_partitions, finish, \
-    open_generation, read_generation, switch
+from projections.read_model import generations
+from projections.read_model.generations import Generation, Opened, done_partitions, finish, open_generation, \
+    read_generation, switch
 from projections.read_model.partition import PartitionJob, build_partition
 from projections.read_model.tables import ensure_read_model
 
@@ -83,7 +84,7 @@ def backfill(stores: Stores, rules: Rules, rules_text: str, active_rules: Rules,
     With `reuse_active`, a generation of these rules already active at that T is taken as built."""
     with _exclusive(stores) as conn:
         ensure_read_model(conn)
-        active = active_generation(conn)
+        active = generations.active(conn)
         if reuse_active and active is not None and active.rules_digest == rules.digest \
                 and active.rules_version == rules.version and (as_of is None or active.as_of == as_of):
             opened, already_active = Opened(active, True, ()), True

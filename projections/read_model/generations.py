@@ -1,10 +1,12 @@
 """Generations of the kept projection (blue/green): one per rules version + digest and instant T.
+The one owner of `read_model_generation`: every reader of the active generation goes through `active`.
 
+    active(conn)                                                              # the one `active`, or None
     pending = open_generation(conn, rules, rules_text, as_of, partitions)   # new, or the one to resume
     done = done_partitions(conn, pending.id)                                  # partition -> its report
     finish(conn, pending.id)                                                  # built_at: every partition done
     switch(conn, pending.id)                                                  # ONE transaction
-    active_generation(conn)                                                   # the one `active`, or None
+    generation, created = active_or_new(conn, rules, as_of)                   # what followers write into
 
 A generation is *pending* until it is switched to (activated_at NULL). A rerun of `backfill` with
 the same rules digest resumes the pending generation of that digest (at its T when no --as-of is
@@ -12,6 +14,10 @@ given, or when the same T is); a pending generation of other rules, or of these 
 T, is dropped (its states go with it, ON DELETE CASCADE): only the latest backfill's work is kept
 beside the active generation. The generation that was active before a switch is kept (built,
 inactive) so an operator can look at it; an older one is dropped at the switch.
+
+Followers write into the active generation, or, when none is active yet, into one of the rules
+`project` was given, made active at once and left for them to fill (`active_or_new`); an active
+generation of other rules is refused (RulesDiffer): rules change through `backfill`.
 """
 
 from __future__ import annotations
@@ -19,13 +25,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 
 import psycopg
 
-from domain.rules import Rules
+from domain.partitions import PARTITIONS
+from domain.rules import Rules, RulesError, parse_rules
 from eventlog.tables_present import has_tables
 
-_COLUMNS = "id, rules_version, rules_digest, rules_text, as_of, partitions, built_at, activated_at, active"
+_COLUMNS = ("id, rules_version, rules_digest, rules_text, as_of, partitions, created_at, built_at, activated_at, "
+            "active")
+
+
+class ActiveRulesUnreadable(RuntimeError):
+    """The active generation's rules text no longer parses (a newer or damaged store)."""
+
+
+class RulesDiffer(Exception):
+    """The active projection is of other rules than the ones given."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +53,7 @@ class Generation:
     rules_text: str
     as_of: datetime
     partitions: int
+    created_at: datetime | None = None
     built_at: datetime | None = None
     activated_at: datetime | None = None
     active: bool = False
@@ -43,6 +61,14 @@ class Generation:
     @property
     def pending(self) -> bool:
         return self.activated_at is None and not self.active
+
+    @cached_property
+    def rules(self) -> Rules:
+        """The rules it was built under, parsed from its rules text (ActiveRulesUnreadable if not)."""
+        try:
+            return parse_rules(self.rules_text, source=f"read_model_generation {self.id}")
+        except RulesError as error:
+            raise ActiveRulesUnreadable(f"the active generation's rules do not parse: {error}") from error
 
 
 @dataclass(frozen=True)
@@ -52,8 +78,21 @@ class Opened:
     dropped: tuple[Generation, ...]  # pending generations of other rules (or another T), removed
 
 
-def choose(pending: Sequence[Generation], rules: Rules, as_of: datetime | None
-           ) -> tuple[Generation | None, list[Generation]]:
+def active(conn: psycopg.Connection) -> Generation | None:
+    """The active generation, its rules parsed (ActiveRulesUnreadable here, not at a later use);
+    None before any `backfill --apply` or `project` (the tables may not exist yet). `conn` may be
+    read-only."""
+    if not has_tables(conn, "read_model_generation"):
+        return None
+    found = _select(conn, "WHERE active")
+    if not found:
+        return None
+    _ = found[0].rules  # parsed now: an unreadable active generation fails here
+    return found[0]
+
+
+def resume_or_drop(pending: Sequence[Generation], rules: Rules, as_of: datetime | None
+                   ) -> tuple[Generation | None, list[Generation]]:
     """Pure: of the pending generations, the one to resume (same digest and version; the same T
     when one is given) and those to drop (every other)."""
     resume = next((g for g in sorted(pending, key=lambda g: -g.id)
@@ -68,16 +107,29 @@ def open_generation(conn: psycopg.Connection, rules: Rules, rules_text: str, as_
     says), in one transaction with the drops it implies."""
     with conn.transaction():
         pending = [g for g in _select(conn, "WHERE activated_at IS NULL AND NOT active ORDER BY id") if g.pending]
-        resume, drop = choose(pending, rules, as_of)
+        resume, drop = resume_or_drop(pending, rules, as_of)
         for g in drop:
             conn.execute("DELETE FROM read_model_generation WHERE id = %s", (g.id,))
         if resume is not None:
             return Opened(resume, True, tuple(drop))
-        gid = conn.execute(
-            "INSERT INTO read_model_generation (rules_version, rules_digest, rules_text, as_of, partitions) "
-            "VALUES (%s, %s, %s, %s, %s) RETURNING id",
-            (rules.version, rules.digest, rules_text, as_of or now, partitions)).fetchone()[0]
-        return Opened(_select(conn, "WHERE id = %s", (gid,))[0], False, tuple(drop))
+        gid = _insert(conn, rules, rules_text, as_of or now, partitions, active=False)
+        return Opened(read_generation(conn, gid), False, tuple(drop))
+
+
+def active_or_new(conn: psycopg.Connection, rules: Rules, as_of: datetime) -> tuple[Generation, bool]:
+    """The generation followers write into, and whether it was made now (active at once, of
+    `rules` at `as_of`, every partition); RulesDiffer when the active one is of other rules."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('recompute.follow.generation'))")
+        found = active(conn)
+        created = found is None
+        generation = found or read_generation(conn, _insert(conn, rules, rules.to_toml(), as_of, PARTITIONS,
+                                                            active=True))
+    if generation.rules_digest != rules.digest:
+        raise RulesDiffer(f"the active projection (generation {generation.id}) is of rules {generation.rules_version} "
+                          f"(digest {generation.rules_digest}), not {rules.version} (digest {rules.digest}); "
+                          "change the rules with `recompute backfill --rules FILE --apply`")
+    return generation, created
 
 
 def done_partitions(conn: psycopg.Connection, generation: int) -> dict[int, bytes]:
@@ -102,26 +154,26 @@ def switch(conn: psycopg.Connection, generation: int) -> None:
                              (generation,)).fetchone()
         if not built or not built[0]:
             raise ValueError(f"generation {generation} is not built: it cannot be made active")
-        previous = conn.execute("SELECT id FROM read_model_generation WHERE active").fetchone()
-        conn.execute("UPDATE read_model_generation SET active = false WHERE active")
+        previous = conn.execute("UPDATE read_model_generation SET active = false WHERE active RETURNING id").fetchone()
         conn.execute("UPDATE read_model_generation SET active = true, activated_at = now() WHERE id = %s",
                      (generation,))
         conn.execute("DELETE FROM read_model_generation WHERE NOT active AND activated_at IS NOT NULL "
                      "AND id <> %s", (previous[0] if previous else generation,))
 
 
-def active_generation(conn: psycopg.Connection) -> Generation | None:
-    """The active generation, or None before any `backfill --apply` (the tables may not exist yet).
-    (The `readmodel` work reads the active rules from it too: one of the two is to go.)"""
-    if not has_tables(conn, "read_model_generation"):
-        return None
-    found = _select(conn, "WHERE active")
-    return found[0] if found else None
-
-
 def read_generation(conn: psycopg.Connection, generation: int) -> Generation:
     return _select(conn, "WHERE id = %s", (generation,))[0]
 
 
-def _select(conn: psycopg.Connection, where: str, params: tuple = ()) -> list[Generation]:
+def _insert(conn: psycopg.Connection, rules: Rules, rules_text: str, as_of: datetime, partitions: int, *,
+            active: bool) -> int:
+    row = conn.execute(
+        "INSERT INTO read_model_generation (rules_version, rules_digest, rules_text, as_of, partitions, active, "
+        "activated_at) VALUES (%s, %s, %s, %s, %s, %s, CASE WHEN %s THEN now() END) RETURNING id",
+        (rules.version, rules.digest, rules_text, as_of, partitions, active, active)).fetchone()
+    assert row is not None  # INSERT … RETURNING returns its row
+    return int(row[0])
+
+
+def _select(conn: psycopg.Connection, where: str, params: tuple[object, ...] = ()) -> list[Generation]:
     return [Generation(*row) for row in conn.execute(f"SELECT {_COLUMNS} FROM read_model_generation {where}", params)]

@@ -18,7 +18,7 @@ from projections.apply.cas_sql import WriteRefused
 from projections.apply.protocol import ApplyBusy, ApplyOptions, ApplyRefused, ApplyResult
 from projections.apply.writes import EarlierRunStillWriting
 from projections.read_model.backfill import BackfillBusy, BackfillResult, activate, backfill as build
-from projections.read_model.active_rules import ActiveRulesUnreadable
+from projections.read_model.generations import ActiveRulesUnreadable
 from recompute.bootstrap import App, default_workers, running
 from recompute.cli.common import Instant, RunFailed, _refuse_rules_known_otherwise, _refused_rules, check_broker_url
 from recompute.cli.common import echo_json, privileges_or_exit, relay_line, relay_outbox, rules_line, rules_or_exit, utc_now, app_or_exit

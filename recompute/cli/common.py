@@ -15,7 +15,8 @@ from domain.rules import RULES_V1, Rules, RulesError, load_rules
 from domain.rules_identity import RulesConflict
 from eventlog.own_tables import check_known_rules
 from eventlog.stores import Error
-from projections.read_model.active_rules import ActiveRulesUnreadable, choose
+from projections.read_model.active_rules import choose
+from projections.read_model.generations import ActiveRulesUnreadable
 from projections.apply.relay import BrokerRefused, RelayReport, check_broker
 from recompute.bootstrap import App, wire
 from recompute.check import privilege_errors

@@ -32,7 +32,7 @@ from eventlog.processes import die_with_parent
 from eventlog.stores import OperationalError
 from projections.follow.breaker import resume as resume_breaker
 from projections.follow.follower import Follower, StepReport
-from projections.follow.generation import RulesDiffer
+from projections.read_model.generations import RulesDiffer
 from projections.follow.health import Health
 from projections.follow.loop import Wake, catch_up, follow
 from projections.follow.tracking import ensure_tracking

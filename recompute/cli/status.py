@@ -15,7 +15,7 @@ from recompute.cli.group import main
 def status(as_json: bool) -> None:
     """The projector's state: the active projection and rules, the log, each source's checkpoint and age,
     parked records, accounts disagreeing, the outbox."""
-    from projections.read_model.active_rules import ActiveRulesUnreadable
+    from projections.read_model.generations import ActiveRulesUnreadable
     from projections.status import read_status, render_status
 
     default_rules = rules_or_exit(None)

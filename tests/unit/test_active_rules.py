@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 import pytest
 
 from domain.rules import RULES_V1, parse_rules
-from projections.read_model.active_rules import Generation, choose
+from projections.read_model.active_rules import choose
+from projections.read_model.generations import Generation
 from tests.support.rules import SPEC_V1
 
 T = datetime(2026, 3, 1, tzinfo=UTC)
@@ -19,7 +20,8 @@ V3 = parse_rules(SPEC_V1.replace('version = "v1"', 'version = "v3"').replace("da
 
 
 def generation(rules=V2) -> Generation:
-    return Generation(id=7, rules=rules, as_of=T, partitions=32, created_at=T, built_at=T, activated_at=T)
+    return Generation(id=7, rules_version=rules.version, rules_digest=rules.digest, rules_text=rules.to_toml(),
+                      as_of=T, partitions=32, created_at=T, built_at=T, activated_at=T, active=True)
 
 
 @pytest.mark.parametrize("writes", [False, True])

@@ -8,7 +8,7 @@ from datetime import timedelta
 from domain.rules import RULES_V1
 from projections.executor import InlineExecutor
 from projections.read_model.changes import state_changes
-from projections.read_model.generations import Generation, choose
+from projections.read_model.generations import Generation, resume_or_drop
 from tests.support.states import T, a_state
 
 
@@ -37,17 +37,17 @@ def test_an_account_the_rules_do_not_move_has_no_changes_whatever_else_its_state
 
 def test_a_rerun_resumes_the_pending_generation_of_the_same_rules_and_drops_the_others():
     mine, other = a_generation(2), a_generation(3, digest="ffff", version="v9")
-    assert choose([mine, other], RULES_V1, None) == (mine, [other])
+    assert resume_or_drop([mine, other], RULES_V1, None) == (mine, [other])
 
 
 def test_a_rerun_at_another_instant_resumes_nothing_and_drops_the_generation_at_the_old_one():
     old = a_generation(2)
-    assert choose([old], RULES_V1, T + timedelta(days=1)) == (None, [old])
+    assert resume_or_drop([old], RULES_V1, T + timedelta(days=1)) == (None, [old])
 
 
 def test_a_rerun_at_the_same_instant_resumes_the_latest_of_its_rules():
     first, second = a_generation(2), a_generation(5)
-    assert choose([first, second], RULES_V1, T) == (second, [first])
+    assert resume_or_drop([first, second], RULES_V1, T) == (second, [first])
 
 
 def test_the_inline_executor_runs_each_piece_in_order():

@@ -1,11 +1,9 @@
 """The pure decisions of the followers: the fair share of partitions, the breaker's limit, and the
-rules text a generation keeps."""
+accounts new events dirty."""
 
 from __future__ import annotations
 
-from domain.rules import RULES_V1, parse_rules
 from projections.follow.breaker import limit, trips
-from projections.follow.generation import rules_toml
 from projections.follow.leases import fair_share
 
 
@@ -22,11 +20,6 @@ def test_an_account_corrected_again_within_the_window_counts_once():
     assert not trips({"acc_1"}, {"acc_1"}, 1)
     assert trips({"acc_1"}, {"acc_2"}, 1)
     assert not trips({"acc_1", "acc_2"}, set(), 1)  # nothing to write: nothing trips
-
-
-def test_a_generation_keeps_rules_text_that_reads_back_as_the_same_rules():
-    again = parse_rules(rules_toml(RULES_V1))
-    assert again == RULES_V1 and again.digest == RULES_V1.digest
 
 
 def test_new_events_dirty_the_accounts_of_our_partitions_past_their_position_and_the_catalog_all():
