@@ -59,7 +59,7 @@ _ANY_TABLE = b'"table":"'
 
 
 def may_be_read_by_truth(state: bytes) -> bool:
-    """On an event's stored state (its JSON, eventlog/account_log.encode_state), before decoding
+    """On an event's stored state (its JSON, eventlog/account_log.encode_event), before decoding
     it: False only when `read_by_truth` is surely False (no false negatives; a True is settled by
     `read_by_truth` after decoding, as `fold(legacy=False)` does anyway).
 

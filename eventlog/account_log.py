@@ -51,7 +51,7 @@ class PydanticMapper(Mapper[str]):
             originator_id=domain_event.originator_id,
             originator_version=domain_event.originator_version,
             topic=get_topic(type(domain_event)),
-            state=encode_state(domain_event),
+            state=encode_event(domain_event),
         )
 
     def to_domain_event(self, stored_event: StoredEvent) -> AccountEvent:
@@ -60,13 +60,13 @@ class PydanticMapper(Mapper[str]):
         )
 
 
-def encode_state(event: AccountEvent) -> bytes:
+def encode_event(event: AccountEvent) -> bytes:
     """The stored state: the event's fields but the stream id and version, as JSON (orjson: ~5x model_dump_json)."""
     return orjson.dumps({name: value for name, value in vars(event).items() if name not in _NOT_IN_STATE})
 
 
-def encode_state_with_row(fields: dict[str, Any], row_json: str) -> bytes:
-    """encode_state of an event whose `row` is already JSON text: the other fields, then the text spliced in."""
+def encode_event_with_row(fields: dict[str, Any], row_json: str) -> bytes:
+    """encode_event of an event whose `row` is already JSON text: the other fields, then the text spliced in."""
     return orjson.dumps(fields)[:-1] + b',"row":' + row_json.encode() + b"}"
 
 
@@ -168,7 +168,7 @@ def append_events(conn: psycopg.Connection, events: Sequence[AccountEvent],
         heads[event.originator_id] = version
         topic = topics.get(type(event)) or topics.setdefault(type(event), get_topic(type(event)))
         state = states[i] if states is not None else None
-        rows.append((event.originator_id, version, topic, state or encode_state(event)))
+        rows.append((event.originator_id, version, topic, state or encode_event(event)))
     with conn.cursor() as cur:
         copy_sql = sql.SQL(
             "COPY {} (originator_id, originator_version, topic, state) FROM STDIN (FORMAT BINARY)").format(table)

@@ -27,14 +27,14 @@ from psycopg import sql
 from domain.events import LegacyRowObserved
 from domain.legacy_tables import LegacyTable
 from domain.trusted import trusted
-from eventlog.account_log import append_events, encode_state_with_row
+from eventlog.account_log import append_events, encode_event_with_row
 from eventlog.copy_insert import bulk_insert
 from eventlog.own_tables import park, save_checkpoint
 from ingestion.legacy.tables import check_row, key_of, key_text, stream_of
 
 
 @dataclass(frozen=True)
-class Known:
+class KnownRow:
     """What the log already holds of one row."""
 
     digest: bytes
@@ -57,7 +57,7 @@ class Observations:
     store: str
     events: list[LegacyRowObserved] = field(default_factory=list)
     states: list[bytes | None] = field(default_factory=list)  # each event's stored state, when already encoded
-    finals: dict[tuple[str, str], Known | None] = field(default_factory=dict)  # (table, key) -> digest row; None: gone
+    finals: dict[tuple[str, str], KnownRow | None] = field(default_factory=dict)  # (table, key) -> digest row; None: gone
     existed: set[tuple[str, str]] = field(default_factory=set)  # keys with a digest row before this batch
     parked: list[tuple[str, str, str, str]] = field(default_factory=list)  # table, key, reason, record json
     appended_by_table: dict[str, int] = field(default_factory=dict)
@@ -69,12 +69,12 @@ class Observations:
         self.events.append(event)
         self.states.append(state)
 
-    def _set(self, spec: LegacyTable, key: str, before: Known | None, after: Known | None) -> None:
+    def _set(self, spec: LegacyTable, key: str, before: KnownRow | None, after: KnownRow | None) -> None:
         if (spec.table, key) not in self.finals and before is not None:
             self.existed.add((spec.table, key))
         self.finals[(spec.table, key)] = after
 
-    def row(self, spec: LegacyTable, raw: str, row: dict[str, Any], before: Known | None, *, position: str,
+    def row(self, spec: LegacyTable, raw: str, row: dict[str, Any], before: KnownRow | None, *, position: str,
             at: Timing, recorded_at: datetime) -> str:
         """Observes the row as it now is; returns 'unchanged', 'parked' or 'appended'."""
         key = key_text(spec, row)
@@ -95,21 +95,21 @@ class Observations:
         if before is not None and before.stream not in (None, stream):
             # the row moved to another account: its old stream sees it go
             self._add(self._vanished(spec, before, position, fields["source_time"], recorded_at))
-        self._add(event, encode_state_with_row(fields, raw))  # the row's JSON text spliced in as PostgreSQL gave it
-        self._set(spec, key, before, Known(digest, False, stream, key_json))
+        self._add(event, encode_event_with_row(fields, raw))  # the row's JSON text spliced in as PostgreSQL gave it
+        self._set(spec, key, before, KnownRow(digest, False, stream, key_json))
         return "appended"
 
-    def park(self, spec: LegacyTable, key: str, raw: str, key_json: str, before: Known | None, reason: str) -> None:
+    def park(self, spec: LegacyTable, key: str, raw: str, key_json: str, before: KnownRow | None, reason: str) -> None:
         """The row as it now is cannot be recorded: parked with its reason, once (its digest says so)."""
         self.parked.append((spec.table, key, reason, raw))
         # the log may still hold the row's last good version: keep its stream, so a deletion reaches it
-        self._set(spec, key, before, Known(digest_of(raw), True, before.stream if before else None, key_json))
+        self._set(spec, key, before, KnownRow(digest_of(raw), True, before.stream if before else None, key_json))
 
-    def current(self, table: str, key: str, known: dict[str, Known]) -> Known | None:
+    def current(self, table: str, key: str, known: dict[str, KnownRow]) -> KnownRow | None:
         """What the log holds of the row once this batch commits (`known`: before the batch)."""
         return self.finals[(table, key)] if (table, key) in self.finals else known.get(key)
 
-    def gone(self, spec: LegacyTable, key: str, before: Known, *, position: str, at: datetime,
+    def gone(self, spec: LegacyTable, key: str, before: KnownRow, *, position: str, at: datetime,
              recorded_at: datetime) -> bool:
         """Observes that the row is no longer there; True when that appended an event."""
         self._set(spec, key, before, None)
@@ -119,7 +119,7 @@ class Observations:
         return True
 
     @staticmethod
-    def _vanished(spec: LegacyTable, known: Known, position: str, at: datetime,
+    def _vanished(spec: LegacyTable, known: KnownRow, position: str, at: datetime,
                   recorded_at: datetime) -> LegacyRowObserved:
         return trusted(
             LegacyRowObserved,
@@ -174,12 +174,12 @@ _ON_CONFLICT = ("ON CONFLICT (store, tbl, key) DO UPDATE SET digest = EXCLUDED.d
                 "stream = EXCLUDED.stream, key_json = EXCLUDED.key_json")
 
 
-def known_rows(log: psycopg.Connection, store: str, table: str, keys: list[str] | None = None) -> dict[str, Known]:
+def known_rows(log: psycopg.Connection, store: str, table: str, keys: list[str] | None = None) -> dict[str, KnownRow]:
     """What the log holds of a table's rows (keys: only these), read in the caller's transaction."""
     query = "SELECT key, digest, parked, stream, key_json FROM ingest_row_digest WHERE store = %s AND tbl = %s"
     params: tuple[Any, ...] = (store, table)
     if keys is not None:
         query += " AND key = ANY(%s)"
         params += (keys,)
-    return {key: Known(bytes(digest), parked, stream, key_json)
+    return {key: KnownRow(bytes(digest), parked, stream, key_json)
             for key, digest, parked, stream, key_json in log.execute(query, params)}

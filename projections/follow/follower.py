@@ -34,6 +34,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from datetime import UTC, datetime
 
 
@@ -75,10 +76,6 @@ def new_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 @dataclass
 class StepReport:
     partitions: int = 0
@@ -98,7 +95,7 @@ class StepReport:
 
 
 class Follower:
-    def __init__(self, stores: Stores, rules: Rules, *, owner: str | None = None, clock: Clock = utc_now,
+    def __init__(self, stores: Stores, rules: Rules, *, owner: str | None = None, clock: Clock = partial(datetime.now, UTC),
                  lease_s: float = 10.0, batch_events: int = 20_000, max_share: float = 0.10,
                  window_s: float = breaker.WINDOW_S, broker_url: str | None = None,
                  on_lag: Callable[[float], None] = lambda _: None,

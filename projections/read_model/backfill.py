@@ -82,7 +82,7 @@ def backfill(stores: Stores, rules: Rules, rules_text: str, active_rules: Rules,
              on_progress: Progress = lambda done, total: None) -> BackfillResult:
     """Builds (or resumes) the generation of `rules` at `as_of` (None: the pending one's T, else now).
     With `reuse_active`, a generation of these rules already active at that T is taken as built."""
-    with _exclusive(stores) as conn:
+    with _backfill_lock(stores) as conn:
         ensure_read_model(conn)
         active = generations.active(conn)
         if reuse_active and active is not None and active.rules_digest == rules.digest \
@@ -156,7 +156,7 @@ def _jobs(stores: Stores, gen: Generation, rules: Rules, active_rules: Rules, po
 
 
 @contextmanager
-def _exclusive(stores: Stores) -> Iterator[Connection]:
+def _backfill_lock(stores: Stores) -> Iterator[Connection]:
     with stores.connect(purpose="backfill", autocommit=True) as conn:
         if not conn.execute("SELECT pg_try_advisory_lock(%s)", (_LOCK_ID,)).fetchone()[0]:
             raise BackfillBusy("another `recompute backfill` is running; try again when it has finished")

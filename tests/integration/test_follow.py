@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -16,7 +16,7 @@ from eventlog.own_tables import ensure_own_schema
 from domain.rules import RULES_V1
 from projections.follow import leases
 from projections.follow.breaker import resume
-from projections.follow.follower import Follower, utc_now
+from projections.follow.follower import Follower
 from projections.follow.loop import catch_up
 from projections.status import read_status, render_status
 from tests.support.follow import a_calm_world, an_overdue_invoice, applied, dunning_stage
@@ -32,7 +32,7 @@ def ingest(dsns) -> None:
 
 class Clock:
     def __init__(self) -> None:
-        self.now = utc_now()
+        self.now = datetime.now(UTC)
 
     def __call__(self):
         return self.now
@@ -199,7 +199,7 @@ def test_too_many_corrections_open_the_breaker_which_keeps_projecting_until_resu
         ingest(dsns)
         [still] = catch_up(follower)
         assert still.withheld == 1 and still.applied == 0  # open: projecting goes on, writing waits
-        said = render_status(read_status(Stores.from_dsns(dsns), now=utc_now(), default_rules=RULES_V1,
+        said = render_status(read_status(Stores.from_dsns(dsns), now=datetime.now(UTC), default_rules=RULES_V1,
                                           default_source="built in"))
         assert "circuit breaker: OPEN since" in said and "3 accounts withheld" in said and "--resume" in said
         with psycopg.connect(dsns["eventstore"], autocommit=True) as conn:

@@ -125,14 +125,14 @@ def test_a_bad_row_is_parked_with_its_reason_and_ingest_goes_on(world, statement
 
 
 def test_the_spliced_state_reads_back_as_the_event_the_generic_encoder_would_store(world):
-    from eventlog.account_log import encode_state
+    from eventlog.account_log import encode_event
 
     ingest_all(world)
     with psycopg.connect(world["eventstore"]) as conn:
         stored = conn.execute("SELECT originator_id, originator_version, state FROM recompute_events "
                               "WHERE originator_id = 'acc_000042' ORDER BY originator_version").fetchall()
     for event, (_, _, state) in zip(log_of(world), stored):
-        assert orjson.loads(bytes(state)) == orjson.loads(encode_state(event))
+        assert orjson.loads(bytes(state)) == orjson.loads(encode_event(event))
 
 
 def test_a_recorded_row_that_turns_bad_and_is_then_deleted_still_gets_its_deletion(world):

@@ -8,7 +8,7 @@ import orjson
 
 from domain.events import LegacyRowObserved, StripeObjectObserved
 from eventsourcing.utils import get_topic
-from eventlog.account_log import decode_event, encode_state
+from eventlog.account_log import decode_event, encode_event
 
 T = datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
 
@@ -17,19 +17,19 @@ def test_a_legacy_row_event_round_trips():
     event = LegacyRowObserved(originator_id="acc_1", originator_version=7, store="billing_prod", table="invoices",
                               key={"invoice_id": "inv_1"}, row={"status": "open", "amount_due": 2900},
                               position="billing_prod@1:1:", source_time=T, recorded_at=T)
-    assert decode_event(get_topic(LegacyRowObserved), encode_state(event), "acc_1", 7) == event
+    assert decode_event(get_topic(LegacyRowObserved), encode_event(event), "acc_1", 7) == event
 
 
 def test_a_stripe_event_round_trips_with_its_times_as_datetimes():
     event = StripeObjectObserved(originator_id="acc_1", originator_version=2, table="invoice", key={"id": "in_1"},
                                  object={"id": "in_1", "status": "paid"}, event_id="evt_1", event_type="invoice.paid",
                                  event_created=T, via="events_api", position="evt_1", source_time=T, recorded_at=T)
-    decoded = decode_event(get_topic(StripeObjectObserved), encode_state(event), "acc_1", 2)
+    decoded = decode_event(get_topic(StripeObjectObserved), encode_event(event), "acc_1", 2)
     assert decoded == event and isinstance(decoded.event_created, datetime)
 
 
 def test_a_stored_state_of_another_shape_is_validated_not_trusted():
-    state = orjson.loads(encode_state(LegacyRowObserved(
+    state = orjson.loads(encode_event(LegacyRowObserved(
         originator_id="a", originator_version=1, store="subs", table="subs_account", key={"account_id": "a"},
         row=None, position="p", source_time=T, recorded_at=T)))
     del state["position"]  # an older shape: validation must say so rather than build a broken event

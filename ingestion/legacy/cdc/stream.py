@@ -41,7 +41,7 @@ from ingestion.legacy.cdc import pgoutput as po
 from ingestion.legacy.cdc.names import checkpoint_source, lock_name, publication_name, slot_name
 from ingestion.legacy.cdc.replication import ReplicationConnection, ReplicationError
 from ingestion.legacy.cdc.row_json import json_value, row_json, text_of
-from ingestion.legacy.observe import Known, Observations, known_rows
+from ingestion.legacy.observe import KnownRow, Observations, known_rows
 from ingestion.legacy.schema import log as log_schema
 from ingestion.legacy.schema import relation_problems, store_problems
 from ingestion.legacy.snapshot import TableIngest, exported_snapshot
@@ -339,7 +339,7 @@ class _Recording:
         self.matching.add(spec.name)
         return spec
 
-    def _known(self, txns: list[_Txn]) -> dict[str, dict[str, Known]]:
+    def _known(self, txns: list[_Txn]) -> dict[str, dict[str, KnownRow]]:
         keys: dict[str, set[str]] = {}
         for txn in txns:
             for relation, change in txn.changes:
@@ -382,14 +382,14 @@ class _Recording:
                                   recorded_at=self.recorded_at)
         self.rows[(spec.table, new_key)] = row
 
-    def _gone(self, spec: LegacyTable, key: str, known: dict[str, Known], position: str, at: datetime) -> None:
+    def _gone(self, spec: LegacyTable, key: str, known: dict[str, KnownRow], position: str, at: datetime) -> None:
         before = self.observations.current(spec.table, key, known)
         if before is not None:
             self.observations.gone(spec, key, before, position=position, at=at, recorded_at=self.recorded_at)
         self.rows.pop((spec.table, key), None)
 
     def _carried(self, spec: LegacyTable, relation: po.Relation, values: po.Tuple, key: str,
-                 before: Known | None) -> tuple[list[str | None], list[str]]:
+                 before: KnownRow | None) -> tuple[list[str | None], list[str]]:
         """The values with each unchanged TOAST value taken from the last copy of the row; and the
         columns no copy knows."""
         if not any(isinstance(value, po.Unchanged) for value in values):
@@ -406,7 +406,7 @@ class _Recording:
                 carried.append(value)
         return carried, missing
 
-    def _last_copy(self, spec: LegacyTable, key: str, before: Known | None) -> dict[str, Any] | None:
+    def _last_copy(self, spec: LegacyTable, key: str, before: KnownRow | None) -> dict[str, Any] | None:
         if before is None:
             return None
         if before.parked:
