@@ -1,11 +1,16 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
+from simulation.harness.apply_fleet import a_drifting_fleet
 from simulation.harness.databases import STORES, scratch_databases
 from tests.support.clusters import LOGICAL, a_cluster
+from tests.support.fleet import a_fleet
 
 CHANGE_STREAM_CODE = ("ingestion.legacy.cdc", "tests.support.cdc")
 
@@ -32,6 +37,51 @@ def stores(request):
     else:
         with scratch_databases(*STORES) as dsns:
             yield dsns
+
+
+@pytest.fixture
+def fleet(request, tmp_path):
+    """The fleet a test works on, ingested. By default `drifting`: 120 accounts of which 25 drift
+    (seed 7, simulation/harness/apply_fleet.py), a fresh one for each test (apply changes it). A module
+    says otherwise with `pytestmark = pytest.mark.fleet(...)`: `kind="served"` is 300 accounts of which
+    40 drift (seed 11), ingested through the CLI against the Stripe stand-in, which keeps serving
+    (tests/support/fleet.py), one for the module; `shared=True` makes one fleet for the module's
+    tests; `accounts=`, `drifting=` change the sizes."""
+    kind, shared, sizes = _fleet_wanted(request.node)
+    if shared:
+        yield request.getfixturevalue("module_fleet")
+    else:
+        with _a_fleet(kind, sizes, tmp_path) as built:
+            yield built
+
+
+@pytest.fixture(scope="module")
+def module_fleet(request, tmp_path_factory):
+    """The one fleet of a module marked `fleet(shared=True)` (or `kind="served"`): see `fleet`."""
+    kind, _, sizes = _fleet_wanted(request.node)
+    with _a_fleet(kind, sizes, tmp_path_factory.mktemp("fleet")) as built:
+        yield built
+
+
+FLEETS = {"drifting": {"accounts": 120, "drifting": 25}, "served": {"accounts": 300, "drifting": 40}}
+
+
+def _fleet_wanted(node: pytest.Item | pytest.Collector) -> tuple[str, bool, dict[str, int]]:
+    marker = node.get_closest_marker("fleet")
+    wanted = dict(marker.kwargs) if marker else {}
+    kind = wanted.pop("kind", "drifting")
+    shared = wanted.pop("shared", kind == "served")
+    return kind, shared, {**FLEETS[kind], **wanted}
+
+
+@contextmanager
+def _a_fleet(kind: str, sizes: dict[str, int], tmp: Path) -> Iterator[object]:
+    if kind == "served":
+        with a_fleet(tmp, **sizes) as built:
+            yield built
+    else:
+        with scratch_databases(*STORES) as dsns:
+            yield a_drifting_fleet(dsns, tmp, **sizes)
 
 
 @pytest.fixture

@@ -7,17 +7,10 @@ import orjson
 import psycopg
 import pytest
 
-from simulation.harness.apply_fleet import NOW, a_drifting_fleet, snapshot
-from simulation.harness.databases import STORES, scratch_databases
+from simulation.harness.apply_fleet import NOW, snapshot
 
 pytestmark = pytest.mark.integration
 AS_OF = ("--as-of", NOW.isoformat())
-
-
-@pytest.fixture
-def fleet(tmp_path):
-    with scratch_databases(*STORES) as dsns:
-        yield a_drifting_fleet(dsns, tmp_path, accounts=120, drifting=25)
 
 
 def audited(fleet) -> int:

@@ -16,10 +16,10 @@ from simulation.oracle.expected_state import true_state
 from simulation.oracle.rules_v1 import Thresholds, v1
 from simulation.readback import oracle_corrections, read_records, read_tables
 from simulation.stripe_world import StripeWorld
-from tests.support.fleet import FLEET_NOW, a_fleet
+from tests.support.fleet import FLEET_NOW
 from tests.support.rules import SPEC_V1
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.fleet(kind="served")]
 
 # rules-v1 §4's file suspending at 30 days instead of 21 and writing debts off at 45 instead of 60
 RULES_V2 = SPEC_V1.replace('version = "v1"', 'version = "v2-later-suspension"').replace(
@@ -27,12 +27,6 @@ RULES_V2 = SPEC_V1.replace('version = "v1"', 'version = "v2-later-suspension"').
     "bad_debt_days_overdue = 60", "bad_debt_days_overdue = 45")
 ORACLE_V2 = Thresholds((("suspended", 30, None), ("final_notice", 14, 4), ("retrying", 3, 1), ("grace", None, None)),
                        45)
-
-
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
-    with a_fleet(tmp_path_factory.mktemp("fleet")) as built:
-        yield built
 
 
 @pytest.fixture(scope="module")

@@ -9,20 +9,14 @@ import pytest
 import simulation.oracle.rules_v1 as oracle
 from simulation.oracle.expected_corrections import compare_corrections
 from simulation.readback import oracle_corrections
-from tests.support.fleet import FLEET_NOW, a_fleet
+from tests.support.fleet import FLEET_NOW
 from tests.support.rules import SPEC_V1
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.fleet(kind="served")]
 
 # rules-v1 §4's file, suspending at 30 days instead of 21
 RULES_SUSPENDED_AT_30 = SPEC_V1.replace('version = "v1"', 'version = "v1-suspend-30"').replace(
     "days_overdue_at_least = 21", "days_overdue_at_least = 30")
-
-
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
-    with a_fleet(tmp_path_factory.mktemp("fleet")) as built:
-        yield built
 
 
 def test_plan_lists_exactly_the_drifting_accounts_and_the_injected_corrections(fleet):

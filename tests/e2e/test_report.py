@@ -8,15 +8,9 @@ from collections import Counter
 import pytest
 
 from tests.support.browser import Marks, open_page
-from tests.support.fleet import FLEET_NOW, a_fleet
+from tests.support.fleet import FLEET_NOW
 
-pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
-    with a_fleet(tmp_path_factory.mktemp("fleet"), accounts=300, drifting=40) as built:
-        yield built
+pytestmark = [pytest.mark.integration, pytest.mark.fleet(kind="served")]
 
 
 @pytest.mark.browser

@@ -10,24 +10,17 @@ import pytest
 
 from domain.rules import RULES_V1, parse_rules
 from eventlog.own_tables import ensure_own_schema
-from simulation.harness.apply_fleet import NOW, a_consumer, a_drifting_fleet, drain, snapshot
-from simulation.harness.databases import STORES, scratch_databases
+from simulation.harness.apply_fleet import NOW, a_consumer, drain, snapshot
 from tests.support.rules import SPEC_V1
 from tests.support.rules import RETRYING_ABOVE_SUSPENDED
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.fleet(shared=True)]
 AS_OF = ("--as-of", NOW.isoformat())
 LYING_V1 = SPEC_V1.replace("days_overdue_at_least = 21", "days_overdue_at_least = 30")
 V2 = SPEC_V1.replace('version = "v1"', 'version = "v2"').replace("days_overdue_at_least = 21",
                                                                   "days_overdue_at_least = 30")
 OTHER_V2 = SPEC_V1.replace('version = "v1"', 'version = "v2"').replace("days_overdue_at_least = 3",
                                                                         "days_overdue_at_least = 5")
-
-
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
-    with scratch_databases(*STORES) as dsns:
-        yield a_drifting_fleet(dsns, tmp_path_factory.mktemp("stripe"), accounts=120, drifting=25)
 
 
 def rows(fleet, query: str) -> list[tuple]:

@@ -27,12 +27,6 @@ STAGES = ("none", "grace", "retrying", "final_notice", "suspended")
 
 
 @pytest.fixture
-def fleet(tmp_path):
-    with scratch_databases(*STORES) as dsns:
-        yield a_drifting_fleet(dsns, tmp_path, accounts=120, drifting=25)
-
-
-@pytest.fixture
 def saved(fleet, tmp_path) -> Path:
     path = tmp_path / "reviewed.json"
     fleet.recompute("plan", *AS_OF, "--out", str(path))

@@ -10,16 +10,9 @@ import time
 import psycopg
 import pytest
 
-from simulation.harness.apply_fleet import NOW, a_consumer, a_drifting_fleet, drain
-from simulation.harness.databases import STORES, scratch_databases
+from simulation.harness.apply_fleet import NOW, a_consumer, drain
 
 pytestmark = [pytest.mark.integration, pytest.mark.broker]
-
-
-@pytest.fixture
-def fleet(tmp_path):
-    with scratch_databases(*STORES) as dsns:
-        yield a_drifting_fleet(dsns, tmp_path, accounts=120, drifting=25)
 
 
 def broker(action: str) -> None:

@@ -14,17 +14,10 @@ from domain.rules import RULES_V1
 from projections.apply.protocol import ApplyBusy, ApplyOptions, apply
 from projections.plan import plan
 from eventlog.own_tables import ensure_own_schema
-from simulation.harness.apply_fleet import NOW, a_drifting_fleet
-from simulation.harness.databases import STORES, scratch_databases
+from simulation.harness.apply_fleet import NOW
 
 pytestmark = pytest.mark.integration
 STAGES = ("grace", "retrying", "final_notice", "suspended")
-
-
-@pytest.fixture
-def fleet(tmp_path):
-    with scratch_databases(*STORES) as dsns:
-        yield a_drifting_fleet(dsns, tmp_path, accounts=120, drifting=25)
 
 
 def one(corrections, table, op, column=None):

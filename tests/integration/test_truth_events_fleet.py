@@ -14,15 +14,9 @@ from eventlog.account_log import decode_event
 from eventlog.account_range import AccountRange
 from eventlog.range_reads import _event_rows, account_events, logged_accounts, truth_events
 from eventlog.stores import Stores
-from tests.support.fleet import FLEET_NOW, a_fleet
+from tests.support.fleet import FLEET_NOW
 
-pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
-    with a_fleet(tmp_path_factory.mktemp("fleet")) as built:
-        yield built
+pytestmark = [pytest.mark.integration, pytest.mark.fleet(kind="served")]
 
 
 def test_truth_events_fold_to_the_facts_of_the_whole_stream(fleet):
