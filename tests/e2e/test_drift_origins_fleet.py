@@ -46,7 +46,10 @@ def mismatches(expected: list[Expected], corrections: list[dict],
 
 @pytest.fixture(scope="module", params=["snapshot", "stream"])
 def played(request, tmp_path_factory):
-    with played_fleet(tmp_path_factory.mktemp(request.param), how=request.param) as fleet:
+    """Played twice: read by snapshots on the shared server, and by change streams on the suite's
+    logical cluster (the shared server may be at any wal_level)."""
+    server = {"server": request.getfixturevalue("logical_server")} if request.param == "stream" else {}
+    with played_fleet(tmp_path_factory.mktemp(request.param), how=request.param, **server) as fleet:
         yield fleet
 
 

@@ -20,7 +20,7 @@ from typing import Literal
 import psycopg
 
 from simulation.drift_stories import StoryFleet, Write, story_fleet, write
-from simulation.harness.databases import STORES, scratch_databases
+from simulation.harness.databases import SERVER, STORES, scratch_databases
 from simulation.legacy_schema import create_legacy_schema
 from simulation.stripe_standin import StripeStandIn
 from tests.support.cli import configured, recompute
@@ -71,8 +71,10 @@ def _next_second(after: timedelta = timedelta(seconds=1)) -> datetime:
 
 
 @contextmanager
-def played_fleet(tmp_path: Path, *, how: Literal["snapshot", "stream"], per_story: int = 4) -> Iterator[PlayedFleet]:
-    with scratch_databases(*STORES) as dsns:
+def played_fleet(tmp_path: Path, *, how: Literal["snapshot", "stream"], per_story: int = 4,
+                 server: str = SERVER) -> Iterator[PlayedFleet]:
+    """`server`: where its databases are made (the change streams need one at wal_level = logical)."""
+    with scratch_databases(*STORES, server=server) as dsns:
         for store in ("cf_prod", "billing_prod", "subs"):
             with psycopg.connect(dsns[store]) as conn:
                 create_legacy_schema(conn, store)
