@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import fcntl
 import inspect
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +39,28 @@ def stores(request):
     else:
         with scratch_databases(*STORES) as dsns:
             yield dsns
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    """The quick loop (`-m "not db"`) runs in one process: its tests take less time than starting the
+    workers of `-n` (pyproject.toml's addopts) does."""
+    if config.option.markexpr.replace("'", '"').strip() == "not db":
+        config.option.numprocesses = 0
+
+
+@pytest.fixture(autouse=True)
+def _alone_when_marked(request):
+    """Under pytest-xdist, a test marked `alone` (it stops RabbitMQ, which the others use) runs while
+    no other test does: each test holds a shared lock on one file of the run, an `alone` one the
+    exclusive lock. Without workers there is nothing to wait for."""
+    run = getattr(request.config, "workerinput", {}).get("testrunuid")
+    if run is None:
+        yield
+        return
+    with open(Path(tempfile.gettempdir()) / f"recompute-tests-{run}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if request.node.get_closest_marker("alone") else fcntl.LOCK_SH)
+        yield
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 
 from simulation.harness.apply_fleet import NOW, a_consumer, drain
 
-pytestmark = [pytest.mark.integration, pytest.mark.broker]
+pytestmark = [pytest.mark.integration, pytest.mark.broker, pytest.mark.alone]
 
 
 def broker(action: str) -> None:
