@@ -27,10 +27,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 
-import psycopg
-
 from domain.partitions import PARTITIONS
 from domain.rules import Rules, RulesError, parse_rules
+from eventlog.stores import Connection
 from eventlog.tables_present import has_tables
 
 _COLUMNS = ("id, rules_version, rules_digest, rules_text, as_of, partitions, created_at, built_at, activated_at, "
@@ -78,7 +77,7 @@ class Opened:
     dropped: tuple[Generation, ...]  # pending generations of other rules (or another T), removed
 
 
-def active(conn: psycopg.Connection) -> Generation | None:
+def active(conn: Connection) -> Generation | None:
     """The active generation, its rules parsed (ActiveRulesUnreadable here, not at a later use);
     None before any `backfill --apply` or `project` (the tables may not exist yet). `conn` may be
     read-only."""
@@ -101,7 +100,7 @@ def resume_or_drop(pending: Sequence[Generation], rules: Rules, as_of: datetime 
     return resume, [g for g in pending if g is not resume]
 
 
-def open_generation(conn: psycopg.Connection, rules: Rules, rules_text: str, as_of: datetime | None,
+def open_generation(conn: Connection, rules: Rules, rules_text: str, as_of: datetime | None,
                     partitions: int, *, now: datetime) -> Opened:
     """The pending generation to build into (T = as_of, or now when neither it nor a resumed one
     says), in one transaction with the drops it implies."""
@@ -116,7 +115,7 @@ def open_generation(conn: psycopg.Connection, rules: Rules, rules_text: str, as_
         return Opened(read_generation(conn, gid), False, tuple(drop))
 
 
-def active_or_new(conn: psycopg.Connection, rules: Rules, as_of: datetime) -> tuple[Generation, bool]:
+def active_or_new(conn: Connection, rules: Rules, as_of: datetime) -> tuple[Generation, bool]:
     """The generation followers write into, and whether it was made now (active at once, of
     `rules` at `as_of`, every partition); RulesDiffer when the active one is of other rules."""
     with conn.transaction():
@@ -132,20 +131,20 @@ def active_or_new(conn: psycopg.Connection, rules: Rules, as_of: datetime) -> tu
     return generation, created
 
 
-def done_partitions(conn: psycopg.Connection, generation: int) -> dict[int, bytes]:
+def done_partitions(conn: Connection, generation: int) -> dict[int, bytes]:
     """The partitions of a generation already committed, with their reports."""
     return {p: bytes(report or b"") for p, report in conn.execute(
         "SELECT partition, report FROM read_model_partition WHERE generation = %s", (generation,))}
 
 
-def finish(conn: psycopg.Connection, generation: int) -> None:
+def finish(conn: Connection, generation: int) -> None:
     with conn.transaction():
         conn.execute("UPDATE read_model_generation SET built_at = coalesce(built_at, now()) WHERE id = %s "
                      "AND (SELECT count(*) FROM read_model_partition WHERE generation = %s) = partitions",
                      (generation, generation))
 
 
-def switch(conn: psycopg.Connection, generation: int) -> None:
+def switch(conn: Connection, generation: int) -> None:
     """Makes a built generation the active one, in ONE transaction: readers see the old or the new,
     never neither or both (the unique index on `active` holds it). Generations older than the one
     it replaces are dropped."""
@@ -161,11 +160,11 @@ def switch(conn: psycopg.Connection, generation: int) -> None:
                      "AND id <> %s", (previous[0] if previous else generation,))
 
 
-def read_generation(conn: psycopg.Connection, generation: int) -> Generation:
+def read_generation(conn: Connection, generation: int) -> Generation:
     return _select(conn, "WHERE id = %s", (generation,))[0]
 
 
-def _insert(conn: psycopg.Connection, rules: Rules, rules_text: str, as_of: datetime, partitions: int, *,
+def _insert(conn: Connection, rules: Rules, rules_text: str, as_of: datetime, partitions: int, *,
             active: bool) -> int:
     row = conn.execute(
         "INSERT INTO read_model_generation (rules_version, rules_digest, rules_text, as_of, partitions, active, "
@@ -175,5 +174,5 @@ def _insert(conn: psycopg.Connection, rules: Rules, rules_text: str, as_of: date
     return int(row[0])
 
 
-def _select(conn: psycopg.Connection, where: str, params: tuple[object, ...] = ()) -> list[Generation]:
+def _select(conn: Connection, where: str, params: tuple[object, ...] = ()) -> list[Generation]:
     return [Generation(*row) for row in conn.execute(f"SELECT {_COLUMNS} FROM read_model_generation {where}", params)]
