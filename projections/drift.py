@@ -33,7 +33,7 @@ def attach_drift(stores: Stores, catalog: Catalog, rules: Rules, as_of: datetime
     if not by_account:
         return list(corrections)
     accounts = sorted(by_account)
-    past = applied_corrections(stores.eventstore, accounts)
+    past = applied_corrections(stores, accounts)
     said: dict[str, list[Correction]] = {}
     read = ((a, streams[a]) for a in accounts if a in streams) if streams is not None else \
         account_events(stores, AccountRange(ids=tuple(accounts)))

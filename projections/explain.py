@@ -87,7 +87,7 @@ def explain(stores: Stores, account_id: str, rules: Rules, as_of: datetime, *,
             opened.close()
     parked = parked_records(stores, account_id)
     holding = [row for row in (record.held_row(account_id) for record in parked) if row is not None]
-    past = applied_corrections(stores.eventstore, [account_id]).get(account_id, [])
+    past = applied_corrections(stores, [account_id]).get(account_id, [])
     return replace(explanation(account_id, events, catalog_events, rules, as_of, parked=holding, owners=owners,
                                past=past),
                    past_corrections=past_corrections(stores, account_id), parked=parked)

@@ -174,11 +174,10 @@ def correction_of(row: Mapping[str, Any]) -> Correction:
                       drift=Drift.model_validate(drift) if drift else None)
 
 
-def applied_corrections(eventstore_dsn: str, accounts: Sequence[str]) -> dict[str, list[PastCorrection]]:
-    """The accounts' applied corrections (what domain/drift.py counts rewrites against), by account.
-    (Takes the event store's DSN while its callers in plan, apply's replan and the report do.)"""
+def applied_corrections(stores: Stores, accounts: Sequence[str]) -> dict[str, list[PastCorrection]]:
+    """The accounts' applied corrections (what domain/drift.py counts rewrites against), by account."""
     found: dict[str, list[PastCorrection]] = {}
-    with psycopg.connect(eventstore_dsn, options="-c TimeZone=UTC") as conn:
+    with stores.connect(purpose="audit") as conn:
         if not accounts or not has_tables(conn, "correction_audit"):
             return found
         rows = conn.execute(

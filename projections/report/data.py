@@ -105,7 +105,7 @@ def aggregate_range(stores: Stores, rules: Rules, as_of: datetime, catalog: Cata
         return counts
     said = attach_drift(stores, catalog, rules, as_of, drifting, owners)
     rewritten = sorted({c.account_id for c in said if c.drift is not None and c.drift.cause == "overwrote_correction"})
-    past = applied_corrections(stores.eventstore, rewritten) if rewritten else {}
+    past = applied_corrections(stores, rewritten) if rewritten else {}
     for account_id, mine in groupby(said, key=attrgetter("account_id")):
         counts.add_drift(list(mine), as_of, applied_times(past.get(account_id, ())))
     return counts
