@@ -18,6 +18,7 @@ validated again.
 from __future__ import annotations
 
 from datetime import datetime
+
 from domain.facts import (
     AccountFact,
     AccountFacts,
@@ -29,6 +30,7 @@ from domain.facts import (
     StripeInvoiceFact,
     SubscriptionFact,
 )
+from domain.facts_builder import FactsBuilder
 from domain.refs import ref_of
 from domain.stripe_shapes import (
     from_unix,
@@ -37,7 +39,6 @@ from domain.stripe_shapes import (
     subscription_period_end,
     subscription_status,
 )
-from domain.facts_builder import FactsBuilder
 from domain.trusted import trusted
 
 

@@ -34,7 +34,7 @@ from datetime import datetime
 from functools import singledispatch
 
 from domain.authority import resolve_facts
-from domain.events import AccountEvent, CATALOG_STREAM, LegacyRowObserved, StripeObjectObserved
+from domain.events import CATALOG_STREAM, AccountEvent, LegacyRowObserved, StripeObjectObserved
 from domain.facts import AccountFacts, row_key
 from domain.facts_builder import BILLING_CHARGES, BILLING_INVOICES, FactsBuilder, parse_time
 from domain.same_second import latest

@@ -16,9 +16,9 @@ What rules mean is `Rules.canonical_json()` and its `digest` (domain/rules_ident
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
 import hashlib
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 

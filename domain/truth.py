@@ -9,14 +9,12 @@ from after `at`. The state and its `because` are described in domain/state.py.
 
 from __future__ import annotations
 
-from typing import Any
-
 from datetime import datetime
+from typing import Any
 
 from domain.catalog import Catalog
 from domain.dunning import DAY, DunningInvoice, Standing, next_action, stage_since, standing
 from domain.facts import AccountFacts, InvoiceFact
-from domain.trusted import trusted
 from domain.rules import Rules
 from domain.state import (
     DELINQUENT_STAGES,
@@ -26,6 +24,7 @@ from domain.state import (
     TrueStripeInvoice,
     TrueSubscription,
 )
+from domain.trusted import trusted
 
 __all__ = ["Because", "TrueState", "decided_until", "restated", "true_state"]
 

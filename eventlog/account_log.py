@@ -12,9 +12,9 @@ a few thousand events/s: see shared/notes/eventsourcing-9.5.6.md.)
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from functools import lru_cache
-from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson

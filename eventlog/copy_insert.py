@@ -11,9 +11,8 @@ Stripe catch-up in psycopg's pipeline bookkeeping.
 
 from __future__ import annotations
 
-from typing import Any
-
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import psycopg
 from psycopg import sql

@@ -24,10 +24,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import orjson
 import psycopg

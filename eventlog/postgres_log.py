@@ -8,8 +8,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 
 from domain.events import AccountEvent
-from eventlog.account_log import account_ids, append_events, decode_event, open_log
 from eventlog import tail
+from eventlog.account_log import account_ids, append_events, decode_event, open_log
 from eventlog.account_range import AccountRange
 from eventlog.protocol import EventNotification
 from eventlog.range_reads import account_events

@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 
+from eventlog.processes import worker_pool
+from eventlog.stores import Stores
 from ingestion.legacy.snapshot import LegacySnapshotIngester, TableIngest, exported_snapshot
 from ingestion.report import IngestReport, TableReport
 from ingestion.stripe.ingester import StripeIngester
 from ingestion.stripe.reader import StripeApiReader
-from eventlog.processes import worker_pool
-from eventlog.stores import Stores
 
 
 @dataclass(frozen=True)

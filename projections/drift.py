@@ -16,10 +16,10 @@ from domain.drift import drift_origins, with_drift
 from domain.events import AccountEvent
 from domain.owners import Owners
 from domain.rules import Rules
-from projections.apply.audit import applied_corrections
 from eventlog.account_range import AccountRange
 from eventlog.range_reads import account_events
 from eventlog.stores import Stores
+from projections.apply.audit import applied_corrections
 
 
 def attach_drift(stores: Stores, catalog: Catalog, rules: Rules, as_of: datetime,

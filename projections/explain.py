@@ -16,20 +16,20 @@ from typing import Any
 from domain.catalog import fold_catalog
 from domain.diff import Correction, corrections_for
 from domain.drift import PastCorrection, drift_origins, recorded_rows, with_drift
-from domain.owners import Owners
 from domain.events import CATALOG_STREAM, AccountEvent, LegacyRowObserved, StripeObjectObserved
 from domain.fold import fold
 from domain.held import HeldRow, ParkedRecord, hold
-from domain.refs import key_text, ref_of
 from domain.legacy_tables import TABLES
+from domain.owners import Owners
+from domain.refs import key_text, ref_of
 from domain.rules import Rules
 from domain.state import TrueState
 from domain.truth import true_state
-from projections.apply.audit import applied_corrections, past_corrections
 from eventlog.parked import parked_records
 from eventlog.postgres_log import PostgresEventLog
 from eventlog.protocol import EventLog
 from eventlog.stores import Stores
+from projections.apply.audit import applied_corrections, past_corrections
 
 # The columns worth a glance in a one-line summary of a legacy row, per table of domain/legacy_tables.py.
 _SUMMARY_COLUMNS = {

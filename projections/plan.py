@@ -15,8 +15,8 @@ import gc
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import partial
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from domain.catalog import Catalog, fold_catalog

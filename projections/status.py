@@ -22,13 +22,13 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from eventlog.tail import has_log, head
-from eventlog.own_tables import count_waiting, recorded_blocks
-from eventlog.stores import Stores
-from ingestion.legacy.schema import describe
-from eventlog.tables_present import has_tables
 from domain.fold import FOLD_VERSION
 from domain.rules import Rules
+from eventlog.own_tables import count_waiting, recorded_blocks
+from eventlog.stores import Stores
+from eventlog.tables_present import has_tables
+from eventlog.tail import has_log, head
+from ingestion.legacy.schema import describe
 from projections.follow.status import follow_lines, follow_status
 from projections.read_model import generations
 from projections.read_model.generations import Generation

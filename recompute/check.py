@@ -15,13 +15,12 @@ from __future__ import annotations
 import socket
 from urllib.parse import urlsplit, urlunsplit
 
-
 from domain.legacy_tables import STORES
 from domain.privileges import Finding, findings
 from domain.rules import RulesError, load_rules
+from eventlog.stores import Connection, Error, ProgrammingError, Stores, connect_to, make_dsn, parse_dsn
 from ingestion.legacy.privileges import observe
 from projections.apply.relay import BrokerRefused, check_broker
-from eventlog.stores import Connection, Error, ProgrammingError, Stores, connect_to, make_dsn, parse_dsn
 from recompute.bootstrap import check_stripe
 from recompute.settings import DSN_VARIABLES, SETTING_NAMES, Settings, SettingsError
 

@@ -32,8 +32,8 @@ from projections.report.data import History, read_history
 from recompute.bootstrap import wire
 from recompute.embedded import embedded_dsns
 from recompute.settings import Settings
-from simulation.oracle.expected_corrections import compare_corrections
 from simulation.fleet import build_fleet
+from simulation.oracle.expected_corrections import compare_corrections
 from simulation.stripe_standin import StripeStandIn
 from simulation.stripe_world import StripeWorld
 

@@ -42,9 +42,9 @@ import stripe
 from domain.legacy_tables import STORES
 from domain.partitions import PARTITIONS
 from domain.rules import RULES_V1
+from eventlog.stores import Error, Stores
 from eventlog.tail import log_head
 from ingestion.legacy.cdc.setup import setup_store
-from eventlog.stores import Error, Stores
 from recompute.embedded import embedded_dsns, ensure_logical_decoding
 
 DEMO_SECRET = "whsec_recompute_demo"

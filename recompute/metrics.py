@@ -14,18 +14,18 @@ how many) and `ChangeStreamCollector` each change stream's slot (read, retained 
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
 from collections import Counter as Tally
+from dataclasses import replace
 
 import psycopg_pool
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from domain.legacy_tables import STORES
-from eventlog.tail import events_by_store_since
 from eventlog.own_tables import recorded_blocks
 from eventlog.stores import Connection, OperationalError, Stores
 from eventlog.tables_present import has_tables
+from eventlog.tail import events_by_store_since
 from ingestion.legacy.cdc.setup import stream_status
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

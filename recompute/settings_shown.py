@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from kombu.utils.url import maybe_sanitize_url
 
 from eventlog.stores import ProgrammingError, make_dsn, parse_dsn
-from recompute.settings import DEFAULT, OWNERS, DSN_VARIABLES, SETTING_NAMES, Settings
+from recompute.settings import DEFAULT, DSN_VARIABLES, OWNERS, SETTING_NAMES, Settings
 
 MASK = "****"
 # What each setting means when it is not set (cli.md, "Configuration", "when unset").

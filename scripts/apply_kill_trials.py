@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from simulation.harness.apply_fleet import NOW, RECOMPUTE, a_drifting_fleet  # noqa: E402
-from simulation.harness.kill_trials import KillTrials  # noqa: E402
 from simulation.harness.databases import STORES, scratch_databases  # noqa: E402
+from simulation.harness.kill_trials import KillTrials  # noqa: E402
 
 
 def main() -> int:

@@ -36,9 +36,9 @@ sys.path.insert(0, str(ROOT))
 
 from domain.legacy_tables import STORES as LEGACY_STORES  # noqa: E402
 from domain.rules import RULES_V1  # noqa: E402
+from eventlog.stores import Stores  # noqa: E402
 from projections.apply.protocol import ApplyOptions, apply  # noqa: E402
 from simulation.fleet import build_fleet  # noqa: E402
-from eventlog.stores import Stores  # noqa: E402
 
 SERVER = os.environ.get("RECOMPUTE_TEST_PG", "host=127.0.0.1 port=5432 user=postgres")
 BROKER = os.environ.get("RECOMPUTE_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")

@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench_plan import ingested_fleet  # noqa: E402
+
 from domain.legacy_tables import COMPARED_BY_STORE  # noqa: E402
 from domain.partitions import PARTITIONS, partition_of  # noqa: E402
 from domain.rules import RULES_V1, parse_rules  # noqa: E402

@@ -28,12 +28,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from eventlog.own_tables import ensure_own_schema  # noqa: E402
+from eventlog.stores import Stores  # noqa: E402
 from ingestion.legacy.cdc.setup import drop_store, setup_store  # noqa: E402
 from ingestion.legacy.cdc.stream import LegacyChangeStream  # noqa: E402
 from ingestion.legacy.observe import Observations  # noqa: E402
 from simulation.harness.databases import named_database  # noqa: E402
 from simulation.legacy_schema import create_legacy_schema  # noqa: E402
-from eventlog.stores import Stores  # noqa: E402
 
 
 def writer(dsn: str, rate: float, seconds: float, invoices: range, counter) -> None:

@@ -21,11 +21,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench_plan import NOW, ingested_fleet  # noqa: E402
+
 from domain.owners import Owners  # noqa: E402
 from domain.rules import RULES_V1  # noqa: E402
 from eventlog.stores import Stores  # noqa: E402
 from projections.plan import PlanResult, plan  # noqa: E402
-from bench_plan import NOW, ingested_fleet  # noqa: E402
 
 
 def timed(dsns: dict[str, str], *, owners: Owners | None, kept_facts: bool) -> tuple[float, PlanResult]:

@@ -31,11 +31,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import ingestion.stripe.ingester as stripe_ingest  # noqa: E402
-from ingestion.stripe.ingester import StripeIngester  # noqa: E402
 from eventlog.own_tables import claim_stripe_ids, ensure_own_schema  # noqa: E402
+from eventlog.stores import Stores  # noqa: E402
+from ingestion.stripe.ingester import StripeIngester  # noqa: E402
 from simulation.harness.databases import named_database  # noqa: E402
 from tests.support.stripe_world import NOW, an_event, an_invoice  # noqa: E402
-from eventlog.stores import Stores  # noqa: E402
 
 ACCOUNTS = 1_000
 

@@ -24,14 +24,14 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ingestion.jobs import IngestJob, run_ingest  # noqa: E402
 from domain.legacy_tables import TABLES_BY_STORE  # noqa: E402
+from eventlog.own_tables import ensure_own_schema  # noqa: E402
+from eventlog.stores import Stores  # noqa: E402
+from ingestion.jobs import IngestJob, run_ingest  # noqa: E402
 from ingestion.stripe.ingester import StripeIngester  # noqa: E402
 from ingestion.stripe.reader import StripeApiReader  # noqa: E402
-from eventlog.own_tables import ensure_own_schema  # noqa: E402
 from simulation.fleet import build_fleet  # noqa: E402
 from simulation.harness.databases import named_database  # noqa: E402
-from eventlog.stores import Stores  # noqa: E402
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 API_KEY = "sk_test_bench"

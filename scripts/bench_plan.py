@@ -28,17 +28,17 @@ sys.path.insert(0, str(ROOT))
 from domain.events import LegacyRowObserved  # noqa: E402
 from domain.legacy_tables import STORES  # noqa: E402
 from domain.rules import RULES_V1  # noqa: E402
+from eventlog.account_log import append_events  # noqa: E402
+from eventlog.own_tables import ensure_own_schema  # noqa: E402
+from eventlog.postgres_log import PostgresEventLog  # noqa: E402
+from eventlog.stores import Stores  # noqa: E402
 from ingestion.jobs import IngestJob, run_ingest  # noqa: E402
 from ingestion.stripe.ingester import StripeIngester  # noqa: E402
 from projections.explain import explain  # noqa: E402
 from projections.plan import plan  # noqa: E402
-from eventlog.account_log import append_events  # noqa: E402
-from eventlog.postgres_log import PostgresEventLog  # noqa: E402
-from eventlog.stores import Stores  # noqa: E402
-from eventlog.own_tables import ensure_own_schema  # noqa: E402
 from simulation.fleet import build_fleet  # noqa: E402
-from simulation.world_reader import WorldFileReader  # noqa: E402
 from simulation.harness.databases import named_database  # noqa: E402
+from simulation.world_reader import WorldFileReader  # noqa: E402
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 

@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench_plan import NOW, ingested_fleet  # noqa: E402
+
 from domain.events import LegacyRowObserved  # noqa: E402
 from domain.rules import RULES_V1  # noqa: E402
 from eventlog.account_log import append_events  # noqa: E402

@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench_plan import NOW, ingested_fleet  # noqa: E402
+
 from domain.rules import RULES_V1  # noqa: E402
 from eventlog.stores import Stores  # noqa: E402
 from projections.plan import plan  # noqa: E402

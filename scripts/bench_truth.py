@@ -22,8 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-import domain.truth as truth  # noqa: E402
 from bench_plan import NOW  # noqa: E402
+
+import domain.truth as truth  # noqa: E402
 from domain.catalog import Catalog  # noqa: E402
 from domain.dunning import DunningInvoice  # noqa: E402
 from domain.rules import RULES_V1  # noqa: E402

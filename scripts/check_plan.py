@@ -24,10 +24,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from simulation.oracle.expected_corrections import compare_corrections  # noqa: E402
-from simulation.fleet import build_fleet  # noqa: E402
 from domain.legacy_tables import STORES as LEGACY_STORES  # noqa: E402
+from simulation.fleet import build_fleet  # noqa: E402
 from simulation.harness.databases import STORES, scratch_databases  # noqa: E402
+from simulation.oracle.expected_corrections import compare_corrections  # noqa: E402
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 API_KEY = "sk_test_check"

@@ -33,7 +33,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from simulation.harness.databases import STORES, scratch_databases  # noqa: E402
 from tests.support.follow import (  # noqa: E402
-    RECOMPUTE, a_calm_world, an_overdue_invoice, applied, dunning_stage, env_of, project,
+    RECOMPUTE,
+    a_calm_world,
+    an_overdue_invoice,
+    applied,
+    dunning_stage,
+    env_of,
+    project,
 )
 
 

@@ -36,8 +36,8 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from simulation.stripe_objects import customer, event, invoice_base, invoice_state  # noqa: E402
 from simulation.harness.databases import STORES, dsn_for, named_database  # noqa: E402
+from simulation.stripe_objects import customer, event, invoice_base, invoice_state  # noqa: E402
 from tests.support.serve import SECRET, serve_env, served  # noqa: E402
 
 NOW = int(time.time())

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from simulation.oracle.expected_state import TrueState
 from simulation.oracle.rules_v1 import STAGES
 from simulation.records import AccountRecords, Row
-from simulation.oracle.expected_state import TrueState
 
 Check = Callable[[AccountRecords, TrueState], bool]
 Inject = Callable[[AccountRecords, TrueState, random.Random, datetime], None]

@@ -22,17 +22,17 @@ from typing import Any
 
 import psycopg
 
-from simulation.gc_pause import collector_paused
-from simulation.oracle.expected_corrections import compare_corrections, correction_kind, plan_corrections
 from simulation.drift import inject_drift
+from simulation.gc_pause import collector_paused
 from simulation.legacy_render import assign_customer_ids, authoritative_rows, fill_consistent_rows
 from simulation.legacy_schema import LEGACY_COLUMNS, create_legacy_schema
 from simulation.manifest import FleetManifest
+from simulation.oracle.expected_corrections import compare_corrections, correction_kind, plan_corrections
+from simulation.oracle.expected_state import TrueState, true_state
 from simulation.records import PLAN_FEATURES, AccountRecords
 from simulation.story import plan_account
 from simulation.stripe_render import render_stripe
 from simulation.stripe_world import StripeWorld
-from simulation.oracle.expected_state import TrueState, true_state
 
 __all__ = ["FleetManifest", "GeneratedFleet", "build_fleet", "compare_corrections", "generate_fleet"]
 STORES = ("cf_prod", "billing_prod", "subs")

@@ -12,10 +12,10 @@ from __future__ import annotations
 import random
 from datetime import timedelta
 
+from simulation.oracle.expected_state import TrueState
 from simulation.records import PLAN_FEATURES, AccountRecords, at
 from simulation.story import DAY, AccountPlan, Bill, SubPlan
 from simulation.stripe_render import StripeSide, failure_code
-from simulation.oracle.expected_state import TrueState
 
 STAGE_DAYS = {"grace": 0, "retrying": 3, "final_notice": 14, "suspended": 21}
 

@@ -17,12 +17,12 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from simulation.oracle.expected_corrections import plan_corrections
 from simulation.legacy_schema import LEGACY_COLUMNS
-from simulation.records import AccountRecords
-from simulation.stripe_world import StripeWorld
+from simulation.oracle.expected_corrections import plan_corrections
 from simulation.oracle.expected_state import true_state
 from simulation.oracle.rules_v1 import Thresholds
+from simulation.records import AccountRecords
+from simulation.stripe_world import StripeWorld
 
 _SINGLE = {"accounts": "account", "dunning": "dunning", "subs_account": "subs_account",
            "subs_dunning": "subs_dunning", "subs_subscription": "subs_subscription"}

@@ -24,13 +24,13 @@ import psycopg
 from psycopg import sql
 
 from domain.legacy_tables import TABLES_BY_STORE, LegacyTable
-from ingestion.legacy.observe import Observations, known_rows
-from ingestion.legacy.tables import key_text, source_time
-from ingestion.report import IngestReport, TableReport
 from eventlog.own_tables import exclusive_ingest, lift_block, record_block
 from eventlog.stores import Stores
+from ingestion.legacy.observe import Observations, known_rows
 from ingestion.legacy.schema import log as log_schema
 from ingestion.legacy.schema import problems_of, table_columns
+from ingestion.legacy.tables import key_text, source_time
+from ingestion.report import IngestReport, TableReport
 
 
 class LegacySnapshotIngester:

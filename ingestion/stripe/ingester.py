@@ -31,16 +31,26 @@ import stripe
 
 from domain.events import StripeObjectObserved
 from domain.trusted import trusted
+from eventlog.account_log import append_events
+from eventlog.own_tables import (
+    claim_stripe_ids,
+    count_waiting,
+    customer_accounts,
+    exclusive_ingest,
+    lock_customers,
+    park,
+    park_waiting,
+    resolve_waiting,
+    save_checkpoint,
+    seen_digests,
+    stop_waiting,
+    waiting_customers,
+)
+from eventlog.stores import Connection, Cursor, Stores
 from ingestion.report import IngestReport, TableReport
 from ingestion.stripe.reader import StripeReader
 from ingestion.stripe.routing import route, route_deferred
 from ingestion.stripe.translate import Observation, Rejection, translate_event, translate_listed
-from eventlog.stores import Connection, Cursor, Stores
-from eventlog.account_log import append_events
-from eventlog.own_tables import (
-    claim_stripe_ids, count_waiting, customer_accounts, exclusive_ingest, lock_customers, park, park_waiting,
-    resolve_waiting, save_checkpoint, seen_digests, stop_waiting, waiting_customers,
-)
 
 SOURCE = "stripe"
 LIST_ORDER = ("customer", "subscription", "invoice")  # customers first: they name the accounts

@@ -17,11 +17,11 @@ from domain.diff import Correction
 from domain.events import AccountEvent
 from domain.owners import Owners
 from domain.rules import Rules
-from projections.drift import attach_drift
 from domain.state import TrueState
 from eventlog.account_range import AccountRange
 from eventlog.stores import Stores
 from ingestion.legacy.schema import blocked_tables
+from projections.drift import attach_drift
 from projections.evaluation.engine import evaluate
 from projections.evaluation.sources import StoreReader
 

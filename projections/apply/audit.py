@@ -23,9 +23,9 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from domain.diff import Correction, Drift
-from eventlog.stores import Stores
 from domain.drift import PastCorrection
 from domain.outgoing import event_body
+from eventlog.stores import Stores
 from eventlog.tables_present import has_tables
 
 

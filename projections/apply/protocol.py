@@ -47,17 +47,17 @@ from domain.catalog import fold_catalog
 from domain.diff import Correction
 from domain.drift import open_drift
 from domain.legacy_tables import STORES
-from domain.owners import Owners
 from domain.outgoing import bookkeeping, causes, event_id, meanings
+from domain.owners import Owners
 from domain.rules import Rules
+from eventlog.own_tables import check_known_rules, remember_rules
+from eventlog.range_reads import catalog_events
+from eventlog.stores import Connection, Stores
+from projections.apply.account_plans import AccountPlan, replan
 from projections.apply.audit import Intent, Outcome, OutgoingEvent, RunInfo, pending, record, settle
+from projections.apply.writes import resolve_pending, write_store
 from projections.executor import Executor
 from projections.plan import PlanResult, plan
-from eventlog.range_reads import catalog_events
-from projections.apply.account_plans import AccountPlan, replan
-from projections.apply.writes import resolve_pending, write_store
-from eventlog.own_tables import check_known_rules, remember_rules
-from eventlog.stores import Connection, Stores
 
 _LOCK_ID = 7_310_002
 APPLY_LOCK = _LOCK_ID  # followers take it shared (pg_try_advisory_xact_lock_shared)

@@ -27,8 +27,8 @@ from amqp.exceptions import AccessRefused, MessageNacked, NotAllowed
 from kombu import Connection, Exchange
 from kombu.exceptions import OperationalError
 
-from eventlog.stores import Stores
 from eventlog.stores import Connection as Session  # kombu's Connection is the broker's
+from eventlog.stores import Stores
 
 EXCHANGE = Exchange("recompute.events", type="topic", durable=True)
 RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}

@@ -23,15 +23,24 @@ from domain.diff import Correction
 from domain.rules import Rules
 from domain.saved_plan import SavedPlan, correction_key
 from eventlog.own_tables import check_known_rules
+from eventlog.range_reads import catalog_events
 from eventlog.stores import Stores
 from projections.apply.account_plans import AccountPlan, replan
 from projections.apply.audit import RunInfo, correction_of
 from projections.apply.cas_sql import spec_of
 from projections.apply.protocol import (
-    ApplyOptions, ApplyResult, Step, _chunks, _es, _exclusive, _finish_run, apply_batch, choose_accounts, recover,
+    ApplyOptions,
+    ApplyResult,
+    Step,
+    _chunks,
+    _es,
+    _exclusive,
+    _finish_run,
+    apply_batch,
+    choose_accounts,
+    recover,
     start_run,
 )
-from eventlog.range_reads import catalog_events
 
 
 class PlanAlreadyApplied(RuntimeError):

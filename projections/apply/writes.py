@@ -23,11 +23,10 @@ intents are stale, and the next plan sees the table blocked (ingestion/legacy/sc
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-
-import logging
 
 import psycopg
 from psycopg import errors

@@ -33,7 +33,16 @@ from eventlog.account_range import AccountRange
 from eventlog.range_reads import TruthStream
 from projections.evaluation.kept import Deciding
 from projections.evaluation.kept_facts import (
-    Decision, Found, Keep, Known, decision_key, encode, encode_result, encode_state, keepable, parked_digest,
+    Decision,
+    Found,
+    Keep,
+    Known,
+    decision_key,
+    encode,
+    encode_result,
+    encode_state,
+    keepable,
+    parked_digest,
 )
 from projections.evaluation.sources import Events, KeptStreams, Streams
 from projections.legacy_rows import Rows, RowsDigests

@@ -26,7 +26,16 @@ from eventlog.account_range import AccountRange
 from eventlog.range_reads import account_events, order, streaming_session
 from eventlog.stores import Stores
 from projections.evaluation.kept_facts import (
-    DecisionKey, Found, Kept, KeptFactsReader, Known, decode, decode_result, decode_state, parked_digest, usable,
+    DecisionKey,
+    Found,
+    Kept,
+    KeptFactsReader,
+    Known,
+    decode,
+    decode_result,
+    decode_state,
+    parked_digest,
+    usable,
 )
 from projections.legacy_rows import Rows, RowsDigests, StoreSnapshot, by_account
 

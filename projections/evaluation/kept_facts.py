@@ -54,10 +54,10 @@ decision clear it.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-import hashlib
 
 import orjson
 from psycopg import sql

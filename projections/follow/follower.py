@@ -34,26 +34,25 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import partial
 from datetime import UTC, datetime
-
+from functools import partial
 
 from domain.catalog import fold_catalog
-from domain.owners import Owners
 from domain.events import AccountEvent
+from domain.owners import Owners
 from domain.partitions import partition_of
 from domain.rules import Rules
+from eventlog.range_reads import catalog_events
 from eventlog.stores import Connection, OperationalError, Stores
 from eventlog.tail import new_events
+from ingestion.legacy.schema import blocked_tables
 from projections.apply.account_plans import AccountPlan
 from projections.apply.protocol import APPLY_LOCK, ApplyResult, recover
 from projections.apply.relay import RelayReport, relay
 from projections.follow import breaker, leases, tracking
-from projections.follow.writes import cause_times, write_plans
 from projections.follow.evaluation import evaluate_accounts, read_step
 from projections.follow.streams import StreamCache
-from eventlog.range_reads import catalog_events
-from ingestion.legacy.schema import blocked_tables
+from projections.follow.writes import cause_times, write_plans
 from projections.read_model import generations
 from projections.read_model.tables import ensure_read_model
 

@@ -17,10 +17,10 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from domain.rules import Rules
+from eventlog.stores import Stores
 from eventlog.tail import latest_source_times
 from projections.apply.account_plans import AccountPlan
 from projections.apply.audit import RunInfo
-from eventlog.stores import Stores
 from projections.apply.protocol import ApplyResult, apply_batch, start_run
 
 

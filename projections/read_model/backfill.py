@@ -25,15 +25,22 @@ from domain.catalog import fold_catalog
 from domain.diff import Correction
 from domain.partitions import PARTITIONS, partition_of
 from domain.rules import Rules
-from eventlog.tail import head
+from eventlog.range_reads import catalog_events, logged_accounts
 from eventlog.stores import Connection, Stores
+from eventlog.tail import head
 from projections.apply.protocol import ApplyOptions, ApplyResult, apply, check_blast_radius
 from projections.executor import Executor
-from eventlog.range_reads import catalog_events, logged_accounts
 from projections.plan import PlanResult
 from projections.read_model import generations
-from projections.read_model.generations import Generation, Opened, done_partitions, finish, open_generation, \
-    read_generation, switch
+from projections.read_model.generations import (
+    Generation,
+    Opened,
+    done_partitions,
+    finish,
+    open_generation,
+    read_generation,
+    switch,
+)
 from projections.read_model.partition import PartitionJob, build_partition
 from projections.read_model.tables import ensure_read_model
 

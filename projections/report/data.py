@@ -18,10 +18,10 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable
-from itertools import groupby
-from operator import attrgetter
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import groupby
+from operator import attrgetter
 from typing import Any
 
 from psycopg.rows import dict_row
@@ -37,12 +37,12 @@ from eventlog.range_reads import catalog_events
 from eventlog.stores import Stores
 from eventlog.tables_present import has_tables
 from ingestion.legacy.schema import blocked_tables
+from projections.apply.audit import applied_corrections
+from projections.drift import attach_drift
 from projections.evaluation.engine import evaluate
 from projections.evaluation.ranges import account_ranges
 from projections.evaluation.sources import StoreReader
 from projections.explain import explain, render_text
-from projections.apply.audit import applied_corrections
-from projections.drift import attach_drift
 from projections.report.aggregate import Aggregate, applied_times
 
 # A bucket of the "over time" charts: the smallest unit that keeps the bars at most MAX_BUCKETS.

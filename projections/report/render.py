@@ -16,8 +16,16 @@ import jinja2
 
 from projections.report.aggregate import AGES, STAGE_COPIES, STAGES
 from projections.report.charts import (
-    LAG_COLOURS, STATUS_COLOURS, STORE_COLOURS, columns_over_time, drift_grid, hbars, heatmap, lag_over_time,
-    stage_bars)
+    LAG_COLOURS,
+    STATUS_COLOURS,
+    STORE_COLOURS,
+    columns_over_time,
+    drift_grid,
+    hbars,
+    heatmap,
+    lag_over_time,
+    stage_bars,
+)
 from projections.report.data import ReportData
 
 _ENV = jinja2.Environment(loader=jinja2.PackageLoader("projections.report", "."), autoescape=True,

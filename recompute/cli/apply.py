@@ -16,16 +16,19 @@ from domain.rules_identity import RulesConflict
 from domain.saved_plan import SavedPlan, SavedPlanError, read_document
 from eventlog.stores import Error
 from projections.apply.cas_sql import WriteRefused
-from projections.apply.protocol import ApplyBusy, ApplyOptions, ApplyRefused, ApplyResult, apply as apply_corrections
+from projections.apply.protocol import ApplyBusy, ApplyOptions, ApplyRefused, ApplyResult
+from projections.apply.protocol import apply as apply_corrections
 from projections.apply.relay import RelayReport
 from projections.apply.saved import PlanAlreadyApplied, apply_saved
 from projections.apply.writes import EarlierRunStillWriting
+from recompute.bootstrap import default_workers, running
 from recompute.cli.common import (
     Instant,
     RunFailed,
     _refuse_rules_known_otherwise,
     _refused_rules,
     active_rules_or_exit,
+    app_or_exit,
     check_broker_url,
     echo_json,
     owners_or_exit,
@@ -36,9 +39,7 @@ from recompute.cli.common import (
     rules_or_exit,
     utc_now,
     warn_if_never_ingested,
-    app_or_exit,
 )
-from recompute.bootstrap import default_workers, running
 from recompute.cli.group import main
 from recompute.settings import SettingsError, read_settings
 

@@ -12,16 +12,30 @@ import click
 from domain.legacy_tables import STORES
 from domain.rules import RULES_V1, Rules
 from domain.rules_identity import RulesConflict
-from eventlog.tail import log_exists
 from eventlog.stores import Error
+from eventlog.tail import log_exists
 from projections.apply.cas_sql import WriteRefused
 from projections.apply.protocol import ApplyBusy, ApplyOptions, ApplyRefused, ApplyResult
 from projections.apply.writes import EarlierRunStillWriting
-from projections.read_model.backfill import BackfillBusy, BackfillResult, activate, backfill as build
+from projections.read_model.backfill import BackfillBusy, BackfillResult, activate
+from projections.read_model.backfill import backfill as build
 from projections.read_model.generations import ActiveRulesUnreadable
 from recompute.bootstrap import App, default_workers, running
-from recompute.cli.common import Instant, RunFailed, _refuse_rules_known_otherwise, _refused_rules, check_broker_url
-from recompute.cli.common import echo_json, privileges_or_exit, relay_line, relay_outbox, rules_line, rules_or_exit, utc_now, app_or_exit
+from recompute.cli.common import (
+    Instant,
+    RunFailed,
+    _refuse_rules_known_otherwise,
+    _refused_rules,
+    app_or_exit,
+    check_broker_url,
+    echo_json,
+    privileges_or_exit,
+    relay_line,
+    relay_outbox,
+    rules_line,
+    rules_or_exit,
+    utc_now,
+)
 from recompute.cli.group import main
 from recompute.progress import progress
 from recompute.settings import SettingsError, read_settings

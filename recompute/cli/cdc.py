@@ -6,14 +6,20 @@ import sys
 
 import click
 
-from eventlog.stores import Error
-from ingestion.legacy.schema import blocked_tables, describe
-
 from domain.legacy_tables import STORES
+from eventlog.stores import Error
 from ingestion.legacy.cdc.replication import ReplicationError
 from ingestion.legacy.cdc.setup import (
-    ServerNotReady, SlotInUse, check_server, drop_store, owner_sql, setup_store, stream_status)
-from recompute.cli.common import RunFailed, echo_json, app_or_exit
+    ServerNotReady,
+    SlotInUse,
+    check_server,
+    drop_store,
+    owner_sql,
+    setup_store,
+    stream_status,
+)
+from ingestion.legacy.schema import blocked_tables, describe
+from recompute.cli.common import RunFailed, app_or_exit, echo_json
 from recompute.cli.group import main
 from recompute.embedded import EmbeddedPostgresError, ensure_logical_decoding
 from recompute.settings import DSN_VARIABLES, read_settings

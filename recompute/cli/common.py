@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
 from typing import NoReturn
-import sys
 
-from kombu import Connection
 import click
 import orjson
+from kombu import Connection
 
 from domain.owners import Owners, OwnersError, owners_from
 from domain.rules import RULES_V1, Rules, RulesError, load_rules
 from domain.rules_identity import RulesConflict
 from eventlog.own_tables import check_known_rules
 from eventlog.stores import Error
+from projections.apply.relay import BrokerRefused, RelayReport, check_broker
 from projections.read_model.active_rules import choose
 from projections.read_model.generations import ActiveRulesUnreadable
-from projections.apply.relay import BrokerRefused, RelayReport, check_broker
 from recompute.bootstrap import App, wire
 from recompute.check import privilege_errors
 from recompute.embedded import EmbeddedPostgresError

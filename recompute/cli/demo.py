@@ -8,7 +8,8 @@ from datetime import datetime
 import click
 
 from domain.rules import RULES_V1
-from projections.apply.protocol import ApplyOptions, ApplyResult, apply as apply_corrections
+from projections.apply.protocol import ApplyOptions, ApplyResult
+from projections.apply.protocol import apply as apply_corrections
 from recompute.cli.common import relay_line, relay_outbox
 from recompute.cli.group import main
 from recompute.settings import read_settings

@@ -6,19 +6,19 @@ from datetime import datetime
 
 import click
 
-from eventlog.tail import log_exists
 from eventlog.stores import Error
+from eventlog.tail import log_exists
 from recompute.cli.common import (
     Instant,
     RunFailed,
     _refuse_rules_known_otherwise,
     active_rules_or_exit,
+    app_or_exit,
     echo_json,
     exit_no_events,
     owners_or_exit,
     rules_or_exit,
     utc_now,
-    app_or_exit,
 )
 from recompute.cli.group import main
 
@@ -30,7 +30,8 @@ from recompute.cli.group import main
 @click.option("--json", "as_json", is_flag=True)
 def explain(account_id: str, as_of: datetime | None, rules_path: str | None, as_json: bool) -> None:
     """Replay one account: its timeline, true state, why each value is what it is, and its drift."""
-    from projections.explain import explain as explain_account, render_text
+    from projections.explain import explain as explain_account
+    from projections.explain import render_text
 
     rules = rules_or_exit(rules_path)
     owners = owners_or_exit()

@@ -9,7 +9,8 @@ import click
 from domain.legacy_tables import STORES
 from domain.privileges import grants_sql, quote_ident
 from eventlog.stores import parse_dsn
-from recompute.check import check as check_all, settings_listing
+from recompute.check import check as check_all
+from recompute.check import settings_listing
 from recompute.cli.common import echo_json
 from recompute.cli.group import main
 from recompute.settings import SettingsError, read_settings

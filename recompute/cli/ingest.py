@@ -19,12 +19,12 @@ import stripe
 from domain.legacy_tables import STORES
 from eventlog.stores import Error, Stores
 from ingestion.jobs import IngestJob
-from ingestion.streamed_jobs import snapshot_jobs, snapshots_while_streaming
 from ingestion.legacy.cdc.keeper import tables_not_streamed
+from ingestion.legacy.cdc.pgoutput import lsn_text
 from ingestion.legacy.cdc.replication import ReplicationError
 from ingestion.legacy.cdc.setup import has_stream, resync_lock
 from ingestion.legacy.cdc.stream import LegacyChangeStream, NotSetUp
-from ingestion.legacy.cdc.pgoutput import lsn_text
+from ingestion.streamed_jobs import snapshot_jobs, snapshots_while_streaming
 from recompute.bootstrap import SOURCES
 from recompute.cli.common import RunFailed, app_or_exit
 from recompute.cli.group import main

@@ -15,14 +15,17 @@ import orjson
 from domain.drift import open_drift
 from domain.legacy_tables import STORES
 from domain.saved_plan import saved_document
-from eventlog.tail import log_exists, log_head
 from eventlog.stores import Error
-from projections.plan import PlanResult, plan as plan_corrections
+from eventlog.tail import log_exists, log_head
+from projections.plan import PlanResult
+from projections.plan import plan as plan_corrections
+from recompute.bootstrap import default_workers, running
 from recompute.cli.common import (
     Instant,
     RunFailed,
     _refuse_rules_known_otherwise,
     active_rules_or_exit,
+    app_or_exit,
     echo_json,
     exit_no_events,
     owners_or_exit,
@@ -30,13 +33,10 @@ from recompute.cli.common import (
     rules_or_exit,
     utc_now,
     warn_if_never_ingested,
-    app_or_exit,
 )
-from recompute.bootstrap import default_workers, running
 from recompute.cli.group import main
 from recompute.progress import progress
 from recompute.settings import SettingsError
-
 
 FIRST = 5  # corrections shown after the summary; `--json` lists them all
 

@@ -32,14 +32,22 @@ from eventlog.processes import die_with_parent
 from eventlog.stores import OperationalError
 from projections.follow.breaker import resume as resume_breaker
 from projections.follow.follower import Follower, StepReport
-from projections.read_model.generations import RulesDiffer
 from projections.follow.health import Health
 from projections.follow.loop import Wake, catch_up, follow
 from projections.follow.tracking import ensure_tracking
+from projections.read_model.generations import RulesDiffer
 from recompute.bootstrap import App
 from recompute.cli.common import (
-    RunFailed, _refuse_rules_known_otherwise, active_rules_or_exit, check_broker_url, owners_or_exit,
-    privileges_or_exit, relay_line, rules_line, rules_or_exit, app_or_exit,
+    RunFailed,
+    _refuse_rules_known_otherwise,
+    active_rules_or_exit,
+    app_or_exit,
+    check_broker_url,
+    owners_or_exit,
+    privileges_or_exit,
+    relay_line,
+    rules_line,
+    rules_or_exit,
 )
 from recompute.cli.group import main
 from recompute.cli.project_ingest import FAILURES, Sources

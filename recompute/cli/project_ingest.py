@@ -34,9 +34,9 @@ from ingestion.legacy.cdc.names import lock_name
 from ingestion.legacy.cdc.replication import ReplicationError
 from ingestion.legacy.cdc.stream import NotSetUp, read_position
 from ingestion.report import IngestReport
-from recompute.bootstrap import App
 from ingestion.streamed_jobs import snapshot_jobs, snapshots_while_streaming
 from projections.follow.health import Health
+from recompute.bootstrap import App
 
 log = logging.getLogger("recompute.ingest")
 

@@ -7,7 +7,7 @@ import sys
 import click
 
 from projections.apply.relay import waiting_events
-from recompute.cli.common import RunFailed, check_broker_url, relay_line, relay_outbox, app_or_exit
+from recompute.cli.common import RunFailed, app_or_exit, check_broker_url, relay_line, relay_outbox
 from recompute.cli.group import main
 from recompute.settings import read_settings
 

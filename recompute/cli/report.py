@@ -11,17 +11,17 @@ import click
 from domain.legacy_tables import STORES
 from domain.owners import Owners
 from domain.rules import Rules
-from eventlog.tail import log_exists
 from eventlog.stores import Error, Stores
+from eventlog.tail import log_exists
 from recompute.cli.common import (
     Instant,
     RunFailed,
     _refuse_rules_known_otherwise,
     active_rules_or_exit,
+    app_or_exit,
     owners_or_exit,
     rules_or_exit,
     utc_now,
-    app_or_exit,
 )
 from recompute.cli.group import main
 

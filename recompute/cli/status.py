@@ -5,9 +5,9 @@ from __future__ import annotations
 import click
 
 from eventlog.stores import Error
-from recompute.cli.common import RunFailed, echo_json, rules_or_exit, utc_now, app_or_exit
-from recompute.settings import read_settings
+from recompute.cli.common import RunFailed, app_or_exit, echo_json, rules_or_exit, utc_now
 from recompute.cli.group import main
+from recompute.settings import read_settings
 
 
 @main.command()

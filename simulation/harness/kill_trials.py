@@ -26,8 +26,8 @@ import orjson
 import psycopg
 from psycopg import sql
 
-from eventlog.stores import Stores
 from domain.rules import RULES_V1
+from eventlog.stores import Stores
 from projections.apply.protocol import ApplyOptions, ApplyResult, apply
 from projections.plan import plan
 from simulation.harness.apply_fleet import KEYS, NOW, RECOMPUTE, Fleet, snapshot

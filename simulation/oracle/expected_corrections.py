@@ -13,8 +13,8 @@ from typing import Any
 
 import orjson
 
-from simulation.records import AccountRecords
 from simulation.oracle.expected_state import TrueState
+from simulation.records import AccountRecords
 
 Correction = dict[str, Any]
 

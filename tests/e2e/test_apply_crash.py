@@ -8,8 +8,8 @@ import random
 import pytest
 
 from simulation.harness.apply_fleet import a_drifting_fleet
-from simulation.harness.kill_trials import KillTrials
 from simulation.harness.databases import STORES, scratch_databases
+from simulation.harness.kill_trials import KillTrials
 
 pytestmark = pytest.mark.integration
 

@@ -6,8 +6,8 @@ console errors. And the README: what a newcomer needs first, no more."""
 from __future__ import annotations
 
 import functools
-import os
 import http.server
+import os
 import subprocess
 import sys
 import threading

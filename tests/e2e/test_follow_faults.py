@@ -17,7 +17,15 @@ from domain.partitions import partition_of
 from projections.follow import leases
 from simulation.harness.databases import STORES, scratch_databases
 from tests.support.follow import (
-    RECOMPUTE, a_calm_world, an_overdue_invoice, applied, dunning_stage, env_of, eventually, following, stop,
+    RECOMPUTE,
+    a_calm_world,
+    an_overdue_invoice,
+    applied,
+    dunning_stage,
+    env_of,
+    eventually,
+    following,
+    stop,
 )
 from tests.support.proxy import a_proxy
 

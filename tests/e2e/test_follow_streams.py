@@ -13,7 +13,14 @@ import pytest
 
 from tests.support.cdc import drop_slot, events_of
 from tests.support.follow import (
-    RECOMPUTE, a_calm_world, an_overdue_invoice, env_of, eventually, following, project, stop,
+    RECOMPUTE,
+    a_calm_world,
+    an_overdue_invoice,
+    env_of,
+    eventually,
+    following,
+    project,
+    stop,
 )
 from tests.support.legacy import execute
 

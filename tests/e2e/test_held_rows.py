@@ -16,9 +16,9 @@ import orjson
 import psycopg
 import pytest
 
-from ingestion.legacy.snapshot import LegacySnapshotIngester
 from eventlog.own_tables import ensure_own_schema
 from eventlog.stores import Stores
+from ingestion.legacy.snapshot import LegacySnapshotIngester
 from tests.support.legacy import a_dunning_row, a_plan, an_account, an_entitlement, an_invoice, create_stores, execute
 
 pytestmark = pytest.mark.integration

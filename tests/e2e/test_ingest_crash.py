@@ -16,8 +16,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from simulation.stripe_standin import StripeStandIn
 from simulation.harness.databases import scratch_databases
+from simulation.stripe_standin import StripeStandIn
 from tests.support.legacy import create_stores, execute
 from tests.support.stripe_world import API_KEY, NOW, a_customer, a_world, an_event, an_invoice
 

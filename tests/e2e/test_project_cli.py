@@ -19,7 +19,16 @@ import requests
 from domain.partitions import partition_of
 from projections.follow import leases
 from tests.support.follow import (
-    RECOMPUTE, a_calm_world, an_overdue_invoice, applied, dunning_stage, env_of, eventually, following, project, stop,
+    RECOMPUTE,
+    a_calm_world,
+    an_overdue_invoice,
+    applied,
+    dunning_stage,
+    env_of,
+    eventually,
+    following,
+    project,
+    stop,
 )
 from tests.support.serve import SECRET, signed
 from tests.support.stripe_world import a_customer, an_event

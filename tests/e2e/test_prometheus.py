@@ -16,11 +16,18 @@ import pytest
 import requests
 
 from tests.support.follow import RECOMPUTE, a_calm_world, an_overdue_invoice, env_of, eventually, following
-from tests.support.prometheus import (
-    PROMETHEUS, dashboard_expressions, families_of_scrape, metric_names, promtool, rule_file_with_faster_for, served_family, shipped_rules,
-)
-from tests.support.serve import SECRET, served, serve_env
 from tests.support.processes import terminate
+from tests.support.prometheus import (
+    PROMETHEUS,
+    dashboard_expressions,
+    families_of_scrape,
+    metric_names,
+    promtool,
+    rule_file_with_faster_for,
+    served_family,
+    shipped_rules,
+)
+from tests.support.serve import SECRET, serve_env, served
 
 pytestmark = [pytest.mark.integration, pytest.mark.logical]  # `cdc setup`: on the logical cluster
 

@@ -11,8 +11,7 @@ import pytest
 from domain.rules import RULES_V1, parse_rules
 from eventlog.own_tables import ensure_own_schema
 from simulation.harness.apply_fleet import NOW, a_consumer, drain, snapshot
-from tests.support.rules import SPEC_V1
-from tests.support.rules import RETRYING_ABOVE_SUSPENDED
+from tests.support.rules import RETRYING_ABOVE_SUSPENDED, SPEC_V1
 
 pytestmark = [pytest.mark.integration, pytest.mark.fleet(shared=True)]
 AS_OF = ("--as-of", NOW.isoformat())

@@ -10,9 +10,9 @@ import orjson
 import psycopg
 import pytest
 
-from eventlog.stores import Stores
 from domain.rules import RULES_V1
 from domain.saved_plan import plan_digest, read_document, saved_document
+from eventlog.stores import Stores
 from projections.apply.protocol import ApplyOptions
 from projections.apply.saved import apply_saved
 from projections.plan import plan

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from eventlog.stores import Stores
 from tests.support.cli import configured, nothing_written, recompute
 from tests.support.legacy import an_account, create_stores, execute
-from eventlog.stores import Stores
 
 pytestmark = pytest.mark.integration
 
@@ -42,8 +42,8 @@ def test_status_counts_what_ingest_recorded_and_parked_per_source(stores):
 
 
 def test_status_counts_stripe_objects_waiting_for_their_account_until_a_mapping_records_them(stores):
-    from ingestion.stripe.ingester import StripeIngester
     from eventlog.own_tables import ensure_own_schema
+    from ingestion.stripe.ingester import StripeIngester
     from tests.support.stripe_world import NOW, a_customer, an_event, an_invoice
 
     create_stores(stores)

@@ -11,15 +11,15 @@ import orjson
 import psycopg
 import pytest
 
-from eventlog.stores import Stores
 from domain.diff import WRITABLE
 from domain.rules import RULES_V1
+from eventlog.stores import Stores
 from projections.apply.protocol import ApplyOptions, apply
-from projections.plan import plan
 from projections.apply.relay import relay
-from simulation.readback import oracle_corrections
+from projections.plan import plan
 from simulation.harness.apply_fleet import BROKER_URL, KEYS, NOW, a_consumer, a_drifting_fleet, drain, snapshot
 from simulation.harness.databases import STORES, scratch_databases
+from simulation.readback import oracle_corrections
 
 pytestmark = [pytest.mark.integration, pytest.mark.broker]
 BOOKKEEPING = {"updated_at", "stage_since", "source"}

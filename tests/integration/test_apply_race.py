@@ -9,11 +9,11 @@ import time
 import psycopg
 import pytest
 
-from eventlog.stores import Stores
 from domain.rules import RULES_V1
+from eventlog.own_tables import ensure_own_schema
+from eventlog.stores import Stores
 from projections.apply.protocol import ApplyBusy, ApplyOptions, apply
 from projections.plan import plan
-from eventlog.own_tables import ensure_own_schema
 from simulation.harness.apply_fleet import NOW
 
 pytestmark = pytest.mark.integration

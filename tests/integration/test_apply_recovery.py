@@ -10,14 +10,14 @@ import psycopg
 import pytest
 
 from domain.diff import Correction
+from domain.rules import RULES_V1
 from eventlog.own_tables import ensure_own_schema
+from eventlog.stores import Stores
 from projections.apply.audit import Intent, OutgoingEvent, RunInfo, record
 from projections.apply.protocol import ApplyResult, recover, start_run
 from projections.apply.writes import write_store
-from domain.rules import RULES_V1
 from tests.support.follow import a_calm_world
 from tests.support.legacy import execute
-from eventlog.stores import Stores
 
 pytestmark = pytest.mark.integration
 

@@ -16,10 +16,10 @@ import pytest
 
 from eventlog.own_tables import ensure_own_schema
 from eventlog.stores import Stores
-from ingestion.legacy.cdc.names import slot_name
-from ingestion.legacy.cdc.setup import drop_store, published_tables, resync_lock, setup_store
 from ingestion.legacy.cdc import stream as cdc_stream
+from ingestion.legacy.cdc.names import slot_name
 from ingestion.legacy.cdc.pgoutput import UNCHANGED, parse_lsn
+from ingestion.legacy.cdc.setup import drop_store, published_tables, resync_lock, setup_store
 from ingestion.legacy.cdc.stream import LegacyChangeStream, NotSetUp, _Recording
 from ingestion.legacy.observe import digest_of
 from ingestion.legacy.snapshot import LegacySnapshotIngester

@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from simulation.oracle.expected_corrections import compare_corrections, correction_kind
 from simulation.drift import KIND_NAMES
 from simulation.fleet import FleetManifest, build_fleet
 from simulation.legacy_schema import LEGACY_COLUMNS
+from simulation.oracle.expected_corrections import compare_corrections, correction_kind
 from simulation.readback import oracle_corrections
 from simulation.stripe_world import StripeWorld
 

@@ -11,16 +11,16 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from ingestion.legacy.snapshot import LegacySnapshotIngester
-from eventlog.own_tables import ensure_own_schema
 from domain.rules import RULES_V1
+from eventlog.own_tables import ensure_own_schema
+from eventlog.stores import Stores
+from ingestion.legacy.snapshot import LegacySnapshotIngester
 from projections.follow import leases
 from projections.follow.breaker import resume
 from projections.follow.follower import Follower
 from projections.follow.loop import catch_up
 from projections.status import read_status, render_status
 from tests.support.follow import a_calm_world, an_overdue_invoice, applied, dunning_stage
-from eventlog.stores import Stores
 
 pytestmark = pytest.mark.integration
 

@@ -10,14 +10,14 @@ import psycopg
 
 from domain.catalog import fold_catalog
 from domain.rules import RULES_V1
-from projections.follow.evaluation import evaluate_accounts, read_step
-from projections.follow.streams import StreamCache
 from eventlog.account_range import AccountRange
 from eventlog.range_reads import catalog_events, logged_accounts
 from eventlog.stores import Stores
 from ingestion.legacy.schema import blocked_tables
 from projections.evaluation.engine import evaluate
 from projections.evaluation.sources import StoreReader
+from projections.follow.evaluation import evaluate_accounts, read_step
+from projections.follow.streams import StreamCache
 from tests.support.fleet import FLEET_NOW, a_fleet
 
 

@@ -13,7 +13,6 @@ import orjson
 import psycopg
 import pytest
 
-from eventlog.stores import Stores
 from domain.catalog import fold_catalog
 from domain.diff import corrections_for
 from domain.fold import fold
@@ -22,6 +21,7 @@ from domain.rules import RULES_V1
 from domain.truth import true_state
 from eventlog.account_range import AccountRange
 from eventlog.range_reads import catalog_events
+from eventlog.stores import Stores
 from projections.evaluation.sources import StoreReader
 from projections.plan import plan
 from projections.read_model.tables import ensure_read_model

@@ -9,11 +9,11 @@ import psycopg
 import pytest
 
 from domain.events import CATALOG_STREAM, LegacyRowObserved
-from ingestion.legacy.snapshot import LegacySnapshotIngester
 from eventlog.account_log import open_log
 from eventlog.own_tables import ensure_own_schema
-from tests.support.legacy import a_customer_mapping, a_plan, an_account, an_invoice, create_stores, execute
 from eventlog.stores import Stores
+from ingestion.legacy.snapshot import LegacySnapshotIngester
+from tests.support.legacy import a_customer_mapping, a_plan, an_account, an_invoice, create_stores, execute
 
 pytestmark = pytest.mark.integration
 

@@ -19,6 +19,7 @@ import requests
 
 from domain.rules import RULES_V1
 from eventlog.own_tables import ensure_own_schema
+from eventlog.stores import Stores
 from ingestion.legacy.snapshot import LegacySnapshotIngester
 from ingestion.stripe.ingester import StripeIngester
 from ingestion.stripe.reader import StripeApiReader
@@ -27,7 +28,6 @@ from tests.support.follow import a_calm_world
 from tests.support.legacy import execute
 from tests.support.localstripe import API_KEY, client, localstripe
 from tests.support.serve import SECRET, serve_env, served
-from eventlog.stores import Stores
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -9,8 +9,8 @@ import psycopg
 import pytest
 
 from eventlog.account_range import AccountRange
-from eventlog.parked import parked_rows
 from eventlog.own_tables import ensure_own_schema
+from eventlog.parked import parked_rows
 from simulation.harness.databases import scratch_databases
 from tests.support.stores import eventstore_only
 from tests.support.table_stats import table_reads

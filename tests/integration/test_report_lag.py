@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from eventlog.stores import Stores
 from domain.rules import RULES_V1
+from eventlog.stores import Stores
 from projections.report.data import ReportData, gather
 from projections.report.render import render_html
 from tests.support.follow import a_calm_world, an_overdue_invoice, project

@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 
-from eventlog.stores import Stores
 from domain.rules import RULES_V1
 from eventlog.own_tables import ensure_own_schema
+from eventlog.stores import Stores
 from ingestion.legacy.cdc.setup import setup_store
 from ingestion.legacy.schema import blocked_tables
 from ingestion.legacy.snapshot import LegacySnapshotIngester

@@ -5,13 +5,13 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from ingestion.stripe.ingester import StripeIngester
-from ingestion.stripe.reader import StripeApiReader
 from eventlog.account_log import open_log
 from eventlog.own_tables import ensure_own_schema
+from ingestion.stripe.ingester import StripeIngester
+from ingestion.stripe.reader import StripeApiReader
 from simulation.stripe_standin import StripeStandIn
-from tests.support.stripe_world import API_KEY, NOW, a_customer, a_world, an_event, an_invoice
 from tests.support.stores import eventstore_only
+from tests.support.stripe_world import API_KEY, NOW, a_customer, a_world, an_event, an_invoice
 
 pytestmark = pytest.mark.integration
 

@@ -30,15 +30,15 @@ from domain.catalog import fold_catalog
 from domain.fold import fold
 from domain.rules import RULES_V1
 from domain.truth import true_state
-from ingestion.stripe.ingester import StripeIngester
-from ingestion.stripe.reader import StripeApiReader
 from eventlog.account_log import open_log
 from eventlog.own_tables import count_waiting, ensure_own_schema
+from ingestion.stripe.ingester import StripeIngester
+from ingestion.stripe.reader import StripeApiReader
+from simulation.harness.databases import scratch_databases
 from simulation.stripe_standin import StripeStandIn
 from simulation.stripe_world import StripeWorld
-from simulation.harness.databases import scratch_databases
-from tests.support.stripe_world import API_KEY, NOW, an_event, an_invoice
 from tests.support.stores import eventstore_only
+from tests.support.stripe_world import API_KEY, NOW, an_event, an_invoice
 
 pytestmark = pytest.mark.integration
 AS_OF = datetime.fromtimestamp(NOW, UTC)

@@ -12,8 +12,8 @@ import stripe
 
 from eventlog.own_tables import ensure_own_schema
 from ingestion.stripe.ingester import StripeIngester
-from tests.support.stripe_world import NOW, a_subscription, an_event
 from tests.support.stores import eventstore_only
+from tests.support.stripe_world import NOW, a_subscription, an_event
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ import psycopg
 
 from domain.events import LegacyRowObserved
 from eventlog.account_log import open_log
-from ingestion.legacy.cdc.stream import LegacyChangeStream
 from eventlog.stores import Stores
+from ingestion.legacy.cdc.stream import LegacyChangeStream
 
 
 @contextmanager

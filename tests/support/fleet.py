@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from simulation.fleet import build_fleet
+from simulation.harness.databases import STORES, scratch_databases
 from simulation.manifest import FleetManifest
 from simulation.stripe_standin import StripeStandIn
-from simulation.harness.databases import STORES, scratch_databases
 from tests.support.cli import no_secrets
 
 ROOT = Path(__file__).resolve().parents[2]

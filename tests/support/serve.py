@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import stripe
+
 from tests.support.processes import terminate
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from domain.legacy_tables import TABLES_BY_STORE
+from eventlog.stores import STORE_NAMES, Stores
 from ingestion.jobs import IngestJob
 from ingestion.legacy.cdc.keeper import Backoff, StreamKeeper, why_broken
 from ingestion.legacy.cdc.stream import NotSetUp
 from ingestion.streamed_jobs import snapshot_jobs
-from eventlog.stores import STORE_NAMES, Stores
 
 
 def test_the_backoff_doubles_from_its_base_up_to_its_cap_drawn_in_the_upper_half():

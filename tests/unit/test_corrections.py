@@ -8,6 +8,7 @@ from domain.diff import WRITABLE, corrections_for
 from domain.state import TrueStripeInvoice, TrueSubscription
 from tests.support.states import ACC, T, a_state, agreeing_rows
 
+
 def summary(corrections) -> list[tuple]:
     return [(c.table, c.op, c.column, c.from_, c.to) for c in corrections]
 

@@ -6,8 +6,22 @@ from freezegun import freeze_time
 
 from domain.fold import fold
 from tests.support.builders import (
-    ACCOUNT, DAY, T0, Invoice, account_row, an_account, failed_charge, iso, legacy, now, past_due, state_now,
-    stripe, stripe_customer, stripe_invoice, stripe_subscription,
+    ACCOUNT,
+    DAY,
+    T0,
+    Invoice,
+    account_row,
+    an_account,
+    failed_charge,
+    iso,
+    legacy,
+    now,
+    past_due,
+    state_now,
+    stripe,
+    stripe_customer,
+    stripe_invoice,
+    stripe_subscription,
 )
 
 

@@ -15,7 +15,16 @@ from domain.owners import Owners, OwnersError, owners_from
 from domain.rules import RULES_V1
 from domain.truth import true_state
 from tests.support.builders import (
-    ACCOUNT, DAY, T0, Invoice, a_catalog, account_row, iso, legacy, stripe, stripe_invoice,
+    ACCOUNT,
+    DAY,
+    T0,
+    Invoice,
+    a_catalog,
+    account_row,
+    iso,
+    legacy,
+    stripe,
+    stripe_invoice,
 )
 
 HOUR = timedelta(hours=1)

@@ -11,8 +11,24 @@ from domain.catalog import fold_catalog
 from domain.events import CATALOG_STREAM, AccountEvent
 from domain.fold import UnknownEvent, fold
 from tests.support.builders import (
-    ACCOUNT, DAY, SECOND, T0, a_catalog, account_row, an_account, due_in, iso, legacy, now, paid, past_due,
-    state_at, state_now, stripe, stripe_invoice, stripe_subscription,
+    ACCOUNT,
+    DAY,
+    SECOND,
+    T0,
+    a_catalog,
+    account_row,
+    an_account,
+    due_in,
+    iso,
+    legacy,
+    now,
+    paid,
+    past_due,
+    state_at,
+    state_now,
+    stripe,
+    stripe_invoice,
+    stripe_subscription,
 )
 
 

@@ -14,6 +14,7 @@ from domain.rules import MAX_DAYS, RULES_V1, STAGE_NAMES, Rules, RulesError, Sta
 from tests.support.builders import T0, an_account, past_due, state_now
 from tests.support.rules import SPEC_V1, refused
 
+
 def test_the_built_in_rules_are_the_rules_v1_file_of_the_spec():
     assert parse_rules(SPEC_V1) == RULES_V1
     assert RULES_V1.day_thresholds == (3, 14, 21, 60)

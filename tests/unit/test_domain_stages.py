@@ -6,7 +6,16 @@ import pytest
 from freezegun import freeze_time
 
 from tests.support.builders import (
-    SECOND, T0, an_account, due_in, paid, past_due, state_now, Invoice, DAY, now,
+    DAY,
+    SECOND,
+    T0,
+    Invoice,
+    an_account,
+    due_in,
+    now,
+    paid,
+    past_due,
+    state_now,
 )
 
 BOUNDARIES = [

@@ -9,7 +9,20 @@ from domain.fold import fold
 from domain.rules import RULES_V1
 from domain.truth import true_state
 from tests.support.builders import (
-    ACCOUNT, DAY, T0, a_catalog, Invoice, an_account, due_in, failed_charge, iso, legacy, now, paid, past_due, state_at,
+    ACCOUNT,
+    DAY,
+    T0,
+    Invoice,
+    a_catalog,
+    an_account,
+    due_in,
+    failed_charge,
+    iso,
+    legacy,
+    now,
+    paid,
+    past_due,
+    state_at,
     state_now,
 )
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import orjson
+from eventsourcing.utils import get_topic
 
 from domain.events import LegacyRowObserved, StripeObjectObserved
-from eventsourcing.utils import get_topic
 from eventlog.account_log import decode_event, encode_event
 
 T = datetime(2026, 3, 1, 12, 30, tzinfo=UTC)

@@ -8,7 +8,17 @@ from freezegun import freeze_time
 from domain.rules import RULES_V1
 from projections.explain import explanation
 from tests.support.builders import (
-    ACCOUNT, DAY, SECOND, T0, an_account, legacy, now, past_due, paid, stripe, stripe_invoice,
+    ACCOUNT,
+    DAY,
+    SECOND,
+    T0,
+    an_account,
+    legacy,
+    now,
+    paid,
+    past_due,
+    stripe,
+    stripe_invoice,
 )
 
 

@@ -3,8 +3,8 @@
 from datetime import UTC, datetime, timedelta
 
 from simulation.oracle.expected_corrections import compare_corrections, plan_corrections
-from simulation.records import PLAN_FEATURES, AccountRecords
 from simulation.oracle.expected_state import true_state
+from simulation.records import PLAN_FEATURES, AccountRecords
 
 T = datetime(2026, 3, 1, tzinfo=UTC)
 TS = int(T.timestamp())

@@ -14,11 +14,12 @@ from datetime import datetime
 import pytest
 from freezegun import freeze_time
 
+from domain.decide import plan_account
 from domain.diff import Correction
 from domain.events import AccountEvent
+from domain.fold import FOLD_VERSION
 from domain.held import HeldRow
 from domain.rules import RULES_V1
-from domain.decide import plan_account
 from eventlog.account_range import AccountRange
 from projections.evaluation.engine import evaluate
 from projections.evaluation.kept import Source, Stored
@@ -26,7 +27,6 @@ from projections.evaluation.kept_facts import Keep, Kept, decode, usable
 from projections.evaluation.sources import Streams
 from projections.legacy_rows import by_account
 from projections.plan import plan_range
-from domain.fold import FOLD_VERSION
 from tests.support.builders import ACCOUNT, SECOND, T0, a_catalog, an_account, now, past_due
 
 OTHER = "acc_000007"  # sorts before ACCOUNT

@@ -3,7 +3,6 @@ environment wins; an unknown key or a bad value is one error naming the file, th
 
 from __future__ import annotations
 
-
 import pytest
 
 from recompute.settings import SettingsError, read_settings

@@ -37,11 +37,11 @@ from datetime import UTC, datetime
 import psycopg
 
 from domain.legacy_tables import TABLES_BY_STORE
+from eventlog.stores import Stores, parse_dsn
 from ingestion.legacy.cdc.names import publication_name, slot_name
 from ingestion.legacy.cdc.pgoutput import lsn_text
 from ingestion.legacy.cdc.replication import ReplicationError
 from ingestion.legacy.cdc.stream import LegacyChangeStream, NotSetUp
-from eventlog.stores import Stores, parse_dsn
 
 log = logging.getLogger("recompute.cdc")
 

@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from psycopg import pq
 
 from eventlog.stores import Stores
-
 from ingestion.legacy.cdc.pgoutput import Keepalive, XLogData, decode_copy_data, lsn_text, parse_lsn, standby_status
 
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import orjson
 
-from ingestion.legacy.cdc.pgoutput import Column, Value, Unchanged
+from ingestion.legacy.cdc.pgoutput import Column, Unchanged, Value
 
 BOOL, INT2, INT4, INT8, OID, FLOAT4, FLOAT8, NUMERIC = 16, 21, 23, 20, 26, 700, 701, 1700
 JSON, JSONB, DATE, TIMESTAMP, TIMESTAMPTZ = 114, 3802, 1082, 1114, 1184

@@ -30,13 +30,12 @@ from psycopg import sql
 
 from domain.legacy_tables import TABLES_BY_STORE, LegacyTable
 from eventlog.own_tables import save_checkpoint
-from eventlog.tables_present import has_tables
 from eventlog.stores import Stores
+from eventlog.tables_present import has_tables
 from ingestion.legacy.cdc.names import checkpoint_source, lock_name, publication_name, slot_name
 from ingestion.legacy.cdc.pgoutput import lsn_text
 from ingestion.legacy.cdc.replication import ReplicationConnection
-from ingestion.legacy.cdc.server_check import (
-    ServerSettings, TableIdentity, missing_settings, why_not_published)
+from ingestion.legacy.cdc.server_check import ServerSettings, TableIdentity, missing_settings, why_not_published
 from ingestion.legacy.cdc.stream import position_of, read_position
 from ingestion.legacy.snapshot import Snapshot, TableIngest
 

@@ -35,8 +35,10 @@ import orjson
 import psycopg
 
 from domain.legacy_tables import TABLES_BY_STORE, LegacyTable
-from eventlog.tail import last_row
+from eventlog.own_tables import record_block, recorded_blocks
+from eventlog.stores import Stores
 from eventlog.tables_present import has_tables
+from eventlog.tail import last_row
 from ingestion.legacy.cdc import pgoutput as po
 from ingestion.legacy.cdc.names import checkpoint_source, lock_name, publication_name, slot_name
 from ingestion.legacy.cdc.replication import ReplicationConnection, ReplicationError
@@ -46,8 +48,6 @@ from ingestion.legacy.schema import log as log_schema
 from ingestion.legacy.schema import relation_problems, store_problems
 from ingestion.legacy.snapshot import TableIngest, exported_snapshot
 from ingestion.legacy.tables import key_text
-from eventlog.own_tables import record_block, recorded_blocks
-from eventlog.stores import Stores
 
 STATUS_EVERY = 10.0  # seconds between standby status updates when idle (wal_sender_timeout is 60 s by default)
 BLOCK_CHECK_EVERY = 2.0  # seconds between looks at the live schema of a blocked table
