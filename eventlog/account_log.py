@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import orjson
@@ -73,7 +73,7 @@ def encode_event_with_row(fields: dict[str, Any], row_json: str) -> bytes:
 _TIMES = ("source_time", "recorded_at", "event_created")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _event_class(topic: str) -> tuple[type[AccountEvent], frozenset[str]]:
     cls = resolve_topic(topic)
     return cls, frozenset(cls.model_fields)

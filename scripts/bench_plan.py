@@ -132,12 +132,11 @@ def rss(sizes: list[int]) -> None:
         # The parent's peak is VmHWM: ru_maxrss survives fork+exec on Linux, so it would report this
         # script's own peak (it may have just built the fleet in memory). Workers fork from a small
         # parent, so RUSAGE_CHILDREN is theirs.
-        code = ("import sys, resource; sys.path.insert(0, %r); from datetime import datetime, UTC; "
+        code = (f"import sys, resource; sys.path.insert(0, {str(ROOT)!r}); from datetime import datetime, UTC; "
                 "from domain.rules import RULES_V1; from projections.plan import plan; "
-                "from eventlog.stores import Stores; r = plan(Stores.from_dsns(%r), RULES_V1, datetime(2026, 3, 1, tzinfo=UTC), workers=2); "
+                f"from eventlog.stores import Stores; r = plan(Stores.from_dsns({dsns!r}), RULES_V1, datetime(2026, 3, 1, tzinfo=UTC), workers=2); "
                 "hwm = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')); "
-                "print(r.events_folded, hwm, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
-                ) % (str(ROOT), dsns)
+                "print(r.events_folded, hwm, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
         events, parent_kb, worker_kb = map(int, out)
         print(f"plan over {accounts:>6,} accounts ({events:,} events): peak RSS "

@@ -118,7 +118,7 @@ async def client(port: int, take, tally: Tally, deadline: float) -> None:
         try:
             connection = connection or await asyncio.open_connection("127.0.0.1", port)
             status = await asyncio.wait_for(_post(*connection, body), 15)
-        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError, IndexError):
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError, IndexError):
             tally.unanswered += 1
             connection = None
             continue

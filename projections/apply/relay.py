@@ -19,7 +19,6 @@ the first connection a couple of times. Database errors propagate.
 
 from __future__ import annotations
 
-import socket
 import time
 from dataclasses import dataclass
 
@@ -133,11 +132,11 @@ class _Confirms:
         while self.through_batch() < count and not self._nacked:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise socket.timeout(f"{count - self.through_batch()} of {count} publishes not confirmed "
-                                     f"within {CONFIRM_TIMEOUT_S:g}s")
+                raise TimeoutError(f"{count - self.through_batch()} of {count} publishes not confirmed "
+                                   f"within {CONFIRM_TIMEOUT_S:g}s")
             try:
                 self._connection.drain_events(timeout=left)
-            except socket.timeout:
+            except TimeoutError:
                 continue
         if self._nacked:
             raise MessageNacked()

@@ -4,7 +4,7 @@ implementation before), for any invoices, any history of changes, any valid rule
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
@@ -15,7 +15,7 @@ from domain.facts import DunningChange
 from domain.rules import RULES_V1, STAGE_NAMES, Rules, Stage
 from tests.support import dunning_oracle
 
-START = datetime(2026, 1, 1, tzinfo=timezone.utc)
+START = datetime(2026, 1, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
 
 instants = st.integers(min_value=0, max_value=24 * 90).map(lambda hours: START + hours * HOUR)
