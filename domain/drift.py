@@ -39,7 +39,7 @@ from domain.events import AccountEvent, LegacyRowObserved
 from domain.facts import AccountFacts, row_key
 from domain.fold import fold, read_by_truth
 from domain.legacy_tables import COMPARED_BY_STORE
-from domain.owners import Owners
+from domain.owners import NO_OVERRIDES, Owners
 from domain.refs import ref_of
 from domain.rules import Rules
 from domain.state import TrueState
@@ -103,7 +103,7 @@ def open_drift(corrections: Iterable[Correction]) -> dict[str, dict[str, int]]:
 
 
 def drift_origins(corrections: Sequence[Correction], events: Iterable[AccountEvent], catalog: Catalog,
-                  rules: Rules, at: datetime, *, owners: Owners = Owners(),
+                  rules: Rules, at: datetime, *, owners: Owners = NO_OVERRIDES,
                   past: Sequence[PastCorrection] = ()) -> list[Drift]:
     """Each correction's drift origin (in the corrections' order), from the account's events
     (all of them: the legacy rows' observations too), the rules and T; `past`: the account's

@@ -68,6 +68,9 @@ class Owners:
         return tuple(sorted({*self.names.values(), *SOURCE_OWNERS.values()}))
 
 
+NO_OVERRIDES = Owners()  # the defaults alone (no `[owners]` configured): the default of every `owners=`
+
+
 def owners_from(raw: Mapping[str, Any], where: str = "[owners]") -> Owners:
     """The defaults with `raw` (the `[owners]` table as read) merged over them; `where` names the
     file for the error message."""

@@ -281,7 +281,7 @@ def claim_stripe_ids(cur: psycopg.Cursor, claims: Sequence[tuple[str, bytes, obj
         return set()
     conflict = ("DO UPDATE SET digest = EXCLUDED.digest WHERE stripe_event_seen.digest <> EXCLUDED.digest"
                 if changed_too else "DO NOTHING")
-    ids, digests, created = zip(*claims)
+    ids, digests, created = zip(*claims, strict=True)
     cur.execute(
         "INSERT INTO stripe_event_seen (event_id, digest, created) "
         "SELECT * FROM unnest(%b::text[], %b::bytea[], %b::timestamptz[]) ORDER BY 1 "

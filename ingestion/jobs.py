@@ -62,7 +62,7 @@ def run_ingest(jobs: Sequence[IngestJob], *, workers: int = 3) -> list[IngestRep
         else:
             with worker_pool(min(workers, len(units))) as pool:
                 results = list(pool.map(_run, units))
-    for unit, result in zip(units, results):
+    for unit, result in zip(units, results, strict=True):
         if isinstance(result, IngestReport):
             reports[result.source] = result
         else:

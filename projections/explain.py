@@ -20,7 +20,7 @@ from domain.events import CATALOG_STREAM, AccountEvent, LegacyRowObserved, Strip
 from domain.fold import fold
 from domain.held import HeldRow, ParkedRecord, hold
 from domain.legacy_tables import TABLES
-from domain.owners import Owners
+from domain.owners import NO_OVERRIDES, Owners
 from domain.refs import key_text, ref_of
 from domain.rules import Rules
 from domain.state import TrueState
@@ -77,7 +77,7 @@ class Explanation:
 
 
 def explain(stores: Stores, account_id: str, rules: Rules, as_of: datetime, *,
-            log: EventLog | None = None, owners: Owners = Owners()) -> Explanation:
+            log: EventLog | None = None, owners: Owners = NO_OVERRIDES) -> Explanation:
     """`log`: an open log to read through (a long-lived process opens it once); else one is opened here."""
     opened = log or PostgresEventLog(stores)
     try:
@@ -99,7 +99,7 @@ def read_streams(log: EventLog, account_id: str) -> tuple[list[AccountEvent], li
 
 
 def explanation(account_id: str, events: list[AccountEvent], catalog_events: list[AccountEvent],
-                rules: Rules, as_of: datetime, *, parked: Sequence[HeldRow] = (), owners: Owners = Owners(),
+                rules: Rules, as_of: datetime, *, parked: Sequence[HeldRow] = (), owners: Owners = NO_OVERRIDES,
                 past: Sequence[PastCorrection] = ()) -> Explanation:
     """Pure: the whole explanation from the account's events and the catalog's.
 

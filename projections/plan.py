@@ -22,7 +22,7 @@ from typing import Any
 from domain.catalog import Catalog, fold_catalog
 from domain.diff import Correction
 from domain.held import HeldRow
-from domain.owners import Owners
+from domain.owners import NO_OVERRIDES, Owners
 from domain.rules import Rules
 from eventlog.account_range import AccountRange
 from eventlog.range_reads import catalog_events
@@ -88,7 +88,7 @@ class PlanResult:
 def plan(stores: Stores, rules: Rules, as_of: datetime, *, account: str | None = None,
          workers: int = 2, kept_facts: bool = True, executor: Executor | None = None,
          on_progress: Callable[[int, int], None] = lambda done, total: None,
-         owners: Owners | None = Owners()) -> PlanResult:
+         owners: Owners | None = NO_OVERRIDES) -> PlanResult:
     """Every account (or one) planned: the accounts split into `workers` ranges, each range a piece
     of work for `executor` (the Dask one from bootstrap; one account or range runs here).
     `kept_facts=False` replays every stream (the benchmarks' and the exactness tests' baseline).

@@ -51,7 +51,7 @@ def dunning_part(facts: list, since, action, rounds: int = 3) -> float:
     best = float("inf")
     for _ in range(rounds):
         started = time.perf_counter()
-        for f, v in zip(facts, views):
+        for f, v in zip(facts, views, strict=True):
             since(f.dunning_history, RULES_V1, NOW)
             action(v, RULES_V1, NOW)
         best = min(best, time.perf_counter() - started)

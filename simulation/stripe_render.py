@@ -52,7 +52,7 @@ class _Renderer:
         if not p.customers:
             return self.side
         cids = []
-        for i, c in enumerate(p.customers):
+        for c in p.customers:
             cid = self.id("cus")
             cids.append(cid)
             obj = so.customer(cid, account_id=p.account_id, created=c.created, name=p.name,

@@ -83,6 +83,9 @@ class ApplyOptions:
     owners: Owners = field(default_factory=Owners)  # who writes what: each correction's drift names its owner
 
 
+DEFAULT_OPTIONS = ApplyOptions()
+
+
 @dataclass
 class ApplyResult:
     run_id: str
@@ -102,7 +105,7 @@ class ApplyResult:
         return sum(1 for _, s in self.done if s == status)
 
 
-def apply(stores: Stores, rules: Rules, as_of: datetime, options: ApplyOptions = ApplyOptions(),
+def apply(stores: Stores, rules: Rules, as_of: datetime, options: ApplyOptions = DEFAULT_OPTIONS,
           *, on_step: Step = lambda _: None, executor: Executor | None = None,
           planned: PlanResult | None = None) -> ApplyResult:
     """`executor` runs the plan's account ranges (bootstrap's Dask one; None: here). `planned`: a plan

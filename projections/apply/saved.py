@@ -29,6 +29,7 @@ from projections.apply.account_plans import AccountPlan, replan
 from projections.apply.audit import RunInfo, correction_of
 from projections.apply.cas_sql import spec_of
 from projections.apply.protocol import (
+    DEFAULT_OPTIONS,
     ApplyOptions,
     ApplyResult,
     Step,
@@ -47,7 +48,7 @@ class PlanAlreadyApplied(RuntimeError):
     """A run of this saved plan has finished; nothing was written."""
 
 
-def apply_saved(stores: Stores, rules: Rules, saved: SavedPlan, options: ApplyOptions = ApplyOptions(),
+def apply_saved(stores: Stores, rules: Rules, saved: SavedPlan, options: ApplyOptions = DEFAULT_OPTIONS,
                 *, on_step: Step = lambda _: None) -> ApplyResult:
     """`rules` are the active rules; the caller has checked they are the plan's. A correction rules-v1 §3
     does not allow (a file whose digest was made anew after an edit) raises WriteRefused before anything."""

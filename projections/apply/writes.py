@@ -87,7 +87,7 @@ def resolve_pending(stores: Stores, store: str, run_ids: Sequence[str], intents:
         for xid in {i.write_xid for i in intents if i.write_xid is not None}:
             status[xid] = conn.execute("SELECT pg_xact_status(%s::text::xid8)", (str(xid),)).fetchone()[0]
         committed = [i.write_xid is not None and status[i.write_xid] == "committed" for i in intents]
-        held = [c and _holds(conn, i) for c, i in zip(committed, intents)]
+        held = [c and _holds(conn, i) for c, i in zip(committed, intents, strict=True)]
     return recovered(intents, committed, held, datetime.now(UTC))
 
 

@@ -374,7 +374,7 @@ def _decided(rows: Sequence[Keep]) -> list[list[object]]:
     """The decision columns of `rows`, one list a column (NULLs where a row has none)."""
     found = [(r.decision.state, r.decision.as_of, r.decision.until, r.decision.key.rules, r.decision.key.catalog,
               *_found(r.decision.found)) if r.decision else (None,) * len(DECIDED) for r in rows]
-    return [list(column) for column in zip(*found)] if found else [[] for _ in DECIDED]
+    return [list(column) for column in zip(*found, strict=True)] if found else [[] for _ in DECIDED]
 
 
 def keep(conn: Connection, rows: Sequence[Keep]) -> None:
@@ -396,4 +396,4 @@ def keep(conn: Connection, rows: Sequence[Keep]) -> None:
         if found:
             columns = [(r.account_id, r.stream_version, r.result_for[0], r.result_for[1].rules,
                         r.result_for[1].catalog, *_found(r.found)) for r in found if r.result_for]
-            cur.execute(FIND, (*[list(c) for c in zip(*columns)], FOLD_VERSION))
+            cur.execute(FIND, (*[list(c) for c in zip(*columns, strict=True)], FOLD_VERSION))

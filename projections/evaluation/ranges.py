@@ -22,4 +22,4 @@ def account_ranges(stores: Stores, parts: int) -> list[AccountRange]:
     if parts <= 1 or len(ids) < parts:
         return [AccountRange()]
     bounds = [ids[len(ids) * i // parts] for i in range(1, parts)]
-    return [AccountRange(lo, hi) for lo, hi in zip([None, *bounds], [*bounds, None])]
+    return [AccountRange(lo, hi) for lo, hi in zip([None, *bounds], [*bounds, None], strict=True)]

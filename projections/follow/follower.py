@@ -39,7 +39,7 @@ from functools import partial
 
 from domain.catalog import fold_catalog
 from domain.events import AccountEvent
-from domain.owners import Owners
+from domain.owners import NO_OVERRIDES, Owners
 from domain.partitions import partition_of
 from domain.rules import Rules
 from eventlog.range_reads import catalog_events
@@ -57,6 +57,7 @@ from projections.read_model import generations
 from projections.read_model.tables import ensure_read_model
 
 Clock = Callable[[], datetime]
+WALL_CLOCK: Clock = partial(datetime.now, UTC)  # a follower's clock unless a test gives its own
 log = logging.getLogger("recompute.follow")
 
 
@@ -94,12 +95,12 @@ class StepReport:
 
 
 class Follower:
-    def __init__(self, stores: Stores, rules: Rules, *, owner: str | None = None, clock: Clock = partial(datetime.now, UTC),
+    def __init__(self, stores: Stores, rules: Rules, *, owner: str | None = None, clock: Clock = WALL_CLOCK,
                  lease_s: float = 10.0, batch_events: int = 20_000, max_share: float = 0.10,
                  window_s: float = breaker.WINDOW_S, broker_url: str | None = None,
                  on_lag: Callable[[float], None] = lambda _: None,
                  on_step: Callable[[str], None] = lambda _: None,
-                 after_commit: Callable[[StepReport], None] | None = None, owners: Owners = Owners()) -> None:
+                 after_commit: Callable[[StepReport], None] | None = None, owners: Owners = NO_OVERRIDES) -> None:
         self.stores = stores
         self.owners = owners  # who writes what (domain/owners.py): each correction's drift names its writer
         self.rules = rules

@@ -28,7 +28,7 @@ from psycopg.rows import dict_row
 
 from domain.catalog import Catalog, fold_catalog
 from domain.diff import Correction
-from domain.owners import Owners
+from domain.owners import NO_OVERRIDES, Owners
 from domain.rules import Rules
 from eventlog.account_range import AccountRange
 from eventlog.postgres_log import PostgresEventLog
@@ -75,7 +75,7 @@ class ReportData:
 
 
 def gather(stores: Stores, rules: Rules, as_of: datetime, *, workers: int = 2,
-           owners: Owners = Owners()) -> ReportData:
+           owners: Owners = NO_OVERRIDES) -> ReportData:
     catalog = fold_catalog(catalog_events(stores), as_of=as_of)
     fleet = Aggregate()
     ranges = account_ranges(stores, workers)
@@ -84,7 +84,7 @@ def gather(stores: Stores, rules: Rules, as_of: datetime, *, workers: int = 2,
     else:
         with worker_pool(len(ranges)) as pool:
             for part in pool.map(aggregate_range, *zip(*[(stores, rules, as_of, catalog, r, owners)
-                                                          for r in ranges])):
+                                                          for r in ranges], strict=True)):
                 fleet.merge(part)
     data = ReportData(as_of=as_of, rules_version=rules.version, fleet=fleet, history=read_history(stores))
     data.lag = read_lag(stores, data.history.bucket)
@@ -191,7 +191,7 @@ def parked_by_reason(rows: list[dict[str, Any]], limit: int = 20) -> list[dict[s
 
 
 def explanations(stores: Stores, accounts: list[str], rules: Rules, as_of: datetime,
-                 owners: Owners = Owners()) -> dict[str, str]:
+                 owners: Owners = NO_OVERRIDES) -> dict[str, str]:
     """explain's text of each account, read through one open log."""
     if not accounts:
         return {}

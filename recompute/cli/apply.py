@@ -85,12 +85,12 @@ def apply(as_of: datetime | None, rules_path: str | None, account: str | None, a
     except RulesConflict as conflict:  # checked under the apply lock, before anything is written
         _refused_rules(conflict, rules_path)
     except (ApplyRefused, ApplyBusy, EarlierRunStillWriting) as error:
-        raise RunFailed(str(error))
+        raise RunFailed(str(error)) from None
     except WriteRefused as error:  # a bug: the plan proposed a write rules-v1 §3 forbids
-        raise RunFailed(f"apply refused a write: {error}; nothing of that store's batch was written")
+        raise RunFailed(f"apply refused a write: {error}; nothing of that store's batch was written") from None
     except Error as error:
         raise RunFailed(f"apply failed: {' '.join(str(error).split())}; what was written is recorded, "
-                        "rerun to continue")
+                        "rerun to continue") from error
     report = relay_outbox(app)
     echo_json(_as_json(result, report)) if as_json else click.echo(_summary(result, report))
     warn_if_never_ingested(result.accounts_checked)
@@ -114,12 +114,12 @@ def apply_saved_plan(path: str, *, as_json: bool, force: bool, max_share: float)
     except RulesConflict as conflict:
         _refused_rules(conflict, None)
     except (ApplyRefused, ApplyBusy, EarlierRunStillWriting) as error:
-        raise RunFailed(str(error))
+        raise RunFailed(str(error)) from None
     except WriteRefused as error:  # checked for every correction of the file before anything is written
         refuse(f"{path}: {error}; nothing was written")
     except Error as error:
         raise RunFailed(f"apply failed: {' '.join(str(error).split())}; what was written is recorded, "
-                        "rerun `apply --plan` to continue")
+                        "rerun `apply --plan` to continue") from error
     report = relay_outbox(app)
     echo_json(_as_json(result, report)) if as_json else click.echo(_summary(result, report))
 

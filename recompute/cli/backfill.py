@@ -83,12 +83,12 @@ def backfill(rules_path: str, as_of: datetime | None, workers: int | None, as_js
     except RulesConflict as conflict:
         _refused_rules(conflict, rules_path)
     except (BackfillBusy, ApplyRefused, ApplyBusy, EarlierRunStillWriting) as error:
-        raise RunFailed(str(error))
+        raise RunFailed(str(error)) from None
     except WriteRefused as error:
-        raise RunFailed(f"apply refused a write: {error}; nothing of that store's batch was written")
+        raise RunFailed(f"apply refused a write: {error}; nothing of that store's batch was written") from None
     except Error as error:
         raise RunFailed(f"backfill failed: {' '.join(str(error).split())}; what was committed is kept, "
-                        "rerun to continue")
+                        "rerun to continue") from error
     report = relay_outbox(app) if applied else None
     if as_json:
         document = result.as_json(applied=applied is not None)
@@ -106,7 +106,7 @@ def active_rules(app: App) -> Rules:
     try:
         generation = app.rules.active()
     except ActiveRulesUnreadable as error:
-        raise RunFailed(str(error))
+        raise RunFailed(str(error)) from None
     if generation is None:
         return rules_or_exit(None) if app.settings.rules_path else RULES_V1
     return generation.rules

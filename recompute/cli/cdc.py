@@ -53,14 +53,14 @@ def cdc_setup(source: str, print_sql: bool) -> None:
         try:
             click.echo("\n".join(owner_sql(store, app.stores) for store in stores))
         except Error as error:
-            raise _failed(error)
+            raise _failed(error) from error
         return
     if any(app.settings.dsns[store] is None for store in stores):
         try:
             if ensure_logical_decoding(read_settings().data_dir):
                 click.echo("embedded PostgreSQL: set wal_level = logical and restarted it")
         except EmbeddedPostgresError as error:
-            raise RunFailed(str(error))
+            raise RunFailed(str(error)) from None
     lacking = []
     for store in stores:
         try:
@@ -68,7 +68,7 @@ def cdc_setup(source: str, print_sql: bool) -> None:
         except ServerNotReady as error:
             lacking.append(f"recompute: cdc setup: {DSN_VARIABLES[store]}: {error}")
         except Error as error:
-            raise _failed(error)
+            raise _failed(error) from error
     if lacking:  # nothing made anywhere: the DBA changes the settings, then runs setup again
         click.echo("\n".join(lacking), err=True)
         sys.exit(2)
@@ -79,7 +79,7 @@ def cdc_setup(source: str, print_sql: bool) -> None:
             click.echo(f"recompute: cdc setup: {DSN_VARIABLES[store]}: {error}", err=True)
             sys.exit(2)
         except (Error, ReplicationError, SlotInUse) as error:
-            raise _failed(error)
+            raise _failed(error) from error
         for table, reason in report.refused.items():
             click.echo(f"{store}.{table}: {reason}")
         tables = ", ".join(report.published) or "no tables"
@@ -111,7 +111,7 @@ def cdc_status(source: str, as_json: bool, warn_retained_mb: int) -> None:
                                  warn_retained_bytes=warn_retained_mb << 20) for store in _chosen(source)]
         blocked = blocked_tables(app.stores)
     except Error as error:
-        raise _failed(error)
+        raise _failed(error) from error
     for s in streams:  # the store's tables whose schema is not the one read: their changes are not recorded
         s["blocked"] = {table: why for table, why in sorted(blocked.items()) if table.startswith(f"{s['source']}.")}
     if as_json:
@@ -152,5 +152,5 @@ def cdc_drop(source: str) -> None:
         try:
             removed = drop_store(store, app.stores)
         except (Error, SlotInUse) as error:
-            raise _failed(error)
+            raise _failed(error) from error
         click.echo(f"{store}: removed {', '.join(removed)}" if removed else f"{store}: nothing to remove")

@@ -86,9 +86,9 @@ def active_rules_or_exit(app: App, rules: Rules, path: str | None, *, writes: bo
     try:
         active = app.rules.active()
     except ActiveRulesUnreadable as error:
-        raise RunFailed(str(error))
+        raise RunFailed(str(error)) from None
     except Error as error:
-        raise RunFailed(f"reading the active rules failed: {' '.join(str(error).split())}")
+        raise RunFailed(f"reading the active rules failed: {' '.join(str(error).split())}") from error
     choice = choose(rules if path else None, default, active, default_from_env=default_path is not None,
                     writes=writes)
     if choice.refusal is not None or choice.rules is None:
@@ -107,7 +107,7 @@ def _refuse_rules_known_otherwise(app: App, rules: Rules, path: str | None) -> N
     except RulesConflict as conflict:
         _refused_rules(conflict, path)
     except Error as error:
-        raise RunFailed(f"reading the known rules versions failed: {' '.join(str(error).split())}")
+        raise RunFailed(f"reading the known rules versions failed: {' '.join(str(error).split())}") from error
 
 def _refused_rules(conflict: RulesConflict, path: str | None) -> NoReturn:
     """One line naming where the rules came from (--rules, RECOMPUTE_RULES or built in) and both digests."""
@@ -152,7 +152,7 @@ def privileges_or_exit(app: App) -> None:
     try:
         lacking = privilege_errors(app.stores)
     except Error as error:
-        raise RunFailed(f"reading the legacy stores' privileges failed: {' '.join(str(error).split())}")
+        raise RunFailed(f"reading the legacy stores' privileges failed: {' '.join(str(error).split())}") from error
     if lacking:
         click.echo("\n".join(f"recompute: {line}" for line in lacking), err=True)
         sys.exit(2)
@@ -190,7 +190,7 @@ def relay_outbox(app: App) -> RelayReport | None:
     try:
         return app.relay()
     except Error as error:
-        raise RunFailed(f"relay failed: {' '.join(str(error).split())}; the events wait in the outbox")
+        raise RunFailed(f"relay failed: {' '.join(str(error).split())}; the events wait in the outbox") from error
 
 def relay_line(report: RelayReport | None) -> str:
     if report is None:

@@ -20,5 +20,5 @@ def embedded_stop() -> None:
     try:
         stopped = stop_embedded(settings.data_dir)
     except EmbeddedPostgresError as error:
-        raise RunFailed(str(error))
+        raise RunFailed(str(error)) from None
     click.echo("stopped" if stopped else "not running")

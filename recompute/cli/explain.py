@@ -44,7 +44,7 @@ def explain(account_id: str, as_of: datetime | None, rules_path: str | None, as_
         with app.event_log() as log:
             explanation = explain_account(app.stores, account_id, rules, as_of or utc_now(), log=log, owners=owners)
     except Error as error:
-        raise RunFailed(f"explain failed: {error}")
+        raise RunFailed(f"explain failed: {error}") from error
     if not explanation.timeline and not explanation.later_events:
         exit_no_events(account_id)
     echo_json(explanation.as_json()) if as_json else click.echo(render_text(explanation))

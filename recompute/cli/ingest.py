@@ -65,7 +65,7 @@ def ingest(source: str, follow: bool, interval: float, resync: bool, batch_size:
                 streams = [held.enter_context(LegacyChangeStream(store=store, stores=stores))
                            for store in streamed]
         except _FAILURES as error:
-            raise RunFailed(f"ingest failed: {' '.join(str(error).split())}")
+            raise RunFailed(f"ingest failed: {' '.join(str(error).split())}") from error
         _passes(jobs, streams, follow=follow, interval=interval, workers=workers,
                 held_streams=[(stores, store) for store in streamed] if resync else [])
 
@@ -97,14 +97,14 @@ def _passes(jobs: list[IngestJob], streams: list[LegacyChangeStream], *, follow:
                 while time.monotonic() < deadline:
                     for stream in streams:
                         stream.poll(0.1)
-            for stream, (appended, parked) in zip(streams, counts):
+            for stream, (appended, parked) in zip(streams, counts, strict=True):
                 click.echo(f"{stream.store}: stream appended {stream.appended - appended}, parked "
                            f"{stream.parked - parked}, recorded up to {lsn_text(stream.position)}")
                 for table, why in sorted(stream.blocked.items()):
                     click.echo(f"{table} blocked: {why} (its changes are not recorded)")
         except _FAILURES as error:
             raise RunFailed(f"ingest failed: {' '.join(str(error).split())}; what was committed stands, "
-                            "rerun to continue")
+                            "rerun to continue") from error
         click.echo(f"ingested in {time.perf_counter() - started:.1f}s")
         if not follow:
             return

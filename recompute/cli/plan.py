@@ -91,7 +91,7 @@ def save_plan(path: Path, document: dict) -> None:
             tmp.write(orjson.dumps(document, option=orjson.OPT_INDENT_2))
         os.replace(tmp.name, path)
     except OSError as error:
-        raise RunFailed(f"plan --out {path}: {error.strerror or error}")
+        raise RunFailed(f"plan --out {path}: {error.strerror or error}") from None
     click.echo(f"recompute: plan saved to {path} (plan_digest {document['plan_digest']}); "
                f"`recompute apply --plan {path}` writes exactly its corrections", err=True)
 
@@ -155,7 +155,7 @@ def plan(as_of: datetime | None, rules_path: str | None, account: str | None, as
         click.echo(f"recompute: {error}", err=True)
         sys.exit(2)
     except Error as error:
-        raise RunFailed(f"plan failed: {error}")
+        raise RunFailed(f"plan failed: {error}") from error
     if account and result.accounts_read == 0:
         exit_no_events(account)
     if out:

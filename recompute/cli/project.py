@@ -157,7 +157,7 @@ def project(keep_going: bool, rules_path: str | None, port: int | None, host: st
         click.echo("stopped: the batch in hand was finished; leases released")
     except FAILURES as error:
         raise RunFailed(f"project failed: {' '.join(str(error).split())}; what was committed stands, "
-                        "rerun to continue")
+                        "rerun to continue") from error
     finally:
         follower.close()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from domain.legacy_tables import STORES
-from domain.owners import Owners
+from domain.owners import NO_OVERRIDES, Owners
 from domain.rules import Rules
 from eventlog.stores import Error, Stores
 from eventlog.tail import log_exists
@@ -27,7 +27,7 @@ from recompute.cli.group import main
 
 
 def write_report(stores: Stores, rules: Rules, as_of: datetime, path: Path, *, workers: int = 2,
-                 owners: Owners = Owners()) -> tuple[int, float, float]:
+                 owners: Owners = NO_OVERRIDES) -> tuple[int, float, float]:
     """Gathers, renders and saves the page; returns (bytes, seconds gathering, seconds rendering)."""
     from projections.report.data import gather
     from projections.report.render import render_html, save
@@ -51,7 +51,7 @@ def report(html_path: Path, as_of: datetime | None, workers: int) -> None:
     try:
         check_path(html_path)
     except BadReportPath as error:
-        raise click.UsageError(str(error))
+        raise click.UsageError(str(error)) from None
     rules = rules_or_exit(None)
     owners = owners_or_exit()
     app = app_or_exit(reads_legacy=STORES, writes=False)
@@ -63,7 +63,7 @@ def report(html_path: Path, as_of: datetime | None, workers: int) -> None:
         size, gathering, rendering = write_report(app.stores, rules, as_of or utc_now(), html_path, workers=workers,
                                                    owners=owners)
     except BadReportPath as error:
-        raise click.UsageError(str(error))
+        raise click.UsageError(str(error)) from None
     except Error as error:
-        raise RunFailed(f"report failed: {error}")
+        raise RunFailed(f"report failed: {error}") from error
     click.echo(f"wrote {html_path} ({size / 1024:,.0f} KiB; gathered in {gathering:.1f}s, rendered in {rendering:.2f}s)")

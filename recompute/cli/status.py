@@ -25,7 +25,7 @@ def status(as_json: bool) -> None:
         found = read_status(app.stores, now=utc_now(), default_rules=default_rules,
                             default_source=source)
     except ActiveRulesUnreadable as error:
-        raise RunFailed(f"status failed: {error}")
+        raise RunFailed(f"status failed: {error}") from None
     except Error as error:
-        raise RunFailed(f"status failed: {' '.join(str(error).split())}")
+        raise RunFailed(f"status failed: {' '.join(str(error).split())}") from error
     echo_json(found.as_json()) if as_json else click.echo(render_status(found))

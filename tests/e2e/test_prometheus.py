@@ -10,6 +10,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -64,7 +65,7 @@ def test_a_real_scrape_of_project_and_serve_passes_promtool_and_carries_every_me
     read = {"alerts": [rule["expr"] for rule in shipped_rules()], "dashboard": dashboard_expressions()}
     with project_and_serve(dsns) as urls:
         for url in urls:
-            scrape = eventually(lambda: _scrape_with_follow_state(url), what=f"a scrape of {url} with the followers")
+            scrape = eventually(partial(_scrape_with_follow_state, url), what=f"a scrape of {url} with the followers")
             linted = promtool("check", "metrics", stdin=scrape)
             assert linted.returncode == 0, linted.stdout + linted.stderr
             served = families_of_scrape(scrape)

@@ -26,8 +26,8 @@ def test_the_report_opens_in_chromium_without_errors_and_its_heat_map_is_what_pl
     assert int(heat["data-accounts-disagreeing"]) == plan["accounts_disagreeing"] > 0
     assert int(heat["data-accounts-checked"]) == plan["accounts_checked"]
     expected = Counter()
-    for account, cell in {(c["account_id"], (c["table"], c["column"] if c["op"] == "update" else f"({c['op']})"))
-                          for c in plan["corrections"]}:
+    for _account, cell in {(c["account_id"], (c["table"], c["column"] if c["op"] == "update" else f"({c['op']})"))
+                           for c in plan["corrections"]}:
         expected[cell] += 1
     drawn = {(m["data-table"], m["data-column"]): int(m["data-accounts"]) for m in dom.marks("heatmap", "cell")}
     assert {cell: n for cell, n in drawn.items() if n} == dict(expected)

@@ -137,7 +137,8 @@ def test_an_insert_update_and_delete_reach_the_log_once_each_across_a_reopen_and
         assert stream.catch_up() == 1
     events = [e for e in events_of(world) if e.table == table]
     assert [e.row is None for e in events] == [False, False, True]
-    assert all(start <= e.source_time <= end for e, (start, end) in zip(events, windows))  # at their commit
+    assert all(start <= e.source_time <= end  # at their commit
+               for e, (start, end) in zip(events, windows, strict=True))
     assert events[0].row != events[1].row
 
 

@@ -131,7 +131,7 @@ def test_the_spliced_state_reads_back_as_the_event_the_generic_encoder_would_sto
     with psycopg.connect(world["eventstore"]) as conn:
         stored = conn.execute("SELECT originator_id, originator_version, state FROM recompute_events "
                               "WHERE originator_id = 'acc_000042' ORDER BY originator_version").fetchall()
-    for event, (_, _, state) in zip(log_of(world), stored):
+    for event, (_, _, state) in zip(log_of(world), stored, strict=True):
         assert orjson.loads(bytes(state)) == orjson.loads(encode_event(event))
 
 

@@ -117,7 +117,7 @@ def the_stores_say(dsns: dict[str, str], accounts: list[str]) -> dict[str, dict]
                                "WHERE account_id = %s", (account,)).fetchone()
             if row:
                 mine["subscription"] = row
-            for sid, status, remaining, attempts in subs.execute(
+            for sid, _status, remaining, attempts in subs.execute(
                     "SELECT stripe_invoice_id, status, amount_remaining, attempt_count FROM subs_invoice "
                     "WHERE account_id = %s", (account,)):
                 billed = billing.execute("SELECT status, amount_paid FROM invoices WHERE stripe_invoice_id = %s",

@@ -49,7 +49,8 @@ def localstripe() -> Iterator[str]:
                 break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"localstripe did not start: {process.stderr.read() if process.stderr else ''}")
+                    stderr = process.stderr.read() if process.stderr else ""
+                    raise RuntimeError(f"localstripe did not start: {stderr}") from None
                 time.sleep(0.1)
         yield base
     finally:

@@ -11,7 +11,7 @@ from domain.diff import corrections_for
 from domain.drift import Drift, PastCorrection, drift_origins, recorded_rows
 from domain.events import AccountEvent
 from domain.fold import fold
-from domain.owners import Owners, OwnersError, owners_from
+from domain.owners import NO_OVERRIDES, Owners, OwnersError, owners_from
 from domain.rules import RULES_V1
 from domain.truth import true_state
 from tests.support.builders import (
@@ -56,7 +56,7 @@ def an_invoice(attempts: int = 2) -> Invoice:
 
 
 def drift_of(events: list[AccountEvent], table: str = DUNNING, column: str | None = "stage", *, at: datetime = T0,
-             past: tuple[PastCorrection, ...] = (), owners: Owners = Owners()) -> Drift:
+             past: tuple[PastCorrection, ...] = (), owners: Owners = NO_OVERRIDES) -> Drift:
     """The drift of the correction of `table`.`column` that a plan at `at` finds."""
     facts = fold(events, as_of=at)
     state = true_state(facts, a_catalog(), RULES_V1, at, explain=False)

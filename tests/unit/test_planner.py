@@ -117,7 +117,10 @@ def _within(account: str, accounts: AccountRange) -> bool:
     return accounts.holds(account)
 
 
-def run(reader: Streams, accounts: AccountRange = AccountRange(), *, as_of: datetime | None = None, **options):
+EVERY_ACCOUNT = AccountRange()
+
+
+def run(reader: Streams, accounts: AccountRange = EVERY_ACCOUNT, *, as_of: datetime | None = None, **options):
     """(events folded, state, corrections, held) of each account the engine evaluates."""
     return [(e.folded, e.state, e.corrections, e.held)
             for e in evaluate(reader, RULES_V1, as_of or now(), a_catalog(), accounts, blocked={}, **options)]

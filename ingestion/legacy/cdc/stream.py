@@ -303,7 +303,8 @@ def position_of(end_lsn: int, slot: str) -> dict[str, Any]:
 def _decoded(relation: po.Relation, values: po.Tuple) -> dict[str, Any]:
     """The columns whose values came, as JSON values (the key of a delete: its key columns)."""
     return {column.name: orjson.loads(json_value(column.type_oid, value))
-            for column, value in zip(relation.columns, values) if value is not None and not isinstance(value, po.Unchanged)}
+            for column, value in zip(relation.columns, values, strict=True)
+            if value is not None and not isinstance(value, po.Unchanged)}
 
 
 class _Recording:
@@ -397,7 +398,7 @@ class _Recording:
         previous = self.rows.get((spec.table, key)) or self._last_copy(spec, key, before) or {}
         carried: list[str | None] = []
         missing = []
-        for column, value in zip(relation.columns, values):
+        for column, value in zip(relation.columns, values, strict=True):
             if isinstance(value, po.Unchanged):
                 if column.name not in previous:
                     missing.append(column.name)
