@@ -24,7 +24,7 @@ position becomes the observation's number among the timeline's observations of t
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from domain.events import AccountEvent, StripeObjectObserved
@@ -61,7 +61,7 @@ def short_refs(refs: Iterable[str]) -> dict[str, str]:
     return short
 
 
-def shorten(ref: str, short: dict[str, str]) -> str:
+def shorten(ref: str, short: Mapping[str, str]) -> str:
     """`ref` in its short form when `short` (from `short_refs`) knows it, else as it is."""
     return short.get(ref, ref)
 

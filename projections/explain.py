@@ -79,12 +79,11 @@ class Explanation:
 def explain(stores: Stores, account_id: str, rules: Rules, as_of: datetime, *,
             log: EventLog | None = None, owners: Owners = NO_OVERRIDES) -> Explanation:
     """`log`: an open log to read through (a long-lived process opens it once); else one is opened here."""
-    opened = log or PostgresEventLog(stores)
-    try:
-        events, catalog_events = read_streams(opened, account_id)
-    finally:
-        if log is None:
-            opened.close()
+    if log is None:
+        with PostgresEventLog(stores) as opened:
+            events, catalog_events = read_streams(opened, account_id)
+    else:
+        events, catalog_events = read_streams(log, account_id)
     parked = parked_records(stores, account_id)
     holding = [row for row in (record.held_row(account_id) for record in parked) if row is not None]
     past = applied_corrections(stores, [account_id]).get(account_id, [])
@@ -126,7 +125,7 @@ def timeline_entry(event: AccountEvent) -> dict[str, Any]:
     if isinstance(event, StripeObjectObserved):
         kind = event.event_type or f"listed {event.table}"
         fields = {c: event.object.get(c) for c in _STRIPE_COLUMNS if event.object.get(c) is not None}
-        data = event.object
+        data: dict[str, Any] | None = event.object
         summary = f"{event.table} {event.object_id}" + ("" if not fields else " " + _pairs(fields))
     else:
         assert isinstance(event, LegacyRowObserved)

@@ -50,8 +50,8 @@ def render_text(ex: Any) -> str:
         lines += _wrap("      ", h.reason)
     lines += ["", f"parked records ({len(ex.parked)})"]
     for p in ex.parked:
-        state = "  [holds the row]" if p.held else "  [superseded]" if p.source != "stripe" else ""
-        lines.append(f"  {_time(p.parked_at.isoformat())}  {p.table}[{key_text(p.key)}]{state}")
+        holds = "  [holds the row]" if p.held else "  [superseded]" if p.source != "stripe" else ""
+        lines.append(f"  {_time(p.parked_at.isoformat())}  {p.table}[{key_text(p.key)}]{holds}")
         lines += _wrap("      ", p.reason) + _wrap("      the record: ", _record_summary(p))
     lines += _section(f"past corrections ({len(ex.past_corrections)})",
                       [f"{_time(p['applied_at'])}  " + _change(p["op"], p["table"], p["key"], p["column"], p["from"],

@@ -17,7 +17,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterator, Mapping, Sequence
 from operator import itemgetter
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import orjson
 from psycopg import sql
@@ -30,7 +30,7 @@ from ingestion.legacy.schema import table_columns
 
 P = TypeVar("P")
 # An account's legacy rows by "store.table".
-Rows = dict[str, list[dict]]
+Rows = dict[str, list[dict[str, Any]]]
 # Per legacy store (in COMPARED_BY_STORE's order), the digest it made of the account's rows (None: it has none).
 RowsDigests = tuple[bytes | None, ...]
 
@@ -75,7 +75,7 @@ class StoreSnapshot:
     def close(self) -> None:
         self.conn.close()
 
-    def _union(self, accounts: AccountRange, columns: sql.Composable, skip: Sequence[str] = ()) -> sql.Composable:
+    def _union(self, accounts: AccountRange, columns: sql.SQL, skip: Sequence[str] = ()) -> sql.Composable:
         where = accounts.where("account_id", collate=self.collate)
         if skip:
             where = sql.SQL("{} AND NOT account_id = ANY({})").format(where, sql.Literal(list(skip)))

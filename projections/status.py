@@ -24,6 +24,7 @@ from psycopg.rows import dict_row
 
 from domain.fold import FOLD_VERSION
 from domain.rules import Rules
+from eventlog.one_row import one_row
 from eventlog.own_tables import count_waiting, recorded_blocks
 from eventlog.stores import Stores
 from eventlog.tables_present import has_tables
@@ -96,9 +97,9 @@ def read_status(stores: Stores, *, now: datetime, default_rules: Rules, default_
         generation = generations.active(conn)
         projection = None if generation is None else _projection(conn, generation)
         kept = _kept_facts(conn)
-        log = cur.execute(f"SELECT {head(conn)} AS events, "
-                          "(SELECT count(*) FROM ingest_row_digest WHERE store = 'cf_prod' AND tbl = 'accounts' "
-                          "AND stream IS NOT NULL) AS accounts").fetchone()
+        log = one_row(cur.execute(f"SELECT {head(conn)} AS events, "
+                                  "(SELECT count(*) FROM ingest_row_digest WHERE store = 'cf_prod' "
+                                  "AND tbl = 'accounts' AND stream IS NOT NULL) AS accounts").fetchone())
         sources = [SourceCheckpoint(r["source"], r["updated_at"], (now - r["updated_at"]).total_seconds())
                    for r in cur.execute("SELECT source, updated_at FROM ingest_checkpoint ORDER BY source")]
         parked = {f"{r['source']} {r['tbl']}": r["n"] for r in cur.execute(
@@ -136,11 +137,11 @@ def _projection(conn: psycopg.Connection, generation: Generation) -> dict[str, A
                        "FROM read_model_partition WHERE generation = %s", (generation.id,)).fetchone()
     partitions_built, accounts, events, position = row if row else (0, 0, 0, None)
     if not partitions_built:
-        accounts = conn.execute("SELECT count(*) FROM read_model_state WHERE generation = %s",
-                                (generation.id,)).fetchone()[0]
+        accounts = one_row(conn.execute("SELECT count(*) FROM read_model_state WHERE generation = %s",
+                                        (generation.id,)).fetchone())[0]
     if has_tables(conn, "follow_position"):
-        followed = conn.execute("SELECT max(position) FROM follow_position WHERE generation = %s",
-                                (generation.id,)).fetchone()[0]
+        followed = one_row(conn.execute("SELECT max(position) FROM follow_position WHERE generation = %s",
+                                        (generation.id,)).fetchone())[0]
         position = followed if position is None else max(position, followed if followed is not None else position)
     return {
         "generation": generation.id, "rules_version": generation.rules.version,

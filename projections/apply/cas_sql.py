@@ -103,7 +103,7 @@ def statement(c: Correction, sets: Mapping[str, Any]) -> tuple[sql.Composed, dic
         columns = sorted(c.to)
         values = [sql.SQL("{}::{}").format(sql.Placeholder(f"v_{col}"), sql.SQL(types[col])) for col in columns]
         params.update({f"v_{col}": c.to[col] for col in columns})
-        guard = sql.SQL("")
+        guard: sql.Composable = sql.SQL("")
         if c.key is None:  # subs_customer has no unique key: insert only while the account has no row
             guard = sql.SQL(" WHERE NOT EXISTS (SELECT 1 FROM {} WHERE account_id = %(account)s)").format(
                 sql.Identifier(spec.name))

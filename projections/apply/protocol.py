@@ -96,10 +96,10 @@ class ApplyResult:
     accounts_disagreeing: int = 0
     accounts_chosen: int = 0
     done: list[tuple[Correction, str]] = field(default_factory=list)  # (correction, applied | stale)
-    events: Counter = field(default_factory=Counter)  # ready, void
-    recovered: Counter = field(default_factory=Counter)  # applied, abandoned (intents of earlier runs)
+    events: Counter[str] = field(default_factory=Counter)  # ready, void
+    recovered: Counter[str] = field(default_factory=Counter)  # applied, abandoned (intents of earlier runs)
     plan_digest: str | None = None  # `apply --plan`: the saved plan's
-    settled_before: Counter = field(default_factory=Counter)  # its corrections an interrupted run settled
+    settled_before: Counter[str] = field(default_factory=Counter)  # its corrections an interrupted run settled
 
     def count(self, status: str) -> int:
         return sum(1 for _, s in self.done if s == status)
@@ -223,7 +223,7 @@ def apply_batch(stores: Stores, run: RunInfo, plans: list[AccountPlan], result: 
 @contextmanager
 def _exclusive(stores: Stores) -> Iterator[None]:
     with stores.connect(purpose="apply", autocommit=True) as conn:
-        if not conn.execute("SELECT pg_try_advisory_lock(%s)", (_LOCK_ID,)).fetchone()[0]:
+        if not conn.execute("SELECT pg_try_advisory_lock(%s)", (_LOCK_ID,)).fetchone()[0]:  # type: ignore[index]  # always one row
             raise ApplyBusy("another `recompute apply` is running; try again when it has finished")
         yield  # the lock goes with the session, also when the process is killed
 
@@ -233,7 +233,7 @@ def _es(stores: Stores) -> Connection:
 
 
 def start_run(stores: Stores, run: RunInfo, rules: Rules, *,
-              also: Callable[[Connection], None] = lambda _: None) -> None:
+              also: Callable[[Connection], object] = lambda _: None) -> None:
     """The run's apply_run row and its rules remembered; `also` writes more in that transaction."""
     with _es(stores) as conn, conn.transaction():
         conn.execute("INSERT INTO apply_run (run_id, as_of, rules_version, rules_digest, plan_digest) "

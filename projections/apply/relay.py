@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 
 from amqp.exceptions import AccessRefused, MessageNacked, NotAllowed
-from kombu import Connection, Exchange
+from kombu import Connection, Exchange, Producer
 from kombu.exceptions import OperationalError
 
 from eventlog.stores import Connection as Session  # kombu's Connection is the broker's
@@ -105,14 +105,14 @@ class _Confirms:
     CONFIRM_TIMEOUT_S, fails the batch from its first message not acked on."""
 
     def __init__(self, broker: Connection) -> None:
-        self._channel = broker.default_channel
+        self._channel = broker.default_channel  # py-amqp's (amqp://); kombu's hint names its virtual one
         self._connection = broker.connection
-        self._channel.confirm_select()
+        self._channel.confirm_select()  # type: ignore[attr-defined]  # py-amqp's
         self._base = 0  # the tags of earlier batches
         self._acked: set[int] = set()
         self._nacked = False
-        self._channel.events["basic_ack"].add(self._on_ack)
-        self._channel.events["basic_nack"].add(self._on_nack)
+        self._channel.events["basic_ack"].add(self._on_ack)  # type: ignore[attr-defined]  # py-amqp's
+        self._channel.events["basic_nack"].add(self._on_nack)  # type: ignore[attr-defined]  # py-amqp's
 
     def _on_ack(self, tag: int, multiple: bool) -> None:
         self._acked.update(range(self._base + 1, tag + 1) if multiple else (tag,))
@@ -144,7 +144,7 @@ class _Confirms:
         self._acked = {tag for tag in self._acked if tag > self._base}
 
 
-def _publish(producer, event_id: str, event_type: str, body: str) -> None:
+def _publish(producer: Producer, event_id: str, event_type: str, body: str) -> None:
     producer.publish(
         body.encode(), exchange=EXCHANGE, routing_key=event_type, declare=[EXCHANGE],
         content_type="application/json", content_encoding="utf-8", delivery_mode=2,
@@ -159,7 +159,7 @@ def waiting_events(stores: Stores) -> int:
 
 
 def _waiting(conn: Session) -> int:
-    return conn.execute("SELECT count(*) FROM outbox_event WHERE status = 'ready'").fetchone()[0]
+    return conn.execute("SELECT count(*) FROM outbox_event WHERE status = 'ready'").fetchone()[0]  # type: ignore[index,no-any-return]  # always one row
 
 
 def _say(failure: BaseException) -> str:

@@ -57,7 +57,7 @@ def write_store(stores: Stores, run_id: str, intents: Sequence[Intent],
     with stores.connect(store, purpose=session_name(run_id), lock_timeout=LOCK_TIMEOUT) as conn:
         try:
             with conn.transaction():
-                xid = conn.execute("SELECT pg_current_xact_id()::text::bigint").fetchone()[0]
+                xid = conn.execute("SELECT pg_current_xact_id()::text::bigint").fetchone()[0]  # type: ignore[index]  # always one row
                 with stores.connect(purpose="apply", autocommit=True) as es:
                     record_write_xid(es, intents, xid)
                 on_step(f"began:{store}")
@@ -85,7 +85,7 @@ def resolve_pending(stores: Stores, store: str, run_ids: Sequence[str], intents:
         _wait_for_sessions_to_end(conn, [session_name(r) for r in run_ids])
         status: dict[int, str | None] = {}
         for xid in {i.write_xid for i in intents if i.write_xid is not None}:
-            status[xid] = conn.execute("SELECT pg_xact_status(%s::text::xid8)", (str(xid),)).fetchone()[0]
+            status[xid] = conn.execute("SELECT pg_xact_status(%s::text::xid8)", (str(xid),)).fetchone()[0]  # type: ignore[index]  # always one row
         committed = [i.write_xid is not None and status[i.write_xid] == "committed" for i in intents]
         held = [c and _holds(conn, i) for c, i in zip(committed, intents, strict=True)]
     return recovered(intents, committed, held, datetime.now(UTC))
@@ -110,7 +110,7 @@ def recovered(intents: Sequence[Intent], committed: Sequence[bool], held: Sequen
 
 def _wait_for_sessions_to_end(conn: psycopg.Connection, names: list[str]) -> None:
     deadline = time.monotonic() + SESSION_WAIT_S
-    while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = ANY(%s)",
+    while conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = ANY(%s)",  # type: ignore[index]  # always one row
                        (names,)).fetchone()[0]:
         if time.monotonic() > deadline:
             raise EarlierRunStillWriting(

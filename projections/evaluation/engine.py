@@ -131,7 +131,8 @@ def _from_kept(source: KeptStreams, rules: Rules, as_of: datetime, catalog: Cata
         facts = stored.facts if stored is not None and stored.facts is not None else fold(events, as_of=as_of,
                                                                                              legacy=False)
         decision = decide(facts, rows, catalog, account_parked, rules, as_of, explain=explain)
-        version = (stored.stream_version, None) if stored is not None else keepable(events, as_of)
+        version: tuple[int, datetime | None] | None = ((stored.stream_version, None) if stored is not None
+                                                       else keepable(events, as_of))
         if version is not None and (stored is None or not explain):
             kept = None if explain else Decision(encode_state(decision[0]), as_of, decided_until(decision[0]), key,
                                                  found(decision, account_parked, digests))

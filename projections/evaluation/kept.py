@@ -56,6 +56,9 @@ class Stored:
 
 # An account's source for the fold: its events, or (no events read) what is kept for it.
 Source = tuple[list[AccountEvent], Stored | None]
+# kept_or_events' three streams merged: the events replayed, or what is kept, still encoded (a
+# decision: True, the facts: False, a result: None).
+_Merged = tuple[list[AccountEvent], None] | tuple[bool | None, bytes]
 
 
 @dataclass(frozen=True)
@@ -120,14 +123,14 @@ def kept_or_events(stores: Stores, reader: KeptFactsReader, accounts: AccountRan
             yield account_id, (events, None)
         return
     replay = tuple(sorted(set(heads) - use))
-    folded = ((a, (events, None)) for a, events in
-              (account_events(stores, AccountRange(ids=replay)) if replay else iter(())))
-    stored = ((a, (is_decision, data)) for a, is_decision, data in reader.facts(
+    folded: Iterator[tuple[str, _Merged]] = ((a, (events, None)) for a, events in
+                                             (account_events(stores, AccountRange(ids=replay)) if replay else iter(())))
+    stored: Iterator[tuple[str, _Merged]] = ((a, (is_decision, data)) for a, is_decision, data in reader.facts(
         order("account_id", collate), sorted(use - known.keys()), as_of, decided.key if decided else None))
-    results = ((a, (None, known[a].data)) for a in sorted(known))
+    results: Iterator[tuple[str, _Merged]] = ((a, (None, known[a].data)) for a in sorted(known))
     for account_id, source in heapq.merge(folded, stored, results, key=itemgetter(0)):
         if isinstance(source[0], list):
-            yield account_id, source  # type: ignore[misc]
+            yield account_id, source
             continue
         version = heads[account_id]
         if source[0] is None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from eventlog.stores import Connection
 
@@ -42,7 +43,7 @@ class Breaker:
     reason: str | None = None
     resumed_at: datetime | None = None
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {"open": self.open, "tripped_at": self.tripped_at and self.tripped_at.isoformat(),
                 "reason": self.reason, "resumed_at": self.resumed_at and self.resumed_at.isoformat()}
 

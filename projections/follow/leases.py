@@ -58,7 +58,7 @@ def session_name(owner: str) -> str:
 def ensure_leases(conn: psycopg.Connection, partitions: int = PARTITIONS) -> None:
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('recompute.follow.ddl'))")
-        if ddl_done(conn, DDL) and conn.execute("SELECT count(*) >= %s FROM follow_lease",
+        if ddl_done(conn, DDL) and conn.execute("SELECT count(*) >= %s FROM follow_lease",  # type: ignore[index]  # always one row
                                                 (partitions,)).fetchone()[0]:
             return  # made: nothing to wait for behind the steps of running followers
         conn.execute(DDL)
@@ -78,7 +78,7 @@ def balance(conn: psycopg.Connection, owner: str, ttl_s: float) -> dict[int, int
         conn.execute("INSERT INTO follow_member (owner, alive_until) VALUES (%s, now() + make_interval(secs => %s)) "
                      "ON CONFLICT (owner) DO UPDATE SET alive_until = excluded.alive_until", (owner, ttl_s))
         conn.execute("DELETE FROM follow_member WHERE alive_until < now() - interval '1 hour'")
-        live, total = conn.execute("SELECT (SELECT count(*) FROM follow_member WHERE alive_until > now()), "
+        live, total = conn.execute("SELECT (SELECT count(*) FROM follow_member WHERE alive_until > now()), "  # type: ignore[misc]  # always one row
                                    "(SELECT count(*) FROM follow_lease)").fetchone()
         share = fair_share(total, live)
         mine = _held(conn, owner)
@@ -130,7 +130,7 @@ def settled(conn: psycopg.Connection, owner: str, since: Mapping[str, datetime])
     claim. A holder is seen alive once it renewed its membership past `since` (its `heartbeats`
     when the caller began) or joined after; until then it may be a follower killed a moment ago,
     whose lease and membership still stand but which will never do its partitions."""
-    free, unseen, live, total, mine = conn.execute(
+    free, unseen, live, total, mine = conn.execute(  # type: ignore[misc]  # always one row
         "SELECT (SELECT count(*) FROM follow_lease WHERE owner IS NULL OR expires_at <= now()), "
         "(SELECT count(*) FROM follow_lease l LEFT JOIN follow_member m ON m.owner = l.owner "
         "  LEFT JOIN unnest(%s::text[], %s::timestamptz[]) AS s(owner, alive_until) ON s.owner = l.owner "
@@ -138,7 +138,7 @@ def settled(conn: psycopg.Connection, owner: str, since: Mapping[str, datetime])
         "(SELECT count(*) FROM follow_member WHERE alive_until > now()), (SELECT count(*) FROM follow_lease), "
         "(SELECT count(*) FROM follow_lease WHERE owner = %s AND expires_at > now())",
         (list(since), list(since.values()), owner, owner)).fetchone()
-    return free == 0 and unseen == 0 and mine >= min(fair_share(total, live), total)
+    return free == 0 and unseen == 0 and mine >= min(fair_share(total, live), total)  # type: ignore[no-any-return]  # counts: ints
 
 
 def owners(conn: psycopg.Connection) -> dict[str, list[int]]:

@@ -18,11 +18,11 @@ def follow_status(conn: Connection) -> dict[str, Any] | None:
     if not has_tables(conn, "follow_lease", "follow_breaker", "follow_withheld", "follow_position"):
         return None
     held = owners(conn)
-    withheld, position = conn.execute(
+    withheld, position = conn.execute(  # type: ignore[misc]  # always one row
         "SELECT (SELECT count(*) FROM follow_withheld), (SELECT min(position) FROM follow_position p "
         "JOIN read_model_generation g ON g.id = p.generation AND g.active)").fetchone()
     return {"followers": [{"owner": o, "partitions": len(ps)} for o, ps in sorted(held.items())],
-            "partitions_unheld": conn.execute("SELECT count(*) FROM follow_lease WHERE owner IS NULL "
+            "partitions_unheld": conn.execute("SELECT count(*) FROM follow_lease WHERE owner IS NULL "  # type: ignore[index]  # always one row
                                               "OR expires_at <= now()").fetchone()[0],
             "position": position, "breaker": read_breaker(conn).as_json(), "withheld_accounts": withheld}
 

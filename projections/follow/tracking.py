@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -121,7 +122,7 @@ def clear_timers(conn: psycopg.Connection, generation: int, accounts: Iterable[s
 
 
 def earliest_due(conn: psycopg.Connection, generation: int, partitions: Sequence[int]) -> datetime | None:
-    return conn.execute("SELECT min(next_action_at) FROM read_model_state WHERE generation = %s "
+    return conn.execute("SELECT min(next_action_at) FROM read_model_state WHERE generation = %s "  # type: ignore[index,no-any-return]  # always one row
                         "AND partition = ANY(%s)", (generation, list(partitions))).fetchone()[0]
 
 
@@ -134,7 +135,7 @@ def accounts_of(conn: psycopg.Connection, generation: int, partitions: Sequence[
 class StateRow:
     account_id: str
     partition: int
-    state: dict
+    state: dict[str, Any]
     next_action_at: datetime | None
     stream_version: int
     as_of: datetime

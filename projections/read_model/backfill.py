@@ -25,6 +25,7 @@ from domain.catalog import fold_catalog
 from domain.diff import Correction
 from domain.partitions import PARTITIONS, partition_of
 from domain.rules import Rules
+from eventlog.one_row import one_row
 from eventlog.range_reads import catalog_events, logged_accounts
 from eventlog.stores import Connection, Stores
 from eventlog.tail import head
@@ -165,6 +166,6 @@ def _jobs(stores: Stores, gen: Generation, rules: Rules, active_rules: Rules, po
 @contextmanager
 def _backfill_lock(stores: Stores) -> Iterator[Connection]:
     with stores.connect(purpose="backfill", autocommit=True) as conn:
-        if not conn.execute("SELECT pg_try_advisory_lock(%s)", (_LOCK_ID,)).fetchone()[0]:
+        if not one_row(conn.execute("SELECT pg_try_advisory_lock(%s)", (_LOCK_ID,)).fetchone())[0]:
             raise BackfillBusy("another `recompute backfill` is running; try again when it has finished")
         yield conn

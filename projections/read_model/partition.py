@@ -17,6 +17,7 @@ from __future__ import annotations
 import gc
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import orjson
 
@@ -50,8 +51,8 @@ def build_partition(job: PartitionJob, *, reader: Streams | None = None) -> byte
     reader = reader or StoreReader(job.stores, truth_only=True)
     gc.freeze()
     checked = events_read = 0
-    changes: list[dict] = []
-    corrections: list[dict] = []
+    changes: list[dict[str, Any]] = []
+    corrections: list[dict[str, Any]] = []
     with job.stores.connect(purpose="backfill a partition") as conn, conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (job.generation % 2**31, job.partition))
         conn.execute("DELETE FROM read_model_state WHERE generation = %s AND partition = %s",

@@ -51,20 +51,20 @@ class Aggregate:
     accounts_checked: int = 0
     accounts_disagreeing: int = 0
     corrections: int = 0
-    cells: Counter = field(default_factory=Counter)  # (table, column) -> accounts
-    corrections_by_cell: Counter = field(default_factory=Counter)  # (table, column) -> corrections
-    stages: dict[str, Counter] = field(default_factory=lambda: {"true": Counter(), **{t: Counter()
+    cells: Counter[tuple[str, str]] = field(default_factory=Counter)  # (table, column) -> accounts
+    corrections_by_cell: Counter[tuple[str, str]] = field(default_factory=Counter)  # (table, column) -> corrections
+    stages: dict[str, Counter[str]] = field(default_factory=lambda: {"true": Counter(), **{t: Counter()
                                                                                      for t in STAGE_COPIES}})
-    held: Counter = field(default_factory=Counter)  # (table, reason) -> rows
+    held: Counter[tuple[str, str]] = field(default_factory=Counter)  # (table, reason) -> rows
     held_examples: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # -> accounts
     top: list[tuple[int, str]] = field(default_factory=list)  # (corrections, account), the most drifting
     examples: list[Correction] = field(default_factory=list)  # the first corrections seen, one per cell
-    drift_corrections: Counter = field(default_factory=Counter)  # (owner, cause) -> corrections
-    drift_accounts: Counter = field(default_factory=Counter)  # (owner, cause) -> accounts
-    drift_age: Counter = field(default_factory=Counter)  # AGES label -> accounts
-    rewritten: Counter = field(default_factory=Counter)  # (owner, table) -> corrections written over again
-    rewritten_after: Counter = field(default_factory=Counter)  # AGES label -> of those, how soon after applied
-    patterns: Counter = field(default_factory=Counter)  # (owner, pattern) -> accounts
+    drift_corrections: Counter[tuple[str, str]] = field(default_factory=Counter)  # (owner, cause) -> corrections
+    drift_accounts: Counter[tuple[str, str]] = field(default_factory=Counter)  # (owner, cause) -> accounts
+    drift_age: Counter[str] = field(default_factory=Counter)  # AGES label -> accounts
+    rewritten: Counter[tuple[str, str]] = field(default_factory=Counter)  # (owner, table) -> corrections written over again
+    rewritten_after: Counter[str] = field(default_factory=Counter)  # AGES label -> of those, how soon after applied
+    patterns: Counter[tuple[str, str]] = field(default_factory=Counter)  # (owner, pattern) -> accounts
 
     def add_drift(self, corrections: Sequence[Correction], as_of: datetime,
                   applied: Mapping[tuple[str, str, str, str | None], datetime] | None = None) -> None:

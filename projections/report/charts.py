@@ -34,12 +34,15 @@ class Mark:
     ink: str = "#222222"  # the colour of text drawn on it
 
 
+Text = tuple[float, float, str, str]  # (x, y, text, anchor)
+
+
 @dataclass(frozen=True)
 class Chart:
     width: float
     height: float
     marks: list[Mark]
-    texts: list[tuple[float, float, str, str]]  # (x, y, text, anchor)
+    texts: list[Text]
 
 
 def table_columns(table: str) -> list[str]:
@@ -56,7 +59,8 @@ def heatmap(cells: Mapping[tuple[str, str], int], accounts_checked: int) -> Char
     drawn = {(t, c) for t, columns in rows for c in columns}
     rows += [(t, [c]) for t, c in sorted(set(cells) - drawn)]  # none today; never drop a count
     peak = max(cells.values(), default=0)
-    marks, texts = [], []
+    marks: list[Mark] = []
+    texts: list[Text] = []
     for i, (table, columns) in enumerate(rows):
         y = top + i * (cell_h + gap)
         texts.append((label_w - 10, y + cell_h / 2 + 5, table, "end"))
@@ -75,8 +79,8 @@ def drift_grid(corrections: Mapping[tuple[str, str], int], accounts: Mapping[tup
     label_w, cell_w, cell_h, gap, top = 200, 172, 38, 4, 24
     owners = sorted({owner for owner, _ in corrections})
     peak = max(corrections.values(), default=0)
-    marks = []
-    texts = [(label_w + j * (cell_w + gap) + 8, top - 8, cause, "start") for j, cause in enumerate(CAUSES)]
+    marks: list[Mark] = []
+    texts: list[Text] = [(label_w + j * (cell_w + gap) + 8, top - 8, cause, "start") for j, cause in enumerate(CAUSES)]
     for i, owner in enumerate(owners):
         y = top + i * (cell_h + gap)
         texts.append((label_w - 10, y + cell_h / 2 + 5, owner, "end"))
@@ -104,7 +108,8 @@ def stage_bars(stages: Mapping[str, Mapping[str, int]]) -> Chart:
     names = list(STAGES) + sorted({s for counts in stages.values() for s in counts} - set(STAGES))
     label_w, bar_h, gap, group_gap, plot_w = 110, 16, 2, 14, 560
     peak = max((n for counts in stages.values() for n in counts.values()), default=0) or 1
-    marks, texts = [], []
+    marks: list[Mark] = []
+    texts: list[Text] = []
     y = 4.0
     for stage in names:
         texts.append((label_w - 10, y + (len(series) * (bar_h + gap)) / 2 + 4, stage, "end"))
@@ -128,7 +133,8 @@ def columns_over_time(rows: Sequence[Mapping[str, Any]]) -> Chart:
     totals = {b: sum(n for (at, _), n in by.items() if at == b) for b in buckets}
     peak = max(totals.values(), default=0) or 1
     left, plot_h, bar_w, gap = 50, 200, max(8.0, min(40.0, 720 / max(len(buckets), 1) - 4)), 4
-    marks, texts = [], [(left - 6, 14, f"{peak:,}", "end"), (left - 6, plot_h + 10, "0", "end")]
+    marks: list[Mark] = []
+    texts: list[Text] = [(left - 6, 14, f"{peak:,}", "end"), (left - 6, plot_h + 10, "0", "end")]
     for i, b in enumerate(buckets):
         x, y = left + i * (bar_w + gap), 10.0 + plot_h
         for store in STORES:
@@ -148,7 +154,8 @@ def lag_over_time(rows: Sequence[Mapping[str, Any]]) -> Chart:
     """Correction lag per bucket (rows: {"at", "p50", "p99", "max"}, seconds): a group of three bars a bucket."""
     peak = max((r["max"] for r in rows), default=0.0) or 1.0
     left, plot_h, bar_w, gap = 50, 160, max(4.0, min(14.0, 720 / max(len(rows), 1) / 3 - 2)), 10
-    marks, texts = [], [(left - 6, 14, f"{peak:.2f} s", "end"), (left - 6, plot_h + 10, "0", "end")]
+    marks: list[Mark] = []
+    texts: list[Text] = [(left - 6, 14, f"{peak:.2f} s", "end"), (left - 6, plot_h + 10, "0", "end")]
     for i, r in enumerate(rows):
         x = left + i * (3 * bar_w + gap)
         for j, series in enumerate(LAG_COLOURS):
@@ -165,7 +172,8 @@ def hbars(items: Sequence[tuple[str, Mapping[str, int]]], colours: Mapping[str, 
     """Horizontal bars, one per item, stacked by part (items: (label, {part: n}))."""
     bar_h, gap, plot_w = 18, 6, 480
     peak = max((sum(parts.values()) for _, parts in items), default=0) or 1
-    marks, texts = [], []
+    marks: list[Mark] = []
+    texts: list[Text] = []
     for i, (label, parts) in enumerate(items):
         y, x = 4 + i * (bar_h + gap), float(label_w)
         texts.append((label_w - 8, y + bar_h - 4, label if len(label) <= 40 else label[:39] + "…", "end"))

@@ -30,7 +30,9 @@ from domain.catalog import Catalog, fold_catalog
 from domain.diff import Correction
 from domain.owners import NO_OVERRIDES, Owners
 from domain.rules import Rules
+from domain.state import TrueState
 from eventlog.account_range import AccountRange
+from eventlog.one_row import one_row
 from eventlog.postgres_log import PostgresEventLog
 from eventlog.processes import worker_pool
 from eventlog.range_reads import catalog_events
@@ -99,6 +101,7 @@ def aggregate_range(stores: Stores, rules: Rules, as_of: datetime, catalog: Cata
     counts = Aggregate()
     drifting: list[Correction] = []
     for e in evaluate(StoreReader(stores), rules, as_of, catalog, accounts, blocked=blocked_tables(stores)):
+        assert isinstance(e.state, TrueState)  # states=True (the default): every state is decoded
         counts.add(e.state, e.corrections, e.held)
         drifting.extend(e.corrections)
     if owners is None or not drifting:
@@ -117,8 +120,8 @@ def read_history(stores: Stores) -> History:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         cur = conn.cursor(row_factory=dict_row)
         if has_tables(conn, "correction_audit", "outbox_event"):
-            span = cur.execute("SELECT min(settled_at) AS first, max(settled_at) AS last FROM correction_audit "
-                               "WHERE status = 'applied'").fetchone()
+            span = one_row(cur.execute("SELECT min(settled_at) AS first, max(settled_at) AS last "
+                                       "FROM correction_audit WHERE status = 'applied'").fetchone())
             data.bucket = bucket_for(span["first"], span["last"])
             data.applied = cur.execute(
                 "SELECT date_trunc(%s, settled_at) AS at, tbl AS table, count(*) AS n FROM correction_audit "
@@ -178,7 +181,7 @@ def bucket_for(first: datetime | None, last: datetime | None) -> str:
 def parked_by_reason(rows: list[dict[str, Any]], limit: int = 20) -> list[dict[str, Any]]:
     """Parked records grouped by source, table and reason with its ids taken out (a reason names the
     record's ids: one group per kind of problem, not per record), the largest groups first."""
-    counts: Counter = Counter()
+    counts: Counter[tuple[str, str, str]] = Counter()
     examples: dict[tuple[str, str, str], list[str]] = {}
     for r in rows:
         key = (r["source"], r["tbl"], _IDS.sub("…", r["reason"]))

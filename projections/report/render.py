@@ -39,7 +39,7 @@ def render_html(data: ReportData, *, generated_at: datetime) -> str:
 def page(data: ReportData) -> dict[str, Any]:
     """What the template shows, from the data: numbers, tables and the charts' geometry."""
     fleet, history = data.fleet, data.history
-    by_table: Counter = Counter()
+    by_table: Counter[str] = Counter()
     for r in history.applied:
         by_table[r["table"]] += r["n"]
     outbox: dict[str, dict[str, int]] = {}
