@@ -3,7 +3,8 @@ rate, and the lag from each change to its correction committed and to its event 
 
     .venv/bin/python scripts/load_follow.py [--rate 500] [--webhooks 50] [--seconds 60] [--accounts 2000]
 
-On scratch databases (dropped after): a calm world of --accounts accounts at the real now, their
+On scratch databases (dropped after) of a PostgreSQL cluster of its own (tests/support/clusters.py:
+`wal_level = logical`, a free port, as scripts/follow_chaos.py): a calm world of --accounts accounts at the real now, their
 change streams (`recompute cdc setup`; --snapshots: none, snapshot passes instead), one
 follower process (`project --follow --port 0 --max-share 1`, the webhook receiver in it), and
 RabbitMQ on a vhost of its own (`bench_follow`, made with rabbitmqctl when missing) so nothing
@@ -43,6 +44,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from simulation.harness.databases import STORES, scratch_databases  # noqa: E402
+from tests.support.clusters import LOGICAL, a_cluster  # noqa: E402
 from tests.support.follow import RECOMPUTE, a_calm_world, env_of  # noqa: E402
 from tests.support.serve import SECRET, signed  # noqa: E402
 from tests.support.stripe_world import a_customer, an_event  # noqa: E402
@@ -215,6 +217,20 @@ def percentiles(values: list[float]) -> str:
     return f"p50 {at(0.5) * 1000:.0f} ms, p99 {at(0.99) * 1000:.0f} ms, max {values[-1] * 1000:.0f} ms (n={len(values)})"
 
 
+def over_time(found: list[Lag], start: datetime, every_s: float = 10.0) -> str:
+    """p99 / max of the lag to correction committed, per `every_s` of the load (by when the change was
+    made): whether the lag is flat, or grows, or has one bad moment."""
+    windows: dict[int, list[float]] = {}
+    for lag in found:
+        if lag.committed is not None:
+            windows.setdefault(int((lag.change.at - start).total_seconds() // every_s), []).append(lag.committed)
+
+    def tail(values: list[float]) -> str:
+        values = sorted(values)
+        return f"{values[min(len(values) - 1, int(0.99 * len(values)))]:.2f}/{values[-1]:.2f}"
+    return "  ".join(f"{w * every_s:.0f}s {tail(v)}" for w, v in sorted(windows.items()))
+
+
 def steps_summary(path: Path, start: float, end: float) -> str:
     """The follower's steps that ended during the load: how many, their size and duration, and
     the mean time between consecutive labels (each phase named by the label ending it)."""
@@ -235,6 +251,9 @@ def steps_summary(path: Path, start: float, end: float) -> str:
              f"{sum(s['accounts'] for s in steps) / n:.0f}, max {max(s['accounts'] for s in steps)}; "
              f"step time {percentiles(total)}; mean per phase (ending at):"]
     lines += [f"  {name:<24} {1000 * t / n:6.1f} ms  {100 * t / sum(total):4.1f}%" for name, t in phases.items()]
+    longest = max(steps, key=lambda s: s["marks"]["after"])
+    lines.append(f"the longest step: {longest['marks']['after'] * 1000:.0f} ms at {longest['at'] - start:.1f}s of the "
+                 f"load, {longest['accounts']} accounts, {longest['events']} events, {longest['applied']} applied")
     return "\n".join(lines)
 
 
@@ -254,7 +273,7 @@ def main() -> int:
                         help="py-spy record the follower's process during the load (collapsed stacks by thread)")
     args = parser.parse_args()
     url_broker = broker_url()
-    with scratch_databases(*STORES) as dsns:
+    with a_cluster(**LOGICAL) as cluster, scratch_databases(*STORES, server=cluster.server) as dsns:
         accounts = a_calm_world(dsns, accounts=args.accounts)
         stripe_accounts = accounts[:args.stripe_accounts]
         legacy_accounts = accounts[args.stripe_accounts:]
@@ -320,8 +339,10 @@ def main() -> int:
             process.send_signal(signal.SIGTERM)
             code = process.wait(timeout=120)
         by_account = applied_since(dsns["eventstore"], load_started)
+    every = lags(changes, by_account)
+    print(f"to correction committed, p99/max s by 10 s of the load: {over_time(every, load_started)}")
     for kind in ("legacy", "webhook"):
-        found = [lag for lag in lags(changes, by_account) if lag.change.kind == kind]
+        found = [lag for lag in every if lag.change.kind == kind]
         print(f"{kind}: to correction committed: {percentiles([x.committed for x in found if x.committed is not None])}")
         print(f"{kind}: to event published:      {percentiles([x.published for x in found if x.published is not None])}")
         print(f"{kind}: changes with no correction after them: {sum(x.committed is None for x in found)}")
