@@ -37,7 +37,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -197,13 +197,16 @@ def pending_by_store(left: Sequence[tuple[Intent, str]]) -> dict[str, tuple[list
 
 
 def apply_batch(stores: Stores, run: RunInfo, plans: list[AccountPlan], result: ApplyResult,
-                on_step: Step, *, also: Callable[[Connection], None] = lambda _: None) -> None:
+                on_step: Step, *, also: Callable[[Connection], None] = lambda _: None,
+                kept: Connection | None = None) -> None:
     """Steps 3-5 for one batch of planned accounts (also what a follower of `project` runs); `also`
-    writes more in the transaction that records the intents."""
+    writes more in the transaction that records the intents. `kept`: an autocommit event-store
+    session to write the audit on (a follower keeps one across its steps), else one is opened
+    for each of those transactions."""
     intents, events = intents_for(plans, run)
     if not intents:
         return
-    with _es(stores) as conn, conn.transaction():
+    with _es(stores, kept) as conn, conn.transaction():
         intents = record(conn, run, intents, events)
         also(conn)
     on_step("recorded")
@@ -211,9 +214,9 @@ def apply_batch(stores: Stores, run: RunInfo, plans: list[AccountPlan], result: 
     for store in STORES:
         mine = [i for i in intents if i.store == store]
         if mine:
-            outcomes += write_store(stores, run.run_id, mine, on_step)
+            outcomes += write_store(stores, run.run_id, mine, on_step, kept=kept)
             on_step(f"committed:{store}")
-    with _es(stores) as conn, conn.transaction():
+    with _es(stores, kept) as conn, conn.transaction():
         result.events.update(settle(conn, outcomes))
     on_step("settled")
     status = {o.audit_id: o.status for o in outcomes}
@@ -228,14 +231,15 @@ def _exclusive(stores: Stores) -> Iterator[None]:
         yield  # the lock goes with the session, also when the process is killed
 
 
-def _es(stores: Stores) -> Connection:
-    return stores.connect(purpose="apply")
+def _es(stores: Stores, kept: Connection | None = None) -> AbstractContextManager[Connection]:
+    """A new event-store session (closed after), or `kept` (left open)."""
+    return stores.connect(purpose="apply") if kept is None else nullcontext(kept)
 
 
 def start_run(stores: Stores, run: RunInfo, rules: Rules, *,
-              also: Callable[[Connection], object] = lambda _: None) -> None:
+              also: Callable[[Connection], object] = lambda _: None, kept: Connection | None = None) -> None:
     """The run's apply_run row and its rules remembered; `also` writes more in that transaction."""
-    with _es(stores) as conn, conn.transaction():
+    with _es(stores, kept) as conn, conn.transaction():
         conn.execute("INSERT INTO apply_run (run_id, as_of, rules_version, rules_digest, plan_digest) "
                      "VALUES (%s, %s, %s, %s, %s)",
                      (run.run_id, run.as_of, run.rules_version, run.rules_digest, run.plan_digest))

@@ -26,12 +26,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from datetime import UTC, datetime
 
 import psycopg
 from psycopg import errors
 
-from eventlog.stores import Stores
+from eventlog.stores import Connection, Stores
 from projections.apply.audit import Intent, Outcome, record_write_xid
 from projections.apply.cas_sql import probe, statement
 
@@ -52,13 +53,14 @@ def session_name(run_id: str) -> str:
 
 
 def write_store(stores: Stores, run_id: str, intents: Sequence[Intent],
-                on_step: Callable[[str], None] = lambda _: None) -> list[Outcome]:
+                on_step: Callable[[str], None] = lambda _: None, *, kept: Connection | None = None) -> list[Outcome]:
+    """`kept`: an autocommit event-store session to record the xid on (else one is opened for it)."""
     store = intents[0].store
     with stores.connect(store, purpose=session_name(run_id), lock_timeout=LOCK_TIMEOUT) as conn:
         try:
             with conn.transaction():
                 xid = conn.execute("SELECT pg_current_xact_id()::text::bigint").fetchone()[0]  # type: ignore[index]  # always one row
-                with stores.connect(purpose="apply", autocommit=True) as es:
+                with stores.connect(purpose="apply", autocommit=True) if kept is None else nullcontext(kept) as es:
                     record_write_xid(es, intents, xid)
                 on_step(f"began:{store}")
                 with conn.pipeline():  # the statements go out without a round trip each (1 ms a write saved)

@@ -50,7 +50,7 @@ from projections.apply.account_plans import AccountPlan
 from projections.apply.protocol import APPLY_LOCK, ApplyResult, recover
 from projections.apply.relay import RelayReport, relay
 from projections.follow import breaker, leases, tracking
-from projections.follow.evaluation import evaluate_accounts, read_step
+from projections.follow.evaluation import evaluate_accounts, read_step, reasons_first
 from projections.follow.streams import StreamCache
 from projections.follow.writes import cause_times, write_plans
 from projections.read_model import generations
@@ -59,6 +59,10 @@ from projections.read_model.tables import ensure_read_model
 Clock = Callable[[], datetime]
 WALL_CLOCK: Clock = partial(datetime.now, UTC)  # a follower's clock unless a test gives its own
 log = logging.getLogger("recompute.follow")
+# How often a busy follower reads which legacy tables are blocked (it connects to every store and reads
+# its catalogue: a tenth of a small step). A table blocked meanwhile is seen within that second; a
+# write to it before then that its store refuses as not shaped as read is stale (apply/writes.py).
+BLOCKS_EVERY_S = 1.0
 
 
 def spans(partitions: list[int]) -> str:
@@ -118,9 +122,12 @@ class Follower:
         self._breaker_open: bool | None = None  # as last seen: a line when it changes
         self._catalog: list[AccountEvent] | None = None  # the product_config stream, read again when it grows
         self._streams = StreamCache()  # the accounts' events as last read
+        self._reasons_first = False  # how the next step decides (follow/evaluation.py: reasons_first)
         self._blocked: dict[str, str] = {}  # the legacy tables blocked by their schema, as last read
+        self._blocked_at: float | None = None  # when (time.monotonic())
         self._withheld_by_block: set[str] = set()  # accounts with corrections a block withheld
         self._conn = self._connect()
+        self._writes: Connection | None = None  # its session for the audit of its writes (_writer)
         ensure_read_model(self._conn)
         tracking.ensure_tracking(self._conn)
         self.generation: generations.Generation
@@ -136,6 +143,14 @@ class Follower:
         return self.stores.connect(purpose=leases.session_name(self.owner), autocommit=True,
                                    idle_in_transaction_timeout=ms, statement_timeout=ms)
 
+    def _writer(self) -> Connection:
+        """Its autocommit event-store session for the audit of what it writes (intents, write xids,
+        settle: apply's protocol, each its own transaction beside the fence's), kept across steps
+        and opened again once broken: not a connection (and its fork on the server) for each."""
+        if self._writes is None or self._writes.broken or self._writes.closed:
+            self._writes = self.stores.connect(purpose="follow writes", autocommit=True)
+        return self._writes
+
     @property
     def session_lost(self) -> bool:
         """Its event-store session ended under it (the next step opens a new one)."""
@@ -148,6 +163,8 @@ class Follower:
             except OperationalError:
                 pass  # the server went away: the leases expire instead
         self._conn.close()
+        if self._writes is not None:
+            self._writes.close()
 
     def take_share(self, *, within_s: float | None = None, poll_s: float = 0.2) -> None:
         """Claims until this follower holds its fair share and every other partition has a holder
@@ -240,7 +257,7 @@ class Follower:
                 else:
                     causes = cause_times(conn, [p.state.account_id or "" for p in plans], min(pos.values()), head, due)
                     result, committed = write_plans(self.stores, self.rules, self.owner, plans, now, mark,
-                                                     causes)
+                                                     causes, kept=self._writer())
                     report.applied, report.stale = result.count("applied"), result.count("stale")
                     for account_id in {c.account_id for c, status in result.done if status == "applied"}:
                         if account_id in causes:
@@ -298,12 +315,16 @@ class Follower:
         return f"generation {found.id}, rules {found.rules_version} (digest {found.rules_digest})"
 
     def _blocks(self, accounts: set[str], ours: Callable[[str], bool]) -> dict[str, str]:
-        """The tables blocked now (ingestion/legacy/schema.py), said in the log when that changes; once
+        """The tables blocked (ingestion/legacy/schema.py), read at most once every BLOCKS_EVERY_S (it
+        connects to every store and reads their catalogues), said in the log when that changes; once
         one is lifted, the accounts whose corrections a block withheld are evaluated again (added to
         `accounts`), so they converge though nothing of theirs changed meanwhile."""
         if not accounts and not self._withheld_by_block:
             return self._blocked
+        if self._blocked_at is not None and time.monotonic() - self._blocked_at < BLOCKS_EVERY_S:
+            return self._blocked
         blocked = blocked_tables(self.stores)
+        self._blocked_at = time.monotonic()
         for table in sorted(blocked.keys() - self._blocked.keys()):
             log.warning("%s blocked: %s; its rows are not corrected until its schema matches again", table,
                         blocked[table])
@@ -322,7 +343,9 @@ class Follower:
         catalog = fold_catalog(self._catalog or [], as_of=now)
         count = self.generation.partitions
         step = read_step(self.stores, self._conn, self._streams, accounts, blocked)
-        evaluated, plans = evaluate_accounts(self.stores, step, self.rules, now, catalog, accounts, self.owners)
+        evaluated, plans = evaluate_accounts(self.stores, step, self.rules, now, catalog, accounts, self.owners,
+                                             reasons_first=self._reasons_first)
+        self._reasons_first = reasons_first(len(plans), len(evaluated))
         self._withheld_by_block |= step.withheld_by_block
         states = []
         for state, _ in evaluated:

@@ -3,7 +3,7 @@ protocol (projections/apply/protocol.apply_batch: intents, compare-and-set write
 when what caused each correction happened (for `recompute_correction_lag_seconds`, and kept in
 `correction_audit.caused_at` for the report's correction lag).
 
-    write_plans(stores, rules, owner, plans, now, on_step, causes) -> (ApplyResult, committed_at)
+    write_plans(stores, rules, owner, plans, now, on_step, causes, kept=) -> (ApplyResult, committed_at)
     cause_times(conn, accounts, after, upto, due) -> {account: instant}
 """
 
@@ -17,7 +17,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from domain.rules import Rules
-from eventlog.stores import Stores
+from eventlog.stores import Connection, Stores
 from eventlog.tail import latest_source_times
 from projections.apply.account_plans import AccountPlan
 from projections.apply.audit import RunInfo
@@ -25,30 +25,31 @@ from projections.apply.protocol import ApplyResult, apply_batch, start_run
 
 
 def write_plans(stores: Stores, rules: Rules, owner: str, plans: list[AccountPlan], now: datetime,
-                on_step: Callable[[str], None], causes: Mapping[str, datetime] | None = None
-                ) -> tuple[ApplyResult, datetime]:
+                on_step: Callable[[str], None], causes: Mapping[str, datetime] | None = None, *,
+                kept: Connection) -> tuple[ApplyResult, datetime]:
     """One apply run (apply_run, marked as the follower's in follow_run for the breaker) for `plans`;
-    the transaction recording its intents also records `causes` (account -> instant) in them."""
+    the transaction recording its intents also records `causes` (account -> instant) in them. Its
+    audit goes through `kept`, the follower's autocommit event-store session for writes."""
     run = RunInfo(str(uuid.uuid4()), rules.version, now, rules.digest)
-    start_run(stores, run, rules, also=lambda c: c.execute(
+    start_run(stores, run, rules, kept=kept, also=lambda c: c.execute(
         "INSERT INTO follow_run (run_id, owner) VALUES (%s, %s)", (run.run_id, owner)))
     result = ApplyResult(run_id=run.run_id, as_of=now, rules_version=run.rules_version,
                          rules_digest=run.rules_digest or "")
-    apply_batch(stores, run, plans, result, on_step, also=lambda conn: _keep_causes(conn, run.run_id, causes or {}))
+    apply_batch(stores, run, plans, result, on_step, kept=kept,
+                also=lambda conn: _keep_causes(conn, run.run_id, causes or {}))
     committed = datetime.now(UTC)
     summary = {"kind": "follow", "owner": owner, "accounts_checked": len(plans),
                "accounts_disagreeing": len({c.account_id for c, s in result.done if s != "applied"}),
                "accounts_chosen": len(plans), "applied": result.count("applied"), "stale": result.count("stale"),
                "events": dict(result.events), "recovered": {}}
-    with stores.connect(purpose="follow") as conn:
-        conn.execute("UPDATE apply_run SET finished_at = %s, summary = %s WHERE run_id = %s",
-                     (committed, Jsonb(summary), run.run_id))
+    kept.execute("UPDATE apply_run SET finished_at = %s, summary = %s WHERE run_id = %s",
+                 (committed, Jsonb(summary), run.run_id))
     return result, committed
 
 
 def _keep_causes(conn: psycopg.Connection, run_id: str, causes: Mapping[str, datetime]) -> None:
     """correction_audit.caused_at of the run's intents, for the report's correction lag."""
-    conn.execute("UPDATE correction_audit a SET caused_at = c.at FROM unnest(%s::text[], %s::timestamptz[]) "
+    conn.execute("UPDATE correction_audit a SET caused_at = c.at FROM unnest(%b::text[], %b::timestamptz[]) "
                  "AS c(account_id, at) WHERE a.run_id = %s AND a.account_id = c.account_id",
                  (list(causes), list(causes.values()), run_id))
 
