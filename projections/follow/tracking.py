@@ -105,6 +105,18 @@ def mark_dirty(rows: Sequence[tuple[int, str]], positions: Mapping[int, int], co
     return dirty, catalog, ours
 
 
+def first_streams(rows: Sequence[tuple[int, str]], most: int) -> Sequence[tuple[int, str]]:
+    """Pure: the longest prefix of new events (id, stream) naming at most `most` streams (at least
+    one event): a backlog is worked down in steps of a bounded size, each short enough to stay well
+    inside the lease its fence session is timed out at, rather than in one long step."""
+    seen: set[str] = set()
+    for i, (_, stream) in enumerate(rows):
+        seen.add(stream)
+        if len(seen) > max(most, 1):
+            return rows[:i]
+    return rows
+
+
 def due_accounts(conn: psycopg.Connection, generation: int, partitions: Sequence[int], now: datetime
                  ) -> dict[str, datetime]:
     """Accounts of `partitions` whose next_action_at has come (the timer index), with it."""

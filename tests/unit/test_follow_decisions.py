@@ -34,3 +34,12 @@ def test_new_events_dirty_the_accounts_of_our_partitions_past_their_position_and
     assert mark_dirty(rows, {pa: 0}, 32) == ({a}, {pa}, 2)
     assert mark_dirty(rows, {pa: 7, pb: 0}, 32) == ({b}, {pa, pb}, 1)
     assert mark_dirty(rows, {pa: 9}, 32) == (set(), set(), 0)
+
+
+def test_a_step_takes_the_new_events_of_at_most_so_many_streams_in_the_logs_order():
+    from projections.follow import tracking
+    rows = [(1, "a"), (2, "b"), (3, "a"), (4, "c"), (5, "d")]
+    assert tracking.first_streams(rows, 2) == [(1, "a"), (2, "b"), (3, "a")]
+    assert tracking.first_streams(rows, 0) == [(1, "a")]  # never none: the step moves on
+    assert tracking.first_streams(rows, 4) == rows
+    assert tracking.first_streams([], 3) == []
