@@ -59,10 +59,6 @@ from projections.read_model.tables import ensure_read_model
 Clock = Callable[[], datetime]
 WALL_CLOCK: Clock = partial(datetime.now, UTC)  # a follower's clock unless a test gives its own
 log = logging.getLogger("recompute.follow")
-# How often a busy follower reads which legacy tables are blocked (it connects to every store and reads
-# its catalogue: a tenth of a small step). A table blocked meanwhile is seen within that second; a
-# write to it before then that its store refuses as not shaped as read is stale (apply/writes.py).
-BLOCKS_EVERY_S = 1.0
 # The streams of new events one step takes at most (tracking.first_streams): under a backlog a step of
 # every dirty account (1,000 seen, 7 s on a loaded machine) outlasted a 3 s lease between two statements
 # of its fence, was ended by idle_in_transaction_session_timeout and began again, bigger, for ever.
@@ -130,7 +126,6 @@ class Follower:
         self._streams = StreamCache()  # the accounts' events as last read
         self._reasons_first = False  # how the next step decides (follow/evaluation.py: reasons_first)
         self._blocked: dict[str, str] = {}  # the legacy tables blocked by their schema, as last read
-        self._blocked_at: float | None = None  # when (time.monotonic())
         self._withheld_by_block: set[str] = set()  # accounts with corrections a block withheld
         self._conn = self._connect()
         self._writes: Connection | None = None  # its session for the audit of its writes (_writer)
@@ -322,16 +317,13 @@ class Follower:
         return f"generation {found.id}, rules {found.rules_version} (digest {found.rules_digest})"
 
     def _blocks(self, accounts: set[str], ours: Callable[[str], bool]) -> dict[str, str]:
-        """The tables blocked (ingestion/legacy/schema.py), read at most once every BLOCKS_EVERY_S (it
-        connects to every store and reads their catalogues), said in the log when that changes; once
+        """The tables blocked now (ingestion/legacy/schema.py; read every step that has accounts: a
+        table blocked a second ago must already be withheld), said in the log when that changes; once
         one is lifted, the accounts whose corrections a block withheld are evaluated again (added to
         `accounts`), so they converge though nothing of theirs changed meanwhile."""
         if not accounts and not self._withheld_by_block:
             return self._blocked
-        if self._blocked_at is not None and time.monotonic() - self._blocked_at < BLOCKS_EVERY_S:
-            return self._blocked
         blocked = blocked_tables(self.stores)
-        self._blocked_at = time.monotonic()
         for table in sorted(blocked.keys() - self._blocked.keys()):
             log.warning("%s blocked: %s; its rows are not corrected until its schema matches again", table,
                         blocked[table])
