@@ -45,7 +45,7 @@ from projections.evaluation.ranges import account_ranges  # noqa: E402
 from projections.legacy_rows import legacy_rows  # noqa: E402
 from projections.plan import plan  # noqa: E402
 from projections.read_model.backfill import _jobs, backfill  # noqa: E402
-from projections.read_model.partition import build_partition  # noqa: E402
+from projections.read_model.partition import build_partitions  # noqa: E402
 from recompute.dask_executor import DaskExecutor  # noqa: E402
 from tests.e2e.test_backfill_fleet import RULES_V2  # noqa: E402
 
@@ -112,7 +112,8 @@ def main() -> None:
 
     started = time.perf_counter()
     with DaskExecutor(workers=args.workers) as executor:
-        result = backfill(Stores.from_dsns(dsns), rules, RULES_V2, RULES_V1, NOW, executor=executor, now=NOW)
+        result = backfill(Stores.from_dsns(dsns), rules, RULES_V2, RULES_V1, NOW, executor=executor, now=NOW,
+                          tasks=args.workers)
         took = time.perf_counter() - started
         rss = executor.connect().run(peak_rss_kb)
         started = time.perf_counter()
@@ -124,7 +125,7 @@ def main() -> None:
                  f"{args.workers} ranges, one per worker": timed_reads(
                      executor, [(dsns, r) for r in account_ranges(Stores.from_dsns(dsns), args.workers)])}
     rate = result.events_replayed / took
-    print(f"backfill, {args.workers} workers, 32 partitions: {result.events_replayed} events in {took:.2f}s = "
+    print(f"backfill, {args.workers} workers, 32 partitions in {args.workers} tasks: {result.events_replayed} events in {took:.2f}s = "
           f"{rate:,.0f} events/s = {rate / (events / floor_s):.2f} of the COPY floor; "
           f"{result.accounts_changing} accounts changing, {result.accounts_disagreeing} disagreeing")
     print("peak RSS per worker: " + ", ".join(f"{kb / 1024:.0f} MB" for kb in sorted(rss.values())))
@@ -136,10 +137,10 @@ def main() -> None:
               f"for all its work at 1/3 of the floor")
     print(f"load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
-    job = _jobs(dsns, result.generation, rules, RULES_V1, 0, [0])[0]
+    job = _jobs(Stores.from_dsns(dsns), result.generation, rules, RULES_V1, 0, [0])[0]
     profile = cProfile.Profile()
     started = time.perf_counter()
-    profile.runcall(build_partition, job)
+    profile.runcall(build_partitions, job)
     whole = time.perf_counter() - started
     stats = pstats.Stats(profile)
     print(f"partition 0 inline ({len(job.account_ids)} accounts), under cProfile {whole:.2f}s; cumulative:")

@@ -42,7 +42,7 @@ from projections.read_model.generations import (
     read_generation,
     switch,
 )
-from projections.read_model.partition import PartitionJob, build_partition
+from projections.read_model.partition import PartitionJob, build_partitions
 from projections.read_model.tables import ensure_read_model
 
 _LOCK_ID = 7_310_009
@@ -87,9 +87,11 @@ class BackfillResult:
 
 def backfill(stores: Stores, rules: Rules, rules_text: str, active_rules: Rules, as_of: datetime | None,
              *, executor: Executor, now: datetime, reuse_active: bool = False, partitions: int = PARTITIONS,
-             on_progress: Progress = lambda done, total: None) -> BackfillResult:
+             tasks: int = 1, on_progress: Progress = lambda done, total: None) -> BackfillResult:
     """Builds (or resumes) the generation of `rules` at `as_of` (None: the pending one's T, else now).
-    With `reuse_active`, a generation of these rules already active at that T is taken as built."""
+    With `reuse_active`, a generation of these rules already active at that T is taken as built.
+    The partitions left to build are grouped into `tasks` pieces of work (one per worker: each reads
+    the legacy tables once; partition.py)."""
     with _backfill_lock(stores) as conn:
         ensure_read_model(conn)
         active = generations.active(conn)
@@ -109,10 +111,10 @@ def backfill(stores: Stores, rules: Rules, rules_text: str, active_rules: Rules,
         reports = list(done.values())
         todo = [p for p in range(gen.partitions) if p not in done]
         if todo:
-            jobs = _jobs(stores, gen, rules, active_rules, position, todo)
+            jobs = _jobs(stores, gen, rules, active_rules, position, todo, tasks)
             on_progress(len(done), gen.partitions)
-            for report in executor.map(build_partition, jobs):
-                reports.append(report)
+            for built in executor.map(build_partitions, jobs):
+                reports += [report for _, report in built]
                 on_progress(len(reports), gen.partitions)
         finish(conn, gen.id)
         result.generation = read_generation(conn, gen.id)
@@ -151,16 +153,20 @@ def _against(report: bytes) -> str | None:
 
 
 def _jobs(stores: Stores, gen: Generation, rules: Rules, active_rules: Rules, position: int,
-          todo: list[int]) -> list[PartitionJob]:
+          todo: list[int], tasks: int = 1) -> list[PartitionJob]:
+    """The partitions `todo` in `tasks` (at most one per partition) jobs of nearly equal size."""
     catalog = fold_catalog(catalog_events(stores), as_of=gen.as_of)
-    ids: dict[int, list[str]] = {p: [] for p in todo}
-    for account_id in logged_accounts(stores):
-        mine = ids.get(partition_of(account_id, gen.partitions))
-        if mine is not None:
-            mine.append(account_id)
-    return [PartitionJob(stores=stores, generation=gen.id, partition=p, account_ids=tuple(ids[p]), rules=rules,
-                         active_rules=active_rules, as_of=gen.as_of, catalog=catalog, position=position)
-            for p in todo]
+    groups = [tuple(todo[i::tasks]) for i in range(max(1, min(tasks, len(todo))))]
+    task_of = {p: i for i, group in enumerate(groups) for p in group}
+    ids: list[list[str]] = [[] for _ in groups]
+    for account_id in logged_accounts(stores):  # in id order, so each job's ids are too
+        task = task_of.get(partition_of(account_id, gen.partitions))
+        if task is not None:
+            ids[task].append(account_id)
+    return [PartitionJob(stores=stores, generation=gen.id, partitions=group, count=gen.partitions,
+                         account_ids=tuple(mine), rules=rules, active_rules=active_rules, as_of=gen.as_of,
+                         catalog=catalog, position=position)
+            for group, mine in zip(groups, ids, strict=True)]
 
 
 @contextmanager

@@ -74,7 +74,7 @@ def backfill(rules_path: str, as_of: datetime | None, workers: int | None, as_js
         with running(app.executor(workers or default_workers())) as executor, \
                 progress("backfill", unit="partitions") as step:
             result = build(app.stores, rules, rules_text, active, as_of, executor=executor, now=utc_now(),
-                           reuse_active=apply_, on_progress=step)
+                           reuse_active=apply_, tasks=workers or default_workers(), on_progress=step)
             if apply_:
                 applied = activate(app.stores, result, rules, options, executor=executor)
     except SettingsError as error:  # RECOMPUTE_DASK_SCHEDULER unreachable
