@@ -28,7 +28,7 @@ that a later observed write set to something else. Only the drifting accounts pa
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,7 +37,7 @@ from domain.catalog import Catalog
 from domain.diff import Cause, Correction, Drift, corrections_for, same
 from domain.events import AccountEvent, LegacyRowObserved
 from domain.facts import AccountFacts, row_key
-from domain.fold import fold, read_by_truth
+from domain.fold import Folding, read_by_truth
 from domain.legacy_tables import COMPARED_BY_STORE
 from domain.owners import NO_OVERRIDES, Owners
 from domain.refs import ref_of
@@ -113,15 +113,13 @@ def drift_origins(corrections: Sequence[Correction], events: Iterable[AccountEve
     folded = sorted((e for e in events if e.source_time <= at), key=lambda e: (e.source_time, e.originator_version))
     tables = {c.table for c in corrections}
     wanted = {target_of(c) for c in corrections}
-    instants = sorted({e.source_time for e in folded
-                       if read_by_truth(e) or f"{e.store}.{e.table}" in tables}, reverse=True)
+    instants = sorted({e.source_time for e in folded if read_by_truth(e) or f"{e.store}.{e.table}" in tables})
     starts: dict[Target, tuple[_Point, _Point | None]] = {}
     later: _Point | None = None  # the point after the one being looked at, in time
-    end = at
     open_ = set(wanted)
     value_at_t: dict[Target, Any] = {}
-    for instant in instants:
-        for point in reversed(_segment(folded, tables, catalog, rules, instant, end, include_end=later is None)):
+    for segment in _segments_back(folded, tables, catalog, rules, instants, at):
+        for point in reversed(segment):
             if later is None:
                 value_at_t = {t: _value(point.rows, t) for t in wanted}
             for t in [t for t in open_ if t not in point.drifting or not _same_value(_value(point.rows, t),
@@ -130,7 +128,6 @@ def drift_origins(corrections: Sequence[Correction], events: Iterable[AccountEve
                     starts[t] = (later, point)
                 open_.discard(t)
             later = point
-        end = instant
         if not open_:
             break
     for t in open_:  # drifting since the first instant the log knows
@@ -155,12 +152,30 @@ def _observed(folded: Sequence[AccountEvent], tables: Collection[str], instant: 
     return rows
 
 
-def _segment(folded: Sequence[AccountEvent], tables: Collection[str], catalog: Catalog, rules: Rules,
-             instant: datetime, end: datetime, *, include_end: bool) -> list[_Point]:
-    """The points from `instant` (an event instant) up to `end` (excluded, but for T itself): the
-    event instant and every threshold crossing after it, in time order. The truth's fold leaves the
-    observed rows out (fold(legacy=False)); the corrected tables' rows are looked up here."""
-    facts = fold(folded, as_of=instant, legacy=False)
+def _segments_back(folded: Sequence[AccountEvent], tables: Collection[str], catalog: Catalog, rules: Rules,
+                   instants: Sequence[datetime], at: datetime) -> Iterator[list[_Point]]:
+    """Each instant's segment (`_segment`), from the last instant back to the first. The facts at
+    the instants are folded forward (domain/fold.Folding) in chunks that double in length going
+    back (the last 4 instants, the 8 before them, ...), so a walk that stops after k instants folds
+    the stream about log2(k) times, not k times; a segment's states are decided only when the walk
+    reaches it."""
+    hi, size = len(instants), 4
+    while hi > 0:
+        lo = max(0, hi - size)
+        folding = Folding(folded, legacy=False)
+        facts = [folding.facts_at(instant) for instant in instants[lo:hi]]
+        for i in reversed(range(lo, hi)):
+            yield _segment(facts[i - lo], folded, tables, catalog, rules, instants[i],
+                           instants[i + 1] if i + 1 < len(instants) else at, include_end=i + 1 == len(instants))
+        hi, size = lo, size * 2
+
+
+def _segment(facts: AccountFacts, folded: Sequence[AccountEvent], tables: Collection[str], catalog: Catalog,
+             rules: Rules, instant: datetime, end: datetime, *, include_end: bool) -> list[_Point]:
+    """The points from `instant` (an event instant; `facts`: the fold at it) up to `end` (excluded,
+    but for T itself): the event instant and every threshold crossing after it, in time order. The
+    truth's fold leaves the observed rows out (fold(legacy=False)); the corrected tables' rows are
+    looked up here."""
     observed = _observed(folded, tables, instant)
     rows = {table: [found[k].row or {} for k in sorted(found)] for table, found in observed.items()}
     points = []

@@ -159,13 +159,37 @@ def fold(events: Iterable[AccountEvent], *, as_of: datetime, legacy: bool = True
     legacy=False only those some rule reads, and without the observed rows `facts.legacy`)."""
     if as_of.tzinfo is None:
         raise ValueError("as_of must be an aware datetime (with an offset)")
-    chosen = [e for e in events if e.source_time <= as_of]
-    builder = FactsBuilder()
-    if not legacy:
-        if chosen and chosen[0].originator_id != CATALOG_STREAM:
-            builder.account_id = chosen[0].originator_id  # as the whole fold would: the stream is the account
-        chosen = [e for e in chosen if (e.store, e.table) in TRUTH_READS]
-    chosen.sort(key=_sort_key)
-    for event in chosen:
-        builder = evolve(event, builder)
-    return resolve_facts(builder, as_of, legacy=legacy)
+    return Folding([e for e in events if e.source_time <= as_of], legacy=legacy).facts_at(as_of)
+
+
+class Folding:
+    """`fold` at one instant after another, each event evolved once: `facts_at(t)` for ascending t
+    equals `fold(events, as_of=t, legacy=legacy)` (what domain/drift.py's walk over an account's
+    instants needs: a fold per instant would evolve the stream's prefix again each time)."""
+
+    __slots__ = ("_events", "_builder", "_next", "_at", "_first", "_legacy", "_stream")
+
+    def __init__(self, events: Iterable[AccountEvent], *, legacy: bool = True) -> None:
+        given = list(events)
+        self._first = min((e.source_time for e in given), default=None)  # legacy=False: the stream is the account
+        self._stream = given[0].originator_id if given else None
+        self._legacy = legacy
+        self._events = sorted(given if legacy else [e for e in given if (e.store, e.table) in TRUTH_READS],
+                              key=_sort_key)
+        self._builder = FactsBuilder()
+        self._next = 0
+        self._at: datetime | None = None
+
+    def facts_at(self, as_of: datetime) -> AccountFacts:
+        if self._at is not None and as_of < self._at:
+            raise ValueError(f"facts_at goes forward: {as_of} is before {self._at}")
+        self._at = as_of
+        builder, events = self._builder, self._events
+        if (not self._legacy and builder.account_id is None and self._first is not None and self._first <= as_of
+                and self._stream != CATALOG_STREAM):
+            builder.account_id = self._stream
+        while self._next < len(events) and events[self._next].source_time <= as_of:
+            builder = evolve(events[self._next], builder)
+            self._next += 1
+        self._builder = builder
+        return resolve_facts(builder, as_of, legacy=self._legacy)

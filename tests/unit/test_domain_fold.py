@@ -9,7 +9,7 @@ from freezegun import freeze_time
 
 from domain.catalog import fold_catalog
 from domain.events import CATALOG_STREAM, AccountEvent
-from domain.fold import UnknownEvent, fold
+from domain.fold import Folding, UnknownEvent, fold
 from tests.support.builders import (
     ACCOUNT,
     DAY,
@@ -176,3 +176,22 @@ def test_facts_and_state_are_plain_json():
     assert type(facts).model_validate_json(facts.model_dump_json()) == facts
     state = state_now(events)
     assert '"stage":"retrying"' in state.model_dump_json()
+
+
+@freeze_time(T0)
+@pytest.mark.parametrize("legacy", [True, False])
+def test_folding_forward_gives_at_each_instant_what_a_fold_at_it_gives(legacy):
+    events = an_account(invoices=(past_due(days=16, attempts=2), stripe_late_invoice(), due_in(days=3), paid()),
+                        manual=("sso",))
+    instants = sorted({e.source_time for e in events} | {now()})
+    folding = Folding(events, legacy=legacy)
+    for instant in [instants[0] - DAY, *instants]:
+        assert folding.facts_at(instant) == fold(events, as_of=instant, legacy=legacy)
+
+
+@freeze_time(T0)
+def test_folding_only_goes_forward():
+    folding = Folding(an_account(), legacy=False)
+    folding.facts_at(now())
+    with pytest.raises(ValueError, match="goes forward"):
+        folding.facts_at(now() - DAY)
