@@ -3,30 +3,46 @@
 Only the drifting accounts pay: their whole streams (the legacy rows' observations too, which
 `plan` itself never decodes) and their applied corrections from the audit are read in one pass
 each, and `drift_origins` says each correction's cause, since, owner, by and rewrites.
+
+`drift_origins` is pure, so what it said is kept (read_model_facts' `drift`, beside the account's
+kept facts) under the digest of everything it read (`drift_key`: the stream's head version, T, the
+rules, the catalog, the owners, the account's applied corrections, the corrections themselves and
+DRIFT_VERSION); a plan that finds the same digest takes what was said and reads no stream. A
+follower's step (which has read the streams) neither reads nor keeps it.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
+import orjson
+
 from domain.catalog import Catalog
-from domain.diff import Correction
-from domain.drift import drift_origins, with_drift
+from domain.diff import Correction, Drift
+from domain.drift import PastCorrection, drift_origins, with_drift
 from domain.events import AccountEvent
+from domain.fold import FOLD_VERSION
 from domain.owners import Owners
 from domain.rules import Rules
 from eventlog.account_range import AccountRange
-from eventlog.range_reads import account_events
-from eventlog.stores import Stores
+from eventlog.one_row import one_row
+from eventlog.range_reads import account_events, stream_heads
+from eventlog.stores import Connection, Stores
+from eventlog.tables_present import has_tables
 from projections.apply.audit import applied_corrections
+from projections.evaluation.kept_facts import TABLE
+
+DRIFT_VERSION = "1"  # bump with any change to what domain/drift.drift_origins says for the same inputs
 
 
 def attach_drift(stores: Stores, catalog: Catalog, rules: Rules, as_of: datetime,
                  corrections: Sequence[Correction], owners: Owners, *,
-                 streams: Mapping[str, Sequence[AccountEvent]] | None = None) -> list[Correction]:
+                 streams: Mapping[str, Sequence[AccountEvent]] | None = None, kept: bool = True) -> list[Correction]:
     """`corrections` (in their order), each with its drift; `streams`: the accounts' whole streams
-    when the caller has read them already (a follower's step), else they are read here."""
+    when the caller has read them already (a follower's step), else they are read here, but for
+    the accounts whose kept drift stands (`kept=False`: every one read and walked, nothing kept)."""
     by_account: dict[str, list[Correction]] = {}
     for c in corrections:
         by_account.setdefault(c.account_id, []).append(c)
@@ -35,12 +51,81 @@ def attach_drift(stores: Stores, catalog: Catalog, rules: Rules, as_of: datetime
     accounts = sorted(by_account)
     past = applied_corrections(stores, accounts)
     said: dict[str, list[Correction]] = {}
-    read = ((a, streams[a]) for a in accounts if a in streams) if streams is not None else \
-        account_events(stores, AccountRange(ids=tuple(accounts)))
-    for account_id, events in read:
-        mine = by_account.get(account_id)
-        if mine:
-            said[account_id] = with_drift(mine, drift_origins(mine, events, catalog, rules, as_of, owners=owners,
-                                                             past=past.get(account_id, ())))
+    if streams is not None:
+        for account_id in accounts:
+            if account_id in streams:
+                said[account_id] = _said(by_account[account_id], streams[account_id], catalog, rules, as_of,
+                                         owners, past.get(account_id, ()))
+    else:
+        keys, standing = _kept(stores, by_account, catalog, rules, as_of, owners, past) if kept else ({}, {})
+        for account_id, drifts in standing.items():
+            said[account_id] = with_drift(by_account[account_id], drifts)
+        missing = tuple(a for a in accounts if a not in standing)
+        if missing:
+            for account_id, events in account_events(stores, AccountRange(ids=missing)):
+                said[account_id] = _said(by_account[account_id], events, catalog, rules, as_of, owners,
+                                         past.get(account_id, ()))
+            _keep(stores, {a: (keys[a], said[a]) for a in missing if a in keys and a in said})
     pending = {account_id: iter(found) for account_id, found in said.items()}
     return [next(pending[c.account_id]) if c.account_id in pending else c for c in corrections]
+
+
+def _said(mine: list[Correction], events: Sequence[AccountEvent], catalog: Catalog, rules: Rules, as_of: datetime,
+          owners: Owners, past: Sequence[PastCorrection]) -> list[Correction]:
+    return with_drift(mine, drift_origins(mine, events, catalog, rules, as_of, owners=owners, past=past))
+
+
+def drift_key(context: bytes, head: int, past: Sequence[PastCorrection], corrections: Sequence[Correction]) -> bytes:
+    """The digest of every input of `drift_origins` for one account: its stream named by its head
+    version (the log only grows), its applied corrections and its corrections, in `context`
+    (`drift_context`: what every account of one plan shares)."""
+    return hashlib.sha256(context + orjson.dumps([
+        head, [[p.table, p.op, p.key, p.column, p.to, p.at.isoformat()] for p in past],
+        [c.model_dump(mode="json") for c in corrections]], option=orjson.OPT_SORT_KEYS)).digest()
+
+
+def drift_context(as_of: datetime, rules: Rules, catalog: Catalog, owners: Owners) -> bytes:
+    """What every account's drift in one plan depends on alike: T, the rules, the catalog, the
+    owners, and the code that says it (DRIFT_VERSION, FOLD_VERSION)."""
+    return orjson.dumps([DRIFT_VERSION, FOLD_VERSION, as_of.isoformat(), rules.digest,
+                         catalog.model_dump(mode="json"), sorted(owners.names.items())], option=orjson.OPT_SORT_KEYS)
+
+
+def _kept(stores: Stores, by_account: Mapping[str, list[Correction]], catalog: Catalog, rules: Rules,
+          as_of: datetime, owners: Owners, past: Mapping[str, Sequence[PastCorrection]]
+          ) -> tuple[dict[str, bytes], dict[str, list[Drift]]]:
+    """Each account's drift key, and the drift kept under it where it stands."""
+    accounts = sorted(by_account)
+    with stores.connect(purpose="read kept drift") as conn:
+        if not has_tables(conn, TABLE) or not _has_drift(conn):
+            return {}, {}
+        heads = stream_heads(conn, AccountRange(ids=tuple(accounts)).where("originator_id", collate=False))
+        context = drift_context(as_of, rules, catalog, owners)
+        keys = {a: drift_key(context, heads[a], past.get(a, ()), by_account[a]) for a in accounts if a in heads}
+        rows = conn.execute(f"SELECT account_id, drift_key, drift FROM {TABLE} WHERE account_id = ANY(%s) "
+                            "AND drift_key IS NOT NULL", (list(keys),)).fetchall()
+    kept = {a: [Drift.model_validate(d) for d in orjson.loads(drift)] for a, key, drift in rows
+            if keys.get(a) == bytes(key)}
+    return keys, {a: d for a, d in kept.items() if len(d) == len(by_account[a])}
+
+
+def _keep(stores: Stores, said: Mapping[str, tuple[bytes, list[Correction]]]) -> None:
+    """Keeps what was said beside the accounts' kept facts (an account with none keeps nothing;
+    nothing when the event store cannot be written)."""
+    if not said:
+        return
+    rows = [(key, orjson.dumps([c.drift.model_dump(mode="json") for c in corrections if c.drift is not None]), a)
+            for a, (key, corrections) in said.items()]
+    with stores.connect(purpose="keep drift") as conn:
+        if one_row(conn.execute("SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on' "
+                                "OR NOT has_table_privilege(%s, 'UPDATE')", (TABLE,)).fetchone())[0]:
+            return
+        with conn.cursor() as cur:
+            cur.executemany(f"UPDATE {TABLE} SET drift_key = %s, drift = %s WHERE account_id = %s", rows)
+
+
+def _has_drift(conn: Connection) -> bool:
+    row = conn.execute(
+        "SELECT count(*) FROM information_schema.columns WHERE table_schema = current_schema() "
+        "AND table_name = %s AND column_name IN ('drift_key', 'drift')", (TABLE,)).fetchone()
+    return bool(row and row[0] == 2)

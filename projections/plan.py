@@ -128,5 +128,6 @@ def plan_range(stores: Stores, rules: Rules, as_of: datetime, catalog: Catalog, 
             result.corrections.extend(e.corrections)
             result.held.extend(e.held)
     if owners is not None and result.corrections:
-        result.corrections = attach_drift(stores, catalog, rules, as_of, result.corrections, owners)
+        result.corrections = attach_drift(stores, catalog, rules, as_of, result.corrections, owners,
+                                          kept=kept_facts)
     return result

@@ -81,6 +81,11 @@ ALTER TABLE read_model_facts
     ADD COLUMN IF NOT EXISTS decided_result         bytea,        -- orjson [exists, corrections, held]
     ADD COLUMN IF NOT EXISTS decided_parked_digest  bytea,        -- SHA-256 of the parked rows (NULL: none)
     ADD COLUMN IF NOT EXISTS decided_rows_digest    bytea;        -- per store: 0, or 1 and its SHA-256
+-- kept drift (projections/drift.py): the account's corrections' drift origins, and the digest of
+-- everything domain/drift.drift_origins read to say them (a plan on an unchanged log says them again)
+ALTER TABLE read_model_facts
+    ADD COLUMN IF NOT EXISTS drift_key              bytea,
+    ADD COLUMN IF NOT EXISTS drift                  bytea;        -- orjson [Drift JSON], in the corrections' order
 """
 
 
