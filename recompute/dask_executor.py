@@ -70,7 +70,7 @@ class DaskExecutor:
             return self._client
         cluster = self._stack.enter_context(LocalCluster(
             n_workers=self.workers, threads_per_worker=1, processes=True, dashboard_address=None,
-            silence_logs=logging.ERROR, memory_limit=0))
+            silence_logs=logging.CRITICAL, memory_limit=0))
         self._client = self._stack.enter_context(Client(cluster))
         return self._client
 

@@ -31,7 +31,7 @@ from domain.state import TrueState
 from domain.truth import decided_until
 from eventlog.account_range import AccountRange
 from eventlog.range_reads import TruthStream
-from projections.evaluation.kept import Deciding
+from projections.evaluation.kept import Deciding, Events
 from projections.evaluation.kept_facts import (
     Decision,
     Found,
@@ -44,7 +44,7 @@ from projections.evaluation.kept_facts import (
     keepable,
     parked_digest,
 )
-from projections.evaluation.sources import Events, KeptStreams, Streams
+from projections.evaluation.sources import KeptStreams, Streams
 from projections.legacy_rows import Rows, RowsDigests
 
 KEEP_BATCH = 1_000  # accounts' facts per upsert
@@ -128,11 +128,14 @@ def _from_kept(source: KeptStreams, rules: Rules, as_of: datetime, catalog: Cata
                     (state, corrections, held), account_parked, digests), result_for=(stored.decided_as_of, key)))
             yield account_id, 0, state, corrections, held, None, 0, rows
             continue
-        facts = stored.facts if stored is not None and stored.facts is not None else fold(events, as_of=as_of,
-                                                                                             legacy=False)
+        if stored is not None and stored.facts is not None:
+            facts, count, head = stored.facts, 0, 0
+        else:
+            facts, count, head = _folded(events, as_of)
         decision = decide(facts, rows, catalog, account_parked, rules, as_of, explain=explain)
-        version: tuple[int, datetime | None] | None = ((stored.stream_version, None) if stored is not None
-                                                       else keepable(events, as_of))
+        version: tuple[int, datetime | None] | None = (
+            (stored.stream_version, None) if stored is not None
+            else keepable(events.events if isinstance(events, TruthStream) else events, as_of, head or None))
         if version is not None and (stored is None or not explain):
             kept = None if explain else Decision(encode_state(decision[0]), as_of, decided_until(decision[0]), key,
                                                  found(decision, account_parked, digests))
@@ -140,7 +143,7 @@ def _from_kept(source: KeptStreams, rules: Rules, as_of: datetime, catalog: Cata
             if len(keeping) >= KEEP_BATCH:
                 source.keep(keeping)
                 keeping = []
-        yield (account_id, len(events), *decision, facts, events[-1].originator_version if events else 0, rows)
+        yield account_id, count, *decision, facts, head, rows
     source.keep(keeping)
 
 

@@ -23,7 +23,7 @@ from domain.legacy_tables import COMPARED_BY_STORE
 from domain.rules import Rules
 from domain.state import TrueState
 from eventlog.account_range import AccountRange
-from eventlog.range_reads import account_events, order, streaming_session
+from eventlog.range_reads import TruthStream, order, streaming_session, truth_events
 from eventlog.stores import Stores
 from projections.evaluation.kept_facts import (
     DecisionKey,
@@ -54,11 +54,13 @@ class Stored:
     known: Known | None = None
 
 
-# An account's source for the fold: its events, or (no events read) what is kept for it.
-Source = tuple[list[AccountEvent], Stored | None]
+# An account's events as read: every one decoded, or only those the truth reads (TruthStream).
+Events = list[AccountEvent] | TruthStream
+# An account's source for the fold: its events, or (no events read: []) what is kept for it.
+Source = tuple[Events, Stored | None]
 # kept_or_events' three streams merged: the events replayed, or what is kept, still encoded (a
 # decision: True, the facts: False, a result: None).
-_Merged = tuple[list[AccountEvent], None] | tuple[bool | None, bytes]
+_Merged = tuple[TruthStream, None] | tuple[bool | None, bytes]
 
 
 @dataclass(frozen=True)
@@ -119,18 +121,18 @@ def kept_or_events(stores: Stores, reader: KeptFactsReader, accounts: AccountRan
     snapshot `heads` and `use` were read from; the streams to replay are read by id (all of the
     range when nothing kept is usable)."""
     if not use:
-        for account_id, events in account_events(stores, accounts):
-            yield account_id, (events, None)
+        for stream in truth_events(stores, accounts):
+            yield stream.account_id, (stream, None)
         return
     replay = tuple(sorted(set(heads) - use))
-    folded: Iterator[tuple[str, _Merged]] = ((a, (events, None)) for a, events in
-                                             (account_events(stores, AccountRange(ids=replay)) if replay else iter(())))
+    folded: Iterator[tuple[str, _Merged]] = ((s.account_id, (s, None)) for s in
+                                             (truth_events(stores, AccountRange(ids=replay)) if replay else iter(())))
     stored: Iterator[tuple[str, _Merged]] = ((a, (is_decision, data)) for a, is_decision, data in reader.facts(
         order("account_id", collate), sorted(use - known.keys()), as_of, decided.key if decided else None))
     results: Iterator[tuple[str, _Merged]] = ((a, (None, known[a].data)) for a in sorted(known))
     for account_id, source in heapq.merge(folded, stored, results, key=itemgetter(0)):
-        if isinstance(source[0], list):
-            yield account_id, source
+        if isinstance(source[0], TruthStream):
+            yield account_id, (source[0], None)
             continue
         version = heads[account_id]
         if source[0] is None:

@@ -153,17 +153,17 @@ class Keep:
     result_for: tuple[datetime, DecisionKey] | None = None
 
 
-def keepable(events: Sequence[AccountEvent], as_of: datetime) -> tuple[int, datetime] | None:
+def keepable(events: Sequence[AccountEvent], as_of: datetime, head: int | None = None) -> tuple[int, datetime] | None:
     """(stream_version, latest_source_time) to keep a fold of `events` at `as_of` under, or None:
-    when a truth event is after as_of (the facts miss it), or none is read at all."""
+    when a truth event is after as_of (the facts miss it), or none is read at all. `head`: the
+    stream's head version, when `events` need not hold every event (a TruthStream's)."""
     latest: datetime | None = None
-    head = 0
     for event in events:
-        if event.originator_version > head:
+        if head is None or event.originator_version > head:
             head = event.originator_version
         if read_by_truth(event) and (latest is None or event.source_time > latest):
             latest = event.source_time
-    if latest is None or latest > as_of:
+    if latest is None or latest > as_of or head is None:
         return None
     return head, latest
 

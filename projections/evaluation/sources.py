@@ -17,18 +17,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from domain.events import AccountEvent
 from domain.held import HeldRow
 from eventlog.account_range import AccountRange
 from eventlog.parked import parked_rows
-from eventlog.range_reads import TruthStream, account_events, truth_events
+from eventlog.range_reads import account_events, truth_events
 from eventlog.stores import Stores
-from projections.evaluation.kept import Deciding, Source, kept_accounts
+from projections.evaluation.kept import Deciding, Events, Source, kept_accounts
 from projections.evaluation.kept_facts import Keep, can_keep, keep
 from projections.legacy_rows import Rows, RowsDigests, by_account, every_store
-
-# An account's events as read: every one decoded, or only those the truth reads (TruthStream).
-Events = list[AccountEvent] | TruthStream
 
 
 class Streams(Protocol):
