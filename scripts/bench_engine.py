@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -73,6 +74,23 @@ class Run:
     stdout: str
     main_kb: int  # peak RSS of the command's own process
     workers_kb: list[int]  # peak RSS of each Dask worker process it started
+
+
+def snapshot(tree: Path, into: Path) -> Path:
+    """A copy of `tree`'s code, byte-compiled: the tree may move on during the run (a checkout others
+    commit to), and where PYTHONDONTWRITEBYTECODE is set a tree without .pyc files would compile every
+    module in every process (each Dask worker too) while the other does not."""
+    copy = into / tree.name
+    shutil.copytree(tree, copy, ignore=shutil.ignore_patterns(".*", "__pycache__", "*.egg-info", "tests", "docs"))
+    packages = [p.name for p in copy.iterdir() if (p / "__init__.py").is_file()]
+    subprocess.run([sys.executable, "-m", "compileall", "-q", *packages], cwd=copy, check=True,
+                   stdout=subprocess.DEVNULL)
+    return copy
+
+
+def commit_of(tree: Path) -> str:
+    done = subprocess.run(["git", "-C", str(tree), "describe", "--always", "--dirty"], capture_output=True, text=True)
+    return done.stdout.strip() or "not a git checkout"
 
 
 def load() -> str:
@@ -336,12 +354,14 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--moved", type=float, default=0.01, help="the share of streams moved before 'plan after'")
     args = parser.parse_args()
-    trees = {"old": args.trees[0].resolve(), "new": args.trees[1].resolve()} if args.trees else {"this": ROOT}
-    print(f"trees: {', '.join(f'{n} {t}' for n, t in trees.items())}; {args.workers} workers, {args.rounds} rounds; "
-          f"{os.cpu_count()} CPUs, {load()}", flush=True)
+    given = {"old": args.trees[0].resolve(), "new": args.trees[1].resolve()} if args.trees else {"this": ROOT}
     answers = Answers(accounts=0)
     reference = None
     with tempfile.TemporaryDirectory() as scratch:
+        trees = {name: snapshot(tree, Path(scratch) / name) for name, tree in given.items()}
+        print(f"trees: {', '.join(f'{n} {t} ({commit_of(t)})' for n, t in given.items())}, copied and "
+              f"byte-compiled; {args.workers} workers, {args.rounds} rounds; {os.cpu_count()} CPUs, {load()}",
+              flush=True)
         rules = rules_v2(Path(scratch))
         for accounts in args.sizes:
             reference = (accounts, bench_size(accounts, trees, rules, args, answers))
