@@ -169,13 +169,18 @@ def append_events(conn: psycopg.Connection, events: Sequence[AccountEvent],
         topic = topics.get(type(event)) or topics.setdefault(type(event), get_topic(type(event)))
         state = states[i] if states is not None else None
         rows.append((event.originator_id, version, topic, state or encode_event(event)))
-    with conn.cursor() as cur:
-        copy_sql = sql.SQL(
-            "COPY {} (originator_id, originator_version, topic, state) FROM STDIN (FORMAT BINARY)").format(table)
-        with cur.copy(copy_sql) as copy:
-            copy.set_types(["text", "int8", "text", "bytea"])  # binary: no hex-escaping of the JSON state
-            for row in rows:
-                copy.write_row(row)
+    if conn.pgconn.pipeline_status:  # COPY cannot be used in pipeline mode: one INSERT of arrays, sent unawaited
+        conn.execute(sql.SQL("INSERT INTO {} (originator_id, originator_version, topic, state) "
+                             "SELECT * FROM unnest(%b::text[], %b::int8[], %b::text[], %b::bytea[])").format(table),
+                     [list(column) for column in zip(*rows, strict=True)])
+    else:
+        with conn.cursor() as cur:
+            copy_sql = sql.SQL(
+                "COPY {} (originator_id, originator_version, topic, state) FROM STDIN (FORMAT BINARY)").format(table)
+            with cur.copy(copy_sql) as copy:
+                copy.set_types(["text", "int8", "text", "bytea"])  # binary: no hex-escaping of the JSON state
+                for row in rows:
+                    copy.write_row(row)
     conn.execute(sql.SQL("NOTIFY {}").format(table))
     return len(rows)
 

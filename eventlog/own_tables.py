@@ -25,7 +25,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import orjson
@@ -279,6 +279,11 @@ def claim_stripe_ids(cur: psycopg.Cursor, claims: Sequence[tuple[str, bytes, obj
     (list:<id>), an id seen before with another digest is claimed again (the object changed)."""
     if not claims:
         return set()
+    _send_claims(cur, claims, changed_too=changed_too)
+    return {event_id for (event_id,) in cur}
+
+
+def _send_claims(cur: psycopg.Cursor, claims: Sequence[tuple[str, bytes, object]], *, changed_too: bool) -> None:
     conflict = ("DO UPDATE SET digest = EXCLUDED.digest WHERE stripe_event_seen.digest <> EXCLUDED.digest"
                 if changed_too else "DO NOTHING")
     ids, digests, created = zip(*claims, strict=True)
@@ -286,15 +291,45 @@ def claim_stripe_ids(cur: psycopg.Cursor, claims: Sequence[tuple[str, bytes, obj
         "INSERT INTO stripe_event_seen (event_id, digest, created) "
         "SELECT * FROM unnest(%b::text[], %b::bytea[], %b::timestamptz[]) ORDER BY 1 "
         f"ON CONFLICT (event_id) {conflict} RETURNING event_id", (list(ids), list(digests), list(created)))
-    return {event_id for (event_id,) in cur}
+
+
+def claim_and_look_up(conn: psycopg.Connection, claims: Sequence[tuple[str, bytes, object]],
+                      customer_ids: Sequence[str], *, changed_too: bool = False,
+                      ) -> tuple[set[str], dict[str, bytes], dict[str, str]]:
+    """`claim_stripe_ids`, then `seen_digests` of every id given (the claimed ones' are this
+    transaction's; none with `changed_too`) and `customer_accounts` of `customer_ids`, sent together
+    in psycopg's pipeline mode: one round trip where there were three. Each statement still sees
+    what committed before it began, so an id another transaction claimed meanwhile has its digest."""
+    if not claims:
+        with conn.cursor() as cur:
+            return set(), {}, customer_accounts(cur, customer_ids) if customer_ids else {}
+    # Already in pipeline mode (serve's writer): reading the first result sends the three at once.
+    # Else a pipeline of our own, whose end sends them. (Entering a nested one would first sync what
+    # the caller queued: a round trip more.)
+    sending = nullcontext() if conn.pgconn.pipeline_status else conn.pipeline()
+    with conn.cursor() as claim, conn.cursor() as seen, conn.cursor() as named:
+        with sending:
+            _send_claims(claim, claims, changed_too=changed_too)
+            if not changed_too:
+                _send_seen(seen, [event_id for event_id, _, _ in claims])
+            if customer_ids:
+                _send_customers(named, customer_ids)
+        claimed = {event_id for (event_id,) in claim}
+        digests = {event_id: bytes(digest) for event_id, digest in seen} if not changed_too else {}
+        accounts: dict[str, str] = dict(named.fetchall()) if customer_ids else {}
+    return claimed, digests, accounts
 
 
 def seen_digests(cur: psycopg.Cursor, ids: Sequence[str]) -> dict[str, bytes]:
     """The body digests recorded for these evt_ (or list:) ids (no round trip for none)."""
     if not ids:
         return {}
-    cur.execute("SELECT event_id, digest FROM stripe_event_seen WHERE event_id = ANY(%b)", (list(ids),))
+    _send_seen(cur, ids)
     return {event_id: bytes(digest) for event_id, digest in cur}
+
+
+def _send_seen(cur: psycopg.Cursor, ids: Sequence[str]) -> None:
+    cur.execute("SELECT event_id, digest FROM stripe_event_seen WHERE event_id = ANY(%b)", (list(ids),))
 
 
 def customer_accounts(cur: psycopg.Cursor, customer_ids: Sequence[str] | None = None) -> dict[str, str]:
@@ -302,9 +337,13 @@ def customer_accounts(cur: psycopg.Cursor, customer_ids: Sequence[str] | None = 
     if customer_ids is None:
         cur.execute("SELECT customer_id, account_id FROM stripe_customer_account WHERE account_id IS NOT NULL")
     else:
-        cur.execute("SELECT customer_id, account_id FROM stripe_customer_account "
-                    "WHERE account_id IS NOT NULL AND customer_id = ANY(%b)", (list(customer_ids),))
+        _send_customers(cur, customer_ids)
     return dict(cur.fetchall())
+
+
+def _send_customers(cur: psycopg.Cursor, customer_ids: Sequence[str]) -> None:
+    cur.execute("SELECT customer_id, account_id FROM stripe_customer_account "
+                "WHERE account_id IS NOT NULL AND customer_id = ANY(%b)", (list(customer_ids),))
 
 
 def lock_customers(cur: psycopg.Cursor, accounts: dict[str, str | None]) -> dict[str, str | None]:

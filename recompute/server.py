@@ -87,9 +87,11 @@ def build(*, stores: Stores, make_ingester: Callable[[], StripeIngester], secret
             ingesters.one = make_ingester()
         ingesters.one.record_deliveries(envelopes, log=log)
 
+    # No `check` of a connection each time it is taken: that was a round trip per group on the writer's
+    # path (docs/design/serve.md). A connection found broken fails its group with 503 (Stripe retries)
+    # and the pool replaces it when it comes back.
     pool = psycopg_pool.ConnectionPool(
         stores.eventstore, min_size=2, max_size=10 if threaded else 4, open=False, name="recompute serve",
-        check=psycopg_pool.ConnectionPool.check_connection,
         kwargs={"connect_timeout": 3, "application_name": "recompute serve"})
     recorder = RECORDERS[recording](pooled_recorder(pool, record_deliveries))
     webhooks = WebhookApp(pool=pool, recorder=recorder, secret=secret, on_ready=on_ready)

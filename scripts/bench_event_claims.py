@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import ingestion.stripe.ingester as stripe_ingest  # noqa: E402
-from eventlog.own_tables import claim_stripe_ids, ensure_own_schema  # noqa: E402
+from eventlog.own_tables import claim_stripe_ids, customer_accounts, ensure_own_schema, seen_digests  # noqa: E402
 from eventlog.stores import Stores  # noqa: E402
 from ingestion.stripe.ingester import StripeIngester  # noqa: E402
 from simulation.harness.databases import named_database  # noqa: E402
@@ -58,6 +58,16 @@ def claim_with_advisory_locks(cur: psycopg.Cursor, claims, *, changed_too: bool 
 WAYS = {"unique key": claim_stripe_ids, "advisory lock": claim_with_advisory_locks}
 
 
+def claiming_with(claim):
+    """The ingester's `claim_and_look_up` with `claim` as the way to claim, and the look-ups after it."""
+    def claim_and_look_up(conn, claims, customer_ids, *, changed_too=False):
+        with conn.cursor() as cur:
+            claimed = claim(cur, claims, changed_too=changed_too)
+            return (claimed, seen_digests(cur, [c[0] for c in claims]),
+                    customer_accounts(cur, customer_ids) if customer_ids else {})
+    return claim_and_look_up
+
+
 def deliveries_of(deliverer: int, count: int, shared: float) -> list[dict]:
     """This deliverer's envelopes: its own ids, and every 1/shared-th delivery one id all deliverers send."""
     every = max(1, round(1 / shared)) if shared > 0 else 0
@@ -73,7 +83,7 @@ def deliveries_of(deliverer: int, count: int, shared: float) -> list[dict]:
 
 
 def deliverer(way: str, dsn: str, envelopes: list[dict], start, results) -> None:
-    stripe_ingest.claim_stripe_ids = WAYS[way]
+    stripe_ingest.claim_and_look_up = claiming_with(WAYS[way])
     ingester = StripeIngester(reader=None, stores=Stores(cf_prod="", billing_prod="", subs="", eventstore=dsn))
     latencies = []
     with psycopg.connect(dsn) as log:

@@ -33,7 +33,7 @@ from domain.events import StripeObjectObserved
 from domain.trusted import trusted
 from eventlog.account_log import append_events
 from eventlog.own_tables import (
-    claim_stripe_ids,
+    claim_and_look_up,
     count_waiting,
     customer_accounts,
     exclusive_ingest,
@@ -42,11 +42,10 @@ from eventlog.own_tables import (
     park_waiting,
     resolve_waiting,
     save_checkpoint,
-    seen_digests,
     stop_waiting,
     waiting_customers,
 )
-from eventlog.stores import Connection, Cursor, Stores
+from eventlog.stores import Connection, Stores
 from ingestion.report import IngestReport, TableReport
 from ingestion.stripe.reader import StripeReader
 from ingestion.stripe.routing import route, route_deferred
@@ -221,17 +220,20 @@ class StripeIngester:
         batch = _Batch()
         items.sort(key=lambda i: (i.created or datetime.min.replace(tzinfo=UTC), str(i.claim)))
         with log.transaction(), log.cursor() as cur:
+            seen = [(item, item.observe()) for item in items]
+            named = {o.customer_id for _, o in seen
+                     if isinstance(o, Observation) and o.customer_id and o.customer_id not in accounts}
+            kept = {id(item) for item in self._claimed(log, items, batch, table, named, accounts)}
             observed = []
-            for item in self._claimed(cur, items, batch, table):
-                observation = item.observe()
+            for item, observation in seen:
+                if id(item) not in kept:
+                    continue
                 if isinstance(observation, Rejection):
                     table.parked += 1
                     batch.parked.append((_parked_table(item), str(_get(item.raw, "id")), observation.reason,
                                          orjson.dumps(item.raw), item.position))
                 else:
                     observed.append((item, observation))
-            named = {o.customer_id for _, o in observed if o.customer_id and o.customer_id not in accounts}
-            accounts.update(customer_accounts(cur, list(named)) if named else {})
             routing = route(observed, accounts)
             routing.learned.update(learned or {})
             current = lock_customers(cur, {**dict.fromkeys(routing.waits_for()), **routing.learned})
@@ -255,17 +257,19 @@ class StripeIngester:
             table.appended += append_events(log, batch.events)  # last: it takes the log's table lock
         return len(batch.waiting)
 
-    def _claimed(self, cur: Cursor, items: list[_Item], batch: _Batch, table: TableReport) -> list[_Item]:
+    def _claimed(self, log: Connection, items: list[_Item], batch: _Batch, table: TableReport,
+                 named: set[str], accounts: dict[str, str]) -> list[_Item]:
         """The items whose id this transaction claimed (and those without an id); a known evt_ id
-        with another body is parked as a conflict, once per batch."""
+        with another body is parked as a conflict, once per batch. In the same round trip,
+        `accounts` learns the accounts of the customers `named`."""
         first: dict[str, _Item] = {}
         for item in items:
             if item.claim is not None:
                 first.setdefault(item.claim, item)
         changed_too = any(item.via == "list" for item in items)
-        claimed = claim_stripe_ids(cur, [(i.claim, i.digest, i.created) for i in first.values()],
-                                   changed_too=changed_too)
-        known = {} if changed_too else seen_digests(cur, [c for c in first if c not in claimed])
+        claimed, known, found = claim_and_look_up(log, [(i.claim, i.digest, i.created) for i in first.values()],
+                                                  sorted(named), changed_too=changed_too)
+        accounts.update(found)
         known.update({c: i.digest for c, i in first.items() if c in claimed})
         kept = []
         for item in items:

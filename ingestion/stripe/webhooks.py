@@ -158,6 +158,6 @@ class ThreadPerDelivery:
 def pooled_recorder(pool: psycopg_pool.ConnectionPool, record_deliveries, *, timeout: float = 5.0) -> Record:
     """`record_deliveries(envelopes, log=conn)` on a connection of the pool."""
     def record(envelopes: list[dict]) -> None:
-        with pool.connection(timeout=timeout) as conn:
+        with pool.connection(timeout=timeout) as conn, conn.pipeline():
             record_deliveries(envelopes, log=conn)
     return record

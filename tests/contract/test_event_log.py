@@ -150,3 +150,19 @@ def test_an_append_inside_the_callers_transaction_stands_or_falls_with_it():
                 append_events(conn, [row("acc_b", 3)])
                 raise RuntimeError("the caller's work failed after the append")
         assert versions(log, "acc_a") == [1, 2] and log.stream("acc_b") == [] and log.head() == 2
+
+
+@pytest.mark.integration
+def test_an_append_in_pipeline_mode_numbers_and_orders_as_the_copy_does():
+    """serve's writer records a group of deliveries in psycopg's pipeline mode, where COPY cannot
+    be used: append_events sends one INSERT of arrays instead, with the same versions, notification
+    order and stored states."""
+    with scratch_databases("eventstore") as dsns, PostgresEventLog(eventstore_only(dsns["eventstore"]),
+                                                                   create_table=True) as log:
+        log.append([row("acc_a", 1)])
+        with eventstore_only(dsns["eventstore"]).connect() as conn, conn.pipeline(), conn.transaction():
+            assert append_events(conn, [stripe("acc_b", 2), row("acc_a", 3), row("acc_b", 4, deleted=True)]) == 3
+        assert [(n.event.originator_id, n.event.originator_version) for n in log.notifications(1, 10)] == [
+            ("acc_a", 1), ("acc_b", 1), ("acc_a", 2), ("acc_b", 2)]
+        assert log.stream("acc_b") == [numbered(stripe("acc_b", 2), 1), numbered(row("acc_b", 4, deleted=True), 2)]
+        assert log.stream("acc_a")[1] == numbered(row("acc_a", 3), 2)
