@@ -35,7 +35,7 @@ from domain.rules import Rules
 from domain.rules_identity import KnownRules, check_identity
 from eventlog.account_log import open_log
 from eventlog.stores import connect_to
-from eventlog.tables_present import has_tables
+from eventlog.tables_present import has_columns, has_tables
 
 DDL = """
 CREATE TABLE IF NOT EXISTS ingest_row_digest (
@@ -208,9 +208,7 @@ def upgrade_own_schema(eventstore_dsn: str) -> None:
 
 def _upgrade(conn: psycopg.Connection) -> None:
     for table, column, statement in UPGRADES:
-        if has_tables(conn, table) and not conn.execute(
-                "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
-                "AND table_name = %s AND column_name = %s", (table, column)).fetchone():
+        if has_tables(conn, table) and not has_columns(conn, table, column):
             conn.execute(statement)
 
 

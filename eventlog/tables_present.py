@@ -17,6 +17,28 @@ def has_tables(conn: psycopg.Connection, *names: str) -> bool:
     return bool(row and row[0])
 
 
+def has_columns(conn: psycopg.Connection, table: str, *columns: str) -> bool:
+    """True when `table` (in the current schema) has every one of `columns` that this session can
+    see (information_schema: a column it holds no privilege on is not there), in one round trip. A
+    table made before a column was added gains it at the next writing command's DDL; until then its
+    readers leave it be."""
+    with conn.cursor(row_factory=tuple_row) as cur:
+        row = cur.execute("SELECT count(*) FROM information_schema.columns WHERE table_schema = current_schema() "
+                          "AND table_name = %s AND column_name = ANY(%s)", (table, list(columns))).fetchone()
+    return bool(row and row[0] == len(set(columns)))
+
+
+def may_write(conn: psycopg.Connection, table: str, *privileges: str) -> bool:
+    """This session may write `table`: not a standby, not a read-only default, and granted each of
+    `privileges` (e.g. "INSERT", "UPDATE")."""
+    with conn.cursor(row_factory=tuple_row) as cur:
+        row = cur.execute(
+            "SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off' "
+            "AND (SELECT bool_and(has_table_privilege(%s, p)) FROM unnest(%s::text[]) p)",
+            (table, list(privileges))).fetchone()
+    return bool(row and row[0])
+
+
 _MADE = re.compile(r"CREATE\s+(?:UNIQUE\s+)?(?:TABLE|INDEX)\s+IF\s+NOT\s+EXISTS\s+(\w+)", re.IGNORECASE)
 _ALTER = re.compile(r"ALTER\s+TABLE\s+(\w+)((?:\s*,?\s*ADD\s+COLUMN\s+IF\s+NOT\s+EXISTS\s+\w+[^,;]*)+)",
                     re.IGNORECASE)

@@ -27,10 +27,9 @@ from domain.fold import FOLD_VERSION
 from domain.owners import Owners
 from domain.rules import Rules
 from eventlog.account_range import AccountRange
-from eventlog.one_row import one_row
 from eventlog.range_reads import account_events, stream_heads
-from eventlog.stores import Connection, Stores
-from eventlog.tables_present import has_tables
+from eventlog.stores import Stores
+from eventlog.tables_present import has_columns, has_tables, may_write
 from projections.apply.audit import applied_corrections
 from projections.evaluation.kept_facts import TABLE
 
@@ -97,7 +96,7 @@ def _kept(stores: Stores, by_account: Mapping[str, list[Correction]], catalog: C
     """Each account's drift key, and the drift kept under it where it stands."""
     accounts = sorted(by_account)
     with stores.connect(purpose="read kept drift") as conn:
-        if not has_tables(conn, TABLE) or not _has_drift(conn):
+        if not has_tables(conn, TABLE) or not has_columns(conn, TABLE, "drift_key", "drift"):
             return {}, {}
         heads = stream_heads(conn, AccountRange(ids=tuple(accounts)).where("originator_id", collate=False))
         context = drift_context(as_of, rules, catalog, owners)
@@ -117,15 +116,8 @@ def _keep(stores: Stores, said: Mapping[str, tuple[bytes, list[Correction]]]) ->
     rows = [(key, orjson.dumps([c.drift.model_dump(mode="json") for c in corrections if c.drift is not None]), a)
             for a, (key, corrections) in said.items()]
     with stores.connect(purpose="keep drift") as conn:
-        if one_row(conn.execute("SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on' "
-                                "OR NOT has_table_privilege(%s, 'UPDATE')", (TABLE,)).fetchone())[0]:
+        if not may_write(conn, TABLE, "UPDATE"):
             return
         with conn.cursor() as cur:
             cur.executemany(f"UPDATE {TABLE} SET drift_key = %s, drift = %s WHERE account_id = %s", rows)
 
-
-def _has_drift(conn: Connection) -> bool:
-    row = conn.execute(
-        "SELECT count(*) FROM information_schema.columns WHERE table_schema = current_schema() "
-        "AND table_name = %s AND column_name IN ('drift_key', 'drift')", (TABLE,)).fetchone()
-    return bool(row and row[0] == 2)

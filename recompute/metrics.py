@@ -23,8 +23,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from domain.legacy_tables import STORES
 from eventlog.own_tables import recorded_blocks
-from eventlog.stores import Connection, OperationalError, Stores
-from eventlog.tables_present import has_tables
+from eventlog.stores import OperationalError, Stores
+from eventlog.tables_present import has_columns, has_tables
 from eventlog.tail import events_by_store_since
 from ingestion.legacy.cdc.setup import stream_status
 
@@ -83,7 +83,7 @@ class EventStoreCollector:
             applied = conn.execute(_APPLIED).fetchall()
             disagreeing = conn.execute(_LAST_RUN).fetchone()
             drift_open = conn.execute(_DRIFT_OPEN).fetchall()
-            rewritten = conn.execute(_REWRITTEN).fetchall() if _has_drift(conn) else []
+            rewritten = conn.execute(_REWRITTEN).fetchall() if has_columns(conn, "correction_audit", "drift") else []
             parked, waiting = conn.execute(_COUNTS).fetchone()
             oldest_event, stripe_waiting, oldest_stripe = conn.execute(_OLDEST).fetchone()
             blocked = recorded_blocks(conn)
@@ -130,12 +130,6 @@ class EventStoreCollector:
         for table, why in blocked.items():
             tables.add_metric([table, why], 1)
         yield tables
-
-
-def _has_drift(conn: Connection) -> bool:
-    """correction_audit.drift exists (an event store made before it gains it at the next apply)."""
-    return conn.execute("SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
-                        "AND table_name = 'correction_audit' AND column_name = 'drift'").fetchone() is not None
 
 
 class ServeMetrics:

@@ -73,7 +73,7 @@ from domain.state import TrueState
 from domain.truth import restated
 from eventlog.range_reads import stream_heads
 from eventlog.stores import Connection, Stores
-from eventlog.tables_present import has_tables
+from eventlog.tables_present import has_columns, has_tables, may_write
 from projections.legacy_rows import RowsDigests
 
 TABLE = "read_model_facts"
@@ -349,21 +349,14 @@ def kept_accounts_sorted(conn: Connection) -> list[str]:
 def has_decisions(conn: Connection) -> bool:
     """read_model_facts has the decided_* columns (a table made before them gets them from the
     next writing command's ensure_read_model; until then no decision is kept or read)."""
-    row = conn.execute("SELECT count(*) FROM information_schema.columns WHERE table_schema = current_schema() "
-                       "AND table_name = %s AND column_name = ANY(%s)", (TABLE, list(DECIDED))).fetchone()
-    return bool(row and row[0] == len(DECIDED))
+    return has_columns(conn, TABLE, *DECIDED)
 
 
 def can_keep(stores: Stores) -> bool:
     """The table exists (a writing command made it: plan creates nothing) and this session may
     write it: not a standby, not a read-only default, and granted INSERT and UPDATE."""
     with stores.connect(purpose="keep facts") as conn:
-        if not has_tables(conn, TABLE) or not has_decisions(conn):
-            return False
-        row = conn.execute(
-            "SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off' "
-            "AND has_table_privilege(%s, 'INSERT') AND has_table_privilege(%s, 'UPDATE')", (TABLE, TABLE)).fetchone()
-    return bool(row and row[0])
+        return has_tables(conn, TABLE) and has_decisions(conn) and may_write(conn, TABLE, "INSERT", "UPDATE")
 
 
 def _found(found: Found | None) -> tuple[object, ...]:

@@ -37,7 +37,7 @@ from eventlog.postgres_log import PostgresEventLog
 from eventlog.processes import worker_pool
 from eventlog.range_reads import catalog_events
 from eventlog.stores import Stores
-from eventlog.tables_present import has_tables
+from eventlog.tables_present import has_columns, has_tables
 from ingestion.legacy.schema import blocked_tables
 from projections.apply.audit import applied_corrections
 from projections.drift import attach_drift
@@ -147,9 +147,7 @@ def read_history(stores: Stores) -> History:
 def read_lag(stores: Stores, bucket: str) -> list[dict[str, Any]] | None:
     """The followers' correction lag per `bucket` of the committed times; None when none has a cause time."""
     with stores.connect(purpose="report") as conn:
-        if not has_tables(conn, "correction_audit") or not conn.execute(
-                "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
-                "AND table_name = 'correction_audit' AND column_name = 'caused_at'").fetchone():
+        if not has_columns(conn, "correction_audit", "caused_at"):
             return None
         return lag_by_bucket(conn.execute(
             "SELECT date_trunc(%s, settled_at), greatest(0, extract(epoch FROM settled_at - caused_at))::float8 "
