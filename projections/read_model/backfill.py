@@ -156,7 +156,8 @@ def _jobs(stores: Stores, gen: Generation, rules: Rules, active_rules: Rules, po
           todo: list[int], tasks: int = 1) -> list[PartitionJob]:
     """The partitions `todo` in `tasks` (at most one per partition) jobs of nearly equal size."""
     catalog = fold_catalog(catalog_events(stores), as_of=gen.as_of)
-    groups = [tuple(todo[i::tasks]) for i in range(max(1, min(tasks, len(todo))))]
+    count = max(1, min(tasks, len(todo)))
+    groups = [tuple(todo[i::count]) for i in range(count)]
     task_of = {p: i for i, group in enumerate(groups) for p in group}
     ids: list[list[str]] = [[] for _ in groups]
     for account_id in logged_accounts(stores):  # in id order, so each job's ids are too

@@ -71,10 +71,10 @@ def backfill(rules_path: str, as_of: datetime | None, workers: int | None, as_js
     options = ApplyOptions(force=force, max_share=max_share)
     applied: ApplyResult | None = None
     try:
-        with running(app.executor(workers or default_workers())) as executor, \
-                progress("backfill", unit="partitions") as step:
+        workers = workers or default_workers()
+        with running(app.executor(workers)) as executor, progress("backfill", unit="partitions") as step:
             result = build(app.stores, rules, rules_text, active, as_of, executor=executor, now=utc_now(),
-                           reuse_active=apply_, tasks=workers or default_workers(), on_progress=step)
+                           reuse_active=apply_, tasks=workers, on_progress=step)
             if apply_:
                 applied = activate(app.stores, result, rules, options, executor=executor)
     except SettingsError as error:  # RECOMPUTE_DASK_SCHEDULER unreachable
