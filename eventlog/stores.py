@@ -78,9 +78,11 @@ class Stores:
 def connect_to(dsn: str, *, purpose: str | None = None, autocommit: bool = False, read_only: bool = False,
                statement_timeout: str | None = None, lock_timeout: str | None = None,
                idle_in_transaction_timeout: str | None = None, session: Mapping[str, str] | None = None,
-               **kwargs: Any) -> psycopg.Connection[Any]:
+               connection_class: type[psycopg.Connection[Any]] = psycopg.Connection, **kwargs: Any
+               ) -> psycopg.Connection[Any]:
     """`Stores.connect` for a server that is not (yet) one of the Stores: the embedded server's
-    administration database, or a setting checked before the Stores are built."""
+    administration database, or a setting checked before the Stores are built. `connection_class`:
+    psycopg's, or one of its own (eventlog/kept_sessions.py)."""
     given = psycopg.conninfo.conninfo_to_dict(dsn).get("options")
     options = [*([str(given)] if given else []), "-c TimeZone=UTC"]  # the string's own options kept
     if read_only:
@@ -94,4 +96,5 @@ def connect_to(dsn: str, *, purpose: str | None = None, autocommit: bool = False
     options += [f"-c {name}={value}" for name, value in (session or {}).items()]
     name = APP if purpose is None else purpose if purpose.startswith(APP) else f"{APP} {purpose}"
     kwargs.setdefault("connect_timeout", Stores.connect_timeout)
-    return psycopg.connect(dsn, autocommit=autocommit, options=" ".join(options), application_name=name, **kwargs)
+    return connection_class.connect(dsn, autocommit=autocommit, options=" ".join(options), application_name=name,
+                                    **kwargs)
