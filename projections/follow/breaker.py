@@ -5,7 +5,7 @@
                                                 accounts: one corrected again counts once)
     read_breaker / trip / resume                the one row of follow_breaker (projections/follow/tracking.py)
     corrected_in_window(conn, now, window_s)    accounts the followers' runs corrected since
-                                                max(now - window, the last resume)
+                                                max(now - window, the last resume) (follow_corrected)
 
 The default is `apply`'s blast-radius guard spread over an hour: 10% of the accounts per hour.
 Open, the followers keep projecting (states, positions, timers) but write no legacy store; the
@@ -75,7 +75,4 @@ def corrected_in_window(conn: Connection, now: datetime, window_s: float = WINDO
     resumed = read_breaker(conn).resumed_at
     if resumed is not None and resumed > since:
         since = resumed
-    return {r[0] for r in conn.execute(
-        "SELECT DISTINCT a.account_id FROM correction_audit a JOIN follow_run r USING (run_id) "
-        "WHERE r.started_at > %s - interval '1 minute' AND a.status = 'applied' AND a.settled_at > %s",
-        (since, since))}
+    return {r[0] for r in conn.execute("SELECT account_id FROM follow_corrected WHERE corrected_at > %s", (since,))}

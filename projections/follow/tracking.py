@@ -4,7 +4,9 @@
                       (committed with them; starts at the generation's built partition, else 0)
     follow_withheld   accounts whose corrections were not written while the breaker was open: they
                       are re-evaluated once it is resumed
-    follow_run        the apply runs (apply_run) followers made, by whom: the breaker counts these
+    follow_run        the apply runs (apply_run) followers made, by whom
+    follow_corrected  per account, when a follower last applied a correction to it: the breaker's
+                      window (one row an account, not a scan of the audit, which grows for ever)
     follow_breaker    one row: open (tripped_at, reason) or closed (resumed_at)
 
     mark_dirty (pure), positions, advance, due_accounts, earliest_due, upsert_states, ...:
@@ -13,7 +15,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -46,6 +48,10 @@ CREATE TABLE IF NOT EXISTS follow_run (
     started_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS follow_run_started ON follow_run (started_at);
+CREATE TABLE IF NOT EXISTS follow_corrected (
+    account_id   text PRIMARY KEY,
+    corrected_at timestamptz NOT NULL
+);
 CREATE TABLE IF NOT EXISTS follow_breaker (
     id          integer PRIMARY KEY DEFAULT 1 CHECK (id = 1),
     open        boolean NOT NULL DEFAULT false,
@@ -105,12 +111,16 @@ def mark_dirty(rows: Sequence[tuple[int, str]], positions: Mapping[int, int], co
     return dirty, catalog, ours
 
 
-def first_streams(rows: Sequence[tuple[int, str]], most: int) -> Sequence[tuple[int, str]]:
-    """Pure: the longest prefix of new events (id, stream) naming at most `most` streams (at least
-    one event): a backlog is worked down in steps of a bounded size, each short enough to stay well
-    inside the lease its fence session is timed out at, rather than in one long step."""
+def first_streams(rows: Sequence[tuple[int, str]], most: int,
+                  ours: Callable[[str], bool] = lambda _: True) -> Sequence[tuple[int, str]]:
+    """Pure: the longest prefix of new events (id, stream) naming at most `most` streams that are
+    `ours` (at least one): a backlog is worked down in steps of a bounded size, each short enough to
+    stay well inside the lease its fence session is timed out at, rather than in one long step.
+    Streams not ours (another follower's partitions) cost the step nothing, so they do not count."""
     seen: set[str] = set()
     for i, (_, stream) in enumerate(rows):
+        if not ours(stream):
+            continue
         seen.add(stream)
         if len(seen) > max(most, 1):
             return rows[:i]

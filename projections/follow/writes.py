@@ -27,7 +27,8 @@ from projections.apply.protocol import ApplyResult, apply_batch, start_run
 def write_plans(stores: Stores, rules: Rules, owner: str, plans: list[AccountPlan], now: datetime,
                 on_step: Callable[[str], None], causes: Mapping[str, datetime] | None = None, *,
                 kept: Connection) -> tuple[ApplyResult, datetime]:
-    """One apply run (apply_run, marked as the follower's in follow_run for the breaker) for `plans`;
+    """One apply run (apply_run, marked as the follower's in follow_run) for `plans`, its accounts
+    corrected recorded in follow_corrected (the breaker's window);
     the transaction recording its intents also records `causes` (account -> instant) in them. Its
     audit goes through `kept`, the follower's autocommit event-store session for writes."""
     run = RunInfo(str(uuid.uuid4()), rules.version, now, rules.digest)
@@ -42,8 +43,11 @@ def write_plans(stores: Stores, rules: Rules, owner: str, plans: list[AccountPla
                "accounts_disagreeing": len({c.account_id for c, s in result.done if s != "applied"}),
                "accounts_chosen": len(plans), "applied": result.count("applied"), "stale": result.count("stale"),
                "events": dict(result.events), "recovered": {}}
-    kept.execute("UPDATE apply_run SET finished_at = %s, summary = %s WHERE run_id = %s",
-                 (committed, Jsonb(summary), run.run_id))
+    corrected = sorted({c.account_id for c, status in result.done if status == "applied"})
+    kept.execute("WITH corrected AS (INSERT INTO follow_corrected (account_id, corrected_at) "  # the breaker's window
+                 "SELECT unnest(%s::text[]), now() ON CONFLICT (account_id) DO UPDATE SET corrected_at = "
+                 "excluded.corrected_at) UPDATE apply_run SET finished_at = %s, summary = %s WHERE run_id = %s",
+                 (corrected, committed, Jsonb(summary), run.run_id))
     return result, committed
 
 
