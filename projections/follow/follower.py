@@ -38,10 +38,11 @@ from datetime import UTC, datetime
 from functools import partial
 
 from domain.catalog import fold_catalog
-from domain.events import AccountEvent
+from domain.events import CATALOG_STREAM, AccountEvent
 from domain.owners import NO_OVERRIDES, Owners
 from domain.partitions import partition_of
 from domain.rules import Rules
+from eventlog.kept_sessions import KeptStores
 from eventlog.range_reads import catalog_events
 from eventlog.stores import Connection, OperationalError, Stores
 from eventlog.tail import new_events
@@ -63,6 +64,18 @@ log = logging.getLogger("recompute.follow")
 # every dirty account (1,000 seen, 7 s on a loaded machine) outlasted a 3 s lease between two statements
 # of its fence, was ended by idle_in_transaction_session_timeout and began again, bigger, for ever.
 MAX_ACCOUNTS = 250
+MIN_ACCOUNTS = 20
+
+
+def next_bound(seconds_per_account: float | None, *, budget_s: float, floor: int = MIN_ACCOUNTS,
+               ceiling: int = MAX_ACCOUNTS) -> int:
+    """Pure: the streams the next step takes at most, so its evaluation and writes (the fence
+    session idle between two statements meanwhile) last about `budget_s` at the time an account
+    took lately: 250 at 2 ms an account was ~3 s on a loaded machine at 12 ms, the whole lease
+    of a chaos run, and its steps were ended by the server again and again (follow_chaos.py)."""
+    if not seconds_per_account or seconds_per_account <= 0:
+        return ceiling
+    return max(min(floor, ceiling), min(ceiling, int(budget_s / seconds_per_account)))
 
 
 def spans(partitions: list[int]) -> str:
@@ -121,6 +134,8 @@ class Follower:
         self.on_step = on_step
         self.after_commit = after_commit or self._relay
         self.held: dict[int, int] = {}
+        self._taken: list[int] = []  # the partitions held, in the order it took them (leases.surplus)
+        self._per_account: float | None = None  # seconds an account took in recent steps (next_bound)
         self._breaker_open: bool | None = None  # as last seen: a line when it changes
         self._catalog: list[AccountEvent] | None = None  # the product_config stream, read again when it grows
         self._streams = StreamCache()  # the accounts' events as last read
@@ -128,6 +143,8 @@ class Follower:
         self._blocked: dict[str, str] = {}  # the legacy tables blocked by their schema, as last read
         self._withheld_by_block: set[str] = set()  # accounts with corrections a block withheld
         self._conn = self._connect()
+        # its reads of the legacy stores, schemas, parked rows and audit: sessions kept across steps
+        self._reads = KeptStores.keeping(stores, idle_in_transaction_timeout=f"{int(lease_s * 1000)}ms")
         self._writes: Connection | None = None  # its session for the audit of its writes (_writer)
         ensure_read_model(self._conn)
         tracking.ensure_tracking(self._conn)
@@ -164,8 +181,14 @@ class Follower:
             except OperationalError:
                 pass  # the server went away: the leases expire instead
         self._conn.close()
+        self.drop_sessions()
+
+    def drop_sessions(self) -> None:
+        """Closes the sessions it keeps across steps (a server went away: the next step opens new ones)."""
+        self._reads.drop()
         if self._writes is not None:
             self._writes.close()
+            self._writes = None
 
     def take_share(self, *, within_s: float | None = None, poll_s: float = 0.2) -> None:
         """Claims until this follower holds its fair share and every other partition has a holder
@@ -176,7 +199,7 @@ class Follower:
         deadline = time.monotonic() + (self.lease_s * 1.5 + 1 if within_s is None else within_s)
         since = leases.heartbeats(self._conn)
         while True:
-            self._hold(leases.balance(self._conn, self.owner, self.lease_s))
+            self._hold(leases.balance(self._conn, self.owner, self.lease_s, self._taken))
             if leases.settled(self._conn, self.owner, since) or time.monotonic() >= deadline:
                 return
             time.sleep(poll_s)
@@ -192,7 +215,7 @@ class Follower:
         if self.session_lost:  # the server went away and came back: a new session
             self._conn = self._connect()
         report.switched = self._follow_active()
-        self._hold(leases.balance(self._conn, self.owner, self.lease_s))
+        self._hold(leases.balance(self._conn, self.owner, self.lease_s, self._taken))
         if not self.held:
             return report
         now = self.clock()
@@ -219,7 +242,8 @@ class Follower:
             parts = sorted(held)
             pos = tracking.positions(conn, gen, parts)
             read = new_events(conn, min(pos.values()), self.batch_events)
-            rows = tracking.first_streams(read, self.max_accounts)
+            bound = next_bound(self._per_account, budget_s=self.lease_s / 3, ceiling=self.max_accounts)
+            rows = tracking.first_streams(read, bound, lambda stream: stream == CATALOG_STREAM or ours(stream))
             head = rows[-1][0] if rows else min(pos.values())
             report.more = len(read) == self.batch_events or len(rows) < len(read)
             dirty, catalog_parts, report.events = tracking.mark_dirty(rows, pos, count)
@@ -274,6 +298,7 @@ class Follower:
             tracking.advance(conn, gen, {p: max(pos[p], head) for p in parts})
             mark("committing")
         mark("committed")
+        self._measure(report)
         self.after_commit(report)
         report.marks["after"] = time.perf_counter() - started
         return report
@@ -286,8 +311,16 @@ class Follower:
         if lost:
             log.warning("lease lost or given up: partitions %s", spans(lost),
                         extra={"partitions": spans(lost), "owner": self.owner})
+        self._taken = [p for p in self._taken if p in held] + taken
         self.held = held
         return held
+
+    def _measure(self, report: StepReport) -> None:
+        """The seconds an account took from the step's reads to its commit, smoothed over steps
+        (steps of a few accounts say little: they are left out)."""
+        if report.accounts >= MIN_ACCOUNTS // 2:
+            took = (report.marks["committed"] - report.marks.get("read", 0.0)) / report.accounts
+            self._per_account = took if self._per_account is None else (self._per_account + took) / 2
 
     def _say_breaker(self, gate: breaker.Breaker) -> None:
         if gate.open == self._breaker_open:
@@ -323,7 +356,7 @@ class Follower:
         `accounts`), so they converge though nothing of theirs changed meanwhile."""
         if not accounts and not self._withheld_by_block:
             return self._blocked
-        blocked = blocked_tables(self.stores)
+        blocked = blocked_tables(self._reads)
         for table in sorted(blocked.keys() - self._blocked.keys()):
             log.warning("%s blocked: %s; its rows are not corrected until its schema matches again", table,
                         blocked[table])
@@ -341,8 +374,8 @@ class Follower:
             return [], []
         catalog = fold_catalog(self._catalog or [], as_of=now)
         count = self.generation.partitions
-        step = read_step(self.stores, self._conn, self._streams, accounts, blocked)
-        evaluated, plans = evaluate_accounts(self.stores, step, self.rules, now, catalog, accounts, self.owners,
+        step = read_step(self._reads, self._conn, self._streams, accounts, blocked)
+        evaluated, plans = evaluate_accounts(self._reads, step, self.rules, now, catalog, accounts, self.owners,
                                              reasons_first=self._reasons_first)
         self._reasons_first = reasons_first(len(plans), len(evaluated))
         self._withheld_by_block |= step.withheld_by_block

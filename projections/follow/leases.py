@@ -26,7 +26,7 @@ SESSION_NAME, for an operator to see).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 import psycopg
@@ -71,9 +71,20 @@ def fair_share(partitions: int, live_members: int) -> int:
     return math.ceil(partitions / max(live_members, 1))
 
 
-def balance(conn: psycopg.Connection, owner: str, ttl_s: float) -> dict[int, int]:
-    """Says this follower is alive, gives up what is over its fair share, claims free or expired
-    partitions up to it (never one another follower is writing), and returns what it holds."""
+def surplus(mine: Mapping[int, int], share: int, taken: Sequence[int]) -> list[int]:
+    """Pure: which of `mine` to give up to hold `share`: those taken last (`taken`: the partitions in
+    the order this follower took them; one not in it counts as held longest, the higher given up
+    first). What a follower held longest is what its caches hold: a returning follower gets back the
+    partitions taken over from it, not the other's own (both would start cold)."""
+    rank = {p: i for i, p in enumerate(taken)}
+    kept_longest_first = sorted(mine, key=lambda p: (rank.get(p, -1), p))
+    return sorted(kept_longest_first[max(share, 0):])
+
+
+def balance(conn: psycopg.Connection, owner: str, ttl_s: float, taken: Sequence[int] = ()) -> dict[int, int]:
+    """Says this follower is alive, gives up what is over its fair share (those it took last:
+    `surplus`), claims free or expired partitions up to it (never one another follower is writing),
+    and returns what it holds."""
     with conn.transaction():
         conn.execute("INSERT INTO follow_member (owner, alive_until) VALUES (%s, now() + make_interval(secs => %s)) "
                      "ON CONFLICT (owner) DO UPDATE SET alive_until = excluded.alive_until", (owner, ttl_s))
@@ -83,7 +94,7 @@ def balance(conn: psycopg.Connection, owner: str, ttl_s: float) -> dict[int, int
         share = fair_share(total, live)
         mine = _held(conn, owner)
         if len(mine) > share:
-            extra = sorted(mine)[share:]
+            extra = surplus(mine, share, taken)
             conn.execute("UPDATE follow_lease SET owner = NULL, expires_at = now() "
                          "WHERE owner = %s AND partition = ANY(%s)", (owner, extra))
             for p in extra:

@@ -43,3 +43,35 @@ def test_a_step_takes_the_new_events_of_at_most_so_many_streams_in_the_logs_orde
     assert tracking.first_streams(rows, 0) == [(1, "a")]  # never none: the step moves on
     assert tracking.first_streams(rows, 4) == rows
     assert tracking.first_streams([], 3) == []
+
+
+def test_a_steps_bound_counts_only_the_streams_of_its_own_partitions():
+    """With two followers, the other's streams interleave with ours in the log: counted, they took
+    half of each step's bound (measured), so a backlog of ours was worked down in half-size steps."""
+    from projections.follow import tracking
+    rows = [(1, "a"), (2, "x"), (3, "y"), (4, "b"), (5, "z"), (6, "c")]
+    mine = {"a", "b", "c"}.__contains__
+    assert tracking.first_streams(rows, 2, ours=mine) == [(1, "a"), (2, "x"), (3, "y"), (4, "b"), (5, "z")]
+    assert tracking.first_streams(rows, 3, ours=mine) == rows
+    assert tracking.first_streams(rows, 0, ours=mine) == [(1, "a"), (2, "x"), (3, "y")]  # one of ours, never none
+    assert tracking.first_streams([(1, "x"), (2, "y")], 1, ours=mine) == [(1, "x"), (2, "y")]
+
+
+def test_a_follower_over_its_share_gives_up_the_partitions_it_took_last():
+    """A follower that took a frozen one's partitions gives those back when it returns, not its own:
+    handing over the partitions it held all along left both followers' caches cold (chaos seed 1)."""
+    from projections.follow.leases import surplus
+    mine = dict.fromkeys(range(32), 1)
+    taken_last = list(range(16, 32)) + list(range(16))  # 16-31 held all along, 0-15 taken over since
+    assert surplus(mine, 16, taken_last) == list(range(16))
+    assert surplus(mine, 32, taken_last) == []
+    assert surplus({3: 1, 9: 1, 5: 1}, 1, []) == [5, 9]  # none known: the highest given up, as before
+
+
+def test_a_steps_bound_follows_the_time_an_account_took_to_stay_within_a_share_of_the_lease():
+    from projections.follow.follower import next_bound
+    assert next_bound(0.002, budget_s=1.0) == 250  # 2 ms an account: the ceiling
+    assert next_bound(0.012, budget_s=1.0) == 83  # a loaded machine: 1 s / 12 ms
+    assert next_bound(0.5, budget_s=1.0) == 20  # never below the floor
+    assert next_bound(None, budget_s=1.0) == 250  # nothing measured yet
+    assert next_bound(0.5, budget_s=1.0, ceiling=5) == 5  # a ceiling below the floor (a test's) stands

@@ -19,7 +19,7 @@ class CutOnce:
     session_lost = True
 
     def __init__(self, stop: threading.Event) -> None:
-        self.stop, self.steps = stop, 0
+        self.stop, self.steps, self.dropped = stop, 0, False
 
     def step(self) -> StepReport:
         self.steps += 1
@@ -32,6 +32,9 @@ class CutOnce:
     def seconds_to_next_due(self) -> float | None:
         return None
 
+    def drop_sessions(self) -> None:
+        self.dropped = True
+
 
 class NoWake:
     def wait(self, seconds: float, stop: threading.Event) -> bool:
@@ -43,3 +46,4 @@ def test_a_step_cut_by_the_idle_in_transaction_timeout_is_retried_not_an_exit():
     follower = CutOnce(stop)
     follow(follower, stop, NoWake(), backoff=Backoff(first=0.0, cap=0.0))  # type: ignore[arg-type]
     assert follower.steps == 2
+    assert follower.dropped  # the sessions it keeps across steps are not trusted after a lost one
