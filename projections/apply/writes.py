@@ -9,7 +9,9 @@ Before its first write, the store's transaction id is recorded with the intents 
 "already so". A row that holds what an intent writes proves nothing by itself (the intent's `from`
 may have been read from a column that was not there, and the row held the `to` all along).
 
-Every connection of a run carries `application_name = 'recompute apply <run id>'`, so recovery can
+Every writing transaction of a run carries `application_name = 'recompute apply <run id>'` (set
+LOCAL as its first statement, so it is the run's name exactly while the transaction is open, and a
+session kept across runs, a follower's, never carries a finished run's name), so recovery can
 wait until no session of a dead run is left on the store's server (a backend whose client was
 killed ends its transaction, committed or not, within moments) before it looks: it never mistakes
 a commit still in flight for "not applied". It writes nothing: an intent whose transaction
@@ -48,6 +50,9 @@ class EarlierRunStillWriting(RuntimeError):
     """A session of an interrupted run is still open on a legacy store."""
 
 
+WRITES = "apply writes"  # a writing session's purpose; its transaction carries the run's name (session_name)
+
+
 def session_name(run_id: str) -> str:
     return f"recompute apply {run_id}"
 
@@ -56,10 +61,11 @@ def write_store(stores: Stores, run_id: str, intents: Sequence[Intent],
                 on_step: Callable[[str], None] = lambda _: None, *, kept: Connection | None = None) -> list[Outcome]:
     """`kept`: an autocommit event-store session to record the xid on (else one is opened for it)."""
     store = intents[0].store
-    with stores.connect(store, purpose=session_name(run_id), lock_timeout=LOCK_TIMEOUT) as conn:
+    with stores.connect(store, purpose=WRITES, lock_timeout=LOCK_TIMEOUT) as conn:
         try:
             with conn.transaction():
-                xid = conn.execute("SELECT pg_current_xact_id()::text::bigint").fetchone()[0]  # type: ignore[index]  # always one row
+                xid = conn.execute("SELECT pg_current_xact_id()::text::bigint, set_config('application_name', %s, true)",  # type: ignore[index]  # always one row
+                                   (session_name(run_id),)).fetchone()[0]
                 with stores.connect(purpose="apply", autocommit=True) if kept is None else nullcontext(kept) as es:
                     record_write_xid(es, intents, xid)
                 on_step(f"began:{store}")

@@ -143,7 +143,8 @@ class Follower:
         self._blocked: dict[str, str] = {}  # the legacy tables blocked by their schema, as last read
         self._withheld_by_block: set[str] = set()  # accounts with corrections a block withheld
         self._conn = self._connect()
-        # its reads of the legacy stores, schemas, parked rows and audit: sessions kept across steps
+        # its reads of the legacy stores, schemas, parked rows and audit, and its writes: sessions kept
+        # across steps
         self._reads = KeptStores.keeping(stores, idle_in_transaction_timeout=f"{int(lease_s * 1000)}ms")
         self._writes: Connection | None = None  # its session for the audit of its writes (_writer)
         ensure_read_model(self._conn)
@@ -282,7 +283,7 @@ class Follower:
                     withheld = {p.state.account_id or "" for p in plans}
                 else:
                     causes = cause_times(conn, [p.state.account_id or "" for p in plans], min(pos.values()), head, due)
-                    result, committed = write_plans(self.stores, self.rules, self.owner, plans, now, mark,
+                    result, committed = write_plans(self._reads, self.rules, self.owner, plans, now, mark,
                                                      causes, kept=self._writer())
                     report.applied, report.stale = result.count("applied"), result.count("stale")
                     for account_id in {c.account_id for c, status in result.done if status == "applied"}:

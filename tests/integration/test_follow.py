@@ -69,6 +69,35 @@ def test_a_changed_account_is_corrected_once_and_the_rows_written_back_cause_no_
         follower.close()
 
 
+def sessions_named(dsn: str, pattern: str) -> list[str]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return [r[0] for r in conn.execute("SELECT application_name FROM pg_stat_activity WHERE application_name "
+                                           "LIKE %s AND datname = current_database()", (pattern,))]
+
+
+def test_a_followers_write_sessions_are_kept_across_steps_named_after_a_run_only_while_it_writes(world):
+    """Recovery waits for the sessions named after a dead run to end (projections/apply/writes.py):
+    a kept session must not carry a finished run's name, or recovery would wait on a live one."""
+    dsns, accounts = world
+    follower = a_follower(dsns, max_share=1.0)
+    try:
+        catch_up(follower)
+        for account in accounts[2:5]:
+            an_overdue_invoice(dsns, account, days=5)
+            ingest(dsns)
+            [report] = catch_up(follower)
+            assert report.applied == 3
+        for store in ("billing_prod", "subs"):  # none named after a run (recompute apply <run id>)
+            assert sessions_named(dsns[store], "recompute apply %") == ["recompute apply writes"]  # one, kept
+    finally:
+        follower.close()
+    for _ in range(50):  # closed with the follower (a backend leaves pg_stat_activity a moment after)
+        if not sessions_named(dsns["subs"], "recompute%"):
+            break
+        time.sleep(0.05)
+    assert sessions_named(dsns["subs"], "recompute%") == []
+
+
 def test_a_followers_corrections_are_audited_with_where_their_drift_came_from(world):
     dsns, accounts = world
     follower = a_follower(dsns)
