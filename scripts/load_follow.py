@@ -99,6 +99,9 @@ def legacy_writer(dsns, accounts: list[str], rate: float, seconds: float, stop, 
 
     def change(n: int) -> None:
         account = accounts[(n // every if every else n) % len(accounts)]
+        # stamped before the statement: stamped after it, a writer thread that got no CPU for a moment
+        # stamps a change the follower already corrected, and `lags` matches it with the next correction
+        at = datetime.now(UTC)
         if not every or n % every:
             conn("subs").execute("UPDATE subs_account SET billing_email = %s, updated_at = now() "
                                  "WHERE account_id = %s", (f"{n}@example.com", account))
@@ -113,7 +116,7 @@ def legacy_writer(dsns, accounts: list[str], rate: float, seconds: float, stop, 
             conn("billing_prod").execute("INSERT INTO invoices VALUES (%s, %s, NULL, 'open', 'usd', 2900, 0, "
                                          "now() - interval '5 days', now(), now())", (invoice, account))
             open_invoice[account] = invoice
-        changes.append(Change(account, datetime.now(UTC), "legacy"))
+        changes.append(Change(account, at, "legacy"))
 
     def one(n: int) -> None:
         try:
@@ -207,6 +210,25 @@ def lags(changes: list[Change], by_account: dict[str, list[tuple[datetime, datet
     return found
 
 
+def worst(eventstore: str, found: list[Lag], n: int) -> str:
+    """The `n` changes with the longest lag to a correction, each with its account's audit from 20 s
+    before the change to its correction (a diagnosis of the tail: was it late, or matched with a
+    later change's correction because its own was not needed?)."""
+    late = sorted((lag for lag in found if lag.committed is not None), key=lambda lag: -lag.committed)[:n]
+    lines = []
+    with psycopg.connect(eventstore, options="-c TimeZone=UTC") as conn:
+        for lag in late:
+            at, account = lag.change.at, lag.change.account
+            lines.append(f"{lag.change.kind} change of {account} at {at:%H:%M:%S.%f}: committed after {lag.committed:.2f} s")
+            audit = conn.execute(
+                "SELECT a.settled_at, a.status, a.tbl, a.col, a.to_value::text, a.as_of FROM correction_audit a "
+                "WHERE a.account_id = %s AND a.settled_at BETWEEN %s - interval '20 s' AND %s + make_interval(secs => %s) "
+                "ORDER BY a.settled_at", (account, at, at, int(lag.committed) + 2)).fetchall()
+            for settled, status, tbl, col, to, as_of in audit:
+                lines.append(f"    audit {settled:%H:%M:%S.%f} {status:<9} {tbl}.{col} -> {to} (as of {as_of:%H:%M:%S.%f})")
+    return "\n".join(lines)
+
+
 def percentiles(values: list[float]) -> str:
     if not values:
         return "none"
@@ -269,6 +291,8 @@ def main() -> int:
     parser.add_argument("--writers", type=int, default=4, help="threads writing the legacy changes")
     parser.add_argument("--correcting", type=float, default=1.0,
                         help="share of the legacy changes that need corrections (the rest: billing_email)")
+    parser.add_argument("--worst", type=int, default=0, metavar="N",
+                        help="for the N changes with the longest lag: the account's corrections and log events around it")
     parser.add_argument("--profile", metavar="FILE", default=None,
                         help="py-spy record the follower's process during the load (collapsed stacks by thread)")
     args = parser.parse_args()
@@ -339,7 +363,9 @@ def main() -> int:
             process.send_signal(signal.SIGTERM)
             code = process.wait(timeout=120)
         by_account = applied_since(dsns["eventstore"], load_started)
-    every = lags(changes, by_account)
+        every = lags(changes, by_account)
+        if args.worst:
+            print(worst(dsns["eventstore"], every, args.worst))
     print(f"to correction committed, p99/max s by 10 s of the load: {over_time(every, load_started)}")
     for kind in ("legacy", "webhook"):
         found = [lag for lag in every if lag.change.kind == kind]
