@@ -35,9 +35,12 @@ Rows = dict[str, list[dict[str, Any]]]
 RowsDigests = tuple[bytes | None, ...]
 
 
-def legacy_rows(stores: Stores, store: str, accounts: AccountRange) -> Iterator[tuple[str, Rows, bytes | None]]:
-    """(account_id, {"store.table": rows}, None) for every compared table of one store, sorted by account."""
-    snapshot = StoreSnapshot(stores, store)
+def legacy_rows(stores: Stores, store: str, accounts: AccountRange, *, unblocked: bool = False
+                ) -> Iterator[tuple[str, Rows, bytes | None]]:
+    """(account_id, {"store.table": rows}, None) for every compared table of one store, sorted by
+    account. `unblocked`: the caller has just seen no table of the store blocked (every compared
+    table has its account column), so the store's columns are not looked up again."""
+    snapshot = StoreSnapshot(stores, store, unblocked=unblocked)
     try:
         yield from snapshot.rows(accounts)
     finally:
@@ -61,15 +64,17 @@ class StoreSnapshot:
     corrections; any update, insert or delete of a compared row changes it. Binary, not
     row_to_json: measured ~4x less server time a row (invoices: ~0.19 s against ~0.8 s for 60k rows)."""
 
-    def __init__(self, stores: Stores, store: str) -> None:
+    def __init__(self, stores: Stores, store: str, *, unblocked: bool = False) -> None:
         self.store = store
         self.conn = stores.connect(store, purpose=f"read {store}")
         self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         self.collate = streaming_session(self.conn)
         # a table that lost its account column (a blocked table: ingestion/legacy/schema.py) cannot be
         # read by account; its rows are left out, and no correction of it is planned anyway
-        keyed = {table for table, columns in table_columns(self.conn, list(COMPARED_BY_STORE[store])).items()
-                 if "account_id" in columns}
+        # (`unblocked`: a follower's step has just seen none blocked: ~5% of its step saved)
+        keyed = set(COMPARED_BY_STORE[store]) if unblocked else {
+            table for table, columns in table_columns(self.conn, list(COMPARED_BY_STORE[store])).items()
+            if "account_id" in columns}
         self.tables = tuple(table for table in COMPARED_BY_STORE[store] if table in keyed)
 
     def close(self) -> None:

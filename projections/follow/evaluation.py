@@ -65,12 +65,13 @@ def read_step(stores: Stores, conn: Connection, cache: StreamCache, accounts: Se
     """The accounts' events (through `cache`, on `conn`), their legacy rows and parked rows; and the
     tables blocked (`blocked`, else read now: ingestion/legacy/schema.py)."""
     ids = AccountRange(ids=tuple(accounts))
+    blocked = blocked_tables(stores) if blocked is None else blocked
     rows: dict[str, Rows] = {}
     for store in COMPARED_BY_STORE:
-        for account_id, tables, _ in legacy_rows(stores, store, ids):
+        unblocked = not any(table.startswith(f"{store}.") for table in blocked)
+        for account_id, tables, _ in legacy_rows(stores, store, ids, unblocked=unblocked):
             rows.setdefault(account_id, {}).update(tables)
-    return StepRows(cache.read(conn, accounts), rows, parked_rows(stores, ids),
-                    blocked_tables(stores) if blocked is None else blocked)
+    return StepRows(cache.read(conn, accounts), rows, parked_rows(stores, ids), blocked)
 
 
 def reasons_first(corrected: int, evaluated: int) -> bool:
