@@ -63,7 +63,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from load_follow import (  # noqa: E402,I001
-    Change, Lag, announce_customers, applied_since, broker_url, lags, legacy_writer, percentiles, steps_summary,
+    Change, Lag, announce_customers, applied_since, broker_url, lags, legacy_writer, over_time, percentiles,
+    steps_summary,
     webhook_sender,
 )
 from follow_kill_trials import duplicated_versions  # noqa: E402
@@ -328,6 +329,7 @@ def main() -> int:
         mine = [lag.committed for lag in found if lag.committed is not None
                 and phase_of(lag.change.at.timestamp(), chaos.faults, args.recovery_s) == phase]
         print(f"lag to correction committed, {phase:<10}: {percentiles(mine)}")
+    print(f"to correction committed, p99/max s by 10 s of the load: {over_time(found, datetime.fromtimestamp(t0, UTC))}")
     for fault in chaos.faults:
         upto = min([f.start for f in chaos.faults if f.start > fault.end] + [load_ended])
         back = recovery_of(fault, found, upto)

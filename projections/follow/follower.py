@@ -67,12 +67,16 @@ MAX_ACCOUNTS = 250
 MIN_ACCOUNTS = 20
 
 
-def next_bound(seconds_per_account: float | None, *, budget_s: float, floor: int = MIN_ACCOUNTS,
-               ceiling: int = MAX_ACCOUNTS) -> int:
+def next_bound(seconds_per_account: float | None, *, budget_s: float, last: int | None = None,
+               floor: int = MIN_ACCOUNTS, ceiling: int = MAX_ACCOUNTS) -> int:
     """Pure: the streams the next step takes at most, so its evaluation and writes (the fence
     session idle between two statements meanwhile) last about `budget_s` at the time an account
-    took lately: 250 at 2 ms an account was ~3 s on a loaded machine at 12 ms, the whole lease
-    of a chaos run, and its steps were ended by the server again and again (follow_chaos.py)."""
+    took lately, and at most twice the accounts of the last step (`last`): an account read cold
+    (partitions just taken over, a restart) costs several times a warm one, which the time measured
+    on warm steps does not tell. 250 at 2 ms an account was ~3 s on a loaded machine at 12 ms,
+    the whole lease of a chaos run, and its steps were ended by the server again and again."""
+    if last is not None:
+        ceiling = min(ceiling, max(floor, 2 * last))
     if not seconds_per_account or seconds_per_account <= 0:
         return ceiling
     return max(min(floor, ceiling), min(ceiling, int(budget_s / seconds_per_account)))
@@ -136,6 +140,7 @@ class Follower:
         self.held: dict[int, int] = {}
         self._taken: list[int] = []  # the partitions held, in the order it took them (leases.surplus)
         self._per_account: float | None = None  # seconds an account took in recent steps (next_bound)
+        self._last_accounts: int | None = None  # accounts the last step evaluated (next_bound)
         self._breaker_open: bool | None = None  # as last seen: a line when it changes
         self._catalog: list[AccountEvent] | None = None  # the product_config stream, read again when it grows
         self._streams = StreamCache()  # the accounts' events as last read
@@ -243,7 +248,8 @@ class Follower:
             parts = sorted(held)
             pos = tracking.positions(conn, gen, parts)
             read = new_events(conn, min(pos.values()), self.batch_events)
-            bound = next_bound(self._per_account, budget_s=self.lease_s / 3, ceiling=self.max_accounts)
+            bound = next_bound(self._per_account, budget_s=self.lease_s / 3, last=self._last_accounts,
+                               ceiling=self.max_accounts)
             rows = tracking.first_streams(read, bound, lambda stream: stream == CATALOG_STREAM or ours(stream))
             head = rows[-1][0] if rows else min(pos.values())
             report.more = len(read) == self.batch_events or len(rows) < len(read)
@@ -317,11 +323,13 @@ class Follower:
         return held
 
     def _measure(self, report: StepReport) -> None:
-        """The seconds an account took from the step's reads to its commit, smoothed over steps
-        (steps of a few accounts say little: they are left out)."""
+        """The seconds an account took from the step's reads to its commit: a slower step is taken
+        at once, a faster one halfway (steps of a few accounts say little: they are left out)."""
+        self._last_accounts = report.accounts
         if report.accounts >= MIN_ACCOUNTS // 2:
             took = (report.marks["committed"] - report.marks.get("read", 0.0)) / report.accounts
-            self._per_account = took if self._per_account is None else (self._per_account + took) / 2
+            known = self._per_account
+            self._per_account = took if known is None or took > known else (known + took) / 2
 
     def _say_breaker(self, gate: breaker.Breaker) -> None:
         if gate.open == self._breaker_open:

@@ -75,3 +75,6 @@ def test_a_steps_bound_follows_the_time_an_account_took_to_stay_within_a_share_o
     assert next_bound(0.5, budget_s=1.0) == 20  # never below the floor
     assert next_bound(None, budget_s=1.0) == 250  # nothing measured yet
     assert next_bound(0.5, budget_s=1.0, ceiling=5) == 5  # a ceiling below the floor (a test's) stands
+    assert next_bound(0.002, budget_s=1.0, last=30) == 60  # at most twice the last step: the next may be cold
+    assert next_bound(0.002, budget_s=1.0, last=3) == 20  # but never below the floor
+    assert next_bound(None, budget_s=1.0, last=0) == 20
