@@ -391,10 +391,12 @@ class Follower:
         states = []
         for state, _ in evaluated:
             account_id = state.account_id or ""
+            events = step.events[account_id]
             states.append(tracking.StateRow(account_id, partition_of(account_id, count),
                                             state.model_dump(mode="json", exclude={"because"}),
-                                            state.next_action_at, step.events[account_id][-1].originator_version,
-                                            now))
+                                            tracking.wake_at(state.next_action_at, (e.source_time for e in events),
+                                                             now),
+                                            events[-1].originator_version, now))
         return states, plans
 
     def _accounts_known(self, conn: Connection) -> int:

@@ -127,6 +127,18 @@ def first_streams(rows: Sequence[tuple[int, str]], most: int,
     return rows
 
 
+def wake_at(next_action_at: datetime | None, source_times: Iterable[datetime], now: datetime) -> datetime | None:
+    """Pure: when an account must be evaluated again though nothing new comes: its truth's next
+    action, or the earliest of its events the fold at `now` left out (source_time after now: a
+    change committed after the step took its clock and appended before it read the log, or a
+    source whose clock is ahead of ours), whichever comes first. The step's position moves past
+    such an event, so only this timer brings the account back."""
+    later = min((t for t in source_times if t > now), default=None)
+    if later is None or (next_action_at is not None and next_action_at <= later):
+        return next_action_at
+    return later
+
+
 def due_accounts(conn: psycopg.Connection, generation: int, partitions: Sequence[int], now: datetime
                  ) -> dict[str, datetime]:
     """Accounts of `partitions` whose next_action_at has come (the timer index), with it."""

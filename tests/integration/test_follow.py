@@ -141,6 +141,32 @@ def test_an_invoice_crossing_three_days_overdue_moves_the_account_to_retrying_wh
         follower.close()
 
 
+def test_an_event_newer_than_the_steps_clock_is_evaluated_once_its_time_comes(world):
+    """A legacy change committed after a step took its `now`, and appended before the step read the
+    log, is past the step's position but outside its fold (source_time > now): the step must come
+    back to it. Before, nothing did until the account's next change (load_follow's 9 s and 18 s
+    maxima: one and two changes of the account later)."""
+    dsns, accounts = world
+    clock = Clock()
+    follower = a_follower(dsns, clock=clock, max_share=1.0)
+    try:
+        catch_up(follower)
+        clock.now = datetime.now(UTC) - timedelta(seconds=30)  # the step's now, before the change below
+        an_overdue_invoice(dsns, accounts[3], days=5)
+        ingest(dsns)
+        [seen] = catch_up(follower)
+        assert seen.events == 1 and seen.applied == 0  # past its position, not yet in its fold
+        assert dunning_stage(dsns, accounts[3]) != "retrying"
+        due = follower.seconds_to_next_due()
+        assert due is not None and 29 < due <= 31
+        clock.now = datetime.now(UTC) + timedelta(seconds=1)
+        [later] = catch_up(follower)
+        assert later.due == 1 and later.applied == 3
+        assert dunning_stage(dsns, accounts[3]) == "retrying"
+    finally:
+        follower.close()
+
+
 def test_a_timer_still_comes_after_a_restart(world):
     dsns, accounts = world
     an_overdue_invoice(dsns, accounts[1], days=3, seconds=-30)

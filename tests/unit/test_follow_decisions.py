@@ -78,3 +78,16 @@ def test_a_steps_bound_follows_the_time_an_account_took_to_stay_within_a_share_o
     assert next_bound(0.002, budget_s=1.0, last=30) == 60  # at most twice the last step: the next may be cold
     assert next_bound(0.002, budget_s=1.0, last=3) == 20  # but never below the floor
     assert next_bound(None, budget_s=1.0, last=0) == 20
+
+
+def test_an_account_wakes_at_its_next_action_or_its_earliest_event_the_fold_left_out():
+    from datetime import UTC, datetime, timedelta
+
+    from projections.follow.tracking import wake_at
+    now = datetime(2026, 12, 7, 12, tzinfo=UTC)
+    soon, later = now + timedelta(seconds=2), now + timedelta(hours=1)
+    assert wake_at(later, [now - timedelta(seconds=5), now], now) == later  # nothing left out
+    assert wake_at(later, [now, later + timedelta(1), soon], now) == soon
+    assert wake_at(None, [soon], now) == soon
+    assert wake_at(soon, [later], now) == soon
+    assert wake_at(None, [], now) is None
