@@ -3,6 +3,8 @@
     standing(invoices, rules, t)        stage, bad_debt, days_overdue, failed_attempts at t
     next_action(invoices, rules, at)    the earliest t > at at which (stage, bad_debt) changes
     stage_since(history, rules, at)     when the current stage began
+    StageSince(history, rules)          stage_since over that history's prefixes, each in constant time
+                                          (domain/drift.py asks it at every instant of an account)
 
 With no further event, the standing only moves at *crossings*: an open invoice falling due, or an
 open invoice reaching `due_at + d days` for a days threshold d of the rules. Between crossings it
@@ -204,3 +206,77 @@ def history_segments(history: Sequence[DunningChange], at: datetime) -> list[Seg
         else:
             segments.append((change.at, list(current.values()), [change.ref]))
     return segments
+
+
+class StageSince:
+    """`stage_since` for the prefixes of one history: `since(prefix, at)` is exactly
+    `stage_since(prefix, rules, at)`, in time independent of the history's length.
+
+    The drift walk (domain/drift.py) asks it at every instant of an account, of the facts folded up
+    to that instant: their history is a prefix of the whole one (the fold only appends to it) that
+    ends where the changes of one instant end. stage_since walks back over the prefix's segments;
+    past the last one, where the walk goes depends only on the segment it arrives at (the stage at
+    that segment's start is the target), so what it finds from each segment back (`_began`) is
+    found once, from the first segment forward. A history that is not such a prefix (its length not
+    at the end of an instant, its last change another, changes after `at`, the whole history not in
+    time order) is answered by `stage_since` itself; only the prefix's last change is compared."""
+
+    __slots__ = ("rules", "_history", "_segments", "_ends", "_timelines", "_began", "_stages")
+
+    def __init__(self, history: Sequence[DunningChange], rules: Rules) -> None:
+        self.rules = rules
+        self._history = tuple(history)
+        ordered = all(a.at <= b.at for a, b in zip(self._history, self._history[1:], strict=False))
+        self._segments = history_segments(self._history, self._history[-1].at) if ordered and history else []
+        self._ends: dict[int, int] = {}  # a prefix's length -> its last segment: where an instant's changes end
+        for n, change in enumerate(self._history if self._segments else (), 1):
+            if n == len(self._history) or self._history[n].at != change.at:
+                self._ends[n] = len(self._ends)
+        self._stages = _stage_conditions(rules)
+        self._timelines: dict[int, _Timeline] = {}
+        self._began: list[tuple[datetime | None, str, list[str]]] = []
+
+    def since(self, history: Sequence[DunningChange], at: datetime) -> tuple[datetime | None, str, list[str]]:
+        index = self._ends.get(len(history))
+        if index is None or self._segments[index][0] > at or history[-1] != self._history[len(history) - 1]:
+            return stage_since(history, self.rules, at)
+        start, invoices, _ = self._segments[index]
+        timeline = self._timeline(index)
+        target = timeline.at(at)[0]
+        if timeline.at(start)[0] == target:
+            since, why, refs = self._began_at(index)
+            return since, why, list(refs)
+        for t, crossing in crossings(invoices, self.rules.day_thresholds):
+            if start < t <= at and timeline.at(t)[0] == target:
+                return t, crossing, []
+        return None, "", []
+
+    def _timeline(self, index: int) -> _Timeline:
+        timeline = self._timelines.get(index)
+        if timeline is None:
+            timeline = self._timelines[index] = _Timeline(self._segments[index][1], self.rules, self._stages)
+        return timeline
+
+    def _began_at(self, index: int) -> tuple[datetime | None, str, list[str]]:
+        """When the stage that holds at the start of segment `index` began (stage_since's walk from
+        there back), each segment's answer found once, the earlier ones first."""
+        while len(self._began) <= index:
+            self._began.append(self._walk_back_from(len(self._began)))
+        return self._began[index]
+
+    def _walk_back_from(self, index: int) -> tuple[datetime | None, str, list[str]]:
+        start, _, refs = self._segments[index]
+        target = self._timeline(index).at(start)[0]
+        own: tuple[datetime | None, str, list[str]] = (start, "the events at that instant", refs)
+        if index == 0:
+            return (None, "never in another stage", []) if target == "none" else own
+        before_start, before_invoices, _ = self._segments[index - 1]
+        before = self._timeline(index - 1)
+        if before.at(start - TICK)[0] != target:
+            return own  # the events at `start` changed the stage
+        if before.at(before_start)[0] == target:
+            return self._began[index - 1]  # the target stage all through the segment before
+        for t, crossing in crossings(before_invoices, self.rules.day_thresholds):
+            if before_start < t < start and before.at(t)[0] == target:
+                return t, crossing, []
+        return own

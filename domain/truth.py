@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from domain.catalog import Catalog
-from domain.dunning import DAY, DunningInvoice, Standing, next_action, stage_since, standing
+from domain.dunning import DAY, DunningInvoice, StageSince, Standing, next_action, stage_since, standing
 from domain.facts import AccountFacts, InvoiceFact
 from domain.rules import Rules
 from domain.state import (
@@ -61,8 +61,12 @@ def _decider_refs(invoice: InvoiceFact) -> tuple[str, ...]:
 
 
 def true_state(facts: AccountFacts, catalog: Catalog, rules: Rules, at: datetime, *,
-               explain: bool = True) -> TrueState:
-    """The true state at `at`; with explain=False its `because` is left empty (the rest is identical)."""
+               explain: bool = True, stages: StageSince | None = None) -> TrueState:
+    """The true state at `at`; with explain=False its `because` is left empty (the rest is identical).
+    `stages`: stage_since along a history the facts' is a prefix of, under the same rules (the
+    drift walk's, at every instant of an account); it gives what `stage_since` gives."""
+    if stages is not None and stages.rules is not rules and stages.rules != rules:
+        raise ValueError("stages were made under other rules")
     if at.tzinfo is None:
         raise ValueError("at must be an aware datetime (with an offset)")
     if at < facts.as_of:
@@ -72,7 +76,8 @@ def true_state(facts: AccountFacts, catalog: Catalog, rules: Rules, at: datetime
     now = standing(views, rules, at)
     if explain:
         _explain_dunning(now, facts, rules, because)
-    since, since_why, since_refs = stage_since(facts.dunning_history, rules, at)
+    since, since_why, since_refs = (stage_since(facts.dunning_history, rules, at) if stages is None
+                                    else stages.since(facts.dunning_history, at))
     if explain:
         because.note("stage_since",
             f"stage {now.stage} since {'ever' if since is None else since.isoformat()}: {since_why}", *since_refs)

@@ -10,7 +10,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from domain.dunning import DunningInvoice, next_action, stage_since
+from domain.dunning import DunningInvoice, StageSince, next_action, stage_since
 from domain.facts import DunningChange
 from domain.rules import RULES_V1, STAGE_NAMES, Rules, Stage
 from tests.support import dunning_oracle
@@ -64,3 +64,14 @@ def test_next_action_is_what_asking_standing_at_every_crossing_says(views, rules
 def test_stage_since_is_what_asking_standing_at_every_instant_says(history, rules, at):
     assume(rules is not None)
     assert stage_since(history, rules, at) == dunning_oracle.stage_since(history, rules, at)
+
+
+@settings(max_examples=400, deadline=None)
+@given(histories(), some_rules(), st.lists(instants, min_size=1, max_size=4))
+def test_stage_since_along_a_history_says_at_each_prefix_what_stage_since_says(history, rules, ats):
+    assume(rules is not None)
+    along = StageSince(history, rules)
+    for n in range(len(history) + 1):
+        prefix = history[:n]
+        for at in [*ats, *(change.at for change in prefix[-1:])]:
+            assert along.since(prefix, at) == stage_since(prefix, rules, at)
