@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from domain.events import AccountEvent, LegacyRowObserved, StripeObjectObserved
+from domain.facts import DunningChange
 
 BILLING_INVOICES = ("billing_prod", "invoices")
 BILLING_CHARGES = ("billing_prod", "charges")
@@ -27,7 +28,7 @@ class FactsBuilder:
 
     __slots__ = ("account_id", "count", "rows", "stripe", "stripe_ties", "seen_event_ids", "invoice_sid",
                  "sid_invoices", "invoice_due", "charge_invoice", "invoice_charges",
-                 "dunning_now", "history")
+                 "dunning_now", "history", "resolved_history")
 
     def __init__(self, account_id: str | None = None) -> None:
         self.account_id = account_id
@@ -43,6 +44,7 @@ class FactsBuilder:
         self.invoice_charges: dict[str, dict[str, LegacyRowObserved]] = {}
         self.dunning_now: dict[str, tuple[Any, ...] | None] = {}
         self.history: list[tuple[datetime, str, tuple[Any, ...] | None, AccountEvent]] = []
+        self.resolved_history: list[DunningChange] = []  # `history` as resolve_facts made it so far (it only grows)
 
     # -- the invoice view that the dunning rules read ---------------------------------------
     def true_invoice(self, invoice_id: str) -> tuple[Any, Any, int, StripeObjectObserved | None] | None:
