@@ -35,6 +35,7 @@ from typing import Any
 
 from domain.catalog import Catalog
 from domain.diff import Cause, Correction, Drift, corrections_for, same
+from domain.dunning import StageSince
 from domain.events import AccountEvent, LegacyRowObserved
 from domain.facts import AccountFacts, row_key
 from domain.fold import Folding, read_by_truth
@@ -78,7 +79,7 @@ Observed = dict[str, dict[str, LegacyRowObserved]]  # "store.table" -> row key -
 
 
 @dataclass(frozen=True)
-class _Point:
+class Point:
     """One instant of the walk: the corrected tables' rows and the state there, and the corrections they call for."""
 
     at: datetime
@@ -111,14 +112,21 @@ def drift_origins(corrections: Sequence[Correction], events: Iterable[AccountEve
     if not corrections:
         return []
     folded = sorted((e for e in events if e.source_time <= at), key=lambda e: (e.source_time, e.originator_version))
+    walk = points_back(folded, {c.table for c in corrections}, catalog, rules, at)
+    return origins_along(walk, corrections, folded, at, owners=owners, past=past)
+
+
+def origins_along(walk: Iterable[Sequence[Point]], corrections: Sequence[Correction], folded: Sequence[AccountEvent],
+                  at: datetime, *, owners: Owners = NO_OVERRIDES, past: Sequence[PastCorrection] = ()) -> list[Drift]:
+    """`drift_origins` from the walk's points (`points_back` over the corrections' tables), read
+    until every correction's drift has begun."""
     tables = {c.table for c in corrections}
     wanted = {target_of(c) for c in corrections}
-    instants = sorted({e.source_time for e in folded if read_by_truth(e) or f"{e.store}.{e.table}" in tables})
-    starts: dict[Target, tuple[_Point, _Point | None]] = {}
-    later: _Point | None = None  # the point after the one being looked at, in time
+    starts: dict[Target, tuple[Point, Point | None]] = {}
+    later: Point | None = None  # the point after the one being looked at, in time
     open_ = set(wanted)
     value_at_t: dict[Target, Any] = {}
-    for segment in _segments_back(folded, tables, catalog, rules, instants, at):
+    for segment in walk:
         for point in reversed(segment):
             if later is None:
                 value_at_t = {t: _value(point.rows, t) for t in wanted}
@@ -133,67 +141,83 @@ def drift_origins(corrections: Sequence[Correction], events: Iterable[AccountEve
     for t in open_:  # drifting since the first instant the log knows
         if later is not None:
             starts[t] = (later, None)
-    at_end = _observed(folded, tables, at)
+    at_end = observed_rows(folded, tables, [at])[0]
     return [_origin(c, starts.get(target_of(c)), folded, at_end, owners, past, at) for c in corrections]
 
 
-def _observed(folded: Sequence[AccountEvent], tables: Collection[str], instant: datetime) -> Observed:
-    """The latest observation of each row of `tables` as of `instant` (a row seen gone is not there)."""
+def observed_rows(folded: Sequence[AccountEvent], tables: Collection[str],
+                  instants: Sequence[datetime]) -> list[Observed]:
+    """The latest observation of each row of `tables` (a row seen gone is not there) as of each of
+    `instants` (ascending), in one pass over `folded` (in fold order)."""
     rows: Observed = {table: {} for table in tables}
-    for e in folded:
-        if e.source_time > instant:
-            break
-        mine = rows.get(f"{e.store}.{e.table}") if isinstance(e, LegacyRowObserved) else None
-        if mine is not None:
-            if e.row is None:  # type: ignore[attr-defined]
-                mine.pop(row_key(e.key), None)
-            else:
-                mine[row_key(e.key)] = e  # type: ignore[assignment]
-    return rows
+    found: list[Observed] = []
+    index = 0
+    for instant in instants:
+        while index < len(folded) and folded[index].source_time <= instant:
+            e = folded[index]
+            index += 1
+            mine = rows.get(f"{e.store}.{e.table}") if isinstance(e, LegacyRowObserved) else None
+            if mine is not None:
+                if e.row is None:  # type: ignore[attr-defined]
+                    mine.pop(row_key(e.key), None)
+                else:
+                    mine[row_key(e.key)] = e  # type: ignore[assignment]
+        found.append({table: dict(mine) for table, mine in rows.items()})
+    return found
 
 
-def _segments_back(folded: Sequence[AccountEvent], tables: Collection[str], catalog: Catalog, rules: Rules,
-                   instants: Sequence[datetime], at: datetime) -> Iterator[list[_Point]]:
-    """Each instant's segment (`_segment`), from the last instant back to the first. The facts at
-    the instants are folded forward (domain/fold.Folding) in chunks that double in length going
-    back (the last 4 instants, the 8 before them, ...), so a walk that stops after k instants folds
-    the stream about log2(k) times, not k times; a segment's states are decided only when the walk
-    reaches it."""
+def points_back(folded: Sequence[AccountEvent], tables: Collection[str], catalog: Catalog, rules: Rules,
+                at: datetime) -> Iterator[list[Point]]:
+    """The walk's points, a segment (`_segment`) per instant, from the last instant back to the first:
+    the instants are those of the events the truth reads and of the observations of `tables`
+    (`folded`: the account's events up to `at`, in fold order).
+
+    Nothing is computed again from the first event at each instant. The facts (domain/fold.Folding)
+    and the rows of `tables` (`observed_rows`) are carried forward in chunks that double in length
+    going back (the last 4 instants, the 8 before them, ...), so a walk that stops after k instants
+    reads the stream about log2(k) times, not k times; `stage_since` is answered along the whole
+    history (domain/dunning.StageSince: the facts at each instant hold a prefix of it); a segment's
+    states are decided only when the walk reaches it. An instant costs what the account's state
+    holds (its invoices, its rows), not its history: the walk is O(n log n) in the stream's length."""
+    instants = sorted({e.source_time for e in folded if read_by_truth(e) or f"{e.store}.{e.table}" in tables})
     hi, size = len(instants), 4
+    stages: StageSince | None = None
     while hi > 0:
         lo = max(0, hi - size)
         folding = Folding(folded, legacy=False)
         facts = [folding.facts_at(instant) for instant in instants[lo:hi]]
+        observed = observed_rows(folded, tables, instants[lo:hi])
+        if stages is None:  # the first chunk ends at the last instant: its facts hold the whole history
+            stages = StageSince(facts[-1].dunning_history, rules)
         for i in reversed(range(lo, hi)):
-            yield _segment(facts[i - lo], folded, tables, catalog, rules, instants[i],
+            yield _segment(facts[i - lo], observed[i - lo], stages, tables, catalog, rules, instants[i],
                            instants[i + 1] if i + 1 < len(instants) else at, include_end=i + 1 == len(instants))
         hi, size = lo, size * 2
 
 
-def _segment(facts: AccountFacts, folded: Sequence[AccountEvent], tables: Collection[str], catalog: Catalog,
-             rules: Rules, instant: datetime, end: datetime, *, include_end: bool) -> list[_Point]:
-    """The points from `instant` (an event instant; `facts`: the fold at it) up to `end` (excluded,
-    but for T itself): the event instant and every threshold crossing after it, in time order. The
-    truth's fold leaves the observed rows out (fold(legacy=False)); the corrected tables' rows are
-    looked up here."""
-    observed = _observed(folded, tables, instant)
+def _segment(facts: AccountFacts, observed: Observed, stages: StageSince, tables: Collection[str], catalog: Catalog,
+             rules: Rules, instant: datetime, end: datetime, *, include_end: bool) -> list[Point]:
+    """The points from `instant` (an event instant; `facts`: the fold at it, `observed`: the rows of
+    `tables` at it) up to `end` (excluded, but for T itself): the event instant and every threshold
+    crossing after it, in time order. The truth's fold leaves the observed rows out
+    (fold(legacy=False)): the corrected tables' rows come apart."""
     rows = {table: [found[k].row or {} for k in sorted(found)] for table, found in observed.items()}
     points = []
     when, crossing = instant, False
     while True:
-        state = true_state(facts, catalog, rules, when, explain=False)
-        points.append(_Point(when, crossing, observed, state, _drifting(state, rows, tables)))
+        state = true_state(facts, catalog, rules, when, explain=False, stages=stages)
+        points.append(Point(when, crossing, observed, state, drifting(state, rows, tables)))
         after = decided_until(state)
         if after is None or after >= end:
             break
         when, crossing = after, True
     if include_end and points[-1].at < end:
-        state = true_state(facts, catalog, rules, end, explain=False)
-        points.append(_Point(end, True, observed, state, _drifting(state, rows, tables)))
+        state = true_state(facts, catalog, rules, end, explain=False, stages=stages)
+        points.append(Point(end, True, observed, state, drifting(state, rows, tables)))
     return points
 
 
-def _drifting(state: TrueState, rows: Mapping[str, Sequence[Mapping[str, Any]]],
+def drifting(state: TrueState, rows: Mapping[str, Sequence[Mapping[str, Any]]],
               tables: Collection[str]) -> frozenset[Target]:
     return frozenset(target_of(c) for c in corrections_for(state, rows, only=tables))
 
@@ -225,7 +249,7 @@ def _row(observed: Observed, table: str, key: str | None) -> LegacyRowObserved |
     return rows.get(key)
 
 
-def _origin(c: Correction, start: tuple[_Point, _Point | None] | None, folded: Sequence[AccountEvent],
+def _origin(c: Correction, start: tuple[Point, Point | None] | None, folded: Sequence[AccountEvent],
             at_end: Observed, owners: Owners, past: Sequence[PastCorrection], at: datetime) -> Drift:
     target = target_of(c)
     _, op, key, column = target
@@ -270,7 +294,7 @@ class _Found:
         return Drift(cause=cause, since=self.since, owner=self.owner, by=by, rewrites=self.rewrites)
 
 
-def _truth_by(s: _Point, before: _Point | None, at_s: Sequence[AccountEvent], column: str | None) -> str:
+def _truth_by(s: Point, before: Point | None, at_s: Sequence[AccountEvent], column: str | None) -> str:
     """What changed the truth at s: the last event there the truth reads, or the rule crossed."""
     truth = [e for e in at_s if read_by_truth(e)]
     if truth:

@@ -1,0 +1,120 @@
+"""The drift walk (domain/drift.points_back) carries the fold, the corrected tables' rows and the
+dunning history's stages forward along the account's instants instead of recomputing each from the
+first event. At every instant its points (the rows, the true state, the corrections they call for)
+and every drift it finds are exactly what the walk from scratch gives (tests/support/drift_oracle.py),
+for accounts whose invoices, rows and Stripe objects change at any instants, ties included."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from freezegun import freeze_time
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from domain.diff import corrections_for
+from domain.drift import drift_origins, points_back, recorded_rows
+from domain.events import AccountEvent
+from domain.fold import fold
+from domain.legacy_tables import COMPARED
+from domain.rules import RULES_V1
+from domain.truth import true_state
+from tests.support import drift_oracle
+from tests.support.builders import (
+    ACCOUNT,
+    T0,
+    Invoice,
+    a_catalog,
+    account_row,
+    due_in,
+    iso,
+    legacy,
+    now,
+    past_due,
+    stripe,
+    stripe_invoice,
+)
+
+HOUR = timedelta(hours=1)
+STAGES = ("none", "grace", "retrying", "final_notice", "suspended")
+COMPARED_TABLES = frozenset(spec.name for spec in COMPARED)
+
+invoice_draws = st.tuples(st.floats(min_value=-40, max_value=40, allow_nan=False),
+                          st.sampled_from(["open", "open", "paid", "uncollectible"]),
+                          st.integers(0, 5), st.booleans())
+writes = st.tuples(st.sampled_from(["dunning", "dunning_gone", "invoice_status", "invoice_gone", "stripe_paid",
+                                    "subs_account", "subs_dunning", "account_status"]),
+                   st.integers(min_value=-24 * 45, max_value=24 * 2).map(lambda h: h - h % 6),  # ties happen
+                   st.integers(0, 11))
+accounts = st.tuples(st.sampled_from(["active", "active", "closed"]), st.lists(invoice_draws, max_size=4),
+                     st.lists(writes, max_size=10))
+
+
+def an_invoice(n: int, days: float, status: str, attempts: int, stripe_decides: bool) -> Invoice:
+    kw: dict[str, Any] = {"status": status, "attempts": attempts, "invoice_id": f"inv_000042_{n}",
+                          "stripe_status": "open" if stripe_decides and status == "open" else None}
+    return past_due(days=days, **kw) if days >= 0 else due_in(days=-days, **kw)
+
+
+def a_write(kind: str, hours: int, choice: int, invoices: list[Invoice], n: int) -> AccountEvent | None:
+    """One later change to the account's rows or Stripe objects, `hours` from now."""
+    at, key = now() + hours * HOUR, {"account_id": ACCOUNT}
+    stage = STAGES[choice % len(STAGES)]
+    invoice = invoices[choice % len(invoices)] if invoices else None
+    if kind == "dunning":
+        return legacy("billing_prod", "dunning", key, {"account_id": ACCOUNT, "stage": stage, "stage_since": None,
+                                                      "updated_at": iso(at)}, at=at)
+    if kind == "dunning_gone":
+        return legacy("billing_prod", "dunning", key, None, at=at)
+    if kind == "subs_account":
+        return legacy("subs", "subs_account", key, {"account_id": ACCOUNT, "bad_debt": bool(choice & 1),
+                                                    "delinquent": bool(choice & 2), "updated_at": iso(at)}, at=at)
+    if kind == "subs_dunning":
+        return legacy("subs", "subs_dunning", key, {"account_id": ACCOUNT, "stage": stage, "attempt_count": choice % 4,
+                                                    "next_action_at": None, "updated_at": iso(at)}, at=at)
+    if kind == "account_status":
+        return account_row(status="closed" if choice % 3 == 0 else "active", at=at)
+    if invoice is None:
+        return None
+    if kind == "stripe_paid":
+        if invoice.stripe_status is None:
+            return None
+        obj = stripe_invoice(f"in_{invoice.invoice_id}", "paid", attempts=invoice.attempts, amount_paid=4900)
+        return stripe("invoice", obj, at=at, evt=f"evt_{n}_paid")
+    row_key = {"invoice_id": invoice.invoice_id}
+    if kind == "invoice_gone":
+        return legacy("billing_prod", "invoices", row_key, None, at=at)
+    row = invoice.events()[0].row or {}
+    return legacy("billing_prod", "invoices", row_key,
+                  {**row, "status": ("open", "paid", "void")[choice % 3], "updated_at": iso(at)}, at=at)
+
+
+def account_events(account: tuple[str, list[Any], list[Any]]) -> list[AccountEvent]:
+    """The account's events, built under the frozen clock (T0 is its T)."""
+    status, drawn, later = account
+    with freeze_time(T0):
+        invoices = [an_invoice(n, *d) for n, d in enumerate(drawn)]
+        events: list[AccountEvent] = [account_row(status=status)]
+        for invoice in invoices:
+            events += invoice.events()
+        return events + [e for n, w in enumerate(later) if (e := a_write(*w, invoices, n)) is not None]
+
+
+@settings(max_examples=150, deadline=None)
+@given(accounts)
+def test_the_walk_says_at_every_instant_what_the_walk_from_scratch_says(account):
+    events, at, catalog = account_events(account), T0, a_catalog()
+    folded = sorted((e for e in events if e.source_time <= at), key=lambda e: (e.source_time, e.originator_version))
+    assert list(points_back(folded, COMPARED_TABLES, catalog, RULES_V1, at)) == \
+        list(drift_oracle.points_back(folded, COMPARED_TABLES, catalog, RULES_V1, at))
+
+
+@settings(max_examples=150, deadline=None)
+@given(accounts)
+def test_every_correction_drifts_from_where_the_walk_from_scratch_says(account):
+    events, at, catalog = account_events(account), T0, a_catalog()
+    facts = fold(events, as_of=at)
+    corrections = corrections_for(true_state(facts, catalog, RULES_V1, at, explain=False), recorded_rows(facts))
+    assert drift_origins(corrections, events, catalog, RULES_V1, at) == \
+        drift_oracle.drift_origins(corrections, events, catalog, RULES_V1, at)
