@@ -18,7 +18,9 @@ validated again.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
+from domain.events import StripeObjectObserved
 from domain.facts import (
     AccountFact,
     AccountFacts,
@@ -103,6 +105,10 @@ def _manual(b: FactsBuilder) -> dict[str, ManualEntitlement]:
 def _invoices(b: FactsBuilder) -> dict[str, InvoiceFact]:
     invoices = {}
     for invoice_id, event in b.rows.get(("billing_prod", "invoices"), {}).items():
+        kept = b.invoice_facts.get(invoice_id)  # made by an earlier resolve, and not touched since
+        if kept is not None:
+            invoices[invoice_id] = kept
+            continue
         row = event.row or {}
         status, amount_paid, attempts, stripe = b.true_invoice(invoice_id)  # type: ignore[misc]
         charges = b.invoice_charges.get(invoice_id, {})
@@ -115,6 +121,7 @@ def _invoices(b: FactsBuilder) -> dict[str, InvoiceFact]:
             stripe_ref=ref_of(stripe) if stripe is not None else None,
             charge_refs=() if stripe is not None else tuple(ref_of(charges[k]) for k in sorted(charges)),
         )
+        b.invoice_facts[invoice_id] = invoices[invoice_id]
     return invoices
 
 
@@ -123,23 +130,33 @@ def _stripe_facts(b: FactsBuilder) -> tuple[dict[str, StripeInvoiceFact], dict[s
     invoices: dict[str, StripeInvoiceFact] = {}
     customers: dict[str, StripeCustomerFact] = {}
     subscriptions: dict[str, SubscriptionFact] = {}
-    for (table, object_id), (_, event) in b.stripe.items():
-        obj = event.object
-        if table == "invoice":
-            invoices[object_id] = trusted(
-                StripeInvoiceFact, stripe_invoice_id=object_id, customer=ref_id(obj.get("customer")),
-                subscription=invoice_subscription(obj), status=str(obj.get("status")),
-                amount_due=int(obj.get("amount_due") or 0), amount_paid=int(obj.get("amount_paid") or 0),
-                attempt_count=int(obj.get("attempt_count") or 0), deleted=event.deleted, ref=ref_of(event))
-        elif table == "customer":
-            metadata = obj.get("metadata") or {}
-            customers[object_id] = trusted(
-                StripeCustomerFact, customer_id=object_id, account_id=metadata.get("account_id"),
-                created=from_unix(obj.get("created")), deleted=bool(event.deleted or obj.get("deleted")),
-                ref=ref_of(event))
-        elif table == "subscription":
-            subscriptions[object_id] = trusted(
-                SubscriptionFact, subscription_id=object_id, customer=ref_id(obj.get("customer")),
-                status=subscription_status(obj, deleted=event.deleted), created=from_unix(obj.get("created")),
-                current_period_end=subscription_period_end(obj), ref=ref_of(event))
+    by_table: dict[str, dict[str, Any]] = {"invoice": invoices, "customer": customers, "subscription": subscriptions}
+    for key, (_, event) in b.stripe.items():
+        table, object_id = key
+        if table not in by_table:
+            continue
+        kept = b.stripe_facts.get(key)  # the fact of the same observation, made by an earlier resolve
+        if kept is None or kept[0] is not event:
+            kept = b.stripe_facts[key] = (event, _stripe_fact(table, object_id, event))
+        by_table[table][object_id] = kept[1]
     return invoices, customers, subscriptions
+
+
+def _stripe_fact(table: str, object_id: str, event: StripeObjectObserved) -> Any:
+    obj = event.object
+    if table == "invoice":
+        return trusted(
+            StripeInvoiceFact, stripe_invoice_id=object_id, customer=ref_id(obj.get("customer")),
+            subscription=invoice_subscription(obj), status=str(obj.get("status")),
+            amount_due=int(obj.get("amount_due") or 0), amount_paid=int(obj.get("amount_paid") or 0),
+            attempt_count=int(obj.get("attempt_count") or 0), deleted=event.deleted, ref=ref_of(event))
+    if table == "customer":
+        metadata = obj.get("metadata") or {}
+        return trusted(
+            StripeCustomerFact, customer_id=object_id, account_id=metadata.get("account_id"),
+            created=from_unix(obj.get("created")), deleted=bool(event.deleted or obj.get("deleted")),
+            ref=ref_of(event))
+    return trusted(
+        SubscriptionFact, subscription_id=object_id, customer=ref_id(obj.get("customer")),
+        status=subscription_status(obj, deleted=event.deleted), created=from_unix(obj.get("created")),
+        current_period_end=subscription_period_end(obj), ref=ref_of(event))

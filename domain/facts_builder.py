@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from domain.events import AccountEvent, LegacyRowObserved, StripeObjectObserved
-from domain.facts import DunningChange
+from domain.facts import DunningChange, InvoiceFact
 
 BILLING_INVOICES = ("billing_prod", "invoices")
 BILLING_CHARGES = ("billing_prod", "charges")
@@ -28,7 +28,7 @@ class FactsBuilder:
 
     __slots__ = ("account_id", "count", "rows", "stripe", "stripe_ties", "seen_event_ids", "invoice_sid",
                  "sid_invoices", "invoice_due", "charge_invoice", "invoice_charges",
-                 "dunning_now", "history", "resolved_history")
+                 "dunning_now", "history", "resolved_history", "invoice_facts", "stripe_facts")
 
     def __init__(self, account_id: str | None = None) -> None:
         self.account_id = account_id
@@ -44,7 +44,12 @@ class FactsBuilder:
         self.invoice_charges: dict[str, dict[str, LegacyRowObserved]] = {}
         self.dunning_now: dict[str, tuple[Any, ...] | None] = {}
         self.history: list[tuple[datetime, str, tuple[Any, ...] | None, AccountEvent]] = []
-        self.resolved_history: list[DunningChange] = []  # `history` as resolve_facts made it so far (it only grows)
+        # What resolve_facts made of it so far, for the next resolve of this builder (domain/fold.Folding
+        # resolves one instant after another): `history`'s changes (it only grows), the invoices not
+        # touched since (`touch` drops theirs), each Stripe object's fact with the observation it is of.
+        self.resolved_history: list[DunningChange] = []
+        self.invoice_facts: dict[str, InvoiceFact] = {}
+        self.stripe_facts: dict[tuple[str, str], tuple[StripeObjectObserved, Any]] = {}
 
     # -- the invoice view that the dunning rules read ---------------------------------------
     def true_invoice(self, invoice_id: str) -> tuple[Any, Any, int, StripeObjectObserved | None] | None:
@@ -62,9 +67,11 @@ class FactsBuilder:
         return row.get("status"), row.get("amount_paid"), len(self.invoice_charges.get(invoice_id, ())), None
 
     def touch(self, invoice_id: str | None, event: AccountEvent) -> None:
-        """Record a change of the invoice's (status, due_at, attempt_count), if there was one."""
+        """Something the invoice's fact reads changed (its row, a charge of it, its Stripe invoice):
+        forget its fact, and record a change of its (status, due_at, attempt_count) if there was one."""
         if invoice_id is None:
             return
+        self.invoice_facts.pop(invoice_id, None)
         true = self.true_invoice(invoice_id)
         view = None if true is None else (true[0], self.invoice_due.get(invoice_id), true[2])
         if self.dunning_now.get(invoice_id) != view:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from freezegun import freeze_time
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 from domain.diff import corrections_for
 from domain.drift import drift_origins, points_back, recorded_rows
 from domain.events import AccountEvent
-from domain.fold import fold
+from domain.fold import Folding, fold
 from domain.legacy_tables import COMPARED
 from domain.rules import RULES_V1
 from domain.truth import true_state
@@ -28,12 +29,15 @@ from tests.support.builders import (
     a_catalog,
     account_row,
     due_in,
+    failed_charge,
     iso,
     legacy,
     now,
     past_due,
     stripe,
+    stripe_customer,
     stripe_invoice,
+    stripe_subscription,
 )
 
 HOUR = timedelta(hours=1)
@@ -44,7 +48,8 @@ invoice_draws = st.tuples(st.floats(min_value=-40, max_value=40, allow_nan=False
                           st.sampled_from(["open", "open", "paid", "uncollectible"]),
                           st.integers(0, 5), st.booleans())
 writes = st.tuples(st.sampled_from(["dunning", "dunning_gone", "invoice_status", "invoice_gone", "stripe_paid",
-                                    "subs_account", "subs_dunning", "account_status"]),
+                                    "subs_account", "subs_dunning", "account_status", "failed_charge",
+                                    "stripe_customer", "stripe_subscription"]),
                    st.integers(min_value=-24 * 45, max_value=24 * 2).map(lambda h: h - h % 6),  # ties happen
                    st.integers(0, 11))
 accounts = st.tuples(st.sampled_from(["active", "active", "closed"]), st.lists(invoice_draws, max_size=4),
@@ -75,6 +80,12 @@ def a_write(kind: str, hours: int, choice: int, invoices: list[Invoice], n: int)
                                                     "next_action_at": None, "updated_at": iso(at)}, at=at)
     if kind == "account_status":
         return account_row(status="closed" if choice % 3 == 0 else "active", at=at)
+    if kind == "stripe_customer":
+        return stripe("customer", stripe_customer(f"cus_{choice % 2}", created=at), at=at, evt=f"evt_{n}_cus")
+    if kind == "stripe_subscription":
+        obj = stripe_subscription(f"sub_{choice % 2}", ("active", "past_due", "canceled")[choice % 3], created=at,
+                                  period_end=at + 30 * 24 * HOUR)
+        return stripe("subscription", obj, at=at, evt=f"evt_{n}_sub")
     if invoice is None:
         return None
     if kind == "stripe_paid":
@@ -82,6 +93,8 @@ def a_write(kind: str, hours: int, choice: int, invoices: list[Invoice], n: int)
             return None
         obj = stripe_invoice(f"in_{invoice.invoice_id}", "paid", attempts=invoice.attempts, amount_paid=4900)
         return stripe("invoice", obj, at=at, evt=f"evt_{n}_paid")
+    if kind == "failed_charge":
+        return failed_charge(invoice.invoice_id, 10 + n, at=at)
     row_key = {"invoice_id": invoice.invoice_id}
     if kind == "invoice_gone":
         return legacy("billing_prod", "invoices", row_key, None, at=at)
@@ -118,3 +131,15 @@ def test_every_correction_drifts_from_where_the_walk_from_scratch_says(account):
     corrections = corrections_for(true_state(facts, catalog, RULES_V1, at, explain=False), recorded_rows(facts))
     assert drift_origins(corrections, events, catalog, RULES_V1, at) == \
         drift_oracle.drift_origins(corrections, events, catalog, RULES_V1, at)
+
+
+@pytest.mark.parametrize("legacy", [True, False])
+@settings(max_examples=100, deadline=None)
+@given(account=accounts)
+def test_folding_forward_gives_at_every_instant_what_a_fold_at_it_gives(legacy, account):
+    """Folding resolves each instant from what it resolved before (the invoices not touched since,
+    the Stripe objects' facts, the dunning history's changes)."""
+    events = account_events(account)
+    folding = Folding(events, legacy=legacy)
+    for instant in sorted({e.source_time for e in events}):
+        assert folding.facts_at(instant) == fold(events, as_of=instant, legacy=legacy)
