@@ -28,6 +28,7 @@ that a later observed write set to something else. Only the drifting accounts pa
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -307,15 +308,19 @@ def _truth_by(s: Point, before: Point | None, at_s: Sequence[AccountEvent], colu
 
 
 def _rewrites(target: Target, folded: Sequence[AccountEvent], past: Sequence[PastCorrection], at: datetime) -> int:
-    """The earlier corrections of the target that a later observed write undid (before T)."""
+    """The earlier corrections of the target that a later observed write undid (before T): for each,
+    the row's observations after it, up to the first that undoes it. The row's observations are
+    picked out of the stream once (not the whole stream scanned again for each correction: that grew
+    with the square of a follower's run, an account corrected every few seconds)."""
     table, op, key, column = target
+    mine = [p for p in past if p.target == target and p.at <= at]
+    if not mine:
+        return 0
+    row = [e for e in folded if f"{e.store}.{e.table}" == table and (key is None or row_key(e.key) == key)]
+    times = [e.source_time for e in row]
     count = 0
-    for p in past:
-        if p.target != target or p.at > at:
-            continue
-        for e in folded:
-            if e.source_time <= p.at or f"{e.store}.{e.table}" != table or (key is not None and row_key(e.key) != key):
-                continue
+    for p in mine:
+        for e in row[bisect_right(times, p.at):]:
             if op == "update" and e.row is not None and not same(e.row.get(column or ""), p.to):  # type: ignore[attr-defined]
                 count += 1
                 break

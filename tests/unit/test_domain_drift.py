@@ -6,6 +6,8 @@ from datetime import datetime, timedelta
 
 import pytest
 from freezegun import freeze_time
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from domain.diff import corrections_for
 from domain.drift import Drift, PastCorrection, drift_origins, recorded_rows
@@ -202,3 +204,39 @@ def test_subs_customer_rows_are_owned_by_their_source():
 def test_an_ownership_override_naming_no_compared_table_or_column_or_no_owner_is_refused(raw, message):
     with pytest.raises(OwnersError, match="^conf.toml \\[owners\\] " + message.replace("[", "\\[").replace(".", "\\.")):
         owners_from(raw, "conf.toml [owners]")
+
+
+def rewrites_by_the_whole_stream(target, folded, past, at) -> int:
+    """The count as it was first written: the whole stream scanned again for each past correction."""
+    from domain.facts import row_key
+    table, op, key, column = target
+    count = 0
+    for p in past:
+        if p.target != target or p.at > at:
+            continue
+        for e in folded:
+            if e.source_time <= p.at or f"{e.store}.{e.table}" != table or (key is not None and row_key(e.key) != key):
+                continue
+            if op == "update" and e.row is not None and e.row.get(column or "") != p.to:
+                count += 1
+                break
+    return count
+
+
+@given(st.lists(st.tuples(st.integers(0, 40), st.sampled_from(["none", "retrying", "grace"]), st.booleans()),
+                max_size=30),
+       st.lists(st.tuples(st.integers(0, 40), st.sampled_from(["none", "retrying"])), max_size=12))
+@settings(max_examples=200, deadline=None)
+def test_rewrites_count_what_a_scan_of_the_whole_stream_for_each_correction_counts(writes, corrections):
+    from domain.drift import _rewrites
+    from domain.facts import row_key
+    start = T0 - 50 * HOUR
+    events = [dunning_row(stage, at=start + hours * HOUR) if ours else
+              legacy("billing_prod", "invoices", {"invoice_id": "inv_x"}, {"invoice_id": "inv_x"},
+                     at=start + hours * HOUR) for hours, stage, ours in writes]
+    folded = sorted(events, key=lambda e: (e.source_time, e.originator_version))
+    past = [PastCorrection(DUNNING, "update", {"account_id": ACCOUNT}, "stage", stage, at=start + hours * HOUR)
+            for hours, stage in corrections]
+    target = (DUNNING, "update", row_key({"account_id": ACCOUNT}), "stage")
+    assert _rewrites(target, folded, past, T0) == rewrites_by_the_whole_stream(target, folded, past, T0)
+
