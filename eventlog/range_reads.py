@@ -1,4 +1,4 @@
-"""The log's key-range bulk reads: every stream of a range of accounts, in id order, one COPY.
+"""The log's key-range bulk reads: every stream of a range of accounts, in id order, one query streamed.
 
     account_events(stores, accounts) -> (account, events)...   every event decoded
     truth_events(stores, accounts)   -> TruthStream...         only what some rule may read decoded
@@ -102,18 +102,22 @@ def truth_events(stores: Stores, accounts: AccountRange) -> Iterator[TruthStream
         yield stream
 
 
+STREAM_CHUNK = 1_000  # rows a chunk of the range's events (libpq's chunked rows mode)
+
+
 def _event_rows(stores: Stores, accounts: AccountRange) -> Iterator[tuple[str, int, str, bytes]]:
-    """(originator_id, version, topic, state) of the range's events, by account then version."""
-    with stores.connect(purpose="read the log") as conn, conn.cursor() as cur:
+    """(originator_id, version, topic, state) of the range's events, by account then version.
+
+    Streamed in chunks of STREAM_CHUNK binary rows, each chunk's rows made by psycopg's C loaders
+    at once; a COPY hands over one row a message, each through psycopg's Python wait loop
+    (measured on 445k events: 0.81 s of client CPU against 0.33-0.40 s, wall no worse)."""
+    with stores.connect(purpose="read the log") as conn, conn.cursor(binary=True) as cur:
         collate = streaming_session(conn)
         query = sql.SQL(
-            "COPY (SELECT originator_id, originator_version, topic, state FROM {} WHERE {} "
-            "ORDER BY {}, originator_version) TO STDOUT (FORMAT BINARY)"
+            "SELECT originator_id, originator_version, topic, state FROM {} WHERE {} ORDER BY {}, originator_version"
         ).format(sql.Identifier(EVENTS_TABLE), accounts.where("originator_id", collate=collate),
                  order("originator_id", collate))
-        with cur.copy(query) as copy:
-            copy.set_types(["text", "int8", "text", "bytea"])
-            yield from copy.rows()
+        yield from cur.stream(query, size=STREAM_CHUNK)
 
 
 def stream_heads(conn: Connection[Any], where: sql.Composable, *, walk: bool = False) -> dict[str, int]:
