@@ -15,13 +15,16 @@ from __future__ import annotations
 from typing import Any
 
 from domain.state import TrueState
+from domain.truth import RuledFields
 
 _FIELDS = (("stage", "stage"), ("bad_debt", "bad_debt"), ("delinquent", "delinquent"), ("status", "status"),
            ("attempt_count", "failed_attempts"), ("next_action_at", "next_action_at"))
 
 
-def state_changes(before: TrueState, after: TrueState) -> list[dict[str, Any]]:
-    """The fields that differ, in cli.md's shape: {"account_id", "field", "from", "to"}."""
+def state_changes(before: TrueState | RuledFields, after: TrueState) -> list[dict[str, Any]]:
+    """The fields that differ, in cli.md's shape: {"account_id", "field", "from", "to"}. `before`
+    may be only the fields the rules decide (domain/truth.ruled_fields: backfill's state under the
+    active rules), the account being `after`'s."""
     account = after.account_id
     found = [{"account_id": account, "field": name, "from": _json(getattr(before, attr)),
               "to": _json(getattr(after, attr))}

@@ -8,12 +8,12 @@ table 32 times, 2 tasks twice (measured at 10k: the reads alone 2.6 s against 1.
 For every account of the task the evaluation engine (projections/evaluation/engine.py, replaying:
 StoreReader(truth_only=True) decodes only the events some rule may read) folds the whole stream
 once at T and decides under the new rules against the live legacy rows (exactly what `plan --rules
-FILE` finds, no table withheld); from the same facts comes the true state under the active rules,
-for the report's changes. Then, in ONE transaction on the event store: the task's partitions' old
-states in this generation are deleted, their new states copied in, and each partition's
-`read_model_partition` row (with its report) written. The task is idempotent: a lost worker's task
-run again, or run twice at once (each partition's advisory lock, taken in partition order, orders
-them), leaves the same rows. States stream into the COPY as they are computed, so a worker's
+FILE` finds, no table withheld); from the same facts come the fields the active rules decide
+(domain/truth.ruled_fields: not a whole true state), for the report's changes. Then, in ONE
+transaction on the event store: the task's partitions' old states in this generation are
+deleted, their new states copied in, and each partition's `read_model_partition` row (with its
+report) written. The task is idempotent: a lost worker's task run again, or run twice at once
+(each partition's advisory lock, taken in partition order, orders them), leaves the same rows. States stream into the COPY as they are computed, so a worker's
 memory is one account plus the partitions' reports, whatever the fleet's size.
 """
 
@@ -28,7 +28,7 @@ import orjson
 from domain.catalog import Catalog
 from domain.partitions import partition_of
 from domain.rules import Rules
-from domain.truth import true_state
+from domain.truth import ruled_fields
 from eventlog.account_range import AccountRange
 from eventlog.stores import Stores
 from projections.evaluation.engine import evaluate
@@ -93,7 +93,7 @@ def build_partitions(job: PartitionJob, *, reader: Streams | None = None) -> lis
                         continue
                     report.checked += 1
                     report.corrections += [orjson.Fragment(orjson.dumps(c.as_json())) for c in e.corrections]
-                    before = true_state(e.facts, job.catalog, job.active_rules, job.as_of, explain=False)
+                    before = ruled_fields(e.facts, job.catalog, job.active_rules, job.as_of)
                     report.changes += [orjson.Fragment(orjson.dumps(c)) for c in state_changes(before, state)]
         done = [(p, orjson.dumps({"accounts_checked": r.checked, "events": r.events, "changes": r.changes,
                                   "corrections": r.corrections, "active_rules_version": job.active_rules.version,
