@@ -187,6 +187,7 @@ def _entitlements(facts: AccountFacts, catalog: Catalog, status: str, because: R
     account = facts.account
     plan = "free" if status == "suspended" else account.plan if account else None
     result = {}
+    explain = because.explain  # the reasons' text is most of the cost: built only when shown
     for feature in catalog.features:
         if feature in facts.manual_entitlements:
             continue
@@ -195,13 +196,15 @@ def _entitlements(facts: AccountFacts, catalog: Catalog, status: str, because: R
         elif status == "closed":
             enabled, why = False, "the account is closed"
         elif plan not in catalog.plans:  # decides nothing: the plan holds these rows (domain/held.py)
-            enabled, why = False, f"{status}: plan '{plan}' is not in product_config, so {feature} is held"
+            enabled = False
+            why = f"{status}: plan '{plan}' is not in product_config, so {feature} is held" if explain else ""
         else:
             enabled = catalog.includes(plan, feature)
             why = (f"{status}: plan '{plan}' {'includes' if enabled else 'does not include'} {feature} "
-                   "(cf_prod.product_config)")
+                   "(cf_prod.product_config)") if explain else ""
         result[feature] = enabled
-        because.note(f"entitlements.{feature}", why, *(account.ref,) if account else ())
+        if explain:
+            because.note(f"entitlements.{feature}", why, *(account.ref,) if account else ())
     return result
 
 
