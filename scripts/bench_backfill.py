@@ -12,7 +12,7 @@ peak RSS; `plan --rules` on the same cluster for comparison; the ceiling of any 
 machine: the same reads with nothing decoded, folded or written, on the same cluster: as the
 backfill's 32 partitions read them, and in the cheapest layout (one account range per worker:
 each legacy table scanned once per worker); and one partition run again inline under cProfile, split into reading,
-folding, the true states, the diff and the COPY of the states.
+folding, the true state, the active rules' fields, the diff and the COPY of the states.
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ from tests.e2e.test_backfill_fleet import RULES_V2  # noqa: E402
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 PHASES = {  # cProfile function name -> phase (cumulative time)
     "truth_events": "read the log (COPY + decode)", "legacy_rows": "read the legacy rows",
-    "fold": "fold", "true_state": "true states (two rules)", "corrections_for": "diff against legacy",
+    "fold": "fold", "true_state": "true state (new rules)", "ruled_fields": "active rules' fields",
+    "corrections_for": "diff against legacy",
     "write_row": "COPY the states out", "model_dump_json": "states to JSON"}
 
 
