@@ -1,7 +1,8 @@
-"""Sessions kept across a follower's steps, for its reads: the legacy rows, the tables' schemas and
-the parked rows. Opened afresh, they cost a step ~8 new backends (a fork and authentication each, on
-the same two cores) whose catalog caches start cold, so each first look at information_schema was
-slow too: measured 14% and 12% of a step at 100 changes/s.
+"""Sessions kept across a follower's steps: its reads (the legacy rows, the tables' schemas, the
+parked rows, the audit) and its writes (the legacy stores' and their audit). Opened afresh, they
+cost a step ~10 new backends (a fork and authentication each, on the same two cores) whose catalog
+caches start cold, so each first look at information_schema was slow too: measured 14% and 12% of
+a step at 100 changes/s.
 
     kept = KeptStores.keeping(stores, idle_in_transaction_timeout="3000ms")
     with kept.connect("subs", purpose="schema") as conn:   # the block ends its transaction,
@@ -9,7 +10,8 @@ slow too: measured 14% and 12% of a step at 100 changes/s.
     kept.drop()                                           # every kept session closed
 
 A `KeptStores` is a `Stores`: code that opens a session per use (`with stores.connect(...)`) keeps it
-by being given one. What a session is kept under is everything it was asked with (the store, the
+by being given one (psycopg's `with` ends the transaction, then calls `close()`, which gives the
+session back). What a session is kept under is everything it was asked with (the store, the
 purpose: its `application_name`, its settings), so a use never finds another's session settings;
 one session is kept per such key (a second asked while the first is in use is opened, and closed
 after). Every kept session carries `idle_in_transaction_timeout`, so a frozen process never holds
@@ -20,7 +22,7 @@ closes them all, so the next step opens new ones. Replication sessions are never
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import psycopg
@@ -34,18 +36,6 @@ class _KeptConnection(psycopg.Connection[Any]):
 
     _home: KeptStores | None = None
     _key: tuple[Any, ...] = ()
-
-    def __exit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> None:
-        if self.closed:
-            return
-        if exc_type is None:
-            self.commit()
-        else:
-            try:
-                self.rollback()
-            except psycopg.Error:
-                pass  # the session is gone: closed below
-        self.close()
 
     def close(self) -> None:
         home = self._home
@@ -64,8 +54,7 @@ class KeptStores(Stores):
 
     @classmethod
     def keeping(cls, stores: Stores, *, idle_in_transaction_timeout: str | None = None) -> KeptStores:
-        return cls(cf_prod=stores.cf_prod, billing_prod=stores.billing_prod, subs=stores.subs,
-                   eventstore=stores.eventstore, connect_timeout=stores.connect_timeout,
+        return cls(**{f.name: getattr(stores, f.name) for f in fields(Stores)},
                    idle_in_transaction_timeout=idle_in_transaction_timeout)
 
     def connect(self, store: str = "eventstore", *, purpose: str | None = None, **options: Any

@@ -148,10 +148,9 @@ class Follower:
         self._blocked: dict[str, str] = {}  # the legacy tables blocked by their schema, as last read
         self._withheld_by_block: set[str] = set()  # accounts with corrections a block withheld
         self._conn = self._connect()
-        # its reads of the legacy stores, schemas, parked rows and audit, and its writes: sessions kept
-        # across steps
-        self._reads = KeptStores.keeping(stores, idle_in_transaction_timeout=f"{int(lease_s * 1000)}ms")
-        self._writes: Connection | None = None  # its session for the audit of its writes (_writer)
+        # its reads of the legacy stores, schemas, parked rows and audit, and its writes and their
+        # audit: sessions kept across steps
+        self._sessions = KeptStores.keeping(stores, idle_in_transaction_timeout=f"{int(lease_s * 1000)}ms")
         ensure_read_model(self._conn)
         tracking.ensure_tracking(self._conn)
         self.generation: generations.Generation
@@ -166,14 +165,6 @@ class Follower:
         ms = f"{int(self.lease_s * 1000)}ms"
         return self.stores.connect(purpose=leases.session_name(self.owner), autocommit=True,
                                    idle_in_transaction_timeout=ms, statement_timeout=ms)
-
-    def _writer(self) -> Connection:
-        """Its autocommit event-store session for the audit of what it writes (intents, write xids,
-        settle: apply's protocol, each its own transaction beside the fence's), kept across steps
-        and opened again once broken: not a connection (and its fork on the server) for each."""
-        if self._writes is None or self._writes.broken or self._writes.closed:
-            self._writes = self.stores.connect(purpose="follow writes", autocommit=True)
-        return self._writes
 
     @property
     def session_lost(self) -> bool:
@@ -191,10 +182,7 @@ class Follower:
 
     def drop_sessions(self) -> None:
         """Closes the sessions it keeps across steps (a server went away: the next step opens new ones)."""
-        self._reads.drop()
-        if self._writes is not None:
-            self._writes.close()
-            self._writes = None
+        self._sessions.drop()
 
     def take_share(self, *, within_s: float | None = None, poll_s: float = 0.2) -> None:
         """Claims until this follower holds its fair share and every other partition has a holder
@@ -289,8 +277,11 @@ class Follower:
                     withheld = {p.state.account_id or "" for p in plans}
                 else:
                     causes = cause_times(conn, [p.state.account_id or "" for p in plans], min(pos.values()), head, due)
-                    result, committed = write_plans(self._reads, self.rules, self.owner, plans, now, mark,
-                                                     causes, kept=self._writer())
+                    # the audit of what it writes (intents, write xids, settle: apply's protocol, each
+                    # its own transaction beside the fence's) on one autocommit event-store session
+                    with self._sessions.connect(purpose="follow writes", autocommit=True) as audit:
+                        result, committed = write_plans(self._sessions, self.rules, self.owner, plans, now, mark,
+                                                         causes, kept=audit)
                     report.applied, report.stale = result.count("applied"), result.count("stale")
                     for account_id in {c.account_id for c, status in result.done if status == "applied"}:
                         if account_id in causes:
@@ -365,7 +356,7 @@ class Follower:
         `accounts`), so they converge though nothing of theirs changed meanwhile."""
         if not accounts and not self._withheld_by_block:
             return self._blocked
-        blocked = blocked_tables(self._reads)
+        blocked = blocked_tables(self._sessions)
         for table in sorted(blocked.keys() - self._blocked.keys()):
             log.warning("%s blocked: %s; its rows are not corrected until its schema matches again", table,
                         blocked[table])
@@ -383,8 +374,8 @@ class Follower:
             return [], []
         catalog = fold_catalog(self._catalog or [], as_of=now)
         count = self.generation.partitions
-        step = read_step(self._reads, self._conn, self._streams, accounts, blocked)
-        evaluated, plans = evaluate_accounts(self._reads, step, self.rules, now, catalog, accounts, self.owners,
+        step = read_step(self._sessions, self._conn, self._streams, accounts, blocked)
+        evaluated, plans = evaluate_accounts(self._sessions, step, self.rules, now, catalog, accounts, self.owners,
                                              reasons_first=self._reasons_first)
         self._reasons_first = reasons_first(len(plans), len(evaluated))
         self._withheld_by_block |= step.withheld_by_block
