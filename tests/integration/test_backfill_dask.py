@@ -53,7 +53,11 @@ def test_a_worker_killed_mid_backfill_costs_a_rerun_of_its_partitions_not_a_diff
         workers = [subprocess.Popen([DASK, "worker", address, "--nthreads", "1", "--no-nanny", "--no-dashboard",
                                      "--name", f"w{i}"], env=env, cwd=ROOT, **quiet) for i in range(2)]
         try:
-            run = subprocess.Popen([sys.executable, "-c", "from recompute.cli import main; main()", *args],
+            # four tasks of eight partitions on the two workers: each commits its partitions at once,
+            # so with two tasks (one a worker) both often committed within one poll of the count and
+            # the kill came after all 32 were built; with four, worker 0 is still in its second task
+            run = subprocess.Popen([sys.executable, "-c", "from recompute.cli import main; main()", *args,
+                                    "--workers", "4"],
                                    env={**env, "RECOMPUTE_DASK_SCHEDULER": address}, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True)
             done_at_kill = 0
