@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -17,6 +18,7 @@ import pytest
 from eventlog.own_tables import ensure_own_schema
 from eventlog.stores import Stores
 from ingestion.legacy.cdc import stream as cdc_stream
+from ingestion.legacy.cdc.keeper import STANDBY, StreamKeeper
 from ingestion.legacy.cdc.names import slot_name
 from ingestion.legacy.cdc.pgoutput import UNCHANGED, parse_lsn
 from ingestion.legacy.cdc.setup import drop_store, published_tables, resync_lock, setup_store
@@ -60,6 +62,7 @@ def checkpoint(dsns, store):
 
 def test_a_reader_closed_and_reopened_records_only_what_came_after(world, monkeypatch):
     monkeypatch.setattr(cdc_stream, "STATUS_EVERY", 0.0)
+    monkeypatch.setattr(cdc_stream, "TOUCH_EVERY", 0.0)
     set_up(world, "billing_prod")
     execute(world["billing_prod"], "UPDATE invoices SET status = 'paid', amount_paid = 2900")
     with a_stream(world, "billing_prod") as stream:
@@ -318,3 +321,37 @@ def test_a_setup_that_died_mid_handoff_is_done_again_by_the_next_without_duplica
     execute(world["billing_prod"], "DELETE FROM invoices WHERE invoice_id = 'inv_000042_02'")
     with a_stream(world, "billing_prod") as stream:
         assert stream.catch_up() == 1
+
+
+def test_a_standby_ends_a_slot_holder_silent_for_longer_than_its_lease_and_reads_the_store(world, caplog):
+    """A reader that holds the slot but stops answering (frozen, or a walsender that did not end it:
+    issue 17's seed 3) is ended by the follower standing by once its last reply is older than the
+    lease, and the standby reads the store; a changed row then reaches the log."""
+    set_up(world, "billing_prod")
+    stores = Stores.from_dsns(world)
+    silent = LegacyChangeStream(store="billing_prod", stores=stores)  # never polled again: it answers nothing
+    try:
+        keeper = StreamKeeper(["billing_prod"], stores, sender_timeout_s=1.0)
+        with caplog.at_level(logging.INFO, logger="recompute.cdc"):
+            keeper.open()
+            assert keeper.broken["billing_prod"].why.kind == STANDBY
+            deadline = time.monotonic() + 8
+            while ("billing_prod" not in keeper.streams or "billing_prod" in keeper.broken) \
+                    and time.monotonic() < deadline:
+                keeper.read(0.1)
+        assert "billing_prod" in keeper.streams and "billing_prod" not in keeper.broken, \
+            "the standby never took the silent holder's slot over"
+        ended = [r.getMessage() for r in caplog.records if r.getMessage().startswith("billing_prod change stream held")]
+        assert len(ended) == 1 and "silent for" in ended[0], ended
+        execute(world["billing_prod"], "UPDATE invoices SET status = 'paid' WHERE TRUE")
+        before = event_count(world)
+        deadline = time.monotonic() + 10
+        while event_count(world) == before and time.monotonic() < deadline:
+            keeper.read(0.2)
+        assert event_count(world) > before
+        keeper.close()
+    finally:
+        try:
+            silent.close()
+        except Exception:  # noqa: BLE001 - its session was ended under it
+            pass

@@ -15,7 +15,9 @@ terminated): it is closed and retried on its own schedule, capped exponential ba
 "recompute.cdc" (broken, why; still broken for another reason; open again) and one row of
 cdc_stream_health, which `cdc status` and `status` read; a retry that fails for the same reason
 says nothing. A slot another reader holds (a second follower's ingest) is not broken: this one
-stands by, retrying on the same schedule, and takes the stream over when the other lets go.
+stands by, retrying at least every half lease (`sender_timeout_s`), and takes the stream over when
+the other lets go; a holder that has not answered its server for longer than the lease (frozen, its
+walsender not ended by wal_sender_timeout) is ended first (`end_silent_holder`), with one line.
 
 A table out of the publication (or a store whose slot is gone) is read by snapshot: the snapshot
 compares every row with the digests, so what changed while it was not streamed is recorded at the
@@ -41,6 +43,7 @@ from eventlog.stores import Stores, parse_dsn
 from ingestion.legacy.cdc.names import publication_name, slot_name
 from ingestion.legacy.cdc.pgoutput import lsn_text
 from ingestion.legacy.cdc.replication import ReplicationError
+from ingestion.legacy.cdc.setup import end_silent_holder
 from ingestion.legacy.cdc.stream import LegacyChangeStream, NotSetUp
 
 log = logging.getLogger("recompute.cdc")
@@ -125,6 +128,7 @@ class StreamKeeper:
     sender_timeout_s: float | None = None  # the streams' wal_sender_timeout (LegacyChangeStream)
     opener: Callable[[str], LegacyChangeStream] | None = None  # (tests: a fake stream) default: the real one
     saver: Callable[[list[HealthRow]], None] | None = None  # (tests) default: cdc_stream_health in the event store
+    ender: Callable[[str, str, float], tuple[int, float] | None] | None = None  # (tests) default: end_silent_holder
     streams: dict[str, LegacyChangeStream] = field(default_factory=dict)
     broken: dict[str, _Broken] = field(default_factory=dict)
     snapshot_tables: dict[str, tuple[str, ...]] = field(default_factory=dict)  # store -> tables read by snapshot
@@ -182,12 +186,29 @@ class StreamKeeper:
             state = self.broken[store]
             if store in self.streams or self.monotonic() < state.retry_at:
                 continue
+            if state.why.kind == STANDBY and self.sender_timeout_s is not None:
+                self._end_silent_holder(store)
             try:
                 self.streams[store] = self._open(store)
             except STREAM_FAILURES as error:
                 self._broke(store, error)
                 continue
             state.reopened_at = self.monotonic()
+
+    def _end_silent_holder(self, store: str) -> None:
+        assert self.sender_timeout_s is not None
+        slot = self._slot(store)
+        try:
+            if self.ender is not None:
+                ended = self.ender(store, slot, self.sender_timeout_s)
+            else:
+                ended = end_silent_holder(store, self.stores, slot, silent_s=self.sender_timeout_s)
+        except psycopg.Error:
+            return  # its server is away: the open below says so
+        if ended is not None:
+            log.warning("%s change stream held by process %d, silent for %.1f s (longer than the lease, %g s): "
+                        "ended it to take the stream over", store, *ended, self.sender_timeout_s,
+                        extra={"store": store})
 
     def _on_probation(self, store: str, stream: LegacyChangeStream, *, recorded: bool) -> None:
         state = self.broken[store]
@@ -207,7 +228,10 @@ class StreamKeeper:
         why = why_broken(error, store=store, slot=self._slot(store))
         before = self.broken.get(store)
         failures = 1 if before is None else before.failures + 1
-        retry_at = self.monotonic() + self.backoff.delay(failures, self.draw())
+        delay = self.backoff.delay(failures, self.draw())
+        if why.kind == STANDBY and self.sender_timeout_s is not None:  # a frozen holder is taken over within a lease
+            delay = min(delay, self.sender_timeout_s / 2)
+        retry_at = self.monotonic() + delay
         self.broken[store] = _Broken(why, self.now() if before is None else before.since, failures, retry_at)
         if before is not None and why.kind == before.why.kind:
             if why.kind != STANDBY:

@@ -49,7 +49,9 @@ from ingestion.legacy.schema import relation_problems, store_problems
 from ingestion.legacy.snapshot import TableIngest, exported_snapshot
 from ingestion.legacy.tables import key_text
 
-STATUS_EVERY = 10.0  # seconds between standby status updates when idle (wal_sender_timeout is 60 s by default)
+STATUS_EVERY = 1.0  # seconds between standby status updates when idle: a reader that answers less often
+# looks silent to a follower standing by (keeper.end_silent_holder; wal_sender_timeout is 60 s by default)
+TOUCH_EVERY = 10.0  # seconds between writes of an idle, caught-up stream's checkpoint time
 BLOCK_CHECK_EVERY = 2.0  # seconds between looks at the live schema of a blocked table
 
 
@@ -197,12 +199,13 @@ class LegacyChangeStream:
 
     def _keep_alive(self) -> None:
         """Confirms what is recorded, and, with nothing in flight, all the server decoded (so the slot
-        does not hold WAL of other tables and databases); at least every STATUS_EVERY seconds."""
+        does not hold WAL of other tables and databases); at least every STATUS_EVERY seconds, so a
+        reader standing by sees this one answering."""
         target = self.position
         if self._open is None and not self._complete:
             target = max(target, self._wal_end)
         if target > self._confirmed or time.monotonic() - self._last_status > STATUS_EVERY:
-            if target > self._confirmed and time.monotonic() - self._last_touch > STATUS_EVERY:
+            if target > self._confirmed and time.monotonic() - self._last_touch > TOUCH_EVERY:
                 self._touch(target)
             self._confirmed = max(self._confirmed, target)
             self._replication.confirm(self._confirmed)
