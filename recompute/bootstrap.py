@@ -12,18 +12,14 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-
-import stripe
+from typing import TYPE_CHECKING
 
 from domain.legacy_tables import STORES
 from eventlog.own_tables import ensure_own_schema, upgrade_own_schema
 from eventlog.postgres_log import PostgresEventLog
 from eventlog.stores import OperationalError, Stores
-from ingestion.jobs import IngestJob
 from ingestion.legacy.schema import describe, store_problems
 from ingestion.legacy.schema import log as log_schema
-from ingestion.stripe.reader import StripeApiReader
-from projections.apply.relay import RelayReport, relay
 from projections.executor import Executor, InlineExecutor
 from projections.read_model import generations
 from projections.read_model.generations import Generation
@@ -31,6 +27,10 @@ from projections.read_model.tables import ensure_read_model
 from recompute.dask_executor import DaskExecutor
 from recompute.embedded import embedded_dsns
 from recompute.settings import DSN_VARIABLES, Settings, SettingsError
+
+if TYPE_CHECKING:  # imported where used: stripe, kombu and their clients are a third of every command's start
+    from ingestion.jobs import IngestJob
+    from projections.apply.relay import RelayReport
 
 SOURCES = (*STORES, "stripe")
 
@@ -68,9 +68,13 @@ class App:
         """Publishes the outbox to RECOMPUTE_BROKER_URL; None when it is not set (the events wait)."""
         if not self.settings.broker_url:
             return None
+        from projections.apply.relay import relay
+
         return relay(stores=self.stores, broker_url=self.settings.broker_url)
 
     def ingest_jobs(self, source: str, *, batch_size: int = 20_000) -> list[IngestJob]:
+        from ingestion.jobs import IngestJob
+
         chosen = SOURCES if source == "all" else (source,)
         jobs = []
         for name in chosen:
@@ -94,6 +98,8 @@ class App:
         check_stripe(self.settings)
 
     def stripe_job(self, *, batch_size: int = 5_000) -> IngestJob:
+        from ingestion.jobs import IngestJob
+
         return IngestJob(source="stripe", stores=self.stores, stripe_api_key=self.settings.stripe_api_key,
                          stripe_api_base=self.settings.stripe_api_base, batch_size=batch_size)
 
@@ -102,6 +108,10 @@ def check_stripe(settings: Settings) -> None:
     """Raises SettingsError naming the variable when Stripe cannot be used as configured."""
     if not settings.stripe_api_key:
         return
+    import stripe
+
+    from ingestion.stripe.reader import StripeApiReader
+
     reader = StripeApiReader(api_key=settings.stripe_api_key, api_base=settings.stripe_api_base,
                              max_network_retries=1)
     try:

@@ -20,7 +20,6 @@ from domain.privileges import Finding, findings
 from domain.rules import RulesError, load_rules
 from eventlog.stores import Connection, Error, ProgrammingError, Stores, connect_to, make_dsn, parse_dsn
 from ingestion.legacy.privileges import observe
-from projections.apply.relay import BrokerRefused, check_broker
 from recompute.bootstrap import check_stripe
 from recompute.settings import DSN_VARIABLES, SETTING_NAMES, Settings, SettingsError
 
@@ -88,6 +87,8 @@ def check(settings: Settings) -> list[Finding]:
         except Error as error:
             found.append(Finding("error", f"{variable}: cannot connect: {' '.join(str(error).split())}"))
     if settings.broker_url:
+        from projections.apply.relay import BrokerRefused, check_broker
+
         try:
             if reason := check_broker(settings.broker_url):
                 found.append(Finding("warning", f"RECOMPUTE_BROKER_URL: unreachable ({reason}): events wait in "

@@ -4,24 +4,25 @@ from __future__ import annotations
 
 import sys
 from datetime import UTC, datetime
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 import orjson
-from kombu import Connection
 
 from domain.owners import Owners, OwnersError, owners_from
 from domain.rules import RULES_V1, Rules, RulesError, load_rules
 from domain.rules_identity import RulesConflict
 from eventlog.own_tables import check_known_rules
 from eventlog.stores import Error
-from projections.apply.relay import BrokerRefused, RelayReport, check_broker
 from projections.read_model.active_rules import choose
 from projections.read_model.generations import ActiveRulesUnreadable
 from recompute.bootstrap import App, wire
 from recompute.check import privilege_errors
 from recompute.embedded import EmbeddedPostgresError
 from recompute.settings import SettingsError, read_settings
+
+if TYPE_CHECKING:
+    from projections.apply.relay import RelayReport
 
 
 class RunFailed(click.ClickException):
@@ -175,6 +176,10 @@ def check_broker_url(url: str | None) -> str | None:
     wait in the outbox): its reason is returned."""
     if not url:
         return None
+    from kombu import Connection
+
+    from projections.apply.relay import BrokerRefused, check_broker
+
     try:
         Connection(url).transport  # noqa: B018 - resolves the transport named by the URL's scheme
         return check_broker(url)
