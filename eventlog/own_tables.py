@@ -392,7 +392,7 @@ def stop_waiting(cur: psycopg.Cursor, source: str, reasons: dict[str, str]) -> i
     if not reasons:
         return 0
     cur.execute(
-        "UPDATE parked_record p SET given_up_at = now(), reason = u.reason FROM unnest(%s::text[], %s::text[]) "
+        "UPDATE parked_record p SET given_up_at = now(), reason = u.reason FROM unnest(%b::text[], %b::text[]) "
         "AS u(customer, reason) WHERE p.source = %s AND p.waiting_for = u.customer AND p.resolved_at IS NULL "
         "AND p.given_up_at IS NULL", (list(reasons), list(reasons.values()), source))
     return cur.rowcount

@@ -12,7 +12,7 @@ from psycopg.rows import tuple_row
 def has_tables(conn: psycopg.Connection, *names: str) -> bool:
     """True when every one of `names` exists (on the connection's search path), in one round trip."""
     with conn.cursor(row_factory=tuple_row) as cur:
-        row = cur.execute("SELECT bool_and(to_regclass(name) IS NOT NULL) FROM unnest(%s::text[]) name",
+        row = cur.execute("SELECT bool_and(to_regclass(name) IS NOT NULL) FROM unnest(%b::text[]) name",
                           (list(names),)).fetchone()
     return bool(row and row[0])
 
@@ -34,7 +34,7 @@ def may_write(conn: psycopg.Connection, table: str, *privileges: str) -> bool:
     with conn.cursor(row_factory=tuple_row) as cur:
         row = cur.execute(
             "SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off' "
-            "AND (SELECT bool_and(has_table_privilege(%s, p)) FROM unnest(%s::text[]) p)",
+            "AND (SELECT bool_and(has_table_privilege(%s, p)) FROM unnest(%b::text[]) p)",
             (table, list(privileges))).fetchone()
     return bool(row and row[0])
 
@@ -59,8 +59,8 @@ def ddl_done(conn: psycopg.Connection, ddl: str) -> bool:
     relations, columns = ddl_objects(ddl)
     with conn.cursor(row_factory=tuple_row) as cur:
         row = cur.execute(
-            "SELECT (SELECT bool_and(to_regclass(name) IS NOT NULL) FROM unnest(%s::text[]) name) "
-            "AND (SELECT count(*) FROM unnest(%s::text[], %s::text[]) c(tbl, col) JOIN pg_attribute a "
+            "SELECT (SELECT bool_and(to_regclass(name) IS NOT NULL) FROM unnest(%b::text[]) name) "
+            "AND (SELECT count(*) FROM unnest(%b::text[], %b::text[]) c(tbl, col) JOIN pg_attribute a "
             "     ON a.attrelid = to_regclass(c.tbl) AND a.attname = c.col AND NOT a.attisdropped) = %s",
             (relations, [t for t, _ in columns], [c for _, c in columns], len(columns))).fetchone()
     return bool(row and row[0])

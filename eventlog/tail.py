@@ -64,7 +64,7 @@ def new_events(conn: Connection[Any], after: int, limit: int) -> list[tuple[int,
 
 _AFTER = sql.SQL(
     "SELECT e.originator_id, e.originator_version, e.topic, e.state "
-    "FROM unnest(%s::text[], %s::bigint[]) AS u(id, after) "
+    "FROM unnest(%b::text[], %b::bigint[]) AS u(id, after) "
     "JOIN {} e ON e.originator_id = u.id AND e.originator_version > u.after "
     "ORDER BY e.originator_id, e.originator_version").format(_TABLE)
 

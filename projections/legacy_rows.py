@@ -108,7 +108,7 @@ class StoreSnapshot:
         if not self.tables:  # none readable: every account that had rows here has none now
             return {account for account, digest in given.items() if digest is not None}
         query = sql.SQL(
-            "SELECT g.account_id FROM unnest(%s::text[], %s::bytea[]) AS g(account_id, digest) LEFT JOIN "
+            "SELECT g.account_id FROM unnest(%b::text[], %b::bytea[]) AS g(account_id, digest) LEFT JOIN "
             "(SELECT account_id, {} AS digest FROM ({}) u GROUP BY account_id) d ON d.account_id = g.account_id "
             "WHERE d.digest IS DISTINCT FROM g.digest").format(
             self._digest(), self._union(accounts, sql.SQL("{tag}::bytea || record_send(t) AS r")))

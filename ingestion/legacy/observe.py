@@ -159,13 +159,13 @@ class Observations:
                         copy.write_row(item)
             if upserts and len(upserts) < 1_000:  # a stream's few rows: one statement, no temporary twin
                 cur.execute("INSERT INTO ingest_row_digest (store, tbl, key, digest, parked, stream, key_json) "
-                            "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %b::bytea[], %s::bool[], "
-                            "%s::text[], %s::text[]) " + _ON_CONFLICT, [list(c) for c in zip(*upserts, strict=True)])
+                            "SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::bytea[], %b::bool[], "
+                            "%b::text[], %b::text[]) " + _ON_CONFLICT, [list(c) for c in zip(*upserts, strict=True)])
             elif upserts:
                 bulk_insert(cur, "ingest_row_digest", columns, upserts, on_conflict=_ON_CONFLICT[12:])
             if gone:
                 tables, keys = zip(*gone, strict=True)
-                cur.execute("DELETE FROM ingest_row_digest d USING unnest(%s::text[], %s::text[]) g(tbl, key) "
+                cur.execute("DELETE FROM ingest_row_digest d USING unnest(%b::text[], %b::text[]) g(tbl, key) "
                             "WHERE d.store = %s AND d.tbl = g.tbl AND d.key = g.key",
                             (list(tables), list(keys), self.store))
 

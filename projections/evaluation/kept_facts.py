@@ -312,8 +312,8 @@ def _set_decided(source: str) -> sql.Composable:
 
 UPSERT = sql.SQL(
     "INSERT INTO {table} (account_id, stream_version, latest_source_time, fold_version, facts, {decided}) "
-    "SELECT * FROM unnest(%s::text[], %s::integer[], %s::timestamptz[], %s::text[], %s::bytea[], "
-    "%s::bytea[], %s::timestamptz[], %s::timestamptz[], %s::text[], %s::text[], %s::bytea[], %s::bytea[], %s::bytea[]) "
+    "SELECT * FROM unnest(%b::text[], %b::integer[], %b::timestamptz[], %b::text[], %b::bytea[], "
+    "%b::bytea[], %b::timestamptz[], %b::timestamptz[], %b::text[], %b::text[], %b::bytea[], %b::bytea[], %b::bytea[]) "
     "ON CONFLICT (account_id) DO UPDATE SET stream_version = EXCLUDED.stream_version, "
     "latest_source_time = EXCLUDED.latest_source_time, fold_version = EXCLUDED.fold_version, facts = EXCLUDED.facts, "
     "{set_decided} "  # new facts: the decision given with them, or none (an older one was not decided from them)
@@ -322,15 +322,15 @@ UPSERT = sql.SQL(
 ).format(table=sql.Identifier(TABLE), decided=_DECIDED, set_decided=_set_decided("excluded"))
 # A new decision beside facts already kept: only while they are still the facts it was decided from.
 DECIDE = sql.SQL(
-    "UPDATE {table} t SET {set_decided} FROM unnest(%s::text[], %s::integer[], "
-    "%s::bytea[], %s::timestamptz[], %s::timestamptz[], %s::text[], %s::text[], %s::bytea[], %s::bytea[], %s::bytea[]) "
+    "UPDATE {table} t SET {set_decided} FROM unnest(%b::text[], %b::integer[], "
+    "%b::bytea[], %b::timestamptz[], %b::timestamptz[], %b::text[], %b::text[], %b::bytea[], %b::bytea[], %b::bytea[]) "
     "AS d(account_id, stream_version, {decided}) "
     "WHERE t.account_id = d.account_id AND t.stream_version = d.stream_version AND t.fold_version = %s"
 ).format(table=sql.Identifier(TABLE), decided=_DECIDED, set_decided=_set_decided("d"))
 # A result found from a decision that stood: only while that decision is still the one kept.
 FIND = sql.SQL(
-    "UPDATE {table} t SET {set_found} FROM unnest(%s::text[], %s::integer[], %s::timestamptz[], %s::text[], "
-    "%s::text[], %s::bytea[], %s::bytea[], %s::bytea[]) "
+    "UPDATE {table} t SET {set_found} FROM unnest(%b::text[], %b::integer[], %b::timestamptz[], %b::text[], "
+    "%b::text[], %b::bytea[], %b::bytea[], %b::bytea[]) "
     "AS d(account_id, stream_version, decided_as_of, decided_rules_digest, decided_catalog_digest, {found}) "
     "WHERE t.account_id = d.account_id AND t.stream_version = d.stream_version AND t.fold_version = %s "
     "AND t.decided_state IS NOT NULL AND t.decided_as_of = d.decided_as_of "

@@ -119,7 +119,7 @@ def fence(conn: psycopg.Connection, owner: str, held: dict[int, int], ttl_s: flo
     parts = sorted(held)
     rows = conn.execute(
         "UPDATE follow_lease l SET expires_at = now() + make_interval(secs => %s) "
-        "FROM unnest(%s::int[], %s::bigint[]) AS h(partition, epoch) "
+        "FROM unnest(%b::int[], %b::bigint[]) AS h(partition, epoch) "
         "WHERE l.partition = h.partition AND l.epoch = h.epoch AND l.owner = %s RETURNING l.partition, l.epoch",
         (ttl_s, parts, [held[p] for p in parts], owner)).fetchall()
     return {p: e for p, e in rows}
@@ -144,7 +144,7 @@ def settled(conn: psycopg.Connection, owner: str, since: Mapping[str, datetime])
     free, unseen, live, total, mine = conn.execute(  # type: ignore[misc]  # always one row
         "SELECT (SELECT count(*) FROM follow_lease WHERE owner IS NULL OR expires_at <= now()), "
         "(SELECT count(*) FROM follow_lease l LEFT JOIN follow_member m ON m.owner = l.owner "
-        "  LEFT JOIN unnest(%s::text[], %s::timestamptz[]) AS s(owner, alive_until) ON s.owner = l.owner "
+        "  LEFT JOIN unnest(%b::text[], %b::timestamptz[]) AS s(owner, alive_until) ON s.owner = l.owner "
         "  WHERE l.owner <> %s AND l.expires_at > now() AND (m.owner IS NULL OR m.alive_until <= s.alive_until)), "
         "(SELECT count(*) FROM follow_member WHERE alive_until > now()), (SELECT count(*) FROM follow_lease), "
         "(SELECT count(*) FROM follow_lease WHERE owner = %s AND expires_at > now())",

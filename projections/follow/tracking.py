@@ -87,7 +87,7 @@ def positions(conn: psycopg.Connection, generation: int, partitions: Sequence[in
 def advance(conn: psycopg.Connection, generation: int, to: dict[int, int]) -> None:
     conn.execute(
         "INSERT INTO follow_position (generation, partition, position) "
-        "SELECT %s, p, pos FROM unnest(%s::int[], %s::bigint[]) AS u(p, pos) "
+        "SELECT %s, p, pos FROM unnest(%b::int[], %b::bigint[]) AS u(p, pos) "
         "ON CONFLICT (generation, partition) DO UPDATE SET position = excluded.position, updated_at = now()",
         (generation, list(to), list(to.values())))
 

@@ -45,7 +45,7 @@ def write_plans(stores: Stores, rules: Rules, owner: str, plans: list[AccountPla
                "events": dict(result.events), "recovered": {}}
     corrected = sorted({c.account_id for c, status in result.done if status == "applied"})
     kept.execute("WITH corrected AS (INSERT INTO follow_corrected (account_id, corrected_at) "  # the breaker's window
-                 "SELECT unnest(%s::text[]), now() ON CONFLICT (account_id) DO UPDATE SET corrected_at = "
+                 "SELECT unnest(%b::text[]), now() ON CONFLICT (account_id) DO UPDATE SET corrected_at = "
                  "excluded.corrected_at) UPDATE apply_run SET finished_at = %s, summary = %s WHERE run_id = %s",
                  (corrected, committed, Jsonb(summary), run.run_id))
     return result, committed
