@@ -113,9 +113,11 @@ def backfill(stores: Stores, rules: Rules, rules_text: str, active_rules: Rules,
         if todo:
             jobs = _jobs(stores, gen, rules, active_rules, position, todo, tasks)
             on_progress(len(done), gen.partitions)
-            for built in executor.map(build_partitions, jobs):
-                reports += [report for _, report in built]
-                on_progress(len(reports), gen.partitions)
+            built = len(done)
+            for committed in executor.map(build_partitions, jobs):
+                built += len(committed)
+                on_progress(built, gen.partitions)
+            reports = list(done_partitions(conn, gen.id).values())  # the tasks' reports, from their rows
         finish(conn, gen.id)
         result.generation = read_generation(conn, gen.id)
     for report in reports:
