@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from domain.legacy_tables import BY_NAME, CORRECTION_ORDER, correctable
 from domain.state import TrueState
+from domain.trusted import trusted
 
 Row = Mapping[str, Any]
 NO_DUNNING = {"stage": "none", "attempt_count": 0, "next_action_at": None}
@@ -90,23 +91,29 @@ def corrections_for(state: TrueState, rows: Mapping[str, Sequence[Row]], *,
 
 
 class _Differ:
+    """Builds the corrections `trusted` (no validation): every field is made here from a valid
+    state and rows (the table and op are ours, the values JSON), and a diff runs at every instant
+    of the drift walk (domain/drift.py), where validating them was a fifth of `explain`."""
+
     def __init__(self, account_id: str, found: list[Correction]) -> None:
         self.account_id = account_id
         self.found = found
 
+    def _add(self, table: str, op: str, key: dict[str, Any] | None, column: str | None, from_: Any, to: Any) -> None:
+        self.found.append(trusted(Correction, account_id=self.account_id, table=table, op=op,
+                                  key=None if key is None else dict(key), column=column, from_=from_, to=to,
+                                  drift=None))
+
     def row(self, table: str, key: dict[str, Any], current: Row, wanted: Mapping[str, Any]) -> None:
         for column, value in wanted.items():
             if not same(current.get(column), value):
-                self.found.append(Correction(account_id=self.account_id, table=table, op="update", key=key,
-                                             column=column, from_=current.get(column), to=as_json(value)))
+                self._add(table, "update", key, column, current.get(column), as_json(value))
 
     def insert(self, table: str, key: dict[str, Any] | None, new_row: Mapping[str, Any]) -> None:
-        self.found.append(Correction(account_id=self.account_id, table=table, op="insert", key=key, column=None,
-                                     from_=None, to={k: as_json(v) for k, v in new_row.items()}))
+        self._add(table, "insert", key, None, None, {k: as_json(v) for k, v in new_row.items()})
 
     def delete(self, table: str, key: dict[str, Any], old_row: Row) -> None:
-        self.found.append(Correction(account_id=self.account_id, table=table, op="delete", key=key, column=None,
-                                     from_=dict(old_row), to=None))
+        self._add(table, "delete", key, None, dict(old_row), None)
 
 
 def _invoices(state: TrueState, rows: Mapping[str, Sequence[Row]], diff: _Differ) -> None:
