@@ -181,11 +181,8 @@ def points_back(folded: Sequence[AccountEvent], tables: Collection[str], catalog
     states are decided only when the walk reaches it. An instant costs what the account's state
     holds (its invoices, its rows), not its history: the walk is O(n log n) in the stream's length."""
     instants = sorted({e.source_time for e in folded if read_by_truth(e) or f"{e.store}.{e.table}" in tables})
-    hi, size = len(instants), 4
     stages: StageSince | None = None
-    while hi > 0:
-        lo = max(0, hi - size)
-        folding = Folding(folded, legacy=False)
+    for lo, hi, folding in _chunk_folds(folded, instants):
         facts = [folding.facts_at(instant) for instant in instants[lo:hi]]
         observed = observed_rows(folded, tables, instants[lo:hi])
         if stages is None:  # the first chunk ends at the last instant: its facts hold the whole history
@@ -193,7 +190,24 @@ def points_back(folded: Sequence[AccountEvent], tables: Collection[str], catalog
         for i in reversed(range(lo, hi)):
             yield _segment(facts[i - lo], observed[i - lo], stages, tables, catalog, rules, instants[i],
                            instants[i + 1] if i + 1 < len(instants) else at, include_end=i + 1 == len(instants))
-        hi, size = lo, size * 2
+
+
+def _chunk_folds(folded: Sequence[AccountEvent], instants: Sequence[datetime]) -> Iterator[tuple[int, int, Folding]]:
+    """The walk's chunks [lo, hi) of `instants`, the last first (the last 4 instants, the 8 before
+    them, ...), each with a fold of the events before its first instant. One fold goes forward
+    once, forked where each chunk starts: each event is evolved at most twice (once to get there,
+    once in its own chunk), not once per chunk after it."""
+    bounds, hi, size = [], len(instants), 4
+    while hi > 0:
+        bounds.append((max(0, hi - size), hi))
+        hi, size = bounds[-1][0], size * 2
+    folding, starts = Folding(folded, legacy=False), {}
+    for lo, _ in reversed(bounds[1:]):
+        if lo > 0:
+            folding.advance(instants[lo - 1])
+        starts[lo] = folding.fork()
+    for lo, hi in bounds:
+        yield lo, hi, starts.pop(lo, folding)
 
 
 def _segment(facts: AccountFacts, observed: Observed, stages: StageSince, tables: Collection[str], catalog: Catalog,

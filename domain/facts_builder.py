@@ -51,6 +51,28 @@ class FactsBuilder:
         self.invoice_facts: dict[str, InvoiceFact] = {}
         self.stripe_facts: dict[tuple[str, str], tuple[StripeObjectObserved, Any]] = {}
 
+    def copy(self) -> FactsBuilder:
+        """An independent builder at the same point: what evolving mutates in place (the dicts, sets
+        and lists) is copied, the frozen events and facts they hold are shared. (`Folding.fork`: the
+        drift walk carries one fold to where each of its chunks starts.)"""
+        other = FactsBuilder(self.account_id)
+        other.count = self.count
+        other.rows = {table: dict(rows) for table, rows in self.rows.items()}
+        other.stripe = dict(self.stripe)
+        other.stripe_ties = dict(self.stripe_ties)  # each list is replaced, never appended to
+        other.seen_event_ids = set(self.seen_event_ids)
+        other.invoice_sid = dict(self.invoice_sid)
+        other.sid_invoices = {sid: set(invoices) for sid, invoices in self.sid_invoices.items()}
+        other.invoice_due = dict(self.invoice_due)
+        other.charge_invoice = dict(self.charge_invoice)
+        other.invoice_charges = {invoice: dict(charges) for invoice, charges in self.invoice_charges.items()}
+        other.dunning_now = dict(self.dunning_now)
+        other.history = list(self.history)
+        other.resolved_history = list(self.resolved_history)
+        other.invoice_facts = dict(self.invoice_facts)
+        other.stripe_facts = dict(self.stripe_facts)
+        return other
+
     # -- the invoice view that the dunning rules read ---------------------------------------
     def true_invoice(self, invoice_id: str) -> tuple[Any, Any, int, StripeObjectObserved | None] | None:
         """(status, amount_paid, attempt_count, deciding Stripe observation) by rules-v1 §1."""

@@ -165,7 +165,9 @@ def fold(events: Iterable[AccountEvent], *, as_of: datetime, legacy: bool = True
 class Folding:
     """`fold` at one instant after another, each event evolved once: `facts_at(t)` for ascending t
     equals `fold(events, as_of=t, legacy=legacy)` (what domain/drift.py's walk over an account's
-    instants needs: a fold per instant would evolve the stream's prefix again each time)."""
+    instants needs: a fold per instant would evolve the stream's prefix again each time).
+    `advance(t)` evolves up to t without resolving the facts; `fork()` is an independent Folding
+    at the same point (the walk carries one fold to where each of its chunks starts)."""
 
     __slots__ = ("_events", "_builder", "_next", "_at", "_first", "_legacy", "_stream")
 
@@ -180,7 +182,7 @@ class Folding:
         self._next = 0
         self._at: datetime | None = None
 
-    def facts_at(self, as_of: datetime) -> AccountFacts:
+    def advance(self, as_of: datetime) -> None:
         if self._at is not None and as_of < self._at:
             raise ValueError(f"facts_at goes forward: {as_of} is before {self._at}")
         self._at = as_of
@@ -192,4 +194,14 @@ class Folding:
             builder = evolve(events[self._next], builder)
             self._next += 1
         self._builder = builder
-        return resolve_facts(builder, as_of, legacy=self._legacy)
+
+    def facts_at(self, as_of: datetime) -> AccountFacts:
+        self.advance(as_of)
+        return resolve_facts(self._builder, as_of, legacy=self._legacy)
+
+    def fork(self) -> Folding:
+        other = Folding.__new__(Folding)
+        other._events, other._next, other._at = self._events, self._next, self._at
+        other._first, other._legacy, other._stream = self._first, self._legacy, self._stream
+        other._builder = self._builder.copy()
+        return other

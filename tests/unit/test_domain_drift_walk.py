@@ -143,3 +143,21 @@ def test_folding_forward_gives_at_every_instant_what_a_fold_at_it_gives(legacy, 
     folding = Folding(events, legacy=legacy)
     for instant in sorted({e.source_time for e in events}):
         assert folding.facts_at(instant) == fold(events, as_of=instant, legacy=legacy)
+
+
+@settings(max_examples=100, deadline=None)
+@given(account=accounts, cut=st.integers(0, 12))
+def test_a_fold_forked_part_way_goes_on_as_the_fold_it_was_forked_from(account, cut):
+    """The walk forks one fold where each of its chunks starts (Folding.fork): from there the fork
+    and the fold are independent, and each gives at every later instant what a fold at it gives."""
+    events = account_events(account)
+    instants = sorted({e.source_time for e in events})
+    folding = Folding(events, legacy=False)
+    before = instants[:cut][-1:]
+    for instant in before:
+        folding.advance(instant)
+    fork = folding.fork()
+    for instant in instants[cut:]:
+        assert fork.facts_at(instant) == fold(events, as_of=instant, legacy=False)
+    for instant in instants[cut:]:
+        assert folding.facts_at(instant) == fold(events, as_of=instant, legacy=False)
