@@ -78,11 +78,17 @@ def crossings(invoices: Iterable[DunningInvoice], thresholds: tuple[int, ...]) -
     for invoice in invoices:
         if invoice.status != "open" or invoice.due_at is None:
             continue
-        points.append((invoice.due_at, f"invoice {invoice.invoice_id} falls due"))
+        points.append((invoice.due_at, _why(invoice.invoice_id, None)))
         for days in thresholds:
-            points.append((invoice.due_at + days * DAY, f"invoice {invoice.invoice_id} reaches {days} days overdue"))
+            points.append((invoice.due_at + days * DAY, _why(invoice.invoice_id, days)))
     points.sort()
     return points
+
+
+def _why(invoice_id: str, days: int | None) -> str:
+    if days is None:
+        return f"invoice {invoice_id} falls due"
+    return f"invoice {invoice_id} reaches {days} days overdue"
 
 
 class _Timeline:
@@ -125,12 +131,32 @@ def next_action(invoices: Sequence[DunningInvoice], rules: Rules, at: datetime) 
         return None, _NO_ACTION  # no crossing at all
     timeline = _Timeline(invoices, rules, _stage_conditions(rules))
     now = timeline.at(at)
-    for t, why in crossings(invoices, rules.day_thresholds):
-        if t > at:
-            then = timeline.at(t)
-            if then != now:
-                return t, f"{why}: {_change(now, then)}"
+    # The first of `crossings` after `at` at which the standing differs, without making them all:
+    # with the invoices fixed, U changes only when an open invoice falls due and days_overdue
+    # counts from the oldest of them (dues[0]), so the standing is constant between those instants
+    # and dues[0] + a threshold; the other invoices' days crossings never change it.
+    dues = timeline.dues
+    candidates = dues[bisect_right(dues, at):] + [t for t in (dues[0] + days * DAY for days in rules.day_thresholds)
+                                                  if t > at]
+    for t in sorted(candidates):
+        then = timeline.at(t)
+        if then != now:
+            return t, f"{_first_why(invoices, rules.day_thresholds, t)}: {_change(now, then)}"
     return None, _NO_ACTION
+
+
+def _first_why(invoices: Iterable[DunningInvoice], thresholds: tuple[int, ...], t: datetime) -> str:
+    """The first by text of the crossings at t (as `crossings` orders those of one instant)."""
+    whys = []
+    for invoice in invoices:
+        if invoice.status != "open" or invoice.due_at is None or invoice.due_at > t:
+            continue
+        days, rest = divmod(t - invoice.due_at, DAY)
+        if not rest and days == 0:
+            whys.append(_why(invoice.invoice_id, None))
+        if not rest and days in thresholds:
+            whys.append(_why(invoice.invoice_id, days))
+    return min(whys)
 
 
 _NO_ACTION = "no open invoice can change the stage or bad_debt without a new event"
