@@ -51,18 +51,25 @@ def resolve_facts(b: FactsBuilder, as_of: datetime, *, legacy: bool = True) -> A
     customer = min(live, key=lambda c: (_seconds(c.created, missing=float("inf")), c.customer_id), default=None)
     subscription = max(subscriptions.values(),
                        key=lambda s: (_seconds(s.created, missing=float("-inf")), s.subscription_id), default=None)
-    resolved = b.resolved_history  # resolving a fold again after more events (domain/fold.Folding) adds the new changes
+    return trusted(
+        AccountFacts, account_id=b.account_id, as_of=as_of, events_folded=b.count, legacy=_legacy(b) if legacy else {},
+        account=_account(b), manual_entitlements=_manual(b), invoices=_invoices(b),
+        stripe_invoices=stripe_invoices, stripe_customers=customers, stripe_customer=customer,
+        subscriptions=subscriptions, subscription=subscription, dunning_history=tuple(resolve_history(b)),
+    )
+
+
+def resolve_history(b: FactsBuilder) -> list[DunningChange]:
+    """The builder's dunning history as `DunningChange`s, each made once: resolving a fold again
+    after more events (domain/fold.Folding) adds the new changes, and a fork of it (Folding.fork)
+    starts from those made before it."""
+    resolved = b.resolved_history
     resolved += (
         trusted(DunningChange, at=at, invoice_id=invoice_id, status=view[0] if view else None,
                 due_at=view[1] if view else None, attempt_count=view[2] if view else 0, ref=ref_of(event))
         for at, invoice_id, view, event in b.history[len(resolved):]
     )
-    return trusted(
-        AccountFacts, account_id=b.account_id, as_of=as_of, events_folded=b.count, legacy=_legacy(b) if legacy else {},
-        account=_account(b), manual_entitlements=_manual(b), invoices=_invoices(b),
-        stripe_invoices=stripe_invoices, stripe_customers=customers, stripe_customer=customer,
-        subscriptions=subscriptions, subscription=subscription, dunning_history=tuple(resolved),
-    )
+    return resolved
 
 
 def _seconds(created: datetime | None, *, missing: float) -> float:

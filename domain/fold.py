@@ -33,7 +33,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from functools import singledispatch
 
-from domain.authority import resolve_facts
+from domain.authority import resolve_facts, resolve_history
 from domain.events import CATALOG_STREAM, AccountEvent, LegacyRowObserved, StripeObjectObserved
 from domain.facts import AccountFacts, row_key
 from domain.facts_builder import BILLING_CHARGES, BILLING_INVOICES, FactsBuilder, parse_time
@@ -203,5 +203,6 @@ class Folding:
         other = Folding.__new__(Folding)
         other._events, other._next, other._at = self._events, self._next, self._at
         other._first, other._legacy, other._stream = self._first, self._legacy, self._stream
+        resolve_history(self._builder)  # the history's changes made once, for both to share
         other._builder = self._builder.copy()
         return other
