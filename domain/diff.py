@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from domain.facts import row_key
 from domain.legacy_tables import BY_NAME, CORRECTION_ORDER, correctable
 from domain.state import TrueState
 from domain.trusted import trusted
@@ -76,30 +77,64 @@ class Correction(BaseModel):
         return self if self.drift is None else self.model_copy(update={"drift": None})
 
 
+# The state's fields no section below reads: two states equal but for these call for the same
+# corrections of the same rows (the drift walk, domain/drift.py, diffs again only when the rest moved).
+NOT_DIFFED = frozenset({"as_of", "rules_version", "plan", "days_overdue", "past_due_invoices", "manual_features",
+                        "invoices", "because"})
+
+
+def diffed(state: TrueState) -> dict[str, Any]:
+    """What `corrections_for` reads of `state` (all its fields but NOT_DIFFED)."""
+    return {name: value for name, value in state.__dict__.items() if name not in NOT_DIFFED}
+
+
 def corrections_for(state: TrueState, rows: Mapping[str, Sequence[Row]], *,
                     only: Collection[str] | None = None) -> list[Correction]:
     """`only`: the corrections of these tables ("store.table") and no others (all when None)."""
-    if not state.account_exists or state.account_id is None:
-        return []
-    found: list[Correction] = []
-    diff = _Differ(state.account_id, found)
-    for tables, section in _SECTIONS:
-        if only is None or not tables.isdisjoint(only):
-            section(state, rows, diff)
+    found = _diff(state, rows, only, _Differ(state.account_id)).found
     order = {table: i for i, table in enumerate(CORRECTION_ORDER)}
     return sorted(found, key=lambda c: (order[c.table], _sort_text(c.key), c.op, c.column or ""))
 
 
-class _Differ:
-    """Builds the corrections `trusted` (no validation): every field is made here from a valid
-    state and rows (the table and op are ours, the values JSON), and a diff runs at every instant
-    of the drift walk (domain/drift.py), where validating them was a fifth of `explain`."""
+Target = tuple[str, str, str | None, str | None]  # a correction's table, op, row key (facts.row_key), column
 
-    def __init__(self, account_id: str, found: list[Correction]) -> None:
+
+def target(table: str, op: str, key: Mapping[str, Any] | None, column: str | None) -> Target:
+    return table, op, None if key is None else row_key(dict(key)), column
+
+
+def targets_for(state: TrueState, rows: Mapping[str, Sequence[Row]], *,
+                only: Collection[str] | None = None) -> frozenset[Target]:
+    """The targets of `corrections_for(state, rows, only=only)`, without making the corrections
+    (the drift walk asks this at every instant of an account: domain/drift.py)."""
+    return frozenset(_diff(state, rows, only, _Differ(state.account_id, targets_only=True)).targets)
+
+
+def _diff(state: TrueState, rows: Mapping[str, Sequence[Row]], only: Collection[str] | None,
+          diff: _Differ) -> _Differ:
+    if state.account_exists and state.account_id is not None:
+        for tables, section in _SECTIONS:
+            if only is None or not tables.isdisjoint(only):
+                section(state, rows, diff)
+    return diff
+
+
+class _Differ:
+    """What the sections find: the corrections, built `trusted` (no validation: every field is made
+    here from a valid state and rows, the table and op are ours, the values JSON), or with
+    `targets_only` just their targets (a diff runs at every instant of the drift walk, where
+    validating corrections was a fifth of `explain`)."""
+
+    def __init__(self, account_id: str | None, *, targets_only: bool = False) -> None:
         self.account_id = account_id
-        self.found = found
+        self.targets_only = targets_only
+        self.found: list[Correction] = []
+        self.targets: set[Target] = set()
 
     def _add(self, table: str, op: str, key: dict[str, Any] | None, column: str | None, from_: Any, to: Any) -> None:
+        if self.targets_only:
+            self.targets.add(target(table, op, key, column))
+            return
         self.found.append(trusted(Correction, account_id=self.account_id, table=table, op=op,
                                   key=None if key is None else dict(key), column=column, from_=from_, to=to,
                                   drift=None))
@@ -110,7 +145,8 @@ class _Differ:
                 self._add(table, "update", key, column, current.get(column), as_json(value))
 
     def insert(self, table: str, key: dict[str, Any] | None, new_row: Mapping[str, Any]) -> None:
-        self._add(table, "insert", key, None, None, {k: as_json(v) for k, v in new_row.items()})
+        self._add(table, "insert", key, None, None,
+                  None if self.targets_only else {k: as_json(v) for k, v in new_row.items()})
 
     def delete(self, table: str, key: dict[str, Any], old_row: Row) -> None:
         self._add(table, "delete", key, None, dict(old_row), None)

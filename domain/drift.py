@@ -35,7 +35,7 @@ from datetime import datetime
 from typing import Any
 
 from domain.catalog import Catalog
-from domain.diff import Cause, Correction, Drift, corrections_for, same
+from domain.diff import Cause, Correction, Drift, Target, diffed, same, target, targets_for
 from domain.dunning import StageSince
 from domain.events import AccountEvent, LegacyRowObserved
 from domain.facts import AccountFacts, row_key
@@ -46,8 +46,6 @@ from domain.refs import ref_of
 from domain.rules import Rules
 from domain.state import TrueState
 from domain.truth import decided_until, true_state
-
-Target = tuple[str, str, str | None, str | None]  # table, op, row key, column
 
 
 @dataclass(frozen=True)
@@ -63,11 +61,11 @@ class PastCorrection:
 
     @property
     def target(self) -> Target:
-        return self.table, self.op, None if self.key is None else row_key(dict(self.key)), self.column
+        return target(self.table, self.op, self.key, self.column)
 
 
 def target_of(c: Correction) -> Target:
-    return c.table, c.op, None if c.key is None else row_key(c.key), c.column
+    return target(c.table, c.op, c.key, c.column)
 
 
 def recorded_rows(facts: AccountFacts) -> dict[str, list[dict[str, Any]]]:
@@ -154,16 +152,20 @@ def observed_rows(folded: Sequence[AccountEvent], tables: Collection[str],
     found: list[Observed] = []
     index = 0
     for instant in instants:
+        changed = not found
         while index < len(folded) and folded[index].source_time <= instant:
             e = folded[index]
             index += 1
             mine = rows.get(f"{e.store}.{e.table}") if isinstance(e, LegacyRowObserved) else None
             if mine is not None:
+                changed = True
                 if e.row is None:  # type: ignore[attr-defined]
                     mine.pop(row_key(e.key), None)
                 else:
                     mine[row_key(e.key)] = e  # type: ignore[assignment]
-        found.append({table: dict(mine) for table, mine in rows.items()})
+        # an instant where no row of `tables` was observed shares the instant before's (the walk
+        # diffs again only when its rows or the state moved: `_Drifting`)
+        found.append({table: dict(mine) for table, mine in rows.items()} if changed else found[-1])
     return found
 
 
@@ -182,13 +184,14 @@ def points_back(folded: Sequence[AccountEvent], tables: Collection[str], catalog
     holds (its invoices, its rows), not its history: the walk is O(n log n) in the stream's length."""
     instants = sorted({e.source_time for e in folded if read_by_truth(e) or f"{e.store}.{e.table}" in tables})
     stages: StageSince | None = None
+    drifts = _Drifting(tables)
     for lo, hi, folding in _chunk_folds(folded, instants):
         facts = [folding.facts_at(instant) for instant in instants[lo:hi]]
         observed = observed_rows(folded, tables, instants[lo:hi])
         if stages is None:  # the first chunk ends at the last instant: its facts hold the whole history
             stages = StageSince(facts[-1].dunning_history, rules)
         for i in reversed(range(lo, hi)):
-            yield _segment(facts[i - lo], observed[i - lo], stages, tables, catalog, rules, instants[i],
+            yield _segment(facts[i - lo], observed[i - lo], stages, drifts, catalog, rules, instants[i],
                            instants[i + 1] if i + 1 < len(instants) else at, include_end=i + 1 == len(instants))
 
 
@@ -210,31 +213,55 @@ def _chunk_folds(folded: Sequence[AccountEvent], instants: Sequence[datetime]) -
         yield lo, hi, starts.pop(lo, folding)
 
 
-def _segment(facts: AccountFacts, observed: Observed, stages: StageSince, tables: Collection[str], catalog: Catalog,
+def _segment(facts: AccountFacts, observed: Observed, stages: StageSince, drifts: _Drifting, catalog: Catalog,
              rules: Rules, instant: datetime, end: datetime, *, include_end: bool) -> list[Point]:
     """The points from `instant` (an event instant; `facts`: the fold at it, `observed`: the rows of
-    `tables` at it) up to `end` (excluded, but for T itself): the event instant and every threshold
-    crossing after it, in time order. The truth's fold leaves the observed rows out
+    the corrected tables at it) up to `end` (excluded, but for T itself): the event instant and
+    every threshold crossing after it, in time order. The truth's fold leaves the observed rows out
     (fold(legacy=False)): the corrected tables' rows come apart."""
-    rows = {table: [found[k].row or {} for k in sorted(found)] for table, found in observed.items()}
     points = []
     when, crossing = instant, False
     while True:
         state = true_state(facts, catalog, rules, when, explain=False, stages=stages)
-        points.append(Point(when, crossing, observed, state, drifting(state, rows, tables)))
+        points.append(Point(when, crossing, observed, state, drifts.at(state, observed)))
         after = decided_until(state)
         if after is None or after >= end:
             break
         when, crossing = after, True
     if include_end and points[-1].at < end:
         state = true_state(facts, catalog, rules, end, explain=False, stages=stages)
-        points.append(Point(end, True, observed, state, drifting(state, rows, tables)))
+        points.append(Point(end, True, observed, state, drifts.at(state, observed)))
     return points
 
 
+class _Drifting:
+    """`drifting` at the walk's points, said again only when what the diff reads moved since the
+    point before: the rows of `tables` (one `Observed` while none of them was observed again:
+    `observed_rows`) or the state's fields the diff reads (domain/diff.diffed). Along an account
+    whose truth moves at every instant, the corrections it calls for seldom do."""
+
+    __slots__ = ("_tables", "_observed", "_rows", "_read", "_found")
+
+    def __init__(self, tables: Collection[str]) -> None:
+        self._tables = tables
+        self._observed: Observed | None = None
+        self._rows: dict[str, list[dict[str, Any]]] = {}
+        self._read: dict[str, Any] | None = None
+        self._found: frozenset[Target] = frozenset()
+
+    def at(self, state: TrueState, observed: Observed) -> frozenset[Target]:
+        read = diffed(state)
+        if observed is not self._observed:
+            self._observed, self._read = observed, None
+            self._rows = {table: [found[k].row or {} for k in sorted(found)] for table, found in observed.items()}
+        if read != self._read:
+            self._read, self._found = read, drifting(state, self._rows, self._tables)
+        return self._found
+
+
 def drifting(state: TrueState, rows: Mapping[str, Sequence[Mapping[str, Any]]],
-              tables: Collection[str]) -> frozenset[Target]:
-    return frozenset(target_of(c) for c in corrections_for(state, rows, only=tables))
+             tables: Collection[str]) -> frozenset[Target]:
+    return targets_for(state, rows, only=tables)
 
 
 def _value(rows: Observed, target: Target) -> Any:

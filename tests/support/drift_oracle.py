@@ -6,16 +6,18 @@ read again from the first event; the drift origins are then read off those point
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 from domain.catalog import Catalog
-from domain.diff import Correction, Drift
-from domain.drift import PastCorrection, Point, drifting, observed_rows, origins_along
+from domain.diff import Correction, Drift, corrections_for
+from domain.drift import PastCorrection, Point, Target, observed_rows, origins_along, target_of
 from domain.events import AccountEvent
 from domain.fold import fold, read_by_truth
 from domain.owners import NO_OVERRIDES, Owners
 from domain.rules import Rules
+from domain.state import TrueState
 from domain.truth import decided_until, true_state
 
 
@@ -42,6 +44,12 @@ def points_back(folded: Sequence[AccountEvent], tables: Collection[str], catalog
             state = true_state(facts, catalog, rules, end, explain=False)
             points.append(Point(end, True, observed, state, drifting(state, rows, tables)))
         yield points
+
+
+def drifting(state: TrueState, rows: Mapping[str, Sequence[Mapping[str, Any]]],
+             tables: Collection[str]) -> frozenset[Target]:
+    """The targets of the corrections the state and rows call for, from the corrections themselves."""
+    return frozenset(target_of(c) for c in corrections_for(state, rows, only=tables))
 
 
 def drift_origins(corrections: Sequence[Correction], events: Iterable[AccountEvent], catalog: Catalog,

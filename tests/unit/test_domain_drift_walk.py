@@ -14,8 +14,8 @@ from freezegun import freeze_time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.diff import corrections_for
-from domain.drift import drift_origins, points_back, recorded_rows
+from domain.diff import NOT_DIFFED, corrections_for, diffed, targets_for
+from domain.drift import drift_origins, points_back, recorded_rows, target_of
 from domain.events import AccountEvent
 from domain.fold import Folding, fold
 from domain.legacy_tables import COMPARED
@@ -161,3 +161,20 @@ def test_a_fold_forked_part_way_goes_on_as_the_fold_it_was_forked_from(account, 
         assert fork.facts_at(instant) == fold(events, as_of=instant, legacy=False)
     for instant in instants[cut:]:
         assert folding.facts_at(instant) == fold(events, as_of=instant, legacy=False)
+
+
+@settings(max_examples=100, deadline=None)
+@given(account=accounts)
+def test_the_fields_the_diff_does_not_read_change_no_correction(account):
+    """The walk diffs a point again only when the rows or `diffed(state)` moved: a state changed in
+    every field of NOT_DIFFED calls for the same corrections, and the same targets, as before."""
+    events, at, catalog = account_events(account), T0, a_catalog()
+    facts = fold(events, as_of=at)
+    state, rows = true_state(facts, catalog, RULES_V1, at), recorded_rows(facts)
+    changed = {"as_of": at + HOUR, "rules_version": "v9", "plan": "nowhere", "days_overdue": 999,
+               "past_due_invoices": ("x",), "manual_features": ("sso",), "invoices": {}, "because": {}}
+    assert set(changed) == NOT_DIFFED  # a field said not to be read is changed here
+    other = state.model_copy(update=changed)
+    assert set(other.__dict__) - NOT_DIFFED == set(diffed(other))
+    assert corrections_for(other, rows) == corrections_for(state, rows)
+    assert targets_for(other, rows) == targets_for(state, rows) == {target_of(c) for c in corrections_for(state, rows)}
