@@ -45,7 +45,7 @@ from domain.owners import NO_OVERRIDES, Owners
 from domain.refs import ref_of
 from domain.rules import Rules
 from domain.state import TrueState
-from domain.truth import decided_until, true_state
+from domain.truth import Along, decided_until, true_state
 
 
 @dataclass(frozen=True)
@@ -177,21 +177,23 @@ def points_back(folded: Sequence[AccountEvent], tables: Collection[str], catalog
 
     Nothing is computed again from the first event at each instant. The facts (domain/fold.Folding)
     and the rows of `tables` (`observed_rows`) are carried forward in chunks that double in length
-    going back (the last 4 instants, the 8 before them, ...), so a walk that stops after k instants
-    reads the stream about log2(k) times, not k times; `stage_since` is answered along the whole
-    history (domain/dunning.StageSince: the facts at each instant hold a prefix of it); a segment's
-    states are decided only when the walk reaches it. An instant costs what the account's state
-    holds (its invoices, its rows), not its history: the walk is O(n log n) in the stream's length."""
+    going back (the last 4 instants, the 8 before them, ...): one fold goes forward once and is
+    forked where each chunk starts (`_chunk_folds`), so each event is evolved at most twice;
+    `true_state` carries what the instants before made (truth.Along: `stage_since` along the whole
+    history, domain/dunning.StageSince, the facts at each instant holding a prefix of it; the
+    invoices whose facts did not change); the diff runs again only when what it reads moved
+    (`_Drifting`); a segment's states are decided only when the walk reaches it. An instant costs
+    what the account's state holds (its invoices, its rows), not its history."""
     instants = sorted({e.source_time for e in folded if read_by_truth(e) or f"{e.store}.{e.table}" in tables})
-    stages: StageSince | None = None
+    along: Along | None = None
     drifts = _Drifting(tables)
     for lo, hi, folding in _chunk_folds(folded, instants):
         facts = [folding.facts_at(instant) for instant in instants[lo:hi]]
         observed = observed_rows(folded, tables, instants[lo:hi])
-        if stages is None:  # the first chunk ends at the last instant: its facts hold the whole history
-            stages = StageSince(facts[-1].dunning_history, rules)
+        if along is None:  # the first chunk ends at the last instant: its facts hold the whole history
+            along = Along(StageSince(facts[-1].dunning_history, rules))
         for i in reversed(range(lo, hi)):
-            yield _segment(facts[i - lo], observed[i - lo], stages, drifts, catalog, rules, instants[i],
+            yield _segment(facts[i - lo], observed[i - lo], along, drifts, catalog, rules, instants[i],
                            instants[i + 1] if i + 1 < len(instants) else at, include_end=i + 1 == len(instants))
 
 
@@ -213,7 +215,7 @@ def _chunk_folds(folded: Sequence[AccountEvent], instants: Sequence[datetime]) -
         yield lo, hi, starts.pop(lo, folding)
 
 
-def _segment(facts: AccountFacts, observed: Observed, stages: StageSince, drifts: _Drifting, catalog: Catalog,
+def _segment(facts: AccountFacts, observed: Observed, along: Along, drifts: _Drifting, catalog: Catalog,
              rules: Rules, instant: datetime, end: datetime, *, include_end: bool) -> list[Point]:
     """The points from `instant` (an event instant; `facts`: the fold at it, `observed`: the rows of
     the corrected tables at it) up to `end` (excluded, but for T itself): the event instant and
@@ -222,14 +224,14 @@ def _segment(facts: AccountFacts, observed: Observed, stages: StageSince, drifts
     points = []
     when, crossing = instant, False
     while True:
-        state = true_state(facts, catalog, rules, when, explain=False, stages=stages)
+        state = true_state(facts, catalog, rules, when, explain=False, along=along)
         points.append(Point(when, crossing, observed, state, drifts.at(state, observed)))
         after = decided_until(state)
         if after is None or after >= end:
             break
         when, crossing = after, True
     if include_end and points[-1].at < end:
-        state = true_state(facts, catalog, rules, end, explain=False, stages=stages)
+        state = true_state(facts, catalog, rules, end, explain=False, along=along)
         points.append(Point(end, True, observed, state, drifts.at(state, observed)))
     return points
 

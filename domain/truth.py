@@ -27,7 +27,7 @@ from domain.state import (
 )
 from domain.trusted import trusted
 
-__all__ = ["Because", "RuledFields", "TrueState", "decided_until", "restated", "ruled_fields", "true_state"]
+__all__ = ["Along", "Because", "RuledFields", "TrueState", "decided_until", "restated", "ruled_fields", "true_state"]
 
 
 def _because(rule: str, *refs: str) -> Because:
@@ -61,11 +61,31 @@ def _decider_refs(invoice: InvoiceFact) -> tuple[str, ...]:
     return (invoice.row_ref, *invoice.charge_refs)
 
 
+class Along:
+    """What `true_state` carries from one instant of an account to the next (the drift walk's, at
+    every instant: domain/drift.py): `stage_since` along a history the facts' is a prefix of
+    (dunning.StageSince), and each invoice's true form, made again only when its fact is another
+    (the fold keeps the fact of an invoice nothing touched: the same object)."""
+
+    __slots__ = ("stages", "_invoices")
+
+    def __init__(self, stages: StageSince) -> None:
+        self.stages = stages
+        self._invoices: dict[str, tuple[InvoiceFact, TrueInvoice]] = {}
+
+    def invoice(self, fact: InvoiceFact) -> TrueInvoice:
+        kept = self._invoices.get(fact.invoice_id)
+        if kept is None or kept[0] is not fact:
+            kept = self._invoices[fact.invoice_id] = (fact, _true_invoice(fact))
+        return kept[1]
+
+
 def true_state(facts: AccountFacts, catalog: Catalog, rules: Rules, at: datetime, *,
-               explain: bool = True, stages: StageSince | None = None) -> TrueState:
+               explain: bool = True, along: Along | None = None) -> TrueState:
     """The true state at `at`; with explain=False its `because` is left empty (the rest is identical).
-    `stages`: stage_since along a history the facts' is a prefix of, under the same rules (the
-    drift walk's, at every instant of an account); it gives what `stage_since` gives."""
+    `along`: what the instants before of the same account made, under the same rules (Along); it
+    gives what is made afresh without it."""
+    stages = along.stages if along is not None else None
     if stages is not None and stages.rules is not rules and stages.rules != rules:
         raise ValueError("stages were made under other rules")
     _check(facts, at)
@@ -101,7 +121,7 @@ def true_state(facts: AccountFacts, catalog: Catalog, rules: Rules, at: datetime
         delinquent=now.stage in DELINQUENT_STAGES, next_action_at=next_at,
         past_due_invoices=tuple(i.invoice_id for i in now.past_due),
         entitlements=entitlements, manual_features=tuple(sorted(facts.manual_entitlements)),
-        invoices=_invoices(facts, because), stripe_invoices=_stripe_invoices(facts, because),
+        invoices=_invoices(facts, because, along), stripe_invoices=_stripe_invoices(facts, because),
         stripe_customer_id=_customer(facts, because), subscription=_subscription(facts, because),
         because=dict(because),
     )
@@ -208,14 +228,18 @@ def _entitlements(facts: AccountFacts, catalog: Catalog, status: str, because: R
     return result
 
 
-def _invoices(facts: AccountFacts, because: Reasons) -> dict[str, TrueInvoice]:
+def _true_invoice(i: InvoiceFact) -> TrueInvoice:
+    return trusted(
+        TrueInvoice, invoice_id=i.invoice_id, stripe_invoice_id=i.stripe_invoice_id, status=i.status,
+        currency=i.currency, amount_due=i.amount_due, amount_paid=i.amount_paid,
+        amount_remaining=i.amount_due - i.amount_paid,
+        attempt_count=i.attempt_count, due_at=i.due_at)
+
+
+def _invoices(facts: AccountFacts, because: Reasons, along: Along | None) -> dict[str, TrueInvoice]:
     result = {}
     for invoice_id, i in facts.invoices.items():
-        result[invoice_id] = trusted(
-            TrueInvoice, invoice_id=invoice_id, stripe_invoice_id=i.stripe_invoice_id, status=i.status,
-            currency=i.currency, amount_due=i.amount_due, amount_paid=i.amount_paid,
-            amount_remaining=i.amount_due - i.amount_paid,
-            attempt_count=i.attempt_count, due_at=i.due_at)
+        result[invoice_id] = along.invoice(i) if along is not None else _true_invoice(i)
         if because.explain:  # the reasons' text is most of the cost: built only when shown
             key = f"invoices.{invoice_id}"
             if i.authority == "stripe":
