@@ -1,7 +1,7 @@
 """The rows ingest parked (its own tables `ingest_row_digest` and `parked_record`), read by account.
 
     parked_rows(stores, accounts)      the held rows of a range: one query per range
-    parked_records(stores, account)    every parked record of one account, for explain
+    parked_records(conn, account)      every parked record of one account, for explain (on its connection)
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from psycopg import sql
 from domain.diff import WRITABLE
 from domain.held import HeldRow, ParkedRecord
 from eventlog.account_range import AccountRange
-from eventlog.stores import Stores
+from eventlog.stores import Connection, Stores
 from eventlog.tables_present import has_tables
 
 
@@ -42,25 +42,25 @@ def parked_rows(stores: Stores, accounts: AccountRange) -> dict[str, list[HeldRo
     return found
 
 
-def parked_records(stores: Stores, account_id: str) -> list[ParkedRecord]:
+def parked_records(conn: Connection, account_id: str) -> list[ParkedRecord]:
     """Every record of one account that ingest parked, oldest first; `held` when it is the latest
     version of its row (as in `parked_rows`). Legacy rows by the account they name (or the stream of
-    their last recorded version); Stripe objects by the account of their customer."""
-    with stores.connect(purpose="read parked records") as conn:
-        if not has_tables(conn, "ingest_row_digest", "parked_record", "stripe_customer_account"):
-            return []
-        rows = conn.execute(
-            "SELECT p.source, p.source || '.' || p.tbl, coalesce(d.key_json, json_build_object('key', p.key)::text),"
-            " p.reason, p.record::text, p.position, p.parked_at,"
-            " coalesce(d.parked AND p.id = (SELECT max(q.id) FROM parked_record q"
-            "  WHERE q.source = p.source AND q.tbl = p.tbl AND q.key = p.key), false)"
-            " FROM parked_record p LEFT JOIN ingest_row_digest d"
-            "  ON p.source <> 'stripe' AND d.store = p.source AND d.tbl = p.tbl AND d.key = p.key"
-            " WHERE p.resolved_at IS NULL AND ("  # resolved: a waiting Stripe object since recorded
-            " (p.source <> 'stripe' AND (btrim(p.record->>'account_id') = %(account)s OR d.stream = %(account)s))"
-            " OR (p.source = 'stripe' AND coalesce(p.record->'data'->'object'->>'customer', p.record->>'customer')"
-            "  IN (SELECT customer_id FROM stripe_customer_account WHERE account_id = %(account)s)))"
-            " ORDER BY p.id", {"account": account_id}).fetchall()
+    their last recorded version); Stripe objects by the account of their customer. On the caller's
+    connection to the event store (explain reads the audit on it too)."""
+    if not has_tables(conn, "ingest_row_digest", "parked_record", "stripe_customer_account"):
+        return []
+    rows = conn.execute(
+        "SELECT p.source, p.source || '.' || p.tbl, coalesce(d.key_json, json_build_object('key', p.key)::text),"
+        " p.reason, p.record::text, p.position, p.parked_at,"
+        " coalesce(d.parked AND p.id = (SELECT max(q.id) FROM parked_record q"
+        "  WHERE q.source = p.source AND q.tbl = p.tbl AND q.key = p.key), false)"
+        " FROM parked_record p LEFT JOIN ingest_row_digest d"
+        "  ON p.source <> 'stripe' AND d.store = p.source AND d.tbl = p.tbl AND d.key = p.key"
+        " WHERE p.resolved_at IS NULL AND ("  # resolved: a waiting Stripe object since recorded
+        " (p.source <> 'stripe' AND (btrim(p.record->>'account_id') = %(account)s OR d.stream = %(account)s))"
+        " OR (p.source = 'stripe' AND coalesce(p.record->'data'->'object'->>'customer', p.record->>'customer')"
+        "  IN (SELECT customer_id FROM stripe_customer_account WHERE account_id = %(account)s)))"
+        " ORDER BY p.id", {"account": account_id}).fetchall()
     return [ParkedRecord(source=source, table=table, key=orjson.loads(key), reason=reason,
                          record=orjson.loads(record) if record is not None else None, position=position,
                          parked_at=parked_at, held=held)

@@ -29,7 +29,7 @@ from eventlog.parked import parked_records
 from eventlog.postgres_log import PostgresEventLog
 from eventlog.protocol import EventLog
 from eventlog.stores import Stores
-from projections.apply.audit import applied_corrections, past_corrections
+from projections.apply.audit import account_audit
 
 # The columns worth a glance in a one-line summary of a legacy row, per table of domain/legacy_tables.py.
 _SUMMARY_COLUMNS = {
@@ -84,12 +84,13 @@ def explain(stores: Stores, account_id: str, rules: Rules, as_of: datetime, *,
             events, catalog_events = read_streams(opened, account_id)
     else:
         events, catalog_events = read_streams(log, account_id)
-    parked = parked_records(stores, account_id)
+    with stores.connect(purpose="explain") as conn:  # one connection for the parked records and the audit
+        parked = parked_records(conn, account_id)
+        past, shown = account_audit(conn, account_id)
     holding = [row for row in (record.held_row(account_id) for record in parked) if row is not None]
-    past = applied_corrections(stores, [account_id]).get(account_id, [])
     return replace(explanation(account_id, events, catalog_events, rules, as_of, parked=holding, owners=owners,
                                past=past),
-                   past_corrections=past_corrections(stores, account_id), parked=parked)
+                   past_corrections=shown, parked=parked)
 
 
 def read_streams(log: EventLog, account_id: str) -> tuple[list[AccountEvent], list[AccountEvent]]:

@@ -5,7 +5,7 @@
                                     applied correction becomes 'ready' (its body fixed), one with none 'void'
     finished_events(rows)           pure: which held events become 'ready' (with their body) or 'void'
     pending(conn)                   intents of earlier runs that were never settled (a run was killed)
-    past_corrections(stores, account)  what `explain` shows
+    account_audit(conn, account)    one account's applied corrections: for its drift and as `explain` shows them
 
 The caller owns the transaction: `record` and `settle` each run inside one.
 """
@@ -25,7 +25,7 @@ from psycopg.types.json import Jsonb
 from domain.diff import Correction, Drift
 from domain.drift import PastCorrection
 from domain.outgoing import event_body
-from eventlog.stores import Stores
+from eventlog.stores import Connection, Stores
 from eventlog.tables_present import has_tables
 
 
@@ -190,18 +190,21 @@ def applied_corrections(stores: Stores, accounts: Sequence[str]) -> dict[str, li
     return found
 
 
-def past_corrections(stores: Stores, account_id: str) -> list[dict[str, Any]]:
-    """The account's applied corrections, oldest first, as `explain` shows them."""
-    with stores.connect(purpose="audit") as conn, \
-            conn.cursor(row_factory=dict_row) as cur:
+def account_audit(conn: Connection, account_id: str) -> tuple[list[PastCorrection], list[dict[str, Any]]]:
+    """The account's applied corrections, oldest first, in one read on the caller's connection (to
+    the event store): as domain/drift.py counts rewrites against them (`applied_corrections`'), and
+    as `explain` shows them."""
+    with conn.cursor(row_factory=dict_row) as cur:
         if not has_tables(conn, "correction_audit"):
-            return []
+            return [], []
         rows = cur.execute(
             "SELECT * FROM correction_audit WHERE account_id = %s AND status = 'applied' ORDER BY settled_at, id",
             (account_id,)).fetchall()
-    return [{**correction_of(r).as_json(), "applied_at": r["settled_at"].isoformat(), "run_id": str(r["run_id"]),
-             "rules_version": r["rules_version"], "rules_digest": r["rules_digest"], "as_of": r["as_of"].isoformat(), "causes": r["causes"],
-             "sets": r["sets"], "event_id": str(r["event_id"]), **_plan_digest(r)} for r in rows]
+    return ([PastCorrection(r["tbl"], r["op"], r["key"], r["col"], r["to_value"], r["settled_at"]) for r in rows],
+            [{**correction_of(r).as_json(), "applied_at": r["settled_at"].isoformat(), "run_id": str(r["run_id"]),
+              "rules_version": r["rules_version"], "rules_digest": r["rules_digest"], "as_of": r["as_of"].isoformat(),
+              "causes": r["causes"], "sets": r["sets"], "event_id": str(r["event_id"]), **_plan_digest(r)}
+             for r in rows])
 
 
 def _plan_digest(row: Mapping[str, Any]) -> dict[str, str]:
