@@ -93,9 +93,13 @@ def _account(b: FactsBuilder) -> AccountFact | None:
     event = rows.get(b.account_id) if b.account_id is not None else None
     if event is None or event.row is None:
         return None
-    row = event.row
-    return trusted(AccountFact, account_id=str(row.get("account_id", b.account_id)), plan=row.get("plan"),
-                   status=row.get("status"), closed=row.get("status") == "closed", ref=ref_of(event))
+    kept = b.account_fact  # made by an earlier resolve, of the same observation
+    if kept is None or kept[0] is not event:
+        row = event.row
+        kept = b.account_fact = (event, trusted(
+            AccountFact, account_id=str(row.get("account_id", b.account_id)), plan=row.get("plan"),
+            status=row.get("status"), closed=row.get("status") == "closed", ref=ref_of(event)))
+    return kept[1]
 
 
 def _manual(b: FactsBuilder) -> dict[str, ManualEntitlement]:

@@ -135,13 +135,12 @@ def next_action(invoices: Sequence[DunningInvoice], rules: Rules, at: datetime) 
     # with the invoices fixed, U changes only when an open invoice falls due and days_overdue
     # counts from the oldest of them (dues[0]), so the standing is constant between those instants
     # and dues[0] + a threshold; the other invoices' days crossings never change it.
-    dues = timeline.dues
-    candidates = dues[bisect_right(dues, at):] + [t for t in (dues[0] + days * DAY for days in rules.day_thresholds)
-                                                  if t > at]
+    dues, thresholds = timeline.dues, rules.day_thresholds
+    candidates = dues[bisect_right(dues, at):] + [t for t in (dues[0] + days * DAY for days in thresholds) if t > at]
     for t in sorted(candidates):
         then = timeline.at(t)
         if then != now:
-            return t, f"{_first_why(invoices, rules.day_thresholds, t)}: {_change(now, then)}"
+            return t, f"{_first_why(invoices, thresholds, t)}: {_change(now, then)}"
     return None, _NO_ACTION
 
 

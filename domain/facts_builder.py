@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from domain.events import AccountEvent, LegacyRowObserved, StripeObjectObserved
-from domain.facts import DunningChange, InvoiceFact
+from domain.facts import AccountFact, DunningChange, InvoiceFact
 
 BILLING_INVOICES = ("billing_prod", "invoices")
 BILLING_CHARGES = ("billing_prod", "charges")
@@ -28,7 +28,7 @@ class FactsBuilder:
 
     __slots__ = ("account_id", "count", "rows", "stripe", "stripe_ties", "seen_event_ids", "invoice_sid",
                  "sid_invoices", "invoice_due", "charge_invoice", "invoice_charges",
-                 "dunning_now", "history", "resolved_history", "invoice_facts", "stripe_facts")
+                 "dunning_now", "history", "resolved_history", "invoice_facts", "stripe_facts", "account_fact")
 
     def __init__(self, account_id: str | None = None) -> None:
         self.account_id = account_id
@@ -46,10 +46,12 @@ class FactsBuilder:
         self.history: list[tuple[datetime, str, tuple[Any, ...] | None, AccountEvent]] = []
         # What resolve_facts made of it so far, for the next resolve of this builder (domain/fold.Folding
         # resolves one instant after another): `history`'s changes (it only grows), the invoices not
-        # touched since (`touch` drops theirs), each Stripe object's fact with the observation it is of.
+        # touched since (`touch` drops theirs), each Stripe object's fact and the account's with the
+        # observation it is of.
         self.resolved_history: list[DunningChange] = []
         self.invoice_facts: dict[str, InvoiceFact] = {}
         self.stripe_facts: dict[tuple[str, str], tuple[StripeObjectObserved, Any]] = {}
+        self.account_fact: tuple[LegacyRowObserved, AccountFact] | None = None  # and the observation it is of
 
     def copy(self) -> FactsBuilder:
         """An independent builder at the same point: what evolving mutates in place (the dicts, sets
@@ -71,6 +73,7 @@ class FactsBuilder:
         other.resolved_history = list(self.resolved_history)
         other.invoice_facts = dict(self.invoice_facts)
         other.stripe_facts = dict(self.stripe_facts)
+        other.account_fact = self.account_fact
         return other
 
     # -- the invoice view that the dunning rules read ---------------------------------------
