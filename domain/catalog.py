@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from functools import cached_property
 
 from pydantic import BaseModel, ConfigDict
 
@@ -19,9 +20,10 @@ class Catalog(BaseModel):
 
     plans: dict[str, tuple[str, ...]] = {}  # plan -> its features, sorted
 
-    @property
+    @cached_property
     def features(self) -> tuple[str, ...]:
-        """Every feature any plan includes: the universe of non-manual entitlements."""
+        """Every feature any plan includes: the universe of non-manual entitlements (made once: the
+        truth asks it at every instant of the drift walk)."""
         return tuple(sorted({f for features in self.plans.values() for f in features}))
 
     def includes(self, plan: str | None, feature: str) -> bool:
