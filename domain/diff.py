@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -77,17 +77,6 @@ class Correction(BaseModel):
         return self if self.drift is None else self.model_copy(update={"drift": None})
 
 
-# The state's fields no section below reads: two states equal but for these call for the same
-# corrections of the same rows (the drift walk, domain/drift.py, diffs again only when the rest moved).
-NOT_DIFFED = frozenset({"as_of", "rules_version", "plan", "days_overdue", "past_due_invoices", "manual_features",
-                        "invoices", "because"})
-
-
-def diffed(state: TrueState) -> dict[str, Any]:
-    """What `corrections_for` reads of `state` (all its fields but NOT_DIFFED)."""
-    return {name: value for name, value in state.__dict__.items() if name not in NOT_DIFFED}
-
-
 def corrections_for(state: TrueState, rows: Mapping[str, Sequence[Row]], *,
                     only: Collection[str] | None = None) -> list[Correction]:
     """`only`: the corrections of these tables ("store.table") and no others (all when None)."""
@@ -100,7 +89,7 @@ Target = tuple[str, str, str | None, str | None]  # a correction's table, op, ro
 
 
 def target(table: str, op: str, key: Mapping[str, Any] | None, column: str | None) -> Target:
-    return table, op, None if key is None else row_key(dict(key)), column
+    return table, op, None if key is None else row_key(key), column
 
 
 def targets_for(state: TrueState, rows: Mapping[str, Sequence[Row]], *,
@@ -113,10 +102,20 @@ def targets_for(state: TrueState, rows: Mapping[str, Sequence[Row]], *,
 def _diff(state: TrueState, rows: Mapping[str, Sequence[Row]], only: Collection[str] | None,
           diff: _Differ) -> _Differ:
     if state.account_exists and state.account_id is not None:
-        for tables, section in _SECTIONS:
-            if only is None or not tables.isdisjoint(only):
-                section(state, rows, diff)
+        for section in sections_of(only):
+            section.run(state, rows, diff)
     return diff
+
+
+def sections_of(only: Collection[str] | None) -> list[Section]:
+    """The parts of the diff that `only` asks for (all when None): those correcting one of its tables."""
+    return [section for section in SECTIONS if only is None or not section.tables.isdisjoint(only)]
+
+
+def read_by(section: Section, state: TrueState) -> tuple[Any, ...]:
+    """What `section` reads of `state`: for two states equal in it, the section finds the same
+    corrections in the same rows (the drift walk diffs a part again only when this moved)."""
+    return state.account_exists, state.account_id, *[getattr(state, name) for name in section.reads]
 
 
 class _Differ:
@@ -243,14 +242,24 @@ def _entitlements(state: TrueState, rows: Mapping[str, Sequence[Row]], diff: _Di
                          "source": entitlement_source(state)})
 
 
-_SECTIONS: tuple[tuple[frozenset[str], Callable[[TrueState, Mapping[str, Sequence[Row]], _Differ], None]], ...] = (
-    (frozenset({"billing_prod.invoices", "subs.subs_invoice"}), _invoices),
-    (frozenset({"billing_prod.dunning", "subs.subs_dunning"}), _dunning),
-    (frozenset({"subs.subs_account"}), _flags),
-    (frozenset({"subs.subs_subscription"}), _subscription),
-    (frozenset({"subs.subs_customer"}), _customer),
-    (frozenset({"cf_prod.accounts"}), _account),
-    (frozenset({"cf_prod.entitlements"}), _entitlements),
+class Section(NamedTuple):
+    """A part of the diff: the tables it corrects, the state's fields it reads (besides
+    account_exists and account_id, which every part reads: `read_by`), and the part itself."""
+
+    tables: frozenset[str]
+    reads: tuple[str, ...]
+    run: Callable[[TrueState, Mapping[str, Sequence[Row]], _Differ], None]
+
+
+SECTIONS: tuple[Section, ...] = (
+    Section(frozenset({"billing_prod.invoices", "subs.subs_invoice"}), ("stripe_invoices",), _invoices),
+    Section(frozenset({"billing_prod.dunning", "subs.subs_dunning"}),
+            ("stage", "stage_since", "failed_attempts", "next_action_at"), _dunning),
+    Section(frozenset({"subs.subs_account"}), ("bad_debt", "delinquent"), _flags),
+    Section(frozenset({"subs.subs_subscription"}), ("subscription",), _subscription),
+    Section(frozenset({"subs.subs_customer"}), ("stripe_customer_id",), _customer),
+    Section(frozenset({"cf_prod.accounts"}), ("status",), _account),
+    Section(frozenset({"cf_prod.entitlements"}), ("entitlements", "status"), _entitlements),
 )
 
 

@@ -35,7 +35,7 @@ from datetime import datetime
 from typing import Any
 
 from domain.catalog import Catalog
-from domain.diff import Cause, Correction, Drift, Target, diffed, same, target, targets_for
+from domain.diff import Cause, Correction, Drift, Target, read_by, same, sections_of, target, targets_for
 from domain.dunning import StageSince
 from domain.events import AccountEvent, LegacyRowObserved
 from domain.facts import AccountFacts, row_key
@@ -237,27 +237,31 @@ def _segment(facts: AccountFacts, observed: Observed, along: Along, drifts: _Dri
 
 
 class _Drifting:
-    """`drifting` at the walk's points, said again only when what the diff reads moved since the
-    point before: the rows of `tables` (one `Observed` while none of them was observed again:
-    `observed_rows`) or the state's fields the diff reads (domain/diff.diffed). Along an account
-    whose truth moves at every instant, the corrections it calls for seldom do."""
+    """`drifting` at the walk's points, each part of the diff (domain/diff.SECTIONS) run again only
+    when what it reads moved since the point before: the rows of `tables` (one `Observed` while
+    none of them was observed again: `observed_rows`) or its fields of the state (diff.read_by).
+    Along an account whose truth moves at every instant, most parts find what they found before."""
 
-    __slots__ = ("_tables", "_observed", "_rows", "_read", "_found")
+    __slots__ = ("_sections", "_observed", "_rows", "_kept", "_found")
 
     def __init__(self, tables: Collection[str]) -> None:
-        self._tables = tables
+        self._sections = sections_of(tables)
         self._observed: Observed | None = None
         self._rows: dict[str, list[dict[str, Any]]] = {}
-        self._read: dict[str, Any] | None = None
+        self._kept: list[tuple[tuple[Any, ...], frozenset[Target]] | None] = []
         self._found: frozenset[Target] = frozenset()
 
     def at(self, state: TrueState, observed: Observed) -> frozenset[Target]:
-        read = diffed(state)
         if observed is not self._observed:
-            self._observed, self._read = observed, None
+            self._observed, self._kept = observed, [None] * len(self._sections)
             self._rows = {table: [found[k].row or {} for k in sorted(found)] for table, found in observed.items()}
-        if read != self._read:
-            self._read, self._found = read, drifting(state, self._rows, self._tables)
+        moved = False
+        for n, section in enumerate(self._sections):
+            read, kept = read_by(section, state), self._kept[n]
+            if kept is None or kept[0] != read:
+                self._kept[n], moved = (read, targets_for(state, self._rows, only=section.tables)), True
+        if moved:
+            self._found = frozenset().union(*(found for _, found in filter(None, self._kept)))
         return self._found
 
 

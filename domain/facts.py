@@ -13,6 +13,7 @@ References ("refs") name an event: a Stripe event by its `evt_` id, anything els
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
@@ -25,13 +26,13 @@ class Frozen(BaseModel):
 
 
 
-def row_key(key: dict[str, Any]) -> str:
+def row_key(key: Mapping[str, Any]) -> str:
     """A row's primary key as one string to look it up by (not a ref: see domain/refs.py): the value, or the
     values in column-name order joined by '/'."""
     if len(key) == 1:
         for value in key.values():
             return str(value)
-    return "/".join(str(key[column]) for column in sorted(key))
+    return "/".join([str(key[column]) for column in sorted(key)])
 
 
 class LegacyRow(Frozen):
