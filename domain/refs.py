@@ -32,7 +32,10 @@ from domain.events import AccountEvent, StripeObjectObserved
 
 def key_text(key: dict[str, Any]) -> str:
     """A row's key as one string: the value, or the values in the key's (the table's) column order joined by '/'."""
-    return "/".join(str(value) for value in key.values())
+    if len(key) == 1:  # most keys: the value itself (what the join gives, without it)
+        for value in key.values():
+            return str(value)
+    return "/".join([str(value) for value in key.values()])
 
 
 def ref_of(event: AccountEvent) -> str:
