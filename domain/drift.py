@@ -237,10 +237,11 @@ def _segment(facts: AccountFacts, observed: Observed, along: Along, drifts: _Dri
 
 
 class _Drifting:
-    """`drifting` at the walk's points, each part of the diff (domain/diff.SECTIONS) run again only
-    when what it reads moved since the point before: the rows of `tables` (one `Observed` while
-    none of them was observed again: `observed_rows`) or its fields of the state (diff.read_by).
-    Along an account whose truth moves at every instant, most parts find what they found before."""
+    """The targets drifting at the walk's points (those of the corrections the state and rows call
+    for), each part of the diff (domain/diff.SECTIONS) run again only when what it reads moved
+    since the point before: the rows of `tables` (one `Observed` while none of them was observed
+    again: `observed_rows`) or its fields of the state (diff.read_by). Along an account whose
+    truth moves at every instant, most parts find what they found before."""
 
     __slots__ = ("_sections", "_observed", "_rows", "_kept", "_found")
 
@@ -263,11 +264,6 @@ class _Drifting:
         if moved:
             self._found = frozenset().union(*(found for _, found in filter(None, self._kept)))
         return self._found
-
-
-def drifting(state: TrueState, rows: Mapping[str, Sequence[Mapping[str, Any]]],
-             tables: Collection[str]) -> frozenset[Target]:
-    return targets_for(state, rows, only=tables)
 
 
 def _value(rows: Observed, target: Target) -> Any:
