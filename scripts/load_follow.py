@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import os
 import re
 import shutil
 import signal
@@ -253,9 +254,16 @@ def over_time(found: list[Lag], start: datetime, every_s: float = 10.0) -> str:
     return "  ".join(f"{w * every_s:.0f}s {tail(v)}" for w, v in sorted(windows.items()))
 
 
-def steps_summary(path: Path, start: float, end: float) -> str:
-    """The follower's steps that ended during the load: how many, their size and duration, and
-    the mean time between consecutive labels (each phase named by the label ending it)."""
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user + system) process `pid` has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def steps_summary(path: Path, start: float, end: float, cpu_s: float | None = None) -> str:
+    """The follower's steps that ended during the load: how many, their size and duration, the
+    step time and the process's CPU time (`cpu_s`: its ingest and webhooks too) per account
+    evaluated, and the mean time between consecutive labels (each phase named by the label ending it)."""
     steps = [s for s in map(orjson.loads, path.read_text().splitlines()) if start <= s["at"] <= end]
     steps = [s for s in steps if s["accounts"]]
     if not steps:
@@ -269,9 +277,12 @@ def steps_summary(path: Path, start: float, end: float) -> str:
             before = at
     total = [s["marks"]["after"] for s in steps]
     n = len(steps)
+    accounts = sum(s["accounts"] for s in steps)
     lines = [f"steps during the load: {n} ({n / (end - start):.1f}/s), accounts a step: mean "
-             f"{sum(s['accounts'] for s in steps) / n:.0f}, max {max(s['accounts'] for s in steps)}; "
-             f"step time {percentiles(total)}; mean per phase (ending at):"]
+             f"{accounts / n:.0f}, max {max(s['accounts'] for s in steps)}; "
+             f"step time {percentiles(total)}; {1000 * sum(total) / accounts:.2f} ms of step an account"
+             f"{'' if cpu_s is None else f', {1000 * cpu_s / accounts:.2f} ms of the process CPU an account'}; "
+             "mean per phase (ending at):"]
     lines += [f"  {name:<24} {1000 * t / n:6.1f} ms  {100 * t / sum(total):4.1f}%" for name, t in phases.items()]
     longest = max(steps, key=lambda s: s["marks"]["after"])
     lines.append(f"the longest step: {longest['marks']['after'] * 1000:.0f} ms at {longest['at'] - start:.1f}s of the "
@@ -345,10 +356,12 @@ def main() -> int:
                                         str(process.pid), "--duration", str(int(args.seconds)), "--rate", "100",
                                         "--format", "raw", "--threads", "--nonblocking", "-o", args.profile],
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            cpu_before = cpu_seconds(process.pid)
             for t in threads:
                 t.start()
             for t in threads:
                 t.join()
+            cpu_s = cpu_seconds(process.pid) - cpu_before
             if spy is not None:
                 spy.wait(timeout=60)
             load_ended = datetime.now(UTC)
@@ -372,7 +385,7 @@ def main() -> int:
         print(f"{kind}: to correction committed: {percentiles([x.committed for x in found if x.committed is not None])}")
         print(f"{kind}: to event published:      {percentiles([x.published for x in found if x.published is not None])}")
         print(f"{kind}: changes with no correction after them: {sum(x.committed is None for x in found)}")
-    print(steps_summary(timings, load_started.timestamp(), load_ended.timestamp()))
+    print(steps_summary(timings, load_started.timestamp(), load_ended.timestamp(), cpu_s))
     shutil.rmtree(timings.parent, ignore_errors=True)
     print(f"project --follow exited {code} on SIGTERM")
     return 0
