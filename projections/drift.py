@@ -48,7 +48,7 @@ def attach_drift(stores: Stores, catalog: Catalog, rules: Rules, as_of: datetime
     if not by_account:
         return list(corrections)
     accounts = sorted(by_account)
-    past = applied_corrections(stores, accounts)
+    past = applied_corrections(stores, accounts, like=corrections, until=as_of)
     said: dict[str, list[Correction]] = {}
     if streams is not None:
         for account_id in accounts:

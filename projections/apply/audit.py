@@ -176,18 +176,30 @@ def correction_of(row: Mapping[str, Any]) -> Correction:
                       drift=Drift.model_validate(drift) if drift else None)
 
 
-def applied_corrections(stores: Stores, accounts: Sequence[str]) -> dict[str, list[PastCorrection]]:
-    """The accounts' applied corrections (what domain/drift.py counts rewrites against), by account."""
+def applied_corrections(stores: Stores, accounts: Sequence[str], *, like: Sequence[Correction] | None = None,
+                        until: datetime | None = None) -> dict[str, list[PastCorrection]]:
+    """The accounts' applied corrections (what domain/drift.py counts rewrites against), by account;
+    `like`: only those of the same account, table, op and column as one of them, and `until`: only
+    those applied by then (all that drift_origins(like, at=until) reads of them: it matches each
+    correction's row too, and leaves out what was applied after T; the rest grows with the audit)."""
     found: dict[str, list[PastCorrection]] = {}
     with stores.connect(purpose="audit") as conn:
         if not accounts or not has_tables(conn, "correction_audit"):
             return found
+        targets = None if like is None else sorted({_target(c.account_id, c.table, c.op, c.column) for c in like})
         rows = conn.execute(
             "SELECT account_id, tbl, op, key, col, to_value, settled_at FROM correction_audit "
-            "WHERE account_id = ANY(%s) AND status = 'applied' ORDER BY settled_at, id", (list(accounts),))
+            "WHERE account_id = ANY(%s) AND status = 'applied' AND (%s::timestamptz IS NULL OR settled_at <= %s) "
+            "AND (%b::text[] IS NULL OR concat_ws(chr(31), account_id, tbl, op, coalesce(col, '')) = ANY(%b)) "
+            "ORDER BY settled_at, id", (list(accounts), until, until, targets, targets))
         for account_id, table, op, key, column, to, at in rows:
             found.setdefault(account_id, []).append(PastCorrection(table, op, key, column, to, at))
     return found
+
+
+def _target(account_id: str, table: str, op: str, column: str | None) -> str:
+    """What applied_corrections(like=) matches on, as its statement makes it of an audit row."""
+    return "\x1f".join((account_id, table, op, column or ""))
 
 
 def account_audit(conn: Connection, account_id: str) -> tuple[list[PastCorrection], list[dict[str, Any]]]:
