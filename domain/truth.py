@@ -31,6 +31,10 @@ __all__ = ["Along", "Because", "RuledFields", "TrueState", "decided_until", "res
 
 
 def _because(rule: str, *refs: str) -> Because:
+    """The refs given, each once, the empty ones left out (one ref, the common case, without a
+    dict: a follower deciding with reasons builds four for each invoice; 6% of its step, measured)."""
+    if len(refs) == 1:
+        return trusted(Because, rule=rule, refs=refs if refs[0] else ())
     return trusted(Because, rule=rule, refs=tuple(dict.fromkeys(r for r in refs if r)))
 
 
