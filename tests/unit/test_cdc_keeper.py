@@ -172,19 +172,20 @@ def test_a_follower_standing_by_asks_every_half_lease_and_ends_a_holder_silent_p
     world.failing["subs"] = 'ERROR: replication slot "recompute_subs" is active for PID 4242'
     asked: list[float] = []
 
-    def ender(store: str, slot: str, silent_s: float) -> tuple[int, float] | None:
+    def holder(store: str, slot: str, silent_s: float) -> tuple[int, float | None, bool] | None:
         asked.append(world.t)
         if world.t < 4.0:  # the holder answers until it freezes
-            return None
+            return 4242, 0.5, False
         del world.failing["subs"]  # ended: its slot is free
-        return 4242, silent_s + 0.2
+        return 4242, silent_s + 0.2, True
 
     keeper = world.keeper("subs")
-    keeper.sender_timeout_s, keeper.ender = 3.0, ender
+    keeper.sender_timeout_s, keeper.holder = 3.0, holder
     with caplog.at_level(logging.INFO, logger="recompute.cdc"):
         keeper.open()
         world.run(keeper, 8.0)
     assert all(b - a <= 1.5 + 0.05 for a, b in zip(asked, asked[1:], strict=False))  # never 5 s apart
+    assert world.opened.count("subs") == 2  # the first open, then only once its holder was ended
     assert "subs" in keeper.streams and not keeper.broken
     lines = [r.getMessage() for r in caplog.records]
     assert len([line for line in lines if "silent for 3.2 s" in line and "process 4242" in line]) == 1

@@ -15,9 +15,10 @@ terminated): it is closed and retried on its own schedule, capped exponential ba
 "recompute.cdc" (broken, why; still broken for another reason; open again) and one row of
 cdc_stream_health, which `cdc status` and `status` read; a retry that fails for the same reason
 says nothing. A slot another reader holds (a second follower's ingest) is not broken: this one
-stands by, retrying at least every half lease (`sender_timeout_s`), and takes the stream over when
-the other lets go; a holder that has not answered its server for longer than the lease (frozen, its
-walsender not ended by wal_sender_timeout) is ended first (`end_silent_holder`), with one line.
+stands by, asking every half lease (`sender_timeout_s`) who holds the slot (`slot_holder`), and
+takes the stream over when the other lets go; a holder that has not answered its server for longer
+than the lease (frozen, its walsender not ended by wal_sender_timeout) is ended, with one line. While
+a holder answers, nothing is opened (the open would only fail).
 
 A table out of the publication (or a store whose slot is gone) is read by snapshot: the snapshot
 compares every row with the digests, so what changed while it was not streamed is recorded at the
@@ -43,7 +44,7 @@ from eventlog.stores import Stores, parse_dsn
 from ingestion.legacy.cdc.names import publication_name, slot_name
 from ingestion.legacy.cdc.pgoutput import lsn_text
 from ingestion.legacy.cdc.replication import ReplicationError
-from ingestion.legacy.cdc.setup import end_silent_holder
+from ingestion.legacy.cdc.setup import slot_holder
 from ingestion.legacy.cdc.stream import LegacyChangeStream, NotSetUp
 
 log = logging.getLogger("recompute.cdc")
@@ -128,7 +129,7 @@ class StreamKeeper:
     sender_timeout_s: float | None = None  # the streams' wal_sender_timeout (LegacyChangeStream)
     opener: Callable[[str], LegacyChangeStream] | None = None  # (tests: a fake stream) default: the real one
     saver: Callable[[list[HealthRow]], None] | None = None  # (tests) default: cdc_stream_health in the event store
-    ender: Callable[[str, str, float], tuple[int, float] | None] | None = None  # (tests) default: end_silent_holder
+    holder: Callable[[str, str, float], tuple[int, float | None, bool] | None] | None = None  # (tests) default: slot_holder
     streams: dict[str, LegacyChangeStream] = field(default_factory=dict)
     broken: dict[str, _Broken] = field(default_factory=dict)
     snapshot_tables: dict[str, tuple[str, ...]] = field(default_factory=dict)  # store -> tables read by snapshot
@@ -186,8 +187,10 @@ class StreamKeeper:
             state = self.broken[store]
             if store in self.streams or self.monotonic() < state.retry_at:
                 continue
-            if state.why.kind == STANDBY and self.sender_timeout_s is not None:
-                self._end_silent_holder(store)
+            if state.why.kind == STANDBY and self.sender_timeout_s is not None and self._held(store):
+                state.failures += 1
+                state.retry_at = self.monotonic() + self._delay(state.why, state.failures)
+                continue
             try:
                 self.streams[store] = self._open(store)
             except STREAM_FAILURES as error:
@@ -195,20 +198,27 @@ class StreamKeeper:
                 continue
             state.reopened_at = self.monotonic()
 
-    def _end_silent_holder(self, store: str) -> None:
+    def _held(self, store: str) -> bool:
+        """Standing by: whether a holder that answers its server still has the slot. One silent for
+        longer than the lease is ended first (then, as when the slot is free or its server cannot be
+        asked, the stream is opened: the open says what is wrong)."""
         assert self.sender_timeout_s is not None
         slot = self._slot(store)
         try:
-            if self.ender is not None:
-                ended = self.ender(store, slot, self.sender_timeout_s)
+            if self.holder is not None:
+                holder = self.holder(store, slot, self.sender_timeout_s)
             else:
-                ended = end_silent_holder(store, self.stores, slot, silent_s=self.sender_timeout_s)
+                holder = slot_holder(store, self.stores, slot, silent_s=self.sender_timeout_s)
         except psycopg.Error:
-            return  # its server is away: the open below says so
-        if ended is not None:
+            return False
+        if holder is None:
+            return False
+        pid, silent, ended = holder
+        if ended:
             log.warning("%s change stream held by process %d, silent for %.1f s (longer than the lease, %g s): "
-                        "ended it to take the stream over", store, *ended, self.sender_timeout_s,
+                        "ended it to take the stream over", store, pid, silent or 0.0, self.sender_timeout_s,
                         extra={"store": store})
+        return not ended
 
     def _on_probation(self, store: str, stream: LegacyChangeStream, *, recorded: bool) -> None:
         state = self.broken[store]
@@ -228,10 +238,7 @@ class StreamKeeper:
         why = why_broken(error, store=store, slot=self._slot(store))
         before = self.broken.get(store)
         failures = 1 if before is None else before.failures + 1
-        delay = self.backoff.delay(failures, self.draw())
-        if why.kind == STANDBY and self.sender_timeout_s is not None:  # a frozen holder is taken over within a lease
-            delay = min(delay, self.sender_timeout_s / 2)
-        retry_at = self.monotonic() + delay
+        retry_at = self.monotonic() + self._delay(why, failures)
         self.broken[store] = _Broken(why, self.now() if before is None else before.since, failures, retry_at)
         if before is not None and why.kind == before.why.kind:
             if why.kind != STANDBY:
@@ -246,6 +253,14 @@ class StreamKeeper:
         else:
             log.warning("%s change stream still broken, now: %s", store, why.text, extra={"store": store})
         self._unsaved.add(store)
+
+    def _delay(self, why: Why, failures: int) -> float:
+        """The wait before the next retry; standing by, at most half a lease (a frozen holder is
+        taken over within a lease)."""
+        delay = self.backoff.delay(failures, self.draw())
+        if why.kind == STANDBY and self.sender_timeout_s is not None:
+            delay = min(delay, self.sender_timeout_s / 2)
+        return delay
 
     def _slot(self, store: str) -> str:
         stream = self.streams.get(store)

@@ -217,22 +217,24 @@ def _drop_slot(legacy: psycopg.Connection, slot: str, *, take_over: bool = False
             time.sleep(0.05)
 
 
-SILENT_HOLDER = """
-SELECT r.pid, extract(epoch FROM now() - coalesce(r.reply_time, r.backend_start))::float8, pg_terminate_backend(r.pid)
-FROM pg_replication_slots s JOIN pg_stat_replication r ON r.pid = s.active_pid
-WHERE s.slot_name = %s AND coalesce(r.reply_time, r.backend_start) < now() - make_interval(secs => %s)
+SLOT_HOLDER = """
+SELECT s.active_pid, extract(epoch FROM now() - coalesce(r.reply_time, r.backend_start))::float8,
+       CASE WHEN coalesce(r.reply_time, r.backend_start) < now() - make_interval(secs => %s)
+            THEN pg_terminate_backend(s.active_pid) ELSE false END
+FROM pg_replication_slots s LEFT JOIN pg_stat_replication r ON r.pid = s.active_pid
+WHERE s.slot_name = %s AND s.active_pid IS NOT NULL
 """
 
 
-def end_silent_holder(store: str, stores: Stores, slot: str, *, silent_s: float) -> tuple[int, float] | None:
-    """Ends the reader holding `slot` if it has not answered its server for more than `silent_s`
-    seconds (its last standby reply, or its start if it never answered); returns its pid and how long
-    it was silent, or None when the slot is free or its holder answers. A frozen follower's reader is
+def slot_holder(store: str, stores: Stores, slot: str, *, silent_s: float) -> tuple[int, float | None, bool] | None:
+    """The process holding `slot` (None: the slot is free), how long it has not answered its server
+    (its last standby reply, or its start if it never answered; None: not ours to see), and whether
+    it was ended for being silent longer than `silent_s` seconds. A frozen follower's reader is
     ended by its own walsender after wal_sender_timeout, which did not always happen (issue 17):
     this is the same rule applied by the reader standing by."""
     with stores.connect(store, purpose="cdc standby", autocommit=True) as legacy:
-        row = legacy.execute(SILENT_HOLDER, (slot, silent_s)).fetchone()
-    return None if row is None else (int(row[0]), float(row[1]))
+        row = legacy.execute(SLOT_HOLDER, (silent_s, slot)).fetchone()
+    return None if row is None else (int(row[0]), None if row[1] is None else float(row[1]), bool(row[2]))
 
 
 def drop_store(store: str, stores: Stores) -> list[str]:

@@ -50,7 +50,7 @@ from ingestion.legacy.snapshot import TableIngest, exported_snapshot
 from ingestion.legacy.tables import key_text
 
 STATUS_EVERY = 1.0  # seconds between standby status updates when idle: a reader that answers less often
-# looks silent to a follower standing by (keeper.end_silent_holder; wal_sender_timeout is 60 s by default)
+# looks silent to a follower standing by (setup.slot_holder; wal_sender_timeout is 60 s by default)
 TOUCH_EVERY = 10.0  # seconds between writes of an idle, caught-up stream's checkpoint time
 BLOCK_CHECK_EVERY = 2.0  # seconds between looks at the live schema of a blocked table
 
