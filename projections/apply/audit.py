@@ -186,20 +186,18 @@ def applied_corrections(stores: Stores, accounts: Sequence[str], *, like: Sequen
     with stores.connect(purpose="audit") as conn:
         if not accounts or not has_tables(conn, "correction_audit"):
             return found
-        targets = None if like is None else sorted({_target(c.account_id, c.table, c.op, c.column) for c in like})
-        rows = conn.execute(
-            "SELECT account_id, tbl, op, key, col, to_value, settled_at FROM correction_audit "
-            "WHERE account_id = ANY(%s) AND status = 'applied' AND (%s::timestamptz IS NULL OR settled_at <= %s) "
-            "AND (%b::text[] IS NULL OR concat_ws(chr(31), account_id, tbl, op, coalesce(col, '')) = ANY(%b)) "
-            "ORDER BY settled_at, id", (list(accounts), until, until, targets, targets))
+        query = ("SELECT account_id, tbl, op, key, col, to_value, settled_at FROM correction_audit "
+                 "WHERE account_id = ANY(%b) AND status = 'applied' AND (%b::timestamptz IS NULL OR settled_at <= %b)")
+        params: list[Any] = [list(accounts), until, until]
+        if like is not None:  # the targets' (account, table, op, column), each once
+            query += (" AND (account_id, tbl, op, coalesce(col, '')) IN "
+                      "(SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[]))")
+            params += [list(column) for column in zip(*sorted({(c.account_id, c.table, c.op, c.column or "")
+                                                               for c in like}), strict=True)] or [[], [], [], []]
+        rows = conn.execute(query + " ORDER BY settled_at, id", params)
         for account_id, table, op, key, column, to, at in rows:
             found.setdefault(account_id, []).append(PastCorrection(table, op, key, column, to, at))
     return found
-
-
-def _target(account_id: str, table: str, op: str, column: str | None) -> str:
-    """What applied_corrections(like=) matches on, as its statement makes it of an audit row."""
-    return "\x1f".join((account_id, table, op, column or ""))
 
 
 def account_audit(conn: Connection, account_id: str) -> tuple[list[PastCorrection], list[dict[str, Any]]]:
