@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import gc
 import tempfile
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -116,8 +117,8 @@ def build_partitions(job: PartitionJob, *, reader: Streams | None = None) -> lis
     `read_model_partition` row, not returned: the caller reads them there (`done_partitions`)."""
     reader = reader or StoreReader(job.stores, truth_only=True)
     gc.freeze()
-    reports = {p: _Report() for p in job.partitions}
-    with job.stores.connect(purpose="backfill a partition") as conn, conn.transaction():
+    with ExitStack() as spools, job.stores.connect(purpose="backfill a partition") as conn, conn.transaction():
+        reports = {p: spools.enter_context(closing(_Report())) for p in job.partitions}  # closed however it ends
         for p in sorted(job.partitions):
             conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (job.generation % 2**31, p))
         conn.execute("DELETE FROM read_model_state WHERE generation = %s AND partition = ANY(%s)",
@@ -143,16 +144,12 @@ def build_partitions(job: PartitionJob, *, reader: Streams | None = None) -> lis
                     before = ruled_fields(e.facts, job.catalog, job.active_rules, job.as_of)
                     for change in state_changes(before, state):
                         report.changes.add(orjson.dumps(change))
-        try:
-            for p, r in reports.items():  # one report in memory at a time
-                conn.execute(
-                    "INSERT INTO read_model_partition (generation, partition, accounts, events, position, report) "
-                    "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (generation, partition) DO UPDATE SET "
-                    "accounts = EXCLUDED.accounts, events = EXCLUDED.events, position = EXCLUDED.position, "
-                    "report = EXCLUDED.report, done_at = now()",
-                    (job.generation, p, r.checked, r.events, job.position, r.document(job.active_rules)))
-        finally:
-            for r in reports.values():
-                r.close()
+        for p, r in reports.items():  # one report in memory at a time
+            conn.execute(
+                "INSERT INTO read_model_partition (generation, partition, accounts, events, position, report) "
+                "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (generation, partition) DO UPDATE SET "
+                "accounts = EXCLUDED.accounts, events = EXCLUDED.events, position = EXCLUDED.position, "
+                "report = EXCLUDED.report, done_at = now()",
+                (job.generation, p, r.checked, r.events, job.position, r.document(job.active_rules)))
     gc.unfreeze()
     return list(reports)
