@@ -3,6 +3,8 @@
     bookkeeping(c, state)   the columns rules-v1 §3 has the projector set with a correction
                             (dunning.stage_since, entitlements.source)
     causes(c, state)        the events that justified a correction (TrueState.because refs)
+    cause_keys(corrections) the entries of TrueState.because that `causes` reads for them
+                            (truth.true_state(..., only=) builds those alone)
     meanings(corrections, state) -> [Meaning]
                             one outgoing domain event per change of meaning, covering its corrections
     event_id(...)           the event's id: uuid5 over account, type, subject, rules version, run
@@ -83,7 +85,10 @@ def written_columns(c: Correction) -> tuple[str, ...]:
     return tuple(sorted(col for col in row if col in WRITABLE[c.table]))
 
 
-def because_keys(c: Correction, state: TrueState) -> tuple[str, ...]:
+_FALLBACK_KEYS = (("stage",), ("status",))  # `causes`' entries when a value has no refs of its own
+
+
+def because_keys(c: Correction) -> tuple[str, ...]:
     keys: list[str] = []
     for column in written_columns(c):
         if c.table == "billing_prod.invoices":
@@ -103,11 +108,17 @@ def causes(c: Correction, state: TrueState) -> tuple[str, ...]:
     that show nothing happened, the account's invoices (`stage`) or, failing those, its row (`status`).
     The correction's drift, when said, adds what caused it (`drift.by`) last."""
     by = (c.drift.by,) if c.drift is not None else ()
-    for keys in (because_keys(c, state), ("stage",), ("status",)):
+    for keys in (because_keys(c), *_FALLBACK_KEYS):
         refs = [ref for key in keys if key in state.because for ref in state.because[key].refs]
         if refs:
             return tuple(dict.fromkeys([*refs, *by]))
     return by
+
+
+def cause_keys(corrections: Sequence[Correction]) -> frozenset[str]:
+    """Every entry of `because` that `causes` reads for `corrections` (with a state whose `because`
+    holds these, it says what it says with the whole)."""
+    return frozenset(key for c in corrections for key in because_keys(c)).union(*_FALLBACK_KEYS)
 
 
 def meanings(corrections: Sequence[Correction], state: TrueState) -> list[Meaning]:

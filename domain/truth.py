@@ -1,6 +1,7 @@
 """The true state of an account at an instant (rules-v1 §2), with why each value is what it is.
 
     true_state(facts, catalog, rules, at) -> TrueState       pure
+    true_state(..., only=keys)                               pure: `because` of those keys alone
     ruled_fields(facts, catalog, rules, at) -> RuledFields   pure: only what the rules decide
 
 `at` is normally the `as_of` the facts were folded at; it may be later (re-evaluating when
@@ -10,6 +11,7 @@ from after `at`. The state and its `because` are described in domain/state.py.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -41,20 +43,40 @@ def _because(rule: str, *refs: str) -> Because:
 _NO_REASON = Because(rule="")
 
 
+# The entries of `because` whose refs another entry's repeat (what `only` must keep for them).
+_READS_REFS_OF = {"status": ("stage",), "delinquent": ("stage",), "bad_debt": ("days_overdue",)}
+
+
 class Reasons(dict[str, Any]):
     """`because`, being written. With `explain` off it records nothing (plan does not show reasons,
-    and building them is most of true_state's cost), and reads give an empty reason."""
+    and building them is most of true_state's cost), and reads give an empty reason. With `only`,
+    it records those entries alone (and those whose refs they repeat: _READS_REFS_OF)."""
 
-    def __init__(self, *, explain: bool) -> None:
+    def __init__(self, *, explain: bool, only: Collection[str] | None = None) -> None:
         super().__init__()
         self.explain = explain
+        self.only: frozenset[str] | None = None
+        self._invoice_ids: frozenset[str] = frozenset()
+        if only is not None:
+            keys = set(only)
+            keys.update(k for key in only for k in _READS_REFS_OF.get(key, ()))
+            self.only = frozenset(keys)
+            self._invoice_ids = frozenset(k.removeprefix("invoices.").rpartition(".")[0]
+                                          for k in keys if k.startswith("invoices."))
+
+    def wants(self, name: str) -> bool:
+        return self.explain and (self.only is None or name in self.only)
+
+    def wants_invoice(self, invoice_id: str) -> bool:
+        """Whether some entry of the invoice (`invoices.<id>.<field>`) is wanted."""
+        return self.explain and (self.only is None or invoice_id in self._invoice_ids)
 
     def note(self, name: str, rule: str, *refs: str) -> None:
-        if self.explain:
+        if self.explain and (self.only is None or name in self.only):
             self[name] = _because(rule, *refs)
 
     def __missing__(self, name: str) -> Because:
-        if self.explain:
+        if self.wants(name):
             raise KeyError(name)
         return _NO_REASON
 
@@ -85,15 +107,17 @@ class Along:
 
 
 def true_state(facts: AccountFacts, catalog: Catalog, rules: Rules, at: datetime, *,
-               explain: bool = True, along: Along | None = None) -> TrueState:
+               explain: bool = True, along: Along | None = None, only: Collection[str] | None = None) -> TrueState:
     """The true state at `at`; with explain=False its `because` is left empty (the rest is identical).
     `along`: what the instants before of the same account made, under the same rules (Along); it
-    gives what is made afresh without it."""
+    gives what is made afresh without it. `only`: `because` holds those entries alone (each as
+    the whole would hold it; an entry the state has no such field for is simply not there): what
+    a correction's causes read (domain/outgoing.cause_keys) costs a few entries, not four an invoice."""
     stages = along.stages if along is not None else None
     if stages is not None and stages.rules is not rules and stages.rules != rules:
         raise ValueError("stages were made under other rules")
     _check(facts, at)
-    because = Reasons(explain=explain)
+    because = Reasons(explain=explain, only=only)
     views = _views(facts)
     now = standing(views, rules, at)
     if explain:
@@ -211,8 +235,8 @@ def _entitlements(facts: AccountFacts, catalog: Catalog, status: str, because: R
     account = facts.account
     plan = "free" if status == "suspended" else account.plan if account else None
     result = {}
-    explain = because.explain  # the reasons' text is most of the cost: built only when shown
     for feature in catalog.features:
+        explain = because.wants(f"entitlements.{feature}")  # the reasons' text is most of the cost
         if feature in facts.manual_entitlements:
             continue
         if account is None:
@@ -244,7 +268,7 @@ def _invoices(facts: AccountFacts, because: Reasons, along: Along | None) -> dic
     result = {}
     for invoice_id, i in facts.invoices.items():
         result[invoice_id] = along.invoice(i) if along is not None else _true_invoice(i)
-        if because.explain:  # the reasons' text is most of the cost: built only when shown
+        if because.wants_invoice(invoice_id):  # the reasons' text is most of the cost: built only when shown
             key = f"invoices.{invoice_id}"
             if i.authority == "stripe":
                 why = f"Stripe invoice {i.stripe_invoice_id} decides it (the invoice has a stripe_invoice_id Stripe knows)"
@@ -275,7 +299,7 @@ def _stripe_invoices(facts: AccountFacts, because: Reasons) -> dict[str, TrueStr
             status=s.status, amount_due=amount_due, amount_paid=s.amount_paid,
             amount_remaining=amount_due - s.amount_paid,
             attempt_count=s.attempt_count)
-        if because.explain:
+        if because.wants(f"stripe_invoices.{sid}"):
             because.note(f"stripe_invoices.{sid}",
                 f"status {s.status}, attempt_count {s.attempt_count}, amount_paid {s.amount_paid}: the Stripe invoice; "
                 f"amount_due {amount_due}: " + ("billing_prod.invoices" if billing else "Stripe (no billing invoice)"),

@@ -26,9 +26,10 @@ from domain.diff import Correction, corrections_for
 from domain.facts import AccountFacts
 from domain.fold import fold
 from domain.held import HeldRow, hold, withhold_blocked
+from domain.outgoing import cause_keys
 from domain.rules import Rules
 from domain.state import TrueState
-from domain.truth import decided_until
+from domain.truth import decided_until, true_state
 from eventlog.account_range import AccountRange
 from eventlog.range_reads import TruthStream
 from projections.evaluation.kept import Deciding, Events
@@ -45,7 +46,7 @@ from projections.evaluation.kept_facts import (
     parked_digest,
 )
 from projections.evaluation.sources import KeptStreams, Streams
-from projections.legacy_rows import Rows, RowsDigests
+from projections.legacy_rows import RowsDigests
 
 KEEP_BATCH = 1_000  # accounts' facts per upsert
 
@@ -65,16 +66,16 @@ class Evaluation:
     explained: tuple[TrueState, list[Correction]] | None = None  # `explain_corrected`: with reasons
 
 
-# What the two ways of deciding yield: account, events folded, state, corrections, held, facts, head, rows.
-_Decided = tuple[str, int, TrueState | Known, list[Correction], list[HeldRow], AccountFacts | None, int, Rows]
+# What the two ways of deciding yield: account, events folded, state, corrections, held, facts, head.
+_Decided = tuple[str, int, TrueState | Known, list[Correction], list[HeldRow], AccountFacts | None, int]
 
 
 def evaluate(source: Streams, rules: Rules, as_of: datetime, catalog: Catalog, accounts: AccountRange, *,
              blocked: Mapping[str, str], explain: bool = False, explain_corrected: bool = False,
              kept_facts: bool = True, states: bool = True) -> Iterator[Evaluation]:
     """Each account of the log in `accounts`, in id order. `explain`: every state with its reasons;
-    `explain_corrected`: the accounts with corrections decided once more with reasons, from the
-    same facts and rows (`Evaluation.explained`: what apply records as causes). `kept_facts=False`
+    `explain_corrected`: the accounts with corrections, their state again with the reasons their
+    causes read (`Evaluation.explained`: what apply records as causes; domain/outgoing.cause_keys). `kept_facts=False`
     replays every stream (the exactness tests' and benchmarks' baseline). With `states=False`
     (plan: it needs only whether the account exists), an account whose kept result stands comes
     with that `Known`, its rows not read. The parked rows of the range are read once, before."""
@@ -84,13 +85,13 @@ def evaluate(source: Streams, rules: Rules, as_of: datetime, catalog: Catalog, a
         decided = _from_kept(source, rules, as_of, catalog, accounts, parked, explain=explain, states=states)
     else:
         decided = _replayed(source, rules, as_of, catalog, accounts, parked, explain=explain)
-    for account_id, folded, state, corrections, held, facts, head, rows in decided:
+    for account_id, folded, state, corrections, held, facts, head in decided:
         corrections, held = withhold_blocked(corrections, held, blocked)
         explained = None
         if explain_corrected and corrections and state.account_exists and facts is not None:
-            reasoned, again, again_held = decide(facts, rows, catalog, parked.get(account_id, ()), rules, as_of,
-                                                 explain=True)
-            explained = (reasoned, withhold_blocked(again, again_held, blocked)[0])
+            # the same state with the reasons the corrections' causes read (the corrections do not
+            # depend on reasons: decided again, they are these)
+            explained = (true_state(facts, catalog, rules, as_of, only=cause_keys(corrections)), corrections)
         yield Evaluation(account_id, folded, state, corrections, held, facts, head, explained)
 
 
@@ -99,7 +100,7 @@ def _replayed(source: Streams, rules: Rules, as_of: datetime, catalog: Catalog, 
     for account_id, events, rows in source.accounts(accounts):
         facts, count, head = _folded(events, as_of)
         yield (account_id, count, *decide(facts, rows, catalog, parked.get(account_id, ()), rules, as_of,
-                                          explain=explain), facts, head, rows)
+                                          explain=explain), facts, head)
 
 
 def _folded(events: Events, as_of: datetime) -> tuple[AccountFacts, int, int]:
@@ -117,7 +118,7 @@ def _from_kept(source: KeptStreams, rules: Rules, as_of: datetime, catalog: Cata
     deciding = None if explain else Deciding(key, rules, None if states else parked)
     for account_id, (events, stored), rows, digests in source.kept_accounts(accounts, as_of, deciding):
         if stored is not None and stored.known is not None:  # what the standing decision found stands too
-            yield account_id, 0, stored.known, stored.known.corrections, stored.known.held, None, 0, rows
+            yield account_id, 0, stored.known, stored.known.corrections, stored.known.held, None, 0
             continue
         account_parked = parked.get(account_id, ())
         if stored is not None and stored.decided is not None:  # the decision kept at an earlier T stands
@@ -126,7 +127,7 @@ def _from_kept(source: KeptStreams, rules: Rules, as_of: datetime, catalog: Cata
             if stored.decided_as_of is not None:
                 keeping.append(Keep(account_id, stored.stream_version, None, None, found=found(
                     (state, corrections, held), account_parked, digests), result_for=(stored.decided_as_of, key)))
-            yield account_id, 0, state, corrections, held, None, 0, rows
+            yield account_id, 0, state, corrections, held, None, 0
             continue
         if stored is not None and stored.facts is not None:
             facts, count, head = stored.facts, 0, 0
@@ -143,7 +144,7 @@ def _from_kept(source: KeptStreams, rules: Rules, as_of: datetime, catalog: Cata
             if len(keeping) >= KEEP_BATCH:
                 source.keep(keeping)
                 keeping = []
-        yield account_id, count, *decision, facts, head, rows
+        yield account_id, count, *decision, facts, head
     source.keep(keeping)
 
 

@@ -2,17 +2,14 @@
 replaying: kept facts are of no use to a stream that just moved) over what the step read once.
 
     read_step(stores, conn, cache, accounts) -> StepRows
-    evaluate_accounts(stores, step, rules, now, catalog, accounts, reasons_first=) -> [(state, corrections)], [AccountPlan]
-    reasons_first(corrected, evaluated) -> bool   which way the next step decides, from this one
+    evaluate_accounts(stores, step, rules, now, catalog, accounts) -> [(state, corrections)], [AccountPlan]
 
 The events come from the follower's StreamCache (only what was appended since it last looked is
 read), the legacy rows and parked rows of the accounts from the stores, once a step (`StepRows`,
-the `Streams` the engine is given). Each account is read and folded once; what apply records as
-causes and bookkeeping needs the state with reasons (true_state's state is the same either way but
-for `because`, which the read model does not keep). Either every account is decided with reasons
-at once (`reasons_first`), or without, and those with corrections again with: the first costs less
-when most accounts of a step have corrections (under drift: 150 ms against 180-200 ms of CPU for
-300 accounts, 250 corrected), the second when few have (115-125 against 145 ms, 30 corrected).
+the `Streams` the engine is given). Each account is read, folded and decided once, without
+reasons; what apply records as causes needs some: an account with corrections has its state made
+again with only the reasons its corrections' causes read (engine `explain_corrected`; true_state's
+state is the same either way but for `because`, which the read model does not keep).
 """
 
 from __future__ import annotations
@@ -37,8 +34,6 @@ from projections.apply.account_plans import AccountPlan, with_drift
 from projections.evaluation.engine import evaluate
 from projections.follow.streams import StreamCache
 from projections.legacy_rows import Rows, legacy_rows
-
-REASONS_FIRST_SHARE = 0.35
 
 
 @dataclass(frozen=True)
@@ -74,31 +69,23 @@ def read_step(stores: Stores, conn: Connection, cache: StreamCache, accounts: Se
     return StepRows(cache.read(conn, accounts), rows, parked_rows(stores, ids), blocked)
 
 
-def reasons_first(corrected: int, evaluated: int) -> bool:
-    """Pure: decide the next step's accounts with reasons at once, as this step had corrections for
-    at least REASONS_FIRST_SHARE of its accounts (where the two ways cost the same, measured)."""
-    return evaluated > 0 and corrected >= REASONS_FIRST_SHARE * evaluated
-
-
 def evaluate_accounts(stores: Stores, step: StepRows, rules: Rules, now: datetime, catalog: Catalog,
-                      accounts: Sequence[str], owners: Owners | None = None, *, reasons_first: bool = False
+                      accounts: Sequence[str], owners: Owners | None = None
                       ) -> tuple[list[tuple[TrueState, list[Correction]]], list[AccountPlan]]:
     """Each account of the log among `accounts` (id order): its true state and corrections (none of
-    a blocked table); and the plans of those with corrections, their states with reasons (with
-    `owners`, each correction with its drift, from the streams the step read). The same whichever
-    way `reasons_first` says (module docstring)."""
+    a blocked table); and the plans of those with corrections, their states with the reasons their
+    causes read (with `owners`, each correction with its drift, from the streams the step read)."""
     evaluated: list[tuple[TrueState, list[Correction]]] = []
     plans: list[AccountPlan] = []
     step.withheld_by_block.clear()
     for e in evaluate(step, rules, now, catalog, AccountRange(ids=tuple(accounts)), blocked=step.blocked,
-                      explain=reasons_first, explain_corrected=not reasons_first):
+                      explain_corrected=True):
         assert isinstance(e.state, TrueState)  # a step's streams are replayed: every state is decided
         evaluated.append((e.state, e.corrections))
         if any(blocked_hold(h) for h in e.held):
             step.withheld_by_block.add(e.state.account_id or "")
-        reasoned = (e.state, e.corrections) if reasons_first and e.state.account_exists else e.explained
-        if reasoned is not None and reasoned[1]:
-            plans.append(AccountPlan(*reasoned))
+        if e.explained is not None:
+            plans.append(AccountPlan(*e.explained))
     if plans and owners is not None:
         plans = with_drift(stores, catalog, rules, now, plans, owners, streams=step.events)
     return evaluated, plans

@@ -51,7 +51,7 @@ from projections.apply.account_plans import AccountPlan
 from projections.apply.protocol import APPLY_LOCK, ApplyResult, recover
 from projections.apply.relay import RelayReport, relay
 from projections.follow import breaker, leases, tracking
-from projections.follow.evaluation import evaluate_accounts, read_step, reasons_first
+from projections.follow.evaluation import evaluate_accounts, read_step
 from projections.follow.streams import StreamCache
 from projections.follow.writes import cause_times, write_plans
 from projections.read_model import generations
@@ -144,7 +144,6 @@ class Follower:
         self._breaker_open: bool | None = None  # as last seen: a line when it changes
         self._catalog: list[AccountEvent] | None = None  # the product_config stream, read again when it grows
         self._streams = StreamCache()  # the accounts' events as last read
-        self._reasons_first = False  # how the next step decides (follow/evaluation.py: reasons_first)
         self._blocked: dict[str, str] = {}  # the legacy tables blocked by their schema, as last read
         self._withheld_by_block: set[str] = set()  # accounts with corrections a block withheld
         self._conn = self._connect()
@@ -375,9 +374,7 @@ class Follower:
         catalog = fold_catalog(self._catalog or [], as_of=now)
         count = self.generation.partitions
         step = read_step(self._sessions, self._conn, self._streams, accounts, blocked)
-        evaluated, plans = evaluate_accounts(self._sessions, step, self.rules, now, catalog, accounts, self.owners,
-                                             reasons_first=self._reasons_first)
-        self._reasons_first = reasons_first(len(plans), len(evaluated))
+        evaluated, plans = evaluate_accounts(self._sessions, step, self.rules, now, catalog, accounts, self.owners)
         self._withheld_by_block |= step.withheld_by_block
         states = []
         for state, _ in evaluated:

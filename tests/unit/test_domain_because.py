@@ -54,3 +54,21 @@ def test_without_explanations_the_state_is_the_same_and_its_because_is_empty():
     assert explained.because and quiet.because == {}
     assert explained.stage == "final_notice"
     assert quiet.model_dump(exclude={"because"}) == explained.model_dump(exclude={"because"})
+
+
+@freeze_time(T0)
+def test_reasons_asked_for_by_name_are_those_of_the_whole_and_what_they_repeat_the_refs_of():
+    from domain.fold import fold
+    from domain.rules import RULES_V1
+    from domain.truth import true_state
+    from tests.support.builders import a_catalog
+
+    late, upcoming = past_due(days=20, attempts=2), due_in(days=3, stripe_status="open")
+    facts = fold(an_account(invoices=(late, upcoming)), as_of=T0)
+    whole = true_state(facts, a_catalog(), RULES_V1, T0)
+    asked = {"status", "bad_debt", f"invoices.{late.invoice_id}.status", "stripe_invoices.in_nothing"}
+    some = true_state(facts, a_catalog(), RULES_V1, T0, only=asked)
+
+    assert set(some.because) == {"status", "stage", "bad_debt", "days_overdue", f"invoices.{late.invoice_id}.status"}
+    assert some.because == {k: whole.because[k] for k in some.because}
+    assert some.model_dump(exclude={"because"}) == whole.model_dump(exclude={"because"})

@@ -19,6 +19,7 @@ from domain.diff import Correction
 from domain.events import AccountEvent
 from domain.fold import FOLD_VERSION
 from domain.held import HeldRow
+from domain.outgoing import cause_keys, causes
 from domain.rules import RULES_V1
 from eventlog.account_range import AccountRange
 from projections.evaluation.engine import evaluate
@@ -251,7 +252,7 @@ def test_a_source_that_keeps_nothing_is_replayed_each_time():
     assert [n for n, *_ in second] == [len(an_account())] * 2 and second == first and fake.kept == {}
 
 
-def test_an_account_with_corrections_is_read_once_and_decided_again_with_its_reasons():
+def test_an_account_with_corrections_is_read_once_and_its_state_made_again_with_the_reasons_its_causes_read():
     rows = {ACCOUNT: agreeing(ACCOUNT, cf_prod__accounts=[accounts_row(ACCOUNT, "suspended")]), OTHER: agreeing(OTHER)}
     events = an_account()
     fake = FakeReader(events={ACCOUNT: events, OTHER: of(OTHER, an_account())}, rows=rows)
@@ -263,6 +264,9 @@ def test_an_account_with_corrections_is_read_once_and_decided_again_with_its_rea
     other, mine = evaluated
     assert other.explained is None and not mine.state.because
     state, corrections = mine.explained
-    assert (state, corrections) == plan_account(events, rows[ACCOUNT], a_catalog(), [], RULES_V1, now(),
-                                                explain=True)[:2]
-    assert state.because and summary(corrections) == summary(mine.corrections)
+    whole, again, _ = plan_account(events, rows[ACCOUNT], a_catalog(), [], RULES_V1, now(), explain=True)
+    assert corrections == again and corrections is mine.corrections
+    assert state.model_dump(exclude={"because"}) == whole.model_dump(exclude={"because"})
+    assert cause_keys(corrections) & set(whole.because) <= set(state.because) < set(whole.because)
+    assert {k: state.because[k] for k in state.because} == {k: whole.because[k] for k in state.because}
+    assert [causes(c, state) for c in corrections] == [causes(c, whole) for c in corrections]
