@@ -199,6 +199,29 @@ class Folding:
         self.advance(as_of)
         return resolve_facts(self._builder, as_of, legacy=self._legacy)
 
+    def extend(self, events: Iterable[AccountEvent]) -> bool:
+        """Adds events of the same stream that come after every one given so far (higher versions),
+        so that `facts_at` goes on as a Folding of all of them would. False, and nothing changed,
+        when one of them sorts before an event already evolved (its source_time is earlier than
+        that event's: the fold must start again from the first event). The events list is made
+        anew, never changed in place: a fork made before keeps its own."""
+        given = list(events)
+        if not given:
+            return True
+        truth = given if self._legacy else [e for e in given if (e.store, e.table) in TRUTH_READS]
+        if self._next and truth and min(e.source_time for e in truth) < self._events[self._next - 1].source_time:
+            return False
+        first = min(e.source_time for e in given)
+        self._first = first if self._first is None else min(self._first, first)
+        if self._stream is None:
+            self._stream = given[0].originator_id
+        self._events = self._events[:self._next] + sorted([*self._events[self._next:], *truth], key=_sort_key)
+        return True
+
+    def reaches(self, as_of: datetime) -> bool:
+        """Whether `facts_at(as_of)` may be asked (it only goes forward)."""
+        return self._at is None or as_of >= self._at
+
     def fork(self) -> Folding:
         other = Folding.__new__(Folding)
         other._events, other._next, other._at = self._events, self._next, self._at

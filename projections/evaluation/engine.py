@@ -32,7 +32,7 @@ from domain.state import TrueState
 from domain.truth import decided_until, true_state
 from eventlog.account_range import AccountRange
 from eventlog.range_reads import TruthStream
-from projections.evaluation.kept import Deciding, Events
+from projections.evaluation.kept import Deciding, Replayed
 from projections.evaluation.kept_facts import (
     Decision,
     Found,
@@ -103,11 +103,13 @@ def _replayed(source: Streams, rules: Rules, as_of: datetime, catalog: Catalog, 
                                           explain=explain), facts, head)
 
 
-def _folded(events: Events, as_of: datetime) -> tuple[AccountFacts, int, int]:
+def _folded(events: Replayed, as_of: datetime) -> tuple[AccountFacts, int, int]:
     """The facts at `as_of`, how many events the stream has, and its head version."""
     if isinstance(events, TruthStream):
         return fold(events.for_fold(as_of), as_of=as_of, legacy=False), events.count, events.head
-    return fold(events, as_of=as_of, legacy=False), len(events), events[-1].originator_version if events else 0
+    if isinstance(events, list):
+        return fold(events, as_of=as_of, legacy=False), len(events), events[-1].originator_version if events else 0
+    return events.fold_at(as_of)
 
 
 def _from_kept(source: KeptStreams, rules: Rules, as_of: datetime, catalog: Catalog, accounts: AccountRange,

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from operator import itemgetter
+from typing import Protocol
 
 from domain.events import AccountEvent
 from domain.facts import AccountFacts
@@ -54,8 +55,18 @@ class Stored:
     known: Known | None = None
 
 
+class FoldsItself(Protocol):
+    """A stream that makes its own fold at T (the follower keeps its folds: follow/folds.KeptFold)."""
+
+    def fold_at(self, as_of: datetime) -> tuple[AccountFacts, int, int]:
+        """`fold(events, as_of=as_of, legacy=False)`, the stream's length and its head version."""
+        ...
+
+
 # An account's events as read: every one decoded, or only those the truth reads (TruthStream).
 Events = list[AccountEvent] | TruthStream
+# What a replaying evaluation may be given for an account: its events, or a stream that folds itself.
+Replayed = Events | FoldsItself
 # An account's source for the fold: its events, or (no events read: []) what is kept for it.
 Source = tuple[Events, Stored | None]
 # kept_or_events' three streams merged: the events replayed, or what is kept, still encoded (a

@@ -22,7 +22,7 @@ from eventlog.account_range import AccountRange
 from eventlog.parked import parked_rows
 from eventlog.range_reads import account_events, truth_events
 from eventlog.stores import Stores
-from projections.evaluation.kept import Deciding, Events, Source, kept_accounts
+from projections.evaluation.kept import Deciding, Events, Replayed, Source, kept_accounts
 from projections.evaluation.kept_facts import Keep, can_keep, keep
 from projections.legacy_rows import Rows, RowsDigests, by_account, every_store
 
@@ -34,9 +34,10 @@ class Streams(Protocol):
         """The held rows of the range that ingest parked, by account."""
         ...
 
-    def accounts(self, accounts: AccountRange) -> Iterator[tuple[str, Events, Rows]]:
-        """Each account of the log in the range, in id order, with its events and its legacy rows by
-        "store.table" (rows of accounts the log does not know are left out)."""
+    def accounts(self, accounts: AccountRange) -> Iterator[tuple[str, Replayed, Rows]]:
+        """Each account of the log in the range, in id order, with its events (or a stream that
+        folds itself) and its legacy rows by "store.table" (rows of accounts the log does not know
+        are left out)."""
         ...
 
 

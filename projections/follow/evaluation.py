@@ -5,7 +5,7 @@ replaying: kept facts are of no use to a stream that just moved) over what the s
     evaluate_accounts(stores, step, rules, now, catalog, accounts) -> [(state, corrections)], [AccountPlan]
 
 The events come from the follower's StreamCache (only what was appended since it last looked is
-read), the legacy rows and parked rows of the accounts from the stores, once a step (`StepRows`,
+read), each account's fold goes on from the last step's (follow/folds.py), the legacy rows and parked rows of the accounts from the stores, once a step (`StepRows`,
 the `Streams` the engine is given). Each account is read, folded and decided once, without
 reasons; what apply records as causes needs some: an account with corrections has its state made
 again with only the reasons its corrections' causes read (engine `explain_corrected`; true_state's
@@ -32,6 +32,8 @@ from eventlog.stores import Connection, Stores
 from ingestion.legacy.schema import blocked_tables
 from projections.apply.account_plans import AccountPlan, with_drift
 from projections.evaluation.engine import evaluate
+from projections.evaluation.kept import Replayed
+from projections.follow.folds import KeptFolds
 from projections.follow.streams import StreamCache
 from projections.legacy_rows import Rows, legacy_rows
 
@@ -45,20 +47,24 @@ class StepRows:
     parked_by_account: Mapping[str, Sequence[HeldRow]]
     blocked: Mapping[str, str] = field(default_factory=dict)  # tables whose schema is not the one read
     withheld_by_block: set[str] = field(default_factory=set)  # accounts evaluate_accounts corrected nothing of
+    folds: KeptFolds | None = None  # the follower's folds from step to step (None: each stream folded whole)
 
     def parked(self, accounts: AccountRange) -> Mapping[str, Sequence[HeldRow]]:
         return self.parked_by_account
 
-    def accounts(self, accounts: AccountRange) -> Iterator[tuple[str, list[AccountEvent], Rows]]:
+    def accounts(self, accounts: AccountRange) -> Iterator[tuple[str, Replayed, Rows]]:
         assert accounts.ids is not None
         for account_id in sorted(set(accounts.ids) & self.events.keys()):
-            yield account_id, self.events[account_id], self.rows.get(account_id, {})
+            events = self.events[account_id]
+            yield (account_id, events if self.folds is None else self.folds.stream(account_id, events),
+                   self.rows.get(account_id, {}))
 
 
 def read_step(stores: Stores, conn: Connection, cache: StreamCache, accounts: Sequence[str],
-              blocked: Mapping[str, str] | None = None) -> StepRows:
+              blocked: Mapping[str, str] | None = None, folds: KeptFolds | None = None) -> StepRows:
     """The accounts' events (through `cache`, on `conn`), their legacy rows and parked rows; and the
-    tables blocked (`blocked`, else read now: ingestion/legacy/schema.py)."""
+    tables blocked (`blocked`, else read now: ingestion/legacy/schema.py). `folds`: the evaluation
+    carries each account's fold on from the last step (follow/folds.py)."""
     ids = AccountRange(ids=tuple(accounts))
     blocked = blocked_tables(stores) if blocked is None else blocked
     rows: dict[str, Rows] = {}
@@ -66,7 +72,7 @@ def read_step(stores: Stores, conn: Connection, cache: StreamCache, accounts: Se
         unblocked = not any(table.startswith(f"{store}.") for table in blocked)
         for account_id, tables, _ in legacy_rows(stores, store, ids, unblocked=unblocked):
             rows.setdefault(account_id, {}).update(tables)
-    return StepRows(cache.read(conn, accounts), rows, parked_rows(stores, ids), blocked)
+    return StepRows(cache.read(conn, accounts), rows, parked_rows(stores, ids), blocked, folds=folds)
 
 
 def evaluate_accounts(stores: Stores, step: StepRows, rules: Rules, now: datetime, catalog: Catalog,

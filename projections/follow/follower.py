@@ -52,6 +52,7 @@ from projections.apply.protocol import APPLY_LOCK, ApplyResult, recover
 from projections.apply.relay import RelayReport, relay
 from projections.follow import breaker, leases, tracking
 from projections.follow.evaluation import evaluate_accounts, read_step
+from projections.follow.folds import KeptFolds
 from projections.follow.streams import StreamCache
 from projections.follow.writes import cause_times, write_plans
 from projections.read_model import generations
@@ -144,6 +145,7 @@ class Follower:
         self._breaker_open: bool | None = None  # as last seen: a line when it changes
         self._catalog: list[AccountEvent] | None = None  # the product_config stream, read again when it grows
         self._streams = StreamCache()  # the accounts' events as last read
+        self._folds = KeptFolds()  # the accounts' folds as of the last step that evaluated them
         self._blocked: dict[str, str] = {}  # the legacy tables blocked by their schema, as last read
         self._withheld_by_block: set[str] = set()  # accounts with corrections a block withheld
         self._conn = self._connect()
@@ -373,7 +375,7 @@ class Follower:
             return [], []
         catalog = fold_catalog(self._catalog or [], as_of=now)
         count = self.generation.partitions
-        step = read_step(self._sessions, self._conn, self._streams, accounts, blocked)
+        step = read_step(self._sessions, self._conn, self._streams, accounts, blocked, self._folds)
         evaluated, plans = evaluate_accounts(self._sessions, step, self.rules, now, catalog, accounts, self.owners)
         self._withheld_by_block |= step.withheld_by_block
         states = []

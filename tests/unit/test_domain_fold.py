@@ -195,3 +195,29 @@ def test_folding_only_goes_forward():
     folding.facts_at(now())
     with pytest.raises(ValueError, match="goes forward"):
         folding.facts_at(now() - DAY)
+
+
+@freeze_time(T0)
+@pytest.mark.parametrize("legacy", [True, False])
+def test_a_folding_extended_by_later_versions_goes_on_as_a_fold_of_the_whole_stream(legacy):
+    events = sorted(an_account(invoices=(past_due(days=16, attempts=2), stripe_late_invoice(), due_in(days=3),
+                                         paid()), manual=("sso",)), key=lambda e: e.originator_version)
+    instants = sorted({e.source_time for e in events} | {now()})
+    for split in range(len(events) + 1):
+        for before, after in zip(instants, instants[1:], strict=False):
+            folding = Folding(events[:split], legacy=legacy)
+            folding.facts_at(before)
+            if folding.extend(events[split:]):
+                assert folding.facts_at(after) == fold(events, as_of=after, legacy=legacy)
+            else:  # an added event sorts before one evolved: nothing changed
+                assert folding.facts_at(after) == fold(events[:split], as_of=after, legacy=legacy)
+
+
+@freeze_time(T0)
+def test_a_folding_is_not_extended_by_an_event_earlier_than_one_it_evolved():
+    first, *rest = sorted(an_account(invoice=past_due(days=3)), key=lambda e: e.source_time)
+    folding = Folding(rest, legacy=True)
+    folding.facts_at(now())
+    assert first.source_time < min(e.source_time for e in rest)
+    assert not folding.extend([first.model_copy(update={"originator_version": 999})])
+    assert folding.facts_at(now()) == fold(rest, as_of=now())
