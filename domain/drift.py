@@ -28,7 +28,7 @@ that a later observed write set to something else. Only the drifting accounts pa
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -141,7 +141,8 @@ def origins_along(walk: Iterable[Sequence[Point]], corrections: Sequence[Correct
         if later is not None:
             starts[t] = (later, None)
     at_end = observed_rows(folded, tables, [at])[0]
-    return [_origin(c, starts.get(target_of(c)), folded, at_end, owners, past, at) for c in corrections]
+    looked = _Looked(folded, past)
+    return [_origin(c, starts.get(target_of(c)), looked, at_end, owners, at) for c in corrections]
 
 
 def observed_rows(folded: Sequence[AccountEvent], tables: Collection[str],
@@ -293,18 +294,18 @@ def _row(observed: Observed, table: str, key: str | None) -> LegacyRowObserved |
     return rows.get(key)
 
 
-def _origin(c: Correction, start: tuple[Point, Point | None] | None, folded: Sequence[AccountEvent],
-            at_end: Observed, owners: Owners, past: Sequence[PastCorrection], at: datetime) -> Drift:
+def _origin(c: Correction, start: tuple[Point, Point | None] | None, looked: _Looked, at_end: Observed,
+            owners: Owners, at: datetime) -> Drift:
     target = target_of(c)
     _, op, key, column = target
     current = _row(at_end, c.table, key)
     owner = owners.owner(c.table, column, current.row if current is not None else None)
-    rewrites = _rewrites(target, folded, past, at)
+    rewrites = _rewrites(target, looked, at)
     if start is None:  # the log's rows do not drift at T: the live row changed after the last observation
         return Drift(cause="wrong_write", since=current.source_time if current else at, owner=owner,
                      by=ref_of(current) if current else f"unobserved:{c.table}[{key}]", rewrites=rewrites)
     s, before = start
-    at_s = [e for e in folded if e.source_time == s.at] if not s.crossing else []
+    at_s = looked.at(s.at) if not s.crossing else []
     row_events = [e for e in at_s if f"{e.store}.{e.table}" == c.table and (key is None or row_key(e.key) == key)]
     row_s = _row(s.rows, c.table, key)
     row_b = _row(before.rows, c.table, key) if before is not None else None
@@ -317,7 +318,7 @@ def _origin(c: Correction, start: tuple[Point, Point | None] | None, folded: Seq
     wrote = bool(row_events) and row_s is not None and (
         row_b is None or op == "delete" or not same(_column(row_b, column), _column(row_s, column)))
     if wrote:
-        overwrote = op == "update" and any(p.target == target and p.at <= s.at for p in past)
+        overwrote = op == "update" and any(p.at <= s.at for p in looked.past.get(target, ()))
         return drift.of("overwrote_correction" if overwrote else "wrong_write", ref_of(row_events[-1]))
     if before is None or not before.state.account_exists or row_b is None:
         # the row was already wrong when the log first knew both it and the account
@@ -350,24 +351,57 @@ def _truth_by(s: Point, before: Point | None, at_s: Sequence[AccountEvent], colu
     return f"rule:{name}@{s.at.isoformat()}"
 
 
-def _rewrites(target: Target, folded: Sequence[AccountEvent], past: Sequence[PastCorrection], at: datetime) -> int:
+def _rewrites(target: Target, looked: _Looked, at: datetime) -> int:
     """The earlier corrections of the target that a later observed write undid (before T): for each,
-    the row's observations after it, up to the first that undoes it. The row's observations are
-    picked out of the stream once (not the whole stream scanned again for each correction: that grew
-    with the square of a follower's run, an account corrected every few seconds)."""
+    the row's observations after it, up to the first that undoes it."""
     table, op, key, column = target
-    mine = [p for p in past if p.target == target and p.at <= at]
+    mine = [p for p in looked.past.get(target, ()) if p.at <= at]
     if not mine:
         return 0
-    row = [e for e in folded if f"{e.store}.{e.table}" == table and (key is None or row_key(e.key) == key)]
-    times = [e.source_time for e in row]
+    row, times = looked.row(table, key)
     count = 0
     for p in mine:
-        for e in row[bisect_right(times, p.at):]:
-            if op == "update" and e.row is not None and not same(e.row.get(column or ""), p.to):  # type: ignore[attr-defined]
+        for i in range(bisect_right(times, p.at), len(row)):
+            e = row[i]
+            if op == "update" and e.row is not None and not same(e.row.get(column or ""), p.to):
                 count += 1
                 break
-            if op == "insert" and e.row is None:  # type: ignore[attr-defined]
+            if op == "insert" and e.row is None:
                 count += 1
                 break
     return count
+
+
+class _Looked:
+    """What `_origin` looks up in an account's events (in fold order) and its applied corrections,
+    indexed once for all its corrections (not the stream scanned again for each: that grew with the
+    square of a follower's run, an account corrected every few seconds): the events at an instant,
+    a row's observations (each table's, on first asking), the applied corrections by target."""
+
+    __slots__ = ("_folded", "_times", "_rows", "past")
+
+    def __init__(self, folded: Sequence[AccountEvent], past: Sequence[PastCorrection]) -> None:
+        self._folded = folded
+        self._times = [e.source_time for e in folded]
+        self._rows: dict[str, dict[str | None, tuple[list[LegacyRowObserved], list[datetime]]]] = {}
+        self.past: dict[Target, list[PastCorrection]] = {}
+        for p in past:
+            self.past.setdefault(p.target, []).append(p)
+
+    def at(self, instant: datetime) -> Sequence[AccountEvent]:
+        """The events at `instant`, in fold order."""
+        return self._folded[bisect_left(self._times, instant):bisect_right(self._times, instant)]
+
+    def row(self, table: str, key: str | None) -> tuple[list[LegacyRowObserved], list[datetime]]:
+        """The observations of the row of `table` with `key` (None: of every row of it), in fold
+        order, and their times."""
+        rows = self._rows.get(table)
+        if rows is None:
+            rows = self._rows[table] = {}
+            for e in self._folded:
+                if isinstance(e, LegacyRowObserved) and f"{e.store}.{e.table}" == table:
+                    for k in (None, row_key(e.key)):
+                        found = rows.setdefault(k, ([], []))
+                        found[0].append(e)
+                        found[1].append(e.source_time)
+        return rows.get(key, ([], []))

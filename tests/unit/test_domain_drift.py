@@ -228,7 +228,7 @@ def rewrites_by_the_whole_stream(target, folded, past, at) -> int:
        st.lists(st.tuples(st.integers(0, 40), st.sampled_from(["none", "retrying"])), max_size=12))
 @settings(max_examples=200, deadline=None)
 def test_rewrites_count_what_a_scan_of_the_whole_stream_for_each_correction_counts(writes, corrections):
-    from domain.drift import _rewrites
+    from domain.drift import _Looked, _rewrites
     from domain.facts import row_key
     start = T0 - 50 * HOUR
     events = [dunning_row(stage, at=start + hours * HOUR) if ours else
@@ -238,5 +238,5 @@ def test_rewrites_count_what_a_scan_of_the_whole_stream_for_each_correction_coun
     past = [PastCorrection(DUNNING, "update", {"account_id": ACCOUNT}, "stage", stage, at=start + hours * HOUR)
             for hours, stage in corrections]
     target = (DUNNING, "update", row_key({"account_id": ACCOUNT}), "stage")
-    assert _rewrites(target, folded, past, T0) == rewrites_by_the_whole_stream(target, folded, past, T0)
+    assert _rewrites(target, _Looked(folded, past), T0) == rewrites_by_the_whole_stream(target, folded, past, T0)
 
