@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 
 import orjson
 from eventsourcing.utils import get_topic
+from hypothesis import given
+from hypothesis import strategies as st
 
 from domain.events import LegacyRowObserved, StripeObjectObserved
 from eventlog.account_log import decode_event, encode_event
@@ -39,3 +41,14 @@ def test_a_stored_state_of_another_shape_is_validated_not_trusted():
         assert "position" in str(error)
     else:
         raise AssertionError("a state missing a field was accepted")
+
+
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(),
+                    lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner), max_leaves=20))
+def test_a_json_value_read_from_the_database_is_what_the_standard_module_reads(value):
+    import json
+
+    from eventlog.stores import json_loads
+
+    text = json.dumps(value)
+    assert repr(json_loads(text.encode())) == repr(json.loads(text))
