@@ -220,9 +220,11 @@ def phase_of(at: float, faults: list[Fault], recovery_s: float) -> str:
 
 
 def recovery_of(fault: Fault, found: list[Lag], until: float) -> float | None:
-    """Seconds from the fault's end until every change made after it (before `until`) was corrected
-    within LAG_OK_S; None: not within the window."""
-    after = sorted((lag for lag in found if fault.end <= lag.change.at.timestamp() < until),
+    """Seconds from the fault's end until every change made after it was corrected within LAG_OK_S;
+    None: not within the window. `until`: the next fault's start (or the load's end); a change made
+    less than LAG_OK_S before it is left out, as the next fault can delay it (counted against this
+    one, a change made 0.1 s before a follower is frozen made the fault before look 15 s long)."""
+    after = sorted((lag for lag in found if fault.end <= lag.change.at.timestamp() < until - LAG_OK_S),
                    key=lambda lag: lag.change.at)
     late = [lag for lag in after if lag.committed is None or lag.committed > LAG_OK_S]
     if not late:
