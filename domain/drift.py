@@ -74,6 +74,8 @@ def recorded_rows(facts: AccountFacts) -> dict[str, list[dict[str, Any]]]:
             for store, tables in COMPARED_BY_STORE.items() for table in tables}
 
 
+START_INSTANTS = 16  # at most so many instants go on from a walk's `start` (a chunk's facts are made at once)
+
 Observed = dict[str, dict[str, LegacyRowObserved]]  # "store.table" -> row key -> its latest observation
 
 
@@ -104,14 +106,15 @@ def open_drift(corrections: Iterable[Correction]) -> dict[str, dict[str, int]]:
 
 def drift_origins(corrections: Sequence[Correction], events: Iterable[AccountEvent], catalog: Catalog,
                   rules: Rules, at: datetime, *, owners: Owners = NO_OVERRIDES,
-                  past: Sequence[PastCorrection] = ()) -> list[Drift]:
+                  past: Sequence[PastCorrection] = (), start: Folding | None = None) -> list[Drift]:
     """Each correction's drift origin (in the corrections' order), from the account's events
     (all of them: the legacy rows' observations too), the rules and T; `past`: the account's
-    applied corrections from the audit."""
+    applied corrections from the audit; `start`: a fold (legacy=False) of the same events, part
+    way, that the walk may go on from (`_chunk_folds`; it is advanced)."""
     if not corrections:
         return []
     folded = sorted((e for e in events if e.source_time <= at), key=lambda e: (e.source_time, e.originator_version))
-    walk = points_back(folded, {c.table for c in corrections}, catalog, rules, at)
+    walk = points_back(folded, {c.table for c in corrections}, catalog, rules, at, start=start)
     return origins_along(walk, corrections, folded, at, owners=owners, past=past)
 
 
@@ -171,7 +174,7 @@ def observed_rows(folded: Sequence[AccountEvent], tables: Collection[str],
 
 
 def points_back(folded: Sequence[AccountEvent], tables: Collection[str], catalog: Catalog, rules: Rules,
-                at: datetime) -> Iterator[list[Point]]:
+                at: datetime, *, start: Folding | None = None) -> Iterator[list[Point]]:
     """The walk's points, a segment (`_segment`) per instant, from the last instant back to the first:
     the instants are those of the events the truth reads and of the observations of `tables`
     (`folded`: the account's events up to `at`, in fold order).
@@ -184,11 +187,13 @@ def points_back(folded: Sequence[AccountEvent], tables: Collection[str], catalog
     history, domain/dunning.StageSince, the facts at each instant holding a prefix of it; the
     invoices whose facts did not change); the diff runs again only when what it reads moved
     (`_Drifting`); a segment's states are decided only when the walk reaches it. An instant costs
-    what the account's state holds (its invoices, its rows), not its history."""
+    what the account's state holds (its invoices, its rows), not its history. `start`: a fold of
+    the same events part way (a follower's fold as of its last step), which the last instants it
+    reaches go on from (`_chunk_folds`)."""
     instants = sorted({e.source_time for e in folded if read_by_truth(e) or f"{e.store}.{e.table}" in tables})
     along: Along | None = None
     drifts = _Drifting(tables)
-    for lo, hi, folding in _chunk_folds(folded, instants):
+    for lo, hi, folding in _chunk_folds(folded, instants, start):
         facts = [folding.facts_at(instant) for instant in instants[lo:hi]]
         observed = observed_rows(folded, tables, instants[lo:hi])
         if along is None:  # the first chunk ends at the last instant: its facts hold the whole history
@@ -198,12 +203,26 @@ def points_back(folded: Sequence[AccountEvent], tables: Collection[str], catalog
                            instants[i + 1] if i + 1 < len(instants) else at, include_end=i + 1 == len(instants))
 
 
-def _chunk_folds(folded: Sequence[AccountEvent], instants: Sequence[datetime]) -> Iterator[tuple[int, int, Folding]]:
+def _chunk_folds(folded: Sequence[AccountEvent], instants: Sequence[datetime],
+                 start: Folding | None = None) -> Iterator[tuple[int, int, Folding]]:
     """The walk's chunks [lo, hi) of `instants`, the last first (the last 4 instants, the 8 before
     them, ...), each with a fold of the events before its first instant. One fold goes forward
     once, forked where each chunk starts: each event is evolved at most twice (once to get there,
-    once in its own chunk), not once per chunk after it."""
-    bounds, hi, size = [], len(instants), 4
+    once in its own chunk), not once per chunk after it. With `start`, the last instants it
+    reaches (Folding.reaches; at most START_INSTANTS) are the first chunk, folded on from it: a
+    follower's walk, which mostly ends among the instants since its last step, then evolves only
+    what came since; the chunks before them are made as above only if the walk goes on."""
+    top = len(instants)
+    if start is not None:
+        lo = top
+        while lo > 0 and top - lo < START_INSTANTS and start.reaches(instants[lo - 1]):
+            lo -= 1
+        if lo < top:
+            yield lo, top, start
+            top = lo
+    if not top:
+        return
+    bounds, hi, size = [], top, 4
     while hi > 0:
         bounds.append((max(0, hi - size), hi))
         hi, size = bounds[-1][0], size * 2

@@ -164,12 +164,13 @@ def fold(events: Iterable[AccountEvent], *, as_of: datetime, legacy: bool = True
 
 class Folding:
     """`fold` at one instant after another, each event evolved once: `facts_at(t)` for ascending t
-    equals `fold(events, as_of=t, legacy=legacy)` (what domain/drift.py's walk over an account's
-    instants needs: a fold per instant would evolve the stream's prefix again each time).
+    (or any t not before the last event it evolved: `reaches`) equals `fold(events, as_of=t,
+    legacy=legacy)` (what domain/drift.py's walk over an account's instants needs: a fold per
+    instant would evolve the stream's prefix again each time).
     `advance(t)` evolves up to t without resolving the facts; `fork()` is an independent Folding
     at the same point (the walk carries one fold to where each of its chunks starts)."""
 
-    __slots__ = ("_events", "_builder", "_next", "_at", "_first", "_legacy", "_stream")
+    __slots__ = ("_events", "_builder", "_next", "_first", "_legacy", "_stream")
 
     def __init__(self, events: Iterable[AccountEvent], *, legacy: bool = True) -> None:
         given = list(events)
@@ -180,12 +181,10 @@ class Folding:
                               key=_sort_key)
         self._builder = FactsBuilder()
         self._next = 0
-        self._at: datetime | None = None
 
     def advance(self, as_of: datetime) -> None:
-        if self._at is not None and as_of < self._at:
-            raise ValueError(f"facts_at goes forward: {as_of} is before {self._at}")
-        self._at = as_of
+        if not self.reaches(as_of):
+            raise ValueError(f"facts_at goes forward: {as_of} is before an event it evolved or its first event")
         builder, events = self._builder, self._events
         if (not self._legacy and builder.account_id is None and self._first is not None and self._first <= as_of
                 and self._stream != CATALOG_STREAM):
@@ -219,12 +218,17 @@ class Folding:
         return True
 
     def reaches(self, as_of: datetime) -> bool:
-        """Whether `facts_at(as_of)` may be asked (it only goes forward)."""
-        return self._at is None or as_of >= self._at
+        """Whether `facts_at(as_of)` may be asked: not before an event it evolved. (Every event not
+        evolved sorts after every one evolved, so a fold asked at an earlier instant than the last
+        one, but not before the last event it evolved, evolves exactly the events up to it.)"""
+        if self._next:
+            return as_of >= self._events[self._next - 1].source_time
+        # nothing evolved: only the account id may be set (legacy=False: from the first event's time)
+        return self._builder.account_id is None or self._first is None or as_of >= self._first
 
     def fork(self) -> Folding:
         other = Folding.__new__(Folding)
-        other._events, other._next, other._at = self._events, self._next, self._at
+        other._events, other._next = self._events, self._next
         other._first, other._legacy, other._stream = self._first, self._legacy, self._stream
         resolve_history(self._builder)  # the history's changes made once, for both to share
         other._builder = self._builder.copy()

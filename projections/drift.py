@@ -23,7 +23,7 @@ from domain.catalog import Catalog
 from domain.diff import Correction, Drift
 from domain.drift import PastCorrection, drift_origins, with_drift
 from domain.events import AccountEvent
-from domain.fold import FOLD_VERSION
+from domain.fold import FOLD_VERSION, Folding
 from domain.owners import Owners
 from domain.rules import Rules
 from eventlog.account_range import AccountRange
@@ -38,10 +38,12 @@ DRIFT_VERSION = "1"  # bump with any change to what domain/drift.drift_origins s
 
 def attach_drift(stores: Stores, catalog: Catalog, rules: Rules, as_of: datetime,
                  corrections: Sequence[Correction], owners: Owners, *,
-                 streams: Mapping[str, Sequence[AccountEvent]] | None = None, kept: bool = True) -> list[Correction]:
+                 streams: Mapping[str, Sequence[AccountEvent]] | None = None, kept: bool = True,
+                 starts: Mapping[str, Folding] | None = None) -> list[Correction]:
     """`corrections` (in their order), each with its drift; `streams`: the accounts' whole streams
     when the caller has read them already (a follower's step), else they are read here, but for
-    the accounts whose kept drift stands (`kept=False`: every one read and walked, nothing kept)."""
+    the accounts whose kept drift stands (`kept=False`: every one read and walked, nothing kept);
+    `starts`: with `streams`, folds of them part way where each walk may start (drift_origins)."""
     by_account: dict[str, list[Correction]] = {}
     for c in corrections:
         by_account.setdefault(c.account_id, []).append(c)
@@ -54,7 +56,7 @@ def attach_drift(stores: Stores, catalog: Catalog, rules: Rules, as_of: datetime
         for account_id in accounts:
             if account_id in streams:
                 said[account_id] = _said(by_account[account_id], streams[account_id], catalog, rules, as_of,
-                                         owners, past.get(account_id, ()))
+                                         owners, past.get(account_id, ()), (starts or {}).get(account_id))
     else:
         keys, standing = _kept(stores, by_account, catalog, rules, as_of, owners, past) if kept else ({}, {})
         for account_id, drifts in standing.items():
@@ -70,8 +72,8 @@ def attach_drift(stores: Stores, catalog: Catalog, rules: Rules, as_of: datetime
 
 
 def _said(mine: list[Correction], events: Sequence[AccountEvent], catalog: Catalog, rules: Rules, as_of: datetime,
-          owners: Owners, past: Sequence[PastCorrection]) -> list[Correction]:
-    return with_drift(mine, drift_origins(mine, events, catalog, rules, as_of, owners=owners, past=past))
+          owners: Owners, past: Sequence[PastCorrection], start: Folding | None = None) -> list[Correction]:
+    return with_drift(mine, drift_origins(mine, events, catalog, rules, as_of, owners=owners, past=past, start=start))
 
 
 def drift_key(context: bytes, head: int, past: Sequence[PastCorrection], corrections: Sequence[Correction]) -> bytes:

@@ -15,6 +15,7 @@ from datetime import datetime
 from domain.catalog import Catalog
 from domain.diff import Correction
 from domain.events import AccountEvent
+from domain.fold import Folding
 from domain.owners import Owners
 from domain.rules import Rules
 from domain.state import TrueState
@@ -44,8 +45,10 @@ def replan(stores: Stores, rules: Rules, as_of: datetime, catalog: Catalog,
 
 
 def with_drift(stores: Stores, catalog: Catalog, rules: Rules, as_of: datetime, plans: Sequence[AccountPlan],
-               owners: Owners, *, streams: Mapping[str, Sequence[AccountEvent]] | None = None) -> list[AccountPlan]:
-    """The plans, each correction with its drift (projections/drift.py; `streams`: already read)."""
+               owners: Owners, *, streams: Mapping[str, Sequence[AccountEvent]] | None = None,
+               starts: Mapping[str, Folding] | None = None) -> list[AccountPlan]:
+    """The plans, each correction with its drift (projections/drift.py; `streams`: already read;
+    `starts`: folds of them part way, where the walks may start)."""
     said = iter(attach_drift(stores, catalog, rules, as_of, [c for p in plans for c in p.corrections], owners,
-                             streams=streams))
+                             streams=streams, starts=starts))
     return [AccountPlan(p.state, [next(said) for _ in p.corrections]) for p in plans]

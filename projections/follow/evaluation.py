@@ -92,6 +92,7 @@ def evaluate_accounts(stores: Stores, step: StepRows, rules: Rules, now: datetim
             step.withheld_by_block.add(e.state.account_id or "")
         if e.explained is not None:
             plans.append(AccountPlan(*e.explained))
+    starts = step.folds.take_starts() if step.folds is not None else {}
     if plans and owners is not None:
-        plans = with_drift(stores, catalog, rules, now, plans, owners, streams=step.events)
+        plans = with_drift(stores, catalog, rules, now, plans, owners, streams=step.events, starts=starts)
     return evaluated, plans

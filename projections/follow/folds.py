@@ -4,13 +4,19 @@ stream again. Under drift an account's stream grows by dozens of events a minute
 correction comes back observed), so a fold of the whole stream costs more every step.
 
     KeptFolds(max_events).stream(account, events) -> KeptFold     what the engine folds (`fold_at`)
+    KeptFolds.take_starts() -> {account: Folding}                 where this step's drift walks may start
 
 Exact: the facts are always `fold(events, as_of=T, legacy=False)`'s. A kept fold goes on only when
 the events it was given are still the stream's first ones (versions 1..n, as the StreamCache gives
-them), the new ones sort after every event it evolved (`extend`), and T is not earlier than its
-last (a clock set back); else the stream is folded again from its first event. A restart starts
-empty; past `max_events` (the streams' events the folds were given, held as the StreamCache holds
-them: mostly the same objects) the folds used longest ago are forgotten.
+them), the new ones sort after every event it evolved (`extend`), and T is not before the last
+event it evolved (a clock set back: `reaches`); else the stream is folded again from its first
+event. A restart starts empty; past `max_events` (the streams' events the folds were given, held
+as the StreamCache holds them: mostly the same objects) the folds used longest ago are forgotten.
+
+The fold as of the last step, carried on over this step's new events, is also where this step's
+drift walk of the account may start (domain/drift.points_back `start`): the walk mostly ends among
+the instants since the last step, so it evolves only those, not the stream from its first event.
+A step's fold is a fork of it (one copy of the account's facts builder).
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ class KeptFolds:
         self.max_events = max_events
         self._kept: OrderedDict[str, tuple[Folding, int, int]] = OrderedDict()  # fold, events given, last version
         self._held = 0  # the events the kept folds were given
+        self._starts: dict[str, Folding] = {}  # each account's fold before this step's T (take_starts)
         self.folded_again = 0  # streams folded from their first event (none kept, or it could not go on)
 
     def stream(self, account_id: str, events: Sequence[AccountEvent]) -> KeptFold:
@@ -59,12 +66,22 @@ class KeptFolds:
         if folding is None:
             folding = Folding(events, legacy=False)
             self.folded_again += 1
+        self._starts[account_id] = folding
+        folding = folding.fork()
         facts = folding.facts_at(as_of)
         self._kept[account_id] = (folding, len(events), events[-1].originator_version if events else 0)
         self._held += len(events)
         while self._held > self.max_events and len(self._kept) > 1:
             self._held -= self._kept.popitem(last=False)[1][1]
         return facts
+
+
+    def take_starts(self) -> dict[str, Folding]:
+        """The folds the accounts' facts were carried on from since the last call, by account (each
+        over all the events it was given, at most as far as the step before): where their drift
+        walks may start. Forgotten here."""
+        starts, self._starts = self._starts, {}
+        return starts
 
 
 def _goes_on(kept: tuple[Folding, int, int], events: Sequence[AccountEvent], as_of: datetime) -> bool:

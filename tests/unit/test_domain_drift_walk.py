@@ -195,3 +195,22 @@ def test_each_part_of_the_diff_reads_of_the_state_only_the_fields_it_names(accou
         assert corrections_for(other, rows, only=section.tables) == corrections_for(state, rows, only=section.tables)
         assert targets_for(other, rows, only=section.tables) == targets_for(state, rows, only=section.tables) == \
             {target_of(c) for c in corrections_for(state, rows, only=section.tables)}
+
+
+@settings(max_examples=150, deadline=None)
+@given(account=accounts, given_first=st.integers(0, 40), cut=st.integers(0, 40))
+def test_a_walk_that_starts_from_a_fold_part_way_says_what_the_walk_from_scratch_says(account, given_first, cut):
+    """A follower's walk starts from its fold as of its last step (drift_origins `start`): the fold
+    of the stream's first events as far as an instant, carried on over the rest where it can be."""
+    events, at, catalog = account_events(account), T0, a_catalog()
+    events = [e.model_copy(update={"originator_version": v}) for v, e in enumerate(events, 1)]
+    instants = sorted({e.source_time for e in events})
+    start = Folding(events[:given_first], legacy=False)
+    if instants[:cut]:
+        start.advance(instants[:cut][-1])
+    if not start.extend(events[given_first:]):
+        start = Folding(events, legacy=False)
+    facts = fold(events, as_of=at)
+    corrections = corrections_for(true_state(facts, catalog, RULES_V1, at, explain=False), recorded_rows(facts))
+    assert drift_origins(corrections, events, catalog, RULES_V1, at, start=start) == \
+        drift_oracle.drift_origins(corrections, events, catalog, RULES_V1, at)

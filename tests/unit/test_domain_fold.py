@@ -190,11 +190,14 @@ def test_folding_forward_gives_at_each_instant_what_a_fold_at_it_gives(legacy):
 
 
 @freeze_time(T0)
-def test_folding_only_goes_forward():
-    folding = Folding(an_account(), legacy=False)
+def test_folding_goes_back_only_as_far_as_the_last_event_it_evolved():
+    events = an_account(invoice=past_due(days=3))
+    last = max(e.source_time for e in events)
+    folding = Folding(events, legacy=False)
     folding.facts_at(now())
+    assert folding.facts_at(last) == fold(events, as_of=last, legacy=False)  # nothing evolved after it
     with pytest.raises(ValueError, match="goes forward"):
-        folding.facts_at(now() - DAY)
+        folding.facts_at(last - SECOND)
 
 
 @freeze_time(T0)
