@@ -97,13 +97,25 @@ def kept_accounts(stores: Stores, accounts: AccountRange, as_of: datetime, decid
             (decided.key, as_of) if decided is not None else ()))
         use = {account for account, head in heads.items() if usable(kept.get(account), head, as_of)}
         known = standing_results(kept, use, decided, snapshots, accounts)
-        legacy = [store.rows(accounts, skip=sorted(known), digests=decided is not None) for store in snapshots]
+        legacy = [store.rows(accounts, digests=decided is not None, **rows_wanted(heads, known))
+                  for store in snapshots]
         yield from by_account(kept_or_events(stores, reader, accounts, as_of, heads, kept, use, known, decided,
                                              collate), legacy)
     finally:
         reader.close()
         for snapshot in snapshots:
             snapshot.close()
+
+
+def rows_wanted(heads: Mapping[str, int], known: Mapping[str, Found]) -> dict[str, list[str]]:
+    """StoreSnapshot.rows' filter: the rows of every stream but those whose kept result stands,
+    named by whichever list is shorter (on an unchanged log none are read: `only` is empty). With
+    no result standing nothing is filtered: kept_or_events then streams the range's events in a
+    read of their own, which may hold a stream `heads` did not."""
+    if not known:
+        return {}
+    wanted = sorted(heads.keys() - known.keys())
+    return {"only": wanted} if len(wanted) <= len(known) else {"skip": sorted(known)}
 
 
 def standing_results(kept: Mapping[str, Kept], use: set[str], decided: Deciding | None,

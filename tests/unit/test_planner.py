@@ -23,8 +23,8 @@ from domain.outgoing import cause_keys, causes
 from domain.rules import RULES_V1
 from eventlog.account_range import AccountRange
 from projections.evaluation.engine import evaluate
-from projections.evaluation.kept import Source, Stored
-from projections.evaluation.kept_facts import Keep, Kept, decode, usable
+from projections.evaluation.kept import Source, Stored, rows_wanted
+from projections.evaluation.kept_facts import Found, Keep, Kept, decode, usable
 from projections.evaluation.sources import Streams
 from projections.legacy_rows import by_account
 from projections.plan import plan_range
@@ -270,3 +270,12 @@ def test_an_account_with_corrections_is_read_once_and_its_state_made_again_with_
     assert cause_keys(corrections) & set(whole.because) <= set(state.because) < set(whole.because)
     assert {k: state.because[k] for k in state.because} == {k: whole.because[k] for k in state.because}
     assert [causes(c, state) for c in corrections] == [causes(c, whole) for c in corrections]
+
+
+def test_the_rows_read_are_those_of_the_streams_whose_kept_result_does_not_stand_by_the_shorter_list():
+    found = Found(b"", None, (None, None, None))
+    heads = {OTHER: 3, ACCOUNT: 5, THIRD: 2, "acc_1": 1}
+    assert rows_wanted(heads, {}) == {}, "nothing stands: every row of the range"
+    assert rows_wanted(heads, dict.fromkeys(heads, found)) == {"only": []}, "all stand: none read"
+    assert rows_wanted(heads, dict.fromkeys([OTHER, ACCOUNT, THIRD], found)) == {"only": ["acc_1"]}
+    assert rows_wanted(heads, {THIRD: found}) == {"skip": [THIRD]}
