@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from operator import itemgetter
@@ -128,10 +129,13 @@ def standing_results(kept: Mapping[str, Kept], use: set[str], decided: Deciding 
     parked = decided.parked
     candidates = {account: found for account in use if (found := kept[account].found) is not None
                   and len(found.rows) == len(stores) and found.parked == parked_digest(parked.get(account, ()))}
-    changed: set[str] = set()
-    for i, store in enumerate(stores):
-        if candidates:
-            changed |= store.changed(accounts, {account: found.rows[i] for account, found in candidates.items()})
+    if not candidates:
+        return {}
+    # each store digests its rows at once (on its own server session): the stores' work overlaps
+    with ThreadPoolExecutor(max(1, len(stores))) as pool:
+        answers = pool.map(lambda i: stores[i].changed(accounts, {a: found.rows[i] for a, found in candidates.items()}),
+                           range(len(stores)))
+        changed: set[str] = set().union(*answers)
     return {account: found for account, found in candidates.items() if account not in changed}
 
 
