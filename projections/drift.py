@@ -27,7 +27,7 @@ from domain.fold import FOLD_VERSION, Folding
 from domain.owners import Owners
 from domain.rules import Rules
 from eventlog.account_range import AccountRange
-from eventlog.range_reads import account_events, stream_heads
+from eventlog.range_reads import account_events, heads_of
 from eventlog.stores import Stores
 from eventlog.tables_present import has_columns, has_tables, may_write
 from projections.apply.audit import applied_corrections
@@ -100,7 +100,7 @@ def _kept(stores: Stores, by_account: Mapping[str, list[Correction]], catalog: C
     with stores.connect(purpose="read kept drift") as conn:
         if not has_tables(conn, TABLE) or not has_columns(conn, TABLE, "drift_key", "drift"):
             return {}, {}
-        heads = stream_heads(conn, AccountRange(ids=tuple(accounts)).where("originator_id", collate=False))
+        heads = heads_of(conn, accounts)
         context = drift_context(as_of, rules, catalog, owners)
         keys = {a: drift_key(context, heads[a], past.get(a, ()), by_account[a]) for a in accounts if a in heads}
         rows = conn.execute(f"SELECT account_id, drift_key, drift FROM {TABLE} WHERE account_id = ANY(%s) "
