@@ -183,12 +183,13 @@ def default_workers() -> int:
 
 @contextmanager
 def running(executor: Executor) -> Iterator[Executor]:
-    """The executor for one command, connected first (an unreachable scheduler is a SettingsError
-    before anything is written), closed (its cluster stopped) when the command ends."""
+    """The executor for one command, made ready first (an unreachable scheduler is a SettingsError
+    before anything is written; a local cluster starts when first given work), closed (its cluster
+    stopped) when the command ends."""
     try:
-        connect = getattr(executor, "connect", None)
-        if connect is not None:
-            connect()
+        ready = getattr(executor, "ready", None)
+        if ready is not None:
+            ready()
         yield executor
     finally:
         close = getattr(executor, "close", None)

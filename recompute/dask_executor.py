@@ -1,7 +1,8 @@
 """The executor on Dask (projections/executor.py's seam): a `distributed.LocalCluster` of `workers`
 single-threaded processes, or the workers of the scheduler at RECOMPUTE_DASK_SCHEDULER.
 
-Started on the first `map` (0.45 s for a local cluster), closed with the command. A worker that
+A local cluster is started on the first `map` (0.45 s, and 1.1-1.5 s more for `plan`: its workers
+import the engine), a scheduler connected to at once; closed with the command. A worker that
 dies mid-task (kill -9, OOM) costs its task a rerun on another worker: every piece of work we give
 it is idempotent (a partition commits its states and its row in one transaction). A worker's local
 processes die with us (distributed's parent-alive pipe), so a killed `recompute` leaves none
@@ -51,6 +52,13 @@ class DaskExecutor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def ready(self) -> None:
+        """What `running` does first: a scheduler is connected to now (one unreachable is a
+        SettingsError before anything is written); a local cluster starts on the first `map`, so a
+        command that finds nothing worth its workers (plan on an unchanged log) starts none."""
+        if self.scheduler:
+            self.connect()
 
     def connect(self) -> Any:
         if self._client is not None:
