@@ -30,12 +30,13 @@ from eventlog.stores import Stores
 from ingestion.legacy.schema import blocked_tables, describe
 from projections.drift import attach_drift
 from projections.evaluation.engine import evaluate
-from projections.evaluation.kept_facts import Known, decision_key
-from projections.evaluation.ranges import account_ranges, streams_to_decide
+from projections.evaluation.kept import ManyToFold
+from projections.evaluation.kept_facts import Known
+from projections.evaluation.ranges import account_ranges
 from projections.evaluation.sources import StoreReader, Streams
 from projections.executor import Executor, InlineExecutor
 
-# Under this many streams to fold or decide, a plan runs in this process: starting the workers
+# Under this many streams to fold, a plan runs in this process: starting the workers
 # (1.1-1.5 s for two) costs more than they save: measured at 10,000 accounts, a first plan
 # takes 11.1 s here and 8.1 s on two workers (~1.1 ms an account folded and kept).
 INLINE_BELOW = 1_000
@@ -96,25 +97,31 @@ def plan(stores: Stores, rules: Rules, as_of: datetime, *, account: str | None =
          owners: Owners | None = NO_OVERRIDES) -> PlanResult:
     """Every account (or one) planned: the accounts split into `workers` ranges, each range a piece
     of work for `executor` (the Dask one from bootstrap; one account or range runs here, and so
-    does the whole fleet, in one range, when fewer than INLINE_BELOW streams are to be folded).
+    does the whole fleet, in one range, when fewer than INLINE_BELOW streams are to be folded:
+    it is first planned here, and given to the workers only if the reader finds that many).
     `kept_facts=False` replays every stream (the benchmarks' and the exactness tests' baseline).
     Each correction says where its drift came from (projections/drift.py) by `owners`; None: not
     said (apply, which says it for the corrections it writes)."""
     catalog = fold_catalog(catalog_events(stores), as_of=as_of)
-    if account:
-        ranges = [AccountRange(ids=(account,))]
-    elif (workers > 1 and kept_facts and executor is not None and not isinstance(executor, InlineExecutor)
-          and streams_to_decide(stores, decision_key(rules, catalog), as_of) < INLINE_BELOW):
-        ranges = [AccountRange()]  # little to fold: here, in one range, and no worker started
-    else:
-        ranges = account_ranges(stores, workers)
     result = PlanResult(as_of=as_of, rules_version=rules.version, rules_digest=rules.digest,
                         blocked=blocked_tables(stores))
+    task = partial(plan_range, stores, rules, as_of, catalog, kept_facts=kept_facts, blocked=result.blocked,
+                   owners=owners)
+    if account:
+        ranges = [AccountRange(ids=(account,))]
+    elif workers > 1 and kept_facts and executor is not None and not isinstance(executor, InlineExecutor):
+        try:  # the whole fleet here in one range, no worker started, unless there is much to fold
+            on_progress(0, 1)
+            result.merge(task(AccountRange(), reader=StoreReader(stores, fold_at_most=INLINE_BELOW)))
+            on_progress(1, 1)
+            return result
+        except ManyToFold:
+            ranges = account_ranges(stores, workers)
+    else:
+        ranges = account_ranges(stores, workers)
     if len(ranges) == 1 or executor is None:
         executor = InlineExecutor()
     on_progress(0, len(ranges))
-    task = partial(plan_range, stores, rules, as_of, catalog, kept_facts=kept_facts, blocked=result.blocked,
-                   owners=owners)
     for done, part in enumerate(executor.map(task, ranges), 1):
         result.merge(part)
         on_progress(done, len(ranges))

@@ -85,9 +85,15 @@ class Deciding:
     parked: Mapping[str, Sequence[HeldRow]] | None = None  # None: no kept result is used
 
 
-def kept_accounts(stores: Stores, accounts: AccountRange, as_of: datetime, decided: Deciding | None = None
-                  ) -> Iterator[tuple[str, Source, Rows, RowsDigests]]:
-    """KeptStreams.kept_accounts (projections/evaluation/sources.py) on the stores of `stores`."""
+class ManyToFold(Exception):
+    """kept_accounts' `fold_at_most` streams or more of the range have no kept facts standing
+    (raised before anything is yielded: nothing read is lost but the heads and the kept rows)."""
+
+
+def kept_accounts(stores: Stores, accounts: AccountRange, as_of: datetime, decided: Deciding | None = None,
+                  fold_at_most: int | None = None) -> Iterator[tuple[str, Source, Rows, RowsDigests]]:
+    """KeptStreams.kept_accounts (projections/evaluation/sources.py) on the stores of `stores`;
+    ManyToFold when `fold_at_most` streams or more are to be folded."""
     reader = KeptFactsReader(stores)
     snapshots = [StoreSnapshot(stores, store) for store in COMPARED_BY_STORE]
     try:
@@ -97,6 +103,8 @@ def kept_accounts(stores: Stores, accounts: AccountRange, as_of: datetime, decid
         kept = reader.kept(accounts.where("account_id", collate=collate), *(
             (decided.key, as_of) if decided is not None else ()))
         use = {account for account, head in heads.items() if usable(kept.get(account), head, as_of)}
+        if fold_at_most is not None and len(heads) - len(use) >= fold_at_most:
+            raise ManyToFold(f"{len(heads) - len(use)} streams to fold")
         known = standing_results(kept, use, decided, snapshots, accounts)
         legacy = [store.rows(accounts, digests=decided is not None, **rows_wanted(heads, known))
                   for store in snapshots]

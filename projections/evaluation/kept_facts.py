@@ -8,7 +8,6 @@
     encode_result(...) / decode_result(data)       what a decision found against the account's rows (Known)
     parked_digest(rows), rows_digests(...)         what a kept result was found for (pure)
     KeptFactsReader(stores)                        the rows of a range, their streams' heads, the bytes
-    results_standing(conn, key, as_of)             the accounts whose kept result would stand, and at what version
     keep(conn, rows)                               one upsert per batch (skipped on a read-only store)
 
 The table (`read_model_facts`) is made with the read model's (projections/read_model/tables.py);
@@ -345,17 +344,6 @@ def kept_accounts_sorted(conn: Connection) -> list[str]:
     if not has_tables(conn, TABLE):
         return []
     return sorted(row[0] for row in conn.execute(sql.SQL("SELECT account_id FROM {}").format(sql.Identifier(TABLE))))
-
-
-def results_standing(conn: Connection, key: DecisionKey, as_of: datetime) -> dict[str, int]:
-    """The accounts whose kept result would stand for a plan at `as_of` under `key` while their
-    stream is still at the version given (and their rows unchanged): account -> that version."""
-    if not has_tables(conn, TABLE) or not has_decisions(conn):
-        return {}
-    return dict(conn.execute(sql.SQL(
-        "SELECT account_id, stream_version FROM {} WHERE fold_version = %s AND decided_result IS NOT NULL "
-        "AND (latest_source_time IS NULL OR latest_source_time <= %s) AND {}").format(
-        sql.Identifier(TABLE), stands(key, as_of)), (FOLD_VERSION, as_of)).fetchall())
 
 
 def has_decisions(conn: Connection) -> bool:
