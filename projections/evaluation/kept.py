@@ -4,8 +4,9 @@
     kept_accounts(stores, accounts, as_of, decided) -> (account, (events, Stored), rows, digests)...
 
 Read in one snapshot of the kept facts with the streams' heads (KeptFactsReader), and one snapshot
-per legacy store: first each store says which standing results' digests changed, then the rows of
-every other account are streamed (an account whose kept result stands is not read at all).
+per legacy store: first each store says which kept results' digests changed (the three at once,
+while the heads are walked), then the rows of every other account are streamed (an account whose
+kept result stands is not read at all).
 """
 
 from __future__ import annotations
@@ -96,21 +97,27 @@ def kept_accounts(stores: Stores, accounts: AccountRange, as_of: datetime, decid
     ManyToFold when `fold_at_most` streams or more are to be folded."""
     reader = KeptFactsReader(stores)
     snapshots = [StoreSnapshot(stores, store) for store in COMPARED_BY_STORE]
+    digesting = ThreadPoolExecutor(max(1, len(snapshots)))  # each store on its own session, beside the heads' walk
     try:
         collate = streaming_session(reader.conn)
-        heads = reader.heads(accounts.where("originator_id", collate=collate),
-                             walk=not collate and accounts.ids is None)  # an interval of the index's order
         kept = reader.kept(accounts.where("account_id", collate=collate), *(
             (decided.key, as_of) if decided is not None else ()))
+        found = results_found(kept, decided, len(snapshots))
+        changing = [digesting.submit(store.changed, accounts, {a: f.rows[i] for a, f in found.items()})
+                    for i, store in enumerate(snapshots)] if found else []
+        heads = reader.heads(accounts.where("originator_id", collate=collate),
+                             walk=not collate and accounts.ids is None)  # an interval of the index's order
         use = {account for account, head in heads.items() if usable(kept.get(account), head, as_of)}
         if fold_at_most is not None and len(heads) - len(use) >= fold_at_most:
             raise ManyToFold(f"{len(heads) - len(use)} streams to fold")
-        known = standing_results(kept, use, decided, snapshots, accounts)
+        changed: set[str] = set().union(*(c.result() for c in changing))
+        known = {account: f for account, f in found.items() if account in use and account not in changed}
         legacy = [store.rows(accounts, digests=decided is not None, **rows_wanted(heads, known))
                   for store in snapshots]
         yield from by_account(kept_or_events(stores, reader, accounts, as_of, heads, kept, use, known, decided,
                                              collate), legacy)
     finally:
+        digesting.shutdown(cancel_futures=True)  # a store's session is closed only once its digest is in
         reader.close()
         for snapshot in snapshots:
             snapshot.close()
@@ -127,24 +134,16 @@ def rows_wanted(heads: Mapping[str, int], known: Mapping[str, Found]) -> dict[st
     return {"only": wanted} if len(wanted) <= len(known) else {"skip": sorted(known)}
 
 
-def standing_results(kept: Mapping[str, Kept], use: set[str], decided: Deciding | None,
-                     stores: Sequence[StoreSnapshot], accounts: AccountRange) -> dict[str, Found]:
-    """The accounts whose kept result stands: their facts stand (`use`), the decision beside them
-    stands (KeptFactsReader.kept read it so), their parked rows are those it was found against, and
-    no store's digest of their rows changed since (each store compares them itself)."""
+def results_found(kept: Mapping[str, Kept], decided: Deciding | None, stores: int) -> dict[str, Found]:
+    """The kept results that stand but for the streams' heads and the rows: the decision beside
+    them stands (KeptFactsReader.kept read them so), and their parked rows are those they were
+    found against. One stands when the account's facts stand too (`usable`) and no store's digest
+    of its rows changed since (each store compares them itself: StoreSnapshot.changed)."""
     if decided is None or decided.parked is None:
         return {}
     parked = decided.parked
-    candidates = {account: found for account in use if (found := kept[account].found) is not None
-                  and len(found.rows) == len(stores) and found.parked == parked_digest(parked.get(account, ()))}
-    if not candidates:
-        return {}
-    # each store digests its rows at once (on its own server session): the stores' work overlaps
-    with ThreadPoolExecutor(max(1, len(stores))) as pool:
-        answers = pool.map(lambda i: stores[i].changed(accounts, {a: found.rows[i] for a, found in candidates.items()}),
-                           range(len(stores)))
-        changed: set[str] = set().union(*answers)
-    return {account: found for account, found in candidates.items() if account not in changed}
+    return {account: found for account, k in kept.items() if (found := k.found) is not None
+            and len(found.rows) == stores and found.parked == parked_digest(parked.get(account, ()))}
 
 
 def kept_or_events(stores: Stores, reader: KeptFactsReader, accounts: AccountRange, as_of: datetime,
