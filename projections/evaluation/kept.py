@@ -95,13 +95,17 @@ def kept_accounts(stores: Stores, accounts: AccountRange, as_of: datetime, decid
                   fold_at_most: int | None = None) -> Iterator[tuple[str, Source, Rows, RowsDigests]]:
     """KeptStreams.kept_accounts (projections/evaluation/sources.py) on the stores of `stores`;
     ManyToFold when `fold_at_most` streams or more are to be folded."""
-    reader = KeptFactsReader(stores)
-    snapshots = [StoreSnapshot(stores, store) for store in COMPARED_BY_STORE]
-    digesting = ThreadPoolExecutor(max(1, len(snapshots)))  # each store on its own session, beside the heads' walk
+    # each store on its own session and thread: opened while the kept rows are read, digesting its
+    # rows while the heads are walked
+    digesting = ThreadPoolExecutor(len(COMPARED_BY_STORE))
+    opening = [digesting.submit(StoreSnapshot, stores, store) for store in COMPARED_BY_STORE]
+    reader: KeptFactsReader | None = None
     try:
+        reader = KeptFactsReader(stores)
         collate = streaming_session(reader.conn)
         kept = reader.kept(accounts.where("account_id", collate=collate), *(
             (decided.key, as_of) if decided is not None else ()))
+        snapshots = [snapshot.result() for snapshot in opening]
         found = results_found(kept, decided, len(snapshots))
         changing = [digesting.submit(store.changed, accounts, {a: f.rows[i] for a, f in found.items()})
                     for i, store in enumerate(snapshots)] if found else []
@@ -118,9 +122,11 @@ def kept_accounts(stores: Stores, accounts: AccountRange, as_of: datetime, decid
                                              collate), legacy)
     finally:
         digesting.shutdown(cancel_futures=True)  # a store's session is closed only once its digest is in
-        reader.close()
-        for snapshot in snapshots:
-            snapshot.close()
+        if reader is not None:
+            reader.close()
+        for snapshot in opening:
+            if not snapshot.cancelled() and snapshot.exception() is None:
+                snapshot.result().close()
 
 
 def rows_wanted(heads: Mapping[str, int], known: Mapping[str, Found]) -> dict[str, list[str]]:
