@@ -51,6 +51,7 @@ from recompute.cli.common import (
 )
 from recompute.cli.group import main
 from recompute.cli.project_ingest import FAILURES, Sources
+from recompute.collector import collect_rarely
 from recompute.settings import read_settings
 
 log = logging.getLogger("recompute.project")
@@ -142,6 +143,7 @@ def project(keep_going: bool, rules_path: str | None, port: int | None, host: st
         for thread in threads:
             thread.start()
         wake = Wake(app.stores)
+        collect_rarely()
         try:
             on_report = _say if step_timings is None else _timed(_say, step_timings)
             follow(follower, stop, wake, on_report=on_report)
