@@ -10,7 +10,8 @@ recompute_events) TO STDOUT (FORMAT binary)`, read and discarded: the floor); th
 --workers processes, its start included) in events/s and as a share of the floor; each worker's
 peak RSS; `plan --rules` on the same cluster for comparison; the ceiling of any fold on this
 machine: the same reads with nothing decoded, folded or written, on the same cluster: as the
-backfill's 32 partitions read them, and in the cheapest layout (one account range per worker:
+backfill's tasks read them (--workers tasks of 32/--workers partitions), as 32 tasks of one partition
+would, and in the cheapest layout (one account range per worker:
 each legacy table scanned once per worker); and one partition run again inline under cProfile, split into reading,
 folding, the true state, the active rules' fields, the diff and the COPY of the states.
 """
@@ -122,7 +123,11 @@ def main() -> None:
         plan_s = time.perf_counter() - started
         ids = logged_accounts(Stores.from_dsns(dsns))
         parts = [AccountRange(ids=tuple(a for a in ids if partition_of(a) == p)) for p in range(PARTITIONS)]
-        reads = {"32 partitions, as the backfill reads them": timed_reads(executor, [(dsns, a) for a in parts]),
+        tasks = _jobs(Stores.from_dsns(dsns), result.generation, rules, RULES_V1, 0, list(range(PARTITIONS)),
+                      args.workers)
+        reads = {f"{args.workers} tasks of {PARTITIONS // args.workers} partitions, as the backfill reads them": timed_reads(
+                     executor, [(dsns, AccountRange(ids=job.account_ids)) for job in tasks]),
+                 "32 partitions, one task each": timed_reads(executor, [(dsns, a) for a in parts]),
                  f"{args.workers} ranges, one per worker": timed_reads(
                      executor, [(dsns, r) for r in account_ranges(Stores.from_dsns(dsns), args.workers)])}
     rate = result.events_replayed / took
