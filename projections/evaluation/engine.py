@@ -75,8 +75,8 @@ def evaluate(source: Streams, rules: Rules, as_of: datetime, catalog: Catalog, a
              kept_facts: bool = True, states: bool = True) -> Iterator[Evaluation]:
     """Each account of the log in `accounts`, in id order. `explain`: every state with its reasons;
     `explain_corrected`: the accounts with corrections, their state again with the reasons their
-    causes read (`Evaluation.explained`: what apply records as causes; domain/outgoing.cause_keys). `kept_facts=False`
-    replays every stream (the exactness tests' and benchmarks' baseline). With `states=False`
+    causes read (`Evaluation.explained`: what apply records as causes; domain/outgoing.cause_keys).
+    `kept_facts=False` replays every stream (the exactness tests' and benchmarks' baseline). With `states=False`
     (plan: it needs only whether the account exists), an account whose kept result stands comes
     with that `Known`, its rows not read. The parked rows of the range are read once, before."""
     parked = source.parked(accounts)

@@ -5,8 +5,9 @@ replaying: kept facts are of no use to a stream that just moved) over what the s
     evaluate_accounts(stores, step, rules, now, catalog, accounts) -> [(state, corrections)], [AccountPlan]
 
 The events come from the follower's StreamCache (only what was appended since it last looked is
-read), each account's fold goes on from the last step's (follow/folds.py), the legacy rows and parked rows of the accounts from the stores, once a step (`StepRows`,
-the `Streams` the engine is given). Each account is read, folded and decided once, without
+read), each account's fold goes on from the last step's (follow/folds.py), the legacy rows and
+parked rows of the accounts from the stores, once a step (`StepRows`, the `Streams` the engine is
+given). Each account is read, folded and decided once, without
 reasons; what apply records as causes needs some: an account with corrections has its state made
 again with only the reasons its corrections' causes read (engine `explain_corrected`; true_state's
 state is the same either way but for `because`, which the read model does not keep).
