@@ -157,6 +157,11 @@ class Follower:
         self.generation: generations.Generation
         self.generation, self.created_generation = generations.active_or_new(self._conn, rules, clock())
         leases.ensure_leases(self._conn, self.generation.partitions)
+        held, gone = leases.adopt(self._conn, self.owner, self.lease_s)
+        if gone:  # a follower killed (and this one, likely, its restart): its partitions now, not a lease later
+            log.info("taking over at once the partitions of %s: no session of theirs is left", ", ".join(gone),
+                     extra={"owners": ", ".join(gone), "owner": self.owner})
+        self._hold(held)
 
     def _connect(self) -> Connection:
         """Its session cannot outlive its lease: a follower frozen (SIGSTOP, a stalled VM) inside a step,
@@ -164,8 +169,10 @@ class Follower:
         its locks freed, so another follower claims its partitions once they expire; a statement
         blocked as long is ended too. Woken, it finds its session gone and its fence lost."""
         ms = f"{int(self.lease_s * 1000)}ms"
-        return self.stores.connect(purpose=leases.session_name(self.owner), autocommit=True,
+        conn = self.stores.connect(purpose=leases.session_name(self.owner), autocommit=True,
                                    idle_in_transaction_timeout=ms, statement_timeout=ms)
+        leases.hold_owner_lock(conn, self.owner)  # while this session lasts, no starting follower adopts ours
+        return conn
 
     @property
     def session_lost(self) -> bool:

@@ -9,6 +9,9 @@ per segment with an owner and a timeout).
     fence(conn, owner, held, ttl_s) -> {partition: epoch} inside the writing transaction: renews and
                                                           row-locks the leases still ours (same epoch)
     release(conn, owner)                                  a clean exit: partitions free at once
+    hold_owner_lock(conn, owner)                          on its own session: the owner is alive
+    adopt(conn, owner, ttl_s) -> ({partition: epoch}, gone) at a follower's start: the partitions
+                                                          of holders whose session is gone, at once
     settled(conn, owner, since) -> bool                   a one pass holds its share, the rest have
                                                           holders seen alive since `heartbeats`
 
@@ -17,10 +20,19 @@ returned its partition. `fence` takes the lease rows FOR UPDATE (an UPDATE), so 
 writes, a claim of its partitions (FOR UPDATE SKIP LOCKED) passes them by; once its lease expired
 and another follower claimed the partition (epoch + 1), its next `fence` no longer returns it.
 A dead follower's partitions are claimable when its lease expires (ttl_s); its membership too, so
-the survivors' fair share grows. Only then: a holder whose event-store session is gone is not
-taken for dead, since a server restart, a terminated backend or the supervisor's backoff end the
-session of a live follower too (its session still carries its owner as `application_name`,
-SESSION_NAME, for an operator to see).
+the survivors' fair share grows. A running follower waits for that: a holder whose event-store
+session is gone is not taken for dead by it, since a server restart, a terminated backend or the
+supervisor's backoff end the session of a live follower too (its session still carries its owner as
+`application_name`, SESSION_NAME, for an operator to see).
+
+A follower that is starting does not wait (`adopt`): each follower holds a session-level advisory
+lock named by its owner (OWNER_LOCK, `hold_owner_lock`) on its own session, from its start and again
+on every new session; the starting one claims at once, each at a new epoch, the unexpired partitions
+of holders with no such lock on the server, and drops their membership. That is a follower killed
+and started again (`kill -9`, a crashed pod restarted): its successor holds its partitions as soon
+as it starts, not a lease later. Were the holder alive with its session gone for a moment (a server
+restart just as another follower starts), the new epoch fences it out as a lease expiry would; it
+balances again at its next step (its share comes back from `surplus`: what the other took last).
 """
 
 from __future__ import annotations
@@ -49,6 +61,7 @@ CREATE TABLE IF NOT EXISTS follow_member (
 
 
 SESSION_NAME = "recompute follow {owner}"  # the application_name of a follower's event-store session
+OWNER_LOCK = 0x72637066  # the class of each follower's owner lock: pg_advisory_lock(OWNER_LOCK, hashtext(owner))
 
 
 def session_name(owner: str) -> str:
@@ -123,6 +136,33 @@ def fence(conn: psycopg.Connection, owner: str, held: dict[int, int], ttl_s: flo
         "WHERE l.partition = h.partition AND l.epoch = h.epoch AND l.owner = %s RETURNING l.partition, l.epoch",
         (ttl_s, parts, [held[p] for p in parts], owner)).fetchall()
     return {p: e for p, e in rows}
+
+
+def hold_owner_lock(conn: psycopg.Connection, owner: str) -> None:
+    """On the follower's own session, for as long as it lasts: while it is held, `adopt` leaves the
+    owner's partitions alone (owners are unique: nobody else asks for it)."""
+    conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", (OWNER_LOCK, owner))
+
+
+def adopt(conn: psycopg.Connection, owner: str, ttl_s: float) -> tuple[dict[int, int], list[str]]:
+    """At a follower's start: claims at once, each at a new epoch, the unexpired partitions of
+    holders whose owner lock is held by no session of this database (`hold_owner_lock`), drops
+    their membership, and returns what it holds and whose partitions those were."""
+    with conn.transaction():
+        gone = [owner for owner, in conn.execute(
+            "SELECT DISTINCT l.owner FROM follow_lease l WHERE l.owner IS NOT NULL AND l.owner <> %s "
+            "AND l.expires_at > now() AND NOT EXISTS (SELECT FROM pg_locks k WHERE k.locktype = 'advisory' "
+            " AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            " AND k.classid = %s::int4::oid AND k.objid = hashtext(l.owner)::oid AND k.objsubid = 2)",
+            (owner, OWNER_LOCK))]
+        if gone:
+            conn.execute(
+                "UPDATE follow_lease l SET owner = %s, epoch = l.epoch + 1, "
+                "expires_at = now() + make_interval(secs => %s) FROM ("
+                " SELECT partition FROM follow_lease WHERE owner = ANY(%s) AND expires_at > now() "
+                " FOR UPDATE SKIP LOCKED) c WHERE l.partition = c.partition", (owner, ttl_s, gone))
+            conn.execute("DELETE FROM follow_member WHERE owner = ANY(%s)", (gone,))
+        return _held(conn, owner), sorted(gone)
 
 
 def release(conn: psycopg.Connection, owner: str) -> None:

@@ -225,6 +225,52 @@ def test_a_follower_whose_session_is_gone_keeps_its_partitions_until_its_lease_r
         two.close()
 
 
+def test_a_follower_started_after_another_died_takes_its_partitions_at_once_and_fences_it_out(world):
+    """kill -9 and a restart: the dead one's session, and with it its owner lock, is gone at once;
+    its successor need not wait out its lease (60 s here) to hold its partitions."""
+    dsns, _ = world
+    one, two = two_halves(dsns, lease_s=60)
+    dead = dict(one.held)
+    one.close(release=False)  # as a process killed: its session ends, its lease has 60 s to run
+    three = None
+    try:
+        three = until_holding(dsns, lease_s=60)
+        assert set(three.held) == set(dead) and all(three.held[p] > dead[p] for p in dead)
+        with psycopg.connect(dsns["eventstore"], autocommit=True) as conn, conn.transaction():
+            assert leases.fence(conn, one.owner, dead, ttl_s=60) == {}
+        two.step()
+        three.step()
+        assert len(two.held) == len(three.held) == 16
+    finally:
+        two.close()
+        if three is not None:
+            three.close()
+
+
+def until_holding(dsns, lease_s: float, within_s: float = 5.0) -> Follower:
+    """A follower started (again, while the server drops a closed session a moment later) until it
+    holds partitions at its start."""
+    deadline = time.monotonic() + within_s
+    while True:
+        started = a_follower(dsns, lease_s=lease_s)
+        if started.held or time.monotonic() > deadline:
+            return started
+        started.close()
+        time.sleep(0.1)
+
+
+def test_a_follower_started_beside_live_ones_takes_none_of_their_partitions_at_its_start(world):
+    dsns, _ = world
+    one, two = two_halves(dsns, lease_s=60)
+    three = a_follower(dsns, lease_s=60)
+    try:
+        assert three.held == {}
+        assert len(one.held) == len(two.held) == 16
+    finally:
+        for follower in (one, two, three):
+            follower.close()
+
+
 def test_a_stale_followers_fence_fails_once_another_holds_its_partition(world):
     dsns, _ = world
     with psycopg.connect(dsns["eventstore"], autocommit=True) as conn:
