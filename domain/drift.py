@@ -45,7 +45,7 @@ from domain.owners import NO_OVERRIDES, Owners
 from domain.refs import ref_of
 from domain.rules import Rules
 from domain.state import TrueState
-from domain.truth import Along, decided_until, true_state
+from domain.truth import Along, read_state
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ class Point:
     at: datetime
     crossing: bool  # a threshold crossing, not an event instant
     rows: Observed
-    state: TrueState
+    state: TrueState  # only what the diff of the corrected tables reads, and truth.ALWAYS_READ (truth.read_state)
     drifting: frozenset[Target]
 
 
@@ -244,14 +244,13 @@ def _segment(facts: AccountFacts, observed: Observed, along: Along, drifts: _Dri
     points = []
     when, crossing = instant, False
     while True:
-        state = true_state(facts, catalog, rules, when, explain=False, along=along)
+        state, after = read_state(facts, catalog, rules, when, drifts.reads, along=along)
         points.append(Point(when, crossing, observed, state, drifts.at(state, observed)))
-        after = decided_until(state)
         if after is None or after >= end:
             break
         when, crossing = after, True
     if include_end and points[-1].at < end:
-        state = true_state(facts, catalog, rules, end, explain=False, along=along)
+        state, _ = read_state(facts, catalog, rules, end, drifts.reads, along=along)
         points.append(Point(end, True, observed, state, drifts.at(state, observed)))
     return points
 
@@ -263,10 +262,11 @@ class _Drifting:
     again: `observed_rows`) or its fields of the state (diff.read_by). Along an account whose
     truth moves at every instant, most parts find what they found before."""
 
-    __slots__ = ("_sections", "_observed", "_rows", "_kept", "_found")
+    __slots__ = ("_sections", "reads", "_observed", "_rows", "_kept", "_found")
 
     def __init__(self, tables: Collection[str]) -> None:
         self._sections = sections_of(tables)
+        self.reads = frozenset(name for section in self._sections for name in section.reads)  # of the state
         self._observed: Observed | None = None
         self._rows: dict[str, list[dict[str, Any]]] = {}
         self._kept: list[tuple[tuple[Any, ...], frozenset[Target]] | None] = []

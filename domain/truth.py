@@ -11,7 +11,7 @@ from after `at`. The state and its `because` are described in domain/state.py.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -29,7 +29,8 @@ from domain.state import (
 )
 from domain.trusted import trusted
 
-__all__ = ["Along", "Because", "RuledFields", "TrueState", "decided_until", "restated", "ruled_fields", "true_state"]
+__all__ = ["ALWAYS_READ", "Along", "Because", "RuledFields", "TrueState", "decided_until", "read_state", "restated",
+           "ruled_fields", "true_state"]
 
 
 def _because(rule: str, *refs: str) -> Because:
@@ -93,17 +94,33 @@ class Along:
     (dunning.StageSince), and each invoice's true form, made again only when its fact is another
     (the fold keeps the fact of an invoice nothing touched: the same object)."""
 
-    __slots__ = ("stages", "_invoices")
+    __slots__ = ("stages", "_invoices", "_catalog", "_entitlements")
 
     def __init__(self, stages: StageSince) -> None:
         self.stages = stages
         self._invoices: dict[str, tuple[InvoiceFact, TrueInvoice]] = {}
+        self._catalog: Catalog | None = None
+        self._entitlements: dict[tuple[Any, ...], dict[str, bool]] = {}
 
     def invoice(self, fact: InvoiceFact) -> TrueInvoice:
         kept = self._invoices.get(fact.invoice_id)
         if kept is None or kept[0] is not fact:
             kept = self._invoices[fact.invoice_id] = (fact, _true_invoice(fact))
         return kept[1]
+
+    def entitlements(self, facts: AccountFacts, catalog: Catalog, status: str) -> dict[str, bool]:
+        """`_entitlements` without reasons, made again only when what it reads is another: the
+        account's plan (or none), the status, the manual features, the catalog. Shared: not to be
+        changed (read_state's, which only the diff reads)."""
+        if catalog is not self._catalog:
+            self._catalog, self._entitlements = catalog, {}
+        account = facts.account
+        key = (account is None, account.plan if account is not None else None, status,
+               tuple(facts.manual_entitlements))
+        found = self._entitlements.get(key)
+        if found is None:
+            found = self._entitlements[key] = _entitlements(facts, catalog, status, Reasons(explain=False))
+        return found
 
 
 def true_state(facts: AccountFacts, catalog: Catalog, rules: Rules, at: datetime, *,
@@ -153,6 +170,62 @@ def true_state(facts: AccountFacts, catalog: Catalog, rules: Rules, at: datetime
         stripe_customer_id=_customer(facts, because), subscription=_subscription(facts, because),
         because=dict(because),
     )
+
+
+# Computed by `read_state` whatever `names` asks (what the drift walk's `_origin` and
+# `decided_until` read besides the diff): the standing and next_action are made anyway.
+ALWAYS_READ = ("account_id", "as_of", "rules_version", "account_exists", "stage", "days_overdue", "failed_attempts",
+               "bad_debt", "delinquent", "past_due_invoices", "next_action_at")
+
+
+def read_state(facts: AccountFacts, catalog: Catalog, rules: Rules, at: datetime, names: Collection[str], *,
+               along: Along) -> tuple[TrueState, datetime | None]:
+    """`true_state(facts, catalog, rules, at, explain=False, along=along)` with only the fields
+    `names` and ALWAYS_READ (each as the whole state has it; reading another raises
+    AttributeError), and the whole state's `decided_until`. What the drift walk decides at each
+    instant (domain/drift.py): its diff reads a few fields (diff.read_by), and the rest (the
+    invoices' true forms, the Stripe side, the plan) was most of true_state's cost."""
+    stages = along.stages
+    if stages.rules is not rules and stages.rules != rules:
+        raise ValueError("stages were made under other rules")
+    _check(facts, at)
+    views = _views(facts)
+    now = standing(views, rules, at)
+    next_at = next_action(views, rules, at)[0]
+    account = facts.account
+    fields: dict[str, Any] = {
+        "account_id": facts.account_id, "as_of": at, "rules_version": rules.version,
+        "account_exists": account is not None, "stage": now.stage, "days_overdue": now.days_overdue,
+        "failed_attempts": now.failed_attempts, "bad_debt": now.bad_debt,
+        "delinquent": now.stage in DELINQUENT_STAGES, "past_due_invoices": tuple(i.invoice_id for i in now.past_due),
+        "next_action_at": next_at}
+    no_reasons = Reasons(explain=False)
+    for name in names:
+        if name in fields:
+            continue
+        if name == "stage_since":
+            fields[name] = stages.since(facts.dunning_history, at)[0]
+        elif name == "status":
+            fields[name] = _status(facts, now.stage)
+        elif name == "entitlements":
+            fields[name] = along.entitlements(facts, catalog, _status(facts, now.stage))
+        elif name == "plan":
+            fields[name] = account.plan if account else None
+        elif name == "manual_features":
+            fields[name] = tuple(sorted(facts.manual_entitlements))
+        elif name == "invoices":
+            fields[name] = _invoices(facts, no_reasons, along)
+        elif name == "stripe_invoices":
+            fields[name] = _stripe_invoices(facts, no_reasons)
+        elif name == "stripe_customer_id":
+            fields[name] = _customer(facts, no_reasons)
+        elif name == "subscription":
+            fields[name] = _subscription(facts, no_reasons)
+        elif name == "because":
+            fields[name] = {}
+        else:
+            raise ValueError(f"true_state has no field {name!r}")
+    return trusted(TrueState, **fields), _until(at, facts.invoices.values(), next_at)
 
 
 class RuledFields(NamedTuple):
@@ -337,10 +410,14 @@ def decided_until(state: TrueState) -> datetime | None:
     entitlements and next_action_at itself; failed_attempts and past_due_invoices also move when
     an open invoice falls due without changing the stage, so the earliest such due_at after
     as_of ends it too. The invoices, Stripe invoices, customer and subscription are the facts'."""
-    ends = [i.due_at for i in state.invoices.values()
-            if i.status == "open" and i.due_at is not None and i.due_at > state.as_of]
-    if state.next_action_at is not None:
-        ends.append(state.next_action_at)
+    return _until(state.as_of, state.invoices.values(), state.next_action_at)
+
+
+def _until(at: datetime, invoices: Iterable[TrueInvoice | InvoiceFact], next_at: datetime | None) -> datetime | None:
+    """`decided_until` from the state's invoices (or their facts: the same status and due_at)."""
+    ends = [i.due_at for i in invoices if i.status == "open" and i.due_at is not None and i.due_at > at]
+    if next_at is not None:
+        ends.append(next_at)
     return min(ends, default=None)
 
 

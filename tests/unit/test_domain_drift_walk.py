@@ -6,6 +6,7 @@ for accounts whose invoices, rows and Stripe objects change at any instants, tie
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -14,14 +15,15 @@ from freezegun import freeze_time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.diff import SECTIONS, corrections_for, read_by, targets_for
-from domain.drift import drift_origins, points_back, recorded_rows, target_of
+from domain.diff import SECTIONS, corrections_for, read_by, sections_of, targets_for
+from domain.drift import Point, drift_origins, points_back, recorded_rows, target_of
+from domain.dunning import StageSince
 from domain.events import AccountEvent
 from domain.fold import Folding, fold
 from domain.legacy_tables import COMPARED
 from domain.rules import RULES_V1
 from domain.state import TrueState, TrueStripeInvoice, TrueSubscription
-from domain.truth import true_state
+from domain.truth import ALWAYS_READ, Along, decided_until, read_state, true_state
 from tests.support import drift_oracle
 from tests.support.builders import (
     ACCOUNT,
@@ -115,13 +117,39 @@ def account_events(account: tuple[str, list[Any], list[Any]]) -> list[AccountEve
         return events + [e for n, w in enumerate(later) if (e := a_write(*w, invoices, n)) is not None]
 
 
+def as_read(segments: Iterable[list[Point]], names: Collection[str]) -> list[list[tuple[Any, ...]]]:
+    """Each point with only the fields `names` of its state (the walk decides only what the diff reads)."""
+    return [[(p.at, p.crossing, p.rows, p.drifting, {name: getattr(p.state, name) for name in names})
+             for p in segment] for segment in segments]
+
+
 @settings(max_examples=150, deadline=None)
-@given(accounts)
-def test_the_walk_says_at_every_instant_what_the_walk_from_scratch_says(account):
+@given(accounts, st.sets(st.sampled_from(sorted(COMPARED_TABLES)), min_size=1))
+def test_the_walk_says_at_every_instant_what_the_walk_from_scratch_says(account, tables):
+    """Its instants, rows and drifting targets, and every field of the state that the diff of the
+    corrected tables reads (and truth.ALWAYS_READ), the only ones it decides."""
     events, at, catalog = account_events(account), T0, a_catalog()
     folded = sorted((e for e in events if e.source_time <= at), key=lambda e: (e.source_time, e.originator_version))
-    assert list(points_back(folded, COMPARED_TABLES, catalog, RULES_V1, at)) == \
-        list(drift_oracle.points_back(folded, COMPARED_TABLES, catalog, RULES_V1, at))
+    names = {*ALWAYS_READ, *(name for section in sections_of(tables) for name in section.reads)}
+    assert as_read(points_back(folded, tables, catalog, RULES_V1, at), names) == \
+        as_read(drift_oracle.points_back(folded, tables, catalog, RULES_V1, at), names)
+
+
+@settings(max_examples=150, deadline=None)
+@given(accounts, st.sets(st.sampled_from(sorted(TrueState.model_fields)), max_size=6), st.integers(0, 40))
+def test_the_fields_read_at_an_instant_are_those_of_the_whole_true_state(account, names, instant):
+    """read_state, what the walk decides at each instant, and its decided_until, against the whole
+    state (explain off) at an event instant or at a crossing after the last one."""
+    events, catalog = account_events(account), a_catalog()
+    instants = sorted({e.source_time for e in events})
+    at = instants[instant] if instant < len(instants) else instants[-1] + (instant - len(instants)) * 6 * HOUR
+    facts = fold(events, as_of=at, legacy=False)
+    along = Along(StageSince(fold(events, as_of=max(at, T0), legacy=False).dunning_history, RULES_V1))
+    whole = true_state(facts, catalog, RULES_V1, at, explain=False)
+    state, until = read_state(facts, catalog, RULES_V1, at, names, along=along)
+    assert {name: getattr(state, name) for name in {*names, *ALWAYS_READ}} == \
+        {name: getattr(whole, name) for name in {*names, *ALWAYS_READ}}
+    assert until == decided_until(whole)
 
 
 @settings(max_examples=150, deadline=None)
