@@ -127,8 +127,24 @@ def _stage_conditions(rules: Rules) -> tuple[tuple[str, int | None, int | None],
 
 
 def next_action(invoices: Sequence[DunningInvoice], rules: Rules, at: datetime) -> tuple[datetime | None, str]:
+    found = _next_change(invoices, rules, at)
+    if found is None:
+        return None, _NO_ACTION
+    t, now, then = found
+    return t, f"{_first_why(invoices, rules.day_thresholds, t)}: {_change(now, then)}"
+
+
+def next_action_at(invoices: Sequence[DunningInvoice], rules: Rules, at: datetime) -> datetime | None:
+    """`next_action`'s instant without its reason (the drift walk asks it at every instant)."""
+    found = _next_change(invoices, rules, at)
+    return None if found is None else found[0]
+
+
+def _next_change(invoices: Sequence[DunningInvoice], rules: Rules,
+                 at: datetime) -> tuple[datetime, tuple[str, bool], tuple[str, bool]] | None:
+    """The first instant after `at` at which (stage, bad_debt) changes, the pair at `at` and then."""
     if not any(i.status == "open" and i.due_at is not None for i in invoices):
-        return None, _NO_ACTION  # no crossing at all
+        return None  # no crossing at all
     timeline = _Timeline(invoices, rules, _stage_conditions(rules))
     now = timeline.at(at)
     # The first of `crossings` after `at` at which the standing differs, without making them all:
@@ -140,8 +156,8 @@ def next_action(invoices: Sequence[DunningInvoice], rules: Rules, at: datetime) 
     for t in sorted(candidates):
         then = timeline.at(t)
         if then != now:
-            return t, f"{_first_why(invoices, thresholds, t)}: {_change(now, then)}"
-    return None, _NO_ACTION
+            return t, now, then
+    return None
 
 
 def _first_why(invoices: Iterable[DunningInvoice], thresholds: tuple[int, ...], t: datetime) -> str:
@@ -263,7 +279,9 @@ class StageSince:
 
     def since(self, history: Sequence[DunningChange], at: datetime) -> tuple[datetime | None, str, list[str]]:
         index = self._ends.get(len(history))
-        if index is None or self._segments[index][0] > at or history[-1] != self._history[len(history) - 1]:
+        last = history[-1] if index is not None else None
+        if (index is None or self._segments[index][0] > at
+                or (last is not self._history[len(history) - 1] and last != self._history[len(history) - 1])):
             return stage_since(history, self.rules, at)
         start, invoices, _ = self._segments[index]
         timeline = self._timeline(index)

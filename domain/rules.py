@@ -19,6 +19,7 @@ import difflib
 import hashlib
 import tomllib
 from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -100,9 +101,10 @@ class Rules(BaseModel):
                 lines.append(f"failed_attempts_at_least = {stage.failed_attempts_at_least}")
         return "\n".join(lines) + "\n"
 
-    @property
+    @cached_property
     def day_thresholds(self) -> tuple[int, ...]:
-        """Every days_overdue threshold in the rules (stages and bad debt), ascending."""
+        """Every days_overdue threshold in the rules (stages and bad debt), ascending (made once:
+        the drift walk asks it at every instant)."""
         days = {s.days_overdue_at_least for s in self.stages if s.days_overdue_at_least is not None}
         return tuple(sorted(days | {self.bad_debt_days_overdue}))
 

@@ -16,7 +16,16 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from domain.catalog import Catalog
-from domain.dunning import DAY, DunningInvoice, StageSince, Standing, next_action, stage_since, standing
+from domain.dunning import (
+    DAY,
+    DunningInvoice,
+    StageSince,
+    Standing,
+    next_action,
+    next_action_at,
+    stage_since,
+    standing,
+)
 from domain.facts import AccountFacts, InvoiceFact
 from domain.rules import Rules
 from domain.state import (
@@ -191,7 +200,7 @@ def read_state(facts: AccountFacts, catalog: Catalog, rules: Rules, at: datetime
     _check(facts, at)
     views = _views(facts)
     now = standing(views, rules, at)
-    next_at = next_action(views, rules, at)[0]
+    next_at = next_action_at(views, rules, at)
     account = facts.account
     fields: dict[str, Any] = {
         "account_id": facts.account_id, "as_of": at, "rules_version": rules.version,
