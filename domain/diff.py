@@ -167,7 +167,7 @@ def _invoices(state: TrueState, rows: Mapping[str, Sequence[Row]], diff: _Differ
                         {"stripe_invoice_id": stripe_id, "account_id": state.account_id, **wanted})
 
 
-def _dunning(state: TrueState, rows: Mapping[str, Sequence[Row]], diff: _Differ) -> None:
+def _billing_dunning(state: TrueState, rows: Mapping[str, Sequence[Row]], diff: _Differ) -> None:
     key = {"account_id": state.account_id}
     billing = _the_row(rows, "billing_prod.dunning")
     if billing is not None:
@@ -175,6 +175,10 @@ def _dunning(state: TrueState, rows: Mapping[str, Sequence[Row]], diff: _Differ)
     elif state.stage != "none":
         diff.insert("billing_prod.dunning", key,
                     {"account_id": state.account_id, "stage": state.stage, "stage_since": state.stage_since})
+
+
+def _subs_dunning(state: TrueState, rows: Mapping[str, Sequence[Row]], diff: _Differ) -> None:
+    key = {"account_id": state.account_id}
     wanted = {"stage": state.stage, "attempt_count": state.failed_attempts, "next_action_at": state.next_action_at}
     subs = _the_row(rows, "subs.subs_dunning")
     if subs is not None:
@@ -253,8 +257,8 @@ class Section(NamedTuple):
 
 SECTIONS: tuple[Section, ...] = (
     Section(frozenset({"billing_prod.invoices", "subs.subs_invoice"}), ("stripe_invoices",), _invoices),
-    Section(frozenset({"billing_prod.dunning", "subs.subs_dunning"}),
-            ("stage", "stage_since", "failed_attempts", "next_action_at"), _dunning),
+    Section(frozenset({"billing_prod.dunning"}), ("stage", "stage_since"), _billing_dunning),
+    Section(frozenset({"subs.subs_dunning"}), ("stage", "failed_attempts", "next_action_at"), _subs_dunning),
     Section(frozenset({"subs.subs_account"}), ("bad_debt", "delinquent"), _flags),
     Section(frozenset({"subs.subs_subscription"}), ("subscription",), _subscription),
     Section(frozenset({"subs.subs_customer"}), ("stripe_customer_id",), _customer),

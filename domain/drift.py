@@ -114,14 +114,17 @@ def drift_origins(corrections: Sequence[Correction], events: Iterable[AccountEve
     if not corrections:
         return []
     folded = sorted((e for e in events if e.source_time <= at), key=lambda e: (e.source_time, e.originator_version))
-    walk = points_back(folded, {c.table for c in corrections}, catalog, rules, at, start=start)
-    return origins_along(walk, corrections, folded, at, owners=owners, past=past)
+    looking = {c.table for c in corrections}
+    walk = points_back(folded, set(looking), catalog, rules, at, start=start, looking=looking)
+    return origins_along(walk, corrections, folded, at, owners=owners, past=past, looking=looking)
 
 
 def origins_along(walk: Iterable[Sequence[Point]], corrections: Sequence[Correction], folded: Sequence[AccountEvent],
-                  at: datetime, *, owners: Owners = NO_OVERRIDES, past: Sequence[PastCorrection] = ()) -> list[Drift]:
+                  at: datetime, *, owners: Owners = NO_OVERRIDES, past: Sequence[PastCorrection] = (),
+                  looking: set[str] | None = None) -> list[Drift]:
     """`drift_origins` from the walk's points (`points_back` over the corrections' tables), read
-    until every correction's drift has begun."""
+    until every correction's drift has begun. `looking`: the walk's (points_back), left holding
+    after each segment the tables of the corrections whose drift has not begun yet."""
     tables = {c.table for c in corrections}
     wanted = {target_of(c) for c in corrections}
     starts: dict[Target, tuple[Point, Point | None]] = {}
@@ -140,6 +143,8 @@ def origins_along(walk: Iterable[Sequence[Point]], corrections: Sequence[Correct
             later = point
         if not open_:
             break
+        if looking is not None:
+            looking.intersection_update({t[0] for t in open_})
     for t in open_:  # drifting since the first instant the log knows
         if later is not None:
             starts[t] = (later, None)
@@ -174,7 +179,8 @@ def observed_rows(folded: Sequence[AccountEvent], tables: Collection[str],
 
 
 def points_back(folded: Sequence[AccountEvent], tables: Collection[str], catalog: Catalog, rules: Rules,
-                at: datetime, *, start: Folding | None = None) -> Iterator[list[Point]]:
+                at: datetime, *, start: Folding | None = None, looking: Collection[str] | None = None,
+                ) -> Iterator[list[Point]]:
     """The walk's points, a segment (`_segment`) per instant, from the last instant back to the first:
     the instants are those of the events the truth reads and of the observations of `tables`
     (`folded`: the account's events up to `at`, in fold order).
@@ -189,7 +195,10 @@ def points_back(folded: Sequence[AccountEvent], tables: Collection[str], catalog
     (`_Drifting`); a segment's states are decided only when the walk reaches it. An instant costs
     what the account's state holds (its invoices, its rows), not its history. `start`: a fold of
     the same events part way (a follower's fold as of its last step), which the last instants it
-    reaches go on from (`_chunk_folds`)."""
+    reaches go on from (`_chunk_folds`). `looking`: some of `tables`, a set the caller may shrink
+    between segments (origins_along: as the corrections' drifts are found); each segment's points
+    are then decided for the parts of the diff of those tables alone (their `drifting` holds
+    those parts' targets; the state, what they read: read_state)."""
     instants = sorted({e.source_time for e in folded if read_by_truth(e) or f"{e.store}.{e.table}" in tables})
     along: Along | None = None
     drifts = _Drifting(tables)
@@ -199,6 +208,8 @@ def points_back(folded: Sequence[AccountEvent], tables: Collection[str], catalog
         if along is None:  # the first chunk ends at the last instant: its facts hold the whole history
             along = Along(StageSince(facts[-1].dunning_history, rules))
         for i in reversed(range(lo, hi)):
+            if looking is not None:
+                drifts.narrow(looking)
             yield _segment(facts[i - lo], observed[i - lo], along, drifts, catalog, rules, instants[i],
                            instants[i + 1] if i + 1 < len(instants) else at, include_end=i + 1 == len(instants))
 
@@ -271,6 +282,13 @@ class _Drifting:
         self._rows: dict[str, list[dict[str, Any]]] = {}
         self._kept: list[tuple[tuple[Any, ...], frozenset[Target]] | None] = []
         self._found: frozenset[Target] = frozenset()
+
+    def narrow(self, tables: Collection[str]) -> None:
+        """The parts of the diff of `tables` alone from now on (when fewer than before)."""
+        sections = sections_of(tables)
+        if len(sections) < len(self._sections):
+            self._sections, self._kept = sections, [None] * len(sections)
+            self.reads = frozenset(name for section in sections for name in section.reads)
 
     def at(self, state: TrueState, observed: Observed) -> frozenset[Target]:
         if observed is not self._observed:
