@@ -17,6 +17,7 @@ validated again.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -41,22 +42,40 @@ from domain.stripe_shapes import (
     subscription_period_end,
     subscription_status,
 )
-from domain.trusted import trusted
+from domain.trusted import trusted, trusted_dict
+
+_STRIPE_SIDE = frozenset({"stripe_invoices", "stripe_customers", "stripe_customer", "subscriptions", "subscription"})
 
 
-def resolve_facts(b: FactsBuilder, as_of: datetime, *, legacy: bool = True) -> AccountFacts:
-    stripe_invoices, customers, subscriptions = _stripe_facts(b)
-    live = [c for c in customers.values()
-            if not c.deleted and c.account_id is not None and c.account_id == b.account_id]
-    customer = min(live, key=lambda c: (_seconds(c.created, missing=float("inf")), c.customer_id), default=None)
-    subscription = max(subscriptions.values(),
-                       key=lambda s: (_seconds(s.created, missing=float("-inf")), s.subscription_id), default=None)
-    return trusted(
-        AccountFacts, account_id=b.account_id, as_of=as_of, events_folded=b.count, legacy=_legacy(b) if legacy else {},
-        account=_account(b), manual_entitlements=_manual(b), invoices=_invoices(b),
-        stripe_invoices=stripe_invoices, stripe_customers=customers, stripe_customer=customer,
-        subscriptions=subscriptions, subscription=subscription, dunning_history=tuple(resolve_history(b)),
-    )
+def resolve_facts(b: FactsBuilder, as_of: datetime, *, legacy: bool = True,
+                  only: Collection[str] | None = None) -> AccountFacts:
+    """`only`: those fields alone (and account_id, as_of, events_folded), each as the whole facts
+    have it, the others left out (reading one raises AttributeError): what the drift walk's
+    instants read (truth.facts_read), not the Stripe side or the dunning history made again."""
+    facts: dict[str, Any] = {"account_id": b.account_id, "as_of": as_of, "events_folded": b.count}
+    if only is None or "legacy" in only:
+        facts["legacy"] = _legacy(b) if legacy else {}
+    if only is None or "account" in only:
+        facts["account"] = _account(b)
+    if only is None or "manual_entitlements" in only:
+        facts["manual_entitlements"] = _manual(b)
+    if only is None or "invoices" in only:
+        facts["invoices"] = _invoices(b)
+    if only is None or not _STRIPE_SIDE.isdisjoint(only):
+        stripe_invoices, customers, subscriptions = _stripe_facts(b)
+        live = [c for c in customers.values()
+                if not c.deleted and c.account_id is not None and c.account_id == b.account_id]
+        facts.update(
+            stripe_invoices=stripe_invoices, stripe_customers=customers,
+            stripe_customer=min(live, key=lambda c: (_seconds(c.created, missing=float("inf")), c.customer_id),
+                                default=None),
+            subscriptions=subscriptions,
+            subscription=max(subscriptions.values(),
+                             key=lambda s: (_seconds(s.created, missing=float("-inf")), s.subscription_id),
+                             default=None))
+    if only is None or "dunning_history" in only:
+        facts["dunning_history"] = tuple(resolve_history(b))
+    return trusted_dict(AccountFacts, facts)
 
 
 def resolve_history(b: FactsBuilder) -> list[DunningChange]:

@@ -45,7 +45,7 @@ from domain.owners import NO_OVERRIDES, Owners
 from domain.refs import ref_of
 from domain.rules import Rules
 from domain.state import TrueState
-from domain.truth import Along, read_state
+from domain.truth import Along, facts_read, read_state
 
 
 @dataclass(frozen=True)
@@ -203,7 +203,9 @@ def points_back(folded: Sequence[AccountEvent], tables: Collection[str], catalog
     along: Along | None = None
     drifts = _Drifting(tables)
     for lo, hi, folding in _chunk_folds(folded, instants, start):
-        facts = [folding.facts_at(instant) for instant in instants[lo:hi]]
+        reads = facts_read(drifts.reads)  # what read_state reads of the facts (narrowing only drops some)
+        facts = [folding.facts_at(instant, only=reads) for instant in instants[lo:hi - 1]]
+        facts.append(folding.facts_at(instants[hi - 1], only=reads if along else reads | {"dunning_history"}))
         observed = observed_rows(folded, tables, instants[lo:hi])
         if along is None:  # the first chunk ends at the last instant: its facts hold the whole history
             along = Along(StageSince(facts[-1].dunning_history, rules))

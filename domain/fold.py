@@ -29,7 +29,7 @@ of them whatever order they arrive in; an evt_ id counts once (the first one fol
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from functools import singledispatch
 from operator import attrgetter
@@ -203,9 +203,10 @@ class Folding:
             self._next = i
         self._builder = builder
 
-    def facts_at(self, as_of: datetime) -> AccountFacts:
+    def facts_at(self, as_of: datetime, *, only: Collection[str] | None = None) -> AccountFacts:
+        """`only`: those fields of the facts alone (authority.resolve_facts)."""
         self.advance(as_of)
-        return resolve_facts(self._builder, as_of, legacy=self._legacy)
+        return resolve_facts(self._builder, as_of, legacy=self._legacy, only=only)
 
     def extend(self, events: Iterable[AccountEvent]) -> bool:
         """Adds events of the same stream that come after every one given so far (higher versions),

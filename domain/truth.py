@@ -38,8 +38,8 @@ from domain.state import (
 )
 from domain.trusted import trusted
 
-__all__ = ["ALWAYS_READ", "Along", "Because", "RuledFields", "TrueState", "decided_until", "read_state", "restated",
-           "ruled_fields", "true_state"]
+__all__ = ["ALWAYS_READ", "Along", "Because", "RuledFields", "TrueState", "decided_until", "facts_read", "read_state",
+           "restated", "ruled_fields", "true_state"]
 
 
 def _because(rule: str, *refs: str) -> Because:
@@ -187,13 +187,28 @@ ALWAYS_READ = ("account_id", "as_of", "rules_version", "account_exists", "stage"
                "bad_debt", "delinquent", "past_due_invoices", "next_action_at")
 
 
+# What read_state reads of the facts for each field of the state (besides the account and the
+# invoices, read whatever it is asked): the drift walk folds those alone (authority.resolve_facts `only`).
+_FACTS_FOR = {
+    "stage_since": ("dunning_history",), "entitlements": ("manual_entitlements",),
+    "manual_features": ("manual_entitlements",), "stripe_invoices": ("stripe_invoices",),
+    "stripe_customer_id": ("stripe_customer",), "subscription": ("subscription",),
+}
+
+
+def facts_read(names: Collection[str]) -> frozenset[str]:
+    """The fields of the facts that `read_state(..., names)` reads."""
+    return frozenset(("account", "invoices", *(f for name in names for f in _FACTS_FOR.get(name, ()))))
+
+
 def read_state(facts: AccountFacts, catalog: Catalog, rules: Rules, at: datetime, names: Collection[str], *,
                along: Along) -> tuple[TrueState, datetime | None]:
     """`true_state(facts, catalog, rules, at, explain=False, along=along)` with only the fields
     `names` and ALWAYS_READ (each as the whole state has it; reading another raises
     AttributeError), and the whole state's `decided_until`. What the drift walk decides at each
     instant (domain/drift.py): its diff reads a few fields (diff.read_by), and the rest (the
-    invoices' true forms, the Stripe side, the plan) was most of true_state's cost."""
+    invoices' true forms, the Stripe side, the plan) was most of true_state's cost. Of `facts` it
+    reads `facts_read(names)` alone."""
     stages = along.stages
     if stages.rules is not rules and stages.rules != rules:
         raise ValueError("stages were made under other rules")

@@ -19,11 +19,12 @@ from domain.diff import SECTIONS, corrections_for, read_by, sections_of, targets
 from domain.drift import Point, drift_origins, points_back, recorded_rows, target_of
 from domain.dunning import StageSince
 from domain.events import AccountEvent
+from domain.facts import AccountFacts
 from domain.fold import Folding, fold
 from domain.legacy_tables import COMPARED
 from domain.rules import RULES_V1
 from domain.state import TrueState, TrueStripeInvoice, TrueSubscription
-from domain.truth import ALWAYS_READ, Along, decided_until, read_state, true_state
+from domain.truth import ALWAYS_READ, Along, decided_until, facts_read, read_state, true_state
 from tests.support import drift_oracle
 from tests.support.builders import (
     ACCOUNT,
@@ -146,7 +147,8 @@ def test_the_fields_read_at_an_instant_are_those_of_the_whole_true_state(account
     facts = fold(events, as_of=at, legacy=False)
     along = Along(StageSince(fold(events, as_of=max(at, T0), legacy=False).dunning_history, RULES_V1))
     whole = true_state(facts, catalog, RULES_V1, at, explain=False)
-    state, until = read_state(facts, catalog, RULES_V1, at, names, along=along)
+    read = Folding(events, legacy=False).facts_at(at, only=facts_read(names))  # what it reads of the facts alone
+    state, until = read_state(read, catalog, RULES_V1, at, names, along=along)
     assert {name: getattr(state, name) for name in {*names, *ALWAYS_READ}} == \
         {name: getattr(whole, name) for name in {*names, *ALWAYS_READ}}
     assert until == decided_until(whole)
@@ -172,6 +174,17 @@ def test_folding_forward_gives_at_every_instant_what_a_fold_at_it_gives(legacy, 
     folding = Folding(events, legacy=legacy)
     for instant in sorted({e.source_time for e in events}):
         assert folding.facts_at(instant) == fold(events, as_of=instant, legacy=legacy)
+
+
+@settings(max_examples=100, deadline=None)
+@given(account=accounts, only=st.sets(st.sampled_from(sorted(AccountFacts.model_fields))))
+def test_facts_made_for_some_fields_hold_those_of_the_whole_facts(account, only):
+    """What the walk folds at each instant (Folding.facts_at `only`): each field asked as the whole has it."""
+    events = account_events(account)
+    folding = Folding(events, legacy=False)
+    for instant in sorted({e.source_time for e in events}):
+        some, whole = folding.facts_at(instant, only=only), fold(events, as_of=instant, legacy=False)
+        assert {name: getattr(some, name) for name in only} == {name: getattr(whole, name) for name in only}
 
 
 @settings(max_examples=100, deadline=None)
