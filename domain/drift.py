@@ -188,10 +188,11 @@ def points_back(folded: Sequence[AccountEvent], tables: Collection[str], catalog
     Nothing is computed again from the first event at each instant. The facts (domain/fold.Folding)
     and the rows of `tables` (`observed_rows`) are carried forward in chunks that double in length
     going back (the last 4 instants, the 8 before them, ...): one fold goes forward once and is
-    forked where each chunk starts (`_chunk_folds`), so each event is evolved at most twice;
-    `true_state` carries what the instants before made (truth.Along: `stage_since` along the whole
-    history, domain/dunning.StageSince, the facts at each instant holding a prefix of it; the
-    invoices whose facts did not change); the diff runs again only when what it reads moved
+    forked where each chunk starts (`_chunk_folds`), so each event is evolved at most twice; an
+    instant decides only the state's fields the diff reads (truth.read_state, from the facts it
+    reads: truth.facts_read), carrying what the instants before made (truth.Along: `stage_since`
+    along the whole history, domain/dunning.StageSince, the facts at each instant holding a prefix
+    of it; the entitlements while what they read stands); the diff runs again only when what it reads moved
     (`_Drifting`); a segment's states are decided only when the walk reaches it. An instant costs
     what the account's state holds (its invoices, its rows), not its history. `start`: a fold of
     the same events part way (a follower's fold as of its last step), which the last instants it

@@ -3,6 +3,7 @@
     true_state(facts, catalog, rules, at) -> TrueState       pure
     true_state(..., only=keys)                               pure: `because` of those keys alone
     ruled_fields(facts, catalog, rules, at) -> RuledFields   pure: only what the rules decide
+    read_state(facts, catalog, rules, at, names, along=...)  pure: those fields alone (the drift walk's)
 
 `at` is normally the `as_of` the facts were folded at; it may be later (re-evaluating when
 `next_action_at` comes, with no new event) but not earlier, since the facts would then hold events
