@@ -19,7 +19,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import accumulate
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from domain.facts import DunningChange
 from domain.rules import Rules, Stage
@@ -35,19 +35,33 @@ class DunningInvoice(NamedTuple):
     attempt_count: int
 
 
+class Due(Protocol):
+    """What the rules read of an invoice: a DunningInvoice, or the invoice's fact itself
+    (domain/facts.InvoiceFact: the truth passes its facts' invoices as they are, not copies)."""
+
+    @property
+    def invoice_id(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def due_at(self) -> datetime | None: ...
+    @property
+    def attempt_count(self) -> int: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Standing:
     stage: str
     bad_debt: bool
     days_overdue: int
     failed_attempts: int
-    past_due: tuple[DunningInvoice, ...]  # U, oldest due_at first
+    past_due: tuple[Due, ...]  # U, oldest due_at first
     rule: Stage | None  # the stage rule that applied (None: stage none)
     held: tuple[str, ...]  # its conditions that held, e.g. "failed_attempts 4 >= 4"
     uncollectible: tuple[str, ...]  # invoices whose true status is uncollectible
 
 
-def standing(invoices: Iterable[DunningInvoice], rules: Rules, at: datetime) -> Standing:
+def standing(invoices: Iterable[Due], rules: Rules, at: datetime) -> Standing:
     invoices = list(invoices)
     past_due = tuple(sorted(
         (i for i in invoices if i.status == "open" and i.due_at is not None and i.due_at <= at),
@@ -70,7 +84,7 @@ def standing(invoices: Iterable[DunningInvoice], rules: Rules, at: datetime) -> 
     raise AssertionError("validated rules end with an unconditional stage")
 
 
-def crossings(invoices: Iterable[DunningInvoice], thresholds: tuple[int, ...]) -> list[tuple[datetime, str]]:
+def crossings(invoices: Iterable[Due], thresholds: tuple[int, ...]) -> list[tuple[datetime, str]]:
     """Every instant at which the standing may change with no further event, with why.
 
     `thresholds` are the rules' days thresholds (`Rules.day_thresholds`)."""
@@ -98,7 +112,7 @@ class _Timeline:
 
     __slots__ = ("dues", "attempts", "uncollectible", "bad_debt_days", "stages")
 
-    def __init__(self, invoices: Collection[DunningInvoice], rules: Rules,
+    def __init__(self, invoices: Collection[Due], rules: Rules,
                  stages: tuple[tuple[str, int | None, int | None], ...]) -> None:
         due = sorted((i.due_at, i.attempt_count) for i in invoices if i.status == "open" and i.due_at is not None)
         self.dues = [d for d, _ in due]
@@ -126,7 +140,7 @@ def _stage_conditions(rules: Rules) -> tuple[tuple[str, int | None, int | None],
     return tuple((s.name, s.days_overdue_at_least, s.failed_attempts_at_least) for s in rules.stages)
 
 
-def next_action(invoices: Sequence[DunningInvoice], rules: Rules, at: datetime) -> tuple[datetime | None, str]:
+def next_action(invoices: Sequence[Due], rules: Rules, at: datetime) -> tuple[datetime | None, str]:
     found = _next_change(invoices, rules, at)
     if found is None:
         return None, _NO_ACTION
@@ -134,13 +148,13 @@ def next_action(invoices: Sequence[DunningInvoice], rules: Rules, at: datetime) 
     return t, f"{_first_why(invoices, rules.day_thresholds, t)}: {_change(now, then)}"
 
 
-def next_action_at(invoices: Sequence[DunningInvoice], rules: Rules, at: datetime) -> datetime | None:
+def next_action_at(invoices: Sequence[Due], rules: Rules, at: datetime) -> datetime | None:
     """`next_action`'s instant without its reason (the drift walk asks it at every instant)."""
     found = _next_change(invoices, rules, at)
     return None if found is None else found[0]
 
 
-def _next_change(invoices: Sequence[DunningInvoice], rules: Rules,
+def _next_change(invoices: Sequence[Due], rules: Rules,
                  at: datetime) -> tuple[datetime, tuple[str, bool], tuple[str, bool]] | None:
     """The first instant after `at` at which (stage, bad_debt) changes, the pair at `at` and then."""
     if not any(i.status == "open" and i.due_at is not None for i in invoices):
@@ -160,7 +174,7 @@ def _next_change(invoices: Sequence[DunningInvoice], rules: Rules,
     return None
 
 
-def _first_why(invoices: Iterable[DunningInvoice], thresholds: tuple[int, ...], t: datetime) -> str:
+def _first_why(invoices: Iterable[Due], thresholds: tuple[int, ...], t: datetime) -> str:
     """The first by text of the crossings at t (as `crossings` orders those of one instant)."""
     whys = []
     for invoice in invoices:

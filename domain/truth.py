@@ -19,7 +19,6 @@ from typing import Any, NamedTuple
 from domain.catalog import Catalog
 from domain.dunning import (
     DAY,
-    DunningInvoice,
     StageSince,
     Standing,
     next_action,
@@ -284,8 +283,9 @@ def _check(facts: AccountFacts, at: datetime) -> None:
         raise ValueError(f"at ({at.isoformat()}) is before the facts' as_of ({facts.as_of.isoformat()})")
 
 
-def _views(facts: AccountFacts) -> list[DunningInvoice]:
-    return [DunningInvoice(i.invoice_id, i.status, i.due_at, i.attempt_count) for i in facts.invoices.values()]
+def _views(facts: AccountFacts) -> list[InvoiceFact]:
+    """The invoices as the dunning rules read them (dunning.Due): their facts as they are."""
+    return list(facts.invoices.values())
 
 
 def _status(facts: AccountFacts, stage: str) -> str:
