@@ -135,8 +135,11 @@ def origins_along(walk: Iterable[Sequence[Point]], corrections: Sequence[Correct
         for point in reversed(segment):
             if later is None:
                 value_at_t = {t: _value(point.rows, t) for t in wanted}
-            for t in [t for t in open_ if t not in point.drifting or not _same_value(_value(point.rows, t),
-                                                                                    value_at_t[t])]:
+            # the rows the point after had (one Observed while none was observed again: observed_rows)
+            # hold what they held there, T's value for every target still open
+            rows_moved = later is None or point.rows is not later.rows
+            for t in [t for t in open_ if t not in point.drifting or (
+                    rows_moved and not _same_value(_value(point.rows, t), value_at_t[t]))]:
                 if later is not None:
                     starts[t] = (later, point)
                 open_.discard(t)
