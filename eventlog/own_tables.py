@@ -30,6 +30,7 @@ from typing import Any
 
 import orjson
 import psycopg
+from psycopg.rows import tuple_row
 
 from domain.rules import Rules
 from domain.rules_identity import KnownRules, check_identity
@@ -195,15 +196,30 @@ def ensure_own_schema(eventstore_dsn: str) -> None:
 
 def upgrade_own_schema(eventstore_dsn: str) -> None:
     """For the commands that write nothing (plan, explain, status): creates no table, but brings the
-    tables an earlier version made up to this version's columns, so that reading them works."""
+    tables an earlier version made up to this version's columns, so that reading them works. A
+    store already current (or not made yet) is one round trip (`_upgrades_due`), not a lock and
+    two more per column."""
     with connect_to(eventstore_dsn, purpose="schema", autocommit=True) as conn:
-        if not has_tables(conn, "parked_record"):
-            return  # nothing made yet: the first command that writes makes it all
+        if not _upgrades_due(conn):
+            return  # current, or nothing made yet: the first command that writes makes it all
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_ID,))
         try:
             _upgrade(conn)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_ID,))
+
+
+def _upgrades_due(conn: psycopg.Connection) -> bool:
+    """Our tables are made (parked_record is) and some table of UPGRADES lacks its column, in one
+    round trip. Unlocked: a column once added stays, so "none due" cannot turn false meanwhile; when
+    some is due, `_upgrade` looks again under the lock."""
+    with conn.cursor(row_factory=tuple_row) as cur:
+        row = cur.execute(
+            "SELECT to_regclass('parked_record') IS NOT NULL AND NOT bool_and(to_regclass(u.tbl) IS NULL OR EXISTS "
+            "(SELECT FROM pg_attribute a WHERE a.attrelid = to_regclass(u.tbl) AND a.attname = u.col "
+            "AND NOT a.attisdropped)) FROM unnest(%b::text[], %b::text[]) u(tbl, col)",
+            ([table for table, _, _ in UPGRADES], [column for _, column, _ in UPGRADES])).fetchone()
+    return bool(row and row[0])
 
 
 def _upgrade(conn: psycopg.Connection) -> None:
