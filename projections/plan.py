@@ -27,7 +27,7 @@ from domain.rules import Rules
 from eventlog.account_range import AccountRange
 from eventlog.range_reads import catalog_events
 from eventlog.stores import Stores
-from ingestion.legacy.schema import blocked_tables, describe
+from ingestion.legacy.schema import blocked_tables, describe, unblocked_stores
 from projections.drift import attach_drift
 from projections.evaluation.engine import evaluate
 from projections.evaluation.kept import ManyToFold
@@ -94,17 +94,19 @@ class PlanResult:
 def plan(stores: Stores, rules: Rules, as_of: datetime, *, account: str | None = None,
          workers: int = 2, kept_facts: bool = True, executor: Executor | None = None,
          on_progress: Callable[[int, int], None] = lambda done, total: None,
-         owners: Owners | None = NO_OVERRIDES) -> PlanResult:
+         owners: Owners | None = NO_OVERRIDES, legacy_problems: Mapping[str, Mapping[str, str]] | None = None
+         ) -> PlanResult:
     """Every account (or one) planned: the accounts split into `workers` ranges, each range a piece
     of work for `executor` (the Dask one from bootstrap; one account or range runs here, and so
     does the whole fleet, in one range, when fewer than INLINE_BELOW streams are to be folded:
     it is first planned here, and given to the workers only if the reader finds that many).
     `kept_facts=False` replays every stream (the benchmarks' and the exactness tests' baseline).
     Each correction says where its drift came from (projections/drift.py) by `owners`; None: not
-    said (apply, which says it for the corrections it writes)."""
+    said (apply, which says it for the corrections it writes). `legacy_problems`: the stores' schema
+    problems as the command's bootstrap just read them (App.legacy_problems), not read again."""
     catalog = fold_catalog(catalog_events(stores), as_of=as_of)
     result = PlanResult(as_of=as_of, rules_version=rules.version, rules_digest=rules.digest,
-                        blocked=blocked_tables(stores))
+                        blocked=blocked_tables(stores, legacy_problems))
     task = partial(plan_range, stores, rules, as_of, catalog, kept_facts=kept_facts, blocked=result.blocked,
                    owners=owners)
     if account:
@@ -112,7 +114,8 @@ def plan(stores: Stores, rules: Rules, as_of: datetime, *, account: str | None =
     elif workers > 1 and kept_facts and executor is not None and not isinstance(executor, InlineExecutor):
         try:  # the whole fleet here in one range, no worker started, unless there is much to fold
             on_progress(0, 1)
-            result.merge(task(AccountRange(), reader=StoreReader(stores, fold_at_most=INLINE_BELOW)))
+            result.merge(task(AccountRange(), reader=StoreReader(stores, fold_at_most=INLINE_BELOW,
+                                                                 unblocked=unblocked_stores(result.blocked))))
             on_progress(1, 1)
             return result
         except ManyToFold:

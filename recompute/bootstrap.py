@@ -9,15 +9,15 @@ worker processes receive the `Stores`, which are frozen and picklable (so is the
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from domain.legacy_tables import STORES
 from eventlog.own_tables import ensure_own_schema, upgrade_own_schema
 from eventlog.postgres_log import PostgresEventLog
-from eventlog.stores import OperationalError, Stores
+from eventlog.stores import Connection, OperationalError, Stores
 from ingestion.legacy.schema import describe, store_problems
 from ingestion.legacy.schema import log as log_schema
 from projections.executor import Executor, InlineExecutor
@@ -55,6 +55,9 @@ class App:
 
     settings: Settings
     stores: Stores
+    # the schema problems of each legacy store the command reads, as `wire` found them (ingestion/legacy/
+    # schema.py: {"store.table": why}, none missing): a command need not read the stores' columns again
+    legacy_problems: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     @property
     def rules(self) -> RulesSource:
@@ -135,11 +138,11 @@ def wire(settings: Settings, *, uses_stripe: bool = False, reads_legacy: Sequenc
         embedded = embedded_dsns(settings.data_dir)
         dsns = {store: dsn or embedded[store] for store, dsn in dsns.items()}
     stores = Stores.from_dsns(dsns)  # type: ignore[arg-type]
-    for store in dsns:
-        _check_reachable(stores, store)
-    for store in reads_legacy:
-        _check_legacy_tables(stores, store, embedded=settings.dsns[store] is None)
-    app = App(settings=settings, stores=stores)
+    with ExitStack() as sessions:  # one session a store: it answers, then the legacy ones read hold their tables
+        conns = {store: sessions.enter_context(_reachable(stores, store)) for store in dsns}
+        problems = {store: _check_legacy_tables(conns[store], store, embedded=settings.dsns[store] is None)
+                    for store in reads_legacy}
+    app = App(settings=settings, stores=stores, legacy_problems=problems)
     if uses_stripe:
         app.check_stripe()
     if writes:
@@ -151,26 +154,25 @@ def wire(settings: Settings, *, uses_stripe: bool = False, reads_legacy: Sequenc
     return app
 
 
-def _check_legacy_tables(stores: Stores, store: str, *, embedded: bool) -> None:
+def _check_legacy_tables(conn: Connection[Any], store: str, *, embedded: bool) -> dict[str, str]:
     """The store holds the tables of legacy-stores.md that recompute reads. A table whose columns are
     not the ones read (ingestion/legacy/schema.py) is not a bad setting: it is blocked, said here
-    once, and the other tables go on."""
-    with stores.connect(store, purpose="bootstrap") as conn:
-        problems = store_problems(conn, store)
-        database = conn.info.dbname
+    once, and the other tables go on. Returns those problems."""
+    problems = store_problems(conn, store)
     missing_tables = [table.split(".", 1)[1] for table, why in problems.items() if why == "no such table"]
     for line in describe({table: why for table, why in problems.items() if why != "no such table"}):
         log_schema.warning("%s (nothing of it is read or corrected until its schema matches again)", line)
     if not missing_tables:
-        return
+        return problems
     hint = ("the embedded default's stores are empty until `recompute demo` fills them; set it to the "
             f"{store} store's DSN") if embedded else f"is it the {store} store of legacy-stores.md?"
-    raise SettingsError(DSN_VARIABLES[store], f"database {database} has no table {', '.join(missing_tables)} ({hint})")
+    raise SettingsError(DSN_VARIABLES[store], f"database {conn.info.dbname} has no table "
+                                              f"{', '.join(missing_tables)} ({hint})")
 
 
-def _check_reachable(stores: Stores, store: str) -> None:
+def _reachable(stores: Stores, store: str) -> Connection[Any]:
     try:
-        stores.connect(store, purpose="bootstrap").close()
+        return stores.connect(store, purpose="bootstrap")
     except OperationalError as error:
         reason = " ".join(str(error).split())
         raise SettingsError(DSN_VARIABLES[store], f"cannot connect: {reason}") from None

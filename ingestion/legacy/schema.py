@@ -3,6 +3,7 @@
     store_problems(conn, store) -> {"store.table": why}    the live schema of one store's tables
     relation_problems(spec, relation, types) -> why | None  a change stream's Relation message
     blocked_tables(stores) -> {"store.table": why}           what plan, apply and the followers withhold
+    unblocked_stores(blocked) -> {store}                    the stores with no table blocked
 
 Every column recompute keys, times, compares, reads or writes must be there with the type it reads
 exactly (domain/legacy_tables.py: `columns`, `schema_problems`). A table that is not is *blocked*:
@@ -63,15 +64,26 @@ def relation_problems(spec: LegacyTable, relation: Relation, types: Mapping[int,
                               for c in relation.columns})
 
 
-def blocked_tables(stores: Stores) -> dict[str, str]:
-    """Every table blocked now: by its live schema, or recorded by a reader and not yet lifted."""
+def blocked_tables(stores: Stores, live: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, str]:
+    """Every table blocked now: by its live schema, or recorded by a reader and not yet lifted.
+    `live`: the `store_problems` of stores the caller has just read (bootstrap does, for a command
+    that reads the legacy stores): those stores' columns are not read again."""
     blocked: dict[str, str] = {}
     with stores.connect(purpose="schema") as conn:
         blocked.update(recorded_blocks(conn))
     for store in TABLES_BY_STORE:
+        if live is not None and store in live:
+            blocked.update(live[store])
+            continue
         with stores.connect(store, purpose="schema") as conn:
             blocked.update(store_problems(conn, store))
     return blocked
+
+
+def unblocked_stores(blocked: Mapping[str, str]) -> frozenset[str]:
+    """The stores none of whose tables is in `blocked` (so each has the columns read, its account
+    column too: projections/legacy_rows.StoreSnapshot need not look them up again)."""
+    return frozenset(store for store in TABLES_BY_STORE if not any(table.startswith(f"{store}.") for table in blocked))
 
 
 def describe(blocked: Mapping[str, str]) -> list[str]:

@@ -92,13 +92,16 @@ class ManyToFold(Exception):
 
 
 def kept_accounts(stores: Stores, accounts: AccountRange, as_of: datetime, decided: Deciding | None = None,
-                  fold_at_most: int | None = None) -> Iterator[tuple[str, Source, Rows, RowsDigests]]:
+                  fold_at_most: int | None = None, unblocked: frozenset[str] = frozenset()
+                  ) -> Iterator[tuple[str, Source, Rows, RowsDigests]]:
     """KeptStreams.kept_accounts (projections/evaluation/sources.py) on the stores of `stores`;
-    ManyToFold when `fold_at_most` streams or more are to be folded."""
+    ManyToFold when `fold_at_most` streams or more are to be folded. `unblocked`: the stores just
+    seen with no table blocked (StoreSnapshot's `unblocked`)."""
     # each store on its own session and thread: opened while the kept rows are read, digesting its
     # rows while the heads are walked
     digesting = ThreadPoolExecutor(len(COMPARED_BY_STORE))
-    opening = [digesting.submit(StoreSnapshot, stores, store) for store in COMPARED_BY_STORE]
+    opening = [digesting.submit(StoreSnapshot, stores, store, unblocked=store in unblocked)
+               for store in COMPARED_BY_STORE]
     reader: KeptFactsReader | None = None
     try:
         reader = KeptFactsReader(stores)

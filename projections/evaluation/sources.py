@@ -64,11 +64,14 @@ class StoreReader:
     """The real `KeptStreams`: the event store and the legacy stores of `stores`, streamed.
     `truth_only`: `accounts` reads each stream as a TruthStream (backfill: it folds, never keeps).
     `fold_at_most`: `kept_accounts` raises kept.ManyToFold, before yielding anything, when this many
-    streams of the range or more have no kept facts standing (plan: its workers fold them then)."""
+    streams of the range or more have no kept facts standing (plan: its workers fold them then).
+    `unblocked`: the stores the caller has just seen no table of blocked (ingestion/legacy/schema.
+    unblocked_stores): `kept_accounts` does not look their columns up again."""
 
     stores: Stores
     truth_only: bool = False
     fold_at_most: int | None = None
+    unblocked: frozenset[str] = frozenset()
 
     def parked(self, accounts: AccountRange) -> Mapping[str, Sequence[HeldRow]]:
         return parked_rows(self.stores, accounts)
@@ -81,7 +84,7 @@ class StoreReader:
 
     def kept_accounts(self, accounts: AccountRange, as_of: datetime, decided: Deciding | None = None
                       ) -> Iterator[tuple[str, Source, Rows, RowsDigests]]:
-        return kept_accounts(self.stores, accounts, as_of, decided, self.fold_at_most)
+        return kept_accounts(self.stores, accounts, as_of, decided, self.fold_at_most, self.unblocked)
 
     def keep(self, rows: Sequence[Keep]) -> None:
         if rows and can_keep(self.stores):

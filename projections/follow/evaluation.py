@@ -30,7 +30,7 @@ from domain.state import TrueState
 from eventlog.account_range import AccountRange
 from eventlog.parked import parked_rows
 from eventlog.stores import Connection, Stores
-from ingestion.legacy.schema import blocked_tables
+from ingestion.legacy.schema import blocked_tables, unblocked_stores
 from projections.apply.account_plans import AccountPlan, with_drift
 from projections.evaluation.engine import evaluate
 from projections.evaluation.kept import Replayed
@@ -69,9 +69,9 @@ def read_step(stores: Stores, conn: Connection, cache: StreamCache, accounts: Se
     ids = AccountRange(ids=tuple(accounts))
     blocked = blocked_tables(stores) if blocked is None else blocked
     rows: dict[str, Rows] = {}
+    unblocked = unblocked_stores(blocked)
     for store in COMPARED_BY_STORE:
-        unblocked = not any(table.startswith(f"{store}.") for table in blocked)
-        for account_id, tables, _ in legacy_rows(stores, store, ids, unblocked=unblocked):
+        for account_id, tables, _ in legacy_rows(stores, store, ids, unblocked=store in unblocked):
             rows.setdefault(account_id, {}).update(tables)
     return StepRows(cache.read(conn, accounts), rows, parked_rows(stores, ids), blocked, folds=folds)
 

@@ -148,7 +148,7 @@ def plan(as_of: datetime | None, rules_path: str | None, account: str | None, as
         with running(app.executor(workers, inline=account is not None)) as executor, \
                 progress("plan", unit="ranges") as step:
             result = plan_corrections(app.stores, rules, at, account=account, workers=workers, executor=executor,
-                                      on_progress=step, owners=owners) \
+                                      on_progress=step, owners=owners, legacy_problems=app.legacy_problems) \
                 if log_exists(app.stores) else PlanResult(as_of=at, rules_version=rules.version,
                                                                          rules_digest=rules.digest)
     except SettingsError as error:  # RECOMPUTE_DASK_SCHEDULER unreachable
