@@ -93,8 +93,13 @@ class StoreSnapshot:
                 sql.Identifier(table), where)
             for i, table in enumerate(self.tables))
 
-    def _digest(self) -> sql.Composable:
-        """ROWS_DIGEST over the group's `r` (the shape is one initplan a query)."""
+    def _digest(self, presorted: bool = False) -> sql.Composable:
+        """ROWS_DIGEST over the group's `r` (the shape is one initplan a query). `presorted`: the
+        input comes sorted by account and `r`, so the aggregate does not sort each group again
+        (measured ~10-15% of `changed`'s server time on billing_prod and subs at 10k accounts).
+        PostgreSQL keeps a sorted subquery's order into an aggregate without saying it must; were
+        it ever not kept, the digests would differ from those `rows` makes, and those accounts'
+        rows be read again: never a digest equal for other rows."""
         shape = sql.SQL(
             "(SELECT convert_to(concat_ws('|', current_setting('TimeZone'), current_setting('extra_float_digits'), "
             "current_setting('DateStyle'), current_setting('IntervalStyle'), current_setting('bytea_output'), "
@@ -102,7 +107,8 @@ class StoreSnapshot:
             "ORDER BY c.relname, a.attnum)), 'UTF8') FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
             "WHERE a.attrelid = ANY(ARRAY[{}]::regclass[]) AND a.attnum > 0 AND NOT a.attisdropped)").format(
             sql.SQL(", ").join(sql.Literal(table) for table in self.tables))
-        return sql.SQL("sha256({} || string_agg(r, ''::bytea ORDER BY r))").format(shape)
+        return sql.SQL("sha256({} || string_agg(r, ''::bytea{}))").format(
+            shape, sql.SQL("" if presorted else " ORDER BY r"))
 
     def changed(self, accounts: AccountRange, given: Mapping[str, bytes | None]) -> set[str]:
         """The accounts of `given` (account -> the digest kept of its rows here, None: it had none)
@@ -112,9 +118,9 @@ class StoreSnapshot:
             return {account for account, digest in given.items() if digest is not None}
         query = sql.SQL(
             "SELECT g.account_id FROM unnest(%b::text[], %b::bytea[]) AS g(account_id, digest) LEFT JOIN "
-            "(SELECT account_id, {} AS digest FROM ({}) u GROUP BY account_id) d ON d.account_id = g.account_id "
-            "WHERE d.digest IS DISTINCT FROM g.digest").format(
-            self._digest(), self._union(accounts, sql.SQL("{tag}::bytea || record_send(t) AS r")))
+            "(SELECT account_id, {} AS digest FROM ({} ORDER BY account_id, r) u GROUP BY account_id) d "
+            "ON d.account_id = g.account_id WHERE d.digest IS DISTINCT FROM g.digest").format(
+            self._digest(presorted=True), self._union(accounts, sql.SQL("{tag}::bytea || record_send(t) AS r")))
         with self.conn.cursor(binary=True) as cur:
             return {row[0] for row in cur.execute(query, (ids, [given[a] for a in ids]))}
 
