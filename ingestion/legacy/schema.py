@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import psycopg
 
 from domain.legacy_tables import TABLES_BY_STORE, LegacyTable, schema_problems
 from eventlog.own_tables import recorded_blocks
 from eventlog.stores import Stores
-from ingestion.legacy.cdc.pgoutput import Relation
+
+if TYPE_CHECKING:  # only the change streams pass one: the other readers need not import the decoder
+    from ingestion.legacy.cdc.pgoutput import Relation
 
 log = logging.getLogger("recompute.schema")
 

@@ -17,7 +17,6 @@ from eventlog.stores import Error
 from projections.read_model.active_rules import choose
 from projections.read_model.generations import ActiveRulesUnreadable
 from recompute.bootstrap import App, wire
-from recompute.check import privilege_errors
 from recompute.embedded import EmbeddedPostgresError
 from recompute.settings import SettingsError, read_settings
 
@@ -150,6 +149,8 @@ def privileges_or_exit(app: App) -> None:
     also warns of what a role may do beyond them). The embedded default is recompute's own."""
     if app.settings.needs_embedded:
         return
+    from recompute.check import privilege_errors  # here: the commands that only read need not import it
+
     try:
         lacking = privilege_errors(app.stores)
     except Error as error:
