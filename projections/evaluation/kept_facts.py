@@ -55,7 +55,7 @@ decision clear it.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -71,7 +71,7 @@ from domain.held import HeldRow
 from domain.rules import Rules
 from domain.state import TrueState
 from domain.truth import restated
-from eventlog.range_reads import stream_heads
+from eventlog.range_reads import stream_heads, streaming_session
 from eventlog.stores import Connection, Stores
 from eventlog.tables_present import has_columns, has_tables, may_write
 from projections.legacy_rows import RowsDigests
@@ -247,6 +247,7 @@ class KeptFactsReader:
     the facts read match the heads they were judged by."""
 
     def __init__(self, stores: Stores) -> None:
+        self.stores = stores
         self.conn = stores.connect(purpose="read kept facts")
         self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         self.present = has_tables(self.conn, TABLE)
@@ -255,9 +256,22 @@ class KeptFactsReader:
     def close(self) -> None:
         self.conn.close()
 
-    def heads(self, where: sql.Composable, *, walk: bool = False) -> dict[str, int]:
-        """Each stream of the range and its head (`where` on originator_id; `walk`: eventlog/range_reads.stream_heads)."""
-        return stream_heads(self.conn, where, walk=walk)
+    def heads_beside(self, where: sql.Composable, *, walk: bool = False) -> Callable[[], dict[str, int]]:
+        """Each stream of the range and its head (`where` on originator_id; `walk`: eventlog/
+        range_reads.stream_heads), read by the function returned, on a session of its own in this
+        snapshot (`pg_export_snapshot`): another thread walks them while this session reads the
+        kept rows. Call it before `close`."""
+        row = self.conn.execute("SELECT pg_export_snapshot()").fetchone()
+        assert row is not None
+        snapshot: str = row[0]
+
+        def heads() -> dict[str, int]:
+            with self.stores.connect(purpose="read kept facts") as conn:
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+                streaming_session(conn)
+                return stream_heads(conn, where, walk=walk)
+        return heads
 
     def kept(self, where: sql.Composable, key: DecisionKey | None = None, as_of: datetime | None = None
              ) -> dict[str, Kept]:
