@@ -143,13 +143,13 @@ def plan(as_of: datetime | None, rules_path: str | None, account: str | None, as
     _refuse_rules_known_otherwise(app, rules, rules_path)
     rules = active_rules_or_exit(app, rules, rules_path, writes=False)
     workers = workers or default_workers()
-    position = log_head(app.stores)  # before planning: the plan reflects at least this much
+    position = log_head(app.stores)  # before planning: the plan reflects at least this much (> 0: a log exists)
     try:
         with running(app.executor(workers, inline=account is not None)) as executor, \
                 progress("plan", unit="ranges") as step:
             result = plan_corrections(app.stores, rules, at, account=account, workers=workers, executor=executor,
                                       on_progress=step, owners=owners, legacy_problems=app.legacy_problems) \
-                if log_exists(app.stores) else PlanResult(as_of=at, rules_version=rules.version,
+                if position or log_exists(app.stores) else PlanResult(as_of=at, rules_version=rules.version,
                                                                          rules_digest=rules.digest)
     except SettingsError as error:  # RECOMPUTE_DASK_SCHEDULER unreachable
         click.echo(f"recompute: {error}", err=True)
