@@ -51,7 +51,7 @@ from recompute.cli.common import (
 )
 from recompute.cli.group import main
 from recompute.cli.project_ingest import FAILURES, Sources
-from recompute.collector import collect_rarely
+from recompute.collector import collect_rarely, settle_step
 from recompute.settings import read_settings
 
 log = logging.getLogger("recompute.project")
@@ -145,7 +145,11 @@ def project(keep_going: bool, rules_path: str | None, port: int | None, host: st
         wake = Wake(app.stores)
         collect_rarely()
         try:
-            on_report = _say if step_timings is None else _timed(_say, step_timings)
+            say = _say if step_timings is None else _timed(_say, step_timings)
+
+            def on_report(report: StepReport) -> None:
+                say(report)
+                settle_step()
             follow(follower, stop, wake, on_report=on_report)
         finally:
             stop.set()

@@ -1,8 +1,9 @@
 """A long-running process collects cyclic garbage rarely, and never walks what was alive at its start."""
 
 import gc
+import weakref
 
-from recompute.collector import FULL_EVERY, collect_rarely
+from recompute.collector import FULL_EVERY, collect_rarely, settle_step
 
 
 def test_collecting_rarely_freezes_what_is_alive_and_spaces_the_full_collections():
@@ -14,3 +15,24 @@ def test_collecting_rarely_freezes_what_is_alive_and_spaces_the_full_collections
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_settling_a_step_frees_the_cycles_it_dropped_and_freezes_what_it_left_alive():
+    class Node:
+        pass
+
+    gc.disable()  # no automatic collection moves them on before the step is settled
+    try:
+        kept = Node()
+        kept.me = kept
+        dropped = Node()
+        dropped.me = dropped
+        gone = weakref.ref(dropped)
+        del dropped
+        frozen = gc.get_freeze_count()
+        settle_step()
+        assert gone() is None
+        assert gc.get_freeze_count() > frozen and kept.me is kept
+    finally:
+        gc.unfreeze()
+        gc.enable()
