@@ -366,11 +366,10 @@ def has_decisions(conn: Connection) -> bool:
     return has_columns(conn, TABLE, *DECIDED)
 
 
-def can_keep(stores: Stores) -> bool:
+def can_keep(conn: Connection) -> bool:
     """The table exists (a writing command made it: plan creates nothing) and this session may
     write it: not a standby, not a read-only default, and granted INSERT and UPDATE."""
-    with stores.connect(purpose="keep facts") as conn:
-        return has_tables(conn, TABLE) and has_decisions(conn) and may_write(conn, TABLE, "INSERT", "UPDATE")
+    return has_tables(conn, TABLE) and has_decisions(conn) and may_write(conn, TABLE, "INSERT", "UPDATE")
 
 
 def _found(found: Found | None) -> tuple[object, ...]:
@@ -384,6 +383,13 @@ def _decided(rows: Sequence[Keep]) -> list[list[object]]:
     return [list(column) for column in zip(*found, strict=True)] if found else [[] for _ in DECIDED]
 
 
+# The kept bytes compressed with lz4 where the server has it (columns left at their default
+# compression take the session's): measured on 5,000 accounts' facts and decisions (~10 KB of JSON
+# an account), the upserts took 0.35-0.36 s against 0.59-0.62 s with pglz, the default.
+FAST_COMPRESSION = ("SELECT set_config('default_toast_compression', 'lz4', true) FROM pg_settings "
+                    "WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)")
+
+
 def keep(conn: Connection, rows: Sequence[Keep]) -> None:
     """Upserts a batch of kept facts (with their decisions) and adds the decisions beside facts
     already kept, in one transaction, and commits it."""
@@ -393,6 +399,7 @@ def keep(conn: Connection, rows: Sequence[Keep]) -> None:
     decided = [r for r in rows if r.facts is None and r.decision is not None]
     found = [r for r in rows if r.facts is None and r.decision is None and r.found and r.result_for]
     with conn.transaction(), conn.cursor(binary=True) as cur:  # binary: the bytes go as bytes, not hex text
+        cur.execute(FAST_COMPRESSION)
         if folded:
             cur.execute(UPSERT, ([r.account_id for r in folded], [r.stream_version for r in folded],
                                   [r.latest_source_time for r in folded], [FOLD_VERSION] * len(folded),

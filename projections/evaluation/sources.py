@@ -87,6 +87,7 @@ class StoreReader:
         return kept_accounts(self.stores, accounts, as_of, decided, self.fold_at_most, self.unblocked)
 
     def keep(self, rows: Sequence[Keep]) -> None:
-        if rows and can_keep(self.stores):
+        if rows:
             with self.stores.connect(purpose="keep facts") as conn:
-                keep(conn, rows)
+                if can_keep(conn):
+                    keep(conn, rows)

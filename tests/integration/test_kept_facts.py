@@ -22,6 +22,7 @@ from domain.truth import true_state
 from eventlog.account_range import AccountRange
 from eventlog.range_reads import catalog_events
 from eventlog.stores import Stores
+from projections.evaluation.kept_facts import Decision, DecisionKey, Keep, keep
 from projections.evaluation.sources import StoreReader
 from projections.executor import InlineExecutor
 from projections.plan import plan
@@ -266,3 +267,19 @@ def test_a_plan_with_few_streams_to_fold_runs_here_in_one_range_and_gives_the_wo
         after = plan(stores, RULES_V1, FLEET_NOW, workers=2, executor=workers)
         assert [len(ranges) for ranges in workers.given] == [2], "20 streams moved: on the workers"
         assert corrections(after) == corrections(plan(stores, RULES_V1, FLEET_NOW, kept_facts=False))
+
+
+def test_kept_facts_and_decisions_are_compressed_with_lz4_where_the_server_has_it(stores):
+    with psycopg.connect(stores["eventstore"]) as conn:
+        ensure_read_model(conn)
+        has_lz4 = conn.execute("SELECT 'lz4' = ANY(enumvals) FROM pg_settings "
+                               "WHERE name = 'default_toast_compression'").fetchone()[0]
+    large = orjson.dumps([{"invoice": i, "status": "open", "amount": 1000 + i} for i in range(300)])  # ~10 KB
+    decision = Decision(large, FLEET_NOW, None, DecisionKey("rules", "catalog"))
+    with Stores.from_dsns(stores).connect() as conn:
+        keep(conn, [Keep("acct_1", 3, FLEET_NOW, large, decision)])
+
+    with psycopg.connect(stores["eventstore"]) as conn:
+        compressed = conn.execute("SELECT pg_column_compression(facts), pg_column_compression(decided_state) "
+                                  "FROM read_model_facts").fetchall()
+    assert compressed == [("lz4", "lz4") if has_lz4 else ("pglz", "pglz")]
