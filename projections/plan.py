@@ -32,7 +32,7 @@ from projections.drift import attach_drift
 from projections.evaluation.engine import evaluate
 from projections.evaluation.kept import ManyToFold
 from projections.evaluation.kept_facts import Known
-from projections.evaluation.ranges import account_ranges
+from projections.evaluation.ranges import account_ranges, split
 from projections.evaluation.sources import StoreReader, Streams
 from projections.executor import Executor, InlineExecutor
 
@@ -118,8 +118,8 @@ def plan(stores: Stores, rules: Rules, as_of: datetime, *, account: str | None =
                                                                  unblocked=unblocked_stores(result.blocked))))
             on_progress(1, 1)
             return result
-        except ManyToFold:
-            ranges = account_ranges(stores, workers)
+        except ManyToFold as many:  # its streams, read already, are split: not read again
+            ranges = split(many.streams, workers)
     else:
         ranges = account_ranges(stores, workers)
     if len(ranges) == 1 or executor is None:

@@ -88,7 +88,12 @@ class Deciding:
 
 class ManyToFold(Exception):
     """kept_accounts' `fold_at_most` streams or more of the range have no kept facts standing
-    (raised before anything is yielded: nothing read is lost but the heads and the kept rows)."""
+    (raised before anything is yielded: nothing read is lost but the heads and the kept rows).
+    `streams`: every stream of the range, sorted (plan splits them into its workers' ranges)."""
+
+    def __init__(self, message: str, streams: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.streams = list(streams)
 
 
 def kept_accounts(stores: Stores, accounts: AccountRange, as_of: datetime, decided: Deciding | None = None,
@@ -118,7 +123,7 @@ def kept_accounts(stores: Stores, accounts: AccountRange, as_of: datetime, decid
         heads = walking.result()
         use = {account for account, head in heads.items() if usable(kept.get(account), head, as_of)}
         if fold_at_most is not None and len(heads) - len(use) >= fold_at_most:
-            raise ManyToFold(f"{len(heads) - len(use)} streams to fold")
+            raise ManyToFold(f"{len(heads) - len(use)} streams to fold", sorted(heads))
         changed: set[str] = set().union(*(c.result() for c in changing))
         known = {account: f for account, f in found.items() if account in use and account not in changed}
         legacy = [store.rows(accounts, digests=decided is not None, **rows_wanted(heads, known))

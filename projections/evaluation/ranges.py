@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from eventlog.account_log import account_ids
 from eventlog.account_range import AccountRange
 from eventlog.stores import Stores
@@ -19,6 +21,12 @@ def account_ranges(stores: Stores, parts: int) -> list[AccountRange]:
         ids = kept_accounts_sorted(conn)
         if len(ids) < parts:
             ids = account_ids(conn)
+    return split(ids, parts)
+
+
+def split(ids: Sequence[str], parts: int) -> list[AccountRange]:
+    """`parts` ranges holding about as many of `ids` (sorted, code-point order) each, the first and
+    last open: together they cover every id (one open range when there are too few ids)."""
     if parts <= 1 or len(ids) < parts:
         return [AccountRange()]
     bounds = [ids[len(ids) * i // parts] for i in range(1, parts)]
