@@ -7,7 +7,8 @@ Per account it gets the facts (kept facts that stand, else the fold of its event
 (domain/decide.py: true_state -> corrections_for -> hold) and withholds the corrections of a
 blocked table (domain/held.withhold_blocked). With a `KeptStreams` source (sources.py) and
 `kept_facts`, a kept decision or result that stands is used instead (kept_facts.py), and what a
-full fold made is kept (one upsert per KEEP_BATCH accounts); any other source is replayed.
+full fold made is kept (one upsert per KEEP_BATCH accounts, written while the next are evaluated:
+keeper.py); any other source is replayed.
 
 Its callers: plan (projections/plan.py), apply's replan (apply/account_plans.py), the follower's
 step (follow/evaluation.py), a backfill partition (read_model/partition.py) and the report
@@ -32,6 +33,7 @@ from domain.state import TrueState
 from domain.truth import decided_until, true_state
 from eventlog.account_range import AccountRange
 from eventlog.range_reads import TruthStream
+from projections.evaluation.keeper import Keeper
 from projections.evaluation.kept import Deciding, Replayed
 from projections.evaluation.kept_facts import (
     Decision,
@@ -118,36 +120,37 @@ def _from_kept(source: KeptStreams, rules: Rules, as_of: datetime, catalog: Cata
     key = decision_key(rules, catalog)
     # a kept decision has no reasons; a kept result no state
     deciding = None if explain else Deciding(key, rules, None if states else parked)
-    for account_id, (events, stored), rows, digests in source.kept_accounts(accounts, as_of, deciding):
-        if stored is not None and stored.known is not None:  # what the standing decision found stands too
-            yield account_id, 0, stored.known, stored.known.corrections, stored.known.held, None, 0
-            continue
-        account_parked = parked.get(account_id, ())
-        if stored is not None and stored.decided is not None:  # the decision kept at an earlier T stands
-            state = stored.decided
-            corrections, held = hold(state, catalog, account_parked, rows, corrections_for(state, rows))
-            if stored.decided_as_of is not None:
-                keeping.append(Keep(account_id, stored.stream_version, None, None, found=found(
-                    (state, corrections, held), account_parked, digests), result_for=(stored.decided_as_of, key)))
-            yield account_id, 0, state, corrections, held, None, 0
-            continue
-        if stored is not None and stored.facts is not None:
-            facts, count, head = stored.facts, 0, 0
-        else:
-            facts, count, head = _folded(events, as_of)
-        decision = decide(facts, rows, catalog, account_parked, rules, as_of, explain=explain)
-        version: tuple[int, datetime | None] | None = (
-            (stored.stream_version, None) if stored is not None
-            else keepable(events.events if isinstance(events, TruthStream) else events, as_of, head or None))
-        if version is not None and (stored is None or not explain):
-            kept = None if explain else Decision(encode_state(decision[0]), as_of, decided_until(decision[0]), key,
-                                                 found(decision, account_parked, digests))
-            keeping.append(Keep(account_id, *version, None if stored is not None else encode(facts), kept))
-            if len(keeping) >= KEEP_BATCH:
-                source.keep(keeping)
-                keeping = []
-        yield account_id, count, *decision, facts, head
-    source.keep(keeping)
+    with Keeper(source) as keeper:
+        for account_id, (events, stored), rows, digests in source.kept_accounts(accounts, as_of, deciding):
+            if stored is not None and stored.known is not None:  # what the standing decision found stands too
+                yield account_id, 0, stored.known, stored.known.corrections, stored.known.held, None, 0
+                continue
+            account_parked = parked.get(account_id, ())
+            if stored is not None and stored.decided is not None:  # the decision kept at an earlier T stands
+                state = stored.decided
+                corrections, held = hold(state, catalog, account_parked, rows, corrections_for(state, rows))
+                if stored.decided_as_of is not None:
+                    keeping.append(Keep(account_id, stored.stream_version, None, None, found=found(
+                        (state, corrections, held), account_parked, digests), result_for=(stored.decided_as_of, key)))
+                yield account_id, 0, state, corrections, held, None, 0
+                continue
+            if stored is not None and stored.facts is not None:
+                facts, count, head = stored.facts, 0, 0
+            else:
+                facts, count, head = _folded(events, as_of)
+            decision = decide(facts, rows, catalog, account_parked, rules, as_of, explain=explain)
+            version: tuple[int, datetime | None] | None = (
+                (stored.stream_version, None) if stored is not None
+                else keepable(events.events if isinstance(events, TruthStream) else events, as_of, head or None))
+            if version is not None and (stored is None or not explain):
+                kept = None if explain else Decision(encode_state(decision[0]), as_of, decided_until(decision[0]), key,
+                                                     found(decision, account_parked, digests))
+                keeping.append(Keep(account_id, *version, None if stored is not None else encode(facts), kept))
+                if len(keeping) >= KEEP_BATCH:
+                    keeper.keep(keeping)  # written while the next accounts are evaluated
+                    keeping = []
+            yield account_id, count, *decision, facts, head
+        keeper.keep(keeping)
 
 
 def found(decision: Decided, parked: Sequence[HeldRow], digests: RowsDigests) -> Found:

@@ -7,6 +7,7 @@ reader does (sorted by account, merged by `by_account`); the per-account decisio
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -279,3 +280,24 @@ def test_the_rows_read_are_those_of_the_streams_whose_kept_result_does_not_stand
     assert rows_wanted(heads, dict.fromkeys(heads, found)) == {"only": []}, "all stand: none read"
     assert rows_wanted(heads, dict.fromkeys([OTHER, ACCOUNT, THIRD], found)) == {"only": ["acc_1"]}
     assert rows_wanted(heads, {THIRD: found}) == {"skip": [THIRD]}
+
+
+def test_a_batch_of_kept_facts_is_written_while_the_next_accounts_are_evaluated(monkeypatch):
+    monkeypatch.setattr("projections.evaluation.engine.KEEP_BATCH", 2)
+    evaluated_next = threading.Event()
+    written: list[tuple[list[str], bool]] = []
+
+    class SlowToKeep(FakeReader):
+        def keep(self, rows: Sequence[Keep]) -> None:
+            # the first batch waits for the account after it (a keep that blocks the evaluation never sees it)
+            written.append(([k.account_id for k in rows], bool(written) or evaluated_next.wait(timeout=10)))
+            super().keep(rows)
+
+    reader = SlowToKeep(events={a: of(a, an_account()) for a in (OTHER, ACCOUNT, THIRD)},
+                        rows={a: agreeing(a) for a in (OTHER, ACCOUNT, THIRD)})
+    for e in evaluate(reader, RULES_V1, now(), a_catalog(), EVERY_ACCOUNT, blocked={}):
+        if e.account_id == THIRD:
+            evaluated_next.set()
+
+    assert written == [([OTHER, ACCOUNT], True), ([THIRD], True)], "the first batch written beside the next account"
+    assert sorted(reader.kept) == [OTHER, ACCOUNT, THIRD], "everything is kept once the evaluation is over"
