@@ -10,7 +10,7 @@ drifted account is the same as before.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -239,41 +239,74 @@ KINDS: tuple[DriftKind, ...] = (
 KIND_NAMES = tuple(k.name for k in KINDS)
 
 
-def inject_drift(records: list[AccountRecords], truths: list[TrueState], *, drifting: int, seed: int,
-                 now: datetime) -> dict[str, list[str]]:
-    """Drift exactly `drifting` accounts, each kind at least once when `drifting` and the fleet
-    allow (a tiny fleet may have no account that can carry some kind).
+def eligibility(r: AccountRecords, t: TrueState) -> int:
+    """The kinds `r` can carry, as a bit mask over KINDS (bit i: KINDS[i]): what choosing needs of an
+    account, so that a fleet too large for memory can be chosen from without holding its records."""
+    return sum(1 << n for n, kind in enumerate(KINDS) if kind.eligible(r, t))
 
-    Returns {account_id: [kind, ...]}. Every account gets one kind; a quarter get a second one on
-    another table.
+
+@dataclass
+class DriftChoice:
+    """Which accounts drift and how, and the random stream their injections continue.
+
+    `inject` must be called for the chosen accounts in ascending index order: each injection draws
+    from the same stream, so that order is part of the fleet.
     """
-    if not 0 <= drifting <= len(records):
-        raise ValueError(f"drifting={drifting}: must be between 0 and the number of accounts ({len(records)})")
+
+    chosen: dict[int, list[DriftKind]]  # account index -> kinds
+    rng: random.Random
+    _last: int = -1
+
+    def inject(self, i: int, r: AccountRecords, t: TrueState, now: datetime) -> list[str]:
+        """Inject account `i`'s kinds into `r` (none when it was not chosen); returns their names."""
+        if i <= self._last:
+            raise ValueError(f"account index {i}: injections go in ascending order (last was {self._last})")
+        self._last = i
+        for kind in self.chosen.get(i, ()):
+            kind.inject(r, t, self.rng, now)
+        return [k.name for k in self.chosen.get(i, ())]
+
+
+def choose_drift(eligible: Sequence[int], *, drifting: int, seed: int) -> DriftChoice:
+    """Choose exactly `drifting` accounts from their `eligibility` masks, each kind at least once
+    when `drifting` and the fleet allow (a tiny fleet may have no account that can carry some kind).
+
+    Every account gets one kind; a quarter get a second one on another table.
+    """
+    if not 0 <= drifting <= len(eligible):
+        raise ValueError(f"drifting={drifting}: must be between 0 and the number of accounts ({len(eligible)})")
     rng = random.Random(f"recompute-fleet-drift:{seed}")
-    order = list(range(len(records)))
+    order = list(range(len(eligible)))
     rng.shuffle(order)
     chosen: dict[int, list[DriftKind]] = {}
+    bit = {kind.name: 1 << n for n, kind in enumerate(KINDS)}
 
-    def eligible(i: int, kind: DriftKind) -> bool:
-        return kind.eligible(records[i], truths[i])
+    def can(i: int, kind: DriftKind) -> bool:
+        return bool(eligible[i] & bit[kind.name])
 
     for kind in KINDS[:drifting]:  # every kind once, on an account that can carry it (if any)
-        i = next((i for i in order if i not in chosen and eligible(i, kind)), None)
+        i = next((i for i in order if i not in chosen and can(i, kind)), None)
         if i is not None:
             chosen[i] = [kind]
     for i in order:
         if len(chosen) >= drifting:
             break
         if i not in chosen:
-            chosen[i] = [rng.choice([k for k in KINDS if eligible(i, k)])]
+            chosen[i] = [rng.choice([k for k in KINDS if can(i, k)])]
     for i, kinds in chosen.items():
         if rng.random() < 0.25:
-            others = [k for k in KINDS if k.table not in {x.table for x in kinds} and eligible(i, k)]
+            others = [k for k in KINDS if k.table not in {x.table for x in kinds} and can(i, k)]
             if others:
                 kinds.append(rng.choice(others))
-    out = {}
-    for i in sorted(chosen):
-        for kind in chosen[i]:
-            kind.inject(records[i], truths[i], rng, now)
-        out[records[i].account_id] = [k.name for k in chosen[i]]
-    return out
+    return DriftChoice(chosen, rng)
+
+
+def inject_drift(records: list[AccountRecords], truths: list[TrueState], *, drifting: int, seed: int,
+                 now: datetime) -> dict[str, list[str]]:
+    """Choose (`choose_drift`) and inject drift into a fleet in memory.
+
+    Returns {account_id: [kind, ...]} in account order.
+    """
+    choice = choose_drift([eligibility(r, t) for r, t in zip(records, truths, strict=True)],
+                          drifting=drifting, seed=seed)
+    return {records[i].account_id: choice.inject(i, records[i], truths[i], now) for i in sorted(choice.chosen)}

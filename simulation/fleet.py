@@ -6,14 +6,16 @@ exact corrections the projector must find.
 
 Deterministic for (accounts, seed, drifting, now): each account draws from its own seeded random
 streams, so account 42's history is the same whatever the fleet's size (which accounts drift, and
-how, depends on the size). `generate_fleet` is the same fleet in memory, without databases.
+how, depends on the size). `generate_fleet` is the same fleet in memory, without databases;
+`generate_chunks` the same fleet a chunk at a time.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -22,7 +24,7 @@ from typing import Any
 
 import psycopg
 
-from simulation.drift import inject_drift
+from simulation.drift import choose_drift, eligibility
 from simulation.gc_pause import collector_paused
 from simulation.legacy_render import assign_customer_ids, authoritative_rows, fill_consistent_rows
 from simulation.legacy_schema import LEGACY_COLUMNS, create_legacy_schema
@@ -32,16 +34,17 @@ from simulation.oracle.expected_state import TrueState, true_state
 from simulation.records import PLAN_FEATURES, AccountRecords
 from simulation.story import plan_account
 from simulation.stripe_render import render_stripe
-from simulation.stripe_world import StripeWorld
+from simulation.stripe_world import StripeWorldWriter
 
-__all__ = ["FleetManifest", "GeneratedFleet", "build_fleet", "compare_corrections", "generate_fleet"]
+__all__ = ["FleetManifest", "GeneratedFleet", "build_fleet", "compare_corrections", "generate_chunks", "generate_fleet"]
 STORES = ("cf_prod", "billing_prod", "subs")
 MARGIN = timedelta(hours=2)
+CHUNK = 2_500  # accounts generated and loaded at a time (about 80 MB of them)
 
 
 @dataclass
 class GeneratedFleet:
-    """A fleet in memory: every account's rows and Stripe side, after drift."""
+    """A fleet in memory (or a chunk of one): every account's rows and Stripe side, after drift."""
 
     records: list[AccountRecords]
     drift: dict[str, list[str]]  # account_id -> drift kinds injected
@@ -49,76 +52,114 @@ class GeneratedFleet:
 
 
 def build_fleet(dsns: Mapping[str, str], *, accounts: int, seed: int, drifting: int, now: datetime,
-                stripe_dir: Path, log: Callable[[str], None] | None = None) -> FleetManifest:
+                stripe_dir: Path, log: Callable[[str], None] | None = None, chunk: int = CHUNK) -> FleetManifest:
     """Recreate the legacy tables in the three databases of `dsns` and fill them, write the Stripe
-    world into `stripe_dir`, and return the manifest."""
+    world into `stripe_dir`, and return the manifest. Built `chunk` accounts at a time
+    (`generate_chunks`): its memory does not grow with the fleet's size."""
     if missing := [s for s in STORES if s not in dsns]:
         raise ValueError(f"dsns: missing {', '.join(missing)} (need {', '.join(STORES)})")
     say = log or (lambda _msg: None)
     started = perf_counter()
-    with collector_paused():
-        fleet = generate_fleet(accounts=accounts, seed=seed, drifting=drifting, now=now)
-        say(f"generated {accounts} accounts, {len(fleet.drift)} drifting "
-            f"({len(fleet.expected_corrections)} corrections) in {perf_counter() - started:.1f}s")
-
-        t = perf_counter()
-        with ThreadPoolExecutor(max_workers=len(STORES)) as pool:
-            futures = {s: pool.submit(_load_store, dsns[s], s, fleet.records) for s in STORES}
-            counts = {k: v for s in STORES for k, v in futures[s].result().items()}
+    drift: dict[str, list[str]] = {}
+    expected: list[dict[str, Any]] = []
+    with collector_paused(), ExitStack() as stack, ThreadPoolExecutor(max_workers=len(STORES)) as pool:
+        conns = {s: stack.enter_context(psycopg.connect(dsns[s])) for s in STORES}
+        counts = {f"{s}.{table}": 0 for s in STORES for table in LEGACY_COLUMNS[s]}
+        for s in STORES:
+            create_legacy_schema(conns[s], s)
+        _copy(conns["cf_prod"], "cf_prod", {"product_config": _product_config()}, counts)
+        with StripeWorldWriter(Path(stripe_dir), now=int(now.timestamp())) as world:
+            for part in generate_chunks(accounts=accounts, seed=seed, drifting=drifting, now=now, chunk=chunk):
+                futures = [pool.submit(_copy, conns[s], s, _rows(s, part.records), counts) for s in STORES]
+                world.add(events=(e for r in part.records for e in r.events),
+                          customers=(c for r in part.records for c in r.customers),
+                          subscriptions=(x for r in part.records for x in r.subscriptions),
+                          invoices=(i for r in part.records for i in r.stripe_invoices))
+                for f in futures:
+                    f.result()
+                drift.update(part.drift)
+                expected.extend(part.expected_corrections)
+                say(f"  {part.records[-1].account_id}: {perf_counter() - started:.1f}s")
+                del part  # before the next chunk is made, not after: one chunk at a time
+            say(f"generated and loaded {accounts} accounts, {len(drift)} drifting "
+                f"({len(expected)} corrections) in {perf_counter() - started:.1f}s")
+        for name, n in world.counts.items():
+            counts[f"stripe.{name}"] = n
         for name, n in counts.items():
             say(f"  {name}: {n} rows")
-        say(f"loaded the legacy stores in {perf_counter() - t:.1f}s")
-
-        t = perf_counter()
-        world = stripe_world(fleet.records, now)
-        world.save(Path(stripe_dir))
-        for name in ("events", "customers", "subscriptions", "invoices"):
-            counts[f"stripe.{name}"] = len(getattr(world, name))
-        say(f"wrote {len(world.events)} Stripe events, {len(world.customers)} customers, "
-            f"{len(world.subscriptions)} subscriptions, {len(world.invoices)} invoices "
-            f"in {perf_counter() - t:.1f}s")
+        for s in STORES:
+            with conns[s].cursor() as cur:
+                if s == "subs":
+                    cur.execute("SELECT setval(pg_get_serial_sequence('subs_customer', 'id'), "
+                                "coalesce(max(id), 0) + 1, false) FROM subs_customer")
+                cur.execute("ANALYZE")
+            conns[s].commit()
     say(f"fleet built in {perf_counter() - started:.1f}s")
-    return FleetManifest(now=now, accounts=accounts, seed=seed, drifting_accounts=sorted(fleet.drift),
-                         expected_corrections=fleet.expected_corrections, drift_kinds=fleet.drift,
-                         counts=counts)
+    return FleetManifest(now=now, accounts=accounts, seed=seed, drifting_accounts=sorted(drift),
+                         expected_corrections=expected, drift_kinds=drift, counts=counts)
 
 
 def generate_fleet(*, accounts: int, seed: int, drifting: int, now: datetime) -> GeneratedFleet:
-    """The fleet in memory, checked: non-drifting accounts agree with their true state, drifting
-    ones produce a correction for every kind injected, and drift left every authority alone."""
+    """The fleet in memory: `generate_chunks` joined."""
+    fleet = GeneratedFleet([], {}, [])
+    for chunk in generate_chunks(accounts=accounts, seed=seed, drifting=drifting, now=now):
+        fleet.records.extend(chunk.records)
+        fleet.drift.update(chunk.drift)
+        fleet.expected_corrections.extend(chunk.expected_corrections)
+    return fleet
+
+
+def generate_chunks(*, accounts: int, seed: int, drifting: int, now: datetime,
+                    chunk: int = CHUNK) -> Iterator[GeneratedFleet]:
+    """The fleet `chunk` accounts at a time, in account order, checked: non-drifting accounts agree
+    with their true state, drifting ones produce a correction for every kind injected, and drift
+    left every authority alone.
+
+    Two passes, so that no more than a chunk is ever held: the first generates every account only
+    to note which drift kinds it can carry (`eligibility`) and chooses the drifting ones from that
+    (`choose_drift`); the second generates each chunk again (an account is seeded by its number,
+    so it comes out the same), injects its chosen accounts' drift in account order (continuing the
+    choice's random stream) and numbers its subs_customer rows after the previous chunk's. The
+    chunks joined are the fleet a single pass over all accounts would make.
+    """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError(f"now={now.isoformat()}: must be timezone-aware")
     if not 0 <= drifting <= accounts:
         raise ValueError(f"drifting={drifting}: must be between 0 and accounts={accounts}")
-    now_ts = int(now.timestamp())
-    records: list[AccountRecords] = []
-    truths: list[TrueState] = []
     with collector_paused():
-        for number in range(1, accounts + 1):
-            p = plan_account(number, seed, now_ts)
-            stripe = render_stripe(p, seed)
-            rng = random.Random(f"recompute-fleet-legacy:{seed}:{number}")
-            r = authoritative_rows(p, stripe, rng)
-            truth = true_state(r, PLAN_FEATURES, now)
-            _check_unambiguous(r, truth, now)
-            fill_consistent_rows(r, truth, p, rng)
-            records.append(r)
-            truths.append(truth)
-        drift = inject_drift(records, truths, drifting=drifting, seed=seed, now=now)
-        assign_customer_ids(records)
-        expected = _expected_corrections(records, truths, drift, now)
-    return GeneratedFleet(records, drift, expected)
+        masks = [eligibility(*_account(number, seed, now, checked=False)) for number in range(1, accounts + 1)]
+    choice = choose_drift(masks, drifting=drifting, seed=seed)
+    del masks
+    next_id = 1
+    for first in range(1, accounts + 1, chunk):
+        with collector_paused():
+            records: list[AccountRecords] = []
+            truths: list[TrueState] = []
+            drift: dict[str, list[str]] = {}
+            for number in range(first, min(first + chunk, accounts + 1)):
+                r, truth = _account(number, seed, now)
+                if kinds := choice.inject(number - 1, r, truth, now):
+                    drift[r.account_id] = kinds
+                records.append(r)
+                truths.append(truth)
+            next_id = assign_customer_ids(records, first_id=next_id)
+            expected = _expected_corrections(records, truths, drift, now)
+        yield GeneratedFleet(records, drift, expected)
+        del records, truths, drift, expected
 
 
-def stripe_world(records: list[AccountRecords], now: datetime) -> StripeWorld:
-    world = StripeWorld(now=int(now.timestamp()))
-    for r in records:
-        world.customers.extend(r.customers)
-        world.subscriptions.extend(r.subscriptions)
-        world.invoices.extend(r.stripe_invoices)
-        world.events.extend(r.events)
-    world.events.sort(key=lambda e: (e["created"], e["id"]))
-    return world
+def _account(number: int, seed: int, now: datetime, *, checked: bool = True) -> tuple[AccountRecords, TrueState]:
+    """Account `number` before drift, and its true state: the same whatever the fleet. `checked`: raise
+    when its state changes near now (`_check_unambiguous`; the first pass leaves that to the second)."""
+    p = plan_account(number, seed, int(now.timestamp()))
+    stripe = render_stripe(p, seed)
+    rng = random.Random(f"recompute-fleet-legacy:{seed}:{number}")
+    r = authoritative_rows(p, stripe, rng)
+    truth = true_state(r, PLAN_FEATURES, now)
+    if checked:
+        _check_unambiguous(r, truth, now)
+    fill_consistent_rows(r, truth, p, rng)
+    return r, truth
 
 
 def _check_unambiguous(r: AccountRecords, truth: TrueState, now: datetime) -> None:
@@ -147,11 +188,15 @@ def _expected_corrections(records: list[AccountRecords], truths: list[TrueState]
     return expected
 
 
+def _product_config() -> Iterator[dict[str, Any]]:
+    return ({"plan": p, "feature": f} for p, fs in PLAN_FEATURES.items() for f in sorted(fs))
+
+
 def _rows(store: str, records: list[AccountRecords]) -> dict[str, Iterable[dict[str, Any]]]:
+    """A chunk's rows per table of `store` (product_config is the fleet's, loaded once)."""
     if store == "cf_prod":
         return {
             "accounts": (r.account for r in records),
-            "product_config": ({"plan": p, "feature": f} for p, fs in PLAN_FEATURES.items() for f in sorted(fs)),
             "entitlements": (e for r in records for e in r.entitlements),
         }
     if store == "billing_prod":
@@ -170,23 +215,15 @@ def _rows(store: str, records: list[AccountRecords]) -> dict[str, Iterable[dict[
     }
 
 
-def _load_store(dsn: str, store: str, records: list[AccountRecords]) -> dict[str, int]:
-    """Recreate `store`'s tables and COPY the fleet's rows into them."""
-    counts = {}
-    with psycopg.connect(dsn) as conn:
-        create_legacy_schema(conn, store)
-        with conn.cursor() as cur:
-            for table, rows in _rows(store, records).items():
-                columns = LEGACY_COLUMNS[store][table]
-                n = 0
-                with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-                    for row in rows:
-                        copy.write_row([row[c] for c in columns])
-                        n += 1
-                counts[f"{store}.{table}"] = n
-            if store == "subs":
-                cur.execute("SELECT setval(pg_get_serial_sequence('subs_customer', 'id'), "
-                            "coalesce(max(id), 0) + 1, false) FROM subs_customer")
-            cur.execute("ANALYZE")
-        conn.commit()
-    return counts
+def _copy(conn: psycopg.Connection, store: str, tables: Mapping[str, Iterable[dict[str, Any]]],
+          counts: dict[str, int]) -> None:
+    """COPY rows into `store`'s tables (in the connection's open transaction), adding to `counts`."""
+    with conn.cursor() as cur:
+        for table, rows in tables.items():
+            columns = LEGACY_COLUMNS[store][table]
+            n = 0
+            with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row([row[c] for c in columns])
+                    n += 1
+            counts[f"{store}.{table}"] += n
