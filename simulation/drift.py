@@ -299,14 +299,3 @@ def choose_drift(eligible: Sequence[int], *, drifting: int, seed: int) -> DriftC
             if others:
                 kinds.append(rng.choice(others))
     return DriftChoice(chosen, rng)
-
-
-def inject_drift(records: list[AccountRecords], truths: list[TrueState], *, drifting: int, seed: int,
-                 now: datetime) -> dict[str, list[str]]:
-    """Choose (`choose_drift`) and inject drift into a fleet in memory.
-
-    Returns {account_id: [kind, ...]} in account order.
-    """
-    choice = choose_drift([eligibility(r, t) for r, t in zip(records, truths, strict=True)],
-                          drifting=drifting, seed=seed)
-    return {records[i].account_id: choice.inject(i, records[i], truths[i], now) for i in sorted(choice.chosen)}

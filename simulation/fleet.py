@@ -6,8 +6,8 @@ exact corrections the projector must find.
 
 Deterministic for (accounts, seed, drifting, now): each account draws from its own seeded random
 streams, so account 42's history is the same whatever the fleet's size (which accounts drift, and
-how, depends on the size). `generate_fleet` is the same fleet in memory, without databases;
-`generate_chunks` the same fleet a chunk at a time.
+how, depends on the size). `generate_chunks` is the same fleet in memory, a chunk at a time,
+without databases.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from simulation.story import plan_account
 from simulation.stripe_render import render_stripe
 from simulation.stripe_world import StripeWorldWriter
 
-__all__ = ["FleetManifest", "GeneratedFleet", "build_fleet", "compare_corrections", "generate_chunks", "generate_fleet"]
+__all__ = ["FleetManifest", "GeneratedFleet", "build_fleet", "compare_corrections", "generate_chunks"]
 STORES = ("cf_prod", "billing_prod", "subs")
 MARGIN = timedelta(hours=2)
 CHUNK = 2_500  # accounts generated and loaded at a time (about 80 MB of them)
@@ -97,16 +97,6 @@ def build_fleet(dsns: Mapping[str, str], *, accounts: int, seed: int, drifting: 
     say(f"fleet built in {perf_counter() - started:.1f}s")
     return FleetManifest(now=now, accounts=accounts, seed=seed, drifting_accounts=sorted(drift),
                          expected_corrections=expected, drift_kinds=drift, counts=counts)
-
-
-def generate_fleet(*, accounts: int, seed: int, drifting: int, now: datetime) -> GeneratedFleet:
-    """The fleet in memory: `generate_chunks` joined."""
-    fleet = GeneratedFleet([], {}, [])
-    for chunk in generate_chunks(accounts=accounts, seed=seed, drifting=drifting, now=now):
-        fleet.records.extend(chunk.records)
-        fleet.drift.update(chunk.drift)
-        fleet.expected_corrections.extend(chunk.expected_corrections)
-    return fleet
 
 
 def generate_chunks(*, accounts: int, seed: int, drifting: int, now: datetime,
