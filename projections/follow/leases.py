@@ -149,7 +149,7 @@ def adopt(conn: psycopg.Connection, owner: str, ttl_s: float) -> tuple[dict[int,
     holders whose owner lock is held by no session of this database (`hold_owner_lock`), drops
     their membership, and returns what it holds and whose partitions those were."""
     with conn.transaction():
-        gone = [owner for owner, in conn.execute(
+        gone = [holder for holder, in conn.execute(
             "SELECT DISTINCT l.owner FROM follow_lease l WHERE l.owner IS NOT NULL AND l.owner <> %s "
             "AND l.expires_at > now() AND NOT EXISTS (SELECT FROM pg_locks k WHERE k.locktype = 'advisory' "
             " AND k.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
