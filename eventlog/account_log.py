@@ -12,7 +12,7 @@ a few thousand events/s: see shared/notes/eventsourcing-9.5.6.md.)
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -164,7 +164,7 @@ def append_events(conn: psycopg.Connection, events: Sequence[AccountEvent],
         return 0
     table = sql.Identifier(EVENTS_TABLE)
     conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(table))
-    heads = _stream_heads(conn, {event.originator_id for event in events})
+    heads = defaultdict(int, heads_of(conn, sorted({event.originator_id for event in events})))
     rows: list[tuple[str, int, str, bytes]] = []
     topics: dict[type, str] = {}
     for i, event in enumerate(events):
@@ -189,14 +189,13 @@ def append_events(conn: psycopg.Connection, events: Sequence[AccountEvent],
     return len(rows)
 
 
-def _stream_heads(conn: psycopg.Connection, originator_ids: Iterable[str]) -> defaultdict[str, int]:
-    heads: defaultdict[str, int] = defaultdict(int)
-    found = conn.execute(
-        sql.SQL(
-            "SELECT originator_id, max(originator_version) FROM {} WHERE originator_id = ANY(%s) GROUP BY 1"
-        ).format(sql.Identifier(EVENTS_TABLE)),
-        (list(originator_ids),),
-    )
-    for originator_id, version in found:
-        heads[originator_id] = version
-    return heads
+def heads_of(conn: psycopg.Connection[Any], ids: Sequence[str]) -> dict[str, int]:
+    """The head version of each stream named (those with no event left out): one descent of the
+    primary key per id. A `GROUP BY` over `originator_id = ANY(ids)` reads every event of those
+    streams, and past a few hundred ids the planner makes it a parallel bitmap heap scan:
+    measured on a 10k fleet's log, 1,000 streams 409 ms against 14 ms; at 100k it made each of
+    ingest's appends slower as the log grew (drift's lookup: ~80 ms against ~5 ms for 846 streams)."""
+    query = sql.SQL("SELECT id, h FROM unnest(%b::text[]) id, LATERAL (SELECT max(originator_version) h FROM {t} "
+                    "WHERE originator_id = id) m WHERE h IS NOT NULL")
+    with conn.cursor(binary=True) as cur:
+        return dict(cur.execute(query.format(t=sql.Identifier(EVENTS_TABLE)), (list(ids),)).fetchall())

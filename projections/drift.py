@@ -26,8 +26,9 @@ from domain.events import AccountEvent
 from domain.fold import FOLD_VERSION, Folding
 from domain.owners import Owners
 from domain.rules import Rules
+from eventlog.account_log import heads_of
 from eventlog.account_range import AccountRange
-from eventlog.range_reads import account_events, heads_of
+from eventlog.range_reads import account_events
 from eventlog.stores import Stores
 from eventlog.tables_present import has_columns, has_tables, may_write
 from projections.apply.audit import applied_corrections
