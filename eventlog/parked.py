@@ -11,7 +11,7 @@ from psycopg import sql
 
 from domain.diff import WRITABLE
 from domain.held import HeldRow, ParkedRecord
-from eventlog.account_range import AccountRange
+from eventlog.account_range import AccountRange, among
 from eventlog.stores import Connection, Stores
 from eventlog.tables_present import has_tables
 
@@ -33,10 +33,10 @@ def parked_rows(stores: Stores, accounts: AccountRange) -> dict[str, list[HeldRo
             " FROM ingest_row_digest d CROSS JOIN LATERAL ("
             "  SELECT reason, parked_at, record FROM parked_record p"
             "  WHERE p.source = d.store AND p.tbl = d.tbl AND p.key = d.key ORDER BY p.id DESC LIMIT 1) p"
-            " WHERE d.parked AND d.store || '.' || d.tbl = ANY(%s)) h "
-            "WHERE account_id IS NOT NULL AND {} ORDER BY 1, 2, 3"
-        ).format(accounts.where("account_id"))
-        for account_id, table, key_json, reason, parked_at in conn.execute(query, (list(WRITABLE),)):
+            " WHERE d.parked AND {}) h "
+            "WHERE account_id IS NOT NULL AND {} ORDER BY 1, 2, 3"  # no parameters: an id may hold a %
+        ).format(among(sql.SQL("d.store || '.' || d.tbl"), sorted(WRITABLE)), accounts.where("account_id"))
+        for account_id, table, key_json, reason, parked_at in conn.execute(query):
             found.setdefault(account_id, []).append(HeldRow(
                 account_id=account_id, table=table, key=orjson.loads(key_json), reason=reason, parked_at=parked_at))
     return found

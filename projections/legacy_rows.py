@@ -23,7 +23,7 @@ import orjson
 from psycopg import sql
 
 from domain.legacy_tables import COMPARED_BY_STORE
-from eventlog.account_range import AccountRange
+from eventlog.account_range import AccountRange, among
 from eventlog.range_reads import order, streaming_session
 from eventlog.stores import Stores
 from ingestion.legacy.schema import table_columns
@@ -84,9 +84,9 @@ class StoreSnapshot:
                only: Sequence[str] | None = None) -> sql.Composable:
         where = accounts.where("account_id", collate=self.collate)
         if only is not None:
-            where = sql.SQL("{} AND account_id = ANY({})").format(where, sql.Literal(list(only)))
+            where = sql.SQL("{} AND {}").format(where, among(sql.Identifier("account_id"), only))
         elif skip:
-            where = sql.SQL("{} AND NOT account_id = ANY({})").format(where, sql.Literal(list(skip)))
+            where = sql.SQL("{} AND NOT {}").format(where, among(sql.Identifier("account_id"), skip))
         return sql.SQL(" UNION ALL ").join(
             sql.SQL("SELECT account_id, {} FROM {} t WHERE {}").format(
                 columns.format(tbl=sql.Literal(f"{self.store}.{table}"), tag=sql.Literal(bytes([i]))),

@@ -35,3 +35,16 @@ def test_finding_the_parked_rows_reads_only_the_parked_digests():
         found = parked_rows(eventstore_only(dsns["eventstore"]), AccountRange())
         assert sorted(found) == sorted(f"acc_{i * 500}" for i in range(1, 11))
         assert table_reads(es, ("ingest_row_digest",))["ingest_row_digest"][0] - before < 50_000  # not all 50,000
+
+
+def test_an_account_whose_id_holds_a_percent_sign_has_its_parked_rows_found():
+    with scratch_databases("eventstore") as dsns:
+        es = dsns["eventstore"]
+        ensure_own_schema(es)
+        with psycopg.connect(es) as conn:
+            conn.execute("INSERT INTO ingest_row_digest (store, tbl, key, digest, parked, stream, key_json) "
+                         "VALUES ('billing_prod', 'invoices', 'in_1', '\\x00', true, 'acc_50%', '{\"invoice_id\": \"in_1\"}')")
+            conn.execute("INSERT INTO parked_record (source, tbl, key, reason, record, position) "
+                         "VALUES ('billing_prod', 'invoices', 'in_1', 'a broken row', '{\"account_id\": \"acc_50%\"}', 'p')")
+        found = parked_rows(eventstore_only(es), AccountRange(ids=("acc_50%", "acc_%s")))
+        assert [(a, [h.key for h in held]) for a, held in found.items()] == [("acc_50%", [{"invoice_id": "in_1"}])]
