@@ -23,7 +23,7 @@ import orjson
 from psycopg import sql
 
 from domain.legacy_tables import COMPARED_BY_STORE
-from eventlog.account_range import AccountRange, among
+from eventlog.account_range import AccountRange, among, array_text
 from eventlog.range_reads import order, streaming_session
 from eventlog.stores import Stores
 from ingestion.legacy.schema import table_columns
@@ -116,13 +116,15 @@ class StoreSnapshot:
         ids = list(given)
         if not self.tables:  # none readable: every account that had rows here has none now
             return {account for account, digest in given.items() if digest is not None}
-        query = sql.SQL(
-            "SELECT g.account_id FROM unnest(%b::text[], %b::bytea[]) AS g(account_id, digest) LEFT JOIN "
+        digests = [d.hex() if (d := given[a]) is not None else "" for a in ids]  # none: '' (no digest is empty)
+        query = sql.SQL(  # no parameters: an id may hold a %, which psycopg would take for one
+            "SELECT g.account_id FROM unnest({}::text[], {}::text[]) AS g(account_id, digest) LEFT JOIN "
             "(SELECT account_id, {} AS digest FROM ({} ORDER BY account_id, r) u GROUP BY account_id) d "
-            "ON d.account_id = g.account_id WHERE d.digest IS DISTINCT FROM g.digest").format(
+            "ON d.account_id = g.account_id WHERE d.digest IS DISTINCT FROM decode(nullif(g.digest, ''), 'hex')").format(
+            sql.Literal(array_text(ids)), sql.Literal(array_text(digests)),
             self._digest(presorted=True), self._union(accounts, sql.SQL("{tag}::bytea || record_send(t) AS r")))
         with self.conn.cursor(binary=True) as cur:
-            return {row[0] for row in cur.execute(query, (ids, [given[a] for a in ids]))}
+            return {row[0] for row in cur.execute(query)}
 
     def rows(self, accounts: AccountRange, skip: Sequence[str] = (), digests: bool = False,
              only: Sequence[str] | None = None) -> Iterator[tuple[str, Rows, bytes | None]]:
