@@ -55,7 +55,7 @@ from bench_plan import ingested_fleet  # noqa: E402
 
 from domain.events import StripeObjectObserved  # noqa: E402
 from domain.facts import row_key  # noqa: E402
-from domain.fold import fold  # noqa: E402
+from domain.fold import fold, may_be_read_by_truth  # noqa: E402
 from domain.rules import RULES_V1, parse_rules  # noqa: E402
 from domain.trusted import trusted_dict  # noqa: E402
 from eventlog.account_log import _event_class, decode_event  # noqa: E402
@@ -65,6 +65,7 @@ from eventlog.stores import Stores  # noqa: E402
 from projections.executor import InlineExecutor  # noqa: E402
 from projections.read_model.backfill import _jobs, backfill  # noqa: E402
 from projections.read_model.generations import open_generation  # noqa: E402
+from projections.read_model.tables import ensure_read_model  # noqa: E402
 from recompute.dask_executor import DaskExecutor  # noqa: E402
 from tests.e2e.test_backfill_fleet import RULES_V2  # noqa: E402
 
@@ -145,54 +146,30 @@ def superseded(stores: Stores, as_of: datetime) -> tuple[Counter[str], Counter[s
     return decoded, dropped, streams
 
 
-class _Times(msgspec.Struct, frozen=True):
-    store: str
-    table: str
-    key: dict[str, Any]
-    position: str
-    source_time: datetime
-    recorded_at: datetime
-
-
-class LegacyStruct(_Times, frozen=True):
-    row: dict[str, Any] | None
-
-
-class StripeStruct(_Times, frozen=True):
-    object: dict[str, Any]
-    via: str
-    deleted: bool = False
-    event_id: str | None = None
-    event_type: str | None = None
-    event_created: datetime | None = None
-    previous_attributes: dict[str, Any] | None = None
-
-
 def decoders(eventstore: str, accounts: int) -> tuple[int, float, float, float, float]:
     """µs per decoded event of decode_event, orjson.loads, msgspec Structs, and msgspec Structs
     made into the same models decode_event makes (equal to its, checked), on the events some rule
     reads of the first `accounts` accounts; the collector off while timing (a real reader holds
     one account's events at a time; these lists hold all of them)."""
-    from domain.fold import may_be_read_by_truth
     with psycopg.connect(eventstore) as conn:
         ids = [r[0] for r in conn.execute("SELECT DISTINCT originator_id FROM recompute_events "
                                           "WHERE originator_id LIKE 'acc%%' ORDER BY 1 LIMIT %s", (accounts,))]
         rows = conn.execute("SELECT originator_id, originator_version, topic, state FROM recompute_events "
                             "WHERE originator_id = ANY(%s)", (ids,)).fetchall()
     rows = [r for r in rows if may_be_read_by_truth(r[3])]
-    legacy, stripe = msgspec.json.Decoder(LegacyStruct), msgspec.json.Decoder(StripeStruct)
-
-    def structs() -> None:
-        for _, _, topic, state in rows:
-            (stripe if "Stripe" in topic else legacy).decode(state)
-
-    as_models = {}  # topic -> (model class, a Struct decoder of exactly its stored fields)
+    # topic -> (model class, a decoder into a Struct of exactly its stored fields: the times parsed, the
+    # rest as JSON gives them), made from the model's own fields
+    as_models = {}
     for topic in {r[2] for r in rows}:
         cls, fields, times = _event_class(topic)
         stored = sorted(fields - {"originator_id", "originator_version"})
         as_models[topic] = (cls, msgspec.json.Decoder(msgspec.defstruct(
             f"{cls.__name__}Stored", [(n, datetime | None if n in times else Any) for n in stored],
             forbid_unknown_fields=True)))
+
+    def structs() -> None:
+        for _, _, topic, state in rows:
+            as_models[topic][1].decode(state)
 
     def models() -> list[Any]:
         made = []
@@ -239,6 +216,7 @@ def main() -> None:
     print(f"  fixed: LocalCluster, {CORES} workers importing the engine {cluster:5.2f} s")
     empty_generations(stores)
     with stores.connect(purpose="bench") as conn:
+        ensure_read_model(conn)  # a fleet no backfill has run on has none of its tables yet
         gen = open_generation(conn, parse_rules(RULES_V2), RULES_V2, NOW, 32, now=NOW).generation
     jobs = _jobs(stores, gen, parse_rules(RULES_V2), RULES_V1, 0, list(range(gen.partitions)), CORES)
     reads = reads_seconds(dsns, [job.account_ids for job in jobs])
